@@ -1,0 +1,297 @@
+"""The program-package format: build, verify, extract, install, and every refusal."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from license_agent import package_format as pf
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def vendor_key():
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def trusted(vendor_key):
+    return pf.trusted_keys_for(vendor_key.public_key())
+
+
+@pytest.fixture
+def program_dir(tmp_path):
+    src = tmp_path / "src"
+    (src / "lib").mkdir(parents=True)
+    (src / "run.sh").write_text("#!/bin/sh\necho hello from the program\n")
+    (src / "run.sh").chmod(0o755)
+    (src / "lib" / "data.bin").write_bytes(os.urandom(50_000))
+    (src / "README.txt").write_text("read me\n")
+    return src
+
+
+@pytest.fixture
+def package(tmp_path, program_dir, vendor_key):
+    out = tmp_path / "prog.trpkg"
+    pf.build_package(program_dir, out, product_id="4", version="1.0.0", entry="run.sh --fast",
+                     signing_key=vendor_key, name="Prog")
+    return out
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+
+
+def rewrite_zip(src: Path, dst: Path, change) -> None:
+    """Copy a package entry by entry, letting change(name, data) -> (name, data) | None alter it."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            result = change(info.filename, zin.read(info))
+            if result is not None:
+                zout.writestr(result[0], result[1])
+
+
+def test_build_then_verify_lists_every_file_with_size_and_hash(package, trusted, program_dir):
+    verified = pf.verify_package(package, trusted)
+    m = verified.manifest
+    assert (m.product_id, m.version, m.entry, m.name) == ("4", "1.0.0", "run.sh --fast", "Prog")
+    by_path = {f.path: f for f in m.files}
+    assert set(by_path) == {"run.sh", "lib/data.bin", "README.txt"}
+    data = (program_dir / "lib" / "data.bin").read_bytes()
+    import hashlib
+    assert by_path["lib/data.bin"].size == len(data)
+    assert by_path["lib/data.bin"].sha256 == hashlib.sha256(data).hexdigest()
+    assert by_path["run.sh"].executable and not by_path["README.txt"].executable
+
+
+def test_extract_reproduces_the_files(package, trusted, program_dir, tmp_path):
+    dest = tmp_path / "out"
+    pf.extract_package(package, dest, trusted)
+    assert listing(dest) == listing(program_dir)
+    for rel in ("run.sh", "lib/data.bin", "README.txt"):
+        assert (dest / rel).read_bytes() == (program_dir / rel).read_bytes()
+    assert os.access(dest / "run.sh", os.X_OK)
+
+
+def test_every_single_byte_flip_in_a_file_is_refused(package, trusted, tmp_path):
+    raw = package.read_bytes()
+    # Flip bytes spread over the whole archive: whatever part they hit, it must be refused.
+    refused = 0
+    step = max(1, len(raw) // 97)
+    for offset in range(0, len(raw), step):
+        bad = bytearray(raw)
+        bad[offset] ^= 0x5A
+        dest = tmp_path / f"flip-{offset}"
+        try:
+            pf.extract_package(bytes(bad), dest, trusted)
+        except pf.PackageError as e:
+            assert str(e) and "\n" not in str(e)
+            refused += 1
+            assert not dest.exists()
+        else:
+            # Only bytes the format does not read (zip timestamps, comments, local-header padding)
+            # may change without a refusal, and then the files must still be exactly right.
+            assert listing(dest) == ["README.txt", "lib", "lib/data.bin", "run.sh"]
+    assert refused > 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".incoming")] == []
+
+
+def test_tampered_file_content_is_refused_with_its_name(package, trusted, tmp_path):
+    bad = tmp_path / "bad.trpkg"
+    rewrite_zip(package, bad, lambda n, d: (n, d.replace(b"hello", b"HELLO")) if n == "files/run.sh" else (n, d))
+    with pytest.raises(pf.FileMismatch, match="run.sh does not match its signed SHA-256"):
+        pf.verify_package(bad, trusted)
+
+
+def test_truncated_package_is_refused_and_leaves_nothing(package, trusted, tmp_path):
+    raw = package.read_bytes()
+    for cut in (10, len(raw) // 2, len(raw) - 30):
+        dest = tmp_path / f"cut{cut}"
+        with pytest.raises(pf.MalformedPackage, match="not a complete TokenRent package"):
+            pf.extract_package(raw[:cut], dest, trusted)
+        assert not dest.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prog.trpkg", "src"]
+
+
+def test_wrong_key_is_refused(package):
+    other = pf.trusted_keys_for(Ed25519PrivateKey.generate().public_key())
+    with pytest.raises(pf.UntrustedSigner, match="not a trusted vendor key"):
+        pf.verify_package(package, other)
+
+
+def test_manifest_changed_after_signing_is_refused(package, trusted, tmp_path):
+    bad = tmp_path / "bad.trpkg"
+
+    def change(name, data):
+        if name == pf.MANIFEST_NAME:
+            return name, data.replace(b"run.sh --fast", b"run.sh --evil")
+        return name, data
+    rewrite_zip(package, bad, change)
+    with pytest.raises(pf.BadSignature, match="changed after the vendor signed it"):
+        pf.verify_package(bad, trusted)
+
+
+def test_extra_unlisted_file_is_refused(package, trusted, tmp_path):
+    bad = tmp_path / "bad.trpkg"
+    rewrite_zip(package, bad, lambda n, d: (n, d))
+    with zipfile.ZipFile(bad, "a") as zf:
+        zf.writestr("files/extra.sh", b"rm -rf ~\n")
+    with pytest.raises(pf.FileMismatch, match="does not list"):
+        pf.verify_package(bad, trusted)
+
+
+def signed_package_with_paths(tmp_path, key, paths: list[str]) -> Path:
+    """A correctly SIGNED package whose manifest lists hostile paths: the signer may be
+    compromised or careless; the reader must still never write outside its directory."""
+    import hashlib
+    files = [{"path": p, "size": 3, "sha256": hashlib.sha256(b"bad").hexdigest(), "executable": False}
+             for p in paths]
+    manifest = json.dumps({"format": pf.FORMAT, "product_id": "4", "version": "1", "name": "",
+                           "entry": "{python} x.py", "created_at": "", "files": files},
+                          sort_keys=True).encode()
+    sig = {"kid": pf.kid_for(key.public_key().public_bytes_raw()),
+           "signature": __import__("base64").b64encode(key.sign(manifest)).decode()}
+    out = tmp_path / "evil.trpkg"
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(pf.MANIFEST_NAME, manifest)
+        zf.writestr(pf.SIGNATURE_NAME, json.dumps(sig))
+        for p in paths:
+            zf.writestr("files/" + p, b"bad")
+    return out
+
+
+@pytest.mark.parametrize("evil", ["../escape.txt", "a/../../escape.txt", "/etc/escape.txt",
+                                  "a\\..\\escape.txt", "C:/escape.txt", "a//b", "./x", "con.txt"])
+def test_path_traversal_entries_are_refused_and_nothing_written(tmp_path, vendor_key, trusted, evil):
+    bad = signed_package_with_paths(tmp_path, vendor_key, [evil])
+    dest = tmp_path / "deep" / "dest"
+    with pytest.raises(pf.UnsafePath):
+        pf.extract_package(bad, dest, trusted)
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "deep" / "escape.txt").exists()
+    assert listing(tmp_path / "deep") == []
+
+
+def test_case_colliding_paths_are_refused(tmp_path, vendor_key, trusted):
+    bad = signed_package_with_paths(tmp_path, vendor_key, ["Run.sh", "run.sh"])
+    with pytest.raises(pf.UnsafePath, match="twice"):
+        pf.verify_package(bad, trusted)
+
+
+def test_build_refuses_symlinks_and_missing_entry(tmp_path, vendor_key, program_dir):
+    with pytest.raises(pf.PackageError, match="entry program 'nope.sh' is not a file"):
+        pf.build_package(program_dir, tmp_path / "x.trpkg", product_id="4", version="1",
+                         entry="nope.sh", signing_key=vendor_key)
+    (program_dir / "link").symlink_to("/etc/passwd")
+    with pytest.raises(pf.UnsafePath, match="symbolic link"):
+        pf.build_package(program_dir, tmp_path / "x.trpkg", product_id="4", version="1",
+                         entry="run.sh", signing_key=vendor_key)
+    assert not (tmp_path / "x.trpkg").exists()
+    assert [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("version", ["", "1 0", "../1", "v" * 80])
+def test_build_refuses_bad_versions(tmp_path, vendor_key, program_dir, version):
+    with pytest.raises(pf.MalformedPackage, match="version"):
+        pf.build_package(program_dir, tmp_path / "x.trpkg", product_id="4", version=version,
+                         entry="run.sh", signing_key=vendor_key)
+
+
+def test_install_upgrade_keeps_old_until_new_then_uninstall(tmp_path, vendor_key, trusted, program_dir):
+    root = tmp_path / "programs"
+    v1 = tmp_path / "v1.trpkg"
+    pf.build_package(program_dir, v1, product_id="4", version="1.0.0", entry="run.sh",
+                     signing_key=vendor_key)
+    installed = pf.install_package(v1, root, trusted, expected_product_id="4")
+    assert installed.directory == root / "4" / "1.0.0"
+    assert pf.installed_program(root, "4").version == "1.0.0"
+    out = subprocess.run(pf.entry_command(installed), capture_output=True, text=True, check=True)
+    assert out.stdout == "hello from the program\n"
+
+    # A damaged v2 leaves v1 installed and current, with no leftovers.
+    (program_dir / "run.sh").write_text("#!/bin/sh\necho version two\n")
+    v2 = tmp_path / "v2.trpkg"
+    pf.build_package(program_dir, v2, product_id="4", version="2.0.0", entry="run.sh",
+                     signing_key=vendor_key)
+    raw = v2.read_bytes()
+    with pytest.raises(pf.PackageError):
+        pf.install_package(raw[: len(raw) - 40], root, trusted)
+    assert sorted(p.name for p in (root / "4").iterdir()) == ["1.0.0", "current.json"]
+    assert pf.installed_program(root, "4").version == "1.0.0"
+
+    # A good v2 replaces v1.
+    new = pf.install_package(v2, root, trusted)
+    assert sorted(p.name for p in (root / "4").iterdir()) == ["2.0.0", "current.json"]
+    out = subprocess.run(pf.entry_command(new), capture_output=True, text=True, check=True)
+    assert out.stdout == "version two\n"
+
+    # Reinstalling the same version works and keeps one copy.
+    pf.install_package(v2, root, trusted)
+    assert sorted(p.name for p in (root / "4").iterdir()) == ["2.0.0", "current.json"]
+
+    assert pf.uninstall_program(root, "4") is True
+    assert listing(root) == []
+    assert pf.installed_program(root, "4") is None
+    assert pf.uninstall_program(root, "4") is False
+
+
+def test_refused_first_install_creates_no_product_folder(tmp_path, package):
+    root = tmp_path / "programs"
+    other = pf.trusted_keys_for(Ed25519PrivateKey.generate().public_key())
+    with pytest.raises(pf.UntrustedSigner):
+        pf.install_package(package, root, other)
+    assert listing(root) == []
+
+
+def test_install_refuses_package_for_another_product(tmp_path, package, trusted):
+    root = tmp_path / "programs"
+    with pytest.raises(pf.PackageError, match="for product 4, not for product 7"):
+        pf.install_package(package, root, trusted, expected_product_id="7")
+    assert listing(root) == []
+
+
+@pytest.mark.parametrize("form", ["pem", "raw", "b64", "hex"])
+def test_signing_key_file_forms(tmp_path, vendor_key, form):
+    raw = vendor_key.private_bytes_raw()
+    data = {
+        "pem": vendor_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()),
+        "raw": raw, "b64": __import__("base64").b64encode(raw) + b"\n", "hex": raw.hex().encode(),
+    }[form]
+    path = tmp_path / "key"
+    path.write_bytes(data)
+    assert pf.load_signing_key(path).private_bytes_raw() == raw
+
+
+def test_cli_build_verify_and_refuse(tmp_path, program_dir, vendor_key):
+    key_file = tmp_path / "vendor.pem"
+    key_file.write_bytes(vendor_key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    out = tmp_path / "cli.trpkg"
+    cli = [sys.executable, "-m", "installers.package"]
+    r = subprocess.run(cli + ["build", str(program_dir), "--product", "9", "--version", "0.3",
+                              "--entry", "run.sh", "-o", str(out), "--key", str(key_file), "--json"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["product_id"] == "9" and summary["files"] == 3 and out.exists()
+    pub = __import__("base64").b64encode(vendor_key.public_key().public_bytes_raw()).decode()
+    r = subprocess.run(cli + ["verify", str(out), "--public-key", pub], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "every file matches" in r.stdout
+    raw = out.read_bytes()
+    out.write_bytes(raw[:-100])
+    r = subprocess.run(cli + ["verify", str(out), "--public-key", pub], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 4 and "not a complete TokenRent package" in r.stderr
+    r = subprocess.run(cli + ["build", str(program_dir), "--product", "9", "--version", "0.3",
+                              "--entry", "run.sh", "-o", str(out)], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "TOKENRENT_VENDOR_KEY": str(tmp_path / "missing")})
+    assert r.returncode == 2 and "cannot read the signing key" in r.stderr
