@@ -1,0 +1,94 @@
+"""What PyInstaller needs to freeze each TokenRent application (shared by the .spec files).
+
+One place for the hidden imports and data the frozen programs need at run time and that
+PyInstaller's import scan cannot see: keyring finds its backends through entry points (so its
+metadata must travel along), secretstorage/jeepney are only imported by the Secret Service
+backend, and cryptography's Rust bindings are loaded lazily.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = Path(__file__).resolve().parent / "specs"
+
+AGENT_NAME = "license-agent"
+STOREFRONT_NAME = "tokenrent"
+URL_SCHEME = "tokenrent"
+
+# Keyring backends per platform; collect_submodules adds whatever this keyring version has.
+KEYRING_HIDDEN = [
+    "keyring.backends.fail",
+    "keyring.backends.null",
+    "keyring.backends.chainer",
+    "keyring.backends.SecretService",
+    "keyring.backends.libsecret",
+    "keyring.backends.kwallet",
+    "keyring.backends.macOS",
+    "keyring.backends.Windows",
+]
+LINUX_SECRET_SERVICE = ["secretstorage", "jeepney", "jeepney.io.blocking"]
+CRYPTOGRAPHY_HIDDEN = [
+    "cryptography.hazmat.bindings._rust",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "cryptography.hazmat.primitives.asymmetric.x25519",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.primitives.kdf.hkdf",
+]
+# Test and server packages never belong in the user's programs.
+EXCLUDES = ["pytest", "_pytest", "hypothesis", "schemathesis", "pytestqt", "server_stub",
+            "installers", "tkinter", "IPython", "setuptools", "pip"]
+# The storefront uses only these Qt modules; leaving the rest out keeps the bundle smaller.
+QT_EXCLUDES = ["PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets", "PySide6.QtSql",
+               "PySide6.QtTest", "PySide6.QtDesigner", "PySide6.QtOpenGL", "PySide6.QtOpenGLWidgets",
+               "PySide6.Qt3DCore", "PySide6.QtMultimedia", "PySide6.QtWebEngineCore"]
+
+
+def _present(modules: list[str]) -> list[str]:
+    import importlib.util
+    out = []
+    for name in modules:
+        try:
+            if importlib.util.find_spec(name) is not None:
+                out.append(name)
+        except (ImportError, ValueError):
+            pass
+    return out
+
+
+def hidden_imports(app: str) -> list[str]:
+    from PyInstaller.utils.hooks import collect_submodules
+    names = KEYRING_HIDDEN + CRYPTOGRAPHY_HIDDEN + collect_submodules("keyring.backends")
+    if sys.platform.startswith("linux"):
+        names += LINUX_SECRET_SERVICE
+    names += collect_submodules("license_agent")
+    if app == STOREFRONT_NAME:
+        names += collect_submodules("desktop_app")
+    return sorted(set(_present(names)))
+
+
+def datas(app: str) -> list[tuple[str, str]]:
+    from PyInstaller.utils.hooks import collect_data_files, copy_metadata
+    out = copy_metadata("keyring")
+    try:  # --version reads the installed project's metadata when there is no __version__
+        out += copy_metadata("tokenrent")
+    except Exception:
+        pass
+    if app == STOREFRONT_NAME:
+        out += collect_data_files("desktop_app")
+    return out
+
+
+def excludes(app: str) -> list[str]:
+    out = list(EXCLUDES)
+    if app == AGENT_NAME:
+        out += ["PySide6", "shiboken6", "desktop_app", "requests"]
+    else:
+        out += QT_EXCLUDES
+    return out
+
+
+def entry_script(app: str) -> str:
+    return str(ROOT / "installers" / "entry" / ("license_agent_entry.py" if app == AGENT_NAME
+                                                else "tokenrent_entry.py"))

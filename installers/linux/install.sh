@@ -1,0 +1,65 @@
+#!/bin/sh
+# Install TokenRent for the current user, no root needed:
+#   programs   $PREFIX/lib/tokenrent/{tokenrent,license-agent}/   (PREFIX defaults to ~/.local)
+#   commands   $PREFIX/bin/tokenrent, $PREFIX/bin/license-agent
+#   menu entry $XDG_DATA_HOME/applications/tokenrent.desktop, also the tokenrent:// URL handler
+# Running it again upgrades in place: the new copy is unpacked beside the old one and swapped in.
+# Undo with $PREFIX/lib/tokenrent/uninstall.sh (your licences and agent state are kept).
+main() {
+    set -eu
+    here=$(cd "$(dirname "$0")" && pwd)
+    prefix=${PREFIX:-$HOME/.local}
+    data_home=${XDG_DATA_HOME:-$HOME/.local/share}
+    libdir=$prefix/lib/tokenrent
+    bindir=$prefix/bin
+    appdir=$data_home/applications
+    icondir=$data_home/icons/hicolor/scalable/apps
+
+    apps=""
+    for app in tokenrent license-agent; do
+        [ -x "$here/$app/$app" ] && apps="$apps $app"
+    done
+    if [ -z "$apps" ]; then
+        echo "install.sh: no programs next to this script (expected tokenrent/ and license-agent/)" >&2
+        exit 2
+    fi
+
+    mkdir -p "$prefix/lib" "$bindir"
+    rm -rf "$libdir.new" "$libdir.old"
+    mkdir "$libdir.new"
+    for app in $apps; do
+        cp -R "$here/$app" "$libdir.new/$app"
+    done
+    cp "$here/uninstall.sh" "$here/VERSION" "$libdir.new/"
+    [ -d "$libdir" ] && mv "$libdir" "$libdir.old"
+    mv "$libdir.new" "$libdir"
+    rm -rf "$libdir.old"
+
+    : > "$libdir/installed-files"
+    for app in $apps; do
+        ln -sfn "$libdir/$app/$app" "$bindir/$app"
+        echo "$bindir/$app" >> "$libdir/installed-files"
+    done
+
+    case " $apps " in *" tokenrent "*)
+        mkdir -p "$appdir" "$icondir"
+        sed "s|@BINDIR@|$bindir|g" "$here/share/tokenrent.desktop" > "$appdir/tokenrent.desktop"
+        cp "$here/share/tokenrent.svg" "$icondir/tokenrent.svg"
+        echo "$appdir/tokenrent.desktop" >> "$libdir/installed-files"
+        echo "$icondir/tokenrent.svg" >> "$libdir/installed-files"
+        # Make TokenRent the handler of tokenrent:// links (store links from the agent's warnings).
+        if command -v xdg-mime >/dev/null 2>&1; then
+            xdg-mime default tokenrent.desktop x-scheme-handler/tokenrent || true
+        fi
+        if command -v update-desktop-database >/dev/null 2>&1; then
+            update-desktop-database "$appdir" >/dev/null 2>&1 || true
+        fi
+    ;; esac
+
+    echo "TokenRent $(cat "$libdir/VERSION") installed in $libdir:$apps"
+    case ":$PATH:" in *":$bindir:"*) ;; *)
+        echo "note: $bindir is not on your PATH; add it, e.g. in ~/.profile: PATH=\"$bindir:\$PATH\"" ;;
+    esac
+}
+main "$@"
+exit $?

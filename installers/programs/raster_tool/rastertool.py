@@ -1,0 +1,154 @@
+"""Software D raster tool: grayscale, threshold and speck cleanup of PNG/PPM document scans.
+
+    rastertool.py [--op grayscale|threshold|cleanup] [--level 0-255] [-o OUT_DIR] IMAGE...
+
+Every image costs one processing of the rental. The processing is RESERVED with the license
+agent before the image is read and COMMITTED only after the result is safely on disk; if the
+work fails (bad file, crash, Ctrl-C) the reservation is released (or, after a hard crash,
+expires), so a failed image never burns a processing that was not delivered.
+Exit codes: 0 all done, 1 an image failed, 3 no processings left (the store URL is printed),
+4 the license agent refused the license as invalid.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def product_id() -> str:
+    if os.environ.get("TOKENRENT_PRODUCT_ID"):
+        return os.environ["TOKENRENT_PRODUCT_ID"]
+    try:
+        return str(json.loads((HERE / "product.json").read_text())["product_id"])
+    except (OSError, ValueError, KeyError):
+        sys.exit("rastertool: no product id (set TOKENRENT_PRODUCT_ID or ship product.json)")
+
+
+# --- image work (Qt's QImage; no GUI needed) ----------------------------------------------------
+
+def load_gray(path: Path):
+    from PySide6.QtGui import QImage
+    img = QImage(str(path))
+    if img.isNull():
+        raise ValueError(f"{path} is not a readable PNG/PPM image")
+    return img.convertToFormat(QImage.Format.Format_Grayscale8)
+
+
+def _rows(img) -> list[bytearray]:
+    bpl, w = img.bytesPerLine(), img.width()
+    bits = bytes(img.constBits())
+    return [bytearray(bits[y * bpl: y * bpl + w]) for y in range(img.height())]
+
+
+def _from_rows(rows: list[bytearray], width: int):
+    from PySide6.QtGui import QImage
+    img = QImage(width, len(rows), QImage.Format.Format_Grayscale8)
+    bpl = img.bytesPerLine()
+    buf = bytearray(bpl * len(rows))
+    for y, row in enumerate(rows):
+        buf[y * bpl: y * bpl + width] = row
+    # QImage over our buffer, then copy() so it owns its pixels.
+    return QImage(bytes(buf), width, len(rows), bpl, QImage.Format.Format_Grayscale8).copy()
+
+
+def threshold_rows(rows: list[bytearray], level: int) -> list[bytearray]:
+    table = bytes(0 if v < level else 255 for v in range(256))
+    return [bytearray(row.translate(table)) for row in rows]
+
+
+def despeckle(rows: list[bytearray]) -> list[bytearray]:
+    """Turn isolated black pixels (no black 8-neighbour) white: scanner dust on a binarised page."""
+    h = len(rows)
+    out = [bytearray(r) for r in rows]
+    for y in range(h):
+        row = rows[y]
+        w = len(row)
+        x = row.find(0)
+        while x != -1:
+            alone = True
+            for yy in (y - 1, y, y + 1):
+                if 0 <= yy < h:
+                    seg = rows[yy][max(0, x - 1): x + 2]
+                    black = seg.count(0) - (1 if yy == y else 0)
+                    if black:
+                        alone = False
+                        break
+            if alone:
+                out[y][x] = 255
+            x = row.find(0, x + 1) if x + 1 < w else -1
+    return out
+
+
+def process(path: Path, out_dir: Path, op: str, level: int) -> Path:
+    gray = load_gray(path)
+    if op == "grayscale":
+        result = gray
+    else:
+        rows = threshold_rows(_rows(gray), level)
+        if op == "cleanup":
+            rows = despeckle(rows)
+        result = _from_rows(rows, gray.width())
+    suffix = path.suffix.lower() if path.suffix.lower() in (".png", ".ppm", ".pgm") else ".png"
+    if suffix == ".ppm":
+        suffix = ".pgm"  # a one-channel result is a PGM
+    target = out_dir / f"{path.stem}.{op}{suffix}"
+    tmp = target.with_name(f".{target.name}.tmp")
+    if not result.save(str(tmp), suffix.lstrip(".").upper()):
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"cannot write {target}")
+    os.replace(tmp, target)
+    return target
+
+
+# --- licensing ----------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rastertool", description=__doc__.split("\n")[0])
+    ap.add_argument("images", nargs="+", type=Path)
+    ap.add_argument("--op", choices=["grayscale", "threshold", "cleanup"], default="cleanup")
+    ap.add_argument("--level", type=int, default=128, help="threshold level 0-255 (default 128)")
+    ap.add_argument("-o", "--out-dir", type=Path, default=None, help="default: beside each image")
+    args = ap.parse_args(argv)
+    if not 0 <= args.level <= 255:
+        ap.error("--level must be between 0 and 255")
+
+    from license_agent import client
+
+    pid = product_id()
+    failed = 0
+    for image in args.images:
+        out_dir = args.out_dir or image.parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            reservation = client.reserve(pid, 1)
+        except client.Denied as e:
+            print(f"rastertool: {e}", file=sys.stderr)
+            print(f"rastertool: buy more processings at {e.store_url}", file=sys.stderr)
+            return 3
+        except client.AgentError as e:
+            print(f"rastertool: the license agent refused: {e}", file=sys.stderr)
+            return 4
+        try:
+            target = process(image, out_dir, args.op, args.level)
+        except (OSError, ValueError) as e:
+            reservation.release()
+            print(f"rastertool: {image}: {e} (no processing used)", file=sys.stderr)
+            failed += 1
+            continue
+        except BaseException:
+            reservation.release()
+            raise
+        answer = reservation.commit()
+        print(f"{image} -> {target} ({answer.remaining} processings left)")
+        if answer.warning:
+            print(f"rastertool: {answer.message} - buy more at {answer.store_url}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
