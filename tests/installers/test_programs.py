@@ -1,0 +1,171 @@
+"""The rentable example programs: their real work, their packages, and that they really count
+down against a real license agent (temp LICENSE_AGENT_HOME, real CLI, real codes)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from installers import demo_packages
+from license_agent import package_format as pf
+from tests.support.installers_agent import AgentHome, have_agent_cli
+
+PROGRAMS = Path(demo_packages.__file__).resolve().parent / "programs"
+sys.path.insert(0, str(PROGRAMS / "raster_tool"))
+import rastertool  # noqa: E402
+
+needs_agent = pytest.mark.skipif(not have_agent_cli(),
+                                 reason="license_agent.cli / license_agent.client not available yet")
+
+
+def make_page(path: Path, fmt: str = "PNG", specks=((2, 2), (17, 3))) -> None:
+    """A 20x12 light-gray page with one dark 4x3 block and isolated dark specks."""
+    from PySide6.QtGui import QColor, QImage
+    img = QImage(20, 12, QImage.Format.Format_RGB32)
+    img.fill(QColor(220, 220, 220))
+    for y in range(5, 8):
+        for x in range(8, 12):
+            img.setPixelColor(x, y, QColor(20, 30, 40))
+    for x, y in specks:
+        img.setPixelColor(x, y, QColor(10, 10, 10))
+    assert img.save(str(path), fmt)
+
+
+def gray_rows(path: Path) -> list[bytes]:
+    return [bytes(r) for r in rastertool._rows(rastertool.load_gray(path))]
+
+
+# --- the programs' own work ---------------------------------------------------------------------
+
+def test_threshold_and_cleanup_really_process_the_image(tmp_path):
+    src = tmp_path / "page.png"
+    make_page(src)
+    out = rastertool.process(src, tmp_path, "threshold", 128)
+    rows = gray_rows(out)
+    assert rows[6][9] == 0 and rows[0][0] == 255 and rows[2][2] == 0  # block and speck are black
+    assert set(b"".join(rows)) == {0, 255}
+    cleaned = gray_rows(rastertool.process(src, tmp_path, "cleanup", 128))
+    assert cleaned[2][2] == 255 and cleaned[3][17] == 255   # isolated specks removed
+    assert all(cleaned[y][x] == 0 for y in range(5, 8) for x in range(8, 12))  # block kept
+    assert sum(row.count(0) for row in cleaned) == 12
+
+
+def test_ppm_input_gives_a_pgm_grayscale(tmp_path):
+    src = tmp_path / "scan.ppm"
+    make_page(src, "PPM")
+    out = rastertool.process(src, tmp_path, "grayscale", 128)
+    assert out.name == "scan.grayscale.pgm" and out.read_bytes().startswith(b"P5")
+    assert gray_rows(out)[6][9] < 40 and gray_rows(out)[0][0] > 200
+
+
+def test_unreadable_image_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="not a readable PNG/PPM image"):
+        rastertool.process(bad, tmp_path, "cleanup", 128)
+
+
+def test_demo_packages_are_signed_bound_and_installable(tmp_path):
+    key = Ed25519PrivateKey.generate()
+    built = demo_packages.build_demo_packages(
+        tmp_path / "pk", key, {"Software D": "4", "Software B": "2", "Software C": "3", "Software A": "1"})
+    assert {b.program for b in built} == {"raster_tool", "note_viewer", "dice_game", "shell_wordcount"}
+    trusted = pf.trusted_keys_for(key.public_key())
+    for b in built:
+        installed = pf.install_package(b.path, tmp_path / "programs", trusted, expected_product_id=b.product_id)
+        assert (installed.directory / "product.json").read_text().strip() == f'{{"product_id": "{b.product_id}"}}'
+    wc = pf.installed_program(tmp_path / "programs", "1")
+    assert pf.entry_command(wc)[0] == str(wc.directory / "wordcount.sh")
+    # Only products that exist get a package.
+    assert [b.program for b in demo_packages.build_demo_packages(tmp_path / "pk2", key, {"Software D": 9})] \
+        == ["raster_tool"]
+
+
+# --- against a real agent -----------------------------------------------------------------------
+
+@pytest.fixture
+def agent(tmp_path):
+    home = AgentHome(tmp_path / "agent-home")
+    home.trust_vendor()
+    return home
+
+
+def run_program(agent: AgentHome, argv: list[str], product_id: str, **kw) -> subprocess.CompletedProcess:
+    env = agent.env | {"TOKENRENT_PRODUCT_ID": product_id, "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, **kw)
+
+
+@needs_agent
+def test_raster_tool_spends_one_processing_per_image(agent, tmp_path):
+    agent.grant("4", "processings", processings=4, low_threshold=2)
+    images = []
+    for i in range(3):
+        images.append(tmp_path / f"p{i}.png")
+        make_page(images[-1])
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG but cut short")
+    tool = [sys.executable, str(PROGRAMS / "raster_tool" / "rastertool.py"), "-o", str(tmp_path / "out")]
+
+    r = run_program(agent, tool + [str(images[0]), str(broken), str(images[1])], "4")
+    assert r.returncode == 1, r.stderr           # one image failed ...
+    assert "broken.png" in r.stderr and "no processing used" in r.stderr
+    assert agent.remaining("4") == 2             # ... and only the two good ones were counted
+    assert "2 processings left" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.cleanup.png", "p1.cleanup.png"]
+
+    r = run_program(agent, tool + [str(images[2]), str(images[0]), str(images[1])], "4")
+    assert r.returncode == 3, (r.stdout, r.stderr)  # two processed, the third refused
+    assert agent.remaining("4") == 0
+    assert "tokenrent://product/4" in r.stderr
+    assert r.stdout.count("->") == 2
+
+
+@needs_agent
+def test_dice_game_runs_through_license_agent_run_and_counts_uses(agent):
+    agent.grant("3", "uses", uses=2)
+    game = [sys.executable, str(PROGRAMS / "dice_game" / "dicegame.py"), "--auto", "--seed", "7"]
+    for left in (1, 0):
+        r = run_program(agent, [*agent.agent, "run", "3", "--", *game], "3")
+        assert r.returncode == 0, r.stderr
+        assert " wins " in r.stdout
+        assert agent.remaining("3") == left
+    r = run_program(agent, [*agent.agent, "run", "3", "--", *game], "3")
+    assert r.returncode == 3 and " wins " not in r.stdout
+    assert "tokenrent://product/3" in (r.stdout + r.stderr)
+
+
+@needs_agent
+def test_note_viewer_opens_while_time_is_left_and_refuses_after(agent, tmp_path):
+    agent.grant("2", "time", expires_in=timedelta(seconds=4))
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    viewer = [sys.executable, str(PROGRAMS / "note_viewer" / "noteviewer.py"), str(note), "--quit-after", "200"]
+    r = run_program(agent, viewer, "2")
+    assert r.returncode == 0, r.stderr
+    assert "rental time left" in r.stdout
+    time.sleep(4.5)
+    r = run_program(agent, viewer, "2")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "tokenrent://product/2" in r.stderr
+
+
+@needs_agent
+def test_shell_program_counts_down_through_the_cli(agent, tmp_path):
+    agent.grant("1", "processings", processings=2)
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"t{i}.txt")
+        files[-1].write_text("one two three\nfour\n")
+    script = str(PROGRAMS / "shell_wordcount" / "wordcount.sh")
+    r = run_program(agent, ["/bin/sh", script, str(files[0]), str(tmp_path / "missing.txt"), str(files[1])], "1")
+    assert r.returncode == 1, r.stderr     # the missing file cost nothing
+    assert r.stdout.count("2 lines, 4 words, 19 bytes") == 2
+    assert agent.remaining("1") == 0
+    r = run_program(agent, ["/bin/sh", script, str(files[2])], "1")
+    assert r.returncode == 3 and "2 lines" not in r.stdout
+    assert "tokenrent://product/1" in r.stderr
