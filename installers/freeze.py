@@ -16,6 +16,9 @@ SPECS = Path(__file__).resolve().parent / "specs"
 AGENT_NAME = "license-agent"
 STOREFRONT_NAME = "tokenrent"
 URL_SCHEME = "tokenrent"
+# Strip debug symbols from shared libraries on Linux (binutils' strip): libpython alone shrinks
+# from about 23 MB to 5 MB. Windows has nothing to strip; on macOS it would break code signing.
+STRIP = sys.platform.startswith("linux")
 
 # Keyring backends per platform; collect_submodules adds whatever this keyring version has.
 KEYRING_HIDDEN = [

@@ -1,0 +1,95 @@
+"""CI freezes the license agent with PyInstaller (the real spec, the real build command), packs
+the Linux bundle, installs it with its install script into a temp prefix, and uses the FROZEN
+agent for real: --version, trust, device, install a code, check until refused, then uninstall.
+Slow (about a minute on two cores) but part of every CI run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.installers_agent import ROOT, AgentHome, agent_command, have_agent_cli
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(not have_agent_cli(), reason="license_agent.cli not available yet: nothing to freeze"),
+]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        pytest.fail("PyInstaller is not installed: it is in the test extra (pip install -e '.[test]')")
+    base = tmp_path_factory.mktemp("freeze")
+    proc = subprocess.run([sys.executable, "-m", "installers", "build", "agent", "--bundle",
+                           "--dist", str(base / "dist"), "--work", str(base / "work")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1100)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    archives = list((base / "dist").glob("tokenrent-*-linux-*.tar.gz"))
+    assert len(archives) == 1, list((base / "dist").iterdir())
+    return archives[0]
+
+
+@pytest.fixture(scope="module")
+def installed(bundle, tmp_path_factory) -> dict:
+    base = tmp_path_factory.mktemp("user")
+    with tarfile.open(bundle) as tar:
+        tar.extractall(base / "unpacked", filter="data")
+    (top,) = list((base / "unpacked").iterdir())
+    env = dict(os.environ, HOME=str(base / "home"), PREFIX=str(base / "home" / ".local"),
+               XDG_DATA_HOME=str(base / "home" / ".local" / "share"),
+               XDG_CONFIG_HOME=str(base / "home" / ".config"))
+    proc = subprocess.run(["/bin/sh", str(top / "install.sh")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "installed in" in proc.stdout
+    return {"env": env, "prefix": Path(env["PREFIX"]), "top": top}
+
+
+def test_frozen_agent_reports_the_same_version(installed):
+    frozen = installed["prefix"] / "bin" / "license-agent"
+    assert frozen.is_symlink() and os.access(frozen, os.X_OK)
+    out = subprocess.run([str(frozen), "--version"], capture_output=True, text=True, env=installed["env"])
+    assert out.returncode == 0, out.stderr
+    plain = subprocess.run([*agent_command(), "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == plain.stdout.strip() and out.stdout.strip()
+    # It really is the frozen one: no Python interpreter of ours runs it.
+    assert (installed["prefix"] / "lib" / "tokenrent" / "license-agent" / "_internal").is_dir()
+
+
+def test_frozen_agent_installs_a_code_and_counts_down(installed, tmp_path):
+    frozen = str(installed["prefix"] / "bin" / "license-agent")
+    agent = AgentHome(tmp_path / "home", agent=[frozen])
+    agent.trust_vendor()
+    device = agent.device()
+    assert len(device["device_id"]) == 32
+    agent.grant("42", "uses", uses=2)
+    first = agent.cli_json("check", "42")
+    assert first["allowed"] is True and first["remaining"] == 1
+    second = agent.cli_json("check", "42")
+    assert second["remaining"] == 0
+    refused = agent.cli_json("check", "42", expect=3)
+    assert refused["allowed"] is False and refused["store_url"] == "tokenrent://product/42"
+    # The frozen agent and the non-frozen one share the same state format.
+    plain = AgentHome(agent.home, vendor_key=agent.vendor_key)
+    assert plain.cli("check", "42").returncode == 3
+
+
+def test_bundle_has_desktop_entry_and_uninstalls_cleanly(installed):
+    env, prefix = installed["env"], installed["prefix"]
+    share = Path(env["XDG_DATA_HOME"])
+    # An agent-only bundle has no storefront, so no menu entry; the template must still ship.
+    desktop = (installed["top"] / "share" / "tokenrent.desktop").read_text()
+    assert "MimeType=x-scheme-handler/tokenrent;" in desktop and "Exec=@BINDIR@/tokenrent %u" in desktop
+    uninstall = prefix / "lib" / "tokenrent" / "uninstall.sh"
+    proc = subprocess.run(["/bin/sh", str(uninstall)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert not (prefix / "bin" / "license-agent").exists()
+    assert not (prefix / "lib" / "tokenrent").exists()
+    assert not (share / "applications" / "tokenrent.desktop").exists()
