@@ -1,0 +1,134 @@
+"""Talks to the local license agent through its CLI (`license-agent ... --json`).
+
+A subprocess per call keeps the agent's state and keys in the agent's own
+process (the same path a rented program uses), and LICENSE_AGENT_HOME picks
+the agent home. Blocking: call from worker threads only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+# agent exit codes (contract)
+ALLOWED, BAD_INPUT, DENIED, INVALID = 0, 2, 3, 4
+
+
+class AgentError(Exception):
+    def __init__(self, message: str, exit_code: int | None = None, answer: Any = None):
+        super().__init__(message)
+        self.user_message = message
+        self.exit_code = exit_code
+        self.answer = answer
+
+
+@dataclass
+class AgentResult:
+    exit_code: int
+    answer: Any
+    stdout: str
+    stderr: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.exit_code == ALLOWED
+
+
+def agent_command() -> list[str]:
+    """The agent's console script beside this Python, else run its module."""
+    bindir = Path(sys.executable).parent
+    for name in ("license-agent", "license-agent.exe"):
+        candidate = bindir / name
+        if candidate.exists():
+            return [str(candidate)]
+    found = shutil.which("license-agent")
+    if found and not getattr(sys, "frozen", False):
+        return [found]
+    return [sys.executable, "-c", "import sys; from license_agent.cli import main; sys.exit(main())"]
+
+
+class AgentBridge:
+    def __init__(self, home: Path, timeout: float = 60.0):
+        self.home = Path(home)
+        self.timeout = timeout
+        self._base = agent_command()
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["LICENSE_AGENT_HOME"] = str(self.home)
+        return env
+
+    def call(self, args: Sequence[str], *, stdin: str | None = None, check: bool = True,
+             timeout: float | None = None) -> AgentResult:
+        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            proc = subprocess.run([*self._base, *args], input=stdin, capture_output=True, text=True,
+                                  env=self.env(), timeout=timeout or self.timeout)
+        except FileNotFoundError as exc:
+            raise AgentError("The license agent is not installed.") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise AgentError("The license agent did not answer in time.") from exc
+        answer: Any = None
+        out = proc.stdout.strip()
+        if out:
+            try:
+                answer = json.loads(out)
+            except ValueError:
+                answer = None
+        result = AgentResult(proc.returncode, answer, proc.stdout, proc.stderr)
+        if check and proc.returncode != ALLOWED:
+            raise AgentError(_message(result), proc.returncode, answer)
+        return result
+
+    # -- contract calls ---------------------------------------------------
+    def device(self) -> dict:
+        return self.call(["device", "--json"]).answer
+
+    def trust(self, public_key_b64: str) -> None:
+        self.call(["trust", public_key_b64])
+
+    def install(self, code: str) -> AgentResult:
+        return self.call(["install", "-"], stdin=code)
+
+    def status(self) -> list[dict]:
+        return normalize_status(self.call(["status", "--json"]).answer)
+
+    def check(self, product_id: Any) -> AgentResult:
+        return self.call(["check", str(product_id), "--json"], check=False)
+
+    def run(self, product_id: Any, command: Sequence[str]) -> AgentResult:
+        """The gate, then the program; returns when the program ends."""
+        return self.call(["run", str(product_id), "--", *command], check=False, timeout=24 * 3600)
+
+
+def _message(result: AgentResult) -> str:
+    if isinstance(result.answer, dict):
+        for key in ("message", "detail", "error", "reason"):
+            if result.answer.get(key):
+                return str(result.answer[key])
+    text = (result.stderr or result.stdout).strip().splitlines()
+    if text:
+        return text[-1]
+    return {BAD_INPUT: "The license agent refused the input.",
+            DENIED: "The license does not allow this run.",
+            INVALID: "The authorization code is invalid or the agent's state was tampered with."}.get(
+        result.exit_code, f"The license agent failed (exit code {result.exit_code}).")
+
+
+def normalize_status(answer: Any) -> list[dict]:
+    """The agent's status as a list of per-license dicts, whatever the wrapping."""
+    if answer is None:
+        return []
+    if isinstance(answer, dict):
+        for key in ("licenses", "products", "items"):
+            if isinstance(answer.get(key), list):
+                return [dict(x) for x in answer[key]]
+        if all(isinstance(v, dict) for v in answer.values()):
+            return [dict(v, product_id=v.get("product_id", k)) for k, v in answer.items()]
+        return [answer]
+    return [dict(x) for x in answer]

@@ -1,0 +1,105 @@
+"""Starting the storefront: settings, the server (configured or local demo), the window."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from desktop_app.api.worker import run_async
+from desktop_app.demo_server import DemoServer
+from desktop_app.main_window import MainWindow
+from desktop_app.paths import AppPaths, app_paths
+from desktop_app.settings.config import load_settings
+from desktop_app.state import AppState
+
+PRODUCT_LINK = re.compile(r"^tokenrent://product/([^/?#\s]+)/?$")
+
+
+@dataclass
+class Options:
+    server: str = ""
+    product: str | None = None
+    demo_user: bool = True
+
+
+def product_from_link(link: str) -> str | None:
+    m = PRODUCT_LINK.match(link.strip())
+    return m.group(1) if m else None
+
+
+class StoreApp:
+    """Owns the state, the window, and the demo server process when there is one."""
+
+    DEMO_USERNAME = "demo"
+    DEMO_PASSWORD = "demo-password"
+
+    def __init__(self, options: Options, paths: AppPaths | None = None):
+        self.options = options
+        self.paths = (paths or app_paths()).ensure()
+        self.settings = load_settings(self.paths)
+        self.server_url = (options.server or self.settings.server_url).rstrip("/")
+        self.demo: DemoServer | None = None
+        self.state = AppState(self.paths, self.settings, self.server_url or "http://127.0.0.1:0")
+        self.window = MainWindow(self.state, demo_url="")
+        self.ready = False
+        self.state.meChanged.connect(self._me_changed)
+        self._was_signed_in = False
+
+    def start(self) -> None:
+        self.window.show()
+        self.state.load_cached_library()   # the library works before (or without) the network
+        if self.server_url:
+            self._server_ready(self.server_url)
+            return
+        self.window.banner.show_message("Starting the local demo store…", "info")
+        self.demo = DemoServer(self.paths.demo_db)
+        run_async(self.demo.start, self._server_ready, self._demo_failed)
+
+    def _demo_failed(self, error) -> None:
+        self.window.banner.show_message(f"{error} You can set a store server address in Settings.", "error")
+
+    def _server_ready(self, url: str) -> None:
+        self.state.api.base_url = url.rstrip("/")
+        if self.demo is not None:
+            self.window.banner.show_message(
+                f"This is the local demo store ({url}). Sign in as “{self.DEMO_USERNAME}” "
+                f"(password “{self.DEMO_PASSWORD}”) or create your own account.", "info")
+        self.state.load_catalog(self._catalog_loaded)
+        self.state.resume_session()
+        self.window.downloads_resume = QTimer.singleShot(0, self.window.library.downloads.resume_all)
+
+    def _catalog_loaded(self) -> None:
+        self.ready = True
+        if self.options.product:
+            self.window.open_product(self.options.product)
+        if not self.state.signed_in and not self.state.api.token:
+            dialog = self.window.ask_sign_in()
+            if self.demo is not None and not self.settings.last_username:
+                dialog.username.setText(self.DEMO_USERNAME)
+                dialog.password.setText(self.DEMO_PASSWORD)
+
+    def _me_changed(self, me) -> None:
+        signed_in = me is not None
+        if signed_in and not self._was_signed_in:
+            self.window.after_sign_in()
+        self._was_signed_in = signed_in
+
+    def stop(self) -> None:
+        if self.demo is not None:
+            self.demo.stop()
+
+
+def run(options: Options) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("TokenRent")
+    app.setOrganizationName("TokenRent")
+    store = StoreApp(options)
+    app.aboutToQuit.connect(store.stop)
+    store.start()
+    try:
+        return app.exec()
+    finally:
+        store.stop()

@@ -1,0 +1,81 @@
+"""The local demo server: `tokenrent` with no server configured starts
+`python -m server_stub serve --demo` on a free loopback port, with an embedded
+SQLite database in the user data dir. A separate process: desktop_app never
+imports server_stub.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+class DemoServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DemoServer:
+    def __init__(self, db_path: Path, log_path: Path | None = None):
+        self.db_path = Path(db_path)
+        self.log_path = log_path or self.db_path.with_suffix(".log")
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "server_stub", "serve", "--demo",
+                "--db", f"sqlite:///{self.db_path}", "--port", str(self.port)]
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Blocking (call from a worker thread). Returns the server URL."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        log = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=env)
+        except OSError as exc:
+            raise DemoServerError(f"Could not start the demo server: {exc}") from exc
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise DemoServerError(
+                    f"The demo server stopped at start-up (exit code {self.process.returncode}); "
+                    f"see {self.log_path}")
+            try:
+                if requests.get(self.url + "/v1/categories", timeout=1).status_code < 500:
+                    return self.url
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise DemoServerError(f"The demo server did not answer within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -1,0 +1,259 @@
+"""Resumable downloads: HTTP Range, SHA-256 check, pause/resume, survives restart.
+
+State on disk, next to the partial file:
+    <dest>.part       the bytes received so far
+    <dest>.part.json  {url, etag, total_size, expected_sha256}
+A download that is paused, loses the network, or whose app is closed resumes
+from the bytes already on disk (If-Range keeps a changed file from being
+spliced onto an old one). The file is renamed to <dest> only after its size
+and SHA-256 match. Blocking: run it on a worker thread.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+CHUNK = 256 * 1024
+
+
+class DownloadError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.user_message = message
+
+
+class DownloadPaused(Exception):
+    user_message = "The download is paused."
+
+
+class ChecksumMismatch(DownloadError):
+    pass
+
+
+@dataclass
+class Progress:
+    received: int
+    total: int | None
+
+    @property
+    def fraction(self) -> float | None:
+        return self.received / self.total if self.total else None
+
+
+def sha256_of(path: Path, chunk: int = 1024 * 1024) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _header_sha256(resp: requests.Response) -> str | None:
+    value = resp.headers.get("X-Checksum-SHA256") or resp.headers.get("X-Content-SHA256")
+    if value:
+        return value.strip().lower()
+    for name in ("Repr-Digest", "Digest"):  # RFC 9530 / RFC 3230
+        digest = resp.headers.get(name, "")
+        for part in digest.split(","):
+            key, _, val = part.strip().partition("=")
+            if key.lower() == "sha-256" and val:
+                try:
+                    return base64.b64decode(val.strip(":")).hex()
+                except ValueError:
+                    pass
+    return None
+
+
+class Download:
+    """One file. ``run()`` downloads until done, paused, or failed."""
+
+    def __init__(self, url: str, dest: Path, *, expected_sha256: str | None = None,
+                 expected_size: int | None = None, headers: dict | None = None,
+                 retries: int = 5, retry_wait: float = 0.5, timeout: float = 15.0,
+                 session: requests.Session | None = None):
+        self.url = url
+        self.dest = Path(dest)
+        self.part = self.dest.with_name(self.dest.name + ".part")
+        self.state_file = self.dest.with_name(self.dest.name + ".part.json")
+        self.expected_sha256 = expected_sha256.lower() if expected_sha256 else None
+        self.expected_size = expected_size
+        self.headers = dict(headers or {})
+        self.retries = retries
+        self.retry_wait = retry_wait
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self._pause = threading.Event()
+        self.on_progress: Callable[[Progress], None] | None = None
+
+    # -- control (any thread) ---------------------------------------------
+    def pause(self) -> None:
+        self._pause.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._pause.is_set()
+
+    def received_bytes(self) -> int:
+        try:
+            return self.part.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _load_state(self) -> dict:
+        try:
+            state = json.loads(self.state_file.read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return state if state.get("url") == self.url else {}
+
+    def _save_state(self, state: dict) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state), "utf-8")
+        os.replace(tmp, self.state_file)
+
+    def discard(self) -> None:
+        for p in (self.part, self.state_file):
+            p.unlink(missing_ok=True)
+
+    # -- the work (worker thread) ------------------------------------------
+    def run(self) -> Path:
+        """Returns the verified file. Raises DownloadPaused or DownloadError."""
+        self._pause.clear()
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        if self.dest.exists() and self._verified(self.dest):
+            return self.dest
+        state = self._load_state()
+        if not state:
+            self.discard()
+        # The hash of the bytes already on disk is recomputed (hash state cannot be saved).
+        hasher = hashlib.sha256()
+        received = 0
+        if self.part.exists():
+            with open(self.part, "rb") as f:
+                while block := f.read(1024 * 1024):
+                    hasher.update(block)
+                    received += len(block)
+        failures = 0
+        while True:
+            try:
+                hasher, received = self._fetch(state, hasher, received)
+                break
+            except DownloadPaused:
+                raise
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise DownloadError("The download stopped: the server cannot be reached. "
+                                        "It will continue from where it stopped.") from exc
+                if self._pause.wait(min(self.retry_wait * 2 ** (failures - 1), 10)):
+                    raise DownloadPaused()
+                # re-sync with the disk: the bytes counted are the bytes written
+                hasher, received = self._rehash()
+        return self._finish(hasher.hexdigest(), received, state)
+
+    def _rehash(self):
+        hasher = hashlib.sha256()
+        received = 0
+        if self.part.exists():
+            with open(self.part, "rb") as f:
+                while block := f.read(1024 * 1024):
+                    hasher.update(block)
+                    received += len(block)
+        return hasher, received
+
+    def _fetch(self, state: dict, hasher, received: int) -> int:
+        headers = dict(self.headers)
+        if received:
+            headers["Range"] = f"bytes={received}-"
+            if state.get("etag"):
+                headers["If-Range"] = state["etag"]
+        with self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout) as resp:
+            if resp.status_code == 416 and received:
+                # Range not satisfiable: we may already have everything
+                total = state.get("total_size")
+                if total is not None and received >= total:
+                    return hasher, received
+                self.discard()
+                raise requests.ConnectionError("range refused; restarting")
+            if resp.status_code == 401:
+                raise DownloadError("Your session has ended. Please sign in again to download.")
+            if resp.status_code == 404:
+                raise DownloadError("The file to download was not found on the server.")
+            if resp.status_code >= 400:
+                raise DownloadError(f"The server refused the download ({resp.status_code}).")
+            if resp.status_code == 200 and received:
+                # the server ignored the Range (or the file changed): start over
+                received = 0
+                hasher = hashlib.sha256()
+            total = None
+            if resp.status_code == 206:
+                content_range = resp.headers.get("Content-Range", "")
+                if "/" in content_range and not content_range.endswith("/*"):
+                    total = int(content_range.rsplit("/", 1)[1])
+            elif resp.headers.get("Content-Length"):
+                total = int(resp.headers["Content-Length"])
+            state.update(url=self.url, etag=resp.headers.get("ETag") or state.get("etag"),
+                         total_size=total if total is not None else state.get("total_size"),
+                         expected_sha256=self.expected_sha256 or _header_sha256(resp)
+                         or state.get("expected_sha256"))
+            if state["expected_sha256"] and not self.expected_sha256:
+                self.expected_sha256 = state["expected_sha256"]
+            if self.expected_size is None and state.get("total_size") is not None:
+                self.expected_size = state["total_size"]
+            self._save_state(state)
+            mode = "ab" if received else "wb"
+            with open(self.part, mode) as out:
+                self._report(received, state.get("total_size"))
+                for block in resp.iter_content(CHUNK):
+                    if not block:
+                        continue
+                    out.write(block)
+                    hasher.update(block)
+                    received += len(block)
+                    self._report(received, state.get("total_size"))
+                    if self._pause.is_set():
+                        out.flush()
+                        os.fsync(out.fileno())
+                        raise DownloadPaused()
+                out.flush()
+                os.fsync(out.fileno())
+            if state.get("total_size") is not None and received < state["total_size"]:
+                raise requests.ConnectionError("connection closed early")
+            return hasher, received
+
+    def _report(self, received: int, total: int | None) -> None:
+        if self.on_progress is not None:
+            self.on_progress(Progress(received, total))
+
+    def _verified(self, path: Path) -> bool:
+        if self.expected_sha256 is None:
+            return False
+        if self.expected_size is not None and path.stat().st_size != self.expected_size:
+            return False
+        return sha256_of(path) == self.expected_sha256
+
+    def _finish(self, digest: str, received: int, state: dict) -> Path:
+        if self.expected_size is not None and received != self.expected_size:
+            self.discard()
+            raise ChecksumMismatch(f"The download has the wrong size ({received:,} bytes, "
+                                   f"expected {self.expected_size:,}); it was discarded.")
+        if self.expected_sha256 is None:
+            self.discard()
+            raise DownloadError("The server gave no SHA-256 for this file, so it cannot be checked; "
+                                "it was not installed.")
+        if digest != self.expected_sha256:
+            self.discard()
+            raise ChecksumMismatch("The downloaded file is damaged (its SHA-256 does not match); "
+                                   "it was discarded. Please download it again.")
+        os.replace(self.part, self.dest)
+        self.state_file.unlink(missing_ok=True)
+        return self.dest

@@ -1,0 +1,98 @@
+"""Download manager: one resumable Download per product, on worker threads.
+
+Unfinished downloads are remembered in the library cache, so they continue
+after the app is restarted (the bytes already on disk are kept).
+"""
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_app.api.worker import run_async
+from desktop_app.library import install as installer
+from desktop_app.library.download import ChecksumMismatch, Download, DownloadPaused
+
+
+class DownloadManager(QObject):
+    progress = Signal(str, int, int)     # product_id, received, total (-1 unknown)
+    paused = Signal(str)
+    failed = Signal(str, str)            # product_id, message
+    installed = Signal(str)              # product_id
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.active: dict[str, Download] = {}
+
+    @property
+    def _pending(self) -> dict:
+        return self.state.cache.data.setdefault("downloads", {})
+
+    def pending(self) -> dict:
+        return dict(self._pending)
+
+    def is_running(self, product_id) -> bool:
+        return str(product_id) in self.active
+
+    def start(self, product_id, url: str, sha256: str | None = None, size: int | None = None) -> None:
+        pid = str(product_id)
+        if pid in self.active:
+            return
+        self._pending[pid] = {"url": url, "sha256": sha256, "size": size}
+        self.state.cache.save()
+        dest = self.state.paths.downloads_dir / f"product-{pid}.trpkg"
+        download = Download(self.state.api.url(url), dest, expected_sha256=sha256, expected_size=size,
+                            headers=self.state.api.auth_headers())
+        last = [0.0]
+
+        def report(p):
+            now = time.monotonic()
+            if now - last[0] >= 0.05 or (p.total and p.received >= p.total):
+                last[0] = now
+                self.progress.emit(pid, p.received, p.total if p.total is not None else -1)
+
+        download.on_progress = report
+        self.active[pid] = download
+        install_dir, vendor_key = self.state.install_dir, self.state.cache.data.get("vendor_key")
+
+        def work():
+            path = download.run()
+            program = installer.install_downloaded(path, install_dir, pid, vendor_key)
+            path.unlink(missing_ok=True)
+            return program
+
+        run_async(work, lambda _p: self._done(pid), lambda e: self._failed(pid, e))
+
+    def resume(self, product_id) -> bool:
+        info = self._pending.get(str(product_id))
+        if not info:
+            return False
+        self.start(product_id, info["url"], info.get("sha256"), info.get("size"))
+        return True
+
+    def resume_all(self) -> None:
+        for pid in list(self._pending):
+            self.resume(pid)
+
+    def pause(self, product_id) -> None:
+        download = self.active.get(str(product_id))
+        if download is not None:
+            download.pause()
+
+    def _done(self, pid: str) -> None:
+        self.active.pop(pid, None)
+        self._pending.pop(pid, None)
+        self.state.cache.save()
+        self.installed.emit(pid)
+        self.state.refresh_library()
+
+    def _failed(self, pid: str, error) -> None:
+        self.active.pop(pid, None)
+        if isinstance(error, DownloadPaused):
+            self.paused.emit(pid)
+            return
+        if isinstance(error, (installer.InstallError, ChecksumMismatch)):
+            self._pending.pop(pid, None)   # a bad file is not resumed; the user may start over
+            self.state.cache.save()
+        self.failed.emit(pid, getattr(error, "user_message", str(error)))

@@ -1,0 +1,65 @@
+"""Install / uninstall downloaded programs.
+
+A download is a signed program package (license_agent.package_format).
+``install_downloaded`` is the one place the storefront turns a verified
+download into an installed program: the package's signature is checked
+against the vendor key and every file against the signed manifest before
+anything is written. (The download engine has already checked the archive's
+size and SHA-256.)
+"""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from license_agent import package_format as pf
+
+
+class InstallError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.user_message = message
+
+
+def trusted_keys(vendor_key: dict | None) -> dict:
+    if not vendor_key or not vendor_key.get("public_key"):
+        raise InstallError("The vendor's key is not known yet; connect to the store once to install programs.")
+    key = pf.public_key_from_b64(vendor_key["public_key"])
+    return pf.trusted_keys_for(key)
+
+
+def install_downloaded(package_file: Path, programs_root: Path, product_id, vendor_key: dict | None):
+    """Verify the package and install it for this user. Returns the InstalledProgram."""
+    try:
+        return pf.install_package(package_file, programs_root, trusted_keys(vendor_key),
+                                  expected_product_id=str(product_id))
+    except pf.PackageError as exc:
+        raise InstallError(f"The program could not be installed: {exc}") from exc
+
+
+def installed(programs_root: Path, product_id):
+    try:
+        return pf.installed_program(programs_root, str(product_id))
+    except pf.PackageError:
+        return None
+
+
+def uninstall(programs_root: Path, product_id) -> bool:
+    try:
+        return pf.uninstall_program(programs_root, str(product_id))
+    except pf.PackageError as exc:
+        raise InstallError(str(exc)) from exc
+
+
+def launch_command(programs_root: Path, product_id) -> list[str]:
+    program = installed(programs_root, product_id)
+    if program is None:
+        raise InstallError("The program is not installed on this computer; download and install it first.")
+    return pf.entry_command(program)
+
+
+def vendor_key_b64_ok(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32
+    except ValueError:
+        return False

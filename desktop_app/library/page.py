@@ -1,0 +1,253 @@
+"""Library: licenses with what is left, use chart, Launch, Extend, Convert, Download/Install, Uninstall.
+
+Works off-line from the local cache; launching goes through the agent and
+needs no network.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
+                               QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
+
+from desktop_app.agent.bridge import AgentError
+from desktop_app.api.worker import run_async
+from desktop_app.library import install as installer
+from desktop_app.library.downloads import DownloadManager
+from desktop_app.library.model import EntryRole, FractionRole, LibraryModel
+from desktop_app.store.models import offer_of_kind
+from desktop_app.widgets.chart import LineChart
+from desktop_app.widgets.common import Banner, ProgressDelegate
+
+RENT_KIND = {"time": "rent_time", "uses": "rent_uses", "processings": "rent_processings"}
+
+
+class LibraryPage(QWidget):
+    extend = Signal(dict, dict, object)     # product, offer, license_id -> order list
+    openProduct = Signal(object)            # product id -> store
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.downloads = DownloadManager(state, self)
+        self.model = LibraryModel(self)
+        self.banner = Banner(self)
+        self.offline_banner = Banner(self)
+        self.offline_banner.setObjectName("library_offline")
+        self.table = QTableView(objectName="library_table")
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(LibraryModel.COL_LEFT, ProgressDelegate(FractionRole, self.table))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(LibraryModel.COL_LEFT, QHeaderView.ResizeMode.Stretch)
+        self.table.selectionModel().currentChanged.connect(lambda *_: self._selection_changed())
+
+        self.title = QLabel(objectName="library_title")
+        self.title.setStyleSheet("font-size:14pt;font-weight:600;")
+        self.left = QLabel(objectName="library_left")
+        self.chart = LineChart("What is left, over time")
+        self.chart.setObjectName("library_chart")
+        self.progress = QProgressBar(objectName="library_progress")
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
+        self.buttons = {}
+        actions = QHBoxLayout()
+        for key, text in (("launch", "&Launch"), ("extend", "E&xtend…"), ("convert", "Con&vert to permanent…"),
+                          ("download", "&Download and install"), ("pause", "&Pause"),
+                          ("uninstall", "&Uninstall"), ("refresh", "&Refresh")):
+            b = QPushButton(text, objectName=f"library_{key}")
+            self.buttons[key] = b
+            actions.addWidget(b)
+        self.buttons["launch"].clicked.connect(self.launch)
+        self.buttons["extend"].clicked.connect(self.extend_selected)
+        self.buttons["convert"].clicked.connect(self.convert_selected)
+        self.buttons["download"].clicked.connect(self.download_selected)
+        self.buttons["pause"].clicked.connect(self.pause_selected)
+        self.buttons["uninstall"].clicked.connect(self.uninstall_selected)
+        self.buttons["refresh"].clicked.connect(lambda: self.state.refresh_library())
+
+        details = QGroupBox("Details")
+        dl = QVBoxLayout(details)
+        dl.addWidget(self.title)
+        dl.addWidget(self.left)
+        dl.addWidget(self.progress)
+        dl.addWidget(self.chart, 1)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(details)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.offline_banner)
+        layout.addWidget(self.banner)
+        layout.addWidget(split, 1)
+        layout.addLayout(actions)
+
+        state.libraryChanged.connect(self.reload)
+        state.offlineChanged.connect(self._offline_changed)
+        self.downloads.progress.connect(self._progress)
+        self.downloads.paused.connect(lambda pid: self._download_note(pid, "Paused. Press Download to continue."))
+        self.downloads.failed.connect(lambda pid, msg: self._download_note(pid, msg, "error"))
+        self.downloads.installed.connect(lambda pid: self._download_note(pid, "Installed.", "success"))
+        self._selection_changed()
+
+    # -- content ---------------------------------------------------------------
+    def reload(self) -> None:
+        current = self.selected()
+        self.model.set_entries(self.state.entries)
+        if current is not None:
+            row = self.model.row_of_product(current.product_id)
+            if row >= 0:
+                self.table.setCurrentIndex(self.model.index(row, 0))
+        elif self.model.rowCount():
+            self.table.setCurrentIndex(self.model.index(0, 0))
+        self._selection_changed()
+
+    def _offline_changed(self, offline: bool) -> None:
+        if offline:
+            self.offline_banner.show_message(
+                "You are off-line. The library shows what was saved on this computer; programs you hold "
+                "still launch. Buying, extending and downloading need the network.", "warning")
+        else:
+            self.offline_banner.clear_message()
+
+    def selected(self):
+        index = self.table.currentIndex()
+        return index.data(EntryRole) if index.isValid() else None
+
+    def select_product(self, product_id) -> bool:
+        row = self.model.row_of_product(product_id)
+        if row >= 0:
+            self.table.setCurrentIndex(self.model.index(row, 0))
+        return row >= 0
+
+    def _selection_changed(self) -> None:
+        e = self.selected()
+        for b in self.buttons.values():
+            b.setEnabled(e is not None)
+        self.buttons["refresh"].setEnabled(True)
+        if e is None:
+            self.title.setText("Your programs appear here")
+            self.left.setText("")
+            self.chart.set_points([])
+            return
+        self.title.setText(e.name)
+        self.left.setText(e.left_text() + ("  — running low: extend it to keep going." if e.low else ""))
+        self.chart.set_points(self.state.cache.history(e.license_id))
+        product = self.state.product(e.product_id) or {}
+        self.buttons["launch"].setEnabled(e.installed)
+        self.buttons["extend"].setEnabled(e.kind in RENT_KIND and offer_of_kind(product, RENT_KIND[e.kind]) is not None)
+        self.buttons["convert"].setEnabled(e.kind != "permanent" and offer_of_kind(product, "convert") is not None)
+        running = self.downloads.is_running(e.product_id)
+        self.buttons["download"].setEnabled(not e.installed and not running)
+        self.buttons["pause"].setEnabled(running)
+        self.buttons["uninstall"].setEnabled(e.installed)
+        self.progress.setVisible(running or str(e.product_id) in self.downloads.pending())
+
+    # -- actions ---------------------------------------------------------------
+    def launch(self) -> None:
+        e = self.selected()
+        if e is None:
+            return
+        try:
+            command = installer.launch_command(self.state.install_dir, e.product_id)
+        except installer.InstallError as exc:
+            self.banner.show_message(exc.user_message, "error")
+            return
+        self.banner.show_message(f"Starting {e.name}…", "info")
+        agent = self.state.agent
+
+        def done(result):
+            if result.allowed:
+                self.banner.show_message(f"{e.name} ran and has finished.", "success")
+            else:
+                from desktop_app.agent.bridge import _message
+                self.banner.show_message(f"{e.name} may not run: {_message(result)}", "error")
+            self.state.refresh_library()
+
+        run_async(lambda: agent.run(e.product_id, command), done,
+                  lambda err: self.banner.show_message(getattr(err, "user_message", str(err)), "error"))
+
+    def _offer_for(self, kind: str):
+        e = self.selected()
+        product = self.state.product(e.product_id) if e else None
+        offer = offer_of_kind(product or {}, kind)
+        return e, product, offer
+
+    def extend_selected(self) -> None:
+        e = self.selected()
+        if e is None or e.kind not in RENT_KIND:
+            return
+        e, product, offer = self._offer_for(RENT_KIND[e.kind])
+        if offer is None:
+            self.banner.show_message("This rental cannot be extended right now.", "error")
+            return
+        self.extend.emit(product, offer, e.license_id)
+
+    def convert_selected(self) -> None:
+        e, product, offer = self._offer_for("convert")
+        if offer is None:
+            self.banner.show_message("This license cannot be converted right now.", "error")
+            return
+        self.extend.emit(product, offer, e.license_id)
+
+    def download_url_for(self, product_id) -> dict | None:
+        pid = str(product_id)
+        pending = self.downloads.pending().get(pid)
+        if pending:
+            return pending
+        known = self.state.cache.data.get("download_urls", {}).get(pid)
+        if known:
+            return known
+        product = self.state.product(product_id) or {}
+        if product.get("download_url"):
+            return {"url": product["download_url"], "sha256": product.get("sha256"), "size": product.get("size")}
+        return None
+
+    def download_selected(self) -> None:
+        e = self.selected()
+        if e is None:
+            return
+        info = self.download_url_for(e.product_id)
+        if info is None:
+            self.banner.show_message("This program has nothing to download.", "error")
+            return
+        self.start_download(e.product_id, info)
+
+    def start_download(self, product_id, info: dict) -> None:
+        self.state.cache.data.setdefault("download_urls", {})[str(product_id)] = info
+        self.downloads.start(product_id, info["url"], info.get("sha256"), info.get("size"))
+        self._selection_changed()
+
+    def pause_selected(self) -> None:
+        e = self.selected()
+        if e is not None:
+            self.downloads.pause(e.product_id)
+
+    def uninstall_selected(self) -> None:
+        e = self.selected()
+        if e is None:
+            return
+        root = self.state.install_dir
+
+        def done(_removed):
+            self.banner.show_message(f"{e.name} was removed from this computer. Your license stays.", "success")
+            self.state.refresh_library()
+
+        run_async(lambda: installer.uninstall(root, e.product_id), done,
+                  lambda err: self.banner.show_message(err.user_message, "error"))
+
+    def _progress(self, pid: str, received: int, total: int) -> None:
+        e = self.selected()
+        if e is not None and str(e.product_id) == pid:
+            self.progress.show()
+            if total > 0:
+                self.progress.setRange(0, 1000)
+                self.progress.setValue(int(received * 1000 / total))
+                self.progress.setFormat(f"{received / 1e6:.1f} of {total / 1e6:.1f} MB")
+            else:
+                self.progress.setRange(0, 0)
+
+    def _download_note(self, pid: str, text: str, style: str = "info") -> None:
+        product = self.state.product(pid) or {}
+        self.banner.show_message(f"{product.get('name', 'Download')}: {text}", style)
+        self._selection_changed()

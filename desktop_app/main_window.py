@@ -1,0 +1,194 @@
+"""The main window: header with the balance, navigation, pages."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QPushButton, QStackedWidget,
+                               QStyle, QSystemTrayIcon, QVBoxLayout, QWidget)
+
+from desktop_app.account.dialogs import SignInDialog, activation_text
+from desktop_app.library.page import LibraryPage
+from desktop_app.orders.page import OrderPage
+from desktop_app.settings.page import SettingsPage
+from desktop_app.store.page import StorePage
+from desktop_app.wallet.page import WalletPage
+from desktop_app.widgets.common import Banner
+
+PAGES = ["Store", "Order list", "Library", "Wallet", "Settings"]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, state, *, demo_url: str = "", parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.setWindowTitle("TokenRent")
+        self.resize(1180, 760)
+
+        # header: who, status, balance (always visible), sign in/out
+        self.user_label = QLabel("Not signed in", objectName="header_user")
+        self.balance_label = QLabel("", objectName="header_balance")
+        self.balance_label.setStyleSheet("font-weight:600;font-size:12pt;")
+        self.sign_button = QPushButton("&Sign in…", objectName="header_sign")
+        self.sign_button.clicked.connect(self._sign_in_or_out)
+        header = QHBoxLayout()
+        title = QLabel("TokenRent")
+        title.setStyleSheet("font-size:16pt;font-weight:700;")
+        header.addWidget(title)
+        header.addStretch(1)
+        header.addWidget(self.user_label)
+        header.addWidget(self.balance_label)
+        header.addWidget(self.sign_button)
+        self.offline_banner = Banner(objectName="offline_banner")
+        self.banner = Banner(objectName="main_banner")
+        self.status_banner = Banner(objectName="status_banner")
+
+        self.store = StorePage(state)
+        self.orders = OrderPage(state)
+        self.library = LibraryPage(state)
+        self.wallet = WalletPage(state)
+        self.settings_page = SettingsPage(state, demo_url)
+        self.pages = QStackedWidget()
+        for page in (self.store, self.orders, self.library, self.wallet, self.settings_page):
+            self.pages.addWidget(page)
+        self.nav = QListWidget(objectName="nav")
+        self.nav.addItems(PAGES)
+        self.nav.setFixedWidth(self.nav.sizeHintForColumn(0) + 40)
+        self.nav.currentRowChanged.connect(self._page_changed)
+        for i in range(len(PAGES)):   # Ctrl+1..5 jump to a page
+            act = QAction(self, shortcut=QKeySequence(f"Ctrl+{i + 1}"))
+            act.triggered.connect(lambda _=False, i=i: self.nav.setCurrentRow(i))
+            self.addAction(act)
+
+        body = QHBoxLayout()
+        body.addWidget(self.nav)
+        body.addWidget(self.pages, 1)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addLayout(header)
+        layout.addWidget(self.offline_banner)
+        layout.addWidget(self.status_banner)
+        layout.addWidget(self.banner)
+        layout.addLayout(body, 1)
+        self.setCentralWidget(central)
+        self.setTabOrder(self.nav, self.pages)
+
+        self.tray = None
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = QSystemTrayIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_ComputerIcon), self)
+            self.tray.show()
+
+        # wiring
+        self.store.addToOrder.connect(self.add_to_order)
+        self.library.extend.connect(lambda product, offer, license_id: self.add_to_order(product, offer, 0, license_id))
+        self.orders.goToWallet.connect(self.buy_for_order)
+        self.orders.orderPlaced.connect(self._order_placed)
+        state.meChanged.connect(self._me_changed)
+        state.offlineChanged.connect(self._offline_changed)
+        state.message.connect(lambda text, style: self.banner.show_message(text, style))
+        state.sessionExpired.connect(self._session_expired)
+        state.lowRental.connect(self.notify_low)
+        state.pricingChanged.connect(lambda _p: self._me_changed(state.me))
+        self.nav.setCurrentRow(0)
+        self._me_changed(None)
+
+    # -- navigation ---------------------------------------------------------------
+    def _page_changed(self, row: int) -> None:
+        self.pages.setCurrentIndex(row)
+        page = self.pages.currentWidget()
+        if page is self.wallet:
+            self.wallet.refresh()
+        elif page is self.library:
+            self.state.refresh_library()
+
+    def show_page(self, page: QWidget) -> None:
+        self.nav.setCurrentRow(self.pages.indexOf(page))
+
+    def open_product(self, product_id) -> bool:
+        """tokenrent --product ID / tokenrent://product/ID: the product's page."""
+        self.show_page(self.store)
+        found = self.store.show_product(product_id)
+        if not found:
+            self.banner.show_message(f"Product {product_id} is not in the store.", "error")
+        return found
+
+    # -- session ------------------------------------------------------------------
+    def _sign_in_or_out(self) -> None:
+        if self.state.signed_in:
+            self.state.sign_out()
+        else:
+            self.ask_sign_in()
+
+    def ask_sign_in(self, reason: str = "") -> SignInDialog:
+        dialog = SignInDialog(self.state, self, reason=reason)
+        self.sign_in_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _session_expired(self) -> None:
+        # the page stays as it is; the failed call is retried after sign-in
+        self.ask_sign_in("Your session has ended. Sign in again to continue where you were.")
+
+    def _me_changed(self, me) -> None:
+        if not me:
+            self.user_label.setText("Not signed in")
+            self.balance_label.setText("")
+            self.sign_button.setText("&Sign in…")
+            self.status_banner.clear_message()
+            return
+        self.user_label.setText(f"{me.get('full_name') or me.get('username')} ({me.get('username')})")
+        self.balance_label.setText(self.state.pricing.tokens_text(self.state.available_tokens))
+        self.sign_button.setText("&Sign out")
+        if me.get("status") != "active":
+            self.status_banner.show_message(activation_text(me, self.state.pricing), "warning")
+        else:
+            self.status_banner.clear_message()
+
+    def after_sign_in(self) -> None:
+        self.orders.restore_saved()
+
+    def _offline_changed(self, offline: bool) -> None:
+        if offline:
+            self.offline_banner.show_message("Off-line: the store cannot be reached. Your library still works "
+                                             "and your programs still launch.", "warning")
+        else:
+            self.offline_banner.clear_message()
+
+    # -- order flow -------------------------------------------------------------
+    def add_to_order(self, product: dict, offer: dict, tier_index: int = 0, license_id=None) -> None:
+        self.orders.add(product, offer, tier_index, license_id)
+        self.banner.show_message(f"{product.get('name')} is in your order list.", "info")
+        if license_id is not None:
+            self.show_page(self.orders)
+
+    def buy_for_order(self) -> None:
+        """FIG 10: buy tokens now, then come back to the same order."""
+        self.show_page(self.wallet)
+        shortage = getattr(self.orders, "shortage_dialog", None)
+        suggested = shortage.shortage if shortage is not None else 0
+
+        def bought(answer):
+            if answer.get("status") != "pending":
+                self.show_page(self.orders)
+
+        self.wallet.open_buy(suggested, bought)
+
+    def _order_placed(self, info: dict) -> None:
+        answer, lines = info["answer"], info["lines"]
+        deliveries = answer.get("deliveries", [])
+        self.state.install_codes(deliveries)
+        downloads = self.state.cache.data.setdefault("download_urls", {})
+        wanted = {str(l.product["id"]) for l in lines if l.needs_download()}
+        for d in deliveries:
+            if d.get("download_url"):
+                info_ = {"url": d["download_url"], "sha256": d.get("sha256"), "size": d.get("size")}
+                downloads[str(d["product_id"])] = info_
+                if str(d["product_id"]) in wanted:
+                    self.library.start_download(d["product_id"], info_)
+        self.state.cache.save()
+
+    # -- notifications ------------------------------------------------------------
+    def notify_low(self, entry) -> None:
+        text = f"{entry.name}: {entry.left_text()}. Extend it in the Library to keep going."
+        self.banner.show_message(text, "warning")
+        if self.tray is not None and QSystemTrayIcon.supportsMessages():
+            self.tray.showMessage("TokenRent: rental running low", text, QSystemTrayIcon.MessageIcon.Warning)

@@ -1,0 +1,290 @@
+"""Order list (FIG 8), confirmation (FIG 9), short of tokens (FIG 10)."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QGridLayout,
+                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QMessageBox, QPushButton,
+                               QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
+
+from desktop_app.api.client import ShortOfTokens, new_idempotency_key
+from desktop_app.orders.model import OrderLine, OrderListModel, TierChoicesRole, lines_from_items
+from desktop_app.widgets.common import Banner
+
+
+class TierDelegate(QStyledItemDelegate):
+    """A combo box of the offer's tiers (FIG 8: "101 - 1,000 for 80 tokens")."""
+
+    def createEditor(self, parent, option, index):
+        combo = QComboBox(parent)
+        combo.addItems(index.data(TierChoicesRole) or [])
+        combo.activated.connect(lambda _i: self.commitData.emit(combo))
+        return combo
+
+    def setEditorData(self, editor, index):
+        editor.setCurrentIndex(int(index.data(Qt.ItemDataRole.EditRole) or 0))
+
+    def setModelData(self, editor, model, index):
+        model.setData(index, editor.currentIndex(), Qt.ItemDataRole.EditRole)
+
+
+def totals_grid(labels: dict[str, QLabel]) -> QGridLayout:
+    grid = QGridLayout()
+    for col, (key, title) in enumerate((("rt", "Tokens required (RT)"), ("at", "Your tokens (AT)"),
+                                        ("left", "Left after the order"))):
+        head = QLabel(title)
+        head.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        value = labels[key]
+        value.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        value.setStyleSheet("font-size:15pt;font-weight:600;")
+        grid.addWidget(head, 0, col)
+        grid.addWidget(value, 1, col)
+    return grid
+
+
+class OrderPage(QWidget):
+    """FIG 8. RT, AT and what remains update live as lines and tiers change."""
+
+    goToWallet = Signal()
+    orderPlaced = Signal(dict)
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.model = OrderListModel(self)
+        self.banner = Banner(self)
+        self.table = QTableView(objectName="order_table")
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(OrderListModel.COL_TIER, TierDelegate(self.table))
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.AllEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().hide()
+        self.labels = {k: QLabel("0", objectName=f"order_{k}") for k in ("rt", "at", "left")}
+        self.cash = QLabel(objectName="order_cash")
+        self.cash.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.remove_button = QPushButton("&Remove selected", objectName="order_remove")
+        self.save_button = QPushButton("&Save list for later", objectName="order_save")
+        self.order_button = QPushButton("&Order…", objectName="order_submit")
+        self.order_button.setDefault(True)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.save_button.clicked.connect(lambda: self.save_for_later())
+        self.order_button.clicked.connect(self.start_order)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.remove_button)
+        buttons.addWidget(self.save_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.order_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(QLabel("Tick “Installed on this computer?” for programs you already have here: "
+                                "they only get a new authorization code, nothing is downloaded."))
+        layout.addWidget(self.table, 1)
+        layout.addLayout(totals_grid(self.labels))
+        layout.addWidget(self.cash)
+        layout.addLayout(buttons)
+
+        self.model.totalsChanged.connect(self.update_totals)
+        state.meChanged.connect(lambda _me: self.update_totals())
+        state.pricingChanged.connect(lambda _p: self.update_totals())
+        self.update_totals()
+
+    # -- lines ------------------------------------------------------------
+    def add(self, product: dict, offer: dict, tier_index: int = 0, license_id=None) -> int:
+        installed = str(product["id"]) in self.state.installed_product_ids()
+        row = self.model.add_line(OrderLine(product, offer, tier_index, installed, license_id))
+        if tier_index and self.model.line(row).tier_index != tier_index:
+            self.model.set_tier(row, tier_index)
+        return row
+
+    def remove_selected(self) -> None:
+        rows = [i.row() for i in self.table.selectionModel().selectedRows()]
+        if not rows and self.table.currentIndex().isValid():
+            rows = [self.table.currentIndex().row()]
+        self.model.remove_rows(rows)
+
+    def update_totals(self, *_args) -> None:
+        rt = self.model.required_tokens()
+        at = self.state.available_tokens
+        pricing = self.state.pricing
+        self.labels["rt"].setText(f"{rt:,}")
+        self.labels["at"].setText(f"{at:,}")
+        self.labels["left"].setText(f"{at - rt:,}")
+        self.labels["left"].setStyleSheet("font-size:15pt;font-weight:600;" + ("color:#b00020;" if at < rt else ""))
+        self.cash.setText(f"Order total: {pricing.tokens_text(rt)}")
+        self.order_button.setEnabled(bool(self.model.rowCount()))
+        if self.state.me and not self.state.active:
+            self.banner.show_message("Your account is not active yet: buy the minimum tokens in the Wallet "
+                                     "before you order.", "warning")
+        else:
+            self.banner.clear_message()
+
+    # -- saved list (FIG 10 step 907) ------------------------------------------
+    def save_for_later(self, on_done=None) -> None:
+        items = self.model.items()
+
+        def done(_answer):
+            self.banner.show_message("Your order list is saved. It will be here at your next sign-in.", "success")
+            if on_done:
+                on_done()
+
+        self.state.call(lambda: self.state.api.put_order_list(items), done)
+
+    def restore_saved(self) -> None:
+        """At sign-in: bring back a saved, uncompleted order list."""
+        def done(answer):
+            items = (answer or {}).get("items") or []
+            if not items or self.model.rowCount():
+                return
+            installed = self.state.installed_product_ids()
+            lines = lines_from_items(items, self.state.find_offer, lambda pid: str(pid) in installed)
+            self.model.set_lines(lines)
+            if lines:
+                self.banner.show_message(f"Your saved order list is back ({len(lines)} item(s)).", "info")
+
+        self.state.call(self.state.api.get_order_list, done, lambda e: None)
+
+    # -- ordering -------------------------------------------------------------
+    def start_order(self) -> None:
+        if not self.model.rowCount():
+            return
+        if not self.state.signed_in:
+            self.banner.show_message("Please sign in to order.", "warning")
+            return
+        if not self.state.active:
+            self.banner.show_message("Your account is not active yet: buy the minimum tokens in the Wallet "
+                                     "to activate it, then order.", "warning")
+            return
+        dialog = ConfirmOrderDialog(self.state, self.model, self)
+        dialog.shortOfTokens.connect(lambda err: self.short_of_tokens(err))
+        dialog.confirmed.connect(self._confirmed)
+        self.confirm_dialog = dialog
+        dialog.open()
+
+    def _confirmed(self, answer: dict) -> None:
+        lines = self.model.lines()
+        self.model.clear()
+        self.state.call(lambda: self.state.api.put_order_list([]), lambda _a: None, lambda _e: None)
+        self.banner.show_message("ORDER CONFIRMED. Your licenses are being installed on this computer.", "success")
+        self.state.refresh_me()
+        self.orderPlaced.emit({"answer": answer, "lines": lines})
+
+    def short_of_tokens(self, error: ShortOfTokens) -> None:
+        dialog = ShortageDialog(self.state, error, self)
+        self.shortage_dialog = dialog
+        dialog.removeItems.connect(self.table.setFocus)
+        dialog.buyTokens.connect(self.goToWallet)
+        dialog.saveForLater.connect(lambda: self.save_for_later())
+        dialog.open()
+
+
+class ConfirmOrderDialog(QDialog):
+    """FIG 9: what will be downloaded, what only gets a new code, RT / AT / left.
+
+    One idempotency key per confirmation: a second click, or a retry after a
+    network error, sends the same key, so the order is placed at most once.
+    """
+
+    confirmed = Signal(dict)
+    shortOfTokens = Signal(object)
+
+    def __init__(self, state, model: OrderListModel, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.setWindowTitle("Confirm your order")
+        self.items = model.items()
+        self.installed_ids = model.installed_product_ids()
+        self.idempotency_key = new_idempotency_key()
+        self.placing = False
+        self.attempts = 0
+        self.banner = Banner(self)
+        self.plan = QListWidget(objectName="confirm_plan")
+        for n, line in enumerate(model.lines(), 1):
+            if line.needs_download():
+                what = f"{n}. We will download {line.product.get('name')} with its authorization code " \
+                       f"({line.description()})."
+            else:
+                why = "already installed on this computer" if line.installed else "a license you hold"
+                what = f"{n}. {line.description()}: a new authorization code only ({why})."
+            self.plan.addItem(what)
+        self.labels = {k: QLabel("…", objectName=f"confirm_{k}") for k in ("rt", "at", "left")}
+        rt = model.required_tokens()
+        self.labels["rt"].setText(f"{rt:,}")
+        self.labels["at"].setText(f"{state.available_tokens:,}")
+        self.labels["left"].setText(f"{state.available_tokens - rt:,}")
+        self.buttons = QDialogButtonBox()
+        self.confirm_button = self.buttons.addButton("&Confirm order", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.confirm_button.setObjectName("confirm_button")
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.place)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.plan)
+        layout.addLayout(totals_grid(self.labels))
+        layout.addWidget(self.buttons)
+        self.resize(640, 360)
+        # the server's own figures replace the local ones as soon as they arrive
+        state.call(lambda: state.api.quote(self.items), self._quoted, lambda e: None)
+
+    def _quoted(self, quote: dict) -> None:
+        for key, field in (("rt", "required_tokens"), ("at", "available_tokens"), ("left", "remaining_tokens")):
+            if quote.get(field) is not None:
+                self.labels[key].setText(f"{int(quote[field]):,}")
+
+    def place(self) -> None:
+        if self.placing:
+            return   # a second click while the first is on its way
+        self.placing = True
+        self.attempts += 1
+        self.confirm_button.setEnabled(False)
+        self.banner.show_message("Placing your order…", "info")
+        api, state = self.state.api, self.state
+        items, installed, key = self.items, self.installed_ids, self.idempotency_key
+        state.call(lambda: api.place_order(items, state.device_id, installed, key), self._placed, self._failed)
+
+    def _placed(self, answer: dict) -> None:
+        self.placing = False
+        self.banner.show_message("ORDER CONFIRMED", "success")
+        self.confirmed.emit(answer)
+        self.accept()
+
+    def _failed(self, error) -> None:
+        self.placing = False
+        if isinstance(error, ShortOfTokens):
+            self.reject()
+            self.shortOfTokens.emit(error)
+            return
+        self.confirm_button.setEnabled(True)
+        self.confirm_button.setText("&Try again")
+        self.banner.show_message(error.user_message + " Trying again will not buy twice.", "error")
+
+
+class ShortageDialog(QDialog):
+    """FIG 10: remove items, buy tokens now and come back, or save the list for later."""
+
+    removeItems = Signal()
+    buyTokens = Signal()
+    saveForLater = Signal()
+
+    def __init__(self, state, error: ShortOfTokens, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Not enough tokens")
+        pricing = state.pricing
+        text = QLabel(f"This order needs {error.required:,} tokens and you have {error.available:,}.\n"
+                      f"You are short of {pricing.tokens_text(error.shortage)}.", objectName="shortage_text")
+        text.setWordWrap(True)
+        self.shortage = error.shortage
+        remove = QPushButton("&Remove items", objectName="shortage_remove")
+        buy = QPushButton("&Buy tokens now", objectName="shortage_buy")
+        save = QPushButton("&Save the order for later", objectName="shortage_save")
+        buy.setDefault(True)
+        for button, signal in ((remove, self.removeItems), (buy, self.buyTokens), (save, self.saveForLater)):
+            button.clicked.connect(signal)
+            button.clicked.connect(self.accept)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        row = QHBoxLayout()
+        for b in (remove, buy, save):
+            row.addWidget(b)
+        layout.addLayout(row)

@@ -1,0 +1,63 @@
+"""Settings: server address, where programs are installed, the agent's home."""
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QVBoxLayout, QWidget)
+
+from desktop_app.api.session_store import keyring_works
+from desktop_app.settings.config import SettingsError, validate_server_url
+from desktop_app.widgets.common import Banner
+
+
+class SettingsPage(QWidget):
+    serverChanged = Signal(str)
+
+    def __init__(self, state, demo_url: str = "", parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.banner = Banner(self)
+        self.server = QLineEdit(state.settings.server_url, objectName="settings_server")
+        self.server.setPlaceholderText(f"empty: the local demo store ({demo_url or 'started on demand'})")
+        self.install_dir = QLineEdit(state.settings.install_dir, objectName="settings_install_dir")
+        self.install_dir.setPlaceholderText(str(state.paths.default_install_dir))
+        browse = QPushButton("&Browse…")
+        browse.clicked.connect(self._browse)
+        self.save_button = QPushButton("&Save", objectName="settings_save")
+        self.save_button.clicked.connect(self.save)
+        row = QHBoxLayout()
+        row.addWidget(self.install_dir, 1)
+        row.addWidget(browse)
+        form = QFormLayout()
+        form.addRow("Store &server address:", self.server)
+        form.addRow("&Install programs in:", row)
+        form.addRow("License agent home:", QLabel(str(state.agent.home)))
+        form.addRow("Session storage:", QLabel("the system keyring" if keyring_works()
+                                               else "memory only (no keyring here: sign in each time)"))
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(form)
+        layout.addWidget(self.save_button)
+        layout.addStretch(1)
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Install programs in", self.install_dir.text()
+                                                  or str(self.state.paths.default_install_dir))
+        if folder:
+            self.install_dir.setText(folder)
+
+    def save(self) -> bool:
+        try:
+            url = validate_server_url(self.server.text())
+        except SettingsError as exc:
+            self.banner.show_message(str(exc), "error")
+            return False
+        changed = url != self.state.settings.server_url
+        self.state.settings.server_url = url
+        self.state.settings.install_dir = self.install_dir.text().strip()
+        self.state.save_settings()
+        self.banner.show_message("Saved." + (" Restart TokenRent to use the new server." if changed else ""),
+                                 "success")
+        if changed:
+            self.serverChanged.emit(url)
+        return True

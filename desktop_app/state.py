@@ -1,0 +1,301 @@
+"""The app's shared state and the one way pages talk to the server and agent.
+
+``AppState.call`` runs a blocking function on a worker thread and delivers
+the answer on the UI thread. It also handles the two failures every page
+shares: off-line (NetworkError -> the off-line banner) and an expired session
+(SessionExpired -> ask to sign in again, then retry the same call, so the
+user keeps their place).
+"""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, Signal
+
+from desktop_app.agent.bridge import AgentBridge, AgentError
+from desktop_app.api.client import ApiClient, ApiError, NetworkError, SessionExpired
+from desktop_app.api.session_store import SessionStore
+from desktop_app.api.worker import run_async
+from desktop_app.library import install as installer
+from desktop_app.library.cache import LibraryCache
+from desktop_app.library.model import build_entries
+from desktop_app.money import Pricing
+from desktop_app.paths import AppPaths
+from desktop_app.settings.config import Settings, save_settings
+
+
+class AppState(QObject):
+    meChanged = Signal(object)           # dict from GET /v1/me, or None when signed out
+    offlineChanged = Signal(bool)
+    pricingChanged = Signal(object)      # Pricing
+    catalogChanged = Signal()
+    libraryChanged = Signal()
+    sessionExpired = Signal()            # the main window asks to sign in again
+    lowRental = Signal(object)           # LibraryEntry running low
+    message = Signal(str, str)           # text, style
+
+    def __init__(self, paths: AppPaths, settings: Settings, server_url: str, parent=None):
+        super().__init__(parent)
+        self.paths = paths
+        self.settings = settings
+        self.api = ApiClient(server_url)
+        self.agent = AgentBridge(settings.resolved_agent_home(paths))
+        self.sessions = SessionStore()
+        self.cache = LibraryCache(paths.library_cache)
+        self.me: dict | None = None
+        self.pricing = Pricing()
+        self.token_offers: dict = {}
+        self.categories: list[dict] = []
+        self.products: list[dict] = []
+        self.device_id: str | None = None
+        self.offline = False
+        self.entries = []
+        self._pending_retries: list[Callable[[], None]] = []
+        self._notified_low: set[str] = set()
+
+    # -- background calls ---------------------------------------------------
+    def call(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
+             on_error: Callable[[ApiError], None] | None = None, *, retry_after_sign_in: bool = True) -> None:
+        def done(value):
+            self.set_offline(False)
+            if on_done is not None:
+                on_done(value)
+
+        def failed(error):
+            if isinstance(error, NetworkError):
+                self.set_offline(True)
+            if isinstance(error, SessionExpired) and retry_after_sign_in:
+                self._pending_retries.append(lambda: self.call(fn, on_done, on_error))
+                if len(self._pending_retries) == 1:
+                    self.sessionExpired.emit()
+                return
+            if on_error is not None:
+                on_error(error)
+            elif not isinstance(error, NetworkError):   # off-line has its own banner
+                self.message.emit(getattr(error, "user_message", str(error)), "error")
+
+        run_async(fn, done, failed)
+
+    def set_offline(self, offline: bool) -> None:
+        if offline != self.offline:
+            self.offline = offline
+            self.offlineChanged.emit(offline)
+
+    @property
+    def signed_in(self) -> bool:
+        return self.me is not None
+
+    @property
+    def install_dir(self) -> Path:
+        return self.settings.resolved_install_dir(self.paths)
+
+    def save_settings(self) -> None:
+        save_settings(self.paths, self.settings)
+
+    # -- session --------------------------------------------------------------
+    def sign_in(self, username: str, password: str, on_done=None, on_error=None) -> None:
+        api = self.api
+
+        def work():
+            api.sign_in(username, password)
+            return api.me()
+
+        def done(me):
+            self.sessions.save(api.base_url, username, api.token)
+            self.settings.last_username = username
+            self.save_settings()
+            self._set_me(me)
+            retries, self._pending_retries = self._pending_retries, []
+            for retry in retries:
+                retry()
+            self.after_sign_in()
+            if on_done:
+                on_done(me)
+
+        self.call(work, done, on_error, retry_after_sign_in=False)
+
+    def resume_session(self, on_done=None) -> None:
+        """Signs in with a token saved in the keyring, if any is still valid."""
+        username = self.settings.last_username
+        token = self.sessions.load(self.api.base_url, username) if username else None
+        if not token:
+            return
+        self.api.token = token
+
+        def done(me):
+            self._set_me(me)
+            self.after_sign_in()
+            if on_done:
+                on_done(me)
+
+        def failed(error):
+            self.api.token = None
+            if isinstance(error, SessionExpired):
+                self.sessions.forget(self.api.base_url, username)
+
+        self.call(self.api.me, done, failed, retry_after_sign_in=False)
+
+    def sign_out(self) -> None:
+        if self.me:
+            self.sessions.forget(self.api.base_url, self.me.get("username", ""))
+        self.api.token = None
+        self._pending_retries = []
+        self._set_me(None)
+
+    def _set_me(self, me: dict | None) -> None:
+        self.me = me
+        self.meChanged.emit(me)
+
+    def refresh_me(self, on_done=None) -> None:
+        def done(me):
+            self._set_me(me)
+            if on_done:
+                on_done(me)
+        if self.api.token:
+            self.call(self.api.me, done)
+
+    @property
+    def available_tokens(self) -> int:
+        return int((self.me or {}).get("available_tokens", 0))
+
+    @property
+    def active(self) -> bool:
+        return (self.me or {}).get("status") == "active"
+
+    # -- catalog ----------------------------------------------------------------
+    def load_catalog(self, on_done=None) -> None:
+        api = self.api
+
+        def work():
+            return api.categories(), api.products(), api.token_offers()
+
+        def done(value):
+            self.categories, self.products, self.token_offers = value
+            self.pricing = Pricing.from_offers(self.token_offers)
+            self.pricingChanged.emit(self.pricing)
+            self.catalogChanged.emit()
+            if on_done:
+                on_done()
+
+        self.call(work, done)
+
+    def product(self, product_id) -> dict | None:
+        for p in self.products:
+            if str(p["id"]) == str(product_id):
+                return p
+        return None
+
+    def find_offer(self, offer_id) -> tuple[dict, dict] | None:
+        for p in self.products:
+            for o in p.get("offers", []):
+                if str(o["id"]) == str(offer_id):
+                    return p, o
+        return None
+
+    # -- agent and library ---------------------------------------------------
+    def after_sign_in(self) -> None:
+        """Register this device, trust the vendor key, install every code the server has."""
+        api, agent, cache = self.api, self.agent, self.cache
+
+        def work():
+            device = agent.device()
+            api.register_device(device["public_key"], platform.node() or "this computer")
+            vendor_key = api.vendor_key()
+            agent.trust(vendor_key["public_key"])
+            licenses = api.licenses()
+            problems = []
+            for lic in licenses:
+                try:
+                    code = api.license_code(lic["id"], device["device_id"])
+                    agent.install(code.get("authorization_code") or code.get("code"))
+                except (ApiError, AgentError) as exc:
+                    if isinstance(exc, SessionExpired):
+                        raise
+                    problems.append(f"{lic.get('product_name', lic['id'])}: {exc.user_message}")
+            return device["device_id"], vendor_key, licenses, agent.status(), problems
+
+        def done(value):
+            self.device_id, vendor_key, licenses, status, problems = value
+            cache.data["vendor_key"] = vendor_key
+            cache.data["username"] = (self.me or {}).get("username", "")
+            self._update_library(licenses, status)
+            if problems:
+                self.message.emit("Some licenses could not be brought to this computer: "
+                                  + "; ".join(problems), "warning")
+
+        def failed(error):
+            self.message.emit(getattr(error, "user_message", str(error)), "error")
+
+        self.call(work, done, failed)
+
+    def refresh_library(self, on_done=None) -> None:
+        """Server licenses when on-line; the agent's own counts always (no network needed)."""
+        api, agent = self.api, self.agent
+        signed_in = self.api.token is not None
+
+        def work():
+            licenses = None
+            if signed_in:
+                try:
+                    licenses = api.licenses()
+                except NetworkError:
+                    licenses = None   # off-line: the cached list stands
+            try:
+                status = agent.status()
+            except AgentError:
+                status = None
+            return licenses, status
+
+        def done(value):
+            licenses, status = value
+            if licenses is None and signed_in:
+                self.set_offline(True)
+            self._update_library(licenses, status)
+            if on_done:
+                on_done()
+
+        run_async(work, done, lambda e: self.message.emit(e.user_message, "error"))
+
+    def load_cached_library(self) -> None:
+        self._update_library(None, None, record=False)
+
+    def _update_library(self, licenses, status, record: bool = True) -> None:
+        lic = licenses if licenses is not None else self.cache.licenses
+        st = status if status is not None else self.cache.agent
+        installed_ids = {str(l.get("product_id")) for l in lic
+                         if installer.installed(self.install_dir, l.get("product_id")) is not None}
+        self.entries = build_entries(lic, st, installed_ids)
+        if record:
+            self.cache.record(licenses, status, {str(e.license_id): e.left for e in self.entries
+                                                 if e.left is not None})
+        self.libraryChanged.emit()
+        for e in self.entries:
+            if e.low and str(e.license_id) not in self._notified_low:
+                self._notified_low.add(str(e.license_id))
+                self.lowRental.emit(e)
+
+    def installed_product_ids(self) -> set[str]:
+        return {str(e.product_id) for e in self.entries if e.installed}
+
+    def install_codes(self, deliveries: list[dict], on_done=None) -> None:
+        agent = self.agent
+
+        def work():
+            problems = []
+            for d in deliveries:
+                code = d.get("authorization_code")
+                if code:
+                    try:
+                        agent.install(code)
+                    except AgentError as exc:
+                        problems.append(exc.user_message)
+            return problems
+
+        def done(problems):
+            if problems:
+                self.message.emit("The license agent refused a code: " + "; ".join(problems), "error")
+            self.refresh_library(on_done)
+
+        run_async(work, done)

@@ -1,0 +1,219 @@
+"""Catalog item models (FIG 6 categories, FIG 7 availability grid).
+
+Models hold plain dicts from the server; widgets only see them through
+Qt's model/view API.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+
+# FIG 7's column headings: offer kind -> heading
+KIND_COLUMNS = [
+    ("purchase", "Purchase"),
+    ("rent_time", "Rent by time"),
+    ("rent_uses", "Rent by uses"),
+    ("rent_processings", "Rent by processings"),
+]
+KIND_LABELS = {
+    "purchase": "Purchase",
+    "rent_time": "Rent by time",
+    "rent_uses": "Rent by uses",
+    "rent_processings": "Rent by processings",
+    "convert": "Convert to permanent",
+}
+QUANTITY_UNITS = {"rent_time": "days", "rent_uses": "uses", "rent_processings": "processings"}
+
+ProductRole = Qt.ItemDataRole.UserRole + 1
+OfferRole = Qt.ItemDataRole.UserRole + 2
+IdRole = Qt.ItemDataRole.UserRole + 3
+
+
+def offer_of_kind(product: dict, kind: str) -> dict | None:
+    for offer in product.get("offers", []):
+        if offer.get("kind") == kind:
+            return offer
+    return None
+
+
+def offer_min_tokens(offer: dict) -> int:
+    if offer.get("tiers"):
+        return min(int(t["tokens"]) for t in offer["tiers"])
+    return int(offer.get("tokens", 0))
+
+
+def offer_summary(offer: dict) -> str:
+    if offer.get("tiers"):
+        unit = QUANTITY_UNITS.get(offer.get("kind", ""), "")
+        return ", ".join(f"{int(t['quantity']):,} {unit}: {int(t['tokens'])}" for t in offer["tiers"])
+    return f"{int(offer.get('tokens', 0))}"
+
+
+class CategoryModel(QAbstractListModel):
+    """FIG 6: the software categories. Row 0 is "All categories"."""
+
+    ALL = None
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._categories: list[dict] = []
+
+    def set_categories(self, categories: list[dict]) -> None:
+        self.beginResetModel()
+        self._categories = list(categories)
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self._categories) + 1
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() <= len(self._categories):
+            return None
+        cat = None if index.row() == 0 else self._categories[index.row() - 1]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return "All categories" if cat is None else cat["name"]
+        if role == IdRole:
+            return None if cat is None else cat["id"]
+        return None
+
+    def name_of(self, category_id: Any) -> str:
+        for c in self._categories:
+            if c["id"] == category_id:
+                return c["name"]
+        return ""
+
+
+class ProductTableModel(QAbstractTableModel):
+    """FIG 7: one row per product; a column per way to get it."""
+
+    NAME_COLUMN = 0
+    COLUMNS = ["Product"] + [label for _, label in KIND_COLUMNS]
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._products: list[dict] = []
+        self._haystacks: list[str] = []   # lower-cased name + description, for fast filtering
+
+    def set_products(self, products: list[dict]) -> None:
+        self.beginResetModel()
+        self._products = list(products)
+        self._haystacks = [f"{p.get('name', '')}\n{p.get('description', '')}".lower() for p in self._products]
+        self.endResetModel()
+
+    def products(self) -> list[dict]:
+        return list(self._products)
+
+    def product(self, row: int) -> dict:
+        return self._products[row]
+
+    def product_by_id(self, product_id: Any) -> dict | None:
+        for p in self._products:
+            if str(p["id"]) == str(product_id):
+                return p
+        return None
+
+    def haystack(self, row: int) -> str:
+        return self._haystacks[row]
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self._products)
+
+    def columnCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal \
+                and 0 <= section < len(self.COLUMNS):
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or not 0 <= index.row() < len(self._products):
+            return None
+        product = self._products[index.row()]
+        col = index.column()
+        if role == ProductRole:
+            return product
+        if col == self.NAME_COLUMN:
+            if role == Qt.ItemDataRole.DisplayRole:
+                return product.get("name", "")
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return product.get("description", "")
+            return None
+        kind = KIND_COLUMNS[col - 1][0]
+        offer = offer_of_kind(product, kind)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if offer is None:
+                return ""
+            prefix = "from " if offer.get("tiers") and len(offer["tiers"]) > 1 else ""
+            return f"✓ {prefix}{offer_min_tokens(offer)} tokens"
+        if role == OfferRole:
+            return offer
+        if role == Qt.ItemDataRole.ToolTipRole and offer is not None:
+            return offer_summary(offer)
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return "available" if offer else "not available"
+        return None
+
+
+class ProductFilterProxy(QSortFilterProxyModel):
+    """Search text, category and "available as" filters over ProductTableModel."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._needle = ""
+        self._category_id: Any = None
+        self._kind: str | None = None
+        self._accepted: list[bool] | None = None
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    def set_search_text(self, text: str) -> None:
+        needle = text.strip().lower()
+        if needle != self._needle:
+            self._needle = needle
+            self.invalidateRowsFilter()
+
+    def set_category(self, category_id: Any) -> None:
+        if category_id != self._category_id:
+            self._category_id = category_id
+            self.invalidateRowsFilter()
+
+    def set_kind(self, kind: str | None) -> None:
+        if kind != self._kind:
+            self._kind = kind
+            self.invalidateRowsFilter()
+
+    def invalidateRowsFilter(self):
+        self._accepted = None
+        super().invalidateRowsFilter()
+
+    def _compute_accepted(self) -> list[bool]:
+        # One list comprehension over all rows is far cheaper than doing the
+        # work inside 10,000 separate filterAcceptsRow calls.
+        src = self.sourceModel()
+        needle, category_id, kind = self._needle, self._category_id, self._kind
+        accepted = [needle in h for h in src._haystacks] if needle else [True] * len(src._haystacks)
+        if category_id is not None or kind is not None:
+            for row, product in enumerate(src._products):
+                if accepted[row] and (
+                        (category_id is not None and product.get("category_id") != category_id)
+                        or (kind is not None and offer_of_kind(product, kind) is None)):
+                    accepted[row] = False
+        return accepted
+
+    def filterAcceptsRow(self, source_row, source_parent):
+        try:
+            return self._accepted[source_row]
+        except (TypeError, IndexError):  # first call after a change of filter or of the source
+            self._accepted = self._compute_accepted()
+            return self._accepted[source_row]
+
+    def setSourceModel(self, model):
+        super().setSourceModel(model)
+        model.modelAboutToBeReset.connect(self._forget_accepted)
+        model.rowsAboutToBeInserted.connect(self._forget_accepted)
+        model.rowsAboutToBeRemoved.connect(self._forget_accepted)
+
+    def _forget_accepted(self, *args):
+        self._accepted = None

@@ -1,0 +1,176 @@
+"""Store: categories (FIG 6), the availability grid (FIG 7), product details, search and filter."""
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+                               QLineEdit, QListView, QPushButton, QSplitter, QTableView, QVBoxLayout,
+                               QWidget)
+
+from desktop_app.store.models import (KIND_COLUMNS, KIND_LABELS, QUANTITY_UNITS, CategoryModel, IdRole,
+                                      OfferRole, ProductFilterProxy, ProductRole, ProductTableModel)
+
+
+class ProductDetails(QGroupBox):
+    """One product: description and every offer with its tiers, priced in tokens and cash."""
+
+    addOffer = Signal(dict, dict, int)   # product, offer, tier index
+
+    def __init__(self, state, parent=None):
+        super().__init__("Product", parent)
+        self.state = state
+        self.product: dict | None = None
+        self.name = QLabel(objectName="product_name")
+        self.name.setStyleSheet("font-size:16pt;font-weight:600;")
+        self.description = QLabel(wordWrap=True)
+        self.offers_box = QVBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.name)
+        layout.addWidget(self.description)
+        layout.addLayout(self.offers_box)
+        layout.addStretch(1)
+        self.show_product(None)
+
+    def show_product(self, product: dict | None) -> None:
+        self.product = product
+        while self.offers_box.count():
+            item = self.offers_box.takeAt(0)
+            w = item.widget() or (item.layout() and None)
+            if item.widget():
+                item.widget().deleteLater()
+        if product is None:
+            self.name.setText("Choose a product")
+            self.description.setText("Pick a product in the list to see how you can buy or rent it.")
+            return
+        self.name.setText(product.get("name", ""))
+        self.description.setText(product.get("description", ""))
+        for offer in product.get("offers", []):
+            if offer.get("kind") == "convert":
+                continue  # conversion starts from a license in the Library
+            self.offers_box.addWidget(self._offer_row(product, offer))
+
+    def _offer_row(self, product: dict, offer: dict) -> QWidget:
+        row = QWidget()
+        box = QHBoxLayout(row)
+        box.setContentsMargins(0, 0, 0, 0)
+        label = QLabel(f"<b>{KIND_LABELS.get(offer['kind'], offer['kind'])}</b>")
+        box.addWidget(label)
+        pricing = self.state.pricing
+        tiers = offer.get("tiers") or []
+        combo = None
+        if tiers:
+            combo = QComboBox()
+            combo.setObjectName(f"tiers_{offer['id']}")
+            unit = QUANTITY_UNITS.get(offer["kind"], "")
+            for t in tiers:
+                combo.addItem(f"{int(t['quantity']):,} {unit} — {pricing.tokens_text(int(t['tokens']))}")
+            label.setBuddy(combo)
+            box.addWidget(combo, 1)
+        else:
+            box.addWidget(QLabel(pricing.tokens_text(int(offer.get("tokens", 0)))), 1)
+        button = QPushButton("Add to order")
+        button.setObjectName(f"add_{offer['id']}")
+        button.setAccessibleName(f"Add {product.get('name')} {KIND_LABELS.get(offer['kind'])} to order")
+        button.clicked.connect(lambda: self.addOffer.emit(product, offer, combo.currentIndex() if combo else 0))
+        box.addWidget(button)
+        return row
+
+
+class StorePage(QWidget):
+    addToOrder = Signal(dict, dict, int)
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.categories = CategoryModel(self)
+        self.products = ProductTableModel(self)
+        self.proxy = ProductFilterProxy(self)
+        self.proxy.setSourceModel(self.products)
+
+        self.search = QLineEdit(objectName="store_search")
+        self.search.setPlaceholderText("Search products (Ctrl+F)")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self.proxy.set_search_text)
+        QShortcut(QKeySequence.StandardKey.Find, self, activated=self.search.setFocus)
+        self.kind_filter = QComboBox(objectName="store_kind")
+        self.kind_filter.addItem("Any way to get it", None)
+        for kind, label in KIND_COLUMNS:
+            self.kind_filter.addItem(label, kind)
+        self.kind_filter.currentIndexChanged.connect(
+            lambda _: self.proxy.set_kind(self.kind_filter.currentData()))
+
+        self.category_view = QListView(objectName="store_categories")
+        self.category_view.setModel(self.categories)
+        self.category_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.category_view.selectionModel().currentChanged.connect(
+            lambda cur, _prev: self.proxy.set_category(cur.data(IdRole)))
+
+        self.table = QTableView(objectName="store_products")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.selectionModel().currentChanged.connect(self._current_changed)
+        self.table.activated.connect(self._activated)
+
+        self.details = ProductDetails(state)
+        self.details.addOffer.connect(self.addToOrder)
+
+        filters = QHBoxLayout()
+        filters.addWidget(self.search, 2)
+        filters.addWidget(self.kind_filter, 1)
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addLayout(filters)
+        cl.addWidget(self.table)
+        split = QSplitter()
+        split.addWidget(self.category_view)
+        split.addWidget(center)
+        split.addWidget(self.details)
+        split.setSizes([160, 560, 320])
+        layout = QVBoxLayout(self)
+        layout.addWidget(split)
+        self.setTabOrder(self.search, self.kind_filter)
+        self.setTabOrder(self.kind_filter, self.category_view)
+        self.setTabOrder(self.category_view, self.table)
+
+        state.catalogChanged.connect(self.reload)
+        state.pricingChanged.connect(lambda _p: self.details.show_product(self.details.product))
+
+    def reload(self) -> None:
+        current = self.details.product
+        self.categories.set_categories(self.state.categories)
+        self.products.set_products(self.state.products)
+        self.category_view.setCurrentIndex(self.categories.index(0))
+        if current is not None:
+            self.show_product(current["id"])
+
+    def _current_changed(self, current, _previous) -> None:
+        self.details.show_product(current.data(ProductRole) if current.isValid() else None)
+
+    def _activated(self, index) -> None:
+        """Enter / double click on an availability box (FIG 7) adds that offer."""
+        offer = index.data(OfferRole)
+        product = index.data(ProductRole)
+        if offer is not None and product is not None:
+            self.addToOrder.emit(product, offer, 0)
+
+    def show_product(self, product_id) -> bool:
+        """Select a product (tokenrent --product ID). Clears filters that would hide it."""
+        for row in range(self.products.rowCount()):
+            if str(self.products.product(row)["id"]) == str(product_id):
+                self.search.clear()
+                self.kind_filter.setCurrentIndex(0)
+                self.category_view.setCurrentIndex(self.categories.index(0))
+                proxy_index = self.proxy.mapFromSource(self.products.index(row, 0))
+                self.table.setCurrentIndex(proxy_index)
+                self.table.scrollTo(proxy_index)
+                self.details.show_product(self.products.product(row))
+                return True
+        return False

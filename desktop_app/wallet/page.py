@@ -1,0 +1,293 @@
+"""Wallet: buy tokens (card or off-line), statement with a balance chart, transfers (FIG 11)."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QRadioButton,
+                               QSpinBox, QSplitter, QStackedWidget, QTableView, QVBoxLayout, QWidget)
+
+from desktop_app.api.client import new_idempotency_key
+from desktop_app.money import format_cents
+from desktop_app.wallet.model import LedgerModel, balance_series, normalize_ledger
+from desktop_app.widgets.chart import LineChart
+from desktop_app.widgets.common import Banner
+
+OFFLINE_METHODS = [("check", "Check"), ("money_order", "Money order"), ("purchase_order", "Purchase order")]
+
+
+def bundle_text(bundle: dict, pricing) -> str:
+    tokens = int(bundle.get("tokens", 0))
+    discount = bundle.get("discount_percent", bundle.get("discount"))
+    price = bundle.get("price_cents")
+    parts = [f"{tokens:,} tokens"]
+    if price is not None:
+        parts.append(format_cents(int(price), pricing.currency))
+    elif pricing.cash_cents(tokens) is not None:
+        parts.append(format_cents(pricing.cash_cents(tokens), pricing.currency))
+    if discount:
+        parts.append(f"{discount}% off")
+    return " — ".join(parts)
+
+
+class BuyTokensDialog(QDialog):
+    purchased = Signal(dict)
+
+    def __init__(self, state, parent=None, *, suggested_tokens: int = 0):
+        super().__init__(parent)
+        self.state = state
+        self.setWindowTitle("Buy tokens")
+        offers = state.token_offers or {}
+        self.bundles = list(offers.get("bundles") or [])
+        self.idempotency_key = new_idempotency_key()
+        self.banner = Banner(self)
+
+        self.amount = QComboBox(objectName="buy_amount")
+        self.amount.addItem("A number of tokens", None)
+        for b in self.bundles:
+            self.amount.addItem(bundle_text(b, state.pricing), b.get("id"))
+        self.tokens = QSpinBox(objectName="buy_tokens")
+        self.tokens.setRange(1, 1_000_000)
+        minimum = int((state.me or {}).get("min_tokens") or 0) if not state.active else 0
+        self.tokens.setValue(max(suggested_tokens, minimum, 1))
+        self.cash = QLabel(objectName="buy_cash")
+        self.tokens.valueChanged.connect(self._update_cash)
+        self.amount.currentIndexChanged.connect(self._update_cash)
+
+        self.method_group = QButtonGroup(self)
+        self.card_radio = QRadioButton("&Card", objectName="buy_card")
+        self.card_radio.setChecked(True)
+        self.method_group.addButton(self.card_radio)
+        self.offline_radios = {}
+        methods = QHBoxLayout()
+        methods.addWidget(self.card_radio)
+        for key, label in OFFLINE_METHODS:
+            radio = QRadioButton(label, objectName=f"buy_{key}")
+            self.offline_radios[key] = radio
+            self.method_group.addButton(radio)
+            methods.addWidget(radio)
+        self.card_number = QLineEdit(objectName="card_number")
+        self.card_number.setPlaceholderText("4242 4242 4242 4242")
+        self.card_expiry = QLineEdit(objectName="card_expiry")
+        self.card_expiry.setPlaceholderText("MM/YY")
+        self.card_cvc = QLineEdit(objectName="card_cvc")
+        self.card_cvc.setMaxLength(4)
+        self.card_cvc.setEchoMode(QLineEdit.EchoMode.Password)
+        self.card_box = QGroupBox("Card")
+        cf = QFormLayout(self.card_box)
+        cf.addRow("Card &number:", self.card_number)
+        cf.addRow("E&xpiry:", self.card_expiry)
+        cf.addRow("C&VC:", self.card_cvc)
+        self.offline_note = QLabel("You will get an invoice number. Send your payment quoting it; the "
+                                   "tokens arrive when the vendor has received it.")
+        self.offline_note.setWordWrap(True)
+        self.method_stack = QStackedWidget()
+        self.method_stack.addWidget(self.card_box)
+        self.method_stack.addWidget(self.offline_note)
+        self.method_group.buttonToggled.connect(
+            lambda *_: self.method_stack.setCurrentIndex(0 if self.card_radio.isChecked() else 1))
+
+        form = QFormLayout()
+        form.addRow("&Amount:", self.amount)
+        form.addRow("&Tokens:", self.tokens)
+        form.addRow("Price:", self.cash)
+        self.buttons = QDialogButtonBox()
+        self.buy_button = self.buttons.addButton("&Buy", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.buy_button.setObjectName("buy_button")
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.buttons.accepted.connect(self.buy)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(form)
+        layout.addLayout(methods)
+        layout.addWidget(self.method_stack)
+        layout.addWidget(self.buttons)
+        self._update_cash()
+
+    def method(self) -> str:
+        if self.card_radio.isChecked():
+            return "card"
+        return next(k for k, r in self.offline_radios.items() if r.isChecked())
+
+    def _update_cash(self, *_):
+        bundle_id = self.amount.currentData()
+        self.tokens.setEnabled(bundle_id is None)
+        if bundle_id is None:
+            self.cash.setText(self.state.pricing.tokens_text(self.tokens.value()))
+        else:
+            self.cash.setText(self.amount.currentText())
+        self.idempotency_key = new_idempotency_key()   # a different purchase: a new key
+
+    def buy(self) -> None:
+        method = self.method()
+        card = None
+        if method == "card":
+            card = {"card_number": self.card_number.text().replace(" ", ""),
+                    "card_expiry": self.card_expiry.text().strip(), "card_cvc": self.card_cvc.text().strip()}
+            if not all(card.values()):
+                self.banner.show_message("Enter the card number, expiry and CVC.", "error")
+                return
+        bundle_id = self.amount.currentData()
+        tokens = None if bundle_id is not None else self.tokens.value()
+        self.buy_button.setEnabled(False)
+        self.banner.show_message("Sending…", "info")
+        api, key = self.state.api, self.idempotency_key
+        self.state.call(lambda: api.buy_tokens(method=method, tokens=tokens, bundle_id=bundle_id, card=card,
+                                               idempotency_key=key), self._done, self._failed)
+
+    def _done(self, answer: dict) -> None:
+        self.buy_button.setEnabled(True)
+        self.last_answer = answer
+        if answer.get("status") == "pending":
+            invoice = answer.get("invoice_number") or answer.get("id")
+            self.banner.show_message(f"Invoice number {invoice}: waiting for your payment (pending). "
+                                     f"Quote this number with your payment.", "info")
+            self.buy_button.setText("&Buy again")
+            self.idempotency_key = new_idempotency_key()
+        else:
+            self.banner.show_message(f"Done. You now have {int(answer.get('available_tokens', 0)):,} tokens.",
+                                     "success")
+        self.purchased.emit(answer)
+        if answer.get("status") != "pending":
+            self.accept()
+
+    def _failed(self, error) -> None:
+        self.buy_button.setEnabled(True)
+        self.banner.show_message(error.user_message, "error")
+
+
+class TransferDialog(QDialog):
+    """FIG 11: the recipient's username AND full name must match; your PIN confirms."""
+
+    transferred = Signal(dict)
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.setWindowTitle("Send tokens to another user")
+        self.idempotency_key = new_idempotency_key()
+        self.banner = Banner(self)
+        self.to_username = QLineEdit(objectName="transfer_username")
+        self.to_full_name = QLineEdit(objectName="transfer_full_name")
+        self.tokens = QSpinBox(objectName="transfer_tokens")
+        self.tokens.setRange(1, 10_000_000)
+        self.pin = QLineEdit(objectName="transfer_pin")
+        self.pin.setEchoMode(QLineEdit.EchoMode.Password)
+        for w in (self.to_username, self.to_full_name, self.pin):
+            w.textChanged.connect(self._new_key)
+        self.tokens.valueChanged.connect(self._new_key)
+        form = QFormLayout()
+        form.addRow("Recipient's &username:", self.to_username)
+        form.addRow("Recipient's &full name:", self.to_full_name)
+        form.addRow("&Tokens:", self.tokens)
+        form.addRow("Your &PIN:", self.pin)
+        self.buttons = QDialogButtonBox()
+        self.send_button = self.buttons.addButton("&Send", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.send_button.setObjectName("transfer_send")
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.send)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(form)
+        layout.addWidget(self.buttons)
+
+    def _new_key(self, *_):
+        self.idempotency_key = new_idempotency_key()
+
+    def send(self) -> None:
+        to_user, to_name, pin = self.to_username.text().strip(), self.to_full_name.text().strip(), self.pin.text()
+        if not to_user or not to_name or not pin:
+            self.banner.show_message("Enter the recipient's username and full name, and your PIN.", "error")
+            return
+        tokens, key, api = self.tokens.value(), self.idempotency_key, self.state.api
+        self.send_button.setEnabled(False)
+
+        def failed(error):
+            self.send_button.setEnabled(True)
+            messages = {403: "That PIN is not right.",
+                        404: "No user has that username and full name. Check both."}
+            self.banner.show_message(messages.get(error.status, error.user_message), "error")
+
+        def done(answer):
+            self.send_button.setEnabled(True)
+            self.transferred.emit(answer)
+            self.accept()
+
+        self.state.call(lambda: api.transfer(to_user, to_name, tokens, pin, key), done, failed)
+
+
+class WalletPage(QWidget):
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.banner = Banner(self)
+        self.balance = QLabel(objectName="wallet_balance")
+        self.balance.setStyleSheet("font-size:18pt;font-weight:600;")
+        self.buy_button = QPushButton("&Buy tokens…", objectName="wallet_buy")
+        self.transfer_button = QPushButton("Send &tokens…", objectName="wallet_transfer")
+        self.refresh_button = QPushButton("Re&fresh", objectName="wallet_refresh")
+        self.buy_button.clicked.connect(lambda: self.open_buy())
+        self.transfer_button.clicked.connect(self.open_transfer)
+        self.refresh_button.clicked.connect(self.refresh)
+        self.ledger = LedgerModel(self)
+        self.table = QTableView(objectName="wallet_statement")
+        self.table.setModel(self.ledger)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.chart = LineChart("Balance over time")
+        self.chart.setObjectName("wallet_chart")
+        top = QHBoxLayout()
+        top.addWidget(self.balance, 1)
+        for b in (self.buy_button, self.transfer_button, self.refresh_button):
+            top.addWidget(b)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.chart)
+        split.addWidget(self.table)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+        state.meChanged.connect(self._me_changed)
+        state.pricingChanged.connect(lambda _p: self._me_changed(state.me))
+        self._me_changed(state.me)
+
+    def _me_changed(self, me) -> None:
+        if not me:
+            self.balance.setText("Sign in to see your wallet")
+            self.banner.clear_message()
+            return
+        self.balance.setText(f"Balance: {self.state.pricing.tokens_text(self.state.available_tokens)}")
+        if me.get("status") != "active":
+            from desktop_app.account.dialogs import activation_text
+            self.banner.show_message(activation_text(me, self.state.pricing), "warning")
+        else:
+            self.banner.clear_message()
+
+    def refresh(self) -> None:
+        if not self.state.signed_in:
+            return
+        self.state.refresh_me()
+        self.state.call(self.state.api.ledger, self._statement)
+
+    def _statement(self, answer) -> None:
+        rows = normalize_ledger(answer)
+        self.ledger.set_rows(rows)
+        self.chart.set_points(balance_series(rows))
+
+    def open_buy(self, suggested_tokens: int = 0, on_done=None) -> BuyTokensDialog:
+        dialog = BuyTokensDialog(self.state, self, suggested_tokens=suggested_tokens)
+        dialog.purchased.connect(lambda _a: self.refresh())
+        if on_done:
+            dialog.purchased.connect(lambda a: on_done(a))
+        self.buy_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def open_transfer(self) -> TransferDialog:
+        dialog = TransferDialog(self.state, self)
+        dialog.transferred.connect(lambda _a: (self.refresh(), self.banner.show_message(
+            "Tokens sent.", "success")))
+        self.transfer_dialog = dialog
+        dialog.open()
+        return dialog

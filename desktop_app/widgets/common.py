@@ -1,0 +1,73 @@
+"""Small shared widgets: banners, the progress-bar delegate, message helpers."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QMessageBox, QStyle,
+                               QStyledItemDelegate, QStyleOptionProgressBar, QWidget)
+
+
+class Banner(QLabel):
+    """A coloured line across the top of a page (off-line, account inactive ...)."""
+
+    STYLES = {
+        "warning": "background:#fff3cd;color:#5c4400;border:1px solid #e0c36b;",
+        "error": "background:#f8d7da;color:#611a15;border:1px solid #e39ca4;",
+        "info": "background:#d9ecff;color:#0b3a66;border:1px solid #9cc5ef;",
+        "success": "background:#d8f3dc;color:#14462b;border:1px solid #94d3a2;",
+    }
+
+    def __init__(self, parent=None, objectName: str = ""):
+        super().__init__(parent)
+        if objectName:
+            self.setObjectName(objectName)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hide()
+
+    def show_message(self, text: str, style: str = "info") -> None:
+        self.setText(text)
+        self.setStyleSheet(self.STYLES.get(style, "") + "padding:6px;border-radius:4px;")
+        self.setAccessibleName(text)
+        self.show()
+
+    def clear_message(self) -> None:
+        self.setText("")
+        self.hide()
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws a progress bar for cells whose ``role`` gives a fraction 0..1 (None: plain text)."""
+
+    def __init__(self, role: int, parent=None):
+        super().__init__(parent)
+        self.role = role
+
+    def paint(self, painter, option, index):
+        fraction = index.data(self.role)
+        if fraction is None:
+            return super().paint(painter, option, index)
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum = 0
+        bar.maximum = 1000
+        bar.progress = int(round(float(fraction) * 1000))
+        bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        bar.textVisible = True
+        bar.state = option.state
+        style = option.widget.style() if option.widget else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
+
+
+def show_error(parent: QWidget | None, title: str, error) -> None:
+    text = getattr(error, "user_message", None) or str(error)
+    QMessageBox.warning(parent, title, text)
+
+
+def hbox(*widgets, stretch_last: bool = False) -> QHBoxLayout:
+    box = QHBoxLayout()
+    for w in widgets:
+        if w is None:
+            box.addStretch(1)
+        else:
+            box.addWidget(w)
+    return box
