@@ -21,23 +21,22 @@ KEY_ENV = "TOKENRENT_VENDOR_KEY"
 
 
 def default_key_path() -> Path | None:
-    """--key, else $TOKENRENT_VENDOR_KEY, else the server's configured vendor key file."""
+    """--key, else $TOKENRENT_VENDOR_KEY, else the local server's vendor key file."""
     if os.environ.get(KEY_ENV):
         return Path(os.environ[KEY_ENV])
-    try:  # the server decides where its signing key lives; reuse that rule when it is installed
-        from server_stub import keys as server_keys  # type: ignore[attr-defined]
-        path = getattr(server_keys, "default_key_path", None)
-        if callable(path):
-            return Path(path())
-    except Exception:
-        pass
-    return None
+    try:  # the server decides where its key lives (TOKENRENT_SIGNING_KEY_PATH, else its data dir)
+        from server_stub.core.config import Settings
+    except ImportError:
+        return None
+    path = Settings.from_env().resolved_signing_key_path
+    return path if path.exists() else None
 
 
 def _resolve_key(arg: str | None) -> Path:
     path = Path(arg) if arg else default_key_path()
     if path is None:
-        raise pf.PackageError(f"no signing key: pass --key PATH or set {KEY_ENV}")
+        raise pf.PackageError(f"no signing key: pass --key PATH or set {KEY_ENV} "
+                              "(no local server key file was found either)")
     return path
 
 
