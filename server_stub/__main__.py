@@ -1,0 +1,74 @@
+"""tokenrent-server: `serve` (migrate, optional demo data, run uvicorn) and
+`admin ...` (the vendor operator's commands, see admin_cli.py)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .core.config import Settings, set_settings
+
+
+def _settings_from(a: argparse.Namespace) -> Settings:
+    s = Settings.from_env(db_url=a.db, data_dir=getattr(a, "data_dir", None),
+                          signing_key_path=getattr(a, "signing_key", None),
+                          public_url=getattr(a, "public_url", None))
+    os.environ.update(s.to_env())  # uvicorn workers (other processes) read the same settings
+    set_settings(s)
+    if not s.db_url or s.resolved_db_url.startswith("sqlite"):
+        s.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import admin_cli
+
+    parser = argparse.ArgumentParser(prog="tokenrent-server", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("serve", help="run the HTTP server (migrates the database first)")
+    sp.add_argument("--db", help="database URL; default: SQLite file in the user data dir")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8700)
+    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--demo", action="store_true", help="load the demo data (idempotent)")
+    sp.add_argument("--data-dir")
+    sp.add_argument("--signing-key", help="path of the vendor signing key file")
+    sp.add_argument("--public-url")
+    sp.add_argument("--log-level", default=None)
+    admin_cli.add_parser(sub)
+    a = parser.parse_args(argv)
+
+    if getattr(a, "log_level", None):
+        os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level
+    s = _settings_from(a)
+    from . import migrate
+    from .logs import log, setup_logging
+
+    setup_logging(s.log_level)
+    migrate.upgrade(s.resolved_db_url)
+    if a.command == "admin":
+        return admin_cli.run(a)
+
+    if a.demo:
+        from . import demo
+        from .db import write_session
+
+        with write_session() as db:
+            notes = demo.load(db)
+        log("demo data ready", changes=notes, accounts=demo.credentials_text())
+    if s.public_url == Settings.public_url:
+        os.environ["TOKENRENT_PUBLIC_URL"] = f"http://{a.host}:{a.port}"
+    from .db import dispose_engines
+
+    dispose_engines()  # don't hand pooled connections to forked workers
+    log("serving", host=a.host, port=a.port, workers=a.workers,
+        db=s.resolved_db_url.split("@")[-1])
+    import uvicorn
+
+    uvicorn.run("server_stub.app:create_app", factory=True, host=a.host, port=a.port,
+                workers=a.workers, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

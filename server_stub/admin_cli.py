@@ -1,0 +1,160 @@
+"""`tokenrent-server admin ...`: the vendor operator's commands. They work on
+the database directly (same services as the HTTP admin routes).
+
+Add a command: write a function taking (db, args) and decorate it with
+@command("name", "help", arg("x", ...), ...). Print a JSON result.
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from datetime import datetime
+from typing import Callable
+
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy import select
+
+from .db import write_session
+from .models.user import ROLE_ADMIN
+from .models.wallet import TokenPurchase
+from .services import accounts, ledger, wallet
+from .services.errors import ApiError
+
+COMMANDS: dict[str, tuple[str, list[tuple[tuple, dict]], Callable]] = {}
+
+
+def arg(*names, **kw):
+    return (names, kw)
+
+
+def command(name: str, help: str, *args):
+    def deco(fn):
+        COMMANDS[name] = (help, list(args), fn)
+        return fn
+    return deco
+
+
+def _secret(value: str | None, env: str, prompt: str) -> str:
+    if value:
+        return value
+    if os.environ.get(env):
+        return os.environ[env]
+    return getpass.getpass(prompt)
+
+
+@command("create-admin", "create a vendor admin account",
+         arg("--username", required=True), arg("--password"), arg("--pin", default=None),
+         arg("--full-name", default="Vendor Admin"), arg("--email", default="admin@example.com"))
+def _create_admin(db, a):
+    from .schemas.user import AccountCreate
+    password = _secret(a.password, "TOKENRENT_ADMIN_PASSWORD", "password: ")
+    pin = a.pin or os.environ.get("TOKENRENT_ADMIN_PIN") or "0000"
+    body = AccountCreate(username=a.username, password=password, pin=pin, full_name=a.full_name,
+                         email=a.email)
+    user = accounts.create_user(db, **body.model_dump(), role=ROLE_ADMIN)
+    return {"id": user.id, "username": user.username, "role": user.role}
+
+
+@command("list-purchases", "list token purchases", arg("--status", default=None))
+def _list(db, a):
+    q = select(TokenPurchase).order_by(TokenPurchase.id)
+    if a.status:
+        q = q.where(TokenPurchase.status == a.status)
+    return [wallet.purchase_view(p) for p in db.scalars(q).all()]
+
+
+@command("confirm-purchase", "payment received for an off-line purchase (or a receivable)",
+         arg("purchase_id", type=int))
+def _confirm(db, a):
+    return wallet.purchase_view(wallet.confirm_purchase(db, a.purchase_id))
+
+
+@command("credit-purchase", "credit an off-line purchase's tokens before payment (receivable)",
+         arg("purchase_id", type=int))
+def _credit(db, a):
+    return wallet.purchase_view(wallet.credit_before_payment(db, a.purchase_id))
+
+
+@command("cancel-purchase", "cancel a pending off-line purchase", arg("purchase_id", type=int))
+def _cancel(db, a):
+    return wallet.purchase_view(wallet.cancel_purchase(db, a.purchase_id))
+
+
+@command("grant", "grant free tokens to a user",
+         arg("username"), arg("tokens", type=int),
+         arg("--kind", choices=["standard", "incentive", "restricted"], default="standard"),
+         arg("--expires-at", type=datetime.fromisoformat, default=None,
+             help="RFC 3339 / ISO time with offset, e.g. 2027-01-01T00:00:00+00:00"),
+         arg("--memo", default=""))
+def _grant(db, a):
+    if a.expires_at is not None and a.expires_at.tzinfo is None:
+        raise ApiError("--expires-at needs a UTC offset, e.g. +00:00")
+    user = wallet.grant_tokens(db, a.username, a.tokens, a.kind, a.expires_at, a.memo)
+    return {"username": user.username, "status": user.status,
+            "available_tokens": ledger.available_tokens(db, user)}
+
+
+@command("set-negative-limit", "let a wallet draw below zero down to -TOKENS",
+         arg("username"), arg("tokens", type=int))
+def _neg(db, a):
+    u = wallet.set_negative_limit(db, a.username, a.tokens)
+    return {"username": u.username, "negative_limit": u.negative_limit}
+
+
+@command("set-policy", "set the token price, minimum (MT), preferred discount, registration grant",
+         arg("--token-price-cents", type=int), arg("--min-tokens", type=int),
+         arg("--preferred-discount-percent", type=float), arg("--registration-grant-tokens", type=int))
+def _policy(db, a):
+    wallet.update_policy(db, token_price_cents=a.token_price_cents, min_tokens=a.min_tokens,
+                         preferred_discount_percent=a.preferred_discount_percent,
+                         registration_grant_tokens=a.registration_grant_tokens)
+    return wallet.offers(db)
+
+
+@command("set-bundle", "create or change a token bundle",
+         arg("name"), arg("tokens", type=int), arg("discount_percent", type=float),
+         arg("--inactive", action="store_true"))
+def _bundle(db, a):
+    b = wallet.upsert_bundle(db, a.name, a.tokens, a.discount_percent, not a.inactive)
+    return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
+            "active": b.active}
+
+
+@command("set-preferred", "mark (or unmark) a preferred customer",
+         arg("username"), arg("--off", action="store_true"))
+def _preferred(db, a):
+    u = wallet.set_preferred(db, a.username, not a.off)
+    return {"username": u.username, "preferred": u.preferred}
+
+
+@command("verify-ledger", "check conservation: sums zero, caches equal transfers")
+def _verify(db, a):
+    r = ledger.verify_ledger(db)
+    return {"ok": r.ok, "totals": r.totals, "mismatched_accounts": r.mismatched_accounts,
+            "negative_wallets": r.negative_wallets}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("admin", help="vendor operator commands")
+    p.add_argument("--db", help="database URL (default: the SQLite file in the data dir)")
+    p.add_argument("--data-dir")
+    cmds = p.add_subparsers(dest="admin_command", required=True)
+    for name, (help_text, args, _fn) in COMMANDS.items():
+        cp = cmds.add_parser(name, help=help_text)
+        for names, kw in args:
+            cp.add_argument(*names, **kw)
+
+
+def run(a: argparse.Namespace) -> int:
+    _help, _args, fn = COMMANDS[a.admin_command]
+    try:
+        with write_session() as db:
+            result = fn(db, a)
+    except ApiError as e:
+        print(json.dumps(e.body()), file=sys.stderr)
+        return 2
+    print(json.dumps(jsonable_encoder(result), indent=2))
+    return 0

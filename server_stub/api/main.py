@@ -1,0 +1,9 @@
+"""All route modules, under /v1. Add yours here (one module per area)."""
+from fastapi import APIRouter
+
+from .routes import accounts, admin, wallet
+
+api_router = APIRouter(prefix="/v1")
+api_router.include_router(accounts.router)
+api_router.include_router(wallet.router)
+api_router.include_router(admin.router)

@@ -1,0 +1,59 @@
+"""Accounts and sessions (FIG 3, 5)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from fastapi import Response
+
+from ...db import write_session
+from ...services import accounts, ledger
+from ...schemas.user import AccountCreate, AccountOut, MeOut, SessionCreate, SessionOut
+from ..deps import BearerToken, CurrentUser, DbSession, WriteDb
+
+router = APIRouter(tags=["accounts"])
+
+
+@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
+def register(body: AccountCreate, db: WriteDb):
+    user = accounts.create_user(db, **body.model_dump())
+    return AccountOut(id=user.id, username=user.username, status=user.status)
+
+
+@router.post("/sessions", response_model=SessionOut)
+def sign_in(body: SessionCreate, db: WriteDb):
+    user = accounts.authenticate(db, body.username, body.password)
+    token, expires = accounts.open_session(db, user)
+    return SessionOut(token=token, expires_at=expires)
+
+
+@router.get("/sessions/current")
+def current_session(user: CurrentUser) -> dict:
+    """Who am I, cheaply (also the benchmark's trivial authenticated GET)."""
+    return {"user_id": user.id, "username": user.username, "role": user.role}
+
+
+@router.delete("/sessions/current", status_code=status.HTTP_204_NO_CONTENT)
+def sign_out(_user: CurrentUser, token: BearerToken, db: WriteDb):
+    accounts.revoke_session(db, token)
+    return Response(status_code=204)
+
+
+def me_view(db, user) -> MeOut:
+    wallet = ledger.load_wallet(db, user)
+    return MeOut(id=user.id, username=user.username, full_name=user.full_name, email=user.email,
+                 role=user.role, status=user.status, preferred=user.preferred,
+                 available_tokens=wallet.total(), min_tokens=accounts.policy(db).min_tokens,
+                 tokens=wallet.breakdown())
+
+
+def sweep_expired(user_id: int) -> None:
+    """Expired lots leave the wallet by a transfer before we show it."""
+    with write_session() as wdb:
+        ledger.lock_wallets(wdb, user_id)
+
+
+@router.get("/me", response_model=MeOut)
+def me(user: CurrentUser, db: DbSession):
+    if ledger.has_due_lots(db, user.id):
+        sweep_expired(user.id)
+        db.rollback()
+    return me_view(db, db.get(type(user), user.id))

@@ -1,0 +1,101 @@
+"""The vendor's operator. Every route here refuses users (403)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from ...models.user import User
+from ...models.wallet import TokenPurchase
+from ...schemas.user import AccountCreate, AccountOut
+from ...schemas.wallet import (
+    BundleUpsert, GrantCreate, LedgerCheckOut, PolicyUpdate, TokenPurchaseOut, UserFlagsUpdate,
+)
+from ...services import accounts, ledger, wallet
+from ...services.errors import NotFound
+from ..deps import AdminUser, DbSession, IdPath, WriteDb
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.get("/token-purchases", response_model=list[TokenPurchaseOut])
+def list_purchases(_admin: AdminUser, db: DbSession,
+                   status: Annotated[Literal["pending", "credited", "completed", "cancelled", "declined"] | None,
+                                     Query()] = None):
+    q = select(TokenPurchase).order_by(TokenPurchase.id.desc()).limit(500)
+    if status:
+        q = q.where(TokenPurchase.status == status)
+    return [wallet.purchase_view(p) for p in db.scalars(q).all()]
+
+
+@router.post("/token-purchases/{purchase_id}/confirm", response_model=TokenPurchaseOut)
+def confirm_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
+    """Payment received: credits a pending purchase, or settles one on credit."""
+    return wallet.purchase_view(wallet.confirm_purchase(db, purchase_id))
+
+
+@router.post("/token-purchases/{purchase_id}/credit", response_model=TokenPurchaseOut)
+def credit_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
+    """FIG 13: credit the tokens before payment; the purchase stays a receivable."""
+    return wallet.purchase_view(wallet.credit_before_payment(db, purchase_id))
+
+
+@router.post("/token-purchases/{purchase_id}/cancel", response_model=TokenPurchaseOut)
+def cancel_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
+    return wallet.purchase_view(wallet.cancel_purchase(db, purchase_id))
+
+
+@router.post("/grants", status_code=201)
+def grant(body: GrantCreate, _admin: AdminUser, db: WriteDb) -> dict:
+    user = wallet.grant_tokens(db, body.username, body.tokens, body.kind, body.expires_at, body.memo)
+    return {"username": user.username, "status": user.status,
+            "available_tokens": ledger.available_tokens(db, user)}
+
+
+@router.put("/token-policy")
+def set_policy(body: PolicyUpdate, _admin: AdminUser, db: WriteDb) -> dict:
+    wallet.update_policy(db, **body.model_dump())
+    return wallet.offers(db)
+
+
+@router.put("/bundles")
+def set_bundle(body: BundleUpsert, _admin: AdminUser, db: WriteDb) -> dict:
+    b = wallet.upsert_bundle(db, body.name, body.tokens, body.discount_percent, body.active)
+    return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
+            "active": b.active}
+
+
+@router.patch("/users/{user_id}")
+def set_user_flags(user_id: IdPath, body: UserFlagsUpdate, _admin: AdminUser, db: WriteDb) -> dict:
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    if body.negative_limit is not None:
+        wallet.set_negative_limit(db, user.username, body.negative_limit)
+    if body.preferred is not None:
+        wallet.set_preferred(db, user.username, body.preferred)
+    return {"id": user.id, "username": user.username, "negative_limit": user.negative_limit,
+            "preferred": user.preferred}
+
+
+@router.post("/admins", status_code=201, response_model=AccountOut)
+def create_admin(body: AccountCreate, _admin: AdminUser, db: WriteDb):
+    user = accounts.create_user(db, **body.model_dump(), role="admin")
+    return AccountOut(id=user.id, username=user.username, status=user.status)
+
+
+@router.get("/users")
+def list_users(_admin: AdminUser, db: DbSession) -> list[dict]:
+    rows = db.scalars(select(User).order_by(User.id).limit(1000)).all()
+    return [{"id": u.id, "username": u.username, "full_name": u.full_name, "role": u.role,
+             "status": u.status, "preferred": u.preferred, "negative_limit": u.negative_limit}
+            for u in rows]
+
+
+@router.get("/ledger-check", response_model=LedgerCheckOut)
+def ledger_check(_admin: AdminUser, db: DbSession):
+    """Conservation check: per currency the sum is zero, caches match transfers."""
+    r = ledger.verify_ledger(db)
+    return LedgerCheckOut(ok=r.ok, totals=r.totals, mismatched_accounts=r.mismatched_accounts,
+                          negative_wallets=r.negative_wallets)

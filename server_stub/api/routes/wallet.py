@@ -1,0 +1,94 @@
+"""The user's wallet: offers, token purchases, transfers, statement."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from ...models.wallet import TokenPurchase
+from ...schemas.common import ErrorOut, MAX_ID
+from ...schemas.wallet import (
+    LedgerOut, OffersOut, TokenPurchaseCreate, TokenPurchaseOut, TransferCreate, TransferOut,
+)
+from ...services import ledger, wallet
+from ...services.errors import NotFound
+from ...services.idempotency import run_idempotent
+from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath
+from .accounts import sweep_expired
+
+router = APIRouter(tags=["wallet"])
+
+
+def _answer(outcome) -> JSONResponse:
+    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+
+
+@router.get("/token-offers", response_model=OffersOut)
+def token_offers(db: DbSession):
+    """Public: the vendor's token price and bundles (signed-in preferred
+    customers see their discount through GET /v1/me's `preferred`)."""
+    return wallet.offers(db)
+
+
+@router.get("/token-offers/mine", response_model=OffersOut)
+def my_token_offers(user: CurrentUser, db: DbSession):
+    """The offers with this user's preferred-customer discount applied."""
+    return wallet.offers(db, user)
+
+
+@router.post(
+    "/token-purchases", status_code=201, response_model=TokenPurchaseOut,
+    responses={202: {"model": TokenPurchaseOut, "description": "off-line: pending payment"},
+               402: {"model": ErrorOut, "description": "card declined"},
+               423: {"model": ErrorOut, "description": "card purchases locked after declines"}},
+)
+def buy_tokens(body: TokenPurchaseCreate, user: CurrentUser, idempotency_key: IdempotencyKey):
+    outcome = run_idempotent(
+        user.id, idempotency_key, "POST /v1/token-purchases", body.model_dump(),
+        lambda db: wallet.buy_tokens(db, user.id, **body.model_dump()),
+    )
+    return _answer(outcome)
+
+
+@router.get("/token-purchases", response_model=list[TokenPurchaseOut])
+def my_token_purchases(user: CurrentUser, db: DbSession):
+    rows = db.scalars(select(TokenPurchase).where(TokenPurchase.user_id == user.id)
+                      .order_by(TokenPurchase.id.desc()).limit(500)).all()
+    return [wallet.purchase_view(p) for p in rows]
+
+
+@router.get("/token-purchases/{purchase_id}", response_model=TokenPurchaseOut)
+def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
+    p = db.get(TokenPurchase, purchase_id)
+    if p is None or p.user_id != user.id:  # another user's purchase does not exist for you
+        raise NotFound("no such token purchase")
+    return wallet.purchase_view(p)
+
+
+@router.post(
+    "/transfers", status_code=201, response_model=TransferOut,
+    responses={402: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
+               423: {"model": ErrorOut}},
+)
+def transfer_tokens(body: TransferCreate, user: CurrentUser, idempotency_key: IdempotencyKey):
+    """FIG 11: PIN, recipient's username and full name must match; only
+    standard (transferable) tokens move."""
+    outcome = run_idempotent(
+        user.id, idempotency_key, "POST /v1/transfers", body.model_dump(),
+        lambda db: wallet.transfer(db, user.id, **body.model_dump()),
+    )
+    return _answer(outcome)
+
+
+@router.get("/ledger", response_model=LedgerOut)
+def my_ledger(user: CurrentUser, db: DbSession,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+              before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
+    """The statement: every movement, newest first, with the balance after it."""
+    if ledger.has_due_lots(db, user.id):
+        sweep_expired(user.id)
+        db.rollback()
+    return {"available_tokens": ledger.available_tokens(db, db.get(type(user), user.id)),
+            "entries": ledger.statement(db, user.id, limit, before_id)}

@@ -1,0 +1,78 @@
+"""Server settings: one frozen object, read from TOKENRENT_* environment
+variables (so every uvicorn worker sees the same values) and overridable by
+the CLI, which writes the environment before starting the workers."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import platformdirs
+
+ENV_PREFIX = "TOKENRENT_"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("tokenrent-server", "TokenRent"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = ""                     # empty: SQLite file in data_dir
+    data_dir: str = ""                   # empty: the platform's user data dir
+    signing_key_path: str = ""           # empty: <data_dir>/vendor_signing_key.pem
+    public_url: str = "http://127.0.0.1:8700"
+    session_ttl_seconds: int = 12 * 3600
+    max_failed_attempts: int = 5         # failed logins (or PINs) in a row before a lock
+    lockout_seconds: int = 15 * 60
+    max_card_declines: int = 3           # FIG 3 step 115
+    card_lockout_seconds: int = 30 * 60
+    # argon2id cost; defaults are OWASP's "19 MiB, t=2" minimum, raise for production
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19 * 1024
+    argon2_parallelism: int = 1
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = int(raw) if f.type in ("int", int) else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    @property
+    def resolved_db_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.resolved_data_dir / 'tokenrent.sqlite3'}"
+
+    @property
+    def resolved_signing_key_path(self) -> Path:
+        if self.signing_key_path:
+            return Path(self.signing_key_path)
+        return self.resolved_data_dir / "vendor_signing_key.pem"
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def set_settings(settings: Settings) -> None:
+    global _settings
+    _settings = settings

@@ -1,0 +1,129 @@
+"""Engine and sessions.
+
+Two kinds of session:
+- `read_session()`: plain transactions (SQLite: deferred; WAL lets reads run
+  beside the writer).
+- `write_session()`: every transaction that may write. On SQLite it starts
+  with BEGIN IMMEDIATE, so two writers never both read-then-write the same
+  rows (the second waits on busy_timeout). On PostgreSQL the services lock the
+  involved rows with SELECT ... FOR UPDATE in ascending id order
+  (`lock_users`), which gives the same guarantee without deadlocks.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from .core.config import get_settings
+
+_WRITE_OPTION = "tokenrent_write"
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def normalize_url(url: str) -> str:
+    """Accept postgresql:// and postgres:// and use the psycopg 3 driver."""
+    u = make_url(url)
+    if u.get_backend_name() == "postgresql" and u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def _build_engine(url: str) -> Engine:
+    if is_sqlite(url):
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=20,
+            max_overflow=20,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record):
+            # Let SQLAlchemy (not pysqlite) decide when transactions begin.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoint; WAL keeps commits atomic
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn):
+            if conn.get_execution_options().get(_WRITE_OPTION):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        return engine
+    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = normalize_url(url or get_settings().resolved_db_url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = _build_engine(url)
+        return engine
+
+
+def dispose_engines() -> None:
+    with _lock:
+        for e in _engines.values():
+            e.dispose()
+        _engines.clear()
+
+
+def _factory(write: bool, url: str | None) -> sessionmaker[Session]:
+    engine = get_engine(url)
+    bind = engine.execution_options(**{_WRITE_OPTION: True}) if write else engine
+    return sessionmaker(bind=bind, expire_on_commit=False, autoflush=True)
+
+
+def new_session(write: bool, url: str | None = None) -> Session:
+    return _factory(write, url)()
+
+
+@contextmanager
+def write_session(url: str | None = None) -> Iterator[Session]:
+    """A write transaction that commits on success and rolls back on error."""
+    session = new_session(True, url)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_session(url: str | None = None) -> Iterator[Session]:
+    session = new_session(False, url)
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def lock_users(db: Session, user_ids) -> None:
+    """Lock user rows (and so their wallets) in ascending id order.
+    A no-op on SQLite, where BEGIN IMMEDIATE already serializes writers."""
+    from .models.user import User
+
+    ids = sorted(set(i for i in user_ids if i is not None))
+    if ids and db.get_bind().dialect.name != "sqlite":
+        db.execute(select(User.id).where(User.id.in_(ids)).order_by(User.id).with_for_update()).all()

@@ -1,0 +1,7 @@
+"""All models, imported here so Alembic sees the whole metadata.
+Add a module per entity family and import it below."""
+from .base import Base, utcnow  # noqa: F401
+from .user import User, UserSession  # noqa: F401
+from .ledger import LedgerAccount, LedgerHold, LedgerTransfer  # noqa: F401
+from .wallet import Bundle, TokenPolicy, TokenPurchase  # noqa: F401
+from .idempotency import IdempotencyRecord  # noqa: F401

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from .common import StrictModel
+
+Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+Pin = Annotated[str, Field(min_length=4, max_length=12, pattern=r"^[0-9]+$")]
+FullName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")]
+
+
+class AccountCreate(StrictModel):
+    username: Username
+    password: Password
+    pin: Pin
+    full_name: FullName
+    email: Email
+    address: Annotated[str, Field(max_length=300, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")] | None = None
+    phone: Annotated[str, Field(max_length=32, pattern=r"^[0-9+() .-]*$")] | None = None
+
+
+class AccountOut(BaseModel):
+    id: int
+    username: str
+    status: str
+
+
+class SessionCreate(StrictModel):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SessionOut(BaseModel):
+    token: str
+    expires_at: datetime
+
+
+class WalletBreakdown(BaseModel):
+    standard: int
+    incentive: int
+    restricted: int
+    transferable: int
+    held: int
+    negative_draw_limit: int
+    expiring: list[dict]
+
+
+class MeOut(BaseModel):
+    id: int
+    username: str
+    full_name: str
+    email: str
+    role: str
+    status: str
+    preferred: bool
+    available_tokens: int
+    min_tokens: int
+    tokens: WalletBreakdown

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from .common import Id, StrictModel, TokenCount
+
+
+class BundleOut(BaseModel):
+    id: int
+    name: str
+    tokens: int
+    discount_percent: float
+    price_cents: int
+    list_price_cents: int
+
+
+class OffersOut(BaseModel):
+    token_price_cents: int
+    min_tokens: int
+    preferred_discount_percent: float
+    your_discount_percent: float
+    bundles: list[BundleOut]
+    payment_methods: list[str]
+
+
+class TokenPurchaseCreate(StrictModel):
+    tokens: TokenCount | None = None
+    bundle_id: Id | None = None
+    method: Literal["card", "check", "money_order", "purchase_order"]
+    card_number: Annotated[str, Field(max_length=32)] | None = None
+    card_expiry: Annotated[str, Field(max_length=10)] | None = None
+    card_cvc: Annotated[str, Field(max_length=4)] | None = None
+
+    @model_validator(mode="after")
+    def _one_amount(self):
+        if (self.tokens is None) == (self.bundle_id is None):
+            raise ValueError("give exactly one of tokens or bundle_id")
+        card_fields = (self.card_number, self.card_expiry, self.card_cvc)
+        if self.method == "card" and any(f is None for f in card_fields):
+            raise ValueError("card purchases need card_number, card_expiry and card_cvc")
+        if self.method != "card" and any(f is not None for f in card_fields):
+            raise ValueError("card fields are only for method card")
+        return self
+
+
+class TokenPurchaseOut(BaseModel):
+    id: int
+    status: str
+    tokens: int
+    bundle_id: int | None
+    method: str
+    amount_cents: int
+    gross_cents: int
+    discount_percent: float
+    invoice_number: str | None
+    card_brand: str | None
+    card_last4: str | None
+    decline_code: str | None = None
+    created_at: datetime
+    user_id: int
+    available_tokens: int | None = None
+
+
+class TransferCreate(StrictModel):
+    to_username: Annotated[str, Field(min_length=1, max_length=64)]
+    to_full_name: Annotated[str, Field(min_length=1, max_length=100)]
+    tokens: TokenCount
+    pin: Annotated[str, Field(min_length=1, max_length=12)]
+
+
+class TransferOut(BaseModel):
+    id: int
+    tokens: int
+    to_username: str
+    available_tokens: int
+
+
+class LedgerLine(BaseModel):
+    id: int
+    at: datetime
+    kind: str
+    memo: str
+    tokens: int          # change of the spendable wallet (negative: out)
+    held_change: int     # change of the tokens on hold
+    token_kind: str | None
+    balance_after: int | None
+
+
+class LedgerOut(BaseModel):
+    available_tokens: int
+    entries: list[LedgerLine]
+
+
+# ---- admin
+
+class GrantCreate(StrictModel):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    tokens: TokenCount
+    kind: Literal["standard", "incentive", "restricted"] = "standard"
+    expires_at: datetime | None = None
+    memo: Annotated[str, Field(max_length=200)] = ""
+
+
+class PolicyUpdate(StrictModel):
+    token_price_cents: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    min_tokens: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    preferred_discount_percent: Annotated[float, Field(ge=0, le=100)] | None = None
+    registration_grant_tokens: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+
+class BundleUpsert(StrictModel):
+    name: Annotated[str, Field(min_length=1, max_length=50)]
+    tokens: TokenCount
+    discount_percent: Annotated[float, Field(ge=0, le=100)]
+    active: bool = True
+
+
+class UserFlagsUpdate(StrictModel):
+    negative_limit: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    preferred: bool | None = None
+
+
+class LedgerCheckOut(BaseModel):
+    ok: bool
+    totals: dict[str, int]
+    mismatched_accounts: list[str]
+    negative_wallets: list[str]

@@ -1,0 +1,158 @@
+"""Accounts: registration, activation, sign-in, sessions, lockouts, PINs."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..core.config import get_settings
+from ..core.security import burn_verify_time, hash_secret, new_session_token, token_digest, verify_secret
+from ..models.base import utcnow
+from ..models.ledger import KIND_INCENTIVE
+from ..models.user import ROLE_ADMIN, ROLE_USER, STATUS_ACTIVE, STATUS_INACTIVE, User, UserSession
+from ..models.wallet import TokenPolicy
+from .errors import ApiError, Conflict, Forbidden, Locked
+
+
+def policy(db: Session) -> TokenPolicy:
+    p = db.get(TokenPolicy, 1)
+    if p is None:
+        raise RuntimeError("token policy row missing: run the migrations")
+    return p
+
+
+def create_user(db: Session, *, username: str, password: str, pin: str, full_name: str,
+                email: str, address: str | None = None, phone: str | None = None,
+                role: str = ROLE_USER) -> User:
+    if db.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict("username is taken")
+    user = User(username=username, password_hash=hash_secret(password), pin_hash=hash_secret(pin),
+                full_name=full_name, email=email, address=address, phone=phone, role=role,
+                status=STATUS_ACTIVE if role == ROLE_ADMIN else STATUS_INACTIVE,
+                preferred=False, negative_limit=0, failed_logins=0, failed_pins=0, card_declines=0)
+    db.add(user)
+    try:
+        db.flush()
+    except IntegrityError:
+        raise Conflict("username is taken") from None
+    grant = policy(db).registration_grant_tokens
+    if grant > 0 and role == ROLE_USER:
+        from . import ledger
+        ledger.lock_wallets(db, user.id)
+        ledger.credit_tokens(db, user, grant, ledger.PROMOTIONS, "grant",
+                             "free registration tokens", token_kind=KIND_INCENTIVE)
+    return user
+
+
+def activate_if_funded(db: Session, user: User) -> None:
+    """FIG 3: an account becomes active once it holds the vendor's minimum (MT)."""
+    if user.status == STATUS_ACTIVE:
+        return
+    from .ledger import available_tokens
+    if available_tokens(db, user) >= policy(db).min_tokens:
+        user.status = STATUS_ACTIVE
+        db.flush()
+
+
+def require_active(user: User) -> None:
+    if user.status != STATUS_ACTIVE:
+        raise Forbidden("account is inactive: buy the minimum number of tokens first",
+                        status="inactive")
+
+
+# ---------------------------------------------------------------- lockouts
+
+def _is_locked(until: datetime | None) -> bool:
+    return until is not None and until > utcnow()
+
+
+def _locked_error(what: str, until: datetime) -> Locked:
+    return Locked(f"too many failed {what}: locked until {until.isoformat()}",
+                  locked_until=until.isoformat())
+
+
+def _record_failure(user: User, counter: str, until_field: str) -> None:
+    s = get_settings()
+    n = getattr(user, counter) + 1
+    setattr(user, counter, n)
+    if n >= s.max_failed_attempts:
+        setattr(user, until_field, utcnow() + timedelta(seconds=s.lockout_seconds))
+        setattr(user, counter, 0)
+
+
+class BadCredentials(ApiError):
+    status_code = 401
+
+
+class WrongPin(ApiError):
+    status_code = 403
+
+
+def authenticate(db: Session, username: str, password: str) -> User:
+    """Password check with the lockout rule. A failure is COMMITTED (the count
+    must survive the error answer) and raised: 401, or 423 once locked."""
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None:
+        burn_verify_time(password)
+        raise BadCredentials("wrong username or password")
+    if _is_locked(user.login_locked_until):
+        raise _locked_error("sign-ins", user.login_locked_until)
+    if not verify_secret(user.password_hash, password):
+        _record_failure(user, "failed_logins", "login_locked_until")
+        db.commit()
+        if _is_locked(user.login_locked_until):
+            raise _locked_error("sign-ins", user.login_locked_until)
+        raise BadCredentials("wrong username or password")
+    if user.failed_logins:
+        user.failed_logins = 0
+    return user
+
+
+def check_pin(db: Session, user: User, pin: str) -> None:
+    """PIN check with the same lockout rule as passwords; a failure is
+    COMMITTED and raised (403, or 423 once locked)."""
+    if _is_locked(user.pin_locked_until):
+        raise _locked_error("PIN entries", user.pin_locked_until)
+    if verify_secret(user.pin_hash, pin):
+        if user.failed_pins:
+            user.failed_pins = 0
+        return
+    _record_failure(user, "failed_pins", "pin_locked_until")
+    db.commit()
+    if _is_locked(user.pin_locked_until):
+        raise _locked_error("PIN entries", user.pin_locked_until)
+    raise WrongPin("wrong PIN")
+
+
+# ---------------------------------------------------------------- sessions
+
+def open_session(db: Session, user: User) -> tuple[str, datetime]:
+    token = new_session_token()
+    expires = utcnow() + timedelta(seconds=get_settings().session_ttl_seconds)
+    db.add(UserSession(token_digest=token_digest(token), user_id=user.id, expires_at=expires))
+    db.flush()
+    return token, expires
+
+
+def user_for_token(db: Session, token: str) -> User | None:
+    row = db.execute(
+        select(UserSession, User).join(User, User.id == UserSession.user_id)
+        .where(UserSession.token_digest == token_digest(token))
+    ).first()
+    if row is None:
+        return None
+    sess, user = row
+    if sess.revoked_at is not None or sess.expires_at <= utcnow():
+        return None
+    return user
+
+
+def revoke_session(db: Session, token: str) -> None:
+    db.execute(update(UserSession).where(UserSession.token_digest == token_digest(token))
+               .values(revoked_at=utcnow()))
+
+
+def find_user(db: Session, username: str) -> User | None:
+    return db.scalar(select(User).where(User.username == username))

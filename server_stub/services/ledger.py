@@ -1,0 +1,443 @@
+"""The double-entry token ledger: transfers, lots, spend order, holds.
+
+Everything here runs inside the caller's write transaction (db.write_session
+/ the WriteDb dependency) and after `lock_wallets` for every user involved:
+that is what makes check-then-move safe on SQLite (BEGIN IMMEDIATE) and on
+PostgreSQL (user rows locked FOR UPDATE in id order).
+
+A user's wallet is a set of lot accounts, one per (token kind, expiry).
+Spend order (one rule, `plan_spend`): restricted tokens first for items on
+sale, then the soonest-expiring lots, incentive before standard on a tie,
+never-expiring standard tokens last, then the vendor-granted negative draw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..db import lock_users
+from ..models.base import utcnow
+from ..models.ledger import (
+    CURRENCY_CENT, CURRENCY_TOKEN, HOLD, HOLD_HELD, HOLD_POSTED, HOLD_VOIDED, KIND_INCENTIVE,
+    KIND_RESTRICTED, KIND_STANDARD, VENDOR, WALLET, LedgerAccount, LedgerHold, LedgerTransfer,
+)
+from ..models.user import User
+from .errors import Conflict, InsufficientTokens, Invalid, NotFound
+
+# The vendor's accounts (created by the first migration).
+ISSUANCE = "vendor:issuance"      # tokens sold come from here
+PROMOTIONS = "vendor:promotions"  # free tokens (grants, incentives) come from here
+REVENUE = "vendor:revenue"        # tokens spent in the store go here
+EXPIRED = "vendor:expired"        # expired tokens go here
+SALES = "vendor:sales"            # cents: what users owe / paid for tokens
+CASH = "vendor:cash"              # cents received
+RECEIVABLES = "vendor:receivables"  # cents owed for tokens credited before payment
+
+MAX_TOKENS = 1_000_000_000
+
+
+# ---------------------------------------------------------------- accounts
+
+def vendor_account(db: Session, code: str) -> LedgerAccount:
+    acct = db.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    if acct is None:
+        raise RuntimeError(f"vendor ledger account {code} is missing: run the migrations")
+    return acct
+
+
+def _lot_code(user_id: int, kind: str, expires_at: datetime | None) -> str:
+    stamp = expires_at.strftime("%Y%m%dT%H%M%SZ") if expires_at else "never"
+    return f"user:{user_id}:{kind}:{stamp}"
+
+
+def wallet_lot(db: Session, user_id: int, kind: str = KIND_STANDARD,
+               expires_at: datetime | None = None) -> LedgerAccount:
+    """The lot account for (kind, expiry), created on first use (caller holds the lock)."""
+    if expires_at is not None:
+        expires_at = expires_at.replace(microsecond=0)
+    code = _lot_code(user_id, kind, expires_at)
+    acct = db.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    if acct is None:
+        acct = LedgerAccount(code=code, purpose=WALLET, currency=CURRENCY_TOKEN,
+                             owner_user_id=user_id, token_kind=kind, expires_at=expires_at,
+                             balance=0)
+        db.add(acct)
+        db.flush()
+    return acct
+
+
+def hold_account(db: Session, user_id: int) -> LedgerAccount:
+    code = f"user:{user_id}:hold"
+    acct = db.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    if acct is None:
+        acct = LedgerAccount(code=code, purpose=HOLD, currency=CURRENCY_TOKEN,
+                             owner_user_id=user_id, balance=0)
+        db.add(acct)
+        db.flush()
+    return acct
+
+
+def lock_wallets(db: Session, *user_ids: int) -> None:
+    """Take the wallet locks of these users (fixed order) and expire due lots."""
+    lock_users(db, user_ids)
+    for uid in sorted(set(user_ids)):
+        expire_due_lots(db, uid)
+
+
+# ---------------------------------------------------------------- transfers
+
+def _wallet_total(db: Session, user_id: int) -> int:
+    return int(db.scalar(
+        select(func.coalesce(func.sum(LedgerAccount.balance), 0))
+        .where(LedgerAccount.owner_user_id == user_id, LedgerAccount.purpose == WALLET)
+    ))
+
+
+def post_transfer(db: Session, source: LedgerAccount, dest: LedgerAccount, amount: int,
+                  kind: str, memo: str = "", hold_id: int | None = None,
+                  purchase_id: int | None = None) -> LedgerTransfer:
+    """Move `amount` from source to dest: one immutable row, cached balances updated."""
+    if not isinstance(amount, int) or amount <= 0:
+        raise Invalid("amount must be a positive integer")
+    if source.currency != dest.currency:
+        raise RuntimeError("transfer between currencies")
+    if source.owner_user_id is not None:
+        source.balance -= amount
+    if dest.owner_user_id is not None:
+        dest.balance += amount
+    db.flush()
+    t = LedgerTransfer(
+        from_account_id=source.id, to_account_id=dest.id, amount=amount,
+        currency=source.currency, kind=kind, memo=memo[:200], hold_id=hold_id,
+        purchase_id=purchase_id,
+        from_wallet_after=_wallet_total(db, source.owner_user_id) if source.owner_user_id else None,
+        to_wallet_after=_wallet_total(db, dest.owner_user_id) if dest.owner_user_id else None,
+    )
+    db.add(t)
+    db.flush()
+    return t
+
+
+def move_cents(db: Session, source_code: str, dest_code: str, cents: int, kind: str,
+               memo: str = "", purchase_id: int | None = None) -> None:
+    if cents > 0:
+        post_transfer(db, vendor_account(db, source_code), vendor_account(db, dest_code), cents,
+                      kind, memo, purchase_id=purchase_id)
+
+
+def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: str,
+                  memo: str, token_kind: str = KIND_STANDARD,
+                  expires_at: datetime | None = None, purchase_id: int | None = None) -> None:
+    """Put tokens into a user's wallet (caller holds the user's lock)."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise Invalid("expires_at must be in the future")
+    lot = wallet_lot(db, user.id, token_kind, expires_at)
+    post_transfer(db, vendor_account(db, source_code), lot, tokens, kind, memo,
+                  purchase_id=purchase_id)
+    from .accounts import activate_if_funded  # one rule for activation, in accounts
+    activate_if_funded(db, user)
+
+
+# ---------------------------------------------------------------- balances
+
+@dataclass
+class Wallet:
+    """A snapshot of one user's lots (unexpired, not held)."""
+
+    lots: list[LedgerAccount]
+    negative_limit: int
+    held: int = 0
+
+    def total(self, kind: str | None = None) -> int:
+        return sum(a.balance for a in self.lots if kind is None or a.token_kind == kind)
+
+    @property
+    def transferable(self) -> int:
+        return sum(a.balance for a in self.lots if a.token_kind == KIND_STANDARD and a.balance > 0)
+
+    def breakdown(self) -> dict:
+        now = utcnow()
+        expiring = sorted(
+            (a for a in self.lots if a.expires_at is not None and a.balance > 0),
+            key=lambda a: a.expires_at,
+        )
+        return {
+            "standard": self.total(KIND_STANDARD),
+            "incentive": self.total(KIND_INCENTIVE),
+            "restricted": self.total(KIND_RESTRICTED),
+            "transferable": self.transferable,
+            "held": self.held,
+            "negative_draw_limit": self.negative_limit,
+            "expiring": [
+                {"tokens": a.balance, "kind": a.token_kind, "expires_at": a.expires_at}
+                for a in expiring if a.expires_at > now
+            ],
+        }
+
+
+def load_wallet(db: Session, user: User) -> Wallet:
+    now = utcnow()
+    accts = db.scalars(
+        select(LedgerAccount).where(LedgerAccount.owner_user_id == user.id)
+    ).all()
+    lots = [a for a in accts if a.purpose == WALLET and (a.expires_at is None or a.expires_at > now)]
+    held = sum(a.balance for a in accts if a.purpose == HOLD)
+    return Wallet(lots=lots, negative_limit=user.negative_limit, held=held)
+
+
+def available_tokens(db: Session, user: User) -> int:
+    """What the user can spend now: every unexpired token in the wallet, not on hold."""
+    return load_wallet(db, user).total()
+
+
+def expire_due_lots(db: Session, user_id: int) -> int:
+    """Expired tokens leave the wallet by a ledger transfer (shown on the statement)."""
+    now = utcnow()
+    due = db.scalars(
+        select(LedgerAccount).where(
+            LedgerAccount.owner_user_id == user_id, LedgerAccount.purpose == WALLET,
+            LedgerAccount.expires_at.is_not(None), LedgerAccount.expires_at <= now,
+            LedgerAccount.balance > 0,
+        ).order_by(LedgerAccount.id)
+    ).all()
+    if not due:
+        return 0
+    expired = vendor_account(db, EXPIRED)
+    total = 0
+    for lot in due:
+        total += lot.balance
+        post_transfer(db, lot, expired, lot.balance, "expiry",
+                      f"{lot.token_kind} tokens expired {lot.expires_at:%Y-%m-%d %H:%M} UTC")
+    return total
+
+
+def has_due_lots(db: Session, user_id: int) -> bool:
+    return db.scalar(
+        select(func.count()).select_from(LedgerAccount).where(
+            LedgerAccount.owner_user_id == user_id, LedgerAccount.purpose == WALLET,
+            LedgerAccount.expires_at.is_not(None), LedgerAccount.expires_at <= utcnow(),
+            LedgerAccount.balance > 0)
+    ) > 0
+
+
+# ---------------------------------------------------------------- spend order
+
+@dataclass(frozen=True)
+class SpendLine:
+    """One thing to pay for; the store sets on_sale for products marked on sale."""
+
+    tokens: int
+    on_sale: bool = False
+
+
+@dataclass
+class SpendPlan:
+    takes: list[tuple[LedgerAccount, int]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.takes)
+
+
+def _expiry_key(lot: LedgerAccount):
+    # soonest expiry first; never-expiring last; incentive before standard on a tie
+    return (lot.expires_at is None, lot.expires_at or utcnow(),
+            0 if lot.token_kind == KIND_INCENTIVE else 1, lot.id)
+
+
+def spend_capacity(wallet: Wallet, lines: Sequence[SpendLine]) -> int:
+    """How many of these lines' tokens the wallet can pay (restricted only for sale items)."""
+    on_sale = sum(line.tokens for line in lines if line.on_sale)
+    restricted = max(0, wallet.total(KIND_RESTRICTED))
+    others = sum(a.balance for a in wallet.lots if a.token_kind != KIND_RESTRICTED and a.balance > 0)
+    return min(on_sale, restricted) + others + _negative_headroom(wallet)
+
+
+def _negative_headroom(wallet: Wallet) -> int:
+    main = next((a for a in wallet.lots if a.token_kind == KIND_STANDARD and a.expires_at is None), None)
+    drawn = -main.balance if main is not None and main.balance < 0 else 0
+    return max(0, wallet.negative_limit - drawn)
+
+
+def plan_spend(db: Session, user: User, lines: Sequence[SpendLine]) -> SpendPlan:
+    """Which lots pay for `lines`, in the spend order. Raises InsufficientTokens."""
+    for line in lines:
+        if line.tokens < 0 or line.tokens > MAX_TOKENS:
+            raise Invalid("token amounts must be between 0 and %d" % MAX_TOKENS)
+    wallet = load_wallet(db, user)
+    required = sum(line.tokens for line in lines)
+    capacity = spend_capacity(wallet, lines)
+    if required > capacity:
+        raise InsufficientTokens(required, max(0, capacity))
+    plan = SpendPlan()
+    on_sale_left = sum(line.tokens for line in lines if line.on_sale)
+    left = required
+    restricted = sorted((a for a in wallet.lots if a.token_kind == KIND_RESTRICTED and a.balance > 0),
+                        key=_expiry_key)
+    for lot in restricted:
+        n = min(lot.balance, on_sale_left)
+        if n > 0:
+            plan.takes.append((lot, n))
+            on_sale_left -= n
+            left -= n
+    others = sorted((a for a in wallet.lots if a.token_kind != KIND_RESTRICTED and a.balance > 0),
+                    key=_expiry_key)
+    for lot in others:
+        n = min(lot.balance, left)
+        if n > 0:
+            plan.takes.append((lot, n))
+            left -= n
+    if left > 0:  # the negative draw, always on the main standard lot
+        plan.takes.append((wallet_lot(db, user.id), left))
+    return plan
+
+
+def plan_transferable(db: Session, user: User, tokens: int) -> SpendPlan:
+    """Only standard tokens the user owns move to another user (no incentive,
+    no restricted, no negative draw)."""
+    wallet = load_wallet(db, user)
+    if tokens > wallet.transferable:
+        raise InsufficientTokens(tokens, wallet.transferable, "not enough transferable tokens")
+    plan = SpendPlan()
+    left = tokens
+    for lot in sorted((a for a in wallet.lots if a.token_kind == KIND_STANDARD and a.balance > 0),
+                      key=_expiry_key):
+        n = min(lot.balance, left)
+        if n > 0:
+            plan.takes.append((lot, n))
+            left -= n
+    return plan
+
+
+# ---------------------------------------------------------------- holds
+
+def hold(db: Session, user: User, lines: Sequence[SpendLine], reference: str) -> LedgerHold:
+    """Reserve tokens for an order (caller holds the user's lock: lock_wallets).
+    Post it when the licenses are issued, void it if issuing fails."""
+    plan = plan_spend(db, user, lines)
+    h = LedgerHold(user_id=user.id, amount=plan.total, status=HOLD_HELD, reference=reference[:100])
+    db.add(h)
+    db.flush()
+    dest = hold_account(db, user.id)
+    for lot, n in plan.takes:
+        post_transfer(db, lot, dest, n, "hold", f"held for {reference}", hold_id=h.id)
+    return h
+
+
+def _settle(db: Session, hold_id: int, user_id: int | None = None) -> LedgerHold:
+    h = db.get(LedgerHold, hold_id)
+    if h is None or (user_id is not None and h.user_id != user_id):
+        raise NotFound("no such hold")
+    if h.status != HOLD_HELD:
+        raise Conflict(f"hold is already {h.status}")
+    return h
+
+
+def post_hold(db: Session, hold_id: int, memo: str = "", dest_code: str = REVENUE) -> LedgerHold:
+    """The held tokens go to the vendor (revenue)."""
+    h = _settle(db, hold_id)
+    if h.amount > 0:
+        post_transfer(db, hold_account(db, h.user_id), vendor_account(db, dest_code), h.amount,
+                      "spend", memo or f"spent on {h.reference}", hold_id=h.id)
+    h.status, h.settled_at = HOLD_POSTED, utcnow()
+    db.flush()
+    return h
+
+
+def void_hold(db: Session, hold_id: int, memo: str = "") -> LedgerHold:
+    """The held tokens go back to the very lots they came from."""
+    h = _settle(db, hold_id)
+    src = hold_account(db, h.user_id)
+    legs = db.scalars(select(LedgerTransfer).where(
+        LedgerTransfer.hold_id == h.id, LedgerTransfer.to_account_id == src.id).order_by(LedgerTransfer.id)).all()
+    for leg in legs:
+        post_transfer(db, src, db.get(LedgerAccount, leg.from_account_id), leg.amount, "release",
+                      memo or f"released {h.reference}", hold_id=h.id)
+    h.status, h.settled_at = HOLD_VOIDED, utcnow()
+    db.flush()
+    return h
+
+
+def spend(db: Session, user: User, lines: Sequence[SpendLine], reference: str,
+          dest_code: str = REVENUE) -> LedgerHold:
+    """Hold and post at once (for a purchase that cannot fail half-way)."""
+    h = hold(db, user, lines, reference)
+    return post_hold(db, h.id, dest_code=dest_code)
+
+
+# ---------------------------------------------------------------- verification
+
+@dataclass
+class LedgerReport:
+    ok: bool
+    totals: dict[str, int]
+    mismatched_accounts: list[str]
+    negative_wallets: list[str]
+
+
+def verify_ledger(db: Session) -> LedgerReport:
+    """Conservation: per currency the accounts sum to zero; every cached
+    balance equals the sum of its transfers; no wallet below its limit."""
+    out = dict(db.execute(select(LedgerTransfer.to_account_id, func.sum(LedgerTransfer.amount))
+                          .group_by(LedgerTransfer.to_account_id)).all())
+    inn = dict(db.execute(select(LedgerTransfer.from_account_id, func.sum(LedgerTransfer.amount))
+                          .group_by(LedgerTransfer.from_account_id)).all())
+    totals = {CURRENCY_TOKEN: 0, CURRENCY_CENT: 0}
+    mismatched, negative = [], []
+    limits = dict(db.execute(select(User.id, User.negative_limit)).all())
+    per_user_wallet: dict[int, int] = {}
+    for acct in db.scalars(select(LedgerAccount)).all():
+        derived = int(out.get(acct.id, 0)) - int(inn.get(acct.id, 0))
+        totals[acct.currency] = totals.get(acct.currency, 0) + derived
+        if acct.owner_user_id is not None:
+            if derived != acct.balance:
+                mismatched.append(acct.code)
+            if acct.purpose == HOLD and derived < 0:
+                negative.append(acct.code)
+            if acct.purpose == WALLET:
+                if derived < 0 and not (acct.token_kind == KIND_STANDARD and acct.expires_at is None):
+                    negative.append(acct.code)
+                per_user_wallet[acct.owner_user_id] = per_user_wallet.get(acct.owner_user_id, 0) + derived
+    for uid, total in per_user_wallet.items():
+        if total < -limits.get(uid, 0):
+            negative.append(f"user:{uid}")
+    ok = all(v == 0 for v in totals.values()) and not mismatched and not negative
+    return LedgerReport(ok, totals, mismatched, negative)
+
+
+def statement(db: Session, user_id: int, limit: int = 200, before_id: int | None = None) -> list[dict]:
+    """The user's movements, newest first, each with the wallet balance after it."""
+    owned = {a.id: a for a in db.scalars(select(LedgerAccount).where(LedgerAccount.owner_user_id == user_id))}
+    if not owned:
+        return []
+    q = select(LedgerTransfer).where(
+        (LedgerTransfer.from_account_id.in_(owned)) | (LedgerTransfer.to_account_id.in_(owned)))
+    if before_id is not None:
+        q = q.where(LedgerTransfer.id < before_id)
+    rows = db.scalars(q.order_by(LedgerTransfer.id.desc()).limit(limit)).all()
+    result = []
+    for t in rows:
+        src, dst = owned.get(t.from_account_id), owned.get(t.to_account_id)
+        change = 0
+        if src is not None and src.purpose == WALLET:
+            change -= t.amount
+        if dst is not None and dst.purpose == WALLET:
+            change += t.amount
+        held_change = 0
+        if src is not None and src.purpose == HOLD:
+            held_change -= t.amount
+        if dst is not None and dst.purpose == HOLD:
+            held_change += t.amount
+        after = t.to_wallet_after if dst is not None else t.from_wallet_after
+        lot = src if src is not None and src.purpose == WALLET else dst if dst is not None and dst.purpose == WALLET else None
+        result.append({
+            "id": t.id, "at": t.created_at, "kind": t.kind, "memo": t.memo,
+            "tokens": change, "held_change": held_change,
+            "token_kind": lot.token_kind if lot is not None else None,
+            "balance_after": after,
+        })
+    return result

@@ -1,0 +1,305 @@
+"""Token policy, token purchases (card, off-line, on credit), grants and
+user-to-user transfers (FIG 3, 4, 11, 13). Money is integer cents, tokens
+integers; both move only through services.ledger."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..core.config import get_settings
+from ..models.base import utcnow
+from ..models.ledger import KIND_STANDARD, TOKEN_KINDS
+from ..models.user import ROLE_USER, User
+from ..models.wallet import (
+    METHOD_CARD, OFFLINE_METHODS, PURCHASE_CANCELLED, PURCHASE_COMPLETED, PURCHASE_CREDITED,
+    PURCHASE_DECLINED, PURCHASE_PENDING, Bundle, TokenPolicy, TokenPurchase,
+)
+from . import ledger
+from .accounts import check_pin, find_user, policy, require_active
+from .cards import parse_card, processor
+from .errors import Conflict, Invalid, Locked, NotFound
+from .idempotency import Outcome
+
+MAX_PURCHASE_TOKENS = 1_000_000
+
+
+# ---------------------------------------------------------------- pricing
+
+def discount_bp_for(db: Session, user: User, bundle: Bundle | None) -> int:
+    """Discounts add up: a bundle's plus the preferred-customer discount."""
+    bp = bundle.discount_bp if bundle is not None else 0
+    if user.preferred:
+        bp += policy(db).preferred_discount_bp
+    return min(bp, 10_000)
+
+
+def price_cents(price_per_token: int, tokens: int, discount_bp: int) -> tuple[int, int]:
+    """(gross, amount due) in cents; the discount is rounded half up to a cent."""
+    gross = price_per_token * tokens
+    return gross, (gross * (10_000 - discount_bp) + 5_000) // 10_000
+
+
+def offers(db: Session, user: User | None = None) -> dict:
+    p = policy(db)
+    bundles = db.scalars(select(Bundle).where(Bundle.active.is_(True)).order_by(Bundle.tokens)).all()
+    preferred_bp = p.preferred_discount_bp if (user is not None and user.preferred) else 0
+
+    def bundle_view(b: Bundle) -> dict:
+        bp = min(b.discount_bp + preferred_bp, 10_000)
+        gross, amount = price_cents(p.token_price_cents, b.tokens, bp)
+        return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
+                "price_cents": amount, "list_price_cents": gross}
+
+    return {
+        "token_price_cents": p.token_price_cents,
+        "min_tokens": p.min_tokens,
+        "preferred_discount_percent": p.preferred_discount_bp / 100,
+        "your_discount_percent": preferred_bp / 100,
+        "bundles": [bundle_view(b) for b in bundles],
+        "payment_methods": [METHOD_CARD, *OFFLINE_METHODS],
+    }
+
+
+# ---------------------------------------------------------------- purchases
+
+def purchase_view(p: TokenPurchase) -> dict:
+    return {
+        "id": p.id, "status": p.status, "tokens": p.tokens, "bundle_id": p.bundle_id,
+        "method": p.method, "amount_cents": p.amount_cents, "gross_cents": p.gross_cents,
+        "discount_percent": p.discount_bp / 100, "invoice_number": p.invoice_number,
+        "card_brand": p.card_brand, "card_last4": p.card_last4, "decline_code": p.decline_code,
+        "created_at": p.created_at, "user_id": p.user_id,
+    }
+
+
+def buy_tokens(db: Session, user_id: int, *, tokens: int | None, bundle_id: int | None,
+               method: str, card_number: str | None = None, card_expiry: str | None = None,
+               card_cvc: str | None = None) -> Outcome:
+    ledger.lock_wallets(db, user_id)
+    user = db.get(User, user_id)
+    bundle = None
+    if bundle_id is not None:
+        bundle = db.get(Bundle, bundle_id)
+        if bundle is None or not bundle.active:
+            raise NotFound("no such bundle")
+        tokens = bundle.tokens
+    if tokens is None or not 1 <= tokens <= MAX_PURCHASE_TOKENS:
+        raise Invalid(f"tokens must be between 1 and {MAX_PURCHASE_TOKENS}")
+    bp = discount_bp_for(db, user, bundle)
+    gross, amount = price_cents(policy(db).token_price_cents, tokens, bp)
+    purchase = TokenPurchase(user_id=user.id, tokens=tokens, bundle_id=bundle_id, method=method,
+                             gross_cents=gross, discount_bp=bp, amount_cents=amount,
+                             status=PURCHASE_PENDING)
+    if method == METHOD_CARD:
+        return _buy_by_card(db, user, purchase, card_number, card_expiry, card_cvc)
+    if method not in OFFLINE_METHODS:
+        raise Invalid("method must be card, check, money_order or purchase_order")
+    db.add(purchase)
+    db.flush()
+    purchase.invoice_number = f"INV-{purchase.id:07d}"
+    db.flush()
+    return Outcome(202, purchase_view(purchase))
+
+
+def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expiry, cvc) -> Outcome:
+    s = get_settings()
+    if user.card_locked_until is not None and user.card_locked_until > utcnow():
+        raise Locked("card purchases are refused for a while after repeated declines",
+                     locked_until=user.card_locked_until.isoformat())
+    card = parse_card(number or "", expiry or "", cvc or "")
+    purchase.card_brand, purchase.card_last4 = card.brand, card.last4
+    db.add(purchase)
+    db.flush()
+    result = processor().charge(card, purchase.amount_cents, f"purchase-{purchase.id}")
+    if not result.approved:
+        purchase.status, purchase.decline_code = PURCHASE_DECLINED, result.decline_code
+        user.card_declines += 1
+        if user.card_declines >= s.max_card_declines:  # FIG 3 step 115
+            user.card_locked_until = utcnow() + timedelta(seconds=s.card_lockout_seconds)
+            user.card_declines = 0
+        db.flush()
+        detail = "card declined" if result.decline_code != "insufficient_funds" else "card declined: insufficient funds"
+        return Outcome(402, {"detail": detail, "decline_code": result.decline_code, "id": purchase.id,
+                             "status": PURCHASE_DECLINED})
+    user.card_declines = 0
+    purchase.processor_ref = result.reference
+    purchase.status = PURCHASE_COMPLETED
+    purchase.credited_at = purchase.settled_at = utcnow()
+    ledger.credit_tokens(db, user, purchase.tokens, ledger.ISSUANCE, "purchase",
+                         f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
+    ledger.move_cents(db, ledger.SALES, ledger.CASH, purchase.amount_cents, "card_payment",
+                      f"purchase {purchase.id}", purchase_id=purchase.id)
+    body = purchase_view(purchase)
+    body["available_tokens"] = ledger.available_tokens(db, user)
+    return Outcome(201, body)
+
+
+def _locked_purchase(db: Session, purchase_id: int) -> tuple[TokenPurchase, User]:
+    p = db.get(TokenPurchase, purchase_id)
+    if p is None:
+        raise NotFound("no such token purchase")
+    ledger.lock_wallets(db, p.user_id)
+    db.refresh(p)
+    return p, db.get(User, p.user_id)
+
+
+def _credit_purchase_tokens(db: Session, p: TokenPurchase, user: User, memo: str) -> None:
+    ledger.credit_tokens(db, user, p.tokens, ledger.ISSUANCE, "purchase", memo, purchase_id=p.id)
+    p.credited_at = utcnow()
+
+
+def confirm_purchase(db: Session, purchase_id: int) -> TokenPurchase:
+    """Payment received: a pending purchase is credited; a receivable is settled."""
+    p, user = _locked_purchase(db, purchase_id)
+    if p.status == PURCHASE_PENDING:
+        _credit_purchase_tokens(db, p, user, f"bought {p.tokens} tokens by {p.method} {p.invoice_number}")
+        ledger.move_cents(db, ledger.SALES, ledger.CASH, p.amount_cents, "offline_payment",
+                          p.invoice_number or "", purchase_id=p.id)
+    elif p.status == PURCHASE_CREDITED:
+        ledger.move_cents(db, ledger.RECEIVABLES, ledger.CASH, p.amount_cents, "receivable_paid",
+                          p.invoice_number or "", purchase_id=p.id)
+    else:
+        raise Conflict(f"purchase is {p.status}, not pending or credited")
+    p.status, p.settled_at = PURCHASE_COMPLETED, utcnow()
+    db.flush()
+    return p
+
+
+def credit_before_payment(db: Session, purchase_id: int) -> TokenPurchase:
+    """FIG 13: the vendor credits the tokens now; the purchase stays a receivable."""
+    p, user = _locked_purchase(db, purchase_id)
+    if p.status != PURCHASE_PENDING:
+        raise Conflict(f"purchase is {p.status}, not pending")
+    _credit_purchase_tokens(db, p, user, f"{p.tokens} tokens on credit, {p.invoice_number}")
+    ledger.move_cents(db, ledger.SALES, ledger.RECEIVABLES, p.amount_cents, "receivable",
+                      p.invoice_number or "", purchase_id=p.id)
+    p.status = PURCHASE_CREDITED
+    db.flush()
+    return p
+
+
+def cancel_purchase(db: Session, purchase_id: int) -> TokenPurchase:
+    p, _user = _locked_purchase(db, purchase_id)
+    if p.status != PURCHASE_PENDING:
+        raise Conflict(f"purchase is {p.status}; only pending purchases can be cancelled")
+    p.status, p.settled_at = PURCHASE_CANCELLED, utcnow()
+    db.flush()
+    return p
+
+
+# ---------------------------------------------------------------- vendor settings
+
+def grant_tokens(db: Session, username: str, tokens: int, kind: str = KIND_STANDARD,
+                 expires_at: datetime | None = None, memo: str = "") -> User:
+    if kind not in TOKEN_KINDS:
+        raise Invalid(f"kind must be one of {', '.join(TOKEN_KINDS)}")
+    if not 1 <= tokens <= MAX_PURCHASE_TOKENS:
+        raise Invalid(f"tokens must be between 1 and {MAX_PURCHASE_TOKENS}")
+    user = find_user(db, username)
+    if user is None:
+        raise NotFound("no such user")
+    ledger.lock_wallets(db, user.id)
+    ledger.credit_tokens(db, user, tokens, ledger.PROMOTIONS, "grant", memo or f"{kind} tokens from the vendor",
+                         token_kind=kind, expires_at=expires_at)
+    return user
+
+
+def _user(db: Session, username: str) -> User:
+    user = find_user(db, username)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+def set_negative_limit(db: Session, username: str, tokens: int) -> User:
+    if not 0 <= tokens <= MAX_PURCHASE_TOKENS:
+        raise Invalid("limit must be between 0 and %d" % MAX_PURCHASE_TOKENS)
+    user = _user(db, username)
+    ledger.lock_wallets(db, user.id)
+    user.negative_limit = tokens
+    db.flush()
+    return user
+
+
+def set_preferred(db: Session, username: str, preferred: bool) -> User:
+    user = _user(db, username)
+    user.preferred = preferred
+    db.flush()
+    return user
+
+
+def update_policy(db: Session, *, token_price_cents: int | None = None, min_tokens: int | None = None,
+                  preferred_discount_percent: float | None = None,
+                  registration_grant_tokens: int | None = None) -> TokenPolicy:
+    p = policy(db)
+    if token_price_cents is not None:
+        if not 1 <= token_price_cents <= 1_000_000:
+            raise Invalid("token_price_cents must be between 1 and 1000000")
+        p.token_price_cents = token_price_cents
+    if min_tokens is not None:
+        if not 0 <= min_tokens <= MAX_PURCHASE_TOKENS:
+            raise Invalid("min_tokens out of range")
+        p.min_tokens = min_tokens
+    if preferred_discount_percent is not None:
+        p.preferred_discount_bp = percent_to_bp(preferred_discount_percent)
+    if registration_grant_tokens is not None:
+        if not 0 <= registration_grant_tokens <= MAX_PURCHASE_TOKENS:
+            raise Invalid("registration_grant_tokens out of range")
+        p.registration_grant_tokens = registration_grant_tokens
+    p.updated_at = utcnow()
+    db.flush()
+    return p
+
+
+def percent_to_bp(percent: float) -> int:
+    bp = round(float(percent) * 100)
+    if not 0 <= bp <= 10_000:
+        raise Invalid("a discount is between 0 and 100 percent")
+    return bp
+
+
+def upsert_bundle(db: Session, name: str, tokens: int, discount_percent: float, active: bool = True) -> Bundle:
+    if not 1 <= tokens <= MAX_PURCHASE_TOKENS:
+        raise Invalid("bundle tokens out of range")
+    if not name or len(name) > 50:
+        raise Invalid("bundle name must be 1-50 characters")
+    b = db.scalar(select(Bundle).where(Bundle.name == name))
+    if b is None:
+        b = Bundle(name=name)
+        db.add(b)
+    b.tokens, b.discount_bp, b.active = tokens, percent_to_bp(discount_percent), active
+    db.flush()
+    return b
+
+
+# ---------------------------------------------------------------- transfers (FIG 11)
+
+def _same_name(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str, tokens: int,
+             pin: str) -> Outcome:
+    sender = db.get(User, sender_id)
+    require_active(sender)
+    recipient = find_user(db, to_username)
+    ids = [sender.id] + ([recipient.id] if recipient is not None else [])
+    ledger.lock_wallets(db, *ids)
+    check_pin(db, sender, pin)
+    if recipient is None or recipient.role != ROLE_USER or not _same_name(recipient.full_name, to_full_name):
+        raise NotFound("no user with that username and full name")
+    if recipient.id == sender.id:
+        raise Invalid("cannot transfer tokens to yourself")
+    plan = ledger.plan_transferable(db, sender, tokens)
+    memo = f"transfer from {sender.username} to {recipient.username}"
+    first = None
+    for lot, n in plan.takes:
+        dest = ledger.wallet_lot(db, recipient.id, KIND_STANDARD, lot.expires_at)
+        t = ledger.post_transfer(db, lot, dest, n, "transfer", memo)
+        first = first or t
+    from .accounts import activate_if_funded
+    activate_if_funded(db, recipient)
+    return Outcome(201, {"id": first.id, "tokens": tokens, "to_username": recipient.username,
+                         "available_tokens": ledger.available_tokens(db, sender)})
