@@ -27,3 +27,14 @@ def upgrade(url: str) -> None:
 def revision(url: str, message: str) -> None:
     """Developer helper: autogenerate a migration against an up-to-date db."""
     command.revision(alembic_config(url), message=message, autogenerate=True)
+
+
+def heads() -> list[str]:
+    """The current head revision(s); a new migration's down_revision must be the one head."""
+    from alembic.script import ScriptDirectory
+
+    return list(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+if __name__ == "__main__":  # python -m server_stub.migrate  -> prints the heads
+    print(" ".join(heads()))
