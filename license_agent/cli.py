@@ -1,0 +1,175 @@
+"""`license-agent`: the command line of the license agent (contract in DESIGN.md).
+
+Exit codes: 0 allowed / done, 2 bad input, 3 denied, 4 invalid code or tampered state.
+Human output by default, one JSON object with --json (shapes in docs/agent-protocol.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .errors import EXIT_BAD_INPUT, EXIT_INVALID, EXIT_OK, AgentError, BadInput
+
+PROG = "license-agent"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own exit code is 2 as well; keep its one-line style
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="TokenRent license agent")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name, help_text, json_flag=True):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print one JSON object")
+        return p
+
+    command("device", "show this device's id and public key")
+    command("trust", "pin a vendor public key (base64, raw Ed25519)").add_argument("public_key")
+    command("install", "install an authorization code (or '-' to read it from stdin)").add_argument("code")
+    command("status", "list the installed licenses and what remains")
+    command("check", "the gate before each run (FIG 12)").add_argument("product_id")
+    p = command("consume", "before each processing task: spend N processings")
+    p.add_argument("product_id")
+    p.add_argument("n", nargs="?", default="1")
+    p = command("run", "the gate, then run CMD with its exit code passed through", json_flag=False)
+    p.add_argument("product_id")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
+    p = command("serve", "run the daemon on a local socket (JSON lines)", json_flag=False)
+    p.add_argument("--socket", help="socket path (default: in LICENSE_AGENT_HOME)")
+    command("doctor", "check the state, the keyring and the clock")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    as_json = getattr(args, "json", False)
+    try:
+        return _dispatch(args, as_json)
+    except AgentError as exc:
+        _fail(exc, as_json)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(exc: AgentError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(exc.to_json()))
+    print(f"{PROG}: {exc}", file=sys.stderr)
+
+
+def _out(data: dict, as_json: bool, human: str) -> None:
+    print(json.dumps(data, indent=None if as_json else 2) if as_json else human)
+
+
+def _dispatch(args, as_json: bool) -> int:
+    if args.command == "doctor":
+        from .doctor import run_doctor
+        return run_doctor(as_json)
+    if args.command == "serve":
+        from .daemon import serve
+        return serve(socket=args.socket)
+    if args.command == "run":
+        return _run(args)
+
+    from .agent import Agent, exit_code_for
+    with Agent() as agent:
+        if args.command == "device":
+            data = agent.device()
+            _out(data, as_json, f"device_id:  {data['device_id']}\npublic_key: {data['public_key']}")
+            return EXIT_OK
+        if args.command == "trust":
+            data = agent.trust(args.public_key)
+            _out(data, as_json, f"{'trusted' if data['added'] else 'already trusted'}: vendor key {data['kid']}")
+            return EXIT_OK
+        if args.command == "install":
+            text = sys.stdin.read() if args.code == "-" else args.code
+            data = agent.install(text)
+            lic = data["license"]
+            _out(data, as_json, f"{data['status']}: license {lic['license_id']} for "
+                                f"{lic['product_name'] or 'product ' + lic['product_id']} ({lic['kind']}, serial "
+                                f"{lic['serial']}){_left(lic)}")
+            return EXIT_OK
+        if args.command == "status":
+            data = agent.status()
+            _out(data, as_json, _status_text(data))
+            return EXIT_OK
+        if args.command == "check":
+            answer = agent.check(args.product_id)
+        else:  # consume
+            answer = agent.consume(args.product_id, _amount(args.n))
+        code = exit_code_for(answer)
+        if as_json:
+            print(json.dumps(answer))
+        else:
+            prefix = "allowed" if answer["allowed"] else "denied"
+            if answer["warning"]:
+                prefix += " (warning)"
+            print(f"{prefix}: {answer['message']}", file=sys.stdout if code == EXIT_OK else sys.stderr)
+        return code
+
+
+def _amount(text: str) -> int:
+    from .agent import valid_amount
+    return valid_amount(text)
+
+
+def _left(lic: dict) -> str:
+    if lic["remaining"] is None:
+        return ""
+    return f", {lic['remaining']} {lic['unit']} left"
+
+
+def _status_text(data: dict) -> str:
+    lines = [f"device {data['device_id']}  (secrets: {data['secret_store']})"]
+    if data["clock"]["behind"]:
+        lines.append("WARNING: the clock is behind the latest time seen; time rentals are refused")
+    if not data["licenses"]:
+        lines.append("no licenses installed")
+    for lic in data["licenses"]:
+        flags = [flag for flag in ("expired", "used_up", "warning") if lic[flag]]
+        remaining = "permanent" if lic["remaining"] is None else f"{lic['remaining']} {lic['unit']} left"
+        lines.append(f"  {lic['product_id']:>6}  {lic['product_name'] or '-':<24} {lic['kind']:<11} "
+                     f"{remaining}{'  [' + ', '.join(flags) + ']' if flags else ''}")
+    return "\n".join(lines)
+
+
+def _run(args) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise BadInput("nothing to run: use  license-agent run PRODUCT_ID -- CMD ARGS...")
+    import shutil
+    if shutil.which(cmd[0]) is None:  # before the gate, so a typo does not cost a use
+        raise BadInput(f"cannot run {cmd[0]}: command not found")
+    from .agent import Agent, exit_code_for
+    with Agent() as agent:
+        answer = agent.check(args.product_id)
+    code = exit_code_for(answer)
+    if code != EXIT_OK:
+        print(f"{PROG}: denied: {answer['message']}", file=sys.stderr)
+        return code
+    if answer["warning"]:
+        print(f"{PROG}: warning: {answer['message']}", file=sys.stderr)
+    sys.stdout.flush()
+    try:
+        os.execvp(cmd[0], cmd)  # the program replaces us, so its exit code is the exit code
+    except OSError as exc:
+        print(f"{PROG}: cannot run {cmd[0]}: {exc.strerror}", file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
+    return EXIT_INVALID  # pragma: no cover - execvp does not return
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""`license-agent doctor`: says how well this agent's state is protected, and whether it is sound."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .errors import EXIT_INVALID, EXIT_OK, AgentError
+from .paths import agent_home, socket_path
+
+
+def daemon_answers(home) -> bool:
+    from .client import DaemonConnection
+    try:
+        with DaemonConnection(socket_path(home), timeout=2) as connection:
+            return connection.request({"op": "ping"}).get("ok", False)
+    except (OSError, AgentError, ValueError):
+        return False
+
+
+def run_doctor(as_json: bool) -> int:
+    from .agent import Agent
+    home = agent_home()
+    report = {"home": str(home), "ok": True, "problems": []}
+    try:
+        with Agent(home) as agent:
+            report.update(agent.doctor_facts())
+    except AgentError as exc:
+        report["ok"] = False
+        report["problems"].append(str(exc))
+        report["error"] = exc.code
+    report["daemon_running"] = daemon_answers(home)
+    if report.get("clock_behind"):
+        report["problems"].append("the clock is behind the latest time seen: time rentals are refused")
+    if as_json:
+        print(json.dumps(report))
+    else:
+        print(f"home:          {report['home']}")
+        if "secret_store" in report:
+            print(f"secret store:  {report['secret_store']}")
+            print(f"device id:     {report['device_id']}")
+            print(f"journal:       {report['journal_entries']} entries, HMAC chain verified; anchor {report['anchor']}")
+        print(f"daemon:        {'running at ' + report.get('socket', '') if report['daemon_running'] else 'not running'}")
+        if report.get("weaker_protection"):
+            print(f"WARNING: protection is weaker: {report['why_weaker']}")
+        for problem in report["problems"]:
+            print(f"PROBLEM: {problem}", file=sys.stderr)
+        if report["ok"] and not report["problems"]:
+            print("ok")
+    return EXIT_OK if report["ok"] and not report["problems"] else EXIT_INVALID

@@ -1,0 +1,263 @@
+"""Secrets of the agent: the device's X25519 private key, the journal's HMAC key and
+the journal anchor. One small interface with two backends, chosen once per home:
+
+- ``KeyringStore``: the OS keyring through ``keyring`` (Secret Service, macOS
+  Keychain, Windows Credential Locker). The secrets live outside LICENSE_AGENT_HOME,
+  so copying, restoring or deleting the home is detected.
+- ``FileStore``: a 0600 file in the home, for machines without a working keyring.
+  Weaker: someone who copies the whole home copies the secrets with it, and
+  ``license-agent doctor`` says so.
+
+The chosen backend is recorded in the home; if it later is not available the agent
+refuses (it never silently switches and starts from zero).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+from .errors import SecretStoreUnavailable, Tampered
+from .paths import home_id
+
+KEYRING_SERVICE = "tokenrent-license-agent"
+BACKEND_FILE = "secret-backend"
+FILE_BACKEND = "file"
+_PROBE = "probe"
+
+
+class SecretStore:
+    """get/set/delete small binary secrets by name; the anchor has its own pair of calls
+    because it is written after every commit and must never be half written."""
+
+    name = "abstract"
+    weaker = False
+    reason = ""
+
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def set(self, key: str, value: bytes) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def get_anchor(self) -> dict | None:
+        raw = self.get("anchor")
+        return json.loads(raw) if raw else None
+
+    def set_anchor(self, anchor: dict) -> None:
+        self.set("anchor", json.dumps(anchor, sort_keys=True).encode())
+
+
+class KeyringStore(SecretStore):
+    def __init__(self, backend, home: Path):
+        self._backend = backend
+        self._prefix = home_id(home) + "/"
+        self.name = "keyring:" + type(backend).__module__.rsplit(".", 1)[-1]
+        self._cache: dict[str, bytes] = {}
+
+    def username(self, key: str) -> str:
+        return self._prefix + key
+
+    def get(self, key: str) -> bytes | None:
+        if key in self._cache:
+            return self._cache[key]
+        try:
+            text = self._backend.get_password(KEYRING_SERVICE, self.username(key))
+        except Exception as exc:  # any backend failure means "cannot decide", never "empty"
+            raise SecretStoreUnavailable(f"the OS keyring ({self.name}) failed: {exc}") from None
+        value = base64.b64decode(text) if text is not None else None
+        if value is not None and key != "anchor":
+            self._cache[key] = value
+        return value
+
+    def set(self, key: str, value: bytes) -> None:
+        try:
+            self._backend.set_password(KEYRING_SERVICE, self.username(key), base64.b64encode(value).decode())
+        except Exception as exc:
+            raise SecretStoreUnavailable(f"the OS keyring ({self.name}) failed: {exc}") from None
+        if key != "anchor":
+            self._cache[key] = value
+
+    def delete(self, key: str) -> None:
+        self._cache.pop(key, None)
+        try:
+            self._backend.delete_password(KEYRING_SERVICE, self.username(key))
+        except Exception:
+            pass
+
+
+class FileStore(SecretStore):
+    """secrets.json (0600, written atomically and fsynced: it changes only at set-up) and
+    anchor (0600, two checksummed slots written in turn, so a torn write leaves the older
+    slot readable; an anchor that lags the journal is accepted, see state.py)."""
+
+    name = FILE_BACKEND
+    weaker = True
+    reason = ("no working OS keyring backend was found, so the device key and the state anchor are "
+              "kept in a 0600 file inside LICENSE_AGENT_HOME: anyone who can copy or restore that whole "
+              "directory can also copy or roll back the secrets")
+    _SLOT = 128
+
+    def __init__(self, home: Path):
+        self._secrets = home / "secrets.json"
+        self._anchor = home / "anchor"
+        self._anchor_fd: int | None = None
+        self._next_slot = 0
+        self._cache: dict[str, bytes] | None = None
+
+    def _load(self) -> dict[str, bytes]:
+        if self._cache is None:
+            try:
+                raw = json.loads(self._secrets.read_text())
+            except FileNotFoundError:
+                raw = {}
+            except ValueError:
+                raise Tampered(f"{self._secrets} is damaged") from None
+            self._cache = {k: base64.b64decode(v) for k, v in raw.items()}
+        return self._cache
+
+    def get(self, key: str) -> bytes | None:
+        return self._load().get(key)
+
+    def set(self, key: str, value: bytes) -> None:
+        data = dict(self._load())
+        data[key] = value
+        _write_durably(self._secrets, json.dumps({k: base64.b64encode(v).decode() for k, v in data.items()},
+                                                 sort_keys=True).encode())
+        self._cache = data
+
+    def delete(self, key: str) -> None:
+        if key in self._load():
+            data = dict(self._load())
+            del data[key]
+            _write_durably(self._secrets, json.dumps({k: base64.b64encode(v).decode() for k, v in data.items()},
+                                                     sort_keys=True).encode())
+            self._cache = data
+
+    def _slots(self) -> list[dict]:
+        try:
+            raw = self._anchor.read_bytes()
+        except FileNotFoundError:
+            return []
+        found = []
+        for index in range(2):
+            slot = raw[index * self._SLOT:(index + 1) * self._SLOT]
+            if len(slot) < 8:
+                continue
+            length, crc = struct.unpack(">II", slot[:8])
+            body = slot[8:8 + length]
+            if 0 < length <= self._SLOT - 8 and len(body) == length and zlib.crc32(body) == crc:
+                try:
+                    found.append((index, json.loads(body)))
+                except ValueError:
+                    continue
+        return found
+
+    def get_anchor(self) -> dict | None:
+        slots = self._slots()
+        if not slots and self._anchor.exists() and self._anchor.stat().st_size:
+            raise Tampered(f"{self._anchor} is damaged")
+        if not slots:
+            return None
+        index, best = max(slots, key=lambda item: item[1]["seq"])
+        self._next_slot = 1 - index
+        return best
+
+    def set_anchor(self, anchor: dict) -> None:
+        body = json.dumps(anchor, sort_keys=True, separators=(",", ":")).encode()
+        slot = (struct.pack(">II", len(body), zlib.crc32(body)) + body).ljust(self._SLOT, b"\0")
+        if self._anchor_fd is None:
+            if not self._anchor.exists():
+                _write_durably(self._anchor, slot + bytes(self._SLOT))
+                self._next_slot = 1
+                return
+            self.get_anchor()
+            self._anchor_fd = os.open(self._anchor, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        # No fsync: losing this write in a power cut only makes the anchor lag the journal,
+        # which is accepted; rolling the journal back behind the anchor is what is refused.
+        os.pwrite(self._anchor_fd, slot, self._next_slot * self._SLOT)
+        self._next_slot = 1 - self._next_slot
+
+    def delete_anchor(self) -> None:
+        self._anchor.unlink(missing_ok=True)
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _working_keyring(home: Path):
+    """The OS keyring backend if it really stores and returns a secret, else (None, why)."""
+    try:
+        import keyring
+        from keyring.backends import fail
+    except Exception as exc:  # pragma: no cover - keyring is a dependency
+        return None, f"the keyring package cannot be imported: {exc}"
+    try:
+        backend = keyring.get_keyring()
+    except Exception as exc:
+        return None, f"no keyring backend: {exc}"
+    if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
+        return None, f"the only keyring backend is {type(backend).__module__}.{type(backend).__name__}"
+    username = home_id(home) + "/" + _PROBE
+    try:
+        backend.set_password(KEYRING_SERVICE, username, "ok")
+        works = backend.get_password(KEYRING_SERVICE, username) == "ok"
+        backend.delete_password(KEYRING_SERVICE, username)
+    except Exception as exc:
+        return None, f"the keyring backend {type(backend).__module__} does not work: {exc}"
+    if not works:
+        return None, f"the keyring backend {type(backend).__module__} did not return what it stored"
+    return backend, ""
+
+
+def recorded_backend(home: Path) -> str | None:
+    try:
+        return (home / BACKEND_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def open_secret_store(home: Path) -> SecretStore:
+    """The backend this home was set up with; on first use, the OS keyring if it works."""
+    recorded = recorded_backend(home)
+    if recorded == FILE_BACKEND:
+        return FileStore(home)
+    backend, why = _working_keyring(home)
+    if recorded is not None:
+        if backend is None:
+            raise SecretStoreUnavailable(
+                f"this agent's secrets are in the OS keyring ({recorded}), which is not usable now: {why}; "
+                f"unlock the keyring or start the desktop session's Secret Service and try again")
+        store = KeyringStore(backend, home)
+        if store.name != recorded:
+            raise SecretStoreUnavailable(f"this agent's secrets are in {recorded}, but the keyring now offers "
+                                         f"{store.name}; refusing to start over")
+        return store
+    store: SecretStore
+    if backend is None:
+        store = FileStore(home)
+        store.reason = FileStore.reason + f" ({why})"
+    else:
+        store = KeyringStore(backend, home)
+    _write_durably(home / BACKEND_FILE, store.name.encode())
+    return store
+

@@ -1,0 +1,285 @@
+"""The agent's durable state: one SQLite file (WAL, synchronous FULL) holding an
+append-only journal. Every entry carries an HMAC over itself and the entry before it,
+keyed by a secret from the secret store; after each commit the head (seq, mac) is
+written to the store as the anchor.
+
+On opening, the whole chain is verified and compared with the anchor:
+- an entry that does not verify, or a gap  -> edited journal          -> Tampered
+- the journal ends before the anchor       -> restored older copy     -> Tampered
+- the entry at the anchor's seq differs    -> a different journal     -> Tampered
+- the journal is gone but the anchor says there was one -> deleted    -> Tampered
+- the journal is AHEAD of the anchor (with the anchored entry intact) -> accepted: that
+  is a crash between commit and anchor update, and extra entries only ever record more
+  consumption, which cannot help anyone cheat.
+Writers are serialised by an flock on the home's lock file, held from BEGIN IMMEDIATE
+until the anchor is written, so anchors are written in journal order.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import Tampered
+from .model import Model, time_text
+from .paths import database_path, ensure_home, lock_path
+from .secret_store import SecretStore, open_secret_store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq  INTEGER PRIMARY KEY,
+    at   TEXT NOT NULL,
+    type TEXT NOT NULL,
+    body TEXT NOT NULL,
+    mac  TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS journal_is_append_only_u BEFORE UPDATE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_is_append_only_d BEFORE DELETE ON journal
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+"""
+DEVICE_KEY = "device_key"
+JOURNAL_KEY = "journal_key"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def canonical(body: dict) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+class State:
+    """Open with State.open(home). Read ``model`` after ``refresh()``; change it only inside
+    ``with state.writing() as append:`` by calling ``append(type, body)``."""
+
+    def __init__(self, home: Path, store: SecretStore, conn: sqlite3.Connection, lock_fd: int,
+                 journal_key: bytes, model: Model, head_seq: int, head_mac: bytes):
+        self.home = home
+        self.store = store
+        self.model = model
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self._key = journal_key
+        self._seq = head_seq
+        self._mac = head_mac
+        self._thread_lock = threading.RLock()
+        self.anchor_status = "in step"
+
+    # -- opening --------------------------------------------------------------------------
+    @classmethod
+    def open(cls, home: Path) -> "State":
+        ensure_home(home)
+        lock_fd = os.open(lock_path(home), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                return cls._open_locked(home, lock_fd)
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+
+    @classmethod
+    def _open_locked(cls, home: Path, lock_fd: int) -> "State":
+        store = open_secret_store(home)
+        db_path = database_path(home)
+        anchor = store.get_anchor()
+        journal_key = store.get(JOURNAL_KEY)
+        device_key = store.get(DEVICE_KEY)
+        conn = _connect(db_path)
+        try:
+            if _journal_is_empty(conn):
+                # Only a set-up interrupted before its first entry may be resumed; anything else means
+                # a state that existed was deleted (or its anchor was removed to make that look innocent).
+                if anchor is not None and int(anchor.get("seq", 0)) > 0:
+                    raise Tampered(f"the agent's state in {home} was deleted, but {store.name} still anchors "
+                                   f"{anchor['seq']} journal entries; refusing to start from zero")
+                if anchor is None and device_key is not None:
+                    raise Tampered(f"the agent's state in {home} is missing but its device key is still in "
+                                   f"{store.name}: the state was deleted; refusing to start from zero")
+                return cls._initialise(home, store, conn, lock_fd, device_key, journal_key)
+            if journal_key is None or device_key is None:
+                raise Tampered(f"the agent's state in {home} exists but its keys are missing from "
+                               f"{store.name} (copied from elsewhere, or the keyring was reset)")
+            model, head_seq, head_mac = _replay(conn, journal_key)
+            state = cls(home, store, conn, lock_fd, journal_key, model, head_seq, head_mac)
+            state._check_anchor(anchor)
+            return state
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def _initialise(cls, home, store, conn, lock_fd, device_key, journal_key) -> "State":
+        from .codes import device_id_for, raw_public_x25519  # cryptography only at set-up
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+        from cryptography.hazmat.primitives import serialization
+        store.set_anchor({"seq": 0, "mac": ""})  # "set-up under way": lets an interrupted set-up resume
+        if device_key is None:
+            private = X25519PrivateKey.generate()
+            device_key = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                               serialization.NoEncryption())
+            store.set(DEVICE_KEY, device_key)
+        if journal_key is None:
+            journal_key = secrets.token_bytes(32)
+            store.set(JOURNAL_KEY, journal_key)
+        device_id = device_id_for(raw_public_x25519(X25519PrivateKey.from_private_bytes(device_key)))
+        state = cls(home, store, conn, lock_fd, journal_key, Model(), 0, _genesis(journal_key))
+        state._append_locked([("init", {"device_id": device_id, "backend": store.name, "version": 1})])
+        return state
+
+    def _check_anchor(self, anchor: dict | None) -> None:
+        if anchor is None:
+            raise Tampered(f"the journal's anchor is missing from {self.store.name}: the state cannot be "
+                           f"proven current (restored from another copy, or the anchor was deleted)")
+        anchored_seq = int(anchor["seq"])
+        if anchored_seq == 0 and self._seq == 1:  # set-up wrote its first entry but not its anchor
+            self.store.set_anchor({"seq": self._seq, "mac": self._mac.hex()})
+            return
+        if self._seq < anchored_seq:
+            raise Tampered(f"the agent's state was restored from an older copy: the journal ends at entry "
+                           f"{self._seq}, but entry {anchored_seq} was already recorded")
+        row = self._conn.execute("SELECT mac FROM journal WHERE seq = ?", (anchored_seq,)).fetchone()
+        if row is None or not hmac.compare_digest(row[0], anchor["mac"]):
+            raise Tampered(f"the journal does not match its anchor at entry {anchored_seq}: "
+                           f"it was replaced by a different copy")
+        if self._seq > anchored_seq:
+            self.anchor_status = f"caught up (anchor was {self._seq - anchored_seq} entries behind)"
+            self.store.set_anchor({"seq": self._seq, "mac": self._mac.hex()})
+
+    # -- reading ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Takes in entries written by other processes since we last looked, verifying each."""
+        with self._thread_lock:
+            row = self._conn.execute("SELECT mac FROM journal WHERE seq = ?", (self._seq,)).fetchone()
+            if self._seq and (row is None or not hmac.compare_digest(row[0], self._mac.hex())):
+                raise Tampered(f"the journal changed under the running agent at entry {self._seq} "
+                               f"(replaced or restored from an older copy)")
+            rows = self._conn.execute("SELECT seq, at, type, body, mac FROM journal WHERE seq > ? ORDER BY seq",
+                                      (self._seq,)).fetchall()
+            if rows:
+                self._seq, self._mac = _verify_rows(rows, self._key, self._seq, self._mac, self.model)
+
+    @property
+    def head_seq(self) -> int:
+        return self._seq
+
+    def secret(self, name: str) -> bytes | None:
+        return self.store.get(name)
+
+    def history_rows(self):
+        return self._conn.execute("SELECT seq, at, type, body FROM journal ORDER BY seq").fetchall()
+
+    # -- writing ---------------------------------------------------------------------------
+    @contextmanager
+    def writing(self):
+        """Serialises writers (threads and processes), brings the model up to date, collects the
+        entries the caller appends, then commits them durably and moves the anchor."""
+        with self._thread_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self.refresh()
+                pending: list[tuple[str, dict]] = []
+                yield lambda kind, body: pending.append((kind, body))
+                if pending:
+                    self._append_locked(pending)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _append_locked(self, entries: list[tuple[str, dict]]) -> None:
+        at = time_text(utc_now())
+        seq, mac = self._seq, self._mac
+        rows = []
+        for kind, body in entries:
+            seq += 1
+            text = canonical(body)
+            mac = _mac(self._key, mac, seq, at, kind, text)
+            rows.append((seq, at, kind, text, mac.hex()))
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany("INSERT INTO journal (seq, at, type, body, mac) VALUES (?, ?, ?, ?, ?)", rows)
+            self._conn.execute("COMMIT")  # synchronous=FULL: durable before anyone is told "allowed"
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        for row in rows:
+            self.model.apply(row[0], row[1], row[2], json.loads(row[3]))
+        self._seq, self._mac = seq, mac
+        self.store.set_anchor({"seq": seq, "mac": mac.hex()})
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        finally:
+            os.close(self._lock_fd)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+    except sqlite3.DatabaseError as exc:
+        raise Tampered(f"the agent's state file {path} is not a valid database: {exc}") from None
+    if mode.lower() != "wal":
+        raise Tampered(f"cannot put {path} in WAL mode")
+    return conn
+
+
+def _journal_is_empty(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.executescript(SCHEMA)
+        return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM journal)").fetchone()[0] == 1
+    except sqlite3.DatabaseError as exc:
+        raise Tampered(f"the agent's state cannot be read: {exc}") from None
+
+
+def _genesis(key: bytes) -> bytes:
+    return hmac.new(key, b"tokenrent-license-agent journal v1", hashlib.sha256).digest()
+
+
+def _mac(key: bytes, prev: bytes, seq: int, at: str, kind: str, body: str) -> bytes:
+    message = b"".join([prev, seq.to_bytes(8, "big"), at.encode(), b"\0", kind.encode(), b"\0", body.encode()])
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def _verify_rows(rows, key: bytes, seq: int, mac: bytes, model: Model) -> tuple[int, bytes]:
+    for row_seq, at, kind, body, row_mac in rows:
+        if row_seq != seq + 1:
+            raise Tampered(f"journal entries {seq + 1}..{row_seq - 1} are missing: the journal was edited")
+        expected = _mac(key, mac, row_seq, at, kind, body)
+        if not isinstance(row_mac, str) or not hmac.compare_digest(expected.hex(), row_mac):
+            raise Tampered(f"journal entry {row_seq} was edited: its HMAC does not verify")
+        try:
+            model.apply(row_seq, at, kind, json.loads(body))
+        except (KeyError, ValueError, TypeError) as exc:  # pragma: no cover - a valid MAC means we wrote it
+            raise Tampered(f"journal entry {row_seq} cannot be replayed: {exc}") from None
+        seq, mac = row_seq, expected
+    return seq, mac
+
+
+def _replay(conn: sqlite3.Connection, key: bytes) -> tuple[Model, int, bytes]:
+    try:
+        rows = conn.execute("SELECT seq, at, type, body, mac FROM journal ORDER BY seq").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise Tampered(f"the agent's state cannot be read: {exc}") from None
+    model = Model()
+    seq, mac = _verify_rows(rows, key, 0, _genesis(key), model)
+    if seq == 0:
+        raise Tampered("the agent's journal is empty: it was truncated")
+    return model, seq, mac
