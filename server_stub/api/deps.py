@@ -43,8 +43,9 @@ def _write_db() -> Iterator[Session]:
         db.close()
 
 
-DbSession = Annotated[Session, Depends(_read_db)]
-WriteDb = Annotated[Session, Depends(_write_db)]
+DbSession = Annotated[Session, Depends(_read_db, scope="function")]
+# scope="function": commit BEFORE the response is sent (a client that got 2xx finds the data)
+WriteDb = Annotated[Session, Depends(_write_db, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="token from POST /v1/sessions")
 
