@@ -34,7 +34,7 @@ class StoreApp:
     """Owns the state, the window, and the demo server process when there is one."""
 
     DEMO_USERNAME = "demo"
-    DEMO_PASSWORD = "demo-password"
+    DEMO_PASSWORD = "demo-pass-1"
 
     def __init__(self, options: Options, paths: AppPaths | None = None):
         self.options = options

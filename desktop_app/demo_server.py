@@ -61,7 +61,7 @@ class DemoServer:
                     f"The demo server stopped at start-up (exit code {self.process.returncode}); "
                     f"see {self.log_path}")
             try:
-                if requests.get(self.url + "/v1/categories", timeout=1).status_code < 500:
+                if requests.get(self.url + "/v1/health", timeout=1).status_code == 200:
                     return self.url
             except requests.RequestException:
                 pass

@@ -84,7 +84,7 @@ class MainWindow(QMainWindow):
         self.orders.orderPlaced.connect(self._order_placed)
         state.meChanged.connect(self._me_changed)
         state.offlineChanged.connect(self._offline_changed)
-        state.message.connect(lambda text, style: self.banner.show_message(text, style))
+        state.message.connect(self.banner.show_message)
         state.sessionExpired.connect(self._session_expired)
         state.lowRental.connect(self.notify_low)
         state.pricingChanged.connect(lambda _p: self._me_changed(state.me))

@@ -31,14 +31,23 @@ class _Relay(QObject):
     @Slot(object)
     def _deliver_done(self, value):
         _live_relays.discard(self)
-        if self._on_done is not None:
-            self._on_done(value)
+        _deliver(self._on_done, value)
 
     @Slot(object)
     def _deliver_error(self, error):
         _live_relays.discard(self)
-        if self._on_error is not None:
-            self._on_error(error)
+        _deliver(self._on_error, error)
+
+
+def _deliver(callback, value) -> None:
+    if callback is None:
+        return
+    try:
+        callback(value)
+    except RuntimeError as exc:
+        # The window the answer was meant for was closed meanwhile: nobody is waiting for it.
+        if "already deleted" not in str(exc):
+            raise
 
 
 class _Job(QRunnable):
@@ -53,8 +62,8 @@ class _Job(QRunnable):
         except Exception as exc:
             if hasattr(exc, "user_message"):   # our own errors carry a message for the user
                 self._relay.failed.emit(exc)
-                return  # never let a worker die silently, never show a traceback
-            traceback.print_exc()
+                return
+            traceback.print_exc()   # a bug: logged for us, a plain sentence for the user
             self._relay.failed.emit(ApiError(f"Something went wrong: {exc}"))
         else:
             self._relay.done.emit(value)

@@ -171,22 +171,21 @@ class ProductFilterProxy(QSortFilterProxyModel):
     def set_search_text(self, text: str) -> None:
         needle = text.strip().lower()
         if needle != self._needle:
-            self._needle = needle
-            self.invalidateRowsFilter()
+            self._change_filter("_needle", needle)
 
     def set_category(self, category_id: Any) -> None:
         if category_id != self._category_id:
-            self._category_id = category_id
-            self.invalidateRowsFilter()
+            self._change_filter("_category_id", category_id)
 
     def set_kind(self, kind: str | None) -> None:
         if kind != self._kind:
-            self._kind = kind
-            self.invalidateRowsFilter()
+            self._change_filter("_kind", kind)
 
-    def invalidateRowsFilter(self):
+    def _change_filter(self, attribute: str, value) -> None:
+        self.beginFilterChange()
+        setattr(self, attribute, value)
         self._accepted = None
-        super().invalidateRowsFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def _compute_accepted(self) -> list[bool]:
         # One list comprehension over all rows is far cheaper than doing the

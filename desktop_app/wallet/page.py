@@ -19,13 +19,13 @@ def bundle_text(bundle: dict, pricing) -> str:
     tokens = int(bundle.get("tokens", 0))
     discount = bundle.get("discount_percent", bundle.get("discount"))
     price = bundle.get("price_cents")
-    parts = [f"{tokens:,} tokens"]
+    parts = [f"{bundle['name']}: {tokens:,} tokens" if bundle.get("name") else f"{tokens:,} tokens"]
     if price is not None:
         parts.append(format_cents(int(price), pricing.currency))
     elif pricing.cash_cents(tokens) is not None:
         parts.append(format_cents(pricing.cash_cents(tokens), pricing.currency))
     if discount:
-        parts.append(f"{discount}% off")
+        parts.append(f"{float(discount):g}% off")
     return " — ".join(parts)
 
 

@@ -1,0 +1,134 @@
+"""Every item model passes qtmodeltester, and behaves as the screens need."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from PySide6.QtCore import Qt
+
+from desktop_app.library.model import LibraryModel, build_entries
+from desktop_app.orders.model import OrderLine, OrderListModel, lines_from_items
+from desktop_app.store.models import CategoryModel, ProductFilterProxy, ProductTableModel
+from desktop_app.wallet.model import LedgerModel, balance_series, normalize_ledger
+
+SOFTWARE_A = {"id": 1, "name": "Software A", "category_id": 10, "description": "A word processor",
+              "offers": [{"id": 11, "kind": "purchase", "tokens": 100}]}
+SOFTWARE_D = {"id": 4, "name": "Software D", "category_id": 10, "description": "Batch image filter",
+              "offers": [{"id": 41, "kind": "rent_processings",
+                          "tiers": [{"quantity": 100, "tokens": 10}, {"quantity": 1000, "tokens": 80}]}]}
+SOFTWARE_C = {"id": 3, "name": "Software C", "category_id": 20, "description": "Spreadsheet",
+              "offers": [{"id": 31, "kind": "purchase", "tokens": 60},
+                         {"id": 32, "kind": "rent_uses", "tiers": [{"quantity": 10, "tokens": 5}]},
+                         {"id": 33, "kind": "convert", "tokens": 50}]}
+
+
+def test_category_model(qtmodeltester):
+    model = CategoryModel()
+    model.set_categories([{"id": 10, "name": "Office"}, {"id": 20, "name": "Graphics"}])
+    qtmodeltester.check(model)
+    assert model.rowCount() == 3
+    assert model.index(0).data() == "All categories"
+    assert model.index(2).data() == "Graphics"
+
+
+def test_product_model_and_filter(qtmodeltester):
+    model = ProductTableModel()
+    model.set_products([SOFTWARE_A, SOFTWARE_D, SOFTWARE_C])
+    qtmodeltester.check(model)
+    # FIG 7: D is available only for rent by processings
+    assert model.index(1, 1).data() == ""
+    assert model.index(1, 4).data() == "✓ from 10 tokens"
+    proxy = ProductFilterProxy()
+    proxy.setSourceModel(model)
+    qtmodeltester.check(proxy)
+    proxy.set_search_text("image")
+    assert [proxy.index(r, 0).data() for r in range(proxy.rowCount())] == ["Software D"]
+    proxy.set_search_text("")
+    proxy.set_category(20)
+    assert [proxy.index(r, 0).data() for r in range(proxy.rowCount())] == ["Software C"]
+    proxy.set_category(None)
+    proxy.set_kind("purchase")
+    assert sorted(proxy.index(r, 0).data() for r in range(proxy.rowCount())) == ["Software A", "Software C"]
+    # the filter follows a changed catalog
+    model.set_products([SOFTWARE_D])
+    assert proxy.rowCount() == 0
+    qtmodeltester.check(proxy)
+
+
+def test_order_list_fig8_totals(qtmodeltester):
+    model = OrderListModel()
+    seen = []
+    model.totalsChanged.connect(seen.append)
+    model.add_line(OrderLine(SOFTWARE_A, SOFTWARE_A["offers"][0]))
+    row = model.add_line(OrderLine(SOFTWARE_D, SOFTWARE_D["offers"][0], installed=True))
+    qtmodeltester.check(model)
+    assert model.required_tokens() == 110
+    model.set_tier(row, 1)                      # 1,000 processings for 80 tokens
+    assert model.required_tokens() == 180       # FIG 8's RT
+    assert seen[-1] == 180
+    assert model.items() == [{"offer_id": 11}, {"offer_id": 41, "quantity": 1000}]
+    assert model.installed_product_ids() == [4]
+    assert not model.line(1).needs_download() and model.line(0).needs_download()
+    # the same offer twice is one line
+    assert model.add_line(OrderLine(SOFTWARE_A, SOFTWARE_A["offers"][0])) == 0
+    assert model.rowCount() == 2
+    # bad tier index is refused and changes nothing
+    assert not model.setData(model.index(1, OrderListModel.COL_TIER), 7, Qt.ItemDataRole.EditRole)
+    assert model.required_tokens() == 180
+    model.set_installed(0, True)
+    assert model.installed_product_ids() == [1, 4]
+    model.remove_rows([0])
+    assert model.required_tokens() == 80 and seen[-1] == 80
+    qtmodeltester.check(model)
+
+
+def test_saved_items_rebuild_against_catalog():
+    catalog = [SOFTWARE_A, SOFTWARE_D]
+
+    def find(offer_id):
+        for p in catalog:
+            for o in p["offers"]:
+                if o["id"] == offer_id:
+                    return p, o
+        return None
+
+    lines = lines_from_items([{"offer_id": 41, "quantity": 1000}, {"offer_id": 999}, {"offer_id": 11}],
+                             find, lambda pid: pid == 4)
+    assert [(l.product["name"], l.tokens, l.installed) for l in lines] == [
+        ("Software D", 80, True), ("Software A", 100, False)]
+
+
+def test_library_model(qtmodeltester):
+    now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    licenses = [
+        {"id": 1, "product_id": 1, "product_name": "Software A", "kind": "permanent"},
+        {"id": 2, "product_id": 4, "product_name": "Software D", "kind": "processings", "processings": 1000},
+        {"id": 3, "product_id": 2, "product_name": "Software B", "kind": "time",
+         "created_at": (now - timedelta(days=5)).isoformat(), "expires_at": (now + timedelta(days=5)).isoformat()},
+    ]
+    agent = [{"license_id": 2, "product_id": "4", "processings_total": 1000, "processings_left": 50,
+              "low_threshold": 100}]
+    entries = build_entries(licenses, agent, {"1"}, now=now)
+    model = LibraryModel()
+    model.set_entries(entries)
+    qtmodeltester.check(model)
+    a, d, b = entries
+    assert a.fraction is None and a.installed and a.left_text() == "Yours to keep"
+    assert d.left == 50 and d.fraction == pytest.approx(0.05) and d.low
+    assert b.fraction == pytest.approx(0.5) and b.left_text().startswith("5 d")
+
+
+def test_ledger_model(qtmodeltester):
+    answer = {"available_tokens": 380, "entries": [
+        {"id": 2, "at": "2026-01-02T00:00:00Z", "kind": "order", "memo": "order 1", "tokens": -120,
+         "balance_after": 380},
+        {"id": 1, "at": "2026-01-01T00:00:00Z", "kind": "grant", "memo": "demo tokens", "tokens": 500,
+         "balance_after": 500},
+    ]}
+    rows = normalize_ledger(answer)
+    assert [r["balance"] for r in rows] == [500, 380]
+    model = LedgerModel()
+    model.set_rows(rows)
+    qtmodeltester.check(model)
+    assert model.index(0, 2).data() == "-120"          # newest first
+    assert [y for _, y in balance_series(rows)] == [500.0, 380.0]
