@@ -4,7 +4,8 @@
 - WriteDb: a write transaction, committed when the route returns normally,
   rolled back on any error.
 - CurrentUser / AdminUser: the bearer token's user (401 / 403).
-- IdempotencyKey: the optional Idempotency-Key header (pass it to
+- IdempotencyKey: the optional Idempotency-Key header; declare it as
+  `idempotency_key: IdempotencyKey = None` and pass it to
   services.idempotency.run_idempotent).
 """
 from __future__ import annotations

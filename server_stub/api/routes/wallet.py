@@ -44,7 +44,7 @@ def my_token_offers(user: CurrentUser, db: DbSession):
                402: {"model": ErrorOut, "description": "card declined"},
                423: {"model": ErrorOut, "description": "card purchases locked after declines"}},
 )
-def buy_tokens(body: TokenPurchaseCreate, user: CurrentUser, idempotency_key: IdempotencyKey):
+def buy_tokens(body: TokenPurchaseCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     outcome = run_idempotent(
         user.id, idempotency_key, "POST /v1/token-purchases", body.model_dump(),
         lambda db: wallet.buy_tokens(db, user.id, **body.model_dump()),
@@ -72,7 +72,7 @@ def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
     responses={402: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
                423: {"model": ErrorOut}},
 )
-def transfer_tokens(body: TransferCreate, user: CurrentUser, idempotency_key: IdempotencyKey):
+def transfer_tokens(body: TransferCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 11: PIN, recipient's username and full name must match; only
     standard (transferable) tokens move."""
     outcome = run_idempotent(
