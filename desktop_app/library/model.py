@@ -53,6 +53,7 @@ class LibraryEntry:
     installed: bool = False
     store_url: str = ""
     agent_known: bool = False     # the agent holds a code for it on this computer
+    history: tuple = ()           # the agent's daily use: ((date "YYYY-MM-DD", used), ...)
 
     @property
     def fraction(self) -> float | None:
@@ -83,6 +84,12 @@ def build_entries(licenses: list[dict], agent: list[dict], installed_ids: set[st
     by_license = {str(a.get("license_id")): a for a in agent if a.get("license_id") is not None}
     by_product = {str(a.get("product_id")): a for a in agent if a.get("product_id") is not None}
     entries = []
+    # licenses the agent holds that the server list does not show (off-line, or not cached yet)
+    listed = {str(l.get("id")) for l in licenses}
+    licenses = list(licenses) + [
+        {"id": a["license_id"], "product_id": a.get("product_id"), "product_name": a.get("product_name"),
+         "kind": a.get("kind"), "store_url": a.get("store_url")}
+        for a in agent if a.get("license_id") is not None and str(a["license_id"]) not in listed]
     for lic in licenses:
         kind = str(_first(lic, "kind", "type", default="permanent"))
         kind = _KIND_ALIASES.get(kind, kind)
@@ -101,8 +108,12 @@ def build_entries(licenses: list[dict], agent: list[dict], installed_ids: set[st
                 entry.left = max(0.0, (expires - now).total_seconds())
                 if issued is not None:
                     entry.total = max(1.0, (expires - issued).total_seconds())
-            if a.get("seconds_left") is not None:
-                entry.left = float(a["seconds_left"])
+            if a.get("remaining") is not None:       # the agent's clock-checked view wins
+                entry.left = float(a["remaining"])
+            if entry.total is None and expires is not None:
+                start = parse_time(a.get("issued_at"))
+                if start is not None:
+                    entry.total = max(1.0, (expires - start).total_seconds())
         elif kind in ("uses", "processings"):
             entry.total = _first(a, f"{kind}_total", "total", kind, default=_first(lic, f"{kind}_total", kind))
             entry.left = _first(a, f"{kind}_left", "remaining", "left")
@@ -110,7 +121,8 @@ def build_entries(licenses: list[dict], agent: list[dict], installed_ids: set[st
                 entry.left = _first(lic, f"{kind}_left", "remaining")
             entry.total = float(entry.total) if entry.total is not None else None
             entry.left = float(entry.left) if entry.left is not None else None
-        entry.low = bool(_first(a, "low", "running_low", default=False))
+        entry.history = tuple((h.get("date"), h.get("used", 0)) for h in a.get("history") or [])
+        entry.low = bool(_first(a, "warning", "low", default=False))
         if not entry.low and a.get("low_threshold") is not None and entry.left is not None:
             entry.low = entry.left <= float(a["low_threshold"])
         entries.append(entry)

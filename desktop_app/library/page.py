@@ -5,6 +5,8 @@ needs no network.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
                                QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
@@ -132,7 +134,13 @@ class LibraryPage(QWidget):
             return
         self.title.setText(e.name)
         self.left.setText(e.left_text() + ("  — running low: extend it to keep going." if e.low else ""))
-        self.chart.set_points(self.state.cache.history(e.license_id))
+        if e.history:   # the agent's own record of use, per day
+            self.chart.title = "Use per day (this computer)"
+            self.chart.set_points([(datetime.strptime(day, "%Y-%m-%d").timestamp(), used)
+                                   for day, used in e.history if day])
+        else:
+            self.chart.title = "What is left, over time"
+            self.chart.set_points(self.state.cache.history(e.license_id))
         product = self.state.product(e.product_id) or {}
         self.buttons["launch"].setEnabled(e.installed)
         self.buttons["extend"].setEnabled(e.kind in RENT_KIND and offer_of_kind(product, RENT_KIND[e.kind]) is not None)
