@@ -13,7 +13,7 @@ TokenCount = Annotated[int, Field(ge=1, le=1_000_000)]
 class StrictModel(BaseModel):
     """Request bodies: unknown fields and wrong types are refused (422)."""
 
-    model_config = ConfigDict(extra="forbid", strict=False, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorOut(BaseModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from .common import Id, StrictModel, TokenCount
 
@@ -100,7 +100,8 @@ class GrantCreate(StrictModel):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     tokens: TokenCount
     kind: Literal["standard", "incentive", "restricted"] = "standard"
-    expires_at: datetime | None = None
+    # RFC 3339 with an offset (strict models take it from a JSON string)
+    expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None
     memo: Annotated[str, Field(max_length=200)] = ""
 
 

@@ -1,0 +1,129 @@
+"""Transfers (FIG 11), token kinds, expiry, statement."""
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+
+def send(server, sender, recipient, tokens, pin=None, full_name=None, key=None):
+    headers = {"Idempotency-Key": key} if key else {}
+    return server.api("POST", "/v1/transfers", sender, headers=headers, json={
+        "to_username": recipient.username, "to_full_name": full_name or recipient.full_name,
+        "tokens": tokens, "pin": pin or sender.pin})
+
+
+def test_transfer_moves_tokens_and_shows_on_both_statements(server):
+    a, b = server.new_user(tokens=300), server.register()
+    r = send(server, a, b, 120)
+    assert r.status_code == 201, r.text
+    assert r.json()["available_tokens"] == 180
+    assert server.me(a)["available_tokens"] == 180
+    mb = server.me(b)
+    assert mb["available_tokens"] == 120 and mb["status"] == "active"  # reached MT=100
+    la = server.api("GET", "/v1/ledger", a).json()["entries"]
+    lb = server.api("GET", "/v1/ledger", b).json()["entries"]
+    assert la[0]["kind"] == "transfer" and la[0]["tokens"] == -120 and la[0]["balance_after"] == 180
+    assert lb[0]["kind"] == "transfer" and lb[0]["tokens"] == 120 and lb[0]["balance_after"] == 120
+    assert server.ledger_check()["ok"]
+
+
+def test_transfer_refusals(server):
+    a, b = server.new_user(tokens=200), server.register()
+    assert send(server, a, b, 10, pin="0000").status_code == 403
+    assert send(server, a, b, 10, full_name="Someone Else").status_code == 404
+    ghost = type(b)("no_such_user_x", "", "", "Nobody")
+    assert send(server, a, ghost, 10).status_code == 404
+    assert send(server, a, a, 10).status_code == 422
+    r = send(server, a, b, 201)
+    assert r.status_code == 402 and r.json()["shortage"] == 1
+    for bad in (0, -1, 10**20, "5", 1.5):
+        r = server.api("POST", "/v1/transfers", a, json={"to_username": b.username, "to_full_name": b.full_name,
+                                                         "tokens": bad, "pin": a.pin})
+        assert r.status_code == 422, (bad, r.text)
+    assert server.me(a)["available_tokens"] == 200 and server.me(b)["available_tokens"] == 0
+
+
+def test_inactive_sender_may_not_transfer(server):
+    a, b = server.register(), server.register()
+    server.grant(a, 50)                     # below MT=100: still inactive
+    assert server.me(a)["status"] == "inactive"
+    r = send(server, a, b, 10)
+    assert r.status_code == 403 and r.json()["status"] == "inactive"
+
+
+def test_five_wrong_pins_lock_transfers(server_factory):
+    srv = server_factory(env={"TOKENRENT_LOCKOUT_SECONDS": "3"})
+    a, b = srv.new_user(tokens=200), srv.register()
+    codes = [send(srv, a, b, 10, pin="9999").status_code for _ in range(5)]
+    assert codes == [403, 403, 403, 403, 423]
+    assert send(srv, a, b, 10).status_code == 423        # right PIN, still locked
+    time.sleep(3.2)
+    assert send(srv, a, b, 10).status_code == 201
+
+
+def test_only_standard_tokens_are_transferable(server):
+    a, b = server.new_user(tokens=100), server.register()
+    server.grant(a, 50, kind="incentive")
+    server.grant(a, 30, kind="restricted")
+    me = server.me(a)
+    assert me["available_tokens"] == 180
+    assert me["tokens"] | {} and me["tokens"]["transferable"] == 100
+    assert me["tokens"]["incentive"] == 50 and me["tokens"]["restricted"] == 30
+    r = send(server, a, b, 101)
+    assert r.status_code == 402
+    assert send(server, a, b, 100).status_code == 201
+    me = server.me(a)
+    assert me["available_tokens"] == 80 and me["tokens"]["transferable"] == 0
+
+
+def test_idempotent_transfer_applied_once(server):
+    a, b = server.new_user(tokens=300), server.register()
+    key = str(uuid.uuid4())
+    r1 = send(server, a, b, 100, key=key)
+    r2 = send(server, a, b, 100, key=key)
+    assert r1.status_code == r2.status_code == 201 and r1.json() == r2.json()
+    assert server.me(b)["available_tokens"] == 100
+    assert send(server, a, b, 99, key=key).status_code == 422
+
+
+def test_expired_tokens_leave_by_a_ledger_transfer(server):
+    u = server.new_user(tokens=100)
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
+    server.grant(u, 40, kind="incentive", expires_at=soon)
+    me = server.me(u)
+    assert me["available_tokens"] == 140
+    assert me["tokens"]["expiring"][0]["tokens"] == 40
+    time.sleep(2.5)
+    assert server.me(u)["available_tokens"] == 100
+    entries = server.api("GET", "/v1/ledger", u).json()["entries"]
+    assert entries[0]["kind"] == "expiry" and entries[0]["tokens"] == -40
+    assert entries[0]["balance_after"] == 100
+    assert server.ledger_check()["ok"]
+
+
+def test_expiry_in_the_past_is_refused(server):
+    u = server.register()
+    r = server.api("POST", "/v1/admin/grants", server.admin(), json={
+        "username": u.username, "tokens": 5, "expires_at": "2001-01-01T00:00:00Z"})
+    assert r.status_code == 422
+
+
+def test_statement_lists_every_movement_with_balance_after(server):
+    u = server.register()
+    server.api("POST", "/v1/token-purchases", u, json={"tokens": 100, "method": "card",
+               "card_number": "4242424242424242", "card_expiry": "12/40", "card_cvc": "123"})
+    server.grant(u, 25, kind="incentive")
+    v = server.register()
+    send(server, u, v, 30)
+    led = server.api("GET", "/v1/ledger", u).json()
+    kinds = [e["kind"] for e in led["entries"]]
+    assert kinds == ["transfer", "grant", "purchase"]
+    assert [e["balance_after"] for e in led["entries"]] == [95, 125, 100]
+    assert [e["tokens"] for e in led["entries"]] == [-30, 25, 100]
+    assert led["available_tokens"] == 95
+
+
+def test_negative_draw_limit_via_cli(server):
+    u = server.new_user(tokens=100)
+    res = server.admin_cli("set-negative-limit", u.username, "50")
+    assert '"negative_limit": 50' in res.stdout
+    assert server.me(u)["tokens"]["negative_draw_limit"] == 50
