@@ -13,7 +13,7 @@ never-expiring standard tokens last, then the vendor-granted negative draw.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from sqlalchemy import func, select
@@ -245,8 +245,11 @@ class SpendPlan:
 
 def _expiry_key(lot: LedgerAccount):
     # soonest expiry first; never-expiring last; incentive before standard on a tie
-    return (lot.expires_at is None, lot.expires_at or utcnow(),
+    return (lot.expires_at is None, lot.expires_at or _NEVER,
             0 if lot.token_kind == KIND_INCENTIVE else 1, lot.id)
+
+
+_NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 
 def spend_capacity(wallet: Wallet, lines: Sequence[SpendLine]) -> int:
