@@ -51,6 +51,7 @@ class StoreApp:
     def start(self) -> None:
         self.window.show()
         self.state.load_cached_library()   # the library works before (or without) the network
+        self.state.refresh_library()       # the agent's own counts need no network either
         if self.server_url:
             self._server_ready(self.server_url)
             return

@@ -272,8 +272,8 @@ class AppState(QObject):
     def _update_library(self, licenses, status, record: bool = True) -> None:
         lic = licenses if licenses is not None else self.cache.licenses
         st = status if status is not None else self.cache.agent
-        installed_ids = {str(l.get("product_id")) for l in lic
-                         if installer.installed(self.install_dir, l.get("product_id")) is not None}
+        product_ids = {str(x.get("product_id")) for x in [*lic, *st] if x.get("product_id") is not None}
+        installed_ids = {pid for pid in product_ids if installer.installed(self.install_dir, pid) is not None}
         self.entries = build_entries(lic, st, installed_ids)
         if record:
             self.cache.record(licenses, status, {str(e.license_id): e.left for e in self.entries

@@ -64,11 +64,11 @@ class AgentBridge:
         return env
 
     def call(self, args: Sequence[str], *, stdin: str | None = None, check: bool = True,
-             timeout: float | None = None) -> AgentResult:
+             timeout: float | None = None, cwd: Path | None = None) -> AgentResult:
         self.home.mkdir(parents=True, exist_ok=True)
         try:
             proc = subprocess.run([*self._base, *args], input=stdin, capture_output=True, text=True,
-                                  env=self.env(), timeout=timeout or self.timeout)
+                                  env=self.env(), timeout=timeout or self.timeout, cwd=cwd)
         except FileNotFoundError as exc:
             raise AgentError("The license agent is not installed.") from exc
         except subprocess.TimeoutExpired as exc:
@@ -101,9 +101,9 @@ class AgentBridge:
     def check(self, product_id: Any) -> AgentResult:
         return self.call(["check", str(product_id), "--json"], check=False)
 
-    def run(self, product_id: Any, command: Sequence[str]) -> AgentResult:
-        """The gate, then the program; returns when the program ends."""
-        return self.call(["run", str(product_id), "--", *command], check=False, timeout=24 * 3600)
+    def run(self, product_id: Any, command: Sequence[str], cwd: Path | None = None) -> AgentResult:
+        """The gate, then the program (in its own folder); returns when the program ends."""
+        return self.call(["run", str(product_id), "--", *command], check=False, timeout=24 * 3600, cwd=cwd)
 
 
 def _message(result: AgentResult) -> str:

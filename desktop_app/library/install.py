@@ -51,11 +51,12 @@ def uninstall(programs_root: Path, product_id) -> bool:
         raise InstallError(str(exc)) from exc
 
 
-def launch_command(programs_root: Path, product_id) -> list[str]:
+def launch_command(programs_root: Path, product_id) -> tuple[list[str], Path]:
+    """The program's command line and the folder it runs in."""
     program = installed(programs_root, product_id)
     if program is None:
         raise InstallError("The program is not installed on this computer; download and install it first.")
-    return pf.entry_command(program)
+    return pf.entry_command(program), program.directory
 
 
 def vendor_key_b64_ok(value: str) -> bool:

@@ -157,7 +157,7 @@ class LibraryPage(QWidget):
         if e is None:
             return
         try:
-            command = installer.launch_command(self.state.install_dir, e.product_id)
+            command, folder = installer.launch_command(self.state.install_dir, e.product_id)
         except installer.InstallError as exc:
             self.banner.show_message(exc.user_message, "error")
             return
@@ -172,7 +172,7 @@ class LibraryPage(QWidget):
                 self.banner.show_message(f"{e.name} may not run: {_message(result)}", "error")
             self.state.refresh_library()
 
-        run_async(lambda: agent.run(e.product_id, command), done,
+        run_async(lambda: agent.run(e.product_id, command, folder), done,
                   lambda err: self.banner.show_message(getattr(err, "user_message", str(err)), "error"))
 
     def _offer_for(self, kind: str):

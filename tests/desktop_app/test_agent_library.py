@@ -1,0 +1,122 @@
+"""The library with the REAL license agent (temp LICENSE_AGENT_HOME) and a real signed
+program package: launch through the agent, counts going down, the running-low notice,
+uninstall, and all of it off-line (the store server cannot be reached)."""
+from __future__ import annotations
+
+import base64
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from desktop_app.agent.bridge import AgentBridge, AgentError
+from desktop_app.library import install as installer
+from license_agent import codes
+from license_agent import package_format as pf
+
+PRODUCT = "7"
+
+
+def raw_public(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@pytest.fixture
+def vendor_key():
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def agent(app_home):
+    import os
+    return AgentBridge(Path(os.environ["LICENSE_AGENT_HOME"]))
+
+
+def issue(agent: AgentBridge, vendor_key, *, uses=3, serial=1, low=1) -> str:
+    device = agent.device()
+    grant = codes.Grant(license_id="lic-7", serial=serial, product_id=PRODUCT, device_id=device["device_id"],
+                        kind="uses", issued_at=datetime.now(timezone.utc), store_url=f"tokenrent://product/{PRODUCT}",
+                        uses=uses, low_threshold=low, product_name="Software C")
+    return codes.issue_code(grant, vendor_key, base64.b64decode(device["public_key"]))
+
+
+def build_program(tmp_path: Path, vendor_key) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hello.py").write_text(
+        "import os, pathlib\n"
+        "p = pathlib.Path(os.environ['TR_TEST_MARKER'])\n"
+        "p.write_text(p.read_text() + 'ran\\n' if p.exists() else 'ran\\n')\n")
+    out = tmp_path / "software-c.trpkg"
+    pf.build_package(src, out, product_id=PRODUCT, version="1.0", entry="{python} hello.py",
+                     signing_key=vendor_key, name="Software C")
+    return out
+
+
+def test_bridge_contract(agent, vendor_key):
+    device = agent.device()
+    assert len(device["device_id"]) == 32
+    agent.trust(base64.b64encode(raw_public(vendor_key)).decode())
+    assert agent.status() == []
+    with pytest.raises(AgentError) as err:
+        agent.install("TRC1.not-a-code")
+    assert err.value.exit_code in (2, 4) and err.value.user_message
+
+
+def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, vendor_key, tmp_path, monkeypatch):
+    marker = tmp_path / "marker.txt"
+    monkeypatch.setenv("TR_TEST_MARKER", str(marker))
+    public_b64 = base64.b64encode(raw_public(vendor_key)).decode()
+    agent.trust(public_b64)
+    agent.install(issue(agent, vendor_key, uses=3))
+
+    from desktop_app.app import Options, StoreApp
+    store = StoreApp(Options(server="http://127.0.0.1:9"))     # nothing listens there: off-line
+    installer.install_downloaded(build_program(tmp_path, vendor_key), store.state.install_dir, PRODUCT,
+                                 {"public_key": public_b64})
+    store.start()
+    window, state = store.window, store.state
+    try:
+        qtbot.waitUntil(lambda: state.offline, timeout=20000)
+        assert window.offline_banner.isVisible() and "Off-line" in window.offline_banner.text()
+        window.show_page(window.library)
+        page = window.library
+        qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=20000)
+        assert page.offline_banner.isVisible()
+        page.select_product(PRODUCT)
+        entry = page.selected()
+        assert (entry.name, entry.kind, entry.left, entry.total, entry.installed) == ("Software C", "uses", 3, 3, True)
+        assert page.buttons["launch"].isEnabled()
+
+        page.buttons["launch"].click()
+        qtbot.waitUntil(lambda: "ran and has finished" in page.banner.text(), timeout=30000)
+        assert marker.read_text() == "ran\n"
+        qtbot.waitUntil(lambda: page.selected() is not None and page.selected().left == 2, timeout=20000)
+
+        page.buttons["launch"].click()                 # 1 use left: at the vendor's threshold
+        qtbot.waitUntil(lambda: "running low" in page.left.text(), timeout=30000)
+        assert "Extend it" in window.banner.text()     # the low-rental notice
+        page.buttons["launch"].click()                 # the last use
+        qtbot.waitUntil(lambda: page.selected().left == 0, timeout=30000)
+        page.buttons["launch"].click()                 # none left: the agent refuses, nothing runs
+        qtbot.waitUntil(lambda: "may not run" in page.banner.text(), timeout=30000)
+        assert marker.read_text() == "ran\n" * 3
+
+        # the cache keeps the library for the next start, even with no agent answer
+        assert any(str(a.get("product_id")) == PRODUCT for a in state.cache.agent)
+        assert len(state.cache.history(entry.license_id)) >= 2
+        page.select_product(PRODUCT)
+        assert len(page.chart.points()) >= 1
+
+        page.buttons["uninstall"].click()
+        qtbot.waitUntil(lambda: not page.selected().installed if page.selected() else False, timeout=20000)
+        assert installer.installed(state.install_dir, PRODUCT) is None
+        assert not page.buttons["launch"].isEnabled()
+    finally:
+        from desktop_app.api.worker import pending_jobs
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        window.close()
+        store.stop()
