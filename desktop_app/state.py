@@ -140,6 +140,9 @@ class AppState(QObject):
     def sign_out(self) -> None:
         if self.me:
             self.sessions.forget(self.api.base_url, self.me.get("username", ""))
+        if self.api.token:
+            ended = ApiClient(self.api.base_url, self.api.token)   # revoke on the server too
+            run_async(ended.sign_out, None, lambda _e: None)
         self.api.token = None
         self._pending_retries = []
         self._set_me(None)

@@ -158,6 +158,9 @@ class ApiClient:
         self.token = answer["token"]
         return answer
 
+    def sign_out(self) -> None:
+        self.request("DELETE", "/v1/sessions/current")
+
     def me(self) -> dict:
         return self.request("GET", "/v1/me")
 

@@ -1,0 +1,87 @@
+"""Sessions: an expired session asks to sign in again and keeps the user's place; sign-out
+revokes on the server; the token never lands in a plain file; the local demo store starts
+by itself when no server is configured."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from desktop_app.app import Options, StoreApp, product_from_link
+from desktop_app.__main__ import parse_args
+from tests.desktop_app.conftest import sign_in
+
+
+def test_expired_session_asks_again_and_keeps_place(qtbot, store_app, store_server):
+    user = store_server.new_user(tokens=120)
+    sign_in(qtbot, store_app, user)
+    window, state = store_app.window, store_app.state
+    window.show_page(window.wallet)
+    qtbot.waitUntil(lambda: window.wallet.ledger.rowCount() == 1, timeout=20000)
+    # the server ends the session (expiry, or signed out elsewhere)
+    r = store_server.api("DELETE", "/v1/sessions/current", state.api.token)
+    assert r.status_code == 204
+    window.wallet.ledger.set_rows([])
+    window.wallet.refresh()
+    qtbot.waitUntil(lambda: getattr(window, "sign_in_dialog", None) is not None
+                    and window.sign_in_dialog.isVisible(), timeout=20000)
+    dialog = window.sign_in_dialog
+    assert "session has ended" in dialog.banner.text()
+    assert window.pages.currentWidget() is window.wallet          # the user's place is kept
+    dialog.password.setText(user.password)
+    dialog.submit()
+    # the call that failed is made again after sign-in
+    qtbot.waitUntil(lambda: window.wallet.ledger.rowCount() == 1, timeout=20000)
+    assert window.pages.currentWidget() is window.wallet
+    assert state.api.token and state.api.token != r.request.headers["Authorization"].split()[1]
+
+
+def test_sign_out_revokes_and_token_not_on_disk(qtbot, store_app, store_server, app_home):
+    user = store_server.new_user(tokens=120)
+    sign_in(qtbot, store_app, user)
+    token = store_app.state.api.token
+    for f in Path(app_home / "home").rglob("*"):
+        if f.is_file():
+            assert token not in f.read_text(errors="ignore"), f"session token written to {f}"
+    store_app.window.sign_button.click()                      # Sign out
+    assert store_app.state.me is None and store_app.window.balance_label.text() == ""
+    qtbot.waitUntil(lambda: store_server.api("GET", "/v1/me", token).status_code == 401, timeout=20000)
+
+
+def test_bad_password_is_a_plain_message(qtbot, store_app, store_server):
+    user = store_server.new_user(tokens=0)
+    dialog = store_app.window.ask_sign_in()
+    dialog.username.setText(user.username)
+    dialog.password.setText("wrong password")
+    dialog.submit()
+    qtbot.waitUntil(lambda: "password" in dialog.banner.text().lower(), timeout=20000)
+    assert "Traceback" not in dialog.banner.text() and store_app.state.me is None
+
+
+def test_product_links():
+    assert product_from_link("tokenrent://product/42") == "42"
+    assert product_from_link("tokenrent://product/42/") == "42"
+    assert product_from_link("http://product/42") is None
+    assert parse_args(["tokenrent://product/9"]).product == "9"
+    assert parse_args(["--product", "5", "--server", "http://x:1"]).server == "http://x:1"
+
+
+def test_no_server_configured_starts_the_local_demo_store(qtbot, app_home):
+    app = StoreApp(Options())
+    app.start()
+    try:
+        qtbot.waitUntil(lambda: app.ready, timeout=90000)
+        assert app.demo is not None and app.demo.process.poll() is None
+        assert app.demo.db_path == app.paths.demo_db and app.demo.db_path.exists()
+        assert "local demo store" in app.window.banner.text()
+        dialog = app.window.sign_in_dialog
+        assert dialog.username.text() == "demo"              # a newcomer can just press Sign in
+        dialog.submit()
+        qtbot.waitUntil(lambda: app.state.me is not None, timeout=20000)
+        assert app.state.available_tokens == 500
+        assert app.window.balance_label.text().startswith("500 tokens")
+    finally:
+        from desktop_app.api.worker import pending_jobs
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        app.window.close()
+        proc = app.demo.process if app.demo else None
+        app.stop()
+        assert proc is None or proc.poll() is not None       # the demo server ends with the app
