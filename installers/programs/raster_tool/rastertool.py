@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = args.out_dir or image.parent
         out_dir.mkdir(parents=True, exist_ok=True)
         try:
-            reservation = client.reserve(pid, 1)
+            # Reserve one processing; commit when the body succeeds, release when it raises.
+            with client.processing(pid, 1) as held:
+                target = process(image, out_dir, args.op, args.level)
         except client.Denied as e:
             print(f"rastertool: {e}", file=sys.stderr)
             print(f"rastertool: buy more processings at {e.store_url}", file=sys.stderr)
@@ -133,20 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         except client.AgentError as e:
             print(f"rastertool: the license agent refused: {e}", file=sys.stderr)
             return 4
-        try:
-            target = process(image, out_dir, args.op, args.level)
         except (OSError, ValueError) as e:
-            reservation.release()
             print(f"rastertool: {image}: {e} (no processing used)", file=sys.stderr)
             failed += 1
             continue
-        except BaseException:
-            reservation.release()
-            raise
-        answer = reservation.commit()
-        print(f"{image} -> {target} ({answer.remaining} processings left)")
-        if answer.warning:
-            print(f"rastertool: {answer.message} - buy more at {answer.store_url}", file=sys.stderr)
+        done = held.done
+        print(f"{image} -> {target} ({done['remaining']} processings left)")
+        if held.answer.get("warning"):
+            print(f"rastertool: {held.answer['message']}", file=sys.stderr)
     return 1 if failed else 0
 
 
