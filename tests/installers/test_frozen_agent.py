@@ -81,6 +81,37 @@ def test_frozen_agent_installs_a_code_and_counts_down(installed, tmp_path):
     assert plain.cli("check", "42").returncode == 3
 
 
+def test_frozen_agent_finds_the_same_secret_store(installed, tmp_path):
+    """The frozen agent must see the keyring backends the non-frozen one sees (keyring finds them
+    through package metadata, which PyInstaller drops unless told)."""
+    frozen = str(installed["prefix"] / "bin" / "license-agent")
+    env = dict(os.environ, LICENSE_AGENT_HOME=str(tmp_path / "a"))
+    doctor = subprocess.run([frozen, "doctor", "--json"], capture_output=True, text=True, env=env)
+    plain = subprocess.run([*agent_command(), "doctor", "--json"], capture_output=True, text=True,
+                           env=dict(env, LICENSE_AGENT_HOME=str(tmp_path / "b")))
+    import json
+    assert json.loads(doctor.stdout)["secret_store"] == json.loads(plain.stdout)["secret_store"]
+
+
+def test_frozen_agent_uses_a_real_secret_service(installed, tmp_path):
+    """Under a real Secret Service (gnome-keyring in a private D-Bus session) the frozen agent
+    keeps its secrets there, not in the file fallback: secretstorage/jeepney were frozen along."""
+    import shutil
+    missing = [c for c in ("dbus-run-session", "gnome-keyring-daemon") if shutil.which(c) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install dbus gnome-keyring; .ci/run does)")
+    frozen = str(installed["prefix"] / "bin" / "license-agent")
+    env = dict(os.environ, LICENSE_AGENT_HOME=str(tmp_path / "a"))
+    env.pop("PYTHON_KEYRING_BACKEND", None)
+    proc = subprocess.run(["dbus-run-session", "--", "bash", str(ROOT / "scripts" / "with-gnome-keyring"),
+                           frozen, "doctor", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    import json
+    facts = json.loads(proc.stdout)
+    assert facts["weaker_protection"] is False, facts
+    assert "secret" in facts["secret_store"].lower(), facts
+
+
+# Last: it removes what the tests above use.
 def test_bundle_has_desktop_entry_and_uninstalls_cleanly(installed):
     env, prefix = installed["env"], installed["prefix"]
     share = Path(env["XDG_DATA_HOME"])
