@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import requests
-
 
 class DemoServerError(RuntimeError):
     pass
@@ -54,6 +52,7 @@ class DemoServer:
             raise DemoServerError(f"Could not start the demo server: {exc}") from exc
         finally:
             log.close()
+        import requests
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

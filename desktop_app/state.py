@@ -208,7 +208,7 @@ class AppState(QObject):
     # -- agent and library ---------------------------------------------------
     def after_sign_in(self) -> None:
         """Register this device, trust the vendor key, install every code the server has."""
-        api, agent, cache = self.api, self.agent, self.cache
+        api, agent, cache, root = self.api, self.agent, self.cache, self.install_dir
 
         def work():
             device = agent.device()
@@ -225,13 +225,15 @@ class AppState(QObject):
                     if isinstance(exc, SessionExpired):
                         raise
                     problems.append(f"{lic.get('product_name', lic['id'])}: {exc.user_message}")
-            return device["device_id"], vendor_key, licenses, agent.status(), problems
+            status = agent.status()
+            return (device["device_id"], vendor_key, licenses, status, problems,
+                    _installed_ids(root, licenses, status))
 
         def done(value):
-            self.device_id, vendor_key, licenses, status, problems = value
+            self.device_id, vendor_key, licenses, status, problems, installed_ids = value
             cache.data["vendor_key"] = vendor_key
             cache.data["username"] = (self.me or {}).get("username", "")
-            self._update_library(licenses, status)
+            self._update_library(licenses, status, installed_ids)
             if problems:
                 self.message.emit("Some licenses could not be brought to this computer: "
                                   + "; ".join(problems), "warning")
@@ -243,7 +245,7 @@ class AppState(QObject):
 
     def refresh_library(self, on_done=None) -> None:
         """Server licenses when on-line; the agent's own counts always (no network needed)."""
-        api, agent = self.api, self.agent
+        api, agent, cache, root = self.api, self.agent, self.cache, self.install_dir
         signed_in = self.api.token is not None
 
         def work():
@@ -257,26 +259,26 @@ class AppState(QObject):
                 status = agent.status()
             except AgentError:
                 status = None
-            return licenses, status
+            return licenses, status, _installed_ids(root, licenses or cache.licenses, status or cache.agent)
 
         def done(value):
-            licenses, status = value
+            licenses, status, installed_ids = value
             if licenses is None and signed_in:
                 self.set_offline(True)
-            self._update_library(licenses, status)
+            self._update_library(licenses, status, installed_ids)
             if on_done:
                 on_done()
 
         run_async(work, done, lambda e: self.message.emit(e.user_message, "error"))
 
     def load_cached_library(self) -> None:
-        self._update_library(None, None, record=False)
+        cache, root = self.cache, self.install_dir
+        run_async(lambda: _installed_ids(root, cache.licenses, cache.agent),
+                  lambda ids: self._update_library(None, None, ids, record=False))
 
-    def _update_library(self, licenses, status, record: bool = True) -> None:
+    def _update_library(self, licenses, status, installed_ids: set[str], record: bool = True) -> None:
         lic = licenses if licenses is not None else self.cache.licenses
         st = status if status is not None else self.cache.agent
-        product_ids = {str(x.get("product_id")) for x in [*lic, *st] if x.get("product_id") is not None}
-        installed_ids = {pid for pid in product_ids if installer.installed(self.install_dir, pid) is not None}
         self.entries = build_entries(lic, st, installed_ids)
         if record:
             self.cache.record(licenses, status, {str(e.license_id): e.left for e in self.entries
@@ -310,3 +312,9 @@ class AppState(QObject):
             self.refresh_library(on_done)
 
         run_async(work, done)
+
+
+def _installed_ids(root: Path, licenses: list[dict], status: list[dict]) -> set[str]:
+    """Which of these products are installed here (disk reads: call on a worker thread)."""
+    product_ids = {str(x.get("product_id")) for x in [*licenses, *status] if x.get("product_id") is not None}
+    return {pid for pid in product_ids if installer.installed(root, pid) is not None}

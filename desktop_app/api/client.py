@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 DEFAULT_TIMEOUT = 15.0
 
@@ -90,9 +91,10 @@ class ApiClient:
         self._local = threading.local()
 
     # -- plumbing ---------------------------------------------------------
-    def _session(self) -> requests.Session:
+    def _session(self) -> "requests.Session":
         s = getattr(self._local, "session", None)
         if s is None:
+            import requests   # imported on first use, on a worker thread: a faster start
             s = self._local.session = requests.Session()
         return s
 
@@ -111,8 +113,10 @@ class ApiClient:
         headers = self.auth_headers() if auth else {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        session = self._session()
+        import requests
         try:
-            resp = self._session().request(method, self.url(path), json=json, params=params,
+            resp = session.request(method, self.url(path), json=json, params=params,
                                            headers=headers, timeout=self.timeout)
         except requests.Timeout as exc:
             raise NetworkError("The server did not answer in time. Check your connection and try again.") from exc
@@ -120,7 +124,7 @@ class ApiClient:
             raise NetworkError(f"Cannot reach the server at {self.base_url}. You are off-line.") from exc
         return self._answer(resp, auth)
 
-    def _answer(self, resp: requests.Response, auth: bool) -> Any:
+    def _answer(self, resp: "requests.Response", auth: bool) -> Any:
         try:
             body = resp.json() if resp.content else {}
         except ValueError:

@@ -5,9 +5,6 @@ in again next time, and the token is never written to a plain file.
 """
 from __future__ import annotations
 
-import keyring
-from keyring.errors import KeyringError
-
 SERVICE = "tokenrent"
 
 
@@ -17,6 +14,7 @@ def _key(server_url: str, username: str) -> str:
 
 def keyring_works() -> bool:
     try:
+        import keyring
         backend = keyring.get_keyring()
     except Exception:
         return False
@@ -39,9 +37,10 @@ class SessionStore:
         if not keyring_works():
             return False
         try:
+            import keyring
             keyring.set_password(SERVICE, _key(server_url, username), token)
             return True
-        except (KeyringError, Exception):
+        except Exception:  # any keyring failure: memory only
             return False
 
     def load(self, server_url: str, username: str) -> str | None:
@@ -51,8 +50,9 @@ class SessionStore:
         if not keyring_works():
             return None
         try:
+            import keyring
             return keyring.get_password(SERVICE, key)
-        except (KeyringError, Exception):
+        except Exception:  # any keyring failure: memory only
             return None
 
     def forget(self, server_url: str, username: str) -> None:
@@ -60,6 +60,7 @@ class SessionStore:
         self._memory.pop(key, None)
         if keyring_works():
             try:
+                import keyring
                 keyring.delete_password(SERVICE, key)
-            except (KeyringError, Exception):
+            except Exception:  # any keyring failure: memory only
                 pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ MAX_HISTORY = 500
 class LibraryCache:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._lock = threading.Lock()
         self.data: dict[str, Any] = {"licenses": [], "agent": [], "history": {}, "vendor_key": None,
                                      "saved_at": None, "username": ""}
         self.load()
@@ -31,11 +33,21 @@ class LibraryCache:
             pass
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Snapshot now, write on a worker thread (writes stay in order: one writer lock)."""
         self.data["saved_at"] = time.time()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data), "utf-8")
-        os.replace(tmp, self.path)
+        text = json.dumps(self.data)
+        from desktop_app.api.worker import run_async
+        run_async(lambda: self._write(text))
+
+    def save_now(self) -> None:
+        self._write(json.dumps(self.data))
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(text, "utf-8")
+            os.replace(tmp, self.path)
 
     @property
     def licenses(self) -> list[dict]:

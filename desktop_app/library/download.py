@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Callable
 
 import requests
+import urllib3
 
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 
 
 class DownloadError(Exception):
@@ -73,6 +74,44 @@ def _header_sha256(resp: requests.Response) -> str | None:
     return None
 
 
+class _Hasher:
+    """SHA-256 on its own thread, so hashing overlaps with receiving (hashlib releases the GIL).
+    Fed in file order: first the bytes already on disk, then each block as it arrives."""
+
+    def __init__(self, existing: Path | None = None, upto: int = 0):
+        import queue
+        self._queue: "queue.Queue[bytes | None]" = queue.Queue(maxsize=64)
+        self._hash = hashlib.sha256()
+        self.count = 0
+        self._existing = existing
+        self._upto = upto     # the file grows meanwhile: hash only what was there at the start
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        if self._existing is not None and self._existing.exists():
+            left = self._upto
+            with open(self._existing, "rb") as f:
+                while left > 0 and (block := f.read(min(left, 1024 * 1024))):
+                    self._hash.update(block)
+                    left -= len(block)
+            if left:
+                self._hash.update(b"\0")   # the file shrank under us: make the check fail
+        while (block := self._queue.get()) is not None:
+            self._hash.update(block)
+
+    def update(self, block: bytes) -> None:
+        self._queue.put(block)
+
+    def hexdigest(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return self._hash.hexdigest()
+
+    def abandon(self) -> None:
+        self._queue.put(None)
+
+
 class Download:
     """One file. ``run()`` downloads until done, paused, or failed."""
 
@@ -86,6 +125,7 @@ class Download:
         self.state_file = self.dest.with_name(self.dest.name + ".part.json")
         self.expected_sha256 = expected_sha256.lower() if expected_sha256 else None
         self.expected_size = expected_size
+        self._given = (self.expected_sha256, expected_size)   # from the caller (the store's metadata)
         self.headers = dict(headers or {})
         self.retries = retries
         self.retry_wait = retry_wait
@@ -134,44 +174,41 @@ class Download:
         state = self._load_state()
         if not state:
             self.discard()
-        # The hash of the bytes already on disk is recomputed (hash state cannot be saved).
-        hasher = hashlib.sha256()
-        received = 0
-        if self.part.exists():
-            with open(self.part, "rb") as f:
-                while block := f.read(1024 * 1024):
-                    hasher.update(block)
-                    received += len(block)
+        self.expected_sha256 = self.expected_sha256 or state.get("expected_sha256")
+        if self.expected_size is None:
+            self.expected_size = state.get("total_size")
+        # The bytes already on disk are hashed again (a hash state cannot be saved), on the
+        # hashing thread, while the rest is being received.
+        received = self.received_bytes()
+        hasher = _Hasher(self.part if received else None, received)
         failures = 0
-        while True:
-            try:
-                hasher, received = self._fetch(state, hasher, received)
-                break
-            except DownloadPaused:
-                raise
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                failures += 1
-                if failures > self.retries:
-                    raise DownloadError("The download stopped: the server cannot be reached. "
-                                        "It will continue from where it stopped.") from exc
-                if self._pause.wait(min(self.retry_wait * 2 ** (failures - 1), 10)):
-                    raise DownloadPaused()
-                # re-sync with the disk: the bytes counted are the bytes written
-                hasher, received = self._rehash()
+        try:
+            while True:
+                try:
+                    hasher, received = self._fetch(state, hasher, received)
+                    break
+                except DownloadPaused:
+                    raise
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                        urllib3.exceptions.HTTPError) as exc:
+                    failures += 1
+                    if failures > self.retries:
+                        raise DownloadError("The download stopped: the server cannot be reached. "
+                                            "It will continue from where it stopped.") from exc
+                    if self._pause.wait(min(self.retry_wait * 2 ** (failures - 1), 10)):
+                        raise DownloadPaused()
+                    # re-sync with the disk: the bytes counted are the bytes written
+                    hasher.abandon()
+                    received = self.received_bytes()
+                    hasher = _Hasher(self.part if received else None, received)
+        except BaseException:
+            hasher.abandon()
+            raise
         return self._finish(hasher.hexdigest(), received, state)
-
-    def _rehash(self):
-        hasher = hashlib.sha256()
-        received = 0
-        if self.part.exists():
-            with open(self.part, "rb") as f:
-                while block := f.read(1024 * 1024):
-                    hasher.update(block)
-                    received += len(block)
-        return hasher, received
 
     def _fetch(self, state: dict, hasher, received: int) -> int:
         headers = dict(self.headers)
+        headers["Accept-Encoding"] = "identity"   # the bytes on the wire are the file's bytes
         if received:
             headers["Range"] = f"bytes={received}-"
             if state.get("etag"):
@@ -193,7 +230,12 @@ class Download:
             if resp.status_code == 200 and received:
                 # the server ignored the Range (or the file changed): start over
                 received = 0
-                hasher = hashlib.sha256()
+                hasher.abandon()
+                hasher = _Hasher()
+                # what we knew described the old file: only the caller's figures still hold
+                self.expected_sha256, self.expected_size = self._given
+                state.pop("expected_sha256", None)
+                state.pop("total_size", None)
             total = None
             if resp.status_code == 206:
                 content_range = resp.headers.get("Content-Range", "")
@@ -213,19 +255,16 @@ class Download:
             mode = "ab" if received else "wb"
             with open(self.part, mode) as out:
                 self._report(received, state.get("total_size"))
-                for block in resp.iter_content(CHUNK):
-                    if not block:
-                        continue
+                read = resp.raw.read
+                while block := read(CHUNK):
                     out.write(block)
                     hasher.update(block)
                     received += len(block)
                     self._report(received, state.get("total_size"))
                     if self._pause.is_set():
-                        out.flush()
-                        os.fsync(out.fileno())
                         raise DownloadPaused()
-                out.flush()
-                os.fsync(out.fileno())
+            # No fsync: after a crash a damaged tail is caught by the SHA-256 check and the
+            # download starts over; it never turns into an installed program.
             if state.get("total_size") is not None and received < state["total_size"]:
                 raise requests.ConnectionError("connection closed early")
             return hasher, received

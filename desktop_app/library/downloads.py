@@ -11,7 +11,6 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
-from desktop_app.library.download import ChecksumMismatch, Download, DownloadPaused
 
 
 class DownloadManager(QObject):
@@ -36,6 +35,7 @@ class DownloadManager(QObject):
         return str(product_id) in self.active
 
     def start(self, product_id, url: str, sha256: str | None = None, size: int | None = None) -> None:
+        from desktop_app.library.download import Download   # requests: loaded when first needed
         pid = str(product_id)
         if pid in self.active:
             return
@@ -88,6 +88,7 @@ class DownloadManager(QObject):
         self.state.refresh_library()
 
     def _failed(self, pid: str, error) -> None:
+        from desktop_app.library.download import ChecksumMismatch, DownloadPaused
         self.active.pop(pid, None)
         if isinstance(error, DownloadPaused):
             self.paused.emit(pid)

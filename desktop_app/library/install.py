@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from license_agent import package_format as pf
+
+def _pf():
+    from license_agent import package_format   # cryptography is loaded on first use only
+    return package_format
 
 
 class InstallError(Exception):
@@ -24,12 +27,13 @@ class InstallError(Exception):
 def trusted_keys(vendor_key: dict | None) -> dict:
     if not vendor_key or not vendor_key.get("public_key"):
         raise InstallError("The vendor's key is not known yet; connect to the store once to install programs.")
-    key = pf.public_key_from_b64(vendor_key["public_key"])
-    return pf.trusted_keys_for(key)
+    pf = _pf()
+    return pf.trusted_keys_for(pf.public_key_from_b64(vendor_key["public_key"]))
 
 
 def install_downloaded(package_file: Path, programs_root: Path, product_id, vendor_key: dict | None):
     """Verify the package and install it for this user. Returns the InstalledProgram."""
+    pf = _pf()
     try:
         return pf.install_package(package_file, programs_root, trusted_keys(vendor_key),
                                   expected_product_id=str(product_id))
@@ -38,6 +42,7 @@ def install_downloaded(package_file: Path, programs_root: Path, product_id, vend
 
 
 def installed(programs_root: Path, product_id):
+    pf = _pf()
     try:
         return pf.installed_program(programs_root, str(product_id))
     except pf.PackageError:
@@ -45,6 +50,7 @@ def installed(programs_root: Path, product_id):
 
 
 def uninstall(programs_root: Path, product_id) -> bool:
+    pf = _pf()
     try:
         return pf.uninstall_program(programs_root, str(product_id))
     except pf.PackageError as exc:
@@ -56,7 +62,7 @@ def launch_command(programs_root: Path, product_id) -> tuple[list[str], Path]:
     program = installed(programs_root, product_id)
     if program is None:
         raise InstallError("The program is not installed on this computer; download and install it first.")
-    return pf.entry_command(program), program.directory
+    return _pf().entry_command(program), program.directory
 
 
 def vendor_key_b64_ok(value: str) -> bool:

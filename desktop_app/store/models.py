@@ -97,9 +97,37 @@ class ProductTableModel(QAbstractTableModel):
 
     def set_products(self, products: list[dict]) -> None:
         self.beginResetModel()
-        self._products = list(products)
+        self._products = sorted(products, key=self._sort_key(0))
         self._haystacks = [f"{p.get('name', '')}\n{p.get('description', '')}".lower() for p in self._products]
         self.endResetModel()
+
+    @staticmethod
+    def _sort_key(column: int):
+        if column <= 0:
+            return lambda p: str(p.get("name", "")).lower()
+        kind = KIND_COLUMNS[column - 1][0]
+
+        def key(p):
+            offer = offer_of_kind(p, kind)
+            return (offer is None, offer_min_tokens(offer) if offer else 0, str(p.get("name", "")).lower())
+        return key
+
+    def sort(self, column, order=Qt.SortOrder.AscendingOrder):
+        """Sorting here, in one Python sort, is far cheaper than a sorting proxy calling
+        data() for every comparison (10,000 rows)."""
+        self.layoutAboutToBeChanged.emit()
+        old = {id(p): row for row, p in enumerate(self._products)}
+        self._products.sort(key=self._sort_key(column), reverse=order == Qt.SortOrder.DescendingOrder)
+        self._haystacks = [f"{p.get('name', '')}\n{p.get('description', '')}".lower() for p in self._products]
+        new_rows = [old[id(p)] for p in self._products]
+        from_list, to_list = [], []
+        for new_row, old_row in enumerate(new_rows):
+            if new_row != old_row:
+                for col in range(self.columnCount()):
+                    from_list.append(self.index(old_row, col))
+                    to_list.append(self.index(new_row, col))
+        self.changePersistentIndexList(from_list, to_list)
+        self.layoutChanged.emit()
 
     def products(self) -> list[dict]:
         return list(self._products)
@@ -213,6 +241,11 @@ class ProductFilterProxy(QSortFilterProxyModel):
         model.modelAboutToBeReset.connect(self._forget_accepted)
         model.rowsAboutToBeInserted.connect(self._forget_accepted)
         model.rowsAboutToBeRemoved.connect(self._forget_accepted)
+        model.layoutAboutToBeChanged.connect(self._forget_accepted)
+
+    def sort(self, column, order=Qt.SortOrder.AscendingOrder):
+        # the source sorts itself; this proxy only filters (see ProductTableModel.sort)
+        self.sourceModel().sort(column, order)
 
     def _forget_accepted(self, *args):
         self._accepted = None

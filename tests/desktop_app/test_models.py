@@ -36,8 +36,8 @@ def test_product_model_and_filter(qtmodeltester):
     model.set_products([SOFTWARE_A, SOFTWARE_D, SOFTWARE_C])
     qtmodeltester.check(model)
     # FIG 7: D is available only for rent by processings
-    assert model.index(1, 1).data() == ""
-    assert model.index(1, 4).data() == "✓ from 10 tokens"
+    assert model.index(2, 0).data() == "Software D" and model.index(2, 1).data() == ""
+    assert model.index(2, 4).data() == "✓ from 10 tokens"
     proxy = ProductFilterProxy()
     proxy.setSourceModel(model)
     qtmodeltester.check(proxy)
@@ -132,3 +132,17 @@ def test_ledger_model(qtmodeltester):
     qtmodeltester.check(model)
     assert model.index(0, 2).data() == "-120"          # newest first
     assert [y for _, y in balance_series(rows)] == [500.0, 380.0]
+
+
+def test_sorting_is_done_by_the_source_and_keeps_the_filter(qtmodeltester):
+    model = ProductTableModel()
+    model.set_products([SOFTWARE_D, SOFTWARE_C, SOFTWARE_A])
+    assert [model.index(r, 0).data() for r in range(3)] == ["Software A", "Software C", "Software D"]
+    proxy = ProductFilterProxy()
+    proxy.setSourceModel(model)
+    proxy.set_kind("purchase")
+    proxy.sort(1, Qt.SortOrder.DescendingOrder)      # by purchase price, dearest first
+    assert [proxy.index(r, 0).data() for r in range(proxy.rowCount())] == ["Software A", "Software C"]
+    proxy.sort(0, Qt.SortOrder.DescendingOrder)
+    assert [proxy.index(r, 0).data() for r in range(proxy.rowCount())] == ["Software C", "Software A"]
+    qtmodeltester.check(proxy)

@@ -63,7 +63,11 @@ class FileServer:
                 for i in range(0, len(body), step):
                     self.wfile.write(body[i:i + step])
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class QuietServer(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass   # a client that stops reading (pause) is normal here
+
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

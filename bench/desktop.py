@@ -1,0 +1,167 @@
+"""Desktop storefront benchmark (issue 5). Run: .venv/bin/python bench/desktop.py
+
+1. Cold start to the main window shown, beside a bare PySide6 QMainWindow, each in a fresh
+   process, same run (target: <= 2x).
+2. Filtering a catalog of 10,000 products in the real store page, per keystroke, view
+   included (target: <= 16 ms), beside a bare Python substring scan of the same 10,000 names.
+3. Download throughput with SHA-256 hashing and one pause/resume (HTTP Range), beside a raw
+   loopback download of the same file with requests (target: >= 0.8x).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+BARE = """
+import time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QMainWindow
+app = QApplication([])
+w = QMainWindow(); w.resize(1180, 760); w.show()
+QTimer.singleShot(0, lambda: (print("shown", flush=True), app.quit()))
+app.exec()
+"""
+
+STORE = """
+import time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from desktop_app.app import Options, StoreApp
+store = StoreApp(Options(server="http://127.0.0.1:9"))
+store.start()
+QTimer.singleShot(0, lambda: (print("shown", flush=True), app.quit()))
+app.exec()
+"""
+
+
+def time_to_shown(code: str, env: dict) -> float:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, cwd=ROOT, text=True)
+    for line in proc.stdout:
+        if line.strip() == "shown":
+            elapsed = time.perf_counter() - start
+            break
+    else:
+        raise RuntimeError("the window was never shown")
+    proc.wait(timeout=60)
+    return elapsed
+
+
+def bench_cold_start(runs: int = 7) -> dict:
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "TOKENRENT_HOME": home, "LICENSE_AGENT_HOME": str(Path(home) / "agent"),
+               "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+        time_to_shown(BARE, env), time_to_shown(STORE, env)       # warm the OS file cache for both
+        bare, store = [], []
+        for _ in range(runs):                                       # interleaved: same conditions
+            bare.append(time_to_shown(BARE, env))
+            store.append(time_to_shown(STORE, env))
+    b, s = statistics.median(bare), statistics.median(store)
+    return {"bare_s": b, "store_s": s, "ratio": s / b}
+
+
+def bench_filter() -> dict:
+    from PySide6.QtWidgets import QApplication
+    app = QApplication.instance() or QApplication([])
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["TOKENRENT_HOME"] = home
+        from desktop_app.paths import app_paths
+        from desktop_app.settings.config import Settings
+        from desktop_app.state import AppState
+        from desktop_app.store.page import StorePage
+        words = ["photo", "audio", "video", "office", "tax", "chess", "map", "code", "math", "font"]
+        products = [{"id": i, "name": f"{words[i % 10].title()} Studio {i}", "category_id": i % 12,
+                     "description": f"A {words[(i * 7) % 10]} tool number {i}",
+                     "offers": [{"id": i * 10, "kind": "purchase", "tokens": 100 + i % 50},
+                                {"id": i * 10 + 1, "kind": "rent_uses",
+                                 "tiers": [{"quantity": 10, "tokens": 5}, {"quantity": 100, "tokens": 40}]}]}
+                    for i in range(10_000)]
+        state = AppState(app_paths().ensure(), Settings(), "http://127.0.0.1:9")
+        state.categories = [{"id": c, "name": f"Category {c}"} for c in range(12)]
+        state.products = products
+        page = StorePage(state)
+        page.resize(1180, 700)
+        page.show()
+        page.reload()
+        app.processEvents()
+        typed = "studio 12"
+        sequences = [typed[:n] for n in range(1, len(typed) + 1)] + \
+                    [typed[:n] for n in range(len(typed) - 1, -1, -1)]
+        timings = []
+        for _ in range(3):
+            for text in sequences:
+                t = time.perf_counter()
+                page.search.setText(text)
+                app.processEvents()
+                timings.append((time.perf_counter() - t) * 1000)
+        names = [p["name"].lower() + "\n" + p["description"].lower() for p in products]
+        floor = []
+        for text in sequences * 3:
+            t = time.perf_counter()
+            [n for n in names if text in n]
+            floor.append((time.perf_counter() - t) * 1000)
+        page.close()
+    return {"median_ms": statistics.median(timings), "p95_ms": sorted(timings)[int(len(timings) * 0.95)],
+            "max_ms": max(timings), "floor_ms": statistics.median(floor)}
+
+
+def bench_download(size_mb: int = 64, runs: int = 3) -> dict:
+    import requests
+    from desktop_app.library.download import Download, DownloadPaused
+    from tests.support.desktop_files import FileServer
+    payload = os.urandom(size_mb * 1024 * 1024)
+    raw, engine = [], []
+    with FileServer(payload) as srv, tempfile.TemporaryDirectory() as tmp:
+        for run in range(runs + 1):
+            t = time.perf_counter()
+            with requests.get(srv.url, stream=True) as r, open(Path(tmp) / "raw.bin", "wb") as f:
+                for block in r.iter_content(256 * 1024):
+                    f.write(block)
+            raw_t = time.perf_counter() - t
+            dest = Path(tmp) / f"engine{run}.bin"
+            t = time.perf_counter()
+            d = Download(srv.url, dest)
+            d.on_progress = lambda p: d.pause() if p.received >= len(payload) // 2 else None
+            try:
+                d.run()
+            except DownloadPaused:
+                pass
+            d.on_progress = None
+            Download(srv.url, dest).run()           # resume, as after a restart; verifies SHA-256
+            engine_t = time.perf_counter() - t
+            if run:                                  # the first round warms up
+                raw.append(raw_t)
+                engine.append(engine_t)
+            dest.unlink()
+    r, e = statistics.median(raw), statistics.median(engine)
+    mb = len(payload) / 1e6
+    return {"raw_MBps": mb / r, "engine_MBps": mb / e, "ratio": r / e, "size_mb": size_mb}
+
+
+def main() -> int:
+    cold = bench_cold_start()
+    print(f"cold start: bare QMainWindow {cold['bare_s'] * 1000:.0f} ms, TokenRent main window "
+          f"{cold['store_s'] * 1000:.0f} ms -> {cold['ratio']:.2f}x (target <= 2x)")
+    flt = bench_filter()
+    print(f"filter 10,000 products: median {flt['median_ms']:.1f} ms, p95 {flt['p95_ms']:.1f} ms, "
+          f"max {flt['max_ms']:.1f} ms per keystroke (target <= 16 ms); bare substring scan "
+          f"{flt['floor_ms']:.2f} ms -> {flt['median_ms'] / flt['floor_ms']:.1f}x")
+    dl = bench_download()
+    print(f"download {dl['size_mb']} MB: raw loopback {dl['raw_MBps']:.0f} MB/s, engine with SHA-256 and "
+          f"one resume {dl['engine_MBps']:.0f} MB/s -> {dl['ratio']:.2f}x (target >= 0.8x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
