@@ -1,0 +1,79 @@
+"""Crash and concurrency: kill -9 during checks never gives a use back and never locks an
+honest user out; two processes racing for the last use: exactly one wins."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+
+def consumed_in_journal(agent_home) -> int:
+    conn = sqlite3.connect(agent_home.home / "state.sqlite3")
+    try:
+        return sum(json.loads(body)["n"] for (body,) in
+                   conn.execute("SELECT body FROM journal WHERE type = 'consume'"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_kill_9_during_checks_never_gains_a_use(agent_home):
+    total = 200
+    agent_home.install("4", "uses", uses=total)
+    rng = random.Random(1234)
+    started = time.monotonic()
+    agent_home.ok("check", "4")                     # how long one check takes here (keyring: slower)
+    one_check = time.monotonic() - started
+    allowed_seen = 1
+    last_remaining = total - 1
+    killed_mid_way = 0
+    for round_number in range(40):
+        proc = subprocess.Popen(agent_home.command("check", "4", "--json"), env=agent_home.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.3, 1.4) * one_check)  # kills land all over a check, and some after it
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        if proc.returncode == 0:                     # it finished before the kill: its answer counts
+            assert json.loads(out)["allowed"] is True
+            allowed_seen += 1
+        else:
+            assert proc.returncode == -signal.SIGKILL
+            killed_mid_way += 1
+        status = agent_home.cli("status", "--json")
+        assert status.returncode == 0, ("an honest crash locked the user out", round_number, status)
+        remaining = status.json["licenses"][0]["remaining"]
+        used = status.json["licenses"][0]["used"]
+        assert remaining <= last_remaining, "a use came back"
+        assert remaining == total - used
+        assert used >= allowed_seen, "a run was allowed without a use being recorded"
+        last_remaining = remaining
+    assert killed_mid_way > 5 and allowed_seen > 5, (killed_mid_way, allowed_seen)   # both paths exercised
+    assert consumed_in_journal(agent_home) == total - last_remaining
+    assert agent_home.ok("check", "4", "--json").json["remaining"] == last_remaining - 1
+
+
+def test_two_processes_race_for_the_last_use(agent_home):
+    for attempt in range(3):
+        license_id = f"race-{attempt}"
+        agent_home.install("4", "uses", uses=1, license_id=license_id)
+        procs = [subprocess.Popen(agent_home.command("check", "4", "--json"), env=agent_home.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        codes = sorted(p.wait(timeout=60) for p in procs)
+        assert codes == [0, 3], codes
+    assert all(l["remaining"] == 0 for l in agent_home.ok("status", "--json").json["licenses"])
+
+
+def test_many_processes_spend_exactly_what_they_were_told(agent_home):
+    agent_home.install("4", "processings", processings=12)
+    procs = [subprocess.Popen(agent_home.command("consume", "4", "2", "--json"), env=agent_home.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    codes = [p.wait(timeout=60) for p in procs]
+    assert codes.count(0) == 6 and codes.count(3) == 2, codes
+    assert agent_home.ok("status", "--json").json["licenses"][0]["remaining"] == 0
+    assert consumed_in_journal(agent_home) == 12

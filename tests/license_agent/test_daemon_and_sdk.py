@@ -1,0 +1,182 @@
+"""`license-agent serve` (real process, real Unix socket) and the SDK license_agent.client,
+through the daemon and in-process on the same state."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from license_agent import client as sdk
+from license_agent.paths import socket_path
+
+
+@pytest.fixture()
+def daemon(agent_home):
+    proc = subprocess.Popen(agent_home.command("serve"), env=agent_home.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    path = socket_path(agent_home.home)
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "daemon did not start"
+        time.sleep(0.02)
+    yield proc, path
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def raw_requests(path, *lines: bytes) -> list[dict]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(20)
+        sock.connect(str(path))
+        sock.sendall(b"".join(line + b"\n" for line in lines))
+        reader = sock.makefile("rb")
+        return [json.loads(reader.readline()) for _ in lines]
+
+
+def test_socket_is_private_and_speaks_json_lines(agent_home, daemon):
+    proc, path = daemon
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    agent_home.install("4", "uses", uses=3)
+    answers = raw_requests(path, b'{"id": 1, "op": "ping"}', b'{"id": "a", "op": "check", "product_id": "4"}',
+                           b'not json', b'{"id": 3, "op": "fly"}', b'{"id": 4, "op": "consume", "product_id": "4", "n": 0}',
+                           b'[1, 2]')
+    assert answers[0]["ok"] and answers[0]["result"]["pong"] and answers[0]["id"] == 1
+    assert answers[1]["id"] == "a" and answers[1]["exit_code"] == 0 and answers[1]["result"]["remaining"] == 2
+    assert answers[2]["ok"] is False and answers[2]["error"] == "bad_input"
+    assert answers[3]["error"] == "bad_input" and "fly" in answers[3]["message"]
+    assert answers[4]["exit_code"] == 2
+    assert answers[5]["ok"] is False
+    assert proc.poll() is None
+
+
+def test_sdk_uses_the_daemon_and_shares_state_with_the_cli(agent_home, daemon):
+    agent_home.install("4", "uses", uses=10, low_threshold=2)
+    client = sdk.Client(agent_home.home)
+    try:
+        assert client.mode == "daemon"
+        assert client.check("4").remaining == 9
+        assert agent_home.ok("check", "4", "--json").json["remaining"] == 8       # another process, same state
+        answer = client.check("4")
+        assert answer.remaining == 7 and answer.allowed and answer.store_url == "tokenrent://product/4"
+        for _ in range(5):
+            last = client.check("4")
+        assert last.warning and last.remaining == 2
+        client.check("4"), client.check("4")
+        with pytest.raises(sdk.Denied) as denied:
+            client.check("4")
+        assert denied.value.store_url == "tokenrent://product/4" and denied.value.exit_code == 3
+        assert denied.value.answer.used_up
+    finally:
+        client.close()
+
+
+def test_two_phase_processing_through_the_daemon(agent_home, daemon):
+    agent_home.install("7", "processings", processings=5)
+    client = sdk.Client(agent_home.home)
+    try:
+        with client.processing("7", 2) as held:
+            assert held.reservation_id and held.remaining == 3
+        assert held.done.outcome == "committed"
+        with pytest.raises(RuntimeError):
+            with client.processing("7", 2):
+                raise RuntimeError("task failed")
+        assert client.status().licenses[0]["remaining"] == 3                   # released
+        held = client.reserve("7", 3)
+        assert held.commit(1).returned == 2
+        with pytest.raises(sdk.Denied):
+            client.reserve("7", 5)
+        with pytest.raises(sdk.BadInput):
+            client.commit("r-0123456789abcdef")
+    finally:
+        client.close()
+
+
+def test_a_second_daemon_is_refused_and_sigterm_cleans_up(agent_home, daemon):
+    proc, path = daemon
+    second = agent_home.cli("serve", timeout=30)
+    assert second.returncode == 2 and "already" in second.stderr
+    assert agent_home.ok("doctor", "--json").json["daemon_running"] is True
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert not path.exists()
+
+
+def test_running_daemon_catches_a_restored_state(agent_home, daemon, tmp_path):
+    proc, path = daemon
+    agent_home.install("4", "uses", uses=5)
+    client = sdk.Client(agent_home.home)
+    try:
+        client.check("4")
+        time.sleep(0.1)
+        # Copy the database through SQLite (consistent while the daemon holds it open).
+        import sqlite3
+        backup = sqlite3.connect(tmp_path / "old.sqlite3")
+        live = sqlite3.connect(agent_home.home / "state.sqlite3")
+        live.backup(backup)
+        live.close(), backup.close()
+        client.check("4"), client.check("4")
+        live = sqlite3.connect(agent_home.home / "state.sqlite3")
+        old = sqlite3.connect(tmp_path / "old.sqlite3")
+        old.backup(live)                     # the attacker writes the older copy over the live one
+        live.close(), old.close()
+        with pytest.raises(sdk.Tampered):
+            client.check("4")
+        assert agent_home.cli("check", "4").returncode == 4
+    finally:
+        client.close()
+
+
+def test_sdk_falls_back_to_in_process(agent_home, monkeypatch):
+    agent_home.install("4", "uses", uses=2)
+    client = sdk.Client(agent_home.home)
+    try:
+        assert client.mode == "in-process"
+        with client.run("4") as answer:
+            assert answer.remaining == 1 and answer.warning
+        assert agent_home.ok("check", "4", "--json").json["remaining"] == 0
+        with pytest.raises(sdk.Denied):
+            client.check("4")
+        assert client.check("4", raise_denied=False).allowed is False
+    finally:
+        client.close()
+
+
+def test_module_level_functions_use_license_agent_home(agent_home):
+    agent_home.install("9", "permanent")
+    sdk._default = None
+    try:
+        assert sdk.check("9").kind == "permanent"
+        assert sdk.mode() == "in-process"
+        held = sdk.reserve("9", 1)
+        assert held.reservation_id is None and held.commit().outcome == "committed"
+        assert sdk.device().device_id == agent_home.device()["device_id"]
+    finally:
+        sdk.default_client().close()
+        sdk._default = None
+
+
+def test_sdk_falls_back_when_the_daemon_is_gone(agent_home, daemon):
+    proc, path = daemon
+    agent_home.install("4", "uses", uses=5)
+    first = sdk.Client(agent_home.home)
+    assert first.check("4").remaining == 4 and first.mode == "daemon"
+    proc.kill()
+    proc.wait()
+    with pytest.raises(sdk.AgentError):
+        first.check("4")                       # sent but unanswered: never silently retried
+    first.close()
+    second = sdk.Client(agent_home.home)
+    try:
+        assert second.mode == "in-process"     # kill -9 left the socket file; nobody answers it
+        assert second.check("4").remaining == 3
+    finally:
+        second.close()

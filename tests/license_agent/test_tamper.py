@@ -1,0 +1,260 @@
+"""The tamper suite, on the real CLI: every attack must be caught (exit 4, clear message),
+and an honest crash between commit and anchor must not lock the user out."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from license_agent import codes
+from license_agent.secret_store import open_secret_store
+
+from .conftest import EXPECT_KEYRING, FAKETIME_LIB
+
+
+def remaining(agent_home, product="4"):
+    return {l["product_id"]: l["remaining"] for l in agent_home.ok("status", "--json").json["licenses"]}[product]
+
+
+def assert_tampered(result, *words):
+    assert result.returncode == 4, result
+    text = (result.stdout + result.stderr).lower()
+    for word in words:
+        assert word in text, (word, result)
+
+
+# -- codes --------------------------------------------------------------------------------
+
+def test_flipped_byte_in_a_code(agent_home):
+    text = agent_home.code("4", "uses", uses=5)
+    body = text.split(".", 1)[1]
+    raw = bytearray(base64.b32decode(body + "=" * (-len(body) % 8))[:-4])
+    raw[100] ^= 0x20                                   # inside the ciphertext
+    forged = codes._to_text(bytes(raw))                 # check digits recomputed, as an attacker would
+    assert_tampered(agent_home.cli("install", forged), "altered")
+    typo = text[:30] + ("B" if text[30] != "B" else "C") + text[31:]
+    result = agent_home.cli("install", typo)
+    assert result.returncode == 2 and "mistyped" in result.stderr
+    assert agent_home.ok("status", "--json").json["licenses"] == []
+
+
+def test_code_for_another_device(agent_home):
+    other = X25519PrivateKey.generate()
+    other_public = codes.raw_public_x25519(other)
+    device = {"device_id": codes.device_id_for(other_public), "public_key": base64.b64encode(other_public).decode()}
+    result = agent_home.cli("install", agent_home.code("4", "uses", uses=5, device=device))
+    assert_tampered(result, "for device " + device["device_id"], agent_home.device()["device_id"])
+
+
+def test_untrusted_signer(agent_home):
+    result = agent_home.cli("install", agent_home.code("4", "permanent", signer=Ed25519PrivateKey.generate()),
+                            "--json")
+    assert result.returncode == 4 and result.json["error"] == "untrusted_signer" and "not trusted" in result.json["message"]
+
+
+def test_older_serial(agent_home):
+    old = agent_home.code("4", "uses", uses=5, serial=1)
+    agent_home.install("4", "uses", uses=10, serial=2)
+    result = agent_home.cli("install", old, "--json")
+    assert result.returncode == 4 and result.json["error"] == "older_serial"
+    assert remaining(agent_home) == 10
+
+
+def test_code_issued_in_the_future(agent_home):
+    result = agent_home.cli("install", agent_home.code("4", "permanent",
+                                                         issued_at=datetime.now(timezone.utc) + timedelta(hours=1)))
+    assert_tampered(result, "future")
+
+
+# -- the state ----------------------------------------------------------------------------
+
+def _edit(agent_home, sql, *params):
+    conn = sqlite3.connect(agent_home.home / "state.sqlite3")
+    conn.execute("DROP TRIGGER IF EXISTS journal_is_append_only_u")
+    conn.execute("DROP TRIGGER IF EXISTS journal_is_append_only_d")
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def test_edited_journal_entry(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    agent_home.ok("check", "4")
+    _edit(agent_home, "UPDATE journal SET body = replace(body, '\"n\":1', '\"n\":0') WHERE type = 'consume'")
+    assert_tampered(agent_home.cli("check", "4"), "edited")
+    assert_tampered(agent_home.cli("status"), "edited")
+
+
+def test_edited_grant_total(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    _edit(agent_home, "UPDATE journal SET body = replace(body, '\"uses\":5', '\"uses\":500') WHERE type = 'install'")
+    assert_tampered(agent_home.cli("check", "4"), "edited")
+
+
+def test_deleted_journal_entries(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    for _ in range(3):
+        agent_home.ok("check", "4")
+    _edit(agent_home, "DELETE FROM journal WHERE seq = (SELECT MIN(seq) FROM journal WHERE type = 'consume')")
+    assert_tampered(agent_home.cli("check", "4"), "missing")
+    _edit(agent_home, "DELETE FROM journal WHERE type = 'consume'")  # cut the tail: behind the anchor
+    assert_tampered(agent_home.cli("check", "4"), "older copy")
+
+
+def test_restored_older_state(agent_home, tmp_path):
+    agent_home.install("4", "uses", uses=5)
+    agent_home.ok("check", "4")
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for path in agent_home.db_files():
+        shutil.copy2(path, backup / path.name)
+    agent_home.ok("check", "4")
+    agent_home.ok("check", "4")
+    for path in agent_home.db_files():
+        path.unlink()
+    for path in backup.iterdir():
+        shutil.copy2(path, agent_home.home / path.name)
+    assert_tampered(agent_home.cli("check", "4"), "older copy")
+    assert_tampered(agent_home.cli("doctor"), "older copy")
+
+
+def test_restored_whole_home_is_caught_with_a_keyring(agent_home, tmp_path):
+    if not EXPECT_KEYRING:
+        pytest.skip("restoring the WHOLE home also restores a file-based anchor: only a real keyring catches it "
+                    "(runs under TOKENRENT_EXPECT_KEYRING; doctor reports the file store as weaker)")
+    agent_home.install("4", "uses", uses=5)
+    shutil.copytree(agent_home.home, tmp_path / "backup")
+    agent_home.ok("check", "4")
+    shutil.rmtree(agent_home.home)
+    shutil.copytree(tmp_path / "backup", agent_home.home)
+    assert_tampered(agent_home.cli("check", "4"), "older copy")
+
+
+def test_deleted_state(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    agent_home.ok("check", "4")
+    for path in agent_home.db_files():
+        path.unlink()
+    for command in (("check", "4"), ("status",), ("device",)):
+        assert_tampered(agent_home.cli(*command), "deleted")
+
+
+def test_deleted_home_is_caught_with_a_keyring(agent_home):
+    if not EXPECT_KEYRING:
+        pytest.skip("with the file store the anchor is inside the home, so deleting the whole home starts a new "
+                    "device (old codes then fail as 'for another device'); only a keyring can remember the home")
+    agent_home.install("4", "uses", uses=5)
+    shutil.rmtree(agent_home.home)
+    assert_tampered(agent_home.cli("check", "4"), "deleted")
+
+
+def test_deleted_anchor(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    store = open_secret_store(agent_home.home)
+    if store.name == "file":
+        (agent_home.home / "anchor").unlink()
+    else:
+        store.delete("anchor")
+    assert_tampered(agent_home.cli("check", "4"), "anchor")
+
+
+def test_missing_keys(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    store = open_secret_store(agent_home.home)
+    store.delete("journal_key")
+    assert_tampered(agent_home.cli("check", "4"), "keys are missing")
+
+
+def test_anchor_behind_after_a_crash_is_accepted_and_caught_up(agent_home):
+    """The crash window between commit and anchor update: the journal is ahead of its anchor."""
+    agent_home.install("4", "uses", uses=5)
+    store = open_secret_store(agent_home.home)
+    old_anchor, anchor_file = store.get_anchor(), agent_home.home / "anchor"
+    old_bytes = anchor_file.read_bytes() if store.name == "file" else None
+    agent_home.ok("check", "4")
+    if old_bytes is not None:                      # as if the process died before writing the anchor
+        anchor_file.write_bytes(old_bytes)
+    else:
+        open_secret_store(agent_home.home).set_anchor(old_anchor)
+    assert open_secret_store(agent_home.home).get_anchor()["seq"] < len(list(_rows(agent_home)))
+    doctor = agent_home.ok("doctor", "--json").json
+    assert "caught up" in doctor["anchor"]
+    assert agent_home.ok("check", "4", "--json").json["remaining"] == 3
+    assert open_secret_store(agent_home.home).get_anchor()["seq"] == len(list(_rows(agent_home)))
+
+
+def test_anchor_cannot_be_rewound_to_set_up(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    store = open_secret_store(agent_home.home)
+    if store.name == "file":
+        (agent_home.home / "anchor").unlink()      # both slots gone, then only the forged one
+    store.set_anchor({"seq": 0, "mac": ""})
+    assert open_secret_store(agent_home.home).get_anchor()["seq"] == 0
+    assert_tampered(agent_home.cli("check", "4"), "anchor")
+
+
+def _rows(agent_home):
+    conn = sqlite3.connect(agent_home.home / "state.sqlite3")
+    try:
+        return conn.execute("SELECT seq FROM journal").fetchall()
+    finally:
+        conn.close()
+
+
+def test_garbage_database(agent_home):
+    agent_home.install("4", "uses", uses=5)
+    for path in agent_home.db_files():
+        path.unlink()
+    (agent_home.home / "state.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    assert agent_home.cli("check", "4").returncode == 4
+
+
+# -- the clock (libfaketime on the real CLI process) ----------------------------------------
+
+needs_faketime = pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime is not installed (apt-get install faketime)")
+
+
+@needs_faketime
+def test_clock_moved_back_refuses_time_rentals_only(agent_home):
+    agent_home.install("4", "time", days=30)
+    agent_home.install("5", "uses", uses=5)
+    agent_home.ok("check", "4")
+    back = agent_home.cli("check", "4", "--json", faketime="-1d")
+    assert back.returncode == 4 and back.json["clock_behind"] and back.json["reason"] == "clock_behind"
+    assert "clock" in back.json["message"]
+    assert agent_home.cli("check", "5", "--json", faketime="-1d").json["allowed"] is True   # uses unaffected
+    assert agent_home.cli("check", "4", faketime="-4m").returncode == 0                      # within 5 minutes
+    doctor = agent_home.cli("doctor", "--json", faketime="-1d")
+    assert doctor.returncode == 4 and doctor.json["clock_behind"]
+    assert agent_home.cli("check", "4").returncode == 0                                       # clock right again
+
+
+@needs_faketime
+def test_clock_moved_back_after_expiry_is_caught(agent_home):
+    agent_home.install("4", "time", expires_at=datetime.now(timezone.utc) + timedelta(days=2))
+    expired = agent_home.cli("check", "4", "--json", faketime="+3d")   # the day after expiry
+    assert expired.returncode == 3 and expired.json["expired"]
+    assert agent_home.cli("check", "4", faketime="+1d").returncode == 4   # "back" to before expiry: refused
+
+
+@needs_faketime
+def test_code_from_the_future_under_a_slow_clock(agent_home):
+    code = agent_home.code("4", "permanent")
+    assert_tampered(agent_home.cli("install", code, faketime="-1h"), "future")
+
+
+def test_time_zone_changes_are_never_flagged(agent_home):
+    agent_home.install("4", "time", days=30)
+    assert agent_home.cli("check", "4").returncode == 0
+    import subprocess
+    # the furthest-ahead zone first, then the furthest behind (a 26-hour jump in local time)
+    for zone in ("Pacific/Kiritimati", "Etc/GMT+12", "America/New_York"):
+        env = dict(agent_home.env, TZ=zone)
+        proc = subprocess.run(agent_home.command("check", "4", "--json"), env=env, capture_output=True, text=True)
+        assert proc.returncode == 0 and json.loads(proc.stdout)["clock_behind"] is False, (zone, proc.stderr)
