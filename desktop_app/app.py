@@ -70,7 +70,8 @@ class StoreApp:
                 f"(password “{self.DEMO_PASSWORD}”) or create your own account.", "info")
         self.state.load_catalog(self._catalog_loaded)
         self.state.resume_session()
-        self.window.downloads_resume = QTimer.singleShot(0, self.window.library.downloads.resume_all)
+        if self.state.cache.data.get("downloads"):     # unfinished downloads continue
+            QTimer.singleShot(0, lambda: self.window.library.downloads.resume_all())
 
     def _catalog_loaded(self) -> None:
         self.ready = True

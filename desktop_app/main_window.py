@@ -7,11 +7,8 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QP
                                QStyle, QSystemTrayIcon, QVBoxLayout, QWidget)
 
 from desktop_app.account.dialogs import SignInDialog, activation_text
-from desktop_app.library.page import LibraryPage
 from desktop_app.orders.page import OrderPage
-from desktop_app.settings.page import SettingsPage
 from desktop_app.store.page import StorePage
-from desktop_app.wallet.page import WalletPage
 from desktop_app.widgets.common import Banner
 
 PAGES = ["Store", "Order list", "Library", "Wallet", "Settings"]
@@ -42,14 +39,16 @@ class MainWindow(QMainWindow):
         self.banner = Banner(objectName="main_banner")
         self.status_banner = Banner(objectName="status_banner")
 
+        self.demo_url = demo_url
         self.store = StorePage(state)
         self.orders = OrderPage(state)
-        self.library = LibraryPage(state)
-        self.wallet = WalletPage(state)
-        self.settings_page = SettingsPage(state, demo_url)
         self.pages = QStackedWidget()
-        for page in (self.store, self.orders, self.library, self.wallet, self.settings_page):
-            self.pages.addWidget(page)
+        self.pages.addWidget(self.store)
+        self.pages.addWidget(self.orders)
+        # Library, Wallet and Settings are built when first needed: a faster start.
+        self._lazy: dict[int, QWidget] = {}
+        for _ in range(3):
+            self.pages.addWidget(QWidget())
         self.nav = QListWidget(objectName="nav")
         self.nav.addItems(PAGES)
         self.nav.setFixedWidth(self.nav.sizeHintForColumn(0) + 40)
@@ -79,7 +78,6 @@ class MainWindow(QMainWindow):
 
         # wiring
         self.store.addToOrder.connect(self.add_to_order)
-        self.library.extend.connect(lambda product, offer, license_id: self.add_to_order(product, offer, 0, license_id))
         self.orders.goToWallet.connect(self.buy_for_order)
         self.orders.orderPlaced.connect(self._order_placed)
         state.meChanged.connect(self._me_changed)
@@ -91,13 +89,50 @@ class MainWindow(QMainWindow):
         self.nav.setCurrentRow(0)
         self._me_changed(None)
 
+    # -- pages built on first use -----------------------------------------------------
+    def _page(self, index: int) -> QWidget:
+        page = self._lazy.get(index)
+        if page is None:
+            if index == 2:
+                from desktop_app.library.page import LibraryPage
+                page = LibraryPage(self.state)
+                page.extend.connect(lambda product, offer, license_id:
+                                    self.add_to_order(product, offer, 0, license_id))
+            elif index == 3:
+                from desktop_app.wallet.page import WalletPage
+                page = WalletPage(self.state)
+            else:
+                from desktop_app.settings.page import SettingsPage
+                page = SettingsPage(self.state, self.demo_url)
+            placeholder = self.pages.widget(index)
+            current = self.pages.currentIndex()
+            self.pages.insertWidget(index, page)
+            self.pages.removeWidget(placeholder)
+            placeholder.deleteLater()
+            self.pages.setCurrentIndex(current)
+            self._lazy[index] = page
+        return page
+
+    @property
+    def library(self):
+        return self._page(2)
+
+    @property
+    def wallet(self):
+        return self._page(3)
+
+    @property
+    def settings_page(self):
+        return self._page(4)
+
     # -- navigation ---------------------------------------------------------------
     def _page_changed(self, row: int) -> None:
+        if row >= 2:
+            self._page(row)
         self.pages.setCurrentIndex(row)
-        page = self.pages.currentWidget()
-        if page is self.wallet:
+        if row == 3:
             self.wallet.refresh()
-        elif page is self.library:
+        elif row == 2:
             self.state.refresh_library()
 
     def show_page(self, page: QWidget) -> None:

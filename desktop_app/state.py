@@ -96,14 +96,15 @@ class AppState(QObject):
 
     # -- session --------------------------------------------------------------
     def sign_in(self, username: str, password: str, on_done=None, on_error=None) -> None:
-        api = self.api
+        api, sessions = self.api, self.sessions
 
         def work():
             api.sign_in(username, password)
-            return api.me()
+            me = api.me()
+            sessions.save(api.base_url, username, api.token)   # the keyring is slow: off the UI thread
+            return me
 
         def done(me):
-            self.sessions.save(api.base_url, username, api.token)
             self.settings.last_username = username
             self.save_settings()
             self._set_me(me)
@@ -119,27 +120,37 @@ class AppState(QObject):
     def resume_session(self, on_done=None) -> None:
         """Signs in with a token saved in the keyring, if any is still valid."""
         username = self.settings.last_username
-        token = self.sessions.load(self.api.base_url, username) if username else None
-        if not token:
+        if not username:
             return
-        self.api.token = token
+        api, sessions = self.api, self.sessions
 
-        def done(me):
+        def work():
+            token = sessions.load(api.base_url, username)
+            if not token:
+                return None
+            probe = ApiClient(api.base_url, token)
+            return token, probe.me()
+
+        def done(found):
+            if found is None:
+                return
+            token, me = found
+            self.api.token = token
             self._set_me(me)
             self.after_sign_in()
             if on_done:
                 on_done(me)
 
         def failed(error):
-            self.api.token = None
             if isinstance(error, SessionExpired):
-                self.sessions.forget(self.api.base_url, username)
+                run_async(lambda: sessions.forget(api.base_url, username))
 
-        self.call(self.api.me, done, failed, retry_after_sign_in=False)
+        self.call(work, done, failed, retry_after_sign_in=False)
 
     def sign_out(self) -> None:
         if self.me:
-            self.sessions.forget(self.api.base_url, self.me.get("username", ""))
+            sessions, url, name = self.sessions, self.api.base_url, self.me.get("username", "")
+            run_async(lambda: sessions.forget(url, name))
         if self.api.token:
             ended = ApiClient(self.api.base_url, self.api.token)   # revoke on the server too
             run_async(ended.sign_out, None, lambda _e: None)

@@ -90,7 +90,8 @@ class LibraryPage(QWidget):
         self.downloads.paused.connect(lambda pid: self._download_note(pid, "Paused. Press Download to continue."))
         self.downloads.failed.connect(lambda pid, msg: self._download_note(pid, msg, "error"))
         self.downloads.installed.connect(lambda pid: self._download_note(pid, "Installed.", "success"))
-        self._selection_changed()
+        self._offline_changed(state.offline)   # the page may be built after the app went off-line
+        self.reload()
 
     # -- content ---------------------------------------------------------------
     def reload(self) -> None:

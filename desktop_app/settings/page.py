@@ -6,6 +6,7 @@ from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLabel, QL
                                QVBoxLayout, QWidget)
 
 from desktop_app.api.session_store import keyring_works
+from desktop_app.api.worker import run_async
 from desktop_app.settings.config import SettingsError, validate_server_url
 from desktop_app.widgets.common import Banner
 
@@ -32,8 +33,11 @@ class SettingsPage(QWidget):
         form.addRow("Store &server address:", self.server)
         form.addRow("&Install programs in:", row)
         form.addRow("License agent home:", QLabel(str(state.agent.home)))
-        form.addRow("Session storage:", QLabel("the system keyring" if keyring_works()
-                                               else "memory only (no keyring here: sign in each time)"))
+        self.session_storage = QLabel("…")
+        form.addRow("Session storage:", self.session_storage)
+        # asking the OS for its keyring is slow: off the UI thread
+        run_async(keyring_works, lambda works: self.session_storage.setText(
+            "the system keyring" if works else "memory only (no keyring here: sign in each time)"))
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(form)
