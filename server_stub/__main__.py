@@ -49,9 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "admin":
         return admin_cli.run(a)
 
+    from .db import write_session
+    from .services import signing_keys
+
+    with write_session() as db:  # the vendor signing key exists from the first start on
+        signing_keys.ensure_key(db)
     if a.demo:
         from . import demo
-        from .db import write_session
 
         with write_session() as db:
             notes = demo.load(db)

@@ -137,6 +137,9 @@ def _verify(db, a):
             "negative_wallets": r.negative_wallets}
 
 
+from . import admin_store_cli  # noqa: E402,F401  (the store's commands register themselves)
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("admin", help="vendor operator commands")
     p.add_argument("--db", help="database URL (default: the SQLite file in the data dir)")

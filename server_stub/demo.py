@@ -33,6 +33,9 @@ def load_wallet_demo(db: Session) -> list[str]:
 def load(db: Session) -> list[str]:
     """All demo data. Each part must be idempotent."""
     notes = load_wallet_demo(db)
+    from .demo_store import load_store_demo  # FIG 6/7 catalog and the example programs
+
+    notes += load_store_demo(db)
     return notes
 
 

@@ -2,8 +2,11 @@
 from fastapi import APIRouter
 
 from .routes import accounts, admin, wallet
+from .routes import admin_store, store
 
 api_router = APIRouter(prefix="/v1")
 api_router.include_router(accounts.router)
 api_router.include_router(wallet.router)
 api_router.include_router(admin.router)
+api_router.include_router(store.router)
+api_router.include_router(admin_store.router)

@@ -1,0 +1,139 @@
+"""The vendor's catalog, publishing, key rotation and sales report. Admins only (403)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import AwareDatetime
+from sqlalchemy import select
+
+from ...db import write_session
+from ...models.store import Offer, Order
+from ...models.user import User
+from ...schemas.common import ErrorOut
+from ...schemas.store import CategoryCreate, CategoryUpdate, OfferKind, OfferPut, ProductCreate, ProductUpdate
+from ...services import catalog, orders, signing_keys
+from ...services.errors import Invalid, NotFound
+from ..deps import AdminUser, DbSession, IdPath, WriteDb
+
+router = APIRouter(prefix="/admin", tags=["admin store"])
+_ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+MAX_UPLOAD = 2 * 1024 * 1024 * 1024
+
+
+@router.get("/products")
+def all_products(_admin: AdminUser, db: DbSession,
+                 category_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None) -> list[dict]:
+    """Every product, inactive ones and inactive offers included."""
+    return catalog.list_products(db, category_id, include_inactive=True)
+
+
+@router.post("/categories", status_code=201, responses=_ERRORS)
+def create_category(body: CategoryCreate, _admin: AdminUser, db: WriteDb) -> dict:
+    return catalog.category_view(catalog.create_category(db, body.name, body.description, body.position))
+
+
+@router.patch("/categories/{category_id}", responses=_ERRORS)
+def update_category(category_id: IdPath, body: CategoryUpdate, _admin: AdminUser, db: WriteDb) -> dict:
+    return catalog.category_view(catalog.update_category(db, category_id, **body.model_dump()))
+
+
+@router.post("/products", status_code=201, responses=_ERRORS)
+def create_product(body: ProductCreate, _admin: AdminUser, db: WriteDb) -> dict:
+    p = catalog.create_product(db, **body.model_dump())
+    return catalog.product_views(db, [p], include_inactive_offers=True)[0]
+
+
+@router.patch("/products/{product_id}", responses=_ERRORS)
+def update_product(product_id: IdPath, body: ProductUpdate, _admin: AdminUser, db: WriteDb) -> dict:
+    p = catalog.update_product(db, product_id, **body.model_dump())
+    return catalog.product_views(db, [p], include_inactive_offers=True)[0]
+
+
+@router.put("/products/{product_id}/offers/{kind}", responses=_ERRORS)
+def put_offer(product_id: IdPath, kind: OfferKind, body: OfferPut, _admin: AdminUser, db: WriteDb) -> dict:
+    """Create or replace the product's offer of this kind (tiers as a whole)."""
+    offer = catalog.put_offer(db, product_id, kind, body.tokens, [(t.quantity, t.tokens) for t in body.tiers],
+                              body.low_threshold, body.active)
+    return catalog.offer_detail(db, offer)
+
+
+@router.delete("/offers/{offer_id}", responses=_ERRORS)
+def withdraw_offer(offer_id: IdPath, _admin: AdminUser, db: WriteDb) -> dict:
+    """Withdraw an offer (kept for receipts; no longer orderable)."""
+    offer = db.get(Offer, offer_id)
+    if offer is None:
+        raise NotFound("no such offer")
+    offer.active = False
+    db.flush()
+    return catalog.offer_detail(db, offer)
+
+
+@router.post("/products/{product_id}/versions", status_code=201,
+             responses={**_ERRORS, 413: {"model": ErrorOut}},
+             openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {
+                 "type": "string", "format": "binary"}}}, "required": True}})
+async def publish_version(product_id: IdPath, request: Request, _admin: AdminUser,
+                          version: Annotated[str | None, Query(max_length=64)] = None,
+                          file_name: Annotated[str, Query(min_length=1, max_length=200)] = "package.bin") -> dict:
+    """Upload a product version's file (the request body, streamed to disk).
+    A TokenRent package must be signed by a vendor key and be for this product;
+    its version comes from its manifest. Any other file needs ?version=."""
+    safe_name = os.path.basename(file_name.replace("\\", "/")) or "package.bin"
+    tmpdir = tempfile.mkdtemp(prefix="upload-", dir=_ensure(catalog.packages_dir()))
+    path = os.path.join(tmpdir, safe_name)
+    try:
+        size = 0
+        with open(path, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise Invalid("the file is larger than 2 GiB", status_code=413)
+                f.write(chunk)
+        if size == 0:
+            raise Invalid("the request body (the file) is empty")
+
+        def store() -> dict:
+            with write_session() as db:
+                return catalog.version_view(catalog.publish(db, path, product_id, version))
+
+        return await run_in_threadpool(store)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+        os.rmdir(tmpdir)
+
+
+def _ensure(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+@router.post("/vendor-key/rotate", status_code=201)
+def rotate_key(_admin: AdminUser, db: WriteDb) -> dict:
+    """New codes use a new key; codes signed before stay valid (the old public
+    key stays listed in GET /v1/vendor-key)."""
+    return signing_keys.rotate(db)
+
+
+@router.get("/sales")
+def sales(_admin: AdminUser, db: DbSession, since: AwareDatetime | None = None,
+          until: AwareDatetime | None = None) -> dict:
+    """Products-sold records: items, tokens and cash per product and kind."""
+    return orders.sales_report(db, since, until)
+
+
+@router.get("/orders")
+def all_orders(_admin: AdminUser, db: DbSession, username: Annotated[str | None, Query(max_length=32)] = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict]:
+    q = select(Order).order_by(Order.id.desc()).limit(limit)
+    if username:
+        user = db.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFound("no such user")
+        q = q.where(Order.user_id == user.id)
+    return [{**orders.receipt(db, o), "user_id": o.user_id} for o in db.scalars(q).all()]

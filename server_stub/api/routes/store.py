@@ -1,0 +1,217 @@
+"""The store: catalog (FIG 6, 7), downloads, devices, quotes (FIG 8),
+orders and receipts (FIG 9, 10), the saved order list, licenses and codes,
+the vendor's public keys."""
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy import select
+
+from ...models.store import License, ProductVersion
+from ...schemas.common import MAX_ID, ErrorOut
+from ...schemas.store import DeviceCreate, DeviceRename, OrderCreate, OrderListPut, QuoteCreate
+from ...services import catalog, devices, licenses, orders, signing_keys
+from ...services.errors import Forbidden, NotFound
+from ...services.idempotency import run_idempotent
+from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath, WriteDb
+
+router = APIRouter(tags=["store"])
+
+DevicePath = Annotated[str, Query(pattern=r"^[0-9a-f]{32}$")]
+_ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+
+
+# ---------------------------------------------------------------- catalog
+
+@router.get("/categories")
+def categories(db: DbSession) -> list[dict]:
+    """FIG 6: the vendor's software categories, in display order."""
+    return catalog.list_categories(db)
+
+
+@router.get("/products")
+def products(db: DbSession, category_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> list[dict]:
+    """FIG 7: products with their offers (tokens and cash equivalent)."""
+    return catalog.list_products(db, category_id)
+
+
+@router.get("/products/{product_id}", responses=_ERRORS)
+def product(product_id: IdPath, db: DbSession) -> dict:
+    p = catalog.get_product(db, product_id)
+    out = catalog.product_views(db, [p])[0]
+    rows = db.scalars(select(ProductVersion).where(ProductVersion.product_id == p.id)
+                      .order_by(ProductVersion.id.desc())).all()
+    out["versions"] = [catalog.version_view(v) for v in rows]
+    return out
+
+
+@router.get("/vendor-key")
+def vendor_key(db: DbSession) -> dict:
+    """The key new codes are signed with (`kid`, `public_key`: base64 raw
+    Ed25519) and every key the agent should trust (`keys`)."""
+    keys = signing_keys.trusted_keys(db)
+    return {"kid": keys[0]["kid"], "public_key": keys[0]["public_key"], "keys": keys}
+
+
+# ---------------------------------------------------------------- downloads
+
+def _file_answer(request: Request, v: ProductVersion):
+    path = catalog.packages_dir() / v.storage_name
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise NotFound("the file of this version is missing on the server") from None
+    etag = f'"{v.sha256}"'
+    headers = {"etag": etag, "x-content-sha256": v.sha256, "cache-control": "private, no-transform"}
+    inm = request.headers.get("if-none-match")
+    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        return Response(status_code=304, headers=headers)
+    # FileResponse streams in chunks and answers Range / If-Range (206, 416).
+    return FileResponse(path, headers=headers, filename=v.file_name, stat_result=st,
+                        media_type="application/octet-stream")
+
+
+def _licensed_version(db, user, product_id: int, version_id: int | None) -> ProductVersion:
+    catalog.get_product(db, product_id, include_inactive=True)
+    held = db.scalar(select(License.id).where(License.user_id == user.id, License.product_id == product_id).limit(1))
+    if held is None:
+        raise Forbidden("only a user who holds a license for this product may download it")
+    if version_id is None:
+        v = catalog.latest_version(db, product_id)
+    else:
+        v = db.get(ProductVersion, version_id)
+        if v is not None and v.product_id != product_id:
+            v = None
+    if v is None:
+        raise NotFound("no published version of this product")
+    return v
+
+
+@router.api_route("/products/{product_id}/download", methods=["GET", "HEAD"],
+                  responses={206: {"description": "a byte range"}, 304: {"description": "not modified"},
+                             403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
+def download_latest(product_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
+    """The latest published file of a product. HTTP Range and If-Range resume a
+    download; the ETag is the file's SHA-256."""
+    return _file_answer(request, _licensed_version(db, user, product_id, None))
+
+
+@router.api_route("/products/{product_id}/versions/{version_id}/download", methods=["GET", "HEAD"],
+                  responses={206: {"description": "a byte range"}, 403: {"model": ErrorOut},
+                             404: {"model": ErrorOut}})
+def download_version(product_id: IdPath, version_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
+    return _file_answer(request, _licensed_version(db, user, product_id, version_id))
+
+
+# ---------------------------------------------------------------- devices
+
+@router.post("/devices", status_code=201, responses=_ERRORS)
+def register_device(body: DeviceCreate, user: CurrentUser, db: WriteDb):
+    """Register this computer's X25519 public key. The same key again answers
+    200 with the same device (the name is updated)."""
+    d, created = devices.register(db, user.id, body.public_key, body.name)
+    view = devices.device_view(d)
+    db.commit()
+    return JSONResponse(status_code=201 if created else 200, content=_json(view))
+
+
+@router.get("/devices")
+def list_devices(user: CurrentUser, db: DbSession) -> list[dict]:
+    return devices.list_devices(db, user.id)
+
+
+@router.patch("/devices/{device_id}", responses=_ERRORS)
+def rename_device(device_id: str, body: DeviceRename, user: CurrentUser, db: WriteDb) -> dict:
+    return devices.device_view(devices.rename(db, user.id, device_id, body.name))
+
+
+@router.delete("/devices/{device_id}", status_code=204, responses=_ERRORS)
+def remove_device(device_id: str, user: CurrentUser, db: WriteDb):
+    devices.remove(db, user.id, device_id)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- quotes, orders
+
+@router.post("/quotes", responses=_ERRORS)
+def quote(body: QuoteCreate, user: CurrentUser, db: DbSession) -> dict:
+    """FIG 8: RT, AT and what would remain, item by item. Moves nothing."""
+    from ...models.user import User
+
+    return orders.quote(db, db.get(User, user.id), body.items, body.device_id)
+
+
+@router.post("/orders", status_code=201,
+             responses={402: {"model": ErrorOut, "description": "short of tokens: RT, AT, shortage"},
+                        403: {"model": ErrorOut, "description": "inactive account"}, **_ERRORS})
+def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
+    """FIG 9, 10: hold the tokens, create or extend the licenses, issue their
+    codes for the device, post the hold. Exactly once per Idempotency-Key."""
+    outcome = run_idempotent(
+        user.id, idempotency_key, "POST /v1/orders", body.model_dump(),
+        lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids),
+    )
+    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+
+
+@router.get("/orders")
+def my_orders(user: CurrentUser, db: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+              before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> list[dict]:
+    """The user's receipts, newest first."""
+    return orders.list_orders(db, user.id, limit, before_id)
+
+
+@router.get("/orders/{order_id}", responses=_ERRORS)
+def my_order(order_id: IdPath, user: CurrentUser, db: DbSession) -> dict:
+    """A receipt: items, tokens, cash equivalent, balance after, deliveries."""
+    return orders.receipt(db, orders.owned_order(db, user.id, order_id))
+
+
+@router.get("/order-list")
+def get_order_list(user: CurrentUser, db: DbSession) -> dict:
+    """FIG 10 step 907: the saved, uncompleted order list."""
+    return orders.get_order_list(db, user.id)
+
+
+@router.put("/order-list", responses=_ERRORS)
+def put_order_list(body: OrderListPut, user: CurrentUser, db: WriteDb) -> dict:
+    """Save the order list (an empty list clears it). Placing an order clears it."""
+    return orders.put_order_list(db, user.id, [i.model_dump(exclude_none=True) for i in body.items])
+
+
+@router.delete("/order-list", status_code=204)
+def clear_order_list(user: CurrentUser, db: WriteDb):
+    orders.put_order_list(db, user.id, [])
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- licenses
+
+@router.get("/licenses")
+def my_licenses(user: CurrentUser, db: DbSession) -> list[dict]:
+    """The user's licenses with their terms (totals granted)."""
+    return licenses.list_licenses(db, user.id)
+
+
+@router.get("/licenses/{license_id}", responses=_ERRORS)
+def my_license(license_id: IdPath, user: CurrentUser, db: DbSession) -> dict:
+    from ...models.store import Device
+
+    lic = licenses.owned(db, user.id, license_id)
+    return licenses.license_view(lic, db.get(Device, lic.device_pk))
+
+
+@router.get("/licenses/{license_id}/code", responses=_ERRORS)
+def license_code(license_id: IdPath, device_id: DevicePath, user: CurrentUser, db: DbSession) -> dict:
+    """A fresh code with the license's current serial and totals, for the
+    registered device it is bound to."""
+    return licenses.code_for(db, user.id, license_id, device_id)
+
+
+def _json(value):
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(value)
