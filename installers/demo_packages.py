@@ -34,14 +34,18 @@ class DemoProgram:
     folder: str          # under installers/programs/
     entry: str           # the package's entry command
     name: str            # display name
-    products: tuple[str, ...]  # demo product names it is sold as, first match wins
+    products: tuple[str, ...]  # the demo products it is sold as
 
 
 DEMO_PROGRAMS: tuple[DemoProgram, ...] = (
-    DemoProgram("raster_tool", "{python} rastertool.py", "Raster Tool (Software D)", ("Software D",)),
-    DemoProgram("note_viewer", "{python} noteviewer.py", "Note Viewer (Software B)", ("Software B",)),
-    DemoProgram("dice_game", "{python} dicegame.py", "Pig Dice Game (Software C)", ("Software C",)),
-    DemoProgram("shell_wordcount", "wordcount.sh", "Word Count (Software A)", ("Software A",)),
+    # processings: the SDK's reserve/commit per image (also works for a time rental)
+    DemoProgram("raster_tool", "{python} rastertool.py", "Raster Tool", ("Software D", "ScanClean Pro")),
+    # time: the SDK's check at start and every 30 s
+    DemoProgram("note_viewer", "{python} noteviewer.py", "Note Viewer", ("Software B",)),
+    # uses (or time): launched through `license-agent run`
+    DemoProgram("dice_game", "{python} dicegame.py", "Pig Dice Game", ("Software C", "Pixel Quest")),
+    # processings from a shell script through the CLI (permanent: always allowed)
+    DemoProgram("shell_wordcount", "wordcount.sh", "Word Count", ("DocVault", "Software A")),
 )
 
 
@@ -74,18 +78,18 @@ def build_program_package(program: DemoProgram, product_id: str, out_file: Path,
 def build_demo_packages(out_dir: str | Path, key: Ed25519PrivateKey | str | Path,
                         product_ids_by_name: Mapping[str, str | int],
                         version: str = DEMO_VERSION) -> list[DemoPackage]:
-    """Build the package of every demo program whose product exists; skips the others."""
+    """Build a package for every (demo program, product it is sold as) whose product exists."""
     out_dir = Path(out_dir)
     signing_key = _signing_key(key)
     built = []
     for program in DEMO_PROGRAMS:
-        product_name = next((n for n in program.products if n in product_ids_by_name), None)
-        if product_name is None:
-            continue
-        product_id = str(product_ids_by_name[product_name])
-        path = out_dir / f"{program.folder}-{product_id}-{version}{pf.PACKAGE_SUFFIX}"
-        build_program_package(program, product_id, path, signing_key, version)
-        built.append(DemoPackage(program.folder, product_name, product_id, version, path))
+        for product_name in program.products:
+            if product_name not in product_ids_by_name:
+                continue
+            product_id = str(product_ids_by_name[product_name])
+            path = out_dir / f"{program.folder}-{product_id}-{version}{pf.PACKAGE_SUFFIX}"
+            build_program_package(program, product_id, path, signing_key, version)
+            built.append(DemoPackage(program.folder, product_name, product_id, version, path))
     return built
 
 

@@ -48,6 +48,34 @@ QT_EXCLUDES = ["PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets", "Py
                "PySide6.Qt3DCore", "PySide6.QtMultimedia", "PySide6.QtWebEngineCore"]
 
 
+# Linux storefront: the GTK3 platform-theme plugin drags in GTK, Cairo, Pango and friends
+# (about 22 MB) only to borrow GTK's file dialogs and colours; Qt's own are used without it.
+# Qt's translations (7 MB) are not used by the English-only storefront.
+GTK_THEME_PLUGIN = "libqgtk3.so"
+GTK_ONLY_LIBS = {
+    "libXcomposite.so.1", "libXcursor.so.1", "libXdamage.so.1", "libXext.so.6", "libXfixes.so.3",
+    "libXi.so.6", "libXinerama.so.1", "libXrandr.so.2", "libXrender.so.1", "libatk-1.0.so.0",
+    "libatk-bridge-2.0.so.0", "libatspi.so.0", "libcairo-gobject.so.2", "libcairo.so.2",
+    "libdatrie.so.1", "libepoxy.so.0", "libfribidi.so.0", "libgdk-3.so.0", "libgdk_pixbuf-2.0.so.0",
+    "libgraphite2.so.3", "libgtk-3.so.0", "libharfbuzz.so.0", "libjpeg.so.62", "libpango-1.0.so.0",
+    "libpangocairo-1.0.so.0", "libpangoft2-1.0.so.0", "libpixman-1.so.0", "libthai.so.0",
+}
+
+
+def trim_storefront(toc: list) -> list:
+    """Drop what the storefront does not need from PyInstaller's binaries/datas lists (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return toc
+    out = []
+    for entry in toc:
+        dest = entry[0].replace("\\", "/")
+        name = dest.rsplit("/", 1)[-1]
+        if "/Qt/translations/" in dest or name == GTK_THEME_PLUGIN or name in GTK_ONLY_LIBS:
+            continue
+        out.append(entry)
+    return out
+
+
 def _present(modules: list[str]) -> list[str]:
     import importlib.util
     out = []

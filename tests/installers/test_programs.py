@@ -73,8 +73,11 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
 def test_demo_packages_are_signed_bound_and_installable(tmp_path):
     key = Ed25519PrivateKey.generate()
     built = demo_packages.build_demo_packages(
-        tmp_path / "pk", key, {"Software D": "4", "Software B": "2", "Software C": "3", "Software A": "1"})
-    assert {b.program for b in built} == {"raster_tool", "note_viewer", "dice_game", "shell_wordcount"}
+        tmp_path / "pk", key, {"Software D": "4", "Software B": "2", "Software C": "3", "Software A": "1",
+                               "Pixel Quest": "9", "DraftCAD Lite": "6"})
+    assert sorted((b.program, b.product_id) for b in built) == [
+        ("dice_game", "3"), ("dice_game", "9"), ("note_viewer", "2"), ("raster_tool", "4"),
+        ("shell_wordcount", "1")]
     trusted = pf.trusted_keys_for(key.public_key())
     for b in built:
         installed = pf.install_package(b.path, tmp_path / "programs", trusted, expected_product_id=b.product_id)
