@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         log("demo data ready", changes=notes, accounts=demo.credentials_text())
     if s.public_url == Settings.public_url:
         os.environ["TOKENRENT_PUBLIC_URL"] = f"http://{a.host}:{a.port}"
+        set_settings(Settings.from_env())  # this process serves too (workers=1): links must use the real port
     from .db import dispose_engines
 
     dispose_engines()  # don't hand pooled connections to forked workers

@@ -58,12 +58,32 @@ def _build_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        # Writers of this process queue on a Python lock before BEGIN IMMEDIATE:
+        # SQLite's own busy handler polls with growing sleeps (p99 in seconds
+        # under load); the lock hands over at once. Other processes (--workers N)
+        # still meet at SQLite's lock, which stays the real guarantee.
+        writer_lock = threading.Lock()
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn):
             if conn.get_execution_options().get(_WRITE_OPTION):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                writer_lock.acquire()
+                conn.info["tokenrent_writer"] = True
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except BaseException:
+                    conn.info.pop("tokenrent_writer", None)
+                    writer_lock.release()
+                    raise
             else:
                 conn.exec_driver_sql("BEGIN")
+
+        def _on_end(conn):
+            if conn.info.pop("tokenrent_writer", False):
+                writer_lock.release()
+
+        event.listen(engine, "commit", _on_end)
+        event.listen(engine, "rollback", _on_end)
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
@@ -92,6 +112,8 @@ def _factory(write: bool, url: str | None) -> sessionmaker[Session]:
 
 
 def new_session(write: bool, url: str | None = None) -> Session:
+    """Transactions begin lazily at the first statement: do slow work (argon2)
+    BEFORE the first query of a write session, never inside it."""
     return _factory(write, url)()
 
 
@@ -115,8 +137,7 @@ def read_session(url: str | None = None) -> Iterator[Session]:
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        session.close()  # ends the transaction; loaded objects stay readable
 
 
 def lock_users(db: Session, user_ids) -> None:

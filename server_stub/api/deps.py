@@ -28,7 +28,6 @@ def _read_db() -> Iterator[Session]:
     try:
         yield db
     finally:
-        db.rollback()
         db.close()
 
 

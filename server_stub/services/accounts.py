@@ -26,9 +26,10 @@ def policy(db: Session) -> TokenPolicy:
 def create_user(db: Session, *, username: str, password: str, pin: str, full_name: str,
                 email: str, address: str | None = None, phone: str | None = None,
                 role: str = ROLE_USER) -> User:
+    password_hash, pin_hash = hash_secret(password), hash_secret(pin)  # before the transaction begins
     if db.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict("username is taken")
-    user = User(username=username, password_hash=hash_secret(password), pin_hash=hash_secret(pin),
+    user = User(username=username, password_hash=password_hash, pin_hash=pin_hash,
                 full_name=full_name, email=email, address=address, phone=phone, role=role,
                 status=STATUS_ACTIVE if role == ROLE_ADMIN else STATUS_INACTIVE,
                 preferred=False, negative_limit=0, failed_logins=0, failed_pins=0, card_declines=0)
@@ -90,32 +91,43 @@ class WrongPin(ApiError):
     status_code = 403
 
 
-def authenticate(db: Session, username: str, password: str) -> User:
-    """Password check with the lockout rule. A failure is COMMITTED (the count
-    must survive the error answer) and raised: 401, or 423 once locked."""
-    user = db.scalar(select(User).where(User.username == username))
+def authenticate(username: str, password: str) -> tuple[str, datetime]:
+    """Sign in: (token, expires_at). The password is verified outside any
+    write transaction (argon2 is slow); the outcome is then recorded in one.
+    A failure is COMMITTED (the count must survive the error) and raised:
+    401, or 423 once locked."""
+    from ..db import read_session, write_session
+
+    with read_session() as db:
+        user = db.scalar(select(User).where(User.username == username))
     if user is None:
         burn_verify_time(password)
         raise BadCredentials("wrong username or password")
     if _is_locked(user.login_locked_until):
         raise _locked_error("sign-ins", user.login_locked_until)
-    if not verify_secret(user.password_hash, password):
-        _record_failure(user, "failed_logins", "login_locked_until")
-        db.commit()
-        if _is_locked(user.login_locked_until):
+    ok = verify_secret(user.password_hash, password)
+    with write_session() as db:
+        user = db.get(User, user.id)
+        if _is_locked(user.login_locked_until):  # locked meanwhile by parallel failures
             raise _locked_error("sign-ins", user.login_locked_until)
-        raise BadCredentials("wrong username or password")
-    if user.failed_logins:
-        user.failed_logins = 0
-    return user
+        if not ok:
+            _record_failure(user, "failed_logins", "login_locked_until")
+            db.commit()
+            if _is_locked(user.login_locked_until):
+                raise _locked_error("sign-ins", user.login_locked_until)
+            raise BadCredentials("wrong username or password")
+        if user.failed_logins:
+            user.failed_logins = 0
+        return open_session(db, user)
 
 
-def check_pin(db: Session, user: User, pin: str) -> None:
-    """PIN check with the same lockout rule as passwords; a failure is
-    COMMITTED and raised (403, or 423 once locked)."""
+def check_pin(db: Session, user: User, pin_verified: bool) -> None:
+    """Apply the PIN lockout rule to a PIN already checked with `pin_matches`
+    (outside the transaction). A failure is COMMITTED and raised (403, or 423
+    once locked). Call after lock_wallets, with the user loaded in `db`."""
     if _is_locked(user.pin_locked_until):
         raise _locked_error("PIN entries", user.pin_locked_until)
-    if verify_secret(user.pin_hash, pin):
+    if pin_verified:
         if user.failed_pins:
             user.failed_pins = 0
         return
@@ -124,6 +136,11 @@ def check_pin(db: Session, user: User, pin: str) -> None:
     if _is_locked(user.pin_locked_until):
         raise _locked_error("PIN entries", user.pin_locked_until)
     raise WrongPin("wrong PIN")
+
+
+def pin_matches(user: User, pin: str) -> bool:
+    """The slow argon2 check, done before the write transaction begins."""
+    return verify_secret(user.pin_hash, pin)
 
 
 # ---------------------------------------------------------------- sessions

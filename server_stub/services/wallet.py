@@ -281,13 +281,14 @@ def _same_name(a: str, b: str) -> bool:
 
 
 def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str, tokens: int,
-             pin: str) -> Outcome:
+             pin_verified: bool) -> Outcome:
+    """`pin_verified` comes from accounts.pin_matches, run before this transaction."""
     sender = db.get(User, sender_id)
     require_active(sender)
     recipient = find_user(db, to_username)
     ids = [sender.id] + ([recipient.id] if recipient is not None else [])
     ledger.lock_wallets(db, *ids)
-    check_pin(db, sender, pin)
+    check_pin(db, sender, pin_verified)
     if recipient is None or recipient.role != ROLE_USER or not _same_name(recipient.full_name, to_full_name):
         raise NotFound("no user with that username and full name")
     if recipient.id == sender.id:

@@ -12,7 +12,7 @@ from ...schemas.common import ErrorOut, MAX_ID
 from ...schemas.wallet import (
     LedgerOut, OffersOut, TokenPurchaseCreate, TokenPurchaseOut, TransferCreate, TransferOut,
 )
-from ...services import ledger, wallet
+from ...services import accounts, ledger, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import run_idempotent
 from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath
@@ -75,9 +75,12 @@ def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
 def transfer_tokens(body: TransferCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 11: PIN, recipient's username and full name must match; only
     standard (transferable) tokens move."""
+    pin_ok = accounts.pin_matches(user, body.pin)  # argon2, outside the write transaction
+    fields = body.model_dump(exclude={"pin"})
     outcome = run_idempotent(
-        user.id, idempotency_key, "POST /v1/transfers", body.model_dump(),
-        lambda db: wallet.transfer(db, user.id, **body.model_dump()),
+        # the PIN stays out of the stored fingerprint (a short PIN's hash is guessable)
+        user.id, idempotency_key, "POST /v1/transfers", fields,
+        lambda db: wallet.transfer(db, user.id, **fields, pin_verified=pin_ok),
     )
     return _answer(outcome)
 
