@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import secrets
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -154,7 +154,7 @@ class Agent:
         if ttl > gate.MAX_RESERVATION_TTL:
             raise BadInput(f"ttl must be at most {gate.MAX_RESERVATION_TTL} seconds")
         answer = self._decide(valid_product_id(product_id), "reserve", amount=valid_amount(n), ttl=ttl,
-                              reservation_id="r-" + secrets.token_hex(8))
+                              reservation_id="r-" + os.urandom(8).hex())
         answer.setdefault("reservation_id", None)  # permanent and time licenses hold nothing
         return answer
 

@@ -144,14 +144,22 @@ def _status_text(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _which(name: str) -> str | None:
+    """shutil.which without importing shutil (start-up time of `run` matters)."""
+    candidates = [name] if os.sep in name else [os.path.join(d, name) for d in os.get_exec_path()]
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def _run(args) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
         raise BadInput("nothing to run: use  license-agent run PRODUCT_ID -- CMD ARGS...")
-    import shutil
-    if shutil.which(cmd[0]) is None:  # before the gate, so a typo does not cost a use
+    if _which(cmd[0]) is None:  # before the gate, so a typo does not cost a use
         raise BadInput(f"cannot run {cmd[0]}: command not found")
     from .agent import Agent, exit_code_for
     with Agent() as agent:

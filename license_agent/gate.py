@@ -6,7 +6,6 @@ must be written; they never write themselves (agent.py does, durably, before ans
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .model import License, Model, time_text
@@ -55,20 +54,24 @@ def reserved(model: Model, lic: License, now: datetime) -> tuple[int, int]:
     return live, lapsed
 
 
-@dataclass
 class View:
     """A license as the agent sees it at ``now``."""
 
-    lic: License
-    remaining: int | None        # seconds (time), count (uses, processings), None (permanent)
-    used: int | None
-    reserved: int
-    usable: bool
-    expired: bool
-    used_up: bool
-    warning: bool
-    clock_behind: bool
-    threshold: int
+    __slots__ = ("lic", "remaining", "used", "reserved", "usable", "expired", "used_up", "warning",
+                 "clock_behind", "threshold")
+
+    def __init__(self, *, lic: License, remaining: int | None, used: int | None, reserved: int, usable: bool,
+                 expired: bool, used_up: bool, warning: bool, clock_behind: bool, threshold: int):
+        self.lic = lic
+        self.remaining = remaining          # seconds (time), count (uses, processings), None (permanent)
+        self.used = used
+        self.reserved = reserved
+        self.usable = usable
+        self.expired = expired
+        self.used_up = used_up
+        self.warning = warning
+        self.clock_behind = clock_behind
+        self.threshold = threshold
 
 
 def view(model: Model, lic: License, now: datetime) -> View:
@@ -104,10 +107,12 @@ def describe_seconds(seconds: int) -> str:
     return f"{seconds} seconds"
 
 
-@dataclass
 class Decision:
-    answer: dict
-    entries: list = field(default_factory=list)    # (type, body) to commit before answering
+    __slots__ = ("answer", "entries")
+
+    def __init__(self, answer: dict, entries: list | None = None):
+        self.answer = answer
+        self.entries = entries if entries is not None else []   # (type, body) to commit before answering
 
 
 # Which kinds can serve each request, best first. A permanent or running time license

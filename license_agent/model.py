@@ -2,7 +2,6 @@
 spent, reserved); what REMAINS is computed in one place, gate.py."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 
@@ -14,44 +13,58 @@ def time_text(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass
 class License:
-    license_id: str
-    product_id: str
-    product_name: str
-    kind: str
-    serial: int
-    store_url: str
-    issued_at: datetime
-    expires_at: datetime | None
-    total: int | None            # uses or processings granted in total
-    low_threshold: int | None
-    code_digest: str
-    grant: dict                  # the payload as opened, for comparing re-issued codes
-    installed_seq: int
-    installed_at: datetime
-    consumed: int = 0            # spent directly or by committed reservations
-    history: dict = field(default_factory=dict)   # "YYYY-MM-DD" -> amount spent that day
+    """One license, as the latest code (highest serial) installed for it says."""
+
+    __slots__ = ("license_id", "product_id", "product_name", "kind", "serial", "store_url", "issued_at",
+                 "expires_at", "total", "low_threshold", "code_digest", "grant", "installed_seq", "installed_at",
+                 "consumed", "history")
+
+    def __init__(self, *, license_id: str, product_id: str, product_name: str, kind: str, serial: int,
+                 store_url: str, issued_at: datetime, expires_at: datetime | None, total: int | None,
+                 low_threshold: int | None, code_digest: str, grant: dict, installed_seq: int,
+                 installed_at: datetime, consumed: int = 0, history: dict | None = None):
+        self.license_id = license_id
+        self.product_id = product_id
+        self.product_name = product_name
+        self.kind = kind
+        self.serial = serial
+        self.store_url = store_url
+        self.issued_at = issued_at
+        self.expires_at = expires_at
+        self.total = total                  # uses or processings granted in total
+        self.low_threshold = low_threshold
+        self.code_digest = code_digest
+        self.grant = grant                  # the payload as opened, for comparing re-issued codes
+        self.installed_seq = installed_seq
+        self.installed_at = installed_at
+        self.consumed = consumed            # spent directly or by committed reservations
+        self.history = history if history is not None else {}   # "YYYY-MM-DD" -> amount spent that day
 
 
-@dataclass
 class Reservation:
-    reservation_id: str
-    license_id: str
-    amount: int
-    expires_at: datetime
-    state: str = "open"          # open | committed | released
+    __slots__ = ("reservation_id", "license_id", "amount", "expires_at", "state")
+
+    def __init__(self, reservation_id: str, license_id: str, amount: int, expires_at: datetime):
+        self.reservation_id = reservation_id
+        self.license_id = license_id
+        self.amount = amount
+        self.expires_at = expires_at
+        self.state = "open"                 # open | committed | released
 
 
-@dataclass
 class Model:
-    device_id: str = ""
-    backend: str = ""
-    trusted: dict = field(default_factory=dict)        # kid -> base64 raw Ed25519 public key
-    licenses: dict = field(default_factory=dict)       # license_id -> License
-    reservations: dict = field(default_factory=dict)   # reservation_id -> Reservation
-    max_seen: datetime | None = None                   # the latest wall-clock time ever recorded
-    entries: int = 0
+    """Everything the journal says, replayed. Plain classes, not dataclasses: the gate's
+    start-up time is part of every rented program's start-up time."""
+
+    def __init__(self):
+        self.device_id = ""
+        self.backend = ""
+        self.trusted: dict = {}             # kid -> base64 raw Ed25519 public key
+        self.licenses: dict = {}            # license_id -> License
+        self.reservations: dict = {}        # reservation_id -> Reservation
+        self.max_seen: datetime | None = None   # the latest wall-clock time ever recorded
+        self.entries = 0
 
     def see_time(self, moment: datetime) -> None:
         if self.max_seen is None or moment > self.max_seen:

@@ -1,7 +1,6 @@
 """Where the agent keeps its state. All of it lives under LICENSE_AGENT_HOME."""
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 APP_NAME = "tokenrent-license-agent"
@@ -41,5 +40,6 @@ def socket_path(home: Path) -> Path:
     candidate = home / "agent.sock"
     if len(str(candidate)) <= _MAX_SOCKET_PATH:
         return candidate
+    import tempfile
     runtime = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     return Path(runtime) / f"{APP_NAME}-{home_id(home)}.sock"

@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -73,6 +72,7 @@ class State:
         self._seq = head_seq
         self._mac = head_mac
         self._thread_lock = threading.RLock()
+        self._data_version = None
         self.anchor_status = "in step"
 
     # -- opening --------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class State:
                                                serialization.NoEncryption())
             store.set(DEVICE_KEY, device_key)
         if journal_key is None:
-            journal_key = secrets.token_bytes(32)
+            journal_key = os.urandom(32)
             store.set(JOURNAL_KEY, journal_key)
         device_id = device_id_for(raw_public_x25519(X25519PrivateKey.from_private_bytes(device_key)))
         state = cls(home, store, conn, lock_fd, journal_key, Model(), 0, _genesis(journal_key))
@@ -162,6 +162,11 @@ class State:
     def refresh(self) -> None:
         """Takes in entries written by other processes since we last looked, verifying each."""
         with self._thread_lock:
+            # data_version changes only when another connection commits: the common case of a
+            # daemon that is the only writer costs one cheap pragma instead of two queries.
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._data_version:
+                return
             row = self._conn.execute("SELECT mac FROM journal WHERE seq = ?", (self._seq,)).fetchone()
             if self._seq and (row is None or not hmac.compare_digest(row[0], self._mac.hex())):
                 raise Tampered(f"the journal changed under the running agent at entry {self._seq} "
@@ -170,6 +175,7 @@ class State:
                                       (self._seq,)).fetchall()
             if rows:
                 self._seq, self._mac = _verify_rows(rows, self._key, self._seq, self._mac, self.model)
+            self._data_version = version
 
     @property
     def head_seq(self) -> int:
@@ -206,16 +212,21 @@ class State:
             text = canonical(body)
             mac = _mac(self._key, mac, seq, at, kind, text)
             rows.append((seq, at, kind, text, mac.hex()))
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.executemany("INSERT INTO journal (seq, at, type, body, mac) VALUES (?, ?, ?, ?, ?)", rows)
-            self._conn.execute("COMMIT")  # synchronous=FULL: durable before anyone is told "allowed"
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        for row in rows:
-            self.model.apply(row[0], row[1], row[2], json.loads(row[3]))
+        insert = "INSERT INTO journal (seq, at, type, body, mac) VALUES (?, ?, ?, ?, ?)"
+        if len(rows) == 1:
+            self._conn.execute(insert, rows[0])  # autocommit: one durable (synchronous=FULL) transaction
+        else:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(insert, rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        # Committed and synced: only now may anyone be told "allowed".
+        for (row_seq, row_at, kind, _text, _mac_hex), (_kind, body) in zip(rows, entries):
+            self.model.apply(row_seq, row_at, kind, body)
         self._seq, self._mac = seq, mac
         self.store.set_anchor({"seq": seq, "mac": mac.hex()})
 
