@@ -272,6 +272,22 @@ def _apply(db: Session, user_id: int, plan: Plan, device: Device, now: datetime)
     return codes
 
 
+def committed_answer(user_id: int, key: str | None, scope: str, payload) -> Outcome | None:
+    """The stored answer for this Idempotency-Key and request, if one is committed."""
+    if key is None:
+        return None
+    from ..db import read_session
+    from ..models.idempotency import IdempotencyRecord
+    from .idempotency import fingerprint
+
+    with read_session() as db:
+        rec = db.scalar(select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
+                                                        IdempotencyRecord.key == key))
+        if rec is None or rec.fingerprint != fingerprint(scope, payload):
+            return None
+        return Outcome(rec.status_code, json.loads(rec.response_json))
+
+
 # ---------------------------------------------------------------- receipts
 
 def receipt(db: Session, order: Order) -> dict:

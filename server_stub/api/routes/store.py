@@ -14,7 +14,7 @@ from ...models.store import License, ProductVersion
 from ...schemas.common import MAX_ID, ErrorOut
 from ...schemas.store import DeviceCreate, DeviceRename, OrderCreate, OrderListPut, QuoteCreate
 from ...services import catalog, devices, licenses, orders, signing_keys
-from ...services.errors import Forbidden, NotFound
+from ...services.errors import ApiError, Forbidden, NotFound
 from ...services.idempotency import run_idempotent
 from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath, WriteDb
 
@@ -150,10 +150,19 @@ def quote(body: QuoteCreate, user: CurrentUser, db: DbSession) -> dict:
 def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 9, 10: hold the tokens, create or extend the licenses, issue their
     codes for the device, post the hold. Exactly once per Idempotency-Key."""
-    outcome = run_idempotent(
-        user.id, idempotency_key, "POST /v1/orders", body.model_dump(),
-        lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids),
-    )
+    scope, payload = "POST /v1/orders", body.model_dump()
+    try:
+        outcome = run_idempotent(
+            user.id, idempotency_key, scope, payload,
+            lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids),
+        )
+    except ApiError:
+        # A concurrent request with the same key may have committed while this
+        # one waited for the wallet lock; it then refuses (license exists, tokens
+        # gone). The client must get the first answer, not that refusal.
+        outcome = orders.committed_answer(user.id, idempotency_key, scope, payload)
+        if outcome is None:
+            raise
     return JSONResponse(status_code=outcome.status_code, content=outcome.body)
 
 
