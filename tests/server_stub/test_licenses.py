@@ -1,0 +1,248 @@
+"""Licenses (kinds a-j) and their authorization codes, on both databases.
+Codes are opened with the real code module and the keys the server lists."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from license_agent import codes
+from tests.support.store import (
+    Agent, DeviceKeys, available, licenses_of, make_catalog, open_code, order, register_device, trusted_keys,
+)
+
+
+@pytest.fixture(scope="module")
+def cat(server):
+    return make_catalog(server)
+
+
+def _only(resp) -> dict:
+    assert resp.status_code == 201, resp.text
+    (d,) = resp.json()["deliveries"]
+    return d
+
+
+def _t(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_purchase_is_permanent(server, cat):                                      # a
+    user = server.new_user(tokens=200)
+    keys = register_device(server, user)
+    d = _only(order(server, user, keys, [{"offer_id": cat.offers[("perm", "purchase")]}]))
+    g = open_code(server, keys, d["authorization_code"])
+    assert (g.kind, g.serial, g.license_id, g.device_id) == ("permanent", 1, str(d["license_id"]), keys.device_id)
+    assert g.expires_at is None and g.uses is None and g.processings is None
+
+
+def test_time_rental_starts_at_the_order_and_extends_from_the_later_end(server, cat):  # b, h
+    user = server.new_user(tokens=300)
+    keys = register_device(server, user)
+    before = datetime.now(timezone.utc)
+    d = _only(order(server, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7}]))
+    g1 = open_code(server, keys, d["authorization_code"])
+    assert g1.kind == "time" and g1.serial == 1 and g1.low_threshold == 86400
+    assert before + timedelta(days=7) - timedelta(seconds=5) <= g1.expires_at <= datetime.now(timezone.utc) + timedelta(days=7)
+    # extension while running: adds to the current end, not to now
+    d2 = _only(order(server, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 30,
+                                           "license_id": d["license_id"]}]))
+    g2 = open_code(server, keys, d2["authorization_code"])
+    assert d2["license_id"] == d["license_id"] and g2.serial == 2
+    assert g2.expires_at == g1.expires_at + timedelta(days=30)
+    # ordering the same rental again without license_id extends the license held on this device
+    d3 = _only(order(server, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7}]))
+    assert d3["license_id"] == d["license_id"]
+    assert open_code(server, keys, d3["authorization_code"]).expires_at == g2.expires_at + timedelta(days=7)
+    assert len(licenses_of(server, user)) == 1
+
+
+def test_expired_time_rental_extends_from_now(server_factory):
+    srv = server_factory()
+    cat = make_catalog(srv)
+    user = srv.new_user(tokens=300)
+    keys = register_device(srv, user)
+    d = _only(order(srv, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7}]))
+    # the rental ended a while ago (the vendor's database says so)
+    import sqlalchemy as sa
+    engine = sa.create_engine(srv.db_url)
+    past = datetime.now(timezone.utc) - timedelta(days=3)
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE store_licenses SET expires_at = :t WHERE id = :i"),
+                  {"t": past if srv.backend == "postgres" else past.replace(tzinfo=None), "i": d["license_id"]})
+    engine.dispose()
+    assert [l["active"] for l in licenses_of(srv, user)] == [False]
+    start = datetime.now(timezone.utc)
+    d2 = _only(order(srv, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7,
+                                        "license_id": d["license_id"]}]))
+    g = open_code(srv, keys, d2["authorization_code"])
+    assert start + timedelta(days=7) - timedelta(seconds=5) <= g.expires_at <= datetime.now(timezone.utc) + timedelta(days=7)
+
+
+@pytest.mark.parametrize("short,kind,field,first,second", [
+    ("uses", "rent_uses", "uses", 10, 50),                                         # c, i
+    ("proc", "rent_processings", "processings", 100, 10000),                       # d, j
+])
+def test_counted_rentals_raise_the_total(server, cat, short, kind, field, first, second):
+    user = server.new_user(tokens=1000)
+    keys = register_device(server, user)
+    d = _only(order(server, user, keys, [{"offer_id": cat.offers[(short, kind)], "quantity": first}]))
+    g1 = open_code(server, keys, d["authorization_code"])
+    assert getattr(g1, field) == first and g1.kind == field and g1.serial == 1
+    d2 = _only(order(server, user, keys, [{"offer_id": cat.offers[(short, kind)], "quantity": second,
+                                           "license_id": d["license_id"]}]))
+    g2 = open_code(server, keys, d2["authorization_code"])
+    assert getattr(g2, field) == first + second and g2.serial == 2     # totals, never deltas
+    (lic,) = licenses_of(server, user)
+    assert lic[field] == first + second and lic["serial"] == 2
+
+
+@pytest.mark.parametrize("short,kind,quantity,convert_price", [
+    ("time", "rent_time", 7, 120),                                                # e
+    ("uses", "rent_uses", 10, 90),                                                # f
+    ("proc", "rent_processings", 100, 300),                                       # g
+])
+def test_convert_makes_a_rental_permanent_at_the_convert_price(server, cat, short, kind, quantity, convert_price):
+    user = server.new_user(tokens=1000)
+    keys = register_device(server, user)
+    d = _only(order(server, user, keys, [{"offer_id": cat.offers[(short, kind)], "quantity": quantity}]))
+    tokens = available(server, user)
+    d2 = _only(order(server, user, keys, [{"offer_id": cat.offers[(short, "convert")],
+                                           "license_id": d["license_id"]}]))
+    assert available(server, user) == tokens - convert_price
+    g = open_code(server, keys, d2["authorization_code"])
+    assert (g.kind, g.serial, g.license_id) == ("permanent", 2, str(d["license_id"]))
+    assert g.expires_at is None and g.uses is None and g.processings is None
+    again = order(server, user, keys, [{"offer_id": cat.offers[(short, "convert")], "license_id": d["license_id"]}])
+    assert again.status_code == 409 and available(server, user) == tokens - convert_price
+
+
+def test_rent_and_extend_in_one_order_issue_one_code_with_the_totals(server, cat):
+    user = server.new_user(tokens=1000)
+    keys = register_device(server, user)
+    r = order(server, user, keys, [{"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10},
+                                   {"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 50}])
+    (d,) = r.json()["deliveries"]
+    g = open_code(server, keys, d["authorization_code"])
+    assert g.uses == 60 and g.serial == 1
+    assert len(r.json()["items"]) == 2 and r.json()["required_tokens"] == 25
+
+
+def test_wrong_kind_of_extension_is_refused(server, cat):
+    user = server.new_user(tokens=1000)
+    keys = register_device(server, user)
+    d = _only(order(server, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7}]))
+    # a uses offer of another product cannot extend it; a permanent license cannot be extended
+    r = order(server, user, keys, [{"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10,
+                                    "license_id": d["license_id"]}])
+    assert r.status_code == 422 and "another product" in r.json()["detail"]
+    laptop = register_device(server, user, DeviceKeys.new("laptop"))
+    p = _only(order(server, user, laptop, [{"offer_id": cat.offers[("time", "purchase")]}]))
+    assert p["kind"] == "permanent"
+    tokens = available(server, user)
+    r = order(server, user, laptop, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7,
+                                      "license_id": p["license_id"]}])
+    assert r.status_code == 409 and "already permanent" in r.json()["detail"]
+    # and the rental on the first device cannot be extended from the laptop
+    r = order(server, user, laptop, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7,
+                                      "license_id": d["license_id"]}])
+    assert r.status_code == 409 and "bound to another" in r.json()["detail"]
+    assert available(server, user) == tokens
+
+
+def test_code_route_owner_only_bound_device_only(server, cat):
+    user, other = server.new_user(tokens=300), server.new_user(tokens=300)
+    keys, second = register_device(server, user), register_device(server, user, DeviceKeys.new("laptop"))
+    other_keys = register_device(server, other)
+    d = _only(order(server, user, keys, [{"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10}]))
+    lid = d["license_id"]
+    r = server.api("GET", f"/v1/licenses/{lid}/code", user, params={"device_id": keys.device_id})
+    assert r.status_code == 200, r.text
+    g = open_code(server, keys, r.json()["authorization_code"])
+    assert g.serial == 1 and g.uses == 10                      # same serial, same totals: a re-issue
+    # another of the owner's devices: refused (one rental must not count twice)
+    r = server.api("GET", f"/v1/licenses/{lid}/code", user, params={"device_id": second.device_id})
+    assert r.status_code == 409 and r.json()["bound_device_id"] == keys.device_id
+    # other users: the license does not exist for them, even for their own device
+    assert server.api("GET", f"/v1/licenses/{lid}/code", other,
+                      params={"device_id": other_keys.device_id}).status_code == 404
+    assert server.api("GET", f"/v1/licenses/{lid}", other).status_code == 404
+    assert server.api("GET", f"/v1/licenses/{lid}/code", user, params={"device_id": "0" * 32}).status_code == 404
+    assert server.api("GET", f"/v1/licenses/{lid}/code", user, params={"device_id": "xyz"}).status_code == 422
+    # a code for one device cannot be opened by another
+    with pytest.raises(codes.WrongDevice):
+        open_code(server, second, d["authorization_code"])
+
+
+def test_codes_install_in_the_real_agent_and_extensions_replace_them(server, cat, tmp_path):
+    user = server.new_user(tokens=500)
+    agent = Agent(tmp_path / "agent")
+    dev = agent.device()
+    assert server.api("POST", "/v1/devices", user, json={"public_key": dev["public_key"], "name": "pc"}).status_code == 201
+    agent.trust(server.api("GET", "/v1/vendor-key").json()["public_key"])
+    pid = cat.products["uses"]
+    r = server.api("POST", "/v1/orders", user, json={"items": [{"offer_id": cat.offers[("uses", "rent_uses")],
+                                                                "quantity": 10}], "device_id": dev["device_id"]})
+    d = r.json()["deliveries"][0]
+    assert agent.json("install", d["authorization_code"])["status"] == "installed"
+    assert agent.json("install", d["authorization_code"])["status"] == "unchanged"
+    re_issued = server.api("GET", f"/v1/licenses/{d['license_id']}/code", user,
+                           params={"device_id": dev["device_id"]}).json()["authorization_code"]
+    assert agent.json("install", re_issued)["status"] == "unchanged"
+    for _ in range(3):
+        assert agent.json("check", str(pid))["allowed"] is True
+    r = server.api("POST", "/v1/orders", user, json={"items": [{"offer_id": cat.offers[("uses", "rent_uses")],
+                                                                "quantity": 50, "license_id": d["license_id"]}],
+                                                     "device_id": dev["device_id"]})
+    d2 = r.json()["deliveries"][0]
+    assert agent.json("install", d2["authorization_code"])["status"] == "extended"
+    lic = next(l for l in agent.json("status")["licenses"] if l["product_id"] == str(pid))
+    assert lic["total"] == 60 and lic["remaining"] == 57          # the agent's own count survives
+    # the older code is refused now
+    assert agent.run("install", d["authorization_code"]).returncode != 0
+
+
+def test_vendor_key_rotation(server_factory, tmp_path):
+    srv = server_factory()
+    cat = make_catalog(srv)
+    user = srv.new_user(tokens=500)
+    keys = register_device(srv, user)
+    key_file = srv.workdir / "data" / "vendor_signing_key.pem"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    first = srv.api("GET", "/v1/vendor-key").json()
+    old = _only(order(srv, user, keys, [{"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10}]))
+    assert codes.read_header(old["authorization_code"]).kid == first["kid"] == old["kid"]
+
+    assert srv.api("POST", "/v1/admin/vendor-key/rotate", user).status_code == 403
+    r = srv.api("POST", "/v1/admin/vendor-key/rotate", srv.admin())
+    assert r.status_code == 201, r.text
+    assert r.json()["previous_kid"] == first["kid"] and r.json()["kid"] != first["kid"]
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    now = srv.api("GET", "/v1/vendor-key").json()
+    assert now["kid"] == r.json()["kid"]
+    assert {k["kid"] for k in now["keys"]} == {first["kid"], now["kid"]}
+
+    new = _only(order(srv, user, keys, [{"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10,
+                                         "license_id": old["license_id"]}]))
+    assert codes.read_header(new["authorization_code"]).kid == now["kid"]
+    # both verify with the listed keys; the old one also with only the old key
+    assert open_code(srv, keys, old["authorization_code"]).serial == 1
+    assert open_code(srv, keys, new["authorization_code"]).serial == 2
+    only_new = {now["kid"]: trusted_keys(srv)[now["kid"]]}
+    with pytest.raises(codes.UntrustedSigner):
+        codes.open_code(old["authorization_code"], keys.private, only_new)
+    # the CLI rotates too, and lists every key
+    out = srv.admin_cli("rotate-key")
+    assert '"previous_kid": "%s"' % now["kid"] in out.stdout
+    assert len(srv.api("GET", "/v1/vendor-key").json()["keys"]) == 3
+
+
+def test_licenses_list_is_the_owners_only(server, cat):
+    user, other = server.new_user(tokens=300), server.new_user(tokens=300)
+    keys = register_device(server, user)
+    _only(order(server, user, keys, [{"offer_id": cat.offers[("proc", "rent_processings")], "quantity": 100}]))
+    mine = licenses_of(server, user)
+    assert len(mine) == 1 and mine[0]["processings"] == 100 and mine[0]["device_id"] == keys.device_id
+    assert mine[0]["store_url"] == f"tokenrent://product/{cat.products['proc']}"
+    assert licenses_of(server, other) == []
+    assert server.api("GET", "/v1/licenses").status_code == 401
