@@ -221,10 +221,12 @@ class Agent:
     def doctor_facts(self) -> dict:
         with self._lock:
             self.state.refresh()
+            self.state.verify_everything()   # also the history before the latest checkpoint
             store = self.state.store
             return {"secret_store": store.name, "weaker_protection": store.weaker,
                     "why_weaker": store.reason if store.weaker else "", "device_id": self.model.device_id,
-                    "journal_entries": self.state.head_seq, "journal": "verified", "anchor": self.state.anchor_status,
+                    "journal_entries": self.state.head_seq, "journal": "verified",
+                    "anchor": self.state.anchor_status,
                     "clock_behind": gate.clock_is_behind(self.model, utc_now()),
                     "socket": str(socket_path(self.home))}
 

@@ -66,6 +66,36 @@ class Model:
         self.max_seen: datetime | None = None   # the latest wall-clock time ever recorded
         self.entries = 0
 
+    # -- checkpoints: the whole model in one entry, so opening does not replay the full history --
+    def snapshot(self) -> dict:
+        def license_data(lic: License) -> dict:
+            return {"grant": lic.grant, "code_digest": lic.code_digest, "installed_seq": lic.installed_seq,
+                    "installed_at": time_text(lic.installed_at), "consumed": lic.consumed, "history": lic.history}
+        return {
+            "device_id": self.device_id, "backend": self.backend, "trusted": self.trusted,
+            "max_seen": time_text(self.max_seen) if self.max_seen else None,
+            "licenses": [license_data(lic) for lic in self.licenses.values()],
+            "reservations": [{"reservation_id": r.reservation_id, "license_id": r.license_id, "n": r.amount,
+                              "expires_at": time_text(r.expires_at)}
+                             for r in self.reservations.values() if r.state == "open"],
+        }
+
+    def restore(self, data: dict) -> None:
+        self.device_id = data["device_id"]
+        self.backend = data["backend"]
+        self.trusted = dict(data["trusted"])
+        self.max_seen = parse_time(data["max_seen"]) if data["max_seen"] else None
+        self.licenses = {}
+        for item in data["licenses"]:
+            lic = _license_from_grant(item["grant"], item["code_digest"], item["installed_seq"],
+                                      parse_time(item["installed_at"]))
+            lic.consumed = item["consumed"]
+            lic.history = dict(item["history"])
+            self.licenses[lic.license_id] = lic
+        self.reservations = {r["reservation_id"]: Reservation(r["reservation_id"], r["license_id"], r["n"],
+                                                              parse_time(r["expires_at"]))
+                             for r in data["reservations"]}
+
     def see_time(self, moment: datetime) -> None:
         if self.max_seen is None or moment > self.max_seen:
             self.max_seen = moment
@@ -79,6 +109,8 @@ class Model:
     def apply(self, seq: int, at_text: str, kind: str, body: dict) -> None:
         """Replays one verified journal entry. Entries were validated before they were written."""
         at = parse_time(at_text)
+        if kind == "checkpoint":
+            self.restore(body)
         self.see_time(at)
         self.entries = seq
         if kind == "init":
@@ -89,17 +121,10 @@ class Model:
         elif kind == "install":
             grant = body["grant"]
             previous = self.licenses.get(grant["license_id"])
-            lic = License(
-                license_id=grant["license_id"], product_id=grant["product_id"],
-                product_name=grant.get("product_name", ""), kind=grant["kind"], serial=grant["serial"],
-                store_url=grant["store_url"], issued_at=parse_time(grant["issued_at"]),
-                expires_at=parse_time(grant["expires_at"]) if grant.get("expires_at") else None,
-                total=grant.get("uses") if grant["kind"] == "uses" else grant.get("processings"),
-                low_threshold=grant.get("low_threshold"), code_digest=body["code_digest"], grant=grant,
-                installed_seq=previous.installed_seq if previous else seq,
-                installed_at=previous.installed_at if previous else at,
-                consumed=previous.consumed if previous else 0,
-                history=previous.history if previous else {})
+            lic = _license_from_grant(grant, body["code_digest"], previous.installed_seq if previous else seq,
+                                      previous.installed_at if previous else at)
+            if previous:
+                lic.consumed, lic.history = previous.consumed, previous.history
             self.licenses[lic.license_id] = lic
             self.see_time(lic.issued_at)
         elif kind == "consume":
@@ -113,7 +138,18 @@ class Model:
             self.spend(reservation.license_id, body["n"], at)
         elif kind == "release":
             self.reservations[body["reservation_id"]].state = "released"
-        elif kind == "clock":
+        elif kind in ("clock", "checkpoint"):
             pass
         else:
             raise ValueError(f"unknown journal entry type {kind!r}")
+
+
+def _license_from_grant(grant: dict, code_digest: str, installed_seq: int, installed_at: datetime) -> License:
+    return License(
+        license_id=grant["license_id"], product_id=grant["product_id"], product_name=grant.get("product_name", ""),
+        kind=grant["kind"], serial=grant["serial"], store_url=grant["store_url"],
+        issued_at=parse_time(grant["issued_at"]),
+        expires_at=parse_time(grant["expires_at"]) if grant.get("expires_at") else None,
+        total=grant.get("uses") if grant["kind"] == "uses" else grant.get("processings"),
+        low_threshold=grant.get("low_threshold"), code_digest=code_digest, grant=grant,
+        installed_seq=installed_seq, installed_at=installed_at)

@@ -40,11 +40,13 @@ CREATE TABLE IF NOT EXISTS journal (
     body TEXT NOT NULL,
     mac  TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS journal_checkpoints ON journal (seq) WHERE type = 'checkpoint';
 CREATE TRIGGER IF NOT EXISTS journal_is_append_only_u BEFORE UPDATE ON journal
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_is_append_only_d BEFORE DELETE ON journal
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 """
+CHECKPOINT_EVERY = 1000  # entries; bounds the work of opening the state (the CLI does it every run)
 DEVICE_KEY = "device_key"
 JOURNAL_KEY = "journal_key"
 
@@ -73,6 +75,7 @@ class State:
         self._mac = head_mac
         self._thread_lock = threading.RLock()
         self._data_version = None
+        self._checkpoint_seq = 0
         self.anchor_status = "in step"
 
     # -- opening --------------------------------------------------------------------------
@@ -114,6 +117,8 @@ class State:
                                f"{store.name} (copied from elsewhere, or the keyring was reset)")
             model, head_seq, head_mac = _replay(conn, journal_key)
             state = cls(home, store, conn, lock_fd, journal_key, model, head_seq, head_mac)
+            state._checkpoint_seq = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM journal WHERE type = 'checkpoint'").fetchone()[0]
             state._check_anchor(anchor)
             return state
         except BaseException:
@@ -184,8 +189,9 @@ class State:
     def secret(self, name: str) -> bytes | None:
         return self.store.get(name)
 
-    def history_rows(self):
-        return self._conn.execute("SELECT seq, at, type, body FROM journal ORDER BY seq").fetchall()
+    def verify_everything(self) -> int:
+        with self._thread_lock:
+            return verify_everything(self._conn, self._key)
 
     # -- writing ---------------------------------------------------------------------------
     @contextmanager
@@ -200,6 +206,8 @@ class State:
                 yield lambda kind, body: pending.append((kind, body))
                 if pending:
                     self._append_locked(pending)
+                    if self._seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
+                        self._append_locked([("checkpoint", self.model.snapshot())])
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
@@ -227,6 +235,8 @@ class State:
         # Committed and synced: only now may anyone be told "allowed".
         for (row_seq, row_at, kind, _text, _mac_hex), (_kind, body) in zip(rows, entries):
             self.model.apply(row_seq, row_at, kind, body)
+            if kind == "checkpoint":
+                self._checkpoint_seq = row_seq
         self._seq, self._mac = seq, mac
         self.store.set_anchor({"seq": seq, "mac": mac.hex()})
 
@@ -285,12 +295,31 @@ def _verify_rows(rows, key: bytes, seq: int, mac: bytes, model: Model) -> tuple[
 
 
 def _replay(conn: sqlite3.Connection, key: bytes) -> tuple[Model, int, bytes]:
+    """Verifies and replays the journal from its latest checkpoint (or from the start). The
+    checkpoint's MAC chains to the entry before it, so it cannot be forged or moved; entries
+    before it are no longer needed to decide (doctor still verifies them all)."""
     try:
-        rows = conn.execute("SELECT seq, at, type, body, mac FROM journal ORDER BY seq").fetchall()
-    except sqlite3.DatabaseError as exc:
+        start = conn.execute("SELECT MAX(seq) FROM journal WHERE type = 'checkpoint'").fetchone()[0] or 1
+        if start > 1:
+            before = conn.execute("SELECT mac FROM journal WHERE seq = ?", (start - 1,)).fetchone()
+            if before is None:
+                raise Tampered(f"journal entry {start - 1} is missing: the journal was edited")
+            seq, mac = start - 1, bytes.fromhex(before[0])
+        else:
+            seq, mac = 0, _genesis(key)
+        rows = conn.execute("SELECT seq, at, type, body, mac FROM journal WHERE seq >= ? ORDER BY seq",
+                            (start,)).fetchall()
+    except (sqlite3.DatabaseError, ValueError) as exc:
         raise Tampered(f"the agent's state cannot be read: {exc}") from None
     model = Model()
-    seq, mac = _verify_rows(rows, key, 0, _genesis(key), model)
+    seq, mac = _verify_rows(rows, key, seq, mac, model)
     if seq == 0:
         raise Tampered("the agent's journal is empty: it was truncated")
     return model, seq, mac
+
+
+def verify_everything(conn: sqlite3.Connection, key: bytes) -> int:
+    """The whole chain from the first entry (doctor): returns the number of entries verified."""
+    rows = conn.execute("SELECT seq, at, type, body, mac FROM journal ORDER BY seq").fetchall()
+    seq, _mac = _verify_rows(rows, key, 0, _genesis(key), Model())
+    return seq
