@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from ..db import lock_users
@@ -42,11 +42,29 @@ MAX_TOKENS = 1_000_000_000
 
 # ---------------------------------------------------------------- accounts
 
-def vendor_account(db: Session, code: str) -> LedgerAccount:
-    acct = db.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
-    if acct is None:
-        raise RuntimeError(f"vendor ledger account {code} is missing: run the migrations")
-    return acct
+@dataclass(frozen=True)
+class VendorRef:
+    """A vendor account by id: vendor balances are never cached, so a
+    transfer needs only its id and currency (no row to load or lock)."""
+
+    id: int
+    code: str
+    currency: str
+    owner_user_id: None = None
+
+
+_vendor_refs: dict[tuple[str, str], VendorRef] = {}
+
+
+def vendor_account(db: Session, code: str) -> VendorRef:
+    key = (str(db.get_bind().url), code)
+    ref = _vendor_refs.get(key)
+    if ref is None:
+        acct = db.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+        if acct is None:
+            raise RuntimeError(f"vendor ledger account {code} is missing: run the migrations")
+        ref = _vendor_refs[key] = VendorRef(acct.id, acct.code, acct.currency)
+    return ref
 
 
 def _lot_code(user_id: int, kind: str, expires_at: datetime | None) -> str:
@@ -54,31 +72,46 @@ def _lot_code(user_id: int, kind: str, expires_at: datetime | None) -> str:
     return f"user:{user_id}:{kind}:{stamp}"
 
 
+def user_accounts(db: Session, user_id: int) -> list[LedgerAccount]:
+    """All of a user's ledger accounts, loaded once per transaction (the
+    list is dropped at commit/rollback, see _forget_user_accounts)."""
+    cache = db.info.setdefault("tokenrent_user_accounts", {})
+    accts = cache.get(user_id)
+    if accts is None:
+        accts = cache[user_id] = list(db.scalars(
+            select(LedgerAccount).where(LedgerAccount.owner_user_id == user_id).order_by(LedgerAccount.id)))
+    return accts
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_user_accounts(session: Session) -> None:
+    session.info.pop("tokenrent_user_accounts", None)
+
+
+def _user_account(db: Session, user_id: int, code: str, **fields) -> LedgerAccount:
+    accts = user_accounts(db, user_id)
+    for a in accts:
+        if a.code == code:
+            return a
+    acct = LedgerAccount(code=code, currency=CURRENCY_TOKEN, owner_user_id=user_id, balance=0, **fields)
+    db.add(acct)
+    db.flush()
+    accts.append(acct)
+    return acct
+
+
 def wallet_lot(db: Session, user_id: int, kind: str = KIND_STANDARD,
                expires_at: datetime | None = None) -> LedgerAccount:
     """The lot account for (kind, expiry), created on first use (caller holds the lock)."""
     if expires_at is not None:
         expires_at = expires_at.replace(microsecond=0)
-    code = _lot_code(user_id, kind, expires_at)
-    acct = db.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
-    if acct is None:
-        acct = LedgerAccount(code=code, purpose=WALLET, currency=CURRENCY_TOKEN,
-                             owner_user_id=user_id, token_kind=kind, expires_at=expires_at,
-                             balance=0)
-        db.add(acct)
-        db.flush()
-    return acct
+    return _user_account(db, user_id, _lot_code(user_id, kind, expires_at), purpose=WALLET,
+                         token_kind=kind, expires_at=expires_at)
 
 
 def hold_account(db: Session, user_id: int) -> LedgerAccount:
-    code = f"user:{user_id}:hold"
-    acct = db.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
-    if acct is None:
-        acct = LedgerAccount(code=code, purpose=HOLD, currency=CURRENCY_TOKEN,
-                             owner_user_id=user_id, balance=0)
-        db.add(acct)
-        db.flush()
-    return acct
+    return _user_account(db, user_id, f"user:{user_id}:hold", purpose=HOLD)
 
 
 def lock_wallets(db: Session, *user_ids: int) -> None:
@@ -91,10 +124,7 @@ def lock_wallets(db: Session, *user_ids: int) -> None:
 # ---------------------------------------------------------------- transfers
 
 def _wallet_total(db: Session, user_id: int) -> int:
-    return int(db.scalar(
-        select(func.coalesce(func.sum(LedgerAccount.balance), 0))
-        .where(LedgerAccount.owner_user_id == user_id, LedgerAccount.purpose == WALLET)
-    ))
+    return sum(a.balance for a in user_accounts(db, user_id) if a.purpose == WALLET)
 
 
 def post_transfer(db: Session, source: LedgerAccount, dest: LedgerAccount, amount: int,
@@ -109,7 +139,6 @@ def post_transfer(db: Session, source: LedgerAccount, dest: LedgerAccount, amoun
         source.balance -= amount
     if dest.owner_user_id is not None:
         dest.balance += amount
-    db.flush()
     t = LedgerTransfer(
         from_account_id=source.id, to_account_id=dest.id, amount=amount,
         currency=source.currency, kind=kind, memo=memo[:200], hold_id=hold_id,
@@ -181,9 +210,7 @@ class Wallet:
 
 def load_wallet(db: Session, user: User) -> Wallet:
     now = utcnow()
-    accts = db.scalars(
-        select(LedgerAccount).where(LedgerAccount.owner_user_id == user.id)
-    ).all()
+    accts = user_accounts(db, user.id)
     lots = [a for a in accts if a.purpose == WALLET and (a.expires_at is None or a.expires_at > now)]
     held = sum(a.balance for a in accts if a.purpose == HOLD)
     return Wallet(lots=lots, negative_limit=user.negative_limit, held=held)
@@ -197,13 +224,8 @@ def available_tokens(db: Session, user: User) -> int:
 def expire_due_lots(db: Session, user_id: int) -> int:
     """Expired tokens leave the wallet by a ledger transfer (shown on the statement)."""
     now = utcnow()
-    due = db.scalars(
-        select(LedgerAccount).where(
-            LedgerAccount.owner_user_id == user_id, LedgerAccount.purpose == WALLET,
-            LedgerAccount.expires_at.is_not(None), LedgerAccount.expires_at <= now,
-            LedgerAccount.balance > 0,
-        ).order_by(LedgerAccount.id)
-    ).all()
+    due = [a for a in user_accounts(db, user_id) if a.purpose == WALLET and a.expires_at is not None
+           and a.expires_at <= now and a.balance > 0]
     if not due:
         return 0
     expired = vendor_account(db, EXPIRED)
