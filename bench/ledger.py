@@ -71,7 +71,7 @@ def run_phase(seconds: float, clients: int, work) -> tuple[int, list[float], lis
     return len(flat), flat, errors
 
 
-def bench_backend(backend: str, seconds: float, clients: int, workers: int) -> dict:
+def bench_backend(backend: str, seconds: float, clients: int, workers: int, transfer_share: float = 0.5) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-ledger-{backend}-"))
     srv, cleanup = start_server(backend, tmp, workers=workers)
     try:
@@ -90,7 +90,7 @@ def bench_backend(backend: str, seconds: float, clients: int, workers: int) -> d
             u = rng.choice(users)
             key = str(uuid.uuid4())
             headers = {**u.headers, "Idempotency-Key": key}
-            if rng.random() < 0.5:
+            if rng.random() < transfer_share:
                 v = rng.choice([x for x in users if x is not u])
                 n = rng.randint(1, 40)
                 body = {"to_username": v.username, "to_full_name": v.full_name, "tokens": n, "pin": u.pin}
@@ -141,13 +141,15 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--transfer-share", type=float, default=0.5,
+                    help="share of transfers (PIN-checked) among the token-moving requests")
     a = ap.parse_args()
     ok = True
     for backend in a.backends.split(","):
         if backend == "postgres" and (reason := pg_unavailable_reason()):
             print(f"[{backend}] SKIPPED: {reason}")
             continue
-        r = bench_backend(backend, a.seconds, a.clients, a.workers)
+        r = bench_backend(backend, a.seconds, a.clients, a.workers, a.transfer_share)
         print(f"[{backend}, {r['workers']} worker(s), {a.clients} clients, {a.seconds:.0f}s each]")
         print(f"  trivial authenticated GET : {r['get_rps']:8.1f} req/s  p50 {r['get_p50']:6.1f} ms  p99 {r['get_p99']:6.1f} ms")
         print(f"  transfers + card purchases: {r['move_rps']:8.1f} req/s  p50 {r['move_p50']:6.1f} ms  p99 {r['move_p99']:6.1f} ms")
