@@ -225,10 +225,9 @@ def _resolve_entry(entry: str, directory: Path, python: str) -> list[str]:
     for i, token in enumerate(argv):
         if token == "{python}":
             out.append(python)
-        elif i == 0 or "/" in token:
+        elif i == 0 or (not token.startswith("-") and (directory / token).is_file()):
             # The program itself and its own files are relative to the install directory.
-            candidate = directory / token
-            out.append(str(candidate) if (i == 0 or candidate.exists()) else token)
+            out.append(str(directory / token))
         else:
             out.append(token)
     return out

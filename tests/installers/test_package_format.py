@@ -295,3 +295,14 @@ def test_cli_build_verify_and_refuse(tmp_path, program_dir, vendor_key):
                               "--entry", "run.sh", "-o", str(out)], capture_output=True, text=True,
                        cwd=ROOT, env={**os.environ, "TOKENRENT_VENDOR_KEY": str(tmp_path / "missing")})
     assert r.returncode == 2 and "cannot read the signing key" in r.stderr
+
+
+def test_entry_command_resolves_the_packages_own_files(tmp_path):
+    (tmp_path / "tool.py").write_text("")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "data.txt").write_text("")
+    program = pf.InstalledProgram("4", "1", "{python} tool.py --data lib/data.txt --mode fast", tmp_path)
+    assert pf.entry_command(program, python="/usr/bin/python3") == [
+        "/usr/bin/python3", str(tmp_path / "tool.py"), "--data", str(tmp_path / "lib" / "data.txt"),
+        "--mode", "fast"]
+    assert pf.entry_command(pf.InstalledProgram("4", "1", "run.sh x", tmp_path))[0] == str(tmp_path / "run.sh")
