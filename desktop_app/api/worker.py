@@ -69,11 +69,19 @@ class _Job(QRunnable):
             self._relay.done.emit(value)
 
 
+# The jobs wait on the network, on subprocesses (the agent, a launched program) and on
+# disk, not on the CPU: far more threads than cores, so a long job never holds up a click.
+MAX_THREADS = 32
+
+
 def run_async(fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
               on_error: Callable[[ApiError], None] | None = None) -> None:
     relay = _Relay(on_done, on_error)
     _live_relays.add(relay)
-    QThreadPool.globalInstance().start(_Job(fn, relay))
+    pool = QThreadPool.globalInstance()
+    if pool.maxThreadCount() < MAX_THREADS:
+        pool.setMaxThreadCount(MAX_THREADS)
+    pool.start(_Job(fn, relay))
 
 
 def pending_jobs() -> int:

@@ -118,7 +118,7 @@ class Download:
     def __init__(self, url: str, dest: Path, *, expected_sha256: str | None = None,
                  expected_size: int | None = None, headers: dict | None = None,
                  retries: int = 5, retry_wait: float = 0.5, timeout: float = 15.0,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, chunk_size: int = CHUNK):
         self.url = url
         self.dest = Path(dest)
         self.part = self.dest.with_name(self.dest.name + ".part")
@@ -130,6 +130,7 @@ class Download:
         self.retries = retries
         self.retry_wait = retry_wait
         self.timeout = timeout
+        self.chunk_size = chunk_size
         self.session = session or requests.Session()
         self._pause = threading.Event()
         self.on_progress: Callable[[Progress], None] | None = None
@@ -256,7 +257,7 @@ class Download:
             with open(self.part, mode) as out:
                 self._report(received, state.get("total_size"))
                 read = resp.raw.read
-                while block := read(CHUNK):
+                while block := read(self.chunk_size):
                     out.write(block)
                     hasher.update(block)
                     received += len(block)

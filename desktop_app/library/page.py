@@ -208,8 +208,10 @@ class LibraryPage(QWidget):
         if known:
             return known
         product = self.state.product(product_id) or {}
-        if product.get("download_url"):
-            return {"url": product["download_url"], "sha256": product.get("sha256"), "size": product.get("size")}
+        version = product.get("latest_version")
+        if version:
+            return {"url": f"/v1/products/{product['id']}/download", "sha256": version.get("sha256"),
+                    "size": version.get("size")}
         return None
 
     def download_selected(self) -> None:

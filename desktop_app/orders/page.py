@@ -52,6 +52,7 @@ class OrderPage(QWidget):
         self.state = state
         self.model = OrderListModel(self)
         self.banner = Banner(self)
+        self.inactive_banner = Banner(self)
         self.table = QTableView(objectName="order_table")
         self.table.setModel(self.model)
         self.table.setItemDelegateForColumn(OrderListModel.COL_TIER, TierDelegate(self.table))
@@ -76,6 +77,7 @@ class OrderPage(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.order_button)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.inactive_banner)
         layout.addWidget(self.banner)
         layout.addWidget(QLabel("Tick “Installed on this computer?” for programs you already have here: "
                                 "they only get a new authorization code, nothing is downloaded."))
@@ -114,10 +116,10 @@ class OrderPage(QWidget):
         self.cash.setText(f"Order total: {pricing.tokens_text(rt)}")
         self.order_button.setEnabled(bool(self.model.rowCount()))
         if self.state.me and not self.state.active:
-            self.banner.show_message("Your account is not active yet: buy the minimum tokens in the Wallet "
-                                     "before you order.", "warning")
+            self.inactive_banner.show_message("Your account is not active yet: buy the minimum tokens in the "
+                                              "Wallet before you order.", "warning")
         else:
-            self.banner.clear_message()
+            self.inactive_banner.clear_message()
 
     # -- saved list (FIG 10 step 907) ------------------------------------------
     def save_for_later(self, on_done=None) -> None:

@@ -1,0 +1,178 @@
+"""FIG 8/9/10 with the real server, the real agent (temp home) and real downloads:
+the patent's own example (500 tokens, Software A + 1,000 processings of Software D,
+320 left), never buying twice, the shortage flow with a saved list, downloads that
+resume, and --product links."""
+from __future__ import annotations
+
+import hashlib
+
+from PySide6.QtWidgets import QComboBox
+
+from desktop_app.library.download import Download, DownloadPaused
+from tests.desktop_app.conftest import sign_in
+
+
+def product_named(state, name):
+    return next(p for p in state.products if p["name"] == name)
+
+
+def add_from_store(qtbot, window, name, tier_text=None):
+    """Select the product in the store grid and press its offer's "Add to order"."""
+    state = window.state
+    product = product_named(state, name)
+    assert window.open_product(product["id"])
+    details = window.store.details
+    offer = next(o for o in product["offers"] if o["kind"] != "convert")
+    if tier_text:
+        combo = details.findChild(QComboBox, f"tiers_{offer['id']}")
+        combo.setCurrentIndex(next(i for i in range(combo.count()) if combo.itemText(i).startswith(tier_text)))
+    button = next(b for b in details.findChildren(type(window.sign_button)) if b.objectName() == f"add_{offer['id']}")
+    button.click()
+    return product
+
+
+def wait_device(qtbot, state):
+    qtbot.waitUntil(lambda: state.device_id is not None, timeout=60000)
+
+
+def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server):
+    user = store_server.new_user(tokens=500)
+    window, state = store_app.window, store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)                                   # device registered, vendor key trusted
+    add_from_store(qtbot, window, "Software A")
+    add_from_store(qtbot, window, "Software D", "1,000 processings")
+    orders = window.orders
+    window.show_page(orders)
+    assert orders.model.rowCount() == 2
+    # FIG 8: "Do you have Software D installed on your computer?  Yes"
+    d_row = next(r for r in range(2) if orders.model.line(r).product["name"] == "Software D")
+    orders.model.set_installed(d_row, True)
+    assert (orders.labels["rt"].text(), orders.labels["at"].text(), orders.labels["left"].text()) == \
+        ("180", "500", "320")
+    assert "$18.00" in orders.cash.text()                      # FIG 17: cash equivalent
+    # live update: a cheaper tier changes RT at once
+    orders.model.set_tier(d_row, 0)
+    assert orders.labels["rt"].text() == "110"
+    orders.model.set_tier(d_row, 1)
+
+    orders.order_button.click()
+    dialog = orders.confirm_dialog
+    plan = [dialog.plan.item(i).text() for i in range(dialog.plan.count())]
+    assert any("We will download Software A" in t for t in plan)
+    assert any("Software D" in t and "new authorization code only" in t for t in plan)
+    qtbot.waitUntil(lambda: dialog.labels["left"].text() == "320", timeout=20000)   # the server's quote
+    dialog.confirm_button.click()
+    dialog.place()                      # a second click while the first is on its way: ignored
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text() or dialog.confirm_button.isEnabled(),
+                    timeout=30000)
+    assert "ORDER CONFIRMED" in orders.banner.text(), dialog.banner.text()
+    assert store_server.me(user)["available_tokens"] == 320
+    orders_on_server = store_server.api("GET", "/v1/orders", user).json()
+    assert len(orders_on_server if isinstance(orders_on_server, list) else orders_on_server["orders"]) == 1
+    # a network retry with the same idempotency key buys nothing again
+    again = state.api.place_order(dialog.items, state.device_id, dialog.installed_ids, dialog.idempotency_key)
+    assert store_server.me(user)["available_tokens"] == 320 and again["id"] is not None
+
+    # the agent got both codes; Software A was downloaded, checked and installed
+    library = window.library
+    window.show_page(library)
+    qtbot.waitUntil(lambda: {e.name for e in state.entries if e.agent_known} >= {"Software A", "Software D"},
+                    timeout=30000)
+    d_entry = next(e for e in state.entries if e.name == "Software D")
+    assert (d_entry.kind, d_entry.left, d_entry.total) == ("processings", 1000, 1000)   # the agent's count
+    qtbot.waitUntil(lambda: any(e.name == "Software A" and e.installed for e in state.entries)
+                    or "Software A:" in library.banner.text(), timeout=60000)
+    assert "Installed" in library.banner.text(), library.banner.text()
+    assert any(e.name == "Software A" and e.installed for e in state.entries)
+    assert orders.model.rowCount() == 0
+    assert store_server.api("GET", "/v1/order-list", user).json().get("items") == []
+
+
+def test_shortage_save_for_later_then_buy_and_come_back(qtbot, store_app, store_server):
+    user = store_server.new_user(tokens=100)
+    window, state = store_app.window, store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)
+    add_from_store(qtbot, window, "Software A")
+    add_from_store(qtbot, window, "Software D", "1,000 processings")
+    orders = window.orders
+    orders.order_button.click()
+    orders.confirm_dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: getattr(orders, "shortage_dialog", None) is not None, timeout=30000)
+    shortage = orders.shortage_dialog
+    assert shortage.shortage == 80 and "short of 80 tokens ($8.00)" in \
+        shortage.findChild(type(window.balance_label), "shortage_text").text()
+    assert store_server.me(user)["available_tokens"] == 100          # nothing was taken
+    # save the order for later, sign out, sign in: the list is back
+    next(b for b in shortage.findChildren(type(window.sign_button)) if b.objectName() == "shortage_save").click()
+    qtbot.waitUntil(lambda: len(store_server.api("GET", "/v1/order-list", user).json().get("items", [])) == 2,
+                    timeout=20000)
+    state.sign_out()
+    orders.model.clear()
+    sign_in(qtbot, store_app, user)
+    qtbot.waitUntil(lambda: orders.model.rowCount() == 2, timeout=20000)
+    assert orders.model.required_tokens() == 180
+    # buy tokens now and come back to the same order
+    orders.order_button.click()
+    orders.confirm_dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: orders.shortage_dialog is not shortage, timeout=30000)
+    next(b for b in orders.shortage_dialog.findChildren(type(window.sign_button))
+         if b.objectName() == "shortage_buy").click()
+    buy = window.wallet.buy_dialog
+    assert window.pages.currentWidget() is window.wallet and buy.tokens.value() == 80
+    buy.card_number.setText("4242424242424242")
+    buy.card_expiry.setText("12/39")
+    buy.card_cvc.setText("123")
+    buy.buy_button.click()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is orders and state.available_tokens == 180, timeout=30000)
+    assert orders.model.rowCount() == 2                                 # the same order
+    orders.order_button.click()
+    orders.confirm_dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    assert store_server.me(user)["available_tokens"] == 0
+
+
+def test_download_from_the_server_resumes(qtbot, store_app, store_server, tmp_path):
+    """The real server's download: paused part-way, resumed by a new Download (as after a
+    restart) with HTTP Range, then checked against the published SHA-256."""
+    user = store_server.new_user(tokens=500)
+    state = store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)
+    product = product_named(state, "Software A")
+    offer = product["offers"][0]
+    answer = state.api.place_order([{"offer_id": offer["id"]}], state.device_id, [], "dl-test-" + user.username)
+    delivery = answer["deliveries"][0]
+    assert delivery["sha256"] == product["latest_version"]["sha256"]
+    url, dest = state.api.url(delivery["download_url"]), tmp_path / "a.trpkg"
+    first = Download(url, dest, expected_sha256=delivery["sha256"], expected_size=delivery["size"],
+                     headers=state.api.auth_headers(), chunk_size=256)
+    first.on_progress = lambda p: first.pause() if p.received >= delivery["size"] // 2 else None
+    try:
+        first.run()
+        raise AssertionError("the download should have paused")
+    except DownloadPaused:
+        pass
+    kept = first.received_bytes()
+    assert 0 < kept < delivery["size"]
+    path = Download(url, dest, expected_sha256=delivery["sha256"], expected_size=delivery["size"],
+                    headers=state.api.auth_headers()).run()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == delivery["sha256"]
+
+
+def test_product_link_opens_the_product_page(qtbot, app_home, store_server):
+    from desktop_app.app import Options, StoreApp
+    product_id = next(p["id"] for p in store_server.api("GET", "/v1/products").json() if p["name"] == "Software D")
+    app = StoreApp(Options(server=store_server.base_url, product=str(product_id)))
+    app.start()
+    try:
+        qtbot.waitUntil(lambda: app.ready, timeout=30000)
+        assert app.window.pages.currentWidget() is app.window.store
+        assert app.window.store.details.name.text() == "Software D"
+        assert "processings" in app.window.store.details.findChild(QComboBox).currentText()
+    finally:
+        from desktop_app.api.worker import pending_jobs
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        app.window.close()
+        app.stop()
