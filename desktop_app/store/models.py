@@ -94,6 +94,12 @@ class ProductTableModel(QAbstractTableModel):
         super().__init__(parent)
         self._products: list[dict] = []
         self._haystacks: list[str] = []   # lower-cased name + description, for fast filtering
+        self.pricing = None               # desktop_app.money.Pricing: cash equivalents (FIG 17)
+
+    def set_pricing(self, pricing) -> None:
+        self.pricing = pricing
+        if self._products:
+            self.dataChanged.emit(self.index(0, 1), self.index(len(self._products) - 1, len(self.COLUMNS) - 1))
 
     def set_products(self, products: list[dict]) -> None:
         self.beginResetModel()
@@ -175,7 +181,9 @@ class ProductTableModel(QAbstractTableModel):
             if offer is None:
                 return ""
             prefix = "from " if offer.get("tiers") and len(offer["tiers"]) > 1 else ""
-            return f"✓ {prefix}{offer_min_tokens(offer)} tokens"
+            tokens = offer_min_tokens(offer)
+            price = self.pricing.tokens_text(tokens) if self.pricing is not None else f"{tokens} tokens"
+            return f"✓ {prefix}{price}"
         if role == OfferRole:
             return offer
         if role == Qt.ItemDataRole.ToolTipRole and offer is not None:

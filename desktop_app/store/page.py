@@ -141,7 +141,11 @@ class StorePage(QWidget):
         self.setTabOrder(self.category_view, self.table)
 
         state.catalogChanged.connect(self.reload)
-        state.pricingChanged.connect(lambda _p: self.details.show_product(self.details.product))
+        state.pricingChanged.connect(self._pricing_changed)
+
+    def _pricing_changed(self, pricing) -> None:
+        self.products.set_pricing(pricing)
+        self.details.show_product(self.details.product)
 
     def reload(self) -> None:
         current = self.details.product

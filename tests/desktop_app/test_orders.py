@@ -176,3 +176,43 @@ def test_product_link_opens_the_product_page(qtbot, app_home, store_server):
         qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
         app.window.close()
         app.stop()
+
+
+def test_extend_and_convert_from_the_library(qtbot, store_app, store_server):
+    """Extend (h-j) and Convert (e-g) go straight into an order for that license."""
+    user = store_server.new_user(tokens=1000)
+    window, state = store_app.window, store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)
+    add_from_store(qtbot, window, "ScanClean Pro")      # rent by time, convertible later
+    orders = window.orders
+    orders.order_button.click()
+    orders.confirm_dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    library = window.library
+    window.show_page(library)
+    qtbot.waitUntil(lambda: any(e.name == "ScanClean Pro" and e.agent_known for e in state.entries), timeout=30000)
+    library.select_product(product_named(state, "ScanClean Pro")["id"])
+    entry = library.selected()
+    assert entry.kind == "time" and entry.fraction is not None and entry.fraction > 0.99
+    days_before = entry.left
+    assert library.buttons["extend"].isEnabled() and library.buttons["convert"].isEnabled()
+    library.buttons["extend"].click()
+    assert window.pages.currentWidget() is orders
+    line = orders.model.line(0)
+    assert line.license_id == entry.license_id and line.kind == "rent_time" and not line.needs_download()
+    orders.order_button.click()
+    orders.confirm_dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text() and orders.model.rowCount() == 0,
+                    timeout=30000)
+    window.show_page(library)
+    qtbot.waitUntil(lambda: any(e.name == "ScanClean Pro" and e.left and e.left > days_before + 29 * 86400
+                                for e in state.entries), timeout=30000)     # 30 more days, same license
+    assert sum(1 for e in state.entries if e.name == "ScanClean Pro") == 1
+    library.select_product(entry.product_id)
+    library.buttons["convert"].click()
+    assert orders.model.line(0).kind == "convert"
+    orders.order_button.click()
+    orders.confirm_dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: any(e.name == "ScanClean Pro" and e.kind == "permanent" for e in state.entries),
+                    timeout=30000)
