@@ -6,7 +6,8 @@ import re
 import pytest
 
 PUBLIC = {"/v1/health", "/v1/accounts", "/v1/sessions", "/v1/token-offers", "/openapi.json",
-          "/v1/vendor-key", "/v1/categories", "/v1/products"}
+          "/v1/vendor-key", "/v1/categories", "/v1/products",
+          "/v1/products/{product_id}"}  # the public catalog page (store ids: test_store_isolation.py)
 
 
 @pytest.fixture(scope="module")
