@@ -1,0 +1,53 @@
+"""The admin CLI on the server's real database, and idempotent demo data."""
+import json
+
+from tests.support.server import Server
+
+
+def test_admin_cli_grant_credit_list_verify(server):
+    u = server.register()
+    out = json.loads(server.admin_cli("grant", u.username, "120", "--kind", "incentive",
+                                      "--expires-at", "2099-01-01T00:00:00+00:00").stdout)
+    assert out["available_tokens"] == 120 and out["status"] == "active"
+    p = server.api("POST", "/v1/token-purchases", u, json={"tokens": 50, "method": "check"}).json()
+    listed = json.loads(server.admin_cli("list-purchases", "--status", "pending").stdout)
+    assert p["id"] in [x["id"] for x in listed]
+    credited = json.loads(server.admin_cli("credit-purchase", str(p["id"])).stdout)
+    assert credited["status"] == "credited"
+    assert server.me(u)["available_tokens"] == 170
+    assert json.loads(server.admin_cli("verify-ledger").stdout)["ok"] is True
+
+
+def test_admin_cli_refusals_exit_2_and_change_nothing(server):
+    u = server.register()
+    res = server.admin_cli("grant", "no_such_user_zz", "10", check=False)
+    assert res.returncode == 2 and "no such user" in res.stderr
+    res = server.admin_cli("grant", u.username, "0", check=False)
+    assert res.returncode == 2
+    res = server.admin_cli("confirm-purchase", "999999", check=False)
+    assert res.returncode == 2
+    res = server.admin_cli("grant", u.username, "5", "--expires-at", "2099-01-01T00:00:00", check=False)
+    assert res.returncode == 2                      # no UTC offset
+    assert server.me(u)["available_tokens"] == 0
+
+
+def test_demo_data_is_idempotent(backend, server_factory):
+    srv = server_factory(demo=True)
+    # a second start on the same database loads the demo again: nothing doubles
+    srv.stop()
+    again = Server(srv.db_url, srv.workdir, demo=True, backend=backend).start()
+    try:
+        assert "demo admin: admin / admin-demo-pass" in again.log_text()
+        from tests.support.server import TestUser
+
+        demo = again.sign_in(TestUser("demo", "demo-pass-1", "1234", "Demo User"))
+        me = again.me(demo)
+        assert me["available_tokens"] == 500 and me["status"] == "active"
+        admin = again.sign_in(TestUser("admin", "admin-demo-pass", "0000", "Demo Vendor Admin"))
+        offers = again.api("GET", "/v1/token-offers").json()
+        assert offers["token_price_cents"] == 10 and offers["min_tokens"] == 100
+        bundles = {b["name"]: (b["tokens"], b["discount_percent"]) for b in offers["bundles"]}
+        assert bundles["Silver"] == (100, 5) and bundles["Gold"] == (200, 10)
+        assert again.api("GET", "/v1/admin/ledger-check", admin).json()["ok"]
+    finally:
+        again.stop()
