@@ -42,7 +42,9 @@ class LibraryPage(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(LibraryModel.COL_LEFT, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(LibraryModel.COL_LEFT, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().currentChanged.connect(lambda *_: self._selection_changed())
 
         self.title = QLabel(objectName="library_title")

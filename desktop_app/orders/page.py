@@ -58,7 +58,9 @@ class OrderPage(QWidget):
         self.table.setItemDelegateForColumn(OrderListModel.COL_TIER, TierDelegate(self.table))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.AllEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().hide()
         self.labels = {k: QLabel("0", objectName=f"order_{k}") for k in ("rt", "at", "left")}
         self.cash = QLabel(objectName="order_cash")
@@ -201,6 +203,7 @@ class ConfirmOrderDialog(QDialog):
         self.attempts = 0
         self.banner = Banner(self)
         self.plan = QListWidget(objectName="confirm_plan")
+        self.plan.setWordWrap(True)
         for n, line in enumerate(model.lines(), 1):
             if line.needs_download():
                 what = f"{n}. We will download {line.product.get('name')} with its authorization code " \
@@ -225,7 +228,7 @@ class ConfirmOrderDialog(QDialog):
         layout.addWidget(self.plan)
         layout.addLayout(totals_grid(self.labels))
         layout.addWidget(self.buttons)
-        self.resize(640, 360)
+        self.resize(760, 360)
         # the server's own figures replace the local ones as soon as they arrive
         state.call(lambda: state.api.quote(self.items), self._quoted, lambda e: None)
 

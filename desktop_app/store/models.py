@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from desktop_app.money import format_cents
 from PySide6.QtCore import QAbstractListModel, QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 
 # FIG 7's column headings: offer kind -> heading
@@ -88,7 +89,7 @@ class ProductTableModel(QAbstractTableModel):
     """FIG 7: one row per product; a column per way to get it."""
 
     NAME_COLUMN = 0
-    COLUMNS = ["Product"] + [label for _, label in KIND_COLUMNS]
+    COLUMNS = ["Product"] + [label.replace("Rent by ", "Rent by\n") for _, label in KIND_COLUMNS]
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -157,9 +158,11 @@ class ProductTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal \
-                and 0 <= section < len(self.COLUMNS):
-            return self.COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(self.COLUMNS):
+            if role == Qt.ItemDataRole.DisplayRole:
+                return self.COLUMNS[section]
+            if role == Qt.ItemDataRole.ToolTipRole and section:
+                return "Lowest price in tokens (and cash); double-click or press Enter to add it to your order"
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -182,8 +185,9 @@ class ProductTableModel(QAbstractTableModel):
                 return ""
             prefix = "from " if offer.get("tiers") and len(offer["tiers"]) > 1 else ""
             tokens = offer_min_tokens(offer)
-            price = self.pricing.tokens_text(tokens) if self.pricing is not None else f"{tokens} tokens"
-            return f"✓ {prefix}{price}"
+            cents = self.pricing.cash_cents(tokens) if self.pricing is not None else None
+            cash = f" ({format_cents(cents, self.pricing.currency)})" if cents is not None else ""
+            return f"✓ {prefix}{tokens:,}{cash}"
         if role == OfferRole:
             return offer
         if role == Qt.ItemDataRole.ToolTipRole and offer is not None:

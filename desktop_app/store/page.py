@@ -35,9 +35,11 @@ class ProductDetails(QGroupBox):
         self.product = product
         while self.offers_box.count():
             item = self.offers_box.takeAt(0)
-            w = item.widget() or (item.layout() and None)
             if item.widget():
-                item.widget().deleteLater()
+                old = item.widget()
+                old.hide()              # gone at once, deleted when Qt gets to it
+                old.setParent(None)
+                old.deleteLater()
         if product is None:
             self.name.setText("Choose a product")
             self.description.setText("Pick a product in the list to see how you can buy or rent it.")
@@ -51,16 +53,20 @@ class ProductDetails(QGroupBox):
 
     def _offer_row(self, product: dict, offer: dict) -> QWidget:
         row = QWidget()
-        box = QHBoxLayout(row)
-        box.setContentsMargins(0, 0, 0, 0)
+        outer = QVBoxLayout(row)
+        outer.setContentsMargins(0, 4, 0, 4)
         label = QLabel(f"<b>{KIND_LABELS.get(offer['kind'], offer['kind'])}</b>")
-        box.addWidget(label)
+        outer.addWidget(label)
+        box = QHBoxLayout()
+        outer.addLayout(box)
         pricing = self.state.pricing
         tiers = offer.get("tiers") or []
         combo = None
         if tiers:
             combo = QComboBox()
             combo.setObjectName(f"tiers_{offer['id']}")
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(16)
             unit = QUANTITY_UNITS.get(offer["kind"], "")
             for t in tiers:
                 combo.addItem(f"{int(t['quantity']):,} {unit} — {pricing.tokens_text(int(t['tokens']))}")
@@ -114,11 +120,16 @@ class StorePage(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(90)
+        self.table.setWordWrap(False)
         self.table.selectionModel().currentChanged.connect(self._current_changed)
         self.table.activated.connect(self._activated)
 
         self.details = ProductDetails(state)
+        self.details.setMinimumWidth(300)
         self.details.addOffer.connect(self.addToOrder)
 
         filters = QHBoxLayout()
@@ -133,7 +144,11 @@ class StorePage(QWidget):
         split.addWidget(self.category_view)
         split.addWidget(center)
         split.addWidget(self.details)
-        split.setSizes([160, 560, 320])
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setStretchFactor(2, 0)
+        split.setSizes([170, 720, 350])
+        self.category_view.setMinimumWidth(120)
         layout = QVBoxLayout(self)
         layout.addWidget(split)
         self.setTabOrder(self.search, self.kind_filter)
