@@ -32,13 +32,11 @@ app.exec()
 """
 
 STORE = """
-import time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
-from desktop_app.app import Options, StoreApp
-store = StoreApp(Options(server="http://127.0.0.1:9"))
-store.start()
+from desktop_app.app import Options, launch      # what `tokenrent --server URL` runs before exec()
+store = launch(Options(server="http://127.0.0.1:9"))
 QTimer.singleShot(0, lambda: (print("shown", flush=True), app.quit()))
 app.exec()
 """

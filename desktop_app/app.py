@@ -50,6 +50,7 @@ class StoreApp:
 
     def start(self) -> None:
         self.window.show()
+        QTimer.singleShot(0, self._listen)
         self.state.load_cached_library()   # the library works before (or without) the network
         self.state.refresh_library()       # the agent's own counts need no network either
         if self.server_url:
@@ -58,6 +59,22 @@ class StoreApp:
         self.window.banner.show_message("Starting the local demo store…", "info")
         self.demo = DemoServer(self.paths.demo_db)
         run_async(self.demo.start, self._server_ready, self._demo_failed)
+
+    def _listen(self) -> None:
+        from desktop_app.single_instance import InstanceServer
+        self.instance_server = InstanceServer(self.paths, self.handle_request)
+
+    def handle_request(self, product: str | None) -> None:
+        """Another `tokenrent` (or a tokenrent:// link) asked for this window or a product."""
+        self.window.showNormal()
+        self.window.raise_()
+        self.window.activateWindow()
+        if product is None:
+            return
+        if self.ready:
+            self.window.open_product(product)
+        else:
+            self.options.product = product     # opened when the catalog arrives
 
     def _demo_failed(self, error) -> None:
         self.window.banner.show_message(f"{error} You can set a store server address in Settings.", "error")
@@ -90,18 +107,35 @@ class StoreApp:
         self._was_signed_in = signed_in
 
     def stop(self) -> None:
+        server = getattr(self, "instance_server", None)
+        if server is not None:
+            server.close()
+            self.instance_server = None
         if self.demo is not None:
             self.demo.stop()
 
 
-def run(options: Options) -> int:
+def launch(options: Options) -> StoreApp | None:
+    """Everything `tokenrent` does before the event loop. None: another storefront took over."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("TokenRent")
     app.setOrganizationName("TokenRent")
-    store = StoreApp(options)
+    paths = app_paths()
+    # one storefront per user: a second start (or a link) goes to the one already open
+    from desktop_app.single_instance import forward_to_running
+    if forward_to_running(paths, options.product):
+        return None
+    store = StoreApp(options, paths)
     app.aboutToQuit.connect(store.stop)
     store.start()
+    return store
+
+
+def run(options: Options) -> int:
+    store = launch(options)
+    if store is None:
+        return 0
     try:
-        return app.exec()
+        return QApplication.instance().exec()
     finally:
         store.stop()
