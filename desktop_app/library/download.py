@@ -133,6 +133,8 @@ class Download:
         self.chunk_size = chunk_size
         self.session = session or requests.Session()
         self._pause = threading.Event()
+        self._kept = None      # (hasher, bytes) while paused in this session
+        self._hasher = None
         self.on_progress: Callable[[Progress], None] | None = None
 
     # -- control (any thread) ---------------------------------------------
@@ -178,10 +180,17 @@ class Download:
         self.expected_sha256 = self.expected_sha256 or state.get("expected_sha256")
         if self.expected_size is None:
             self.expected_size = state.get("total_size")
-        # The bytes already on disk are hashed again (a hash state cannot be saved), on the
-        # hashing thread, while the rest is being received.
         received = self.received_bytes()
-        hasher = _Hasher(self.part if received else None, received)
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[1] == received and state:
+            hasher = kept[0]      # paused in this session: the hash so far is still in memory
+        else:
+            # After a restart the bytes on disk are hashed again (a hash state cannot be saved),
+            # on the hashing thread, while the rest is being received.
+            if kept is not None:
+                kept[0].abandon()
+            hasher = _Hasher(self.part if received else None, received)
+        self._hasher = hasher
         failures = 0
         try:
             while True:
@@ -189,6 +198,7 @@ class Download:
                     hasher, received = self._fetch(state, hasher, received)
                     break
                 except DownloadPaused:
+                    self._kept = (self._hasher, self.received_bytes())
                     raise
                 except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                         urllib3.exceptions.HTTPError) as exc:
@@ -201,9 +211,11 @@ class Download:
                     # re-sync with the disk: the bytes counted are the bytes written
                     hasher.abandon()
                     received = self.received_bytes()
-                    hasher = _Hasher(self.part if received else None, received)
+                    hasher = self._hasher = _Hasher(self.part if received else None, received)
+        except DownloadPaused:
+            raise
         except BaseException:
-            hasher.abandon()
+            self._hasher.abandon()
             raise
         return self._finish(hasher.hexdigest(), received, state)
 
@@ -232,7 +244,7 @@ class Download:
                 # the server ignored the Range (or the file changed): start over
                 received = 0
                 hasher.abandon()
-                hasher = _Hasher()
+                hasher = self._hasher = _Hasher()
                 # what we knew described the old file: only the caller's figures still hold
                 self.expected_sha256, self.expected_size = self._given
                 state.pop("expected_sha256", None)

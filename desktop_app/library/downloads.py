@@ -22,7 +22,8 @@ class DownloadManager(QObject):
     def __init__(self, state, parent=None):
         super().__init__(parent)
         self.state = state
-        self.active: dict[str, Download] = {}
+        self.active: dict = {}       # product id -> Download running
+        self._paused: dict = {}      # product id -> Download paused in this session
 
     @property
     def _pending(self) -> dict:
@@ -42,8 +43,11 @@ class DownloadManager(QObject):
         self._pending[pid] = {"url": url, "sha256": sha256, "size": size}
         self.state.cache.save()
         dest = self.state.paths.downloads_dir / f"product-{pid}.trpkg"
-        download = Download(self.state.api.url(url), dest, expected_sha256=sha256, expected_size=size,
-                            headers=self.state.api.auth_headers())
+        download = self._paused.pop(pid, None)     # paused in this session: keeps its hash so far
+        if download is None or download.url != self.state.api.url(url):
+            download = Download(self.state.api.url(url), dest, expected_sha256=sha256, expected_size=size,
+                                headers=self.state.api.auth_headers())
+        download.headers.update(self.state.api.auth_headers())
         last = [0.0]
 
         def report(p):
@@ -89,8 +93,10 @@ class DownloadManager(QObject):
 
     def _failed(self, pid: str, error) -> None:
         from desktop_app.library.download import ChecksumMismatch, DownloadPaused
-        self.active.pop(pid, None)
+        download = self.active.pop(pid, None)
         if isinstance(error, DownloadPaused):
+            if download is not None:
+                self._paused[pid] = download
             self.paused.emit(pid)
             return
         if isinstance(error, (installer.InstallError, ChecksumMismatch)):

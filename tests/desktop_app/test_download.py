@@ -111,3 +111,31 @@ def test_pause_resume_many_times_same_bytes(tmp_path):
             except DownloadPaused:
                 pass
         assert Download(srv.url, dest).run().read_bytes() == PAYLOAD
+
+
+def test_pause_and_resume_in_session_keeps_the_hash(tmp_path):
+    with FileServer(PAYLOAD) as srv:
+        d = Download(srv.url, tmp_path / "p.bin")
+        d.on_progress = lambda p: d.pause() if p.received >= 1_000_000 else None
+        with pytest.raises(DownloadPaused):
+            d.run()
+        d.on_progress = None
+        kept = d.received_bytes()
+        assert d._kept is not None and d._kept[1] == kept
+        path = d.run()
+        assert path.read_bytes() == PAYLOAD
+        assert srv.requests[-1] == f"bytes={kept}-"
+
+
+def test_in_session_resume_notices_a_changed_part_file(tmp_path):
+    """If the partial file changed while paused, the kept hash is not trusted."""
+    with FileServer(PAYLOAD) as srv:
+        d = Download(srv.url, tmp_path / "p.bin")
+        d.on_progress = lambda p: d.pause() if p.received >= 1_000_000 else None
+        with pytest.raises(DownloadPaused):
+            d.run()
+        d.on_progress = None
+        with open(d.part, "ab") as f:     # something appended bytes meanwhile
+            f.write(b"x" * 10)
+        with pytest.raises(ChecksumMismatch):
+            d.run()                       # re-hashed from disk, and the damage is caught
