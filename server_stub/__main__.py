@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(s.log_level)
     migrate.upgrade(s.resolved_db_url)
+    from .core.security import pin_pepper
+
+    pin_pepper()  # create the PIN pepper once, before any worker starts
     if a.command == "admin":
         return admin_cli.run(a)
 

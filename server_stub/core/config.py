@@ -31,6 +31,13 @@ class Settings:
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19 * 1024
     argon2_parallelism: int = 1
+    # PINs are 4-12 digits: no KDF cost protects that little entropy offline,
+    # so they are peppered with a server secret (a file outside the database)
+    # and hashed with a lighter, still memory-hard argon2id profile; online
+    # guessing is stopped by the PIN lockout.
+    pin_pepper_path: str = ""            # empty: <data_dir>/pin_pepper.key
+    pin_argon2_time_cost: int = 1
+    pin_argon2_memory_kib: int = 4096
     log_level: str = "INFO"
 
     @classmethod
@@ -55,6 +62,12 @@ class Settings:
         if self.db_url:
             return self.db_url
         return f"sqlite:///{self.resolved_data_dir / 'tokenrent.sqlite3'}"
+
+    @property
+    def resolved_pin_pepper_path(self) -> Path:
+        if self.pin_pepper_path:
+            return Path(self.pin_pepper_path)
+        return self.resolved_data_dir / "pin_pepper.key"
 
     @property
     def resolved_signing_key_path(self) -> Path:

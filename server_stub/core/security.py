@@ -3,6 +3,8 @@ this module in clear: only hashes are stored, nothing here logs."""
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 import secrets
 from functools import lru_cache
 
@@ -29,6 +31,54 @@ def hash_secret(secret: str) -> str:
 def verify_secret(stored_hash: str, secret: str) -> bool:
     try:
         return hasher().verify(stored_hash, secret)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _pin_hasher() -> PasswordHasher:
+    s = get_settings()
+    return _hasher(s.pin_argon2_time_cost, s.pin_argon2_memory_kib, 1)
+
+
+_peppers: dict[str, bytes] = {}
+
+
+def pin_pepper() -> bytes:
+    """The server's PIN pepper (32 random bytes in a 0600 file, created once;
+    every process and host sharing the database must use the same file)."""
+    path = get_settings().resolved_pin_pepper_path
+    key = _peppers.get(str(path))
+    if key is None:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+            try:
+                os.link(tmp, path)  # atomic; loses cleanly to a concurrent creator
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise RuntimeError(f"PIN pepper file {path} is not 32 bytes")
+        _peppers[str(path)] = key
+    return key
+
+
+def _peppered(pin: str) -> str:
+    return hmac.new(pin_pepper(), pin.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def hash_pin(pin: str) -> str:
+    return _pin_hasher().hash(_peppered(pin))
+
+
+def verify_pin(stored_hash: str, pin: str) -> bool:
+    try:
+        return _pin_hasher().verify(stored_hash, _peppered(pin))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -8,7 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
-from ..core.security import burn_verify_time, hash_secret, new_session_token, token_digest, verify_secret
+from ..core.security import (
+    burn_verify_time, hash_pin, hash_secret, new_session_token, token_digest, verify_pin, verify_secret,
+)
 from ..models.base import utcnow
 from ..models.ledger import KIND_INCENTIVE
 from ..models.user import ROLE_ADMIN, ROLE_USER, STATUS_ACTIVE, STATUS_INACTIVE, User, UserSession
@@ -26,7 +28,7 @@ def policy(db: Session) -> TokenPolicy:
 def create_user(db: Session, *, username: str, password: str, pin: str, full_name: str,
                 email: str, address: str | None = None, phone: str | None = None,
                 role: str = ROLE_USER) -> User:
-    password_hash, pin_hash = hash_secret(password), hash_secret(pin)  # before the transaction begins
+    password_hash, pin_hash = hash_secret(password), hash_pin(pin)  # before the transaction begins
     if db.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict("username is taken")
     user = User(username=username, password_hash=password_hash, pin_hash=pin_hash,
@@ -140,7 +142,7 @@ def check_pin(db: Session, user: User, pin_verified: bool) -> None:
 
 def pin_matches(user: User, pin: str) -> bool:
     """The slow argon2 check, done before the write transaction begins."""
-    return verify_secret(user.pin_hash, pin)
+    return verify_pin(user.pin_hash, pin)
 
 
 # ---------------------------------------------------------------- sessions

@@ -25,7 +25,7 @@ def db_url(backend, tmp_path):
         url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
     else:
         drop, url = create_pg_database()
-    set_settings(Settings(db_url=url, argon2_memory_kib=8192, argon2_time_cost=1))
+    set_settings(Settings(db_url=url, data_dir=str(tmp_path), argon2_memory_kib=8192, argon2_time_cost=1))
     migrate.upgrade(url)
     yield url
     dispose_engines()
@@ -148,3 +148,27 @@ def test_concurrent_holds_never_overspend(db_url):
     assert balances[("standard", False)] == 2 and held == 0
     with read_session() as db:
         assert ledger.verify_ledger(db).ok
+
+
+def test_secrets_are_argon2_and_pins_are_peppered(db_url, tmp_path):
+    import stat
+
+    from argon2 import PasswordHasher
+
+    from server_stub.core.security import verify_pin
+
+    make_user("frank")
+    with read_session() as db:
+        u = accounts.find_user(db, "frank")
+    assert u.password_hash.startswith("$argon2id$") and u.pin_hash.startswith("$argon2id$")
+    assert "password 123" not in u.password_hash and "1234" not in u.pin_hash
+    assert PasswordHasher().verify(u.password_hash, "password 123")
+    # the PIN hash is useless without the server's pepper file
+    try:
+        leaked_ok = PasswordHasher().verify(u.pin_hash, "1234")
+    except Exception:
+        leaked_ok = False
+    assert not leaked_ok
+    assert verify_pin(u.pin_hash, "1234") and not verify_pin(u.pin_hash, "4321")
+    pepper = tmp_path / "pin_pepper.key"
+    assert stat.S_IMODE(pepper.stat().st_mode) == 0o600 and len(pepper.read_bytes()) == 32
