@@ -268,7 +268,14 @@ def _hash_copy(src: Path, dest_dir: Path) -> tuple[Path, str, int]:
     return Path(tmp), h.hexdigest(), size
 
 
-def publish(db: Session, file_path: str, product_id: int | None = None, version: str | None = None) -> ProductVersion:
+def safe_file_name(name: str) -> str:
+    """The name a download is offered under: a plain file name, nothing else."""
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", name.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
+    return name[:200] or "package.bin"
+
+
+def publish(db: Session, file_path: str, product_id: int | None = None, version: str | None = None,
+            file_name: str | None = None) -> ProductVersion:
     """Store a product version's file. A TokenRent program package names its
     product and version in its signed manifest, and must be signed by one of
     the vendor's keys; any other file needs --product and --version."""
@@ -284,12 +291,13 @@ def publish(db: Session, file_path: str, product_id: int | None = None, version:
     try:
         pf.read_manifest(str(src))
         is_package = True
-    except pf.PackageError:
+    except Exception:  # noqa: BLE001  any file that is not a readable package is "a file"
         is_package = False
     if is_package:
+        trusted = trusted_public_keys(db)
         try:
-            verified = pf.verify_package(str(src), trusted_public_keys(db))
-        except pf.PackageError as e:
+            verified = pf.verify_package(str(src), trusted)
+        except Exception as e:  # noqa: BLE001  a damaged archive is refused, never a crash
             raise Invalid(f"the package is refused: {e}") from None
         m = verified.manifest
         try:
@@ -312,7 +320,7 @@ def publish(db: Session, file_path: str, product_id: int | None = None, version:
     tmp, sha, size = _hash_copy(src, packages_dir())
     storage_name = f"{sha}.bin"
     os.replace(tmp, packages_dir() / storage_name)   # content-addressed: same bytes, same file
-    v = ProductVersion(product_id=product_id, version=version, file_name=src.name[:200],
+    v = ProductVersion(product_id=product_id, version=version, file_name=safe_file_name(file_name or src.name),
                        storage_name=storage_name, sha256=sha, size=size, package_kid=kid)
     db.add(v)
     db.flush()

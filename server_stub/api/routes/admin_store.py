@@ -83,9 +83,8 @@ async def publish_version(product_id: IdPath, request: Request, _admin: AdminUse
     """Upload a product version's file (the request body, streamed to disk).
     A TokenRent package must be signed by a vendor key and be for this product;
     its version comes from its manifest. Any other file needs ?version=."""
-    safe_name = os.path.basename(file_name.replace("\\", "/")) or "package.bin"
     tmpdir = tempfile.mkdtemp(prefix="upload-", dir=_ensure(catalog.packages_dir()))
-    path = os.path.join(tmpdir, safe_name)
+    path = os.path.join(tmpdir, "upload.bin")
     try:
         size = 0
         with open(path, "wb") as f:
@@ -99,7 +98,7 @@ async def publish_version(product_id: IdPath, request: Request, _admin: AdminUse
 
         def store() -> dict:
             with write_session() as db:
-                return catalog.version_view(catalog.publish(db, path, product_id, version))
+                return catalog.version_view(catalog.publish(db, path, product_id, version, file_name))
 
         return await run_in_threadpool(store)
     finally:
