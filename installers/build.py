@@ -54,7 +54,9 @@ def freeze_app(app: str, dist: Path, work: Path, log=print) -> Path:
 
 def linux_bundle(dist: Path, apps: list[str], log=print) -> Path:
     """dist/tokenrent-<version>-linux-<arch>.tar.gz holding the frozen apps and the scripts."""
-    name = f"tokenrent-{project_version()}-linux-{platform.machine()}"
+    # The full bundle is tokenrent-...; one without the storefront (what CI builds) tokenrent-agent-...
+    label = "tokenrent" if freeze.STOREFRONT_NAME in apps else "tokenrent-agent"
+    name = f"{label}-{project_version()}-linux-{platform.machine()}"
     stage = dist / name
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)

@@ -96,7 +96,7 @@ def hidden_imports(app: str) -> list[str]:
     names += collect_submodules("license_agent")
     if app == STOREFRONT_NAME:
         names += collect_submodules("desktop_app")
-    return sorted(set(_present(names)))
+    return sorted(set(_present(names)) - set(NOT_ON_THIS_PLATFORM))
 
 
 def datas(app: str) -> list[tuple[str, str]]:
@@ -111,8 +111,15 @@ def datas(app: str) -> list[tuple[str, str]]:
     return out
 
 
+# keyring imports every backend at start-up; its macOS backend's `api` module looks for the
+# Security framework with ctypes.util.find_library, which on Linux runs ldconfig and gcc: about
+# 45 ms of every agent start. The backend already guards that import, so leaving the module
+# out of non-macOS builds only skips the search.
+NOT_ON_THIS_PLATFORM = [] if sys.platform == "darwin" else ["keyring.backends.macOS.api"]
+
+
 def excludes(app: str) -> list[str]:
-    out = list(EXCLUDES)
+    out = list(EXCLUDES) + NOT_ON_THIS_PLATFORM
     if app == AGENT_NAME:
         out += ["PySide6", "shiboken6", "desktop_app", "requests"]
     else:
