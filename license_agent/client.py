@@ -12,6 +12,7 @@ otherwise works in-process on the same state (same answers, same rules, same fil
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from contextlib import contextmanager
@@ -65,6 +66,18 @@ _ERRORS = {"bad_input": BadInput, "malformed_code": BadInput, "tampered": Tamper
            "secret_store_unavailable": SecretStoreUnavailable}
 
 
+def _check_peer_is_us(sock) -> None:
+    """A daemon run by another user (e.g. squatting the socket path in /tmp) is not our agent."""
+    import struct
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):  # not Linux: the 0600 socket in the 0700 home is the guard
+        return
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    if uid != os.getuid():
+        raise PermissionError(f"the socket is served by uid {uid}, not by this user")
+
+
 class DaemonConnection:
     """One connection to the daemon's socket; requests are JSON lines."""
 
@@ -73,6 +86,7 @@ class DaemonConnection:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(str(path))
+            _check_peer_is_us(self._sock)
         except OSError:
             self._sock.close()
             raise

@@ -41,5 +41,8 @@ def socket_path(home: Path) -> Path:
     if len(str(candidate)) <= _MAX_SOCKET_PATH:
         return candidate
     import tempfile
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(runtime) / f"{APP_NAME}-{home_id(home)}.sock"
+    name = f"tokenrent-agent-{home_id(home)}.sock"
+    for directory in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir(), "/tmp"):
+        if directory and len(os.path.join(directory, name)) <= _MAX_SOCKET_PATH:
+            return Path(directory) / name
+    return Path("/tmp") / name

@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,32 @@ def test_sdk_falls_back_when_the_daemon_is_gone(agent_home, daemon):
         assert second.check("4").remaining == 3
     finally:
         second.close()
+
+
+def test_long_home_paths_get_a_short_private_socket(tmp_path, monkeypatch):
+    from .conftest import AgentHome
+    import tempfile
+    home = tmp_path / ("deep-" * 20) / "home"
+    runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    monkeypatch.setenv("LICENSE_AGENT_HOME", str(home))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    agent_home = AgentHome(home)
+    agent_home.trust()
+    agent_home.install("4", "permanent")
+    path = socket_path(home)
+    assert len(str(path)) <= 100 and path.parent == runtime
+    proc = subprocess.Popen(agent_home.command("serve"), env=agent_home.env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+            time.sleep(0.02)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        client = sdk.Client(home)
+        assert client.mode == "daemon" and client.check("4").kind == "permanent"
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        shutil.rmtree(runtime, ignore_errors=True)
