@@ -43,7 +43,7 @@ DEMO_PROGRAMS: tuple[DemoProgram, ...] = (
     # time: the SDK's check at start and every 30 s
     DemoProgram("note_viewer", "{python} noteviewer.py", "Note Viewer", ("Software B",)),
     # uses (or time): launched through `license-agent run`
-    DemoProgram("dice_game", "{python} dicegame.py", "Pig Dice Game", ("Software C", "Pixel Quest")),
+    DemoProgram("dice_game", "{python} dicegame.py --gui", "Pig Dice Game", ("Software C", "Pixel Quest")),
     # processings from a shell script through the CLI (permanent: always allowed)
     DemoProgram("shell_wordcount", "wordcount.sh", "Word Count", ("DocVault", "Software A")),
 )

@@ -172,3 +172,40 @@ def test_shell_program_counts_down_through_the_cli(agent, tmp_path):
     r = run_program(agent, ["/bin/sh", script, str(files[2])], "1")
     assert r.returncode == 3 and "2 lines" not in r.stdout
     assert "tokenrent://product/1" in r.stderr
+
+
+def test_dice_game_window_plays_to_a_winner(qtbot):
+    sys.path.insert(0, str(PROGRAMS / "dice_game"))
+    import random
+
+    import dicegame
+    game = dicegame.GameWindow(random.Random(5))
+    qtbot.addWidget(game.widget)
+    assert not game.bank_button.isEnabled()        # nothing to bank yet
+    for _ in range(500):
+        if game.winner:
+            break
+        if game.turn >= 10:
+            game.bank_button.click()
+        else:
+            game.roll_button.click()
+    assert game.winner in ("you", "computer")
+    assert max(game.you, game.cpu) >= dicegame.GOAL
+    assert not game.roll_button.isEnabled()
+    assert "win" in game.news.text()
+
+
+@needs_agent
+def test_windows_open_when_launched_without_arguments(agent, tmp_path):
+    """The storefront's Launch starts the entry command as it is: the raster tool and the game
+    then open their windows instead of failing for want of arguments."""
+    agent.grant("4", "processings", processings=5)
+    r = run_program(agent, [sys.executable, str(PROGRAMS / "raster_tool" / "rastertool.py"),
+                            "--quit-after", "300"], "4")
+    assert r.returncode == 0, r.stderr
+    assert agent.remaining("4") == 5                # opening the window costs nothing
+    agent.grant("3", "uses", uses=1)
+    game = [sys.executable, str(PROGRAMS / "dice_game" / "dicegame.py"), "--gui", "--quit-after", "300"]
+    r = run_program(agent, [*agent.agent, "run", "3", "--", *game], "3")
+    assert r.returncode == 0, r.stderr
+    assert agent.remaining("3") == 0

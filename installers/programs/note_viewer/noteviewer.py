@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     win.resize(640, 480)
     win.show()
     print(f"noteviewer: {describe(first)}", flush=True)
-    return app.exec()
+    code = app.exec()
+    import shiboken6
+    shiboken6.delete(win)  # before the QApplication goes: the closures above keep it alive
+    return code
 
 
 if __name__ == "__main__":

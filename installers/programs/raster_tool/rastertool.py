@@ -1,6 +1,7 @@
 """Software D raster tool: grayscale, threshold and speck cleanup of PNG/PPM document scans.
 
     rastertool.py [--op grayscale|threshold|cleanup] [--level 0-255] [-o OUT_DIR] IMAGE...
+    rastertool.py            (no images: a small window to pick and process images)
 
 Every image costs one processing of the rental. The processing is RESERVED with the license
 agent before the image is read and COMMITTED only after the result is safely on disk; if the
@@ -107,43 +108,103 @@ def process(path: Path, out_dir: Path, op: str, level: int) -> Path:
 
 # --- licensing ----------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rastertool", description=__doc__.split("\n")[0])
-    ap.add_argument("images", nargs="+", type=Path)
-    ap.add_argument("--op", choices=["grayscale", "threshold", "cleanup"], default="cleanup")
-    ap.add_argument("--level", type=int, default=128, help="threshold level 0-255 (default 128)")
-    ap.add_argument("-o", "--out-dir", type=Path, default=None, help="default: beside each image")
-    args = ap.parse_args(argv)
-    if not 0 <= args.level <= 255:
-        ap.error("--level must be between 0 and 255")
-
+def process_images(images: list[Path], out_dir: Path | None, op: str, level: int, say) -> int:
+    """Each image under its own reservation. say(text, is_error) reports; returns the exit code."""
     from license_agent import client
 
     pid = product_id()
     failed = 0
-    for image in args.images:
-        out_dir = args.out_dir or image.parent
-        out_dir.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        target_dir = out_dir or image.parent
+        target_dir.mkdir(parents=True, exist_ok=True)
         try:
             # Reserve one processing; commit when the body succeeds, release when it raises.
             with client.processing(pid, 1) as held:
-                target = process(image, out_dir, args.op, args.level)
+                target = process(image, target_dir, op, level)
         except client.Denied as e:
-            print(f"rastertool: {e}", file=sys.stderr)
-            print(f"rastertool: buy more processings at {e.store_url}", file=sys.stderr)
+            say(f"{e}", True)
+            say(f"buy more processings at {e.store_url}", True)
             return 3
         except client.AgentError as e:
-            print(f"rastertool: the license agent refused: {e}", file=sys.stderr)
+            say(f"the license agent refused: {e}", True)
             return 4
         except (OSError, ValueError) as e:
-            print(f"rastertool: {image}: {e} (no processing used)", file=sys.stderr)
+            say(f"{image}: {e} (no processing used)", True)
             failed += 1
             continue
-        done = held.done
-        print(f"{image} -> {target} ({done['remaining']} processings left)")
+        say(f"{image} -> {target} ({held.done['remaining']} processings left)", False)
         if held.answer.get("warning"):
-            print(f"rastertool: {held.answer['message']}", file=sys.stderr)
+            say(held.answer["message"], True)
     return 1 if failed else 0
+
+
+def run_window(args) -> int:
+    """Started without images (e.g. from the storefront's Launch): a small window to pick images."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import (QApplication, QComboBox, QFileDialog, QHBoxLayout, QListWidget,
+                                   QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    win = QWidget()
+    win.setWindowTitle("Raster Tool")
+    op = QComboBox()
+    op.addItems(["cleanup", "threshold", "grayscale"])
+    op.setCurrentText(args.op)
+    level = QSpinBox()
+    level.setRange(0, 255)
+    level.setValue(args.level)
+    open_button = QPushButton("&Process images…")
+    log = QListWidget()
+    row = QHBoxLayout()
+    for w in (op, level, open_button):
+        row.addWidget(w)
+    layout = QVBoxLayout(win)
+    layout.addLayout(row)
+    layout.addWidget(log)
+    exit_code = {"code": 0}
+
+    def say(text: str, is_error: bool) -> None:
+        log.addItem(("⚠ " if is_error else "") + text)
+        QApplication.processEvents()
+
+    def choose() -> None:
+        names, _ = QFileDialog.getOpenFileNames(win, "Images to process", "",
+                                                "Images (*.png *.ppm *.pgm);;All files (*)")
+        if names:
+            exit_code["code"] = process_images([Path(n) for n in names], args.out_dir, op.currentText(),
+                                               level.value(), say)
+            if exit_code["code"] == 3:
+                open_button.setEnabled(False)
+
+    open_button.clicked.connect(choose)
+    win.resize(560, 360)
+    win.show()
+    if args.quit_after is not None:
+        QTimer.singleShot(args.quit_after, app.quit)
+    app.exec()
+    # The closures above keep the window alive past the QApplication; delete it while Qt still can.
+    import shiboken6
+    shiboken6.delete(win)
+    return exit_code["code"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rastertool", description=__doc__.split("\n")[0])
+    ap.add_argument("images", nargs="*", type=Path, help="without images: open the window")
+    ap.add_argument("--op", choices=["grayscale", "threshold", "cleanup"], default="cleanup")
+    ap.add_argument("--level", type=int, default=128, help="threshold level 0-255 (default 128)")
+    ap.add_argument("-o", "--out-dir", type=Path, default=None, help="default: beside each image")
+    ap.add_argument("--quit-after", type=int, metavar="MS", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if not 0 <= args.level <= 255:
+        ap.error("--level must be between 0 and 255")
+    if not args.images:
+        return run_window(args)
+
+    def say(text: str, is_error: bool) -> None:
+        print(f"rastertool: {text}" if is_error else text, file=sys.stderr if is_error else sys.stdout)
+
+    return process_images(args.images, args.out_dir, args.op, args.level, say)
 
 
 if __name__ == "__main__":
