@@ -120,3 +120,60 @@ def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, ven
         qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
         window.close()
         store.stop()
+
+
+def test_library_download_pauses_and_continues_after_restart(qtbot, app_home, vendor_key, tmp_path):
+    """Download and install from the Library: paused, the app closed, a new app continues the
+    download from the bytes on disk, checks SHA-256 and the vendor signature, and installs."""
+    import hashlib as _hashlib
+    import os as _os
+
+    from desktop_app.app import Options, StoreApp
+    from tests.support.desktop_files import FileServer
+
+    src = tmp_path / "bigsrc"
+    src.mkdir()
+    (src / "hello.py").write_text("print('hi')\n")
+    (src / "data.bin").write_bytes(_os.urandom(4 * 1024 * 1024))   # random: the zip stays large
+    package = tmp_path / "big.trpkg"
+    pf.build_package(src, package, product_id=PRODUCT, version="2.0", entry="{python} hello.py",
+                     signing_key=vendor_key, name="Software C")
+    payload = package.read_bytes()
+    sha = _hashlib.sha256(payload).hexdigest()
+    public_b64 = base64.b64encode(raw_public(vendor_key)).decode()
+    info = {"url": None, "sha256": sha, "size": len(payload)}
+
+    with FileServer(payload, bytes_per_second=2 * 1024 * 1024) as srv:
+        info["url"] = srv.url
+        first = StoreApp(Options(server="http://127.0.0.1:9"))
+        first.state.cache.data["vendor_key"] = {"kid": "test", "public_key": public_b64}
+        first.start()
+        library = first.window.library
+        paused = []
+        library.downloads.paused.connect(paused.append)
+        library.downloads.progress.connect(
+            lambda pid, received, total: library.downloads.pause(pid) if received > 0 else None)
+        library.start_download(PRODUCT, info)
+        qtbot.waitUntil(lambda: paused == [PRODUCT], timeout=30000)
+        part = first.paths.downloads_dir / f"product-{PRODUCT}.trpkg.part"
+        kept = part.stat().st_size
+        assert 0 < kept < len(payload)
+        from desktop_app.api.worker import pending_jobs
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=30000)
+        first.state.cache.save_now()
+        first.window.close()
+        first.stop()
+
+        second = StoreApp(Options(server="http://127.0.0.1:9"))    # a restart, off-line store
+        installed = []
+        second.start()
+        second.window.library.downloads.installed.connect(installed.append)
+        qtbot.waitUntil(lambda: installed == [PRODUCT], timeout=60000)
+        assert srv.requests[-1] == f"bytes={kept}-"                  # it continued, not restarted
+        program = installer.installed(second.state.install_dir, PRODUCT)
+        assert program is not None and program.version == "2.0"
+        assert not part.exists()
+        assert PRODUCT not in second.window.library.downloads.pending()
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=30000)
+        second.window.close()
+        second.stop()

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
 class FileServer:
-    def __init__(self, payload: bytes, *, send_sha256: bool = True, honour_range: bool = True):
+    def __init__(self, payload: bytes, *, send_sha256: bool = True, honour_range: bool = True,
+                 bytes_per_second: int | None = None):
         self.payload = payload
         self.sha256 = hashlib.sha256(payload).hexdigest()
         self.etag = '"' + self.sha256[:16] + '"'
         self.send_sha256 = send_sha256
         self.honour_range = honour_range
+        self.bytes_per_second = bytes_per_second   # a slow network, so a test can pause part-way
         self.cut_after: int | None = None     # drop the connection after this many body bytes (once)
         self.requests: list[str | None] = []  # the Range header of each request
         outer = self
@@ -59,9 +62,11 @@ class FileServer:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
-                step = 1 << 20
+                step = 1 << 20 if outer.bytes_per_second is None else 64 * 1024
                 for i in range(0, len(body), step):
                     self.wfile.write(body[i:i + step])
+                    if outer.bytes_per_second:
+                        time.sleep(step / outer.bytes_per_second)
 
         class QuietServer(ThreadingHTTPServer):
             def handle_error(self, request, client_address):
