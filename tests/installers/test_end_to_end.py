@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QComboBox
 
 from license_agent import package_format as pf
 from tests.support.installers_agent import AgentHome
-from tests.support.server import TestUser, start_server
+from tests.support.server import TestUser, pg_unavailable_reason, start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -31,9 +31,11 @@ def homes(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def server(tmp_path):
-    srv, cleanup = start_server("sqlite", tmp_path / "server", demo=True)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request, tmp_path):
+    if request.param == "postgres" and (reason := pg_unavailable_reason()):
+        pytest.skip(reason)
+    srv, cleanup = start_server(request.param, tmp_path / "server", demo=True)
     yield srv
     cleanup()
 
@@ -171,6 +173,15 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
         assert len(list(out_dir.iterdir())) == 3          # nothing was processed
         gate = agent.cli_json("check", pid, expect=3)
         assert gate["allowed"] is False and gate["used_up"] is True
+
+        # Launch from the library: the agent refuses before the program starts.
+        window.show_page(library)
+        state.refresh_library()
+        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").left == 0,
+                        timeout=30000)
+        assert library.select_product(pid)
+        library.buttons["launch"].click()
+        qtbot.waitUntil(lambda: "may not run" in library.banner.text(), timeout=30000)
 
         # The store link opens Software D's page in the storefront.
         assert product_from_link(gate["store_url"]) == pid
