@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..models.base import utcnow
@@ -82,27 +82,36 @@ def _item_fields(item) -> tuple[int, int | None, int | None]:
 
 
 def _offer(db: Session, offer_id: int) -> tuple[Offer, Product]:
-    offer = db.get(Offer, offer_id)
-    product = db.get(Product, offer.product_id) if offer is not None else None
-    if offer is None or not offer.active or product is None or not product.active:
-        raise NotFound(f"no such offer: {offer_id}", offer_id=offer_id)
+    offer, product, _tokens = _offer_and_price(db, offer_id, None, check_price=False)
     return offer, product
 
 
-def _price(db: Session, offer: Offer, quantity: int | None) -> int:
+def _offer_and_price(db: Session, offer_id: int, quantity: int | None,
+                     check_price: bool = True) -> tuple[Offer, Product, int]:
+    """The orderable offer, its product and the price of `quantity`, in one query."""
+    row = db.execute(
+        select(Offer, Product, OfferTier.tokens)
+        .join(Product, Product.id == Offer.product_id)
+        .outerjoin(OfferTier, (OfferTier.offer_id == Offer.id) & (OfferTier.quantity == (quantity or 0)))
+        .where(Offer.id == offer_id)
+    ).first()
+    if row is None or not row[0].active or not row[1].active:
+        raise NotFound(f"no such offer: {offer_id}", offer_id=offer_id)
+    offer, product, tier_tokens = row
+    if not check_price:
+        return offer, product, 0
     if offer.kind in TIERED_KINDS:
-        tiers = db.scalars(select(OfferTier).where(OfferTier.offer_id == offer.id).order_by(OfferTier.quantity)).all()
-        choices = [t.quantity for t in tiers]
+        if quantity is not None and tier_tokens is not None:
+            return offer, product, tier_tokens
+        choices = list(db.scalars(select(OfferTier.quantity).where(OfferTier.offer_id == offer.id)
+                                  .order_by(OfferTier.quantity)))
         if quantity is None:
             raise Invalid(f"offer {offer.id} is a rental: give a quantity, one of {choices}", tiers=choices)
-        for t in tiers:
-            if t.quantity == quantity:
-                return t.tokens
         raise Invalid(f"quantity {quantity} is not a tier of offer {offer.id}; choose one of {choices}",
                       tiers=choices)
     if quantity is not None:
         raise Invalid(f"offer {offer.id} ({offer.kind}) takes no quantity")
-    return offer.tokens
+    return offer, product, offer.tokens
 
 
 def plan_items(db: Session, user_id: int, items, device: Device | None) -> Plan:
@@ -117,8 +126,7 @@ def plan_items(db: Session, user_id: int, items, device: Device | None) -> Plan:
     plan = Plan()
     for n, item in enumerate(items, 1):
         offer_id, quantity, license_id = _item_fields(item)
-        offer, product = _offer(db, offer_id)
-        tokens = _price(db, offer, quantity)
+        offer, product, tokens = _offer_and_price(db, offer_id, quantity)
         target = None
         if license_id is not None:
             target = by_license.get(license_id)
@@ -236,21 +244,20 @@ def place_order(db: Session, user_id: int, items, device_id: str, installed_prod
         ledger.void_hold(db, hold.id, memo=f"order {order.id} failed")
         raise   # and the transaction rolls back: no order, no license, no tokens moved
     ledger.post_hold(db, hold.id, memo=f"order {order.id}")
-    for item in plan.items:
-        db.add(OrderItem(order_id=order.id, offer_id=item.offer.id, product_id=item.product.id,
-                         product_name=item.product.name, offer_kind=item.offer.kind, action=item.action,
-                         quantity=item.quantity, tokens=item.tokens, cash_cents=cash_cents(item.tokens, price),
-                         license_id=item.target.license.id))
+    order_items = [OrderItem(order_id=order.id, offer_id=item.offer.id, product_id=item.product.id,
+                             product_name=item.product.name, offer_kind=item.offer.kind, action=item.action,
+                             quantity=item.quantity, tokens=item.tokens, cash_cents=cash_cents(item.tokens, price),
+                             license_id=item.target.license.id) for item in plan.items]
+    db.add_all(order_items)
     installed = set(installed_product_ids or [])
     deliveries = _deliveries(plan, device, installed, codes, db)
     order.hold_id = hold.id
-    order.balance_after = ledger.available_tokens(db, user)
+    order.balance_after = available - plan.required   # the hold took exactly this; posting moves it on
     order.deliveries_json = json.dumps(deliveries)
-    saved = db.get(SavedOrderList, user_id)
-    if saved is not None:       # FIG 10: the saved list is kept until it is ordered
-        db.delete(saved)
+    # FIG 10: the saved list is kept until it is ordered
+    db.execute(delete(SavedOrderList).where(SavedOrderList.user_id == user_id))
     db.flush()
-    return Outcome(201, receipt(db, order))
+    return Outcome(201, receipt(db, order, order_items, deliveries))
 
 
 def _apply(db: Session, user_id: int, plan: Plan, device: Device, now: datetime) -> dict[int, tuple[str, str]]:
@@ -290,8 +297,10 @@ def committed_answer(user_id: int, key: str | None, scope: str, payload) -> Outc
 
 # ---------------------------------------------------------------- receipts
 
-def receipt(db: Session, order: Order) -> dict:
-    items = db.scalars(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id)).all()
+def receipt(db: Session, order: Order, items: list[OrderItem] | None = None,
+            deliveries: list[dict] | None = None) -> dict:
+    if items is None:
+        items = db.scalars(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id)).all()
     return {
         "id": order.id, "status": order.status, "created_at": order.created_at,
         "device_id": order.device_id,
@@ -301,7 +310,7 @@ def receipt(db: Session, order: Order) -> dict:
         "items": [{"offer_id": i.offer_id, "product_id": i.product_id, "product_name": i.product_name,
                    "kind": i.offer_kind, "action": i.action, "quantity": i.quantity, "tokens": i.tokens,
                    "cash_cents": i.cash_cents, "license_id": i.license_id} for i in items],
-        "deliveries": json.loads(order.deliveries_json or "[]"),
+        "deliveries": deliveries if deliveries is not None else json.loads(order.deliveries_json or "[]"),
     }
 
 
@@ -361,8 +370,7 @@ def put_order_list(db: Session, user_id: int, items: list[dict]) -> dict:
             db.flush()
         return {"items": [], "updated_at": None}
     for item in items:           # only the user's own, existing offers and licenses are kept
-        offer, _product = _offer(db, item["offer_id"])
-        _price(db, offer, item.get("quantity"))
+        _offer_and_price(db, item["offer_id"], item.get("quantity"))
         if item.get("license_id") is not None:
             licenses.owned(db, user_id, item["license_id"])
     now = utcnow()
