@@ -135,6 +135,8 @@ def main() -> int:
             for _ in range(50):
                 via_daemon.check("4")
             results["daemon (SDK over socket)"] = interleaved(lambda: via_daemon.check("4"), floor, args.n)
+            # the transport alone: a ping through the same connection, no state touched
+            results["daemon ping (no work)"] = interleaved(lambda: via_daemon._request({"op": "ping"}), floor, args.n)
             via_daemon.close()
         finally:
             daemon.send_signal(signal.SIGTERM)
@@ -144,8 +146,10 @@ def main() -> int:
         results["cli check"] = (cli, [floor_sample(floor) for _ in cli])
         # "bare python3 -c pass": the same interpreter the agent runs on, started directly
         # (a `python3` on PATH may be a version-manager shim that costs more than Python itself).
-        python_pass = timed_processes([sys.executable, "-c", "pass"], env, args.cli_n)
-        agent_run = timed_processes([*agent_cmd(), "run", "4", "--", "true"], env, args.cli_n)
+        python_pass, agent_run = [], []
+        for _ in range(args.cli_n):  # interleaved, so both see the same load
+            python_pass += timed_processes([sys.executable, "-c", "pass"], env, 1)
+            agent_run += timed_processes([*agent_cmd(), "run", "4", "--", "true"], env, 1)
 
     print(f"secret store: {store}; cpu count {os.cpu_count()}; n={args.n}, process runs={args.cli_n}")
     print(f"{'path':<28}{'p50 ms':>9}{'p99 ms':>9}{'floor p50':>11}{'floor p99':>11}{'p50/floor':>11}{'p99/floor':>11}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 
 from . import __version__
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as exc:
         _fail(exc, as_json)
         return exc.exit_code
+    except (OSError, sqlite3.Error) as exc:  # unwritable home, full disk, ...: no traceback, no decision
+        error = AgentError(f"cannot use the agent's state: {exc}", "state_unavailable")
+        _fail(error, as_json)
+        return error.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -79,6 +79,7 @@ def test_run_passes_the_exit_code_through(agent_home, tmp_path):
     agent_home.install("4", "uses", uses=2)
     result = agent_home.cli("run", "4", "--", "sh", "-c", "echo hi; exit 7")
     assert result.returncode == 7 and result.stdout == "hi\n"
+    assert "warning" in result.stderr and "1 use of" in result.stderr   # default threshold: 10%, at least 1
     assert agent_home.cli("run", "4", "--", "true").returncode == 0
     denied = agent_home.cli("run", "4", "--", "sh", "-c", "echo SHOULD-NOT-RUN")
     assert denied.returncode == 3 and "SHOULD-NOT-RUN" not in denied.stdout and "buy more" in denied.stderr

@@ -77,3 +77,46 @@ def test_many_processes_spend_exactly_what_they_were_told(agent_home):
     assert codes.count(0) == 6 and codes.count(3) == 2, codes
     assert agent_home.ok("status", "--json").json["licenses"][0]["remaining"] == 0
     assert consumed_in_journal(agent_home) == 12
+
+
+@pytest.mark.slow
+def test_kill_9_during_first_run_never_locks_out(tmp_path):
+    from .conftest import AgentHome
+    rng = random.Random(99)
+    started = time.monotonic()
+    probe = AgentHome(tmp_path / "probe")
+    probe.ok("device")
+    one_run = time.monotonic() - started
+    interrupted = 0
+    for round_number in range(15):
+        agent_home = AgentHome(tmp_path / f"home-{round_number}")
+        proc = subprocess.Popen(agent_home.command("device", "--json"), env=agent_home.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.2, 1.1) * one_run)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        interrupted += proc.returncode != 0
+        first = json.loads(out)["device_id"] if proc.returncode == 0 else None
+        after = agent_home.cli("device", "--json")
+        assert after.returncode == 0, ("an interrupted first run locked the user out", round_number, after)
+        if first:
+            assert after.json["device_id"] == first
+        agent_home.trust()
+        agent_home.install("4", "uses", uses=2)
+        assert agent_home.ok("check", "4", "--json").json["remaining"] == 1
+    assert interrupted >= 3, interrupted
+
+
+def test_unwritable_home_is_a_clear_error(tmp_path):
+    from .conftest import AgentHome
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file-not-dir"
+        blocker.write_text("x")
+        agent_home = AgentHome(blocker / "home")   # a path that cannot be created, even by root
+    else:
+        parent = tmp_path / "ro"
+        parent.mkdir(mode=0o500)
+        agent_home = AgentHome(parent / "home")
+    result = agent_home.cli("check", "4", "--json")
+    assert result.returncode == 4 and result.json["error"] == "state_unavailable"
+    assert "Traceback" not in result.stderr
