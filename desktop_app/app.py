@@ -58,7 +58,12 @@ class StoreApp:
             return
         self.window.banner.show_message("Starting the local demo store…", "info")
         self.demo = DemoServer(self.paths.demo_db)
-        run_async(self.demo.start, self._server_ready, self._demo_failed)
+        try:
+            self.demo.launch()                     # on this (main) thread, see DemoServer.launch
+        except Exception as exc:
+            self._demo_failed(exc)
+            return
+        run_async(self.demo.wait_ready, self._server_ready, self._demo_failed)
 
     def _listen(self) -> None:
         from desktop_app.single_instance import InstanceServer
@@ -135,6 +140,15 @@ def run(options: Options) -> int:
     store = launch(options)
     if store is None:
         return 0
+    # Ctrl+C or a SIGTERM ends the app cleanly (the demo server stops with it). Python only
+    # runs signal handlers between bytecodes, so a timer wakes it now and then.
+    import signal
+    app = QApplication.instance()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
     try:
         return QApplication.instance().exec()
     finally:

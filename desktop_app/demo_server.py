@@ -38,8 +38,9 @@ class DemoServer:
         return [sys.executable, "-m", "server_stub", "serve", "--demo",
                 "--db", f"sqlite:///{self.db_path}", "--port", str(self.port)]
 
-    def start(self, timeout: float = 60.0) -> str:
-        """Blocking (call from a worker thread). Returns the server URL."""
+    def launch(self) -> None:
+        """Start the process (quick; call on the main thread: on Linux the server is told to
+        end when the thread that started it ends, so it never outlives a killed app)."""
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         log = open(self.log_path, "ab")
@@ -47,11 +48,21 @@ class DemoServer:
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env)
+                                            stdin=subprocess.DEVNULL, env=env,
+                                            preexec_fn=_end_with_parent if sys.platform == "linux" else None)
         except OSError as exc:
             raise DemoServerError(f"Could not start the demo server: {exc}") from exc
         finally:
             log.close()
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Launch (if not yet) and wait until it answers. Returns the server URL."""
+        if self.process is None:
+            self.launch()
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 60.0) -> str:
+        """Blocking (call from a worker thread)."""
         import requests
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -78,3 +89,11 @@ class DemoServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent (thread) dies (Linux prctl)."""
+    import ctypes
+    import signal
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
