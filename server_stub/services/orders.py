@@ -81,13 +81,7 @@ def _item_fields(item) -> tuple[int, int | None, int | None]:
     return item.offer_id, item.quantity, item.license_id
 
 
-def _offer(db: Session, offer_id: int) -> tuple[Offer, Product]:
-    offer, product, _tokens = _offer_and_price(db, offer_id, None, check_price=False)
-    return offer, product
-
-
-def _offer_and_price(db: Session, offer_id: int, quantity: int | None,
-                     check_price: bool = True) -> tuple[Offer, Product, int]:
+def _offer_and_price(db: Session, offer_id: int, quantity: int | None) -> tuple[Offer, Product, int]:
     """The orderable offer, its product and the price of `quantity`, in one query."""
     row = db.execute(
         select(Offer, Product, OfferTier.tokens)
@@ -98,8 +92,6 @@ def _offer_and_price(db: Session, offer_id: int, quantity: int | None,
     if row is None or not row[0].active or not row[1].active:
         raise NotFound(f"no such offer: {offer_id}", offer_id=offer_id)
     offer, product, tier_tokens = row
-    if not check_price:
-        return offer, product, 0
     if offer.kind in TIERED_KINDS:
         if quantity is not None and tier_tokens is not None:
             return offer, product, tier_tokens
@@ -201,7 +193,7 @@ def quote(db: Session, user: User, items, device_id: str | None = None) -> dict:
 # ---------------------------------------------------------------- order (FIG 9, 10)
 
 def _deliveries(plan: Plan, device: Device, installed: set[int], codes: dict[int, tuple[str, str]],
-                db: Session) -> list[dict]:
+                versions: dict) -> list[dict]:
     """FIG 9: one delivery per license changed; a product not installed also
     gets its download link."""
     out, seen = [], set()
@@ -215,7 +207,7 @@ def _deliveries(plan: Plan, device: Device, installed: set[int], codes: dict[int
              "serial": lic.serial, "kind": lic.kind, "device_id": device.device_id, "kid": kid,
              "authorization_code": code, "installed": item.product.id in installed}
         if item.product.id not in installed:
-            v = latest_version(db, item.product.id)
+            v = versions.get(item.product.id)
             if v is not None:
                 d.update(download_url=download_url(item.product.id), version=v.version, sha256=v.sha256,
                          size=v.size, file_name=v.file_name)
@@ -231,6 +223,8 @@ def place_order(db: Session, user_id: int, items, device_id: str, installed_prod
     plan = plan_items(db, user_id, items, device)
     price = token_price_cents(db)
     available = ledger.available_tokens(db, user)
+    installed = set(installed_product_ids or [])
+    versions = {i.product.id: latest_version(db, i.product.id) for i in plan.items if i.product.id not in installed}
     now = utcnow()
     order = Order(user_id=user_id, device_pk=device.id, device_id=device.device_id, status="completed",
                   required_tokens=plan.required, available_tokens=available, balance_after=available,
@@ -249,8 +243,7 @@ def place_order(db: Session, user_id: int, items, device_id: str, installed_prod
                              quantity=item.quantity, tokens=item.tokens, cash_cents=cash_cents(item.tokens, price),
                              license_id=item.target.license.id) for item in plan.items]
     db.add_all(order_items)
-    installed = set(installed_product_ids or [])
-    deliveries = _deliveries(plan, device, installed, codes, db)
+    deliveries = _deliveries(plan, device, installed, codes, versions)
     order.hold_id = hold.id
     order.balance_after = available - plan.required   # the hold took exactly this; posting moves it on
     order.deliveries_json = json.dumps(deliveries)
@@ -274,7 +267,6 @@ def _apply(db: Session, user_id: int, plan: Plan, device: Device, now: datetime)
     codes = {}
     for t in {id(i.target): i.target for i in plan.items}.values():
         licenses.bump(t.license, t.product, t.low_threshold, now)
-        db.flush()
         codes[t.license.id] = licenses.issue(t.license, device)
     return codes
 
