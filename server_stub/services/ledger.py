@@ -146,8 +146,7 @@ def post_transfer(db: Session, source: LedgerAccount, dest: LedgerAccount, amoun
         from_wallet_after=_wallet_total(db, source.owner_user_id) if source.owner_user_id else None,
         to_wallet_after=_wallet_total(db, dest.owner_user_id) if dest.owner_user_id else None,
     )
-    db.add(t)
-    db.flush()
+    db.add(t)  # flushed with the rest of the unit of work (autoflush / commit)
     return t
 
 
