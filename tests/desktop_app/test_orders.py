@@ -87,6 +87,10 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     assert any(e.name == "Software A" and e.installed for e in state.entries)
     assert orders.model.rowCount() == 0
     assert store_server.api("GET", "/v1/order-list", user).json().get("items") == []
+    # "installed on this computer?" is pre-filled from what the app installed
+    add_from_store(qtbot, window, "Software A")
+    assert orders.model.line(0).installed and not orders.model.line(0).needs_download()
+    orders.model.clear()
 
 
 def test_shortage_save_for_later_then_buy_and_come_back(qtbot, store_app, store_server):

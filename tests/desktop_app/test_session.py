@@ -95,3 +95,66 @@ def test_a_link_goes_to_the_running_storefront(qtbot, store_app, store_server):
     assert forward_to_running(store_app.paths, str(product_id))
     qtbot.waitUntil(lambda: store_app.window.store.details.name.text() == "Software C", timeout=10000)
     assert store_app.window.pages.currentWidget() is store_app.window.store
+
+
+def _demo_server_pids(db_path) -> list[int]:
+    import subprocess
+    out = subprocess.run(["pgrep", "-f", f"sqlite:///{db_path}"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _start_tokenrent(home):
+    import os
+    import subprocess
+    import sys
+    import time
+    env = {**os.environ, "TOKENRENT_HOME": str(home), "LICENSE_AGENT_HOME": str(home / "agent"),
+           "QT_QPA_PLATFORM": "offscreen", "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    proc = subprocess.Popen([sys.executable, "-m", "desktop_app"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = home / "data" / "demo.sqlite3"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not _demo_server_pids(db):
+        time.sleep(0.2)
+    assert _demo_server_pids(db), "the demo server did not start"
+    return proc, db
+
+
+def test_the_demo_server_ends_with_the_app(tmp_path):
+    """`tokenrent` (the real command, a real process): the demo server it started ends when
+    the app is asked to stop (SIGTERM) and when the app is killed outright (SIGKILL)."""
+    import signal
+    import time
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        home = tmp_path / sig.name
+        proc, db = _start_tokenrent(home)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _demo_server_pids(db):
+            time.sleep(0.2)
+        assert _demo_server_pids(db) == [], f"the demo server outlived the app after {sig.name}"
+
+
+def test_keyboard_navigation(qtbot, store_app):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+    window = store_app.window
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5000)
+    for n, page in ((3, "library"), (4, "wallet"), (2, "orders"), (1, "store")):
+        qtbot.keyClick(window, str(n), Qt.KeyboardModifier.ControlModifier)
+        assert window.pages.currentWidget() is getattr(window, page)
+    # the store's search field, then the filter, then the categories, then the grid
+    store = window.store
+    assert store.search.nextInFocusChain() is not None
+    chain, w = [], store.search
+    for _ in range(6):
+        chain.append(w.objectName())
+        w = w.nextInFocusChain()
+        while not w.focusPolicy() & Qt.FocusPolicy.TabFocus:
+            w = w.nextInFocusChain()
+    assert chain[:4] == ["store_search", "store_kind", "store_categories", "store_products"]
+    dialog = window.ask_sign_in()
+    assert dialog.username.nextInFocusChain() is not None
+    dialog.reject()
