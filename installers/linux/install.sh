@@ -5,6 +5,19 @@
 #   menu entry $XDG_DATA_HOME/applications/tokenrent.desktop, also the tokenrent:// URL handler
 # Running it again upgrades in place: the new copy is unpacked beside the old one and swapped in.
 # Undo with $PREFIX/lib/tokenrent/uninstall.sh (your licences and agent state are kept).
+# Set x-scheme-handler/tokenrent=tokenrent.desktop under [Default Applications], keeping the rest.
+register_url_handler() {
+    list=$1
+    mkdir -p "$(dirname "$list")"
+    [ -f "$list" ] || printf '[Default Applications]\n' > "$list"
+    grep -q '^\[Default Applications\]' "$list" || printf '\n[Default Applications]\n' >> "$list"
+    awk '
+        /^x-scheme-handler\/tokenrent=/ { next }
+        { print }
+        /^\[Default Applications\]/ { print "x-scheme-handler/tokenrent=tokenrent.desktop;" }
+    ' "$list" > "$list.tmp" && mv "$list.tmp" "$list"
+}
+
 main() {
     set -eu
     here=$(cd "$(dirname "$0")" && pwd)
@@ -47,9 +60,12 @@ main() {
         cp "$here/share/tokenrent.svg" "$icondir/tokenrent.svg"
         echo "$appdir/tokenrent.desktop" >> "$libdir/installed-files"
         echo "$icondir/tokenrent.svg" >> "$libdir/installed-files"
-        # Make TokenRent the handler of tokenrent:// links (store links from the agent's warnings).
+        # Make TokenRent the handler of tokenrent:// links (store links from the agent's warnings):
+        # with xdg-mime where it is installed, else in mimeapps.list directly (what xdg-mime does).
         if command -v xdg-mime >/dev/null 2>&1; then
             xdg-mime default tokenrent.desktop x-scheme-handler/tokenrent || true
+        else
+            register_url_handler "${XDG_CONFIG_HOME:-$HOME/.config}/mimeapps.list"
         fi
         if command -v update-desktop-database >/dev/null 2>&1; then
             update-desktop-database "$appdir" >/dev/null 2>&1 || true

@@ -1,6 +1,8 @@
-"""CI freezes the license agent with PyInstaller (the real spec, the real build command), packs
-the Linux bundle, installs it with its install script into a temp prefix, and uses the FROZEN
-agent for real: --version, trust, device, install a code, check until refused, then uninstall.
+"""CI freezes the license agent AND the storefront with PyInstaller (the real specs, the real
+`python -m installers build` command), packs the Linux bundle, installs it with its install
+script into a temp home, and uses the FROZEN programs for real: the agent's --version, trust,
+device, install a code, check until refused, its keyring backends; the storefront against a
+real server; the menu entry and tokenrent:// handler; then uninstalls.
 Slow (about a minute on two cores) but part of every CI run."""
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +31,11 @@ def bundle(tmp_path_factory) -> Path:
     except ImportError:
         pytest.fail("PyInstaller is not installed: it is in the test extra (pip install -e '.[test]')")
     base = tmp_path_factory.mktemp("freeze")
-    proc = subprocess.run([sys.executable, "-m", "installers", "build", "agent", "--bundle",
+    proc = subprocess.run([sys.executable, "-m", "installers", "build", "all", "--bundle",
                            "--dist", str(base / "dist"), "--work", str(base / "work")],
                           cwd=ROOT, capture_output=True, text=True, timeout=1100)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    archives = list((base / "dist").glob("tokenrent-*-linux-*.tar.gz"))
+    archives = list((base / "dist").glob("tokenrent-[0-9]*-linux-*.tar.gz"))
     assert len(archives) == 1, list((base / "dist").iterdir())
     return archives[0]
 
@@ -48,7 +51,7 @@ def installed(bundle, tmp_path_factory) -> dict:
                XDG_CONFIG_HOME=str(base / "home" / ".config"))
     proc = subprocess.run(["/bin/sh", str(top / "install.sh")], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "installed in" in proc.stdout
+    assert "installed in" in proc.stdout and "tokenrent license-agent" in proc.stdout
     return {"env": env, "prefix": Path(env["PREFIX"]), "top": top}
 
 
@@ -111,16 +114,55 @@ def test_frozen_agent_uses_a_real_secret_service(installed, tmp_path):
     assert "secret" in facts["secret_store"].lower(), facts
 
 
+def test_frozen_storefront_talks_to_a_real_server(installed, tmp_path):
+    from tests.support.server import start_server
+    srv, cleanup = start_server("sqlite", tmp_path / "server", demo=True)
+    env = dict(installed["env"], QT_QPA_PLATFORM="offscreen", TOKENRENT_HOME=str(tmp_path / "home"),
+               LICENSE_AGENT_HOME=str(tmp_path / "agent"))
+    app = subprocess.Popen([str(installed["prefix"] / "bin" / "tokenrent"), "--server", srv.base_url],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "/v1/products" not in srv.log_text():
+            assert app.poll() is None, app.stdout.read().decode(errors="replace")[-3000:]
+            time.sleep(0.2)
+        assert "/v1/products" in srv.log_text(), "the frozen storefront never asked for the catalog"
+        assert app.poll() is None                      # still running: no import error, no crash
+    finally:
+        app.terminate()
+        try:
+            app.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app.wait()
+        cleanup()
+
+
+def test_menu_entry_and_url_handler_point_at_the_storefront(installed):
+    env = installed["env"]
+    desktop = Path(env["XDG_DATA_HOME"]) / "applications" / "tokenrent.desktop"
+    text = desktop.read_text()
+    assert f"Exec={installed['prefix'] / 'bin' / 'tokenrent'} %u" in text
+    assert "MimeType=x-scheme-handler/tokenrent;" in text
+    import shutil
+    if shutil.which("xdg-mime"):
+        out = subprocess.run(["xdg-mime", "query", "default", "x-scheme-handler/tokenrent"],
+                             env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == "tokenrent.desktop"
+    else:  # install.sh wrote the association itself
+        mimeapps = (Path(env["XDG_CONFIG_HOME"]) / "mimeapps.list").read_text()
+        assert "x-scheme-handler/tokenrent=tokenrent.desktop;" in mimeapps.split("[Default Applications]")[1]
+
+
 # Last: it removes what the tests above use.
-def test_bundle_has_desktop_entry_and_uninstalls_cleanly(installed):
+def test_uninstall_removes_programs_entry_and_handler(installed):
     env, prefix = installed["env"], installed["prefix"]
     share = Path(env["XDG_DATA_HOME"])
-    # An agent-only bundle has no storefront, so no menu entry; the template must still ship.
-    desktop = (installed["top"] / "share" / "tokenrent.desktop").read_text()
-    assert "MimeType=x-scheme-handler/tokenrent;" in desktop and "Exec=@BINDIR@/tokenrent %u" in desktop
     uninstall = prefix / "lib" / "tokenrent" / "uninstall.sh"
     proc = subprocess.run(["/bin/sh", str(uninstall)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert not (prefix / "bin" / "license-agent").exists()
-    assert not (prefix / "lib" / "tokenrent").exists()
-    assert not (share / "applications" / "tokenrent.desktop").exists()
+    for gone in (prefix / "bin" / "license-agent", prefix / "bin" / "tokenrent", prefix / "lib" / "tokenrent",
+                 share / "applications" / "tokenrent.desktop"):
+        assert not gone.exists(), gone
+    mimeapps = Path(env["XDG_CONFIG_HOME"]) / "mimeapps.list"
+    assert not mimeapps.exists() or "tokenrent" not in mimeapps.read_text()
