@@ -128,3 +128,19 @@ def test_admin_cli_creates_an_admin_who_can_use_admin_routes(server):
     admin = server.admin()
     r = server.api("GET", "/v1/admin/users", admin)
     assert r.status_code == 200 and any(u["username"] == admin.username for u in r.json())
+
+
+def test_logs_are_json_and_hold_no_secrets(server_factory):
+    import json as _json
+
+    srv = server_factory()
+    u = srv.register(password="Sup3r-Secret-Pw!", pin="97531")
+    srv.api("POST", "/v1/transfers", u, json={"to_username": "x_nobody", "to_full_name": "N", "tokens": 1,
+                                              "pin": "97531"})
+    srv.api("POST", "/v1/token-purchases", u, json={"tokens": 100, "method": "card",
+            "card_number": "4242424242424242", "card_expiry": "12/40", "card_cvc": "987"})
+    log = srv.log_text()
+    for secret in ("Sup3r-Secret-Pw!", "97531", u.token, "4242424242424242", "987\""):
+        assert secret not in log, secret
+    lines = [ln for ln in log.splitlines() if ln.startswith("{")]
+    assert any(_json.loads(ln).get("path") == "/v1/token-purchases" for ln in lines)
