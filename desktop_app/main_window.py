@@ -1,8 +1,7 @@
 """The main window: header with the balance, navigation, pages."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QPushButton, QStackedWidget,
                                QStyle, QSystemTrayIcon, QVBoxLayout, QWidget)
 

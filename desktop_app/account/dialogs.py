@@ -1,8 +1,7 @@
 """Sign in and register (FIG 3). An inactive account is told how to activate it."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QTabWidget,
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLineEdit, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from desktop_app.widgets.common import Banner

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

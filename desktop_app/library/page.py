@@ -11,7 +11,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
                                QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
 
-from desktop_app.agent.bridge import AgentError
 from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
 from desktop_app.library.downloads import DownloadManager

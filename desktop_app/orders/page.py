@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QGridLayout,
-                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QMessageBox, QPushButton,
+                               QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
 
 from desktop_app.api.client import ShortOfTokens, new_idempotency_key

@@ -1,7 +1,7 @@
 """Store: categories (FIG 6), the availability grid (FIG 7), product details, search and filter."""
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QListView, QPushButton, QSplitter, QTableView, QVBoxLayout,

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QMessageBox, QStyle,
-                               QStyledItemDelegate, QStyleOptionProgressBar, QWidget)
+from PySide6.QtWidgets import QApplication, QLabel, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
 
 
 class Banner(QLabel):
@@ -56,18 +55,3 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.state = option.state
         style = option.widget.style() if option.widget else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
-
-
-def show_error(parent: QWidget | None, title: str, error) -> None:
-    text = getattr(error, "user_message", None) or str(error)
-    QMessageBox.warning(parent, title, text)
-
-
-def hbox(*widgets, stretch_last: bool = False) -> QHBoxLayout:
-    box = QHBoxLayout()
-    for w in widgets:
-        if w is None:
-            box.addStretch(1)
-        else:
-            box.addWidget(w)
-    return box
