@@ -210,3 +210,36 @@ def test_long_home_paths_get_a_short_private_socket(tmp_path, monkeypatch):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_concurrent_clients_daemon_and_cli_never_overspend(agent_home, daemon):
+    """Threads through the daemon and CLI processes at once, on one license: every use is
+    counted once, nothing is spent beyond the total."""
+    import threading
+    total = 60
+    agent_home.install("4", "uses", uses=total)
+    allowed = []
+    lock = threading.Lock()
+
+    def worker():
+        client = sdk.Client(agent_home.home)
+        try:
+            for _ in range(20):
+                answer = client.check("4", raise_denied=False)
+                with lock:
+                    allowed.append(answer.allowed)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    cli_procs = [subprocess.Popen(agent_home.command("check", "4", "--json"), env=agent_home.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    cli_allowed = [p.wait(timeout=120) == 0 for p in cli_procs]
+    granted = allowed.count(True) + cli_allowed.count(True)
+    assert granted == total, (allowed.count(True), cli_allowed.count(True))
+    status = agent_home.ok("status", "--json").json["licenses"][0]
+    assert status["remaining"] == 0 and status["used"] == total
