@@ -97,7 +97,11 @@ def main() -> int:
         print(f"  {name:32s} p50 {r['p50_ms']:7.1f} ms  p90 {r['p90_ms']:7.1f} ms  "
               f"= {r['p50_ms'] / floor:5.2f}x python floor")
     fz, nf = results["frozen license-agent check"]["p50_ms"], results["non-frozen license-agent check"]["p50_ms"]
-    print(f"\nfrozen / non-frozen check p50: {fz / nf:.2f}x")
+    # Paired: the two runs of one round saw the same machine load, so their ratio is steadier.
+    paired = statistics.median(f / n for f, n in zip(samples["frozen license-agent check"],
+                                                      samples["non-frozen license-agent check"]))
+    print(f"\nfrozen / non-frozen check: p50 ratio {fz / nf:.2f}x, median of paired ratios {paired:.2f}x")
+    results["paired_frozen_over_nonfrozen"] = paired
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "installers.json").write_text(json.dumps({"sizes_bytes": sizes, "check": results,
