@@ -42,12 +42,16 @@ class AgentResult:
 def agent_command() -> list[str]:
     """The agent's console script beside this Python, else run its module."""
     bindir = Path(sys.executable).parent
-    for name in ("license-agent", "license-agent.exe"):
-        candidate = bindir / name
-        if candidate.exists():
-            return [str(candidate)]
+    # Frozen installs (installers/): the agent's one-folder build sits beside the storefront's
+    # (Linux bundle, Windows installer), or in the app's Resources (macOS).
+    folders = (bindir, bindir.parent / "license-agent", bindir.parent / "Resources" / "license-agent")
+    for folder in folders:
+        for name in ("license-agent", "license-agent.exe"):
+            candidate = folder / name
+            if candidate.is_file():
+                return [str(candidate)]
     found = shutil.which("license-agent")
-    if found and not getattr(sys, "frozen", False):
+    if found:
         return [found]
     return [sys.executable, "-c", "import sys; from license_agent.cli import main; sys.exit(main())"]
 
