@@ -224,5 +224,14 @@ class MainWindow(QMainWindow):
     def notify_low(self, entry) -> None:
         text = f"{entry.name}: {entry.left_text()}. Extend it in the Library to keep going."
         self.banner.show_message(text, "warning")
+        title = "TokenRent: rental running low"
         if self.tray is not None and QSystemTrayIcon.supportsMessages():
-            self.tray.showMessage("TokenRent: rental running low", text, QSystemTrayIcon.MessageIcon.Warning)
+            self.tray.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning)
+            return
+        import shutil
+        notify_send = shutil.which("notify-send")     # freedesktop notifications without a tray
+        if notify_send:
+            import subprocess
+            from desktop_app.api.worker import run_async
+            run_async(lambda: subprocess.run([notify_send, "--app-name=TokenRent", title, text],
+                                             capture_output=True, timeout=10), None, lambda _e: None)

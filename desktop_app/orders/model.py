@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 
+from desktop_app.money import format_cents
 from desktop_app.store.models import KIND_LABELS, QUANTITY_UNITS
 
 LineRole = Qt.ItemDataRole.UserRole + 10
@@ -88,6 +89,7 @@ class OrderListModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._lines: list[OrderLine] = []
+        self.pricing = None          # desktop_app.money.Pricing: cash equivalents (FIG 17)
         for sig in (self.dataChanged, self.rowsInserted, self.rowsRemoved, self.modelReset):
             sig.connect(self._announce_totals)
 
@@ -186,7 +188,8 @@ class OrderListModel(QAbstractTableModel):
             if col == self.COL_TIER:
                 return line.tier_text()
             if col == self.COL_TOKENS:
-                return line.tokens
+                cents = self.pricing.cash_cents(line.tokens) if self.pricing is not None else None
+                return f"{line.tokens:,}" + (f" ({format_cents(cents, self.pricing.currency)})" if cents else "")
             if col == self.COL_INSTALLED:
                 return "Yes" if line.installed else "No"
         if role == Qt.ItemDataRole.EditRole and col == self.COL_TIER:

@@ -89,6 +89,8 @@ class OrderPage(QWidget):
         layout.addLayout(buttons)
 
         self.model.totalsChanged.connect(self.update_totals)
+        self.model.pricing = state.pricing
+        state.pricingChanged.connect(lambda pricing: setattr(self.model, "pricing", pricing))
         state.meChanged.connect(lambda _me: self.update_totals())
         state.pricingChanged.connect(lambda _p: self.update_totals())
         self.update_totals()

@@ -146,3 +146,13 @@ def test_sorting_is_done_by_the_source_and_keeps_the_filter(qtmodeltester):
     proxy.sort(0, Qt.SortOrder.DescendingOrder)
     assert [proxy.index(r, 0).data() for r in range(proxy.rowCount())] == ["Software C", "Software A"]
     qtmodeltester.check(proxy)
+
+
+def test_order_lines_show_cash_equivalents():
+    from desktop_app.money import Pricing
+    model = OrderListModel()
+    model.add_line(OrderLine(SOFTWARE_A, SOFTWARE_A["offers"][0]))
+    assert model.index(0, OrderListModel.COL_TOKENS).data() == "100"
+    model.pricing = Pricing(10)          # FIG 17: 10 cents a token
+    assert model.index(0, OrderListModel.COL_TOKENS).data() == "100 ($10.00)"
+    assert Pricing(10).tokens_text(1) == "1 token ($0.10)" and Pricing().tokens_text(5) == "5 tokens"
