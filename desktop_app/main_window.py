@@ -160,7 +160,8 @@ class MainWindow(QMainWindow):
 
     def _session_expired(self) -> None:
         # the page stays as it is; the failed call is retried after sign-in
-        self.ask_sign_in("Your session has ended. Sign in again to continue where you were.")
+        dialog = self.ask_sign_in("Your session has ended. Sign in again to continue where you were.")
+        dialog.rejected.connect(self.state.drop_pending_retries)
 
     def _me_changed(self, me) -> None:
         if not me:

@@ -92,7 +92,13 @@ class AppState(QObject):
         return self.settings.resolved_install_dir(self.paths)
 
     def save_settings(self) -> None:
-        save_settings(self.paths, self.settings)
+        from dataclasses import replace
+        snapshot, paths = replace(self.settings), self.paths
+        run_async(lambda: save_settings(paths, snapshot))   # disk: off the UI thread
+
+    def drop_pending_retries(self) -> None:
+        """The user declined to sign in again: the calls that waited for it are dropped."""
+        self._pending_retries = []
 
     # -- session --------------------------------------------------------------
     def sign_in(self, username: str, password: str, on_done=None, on_error=None) -> None:

@@ -158,3 +158,34 @@ def test_keyboard_navigation(qtbot, store_app):
     dialog = window.ask_sign_in()
     assert dialog.username.nextInFocusChain() is not None
     dialog.reject()
+
+
+def test_declining_to_sign_in_again_then_expiring_again_asks_again(qtbot, store_app, store_server):
+    user = store_server.new_user(tokens=10)
+    sign_in(qtbot, store_app, user)
+    window, state = store_app.window, store_app.state
+    store_server.api("DELETE", "/v1/sessions/current", state.api.token)
+    window.wallet.refresh()
+    qtbot.waitUntil(lambda: getattr(window, "sign_in_dialog", None) is not None
+                    and window.sign_in_dialog.isVisible(), timeout=20000)
+    first = window.sign_in_dialog
+    first.reject()
+    window.wallet.refresh()
+    qtbot.waitUntil(lambda: window.sign_in_dialog is not first and window.sign_in_dialog.isVisible(),
+                    timeout=20000)
+    window.sign_in_dialog.reject()
+
+
+def test_settings_are_saved_and_bad_address_refused(qtbot, store_app):
+    from desktop_app.settings.config import load_settings
+    from desktop_app.api.worker import pending_jobs
+    page = store_app.window.settings_page
+    page.server.setText("ftp://nope")
+    assert not page.save() and "http://" in page.banner.text()
+    page.server.setText(store_app.state.api.base_url)
+    page.install_dir.setText(str(store_app.paths.data_dir / "elsewhere"))
+    assert page.save()
+    qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=10000)
+    saved = load_settings(store_app.paths)
+    assert saved.server_url == store_app.state.api.base_url
+    assert saved.install_dir.endswith("elsewhere")
