@@ -124,6 +124,7 @@ class StorePage(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(90)
+        header.setResizeContentsPrecision(0)   # size columns from the visible rows only (10,000 rows)
         self.table.setWordWrap(False)
         self.table.selectionModel().currentChanged.connect(self._current_changed)
         self.table.activated.connect(self._activated)
