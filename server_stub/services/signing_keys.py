@@ -2,7 +2,7 @@
 (`Settings.resolved_signing_key_path`), created on first start, rotatable.
 
 Every server process reads the same file; a process notices a rotation by
-the file's identity (inode, mtime, size) and reloads. The database keeps
+the file's identity (inode, times, size, mode) and reloads. The database keeps
 only PUBLIC keys (`VendorKey`): all keys ever used stay trusted, so codes
 and packages signed before a rotation still verify; new ones use the new key.
 """
@@ -86,7 +86,7 @@ def _write_private(path: Path, private: Ed25519PrivateKey, replace: bool) -> boo
 
 def _identity(path: Path) -> tuple:
     st = path.stat()
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
 
 
 def current_key(create: bool = False) -> LoadedKey:
@@ -103,7 +103,7 @@ def current_key(create: bool = False) -> LoadedKey:
         if hit is not None and hit[0] == ident:
             return hit[1]
     try:
-        if path.stat().st_mode & 0o077:
+        if ident[-1] & 0o077:
             raise SigningKeyUnavailable(f"the vendor signing key {path} must not be readable by others (chmod 600)")
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except SigningKeyUnavailable:

@@ -246,3 +246,42 @@ def test_licenses_list_is_the_owners_only(server, cat):
     assert mine[0]["store_url"] == f"tokenrent://product/{cat.products['proc']}"
     assert licenses_of(server, other) == []
     assert server.api("GET", "/v1/licenses").status_code == 401
+
+
+def test_rotation_reaches_every_worker_process(server_factory):
+    """Two uvicorn workers share one key file: after a rotation through one of
+    them, every order (whichever worker answers) is signed with the new key."""
+    srv = server_factory(workers=2)
+    cat = make_catalog(srv)
+    user = srv.new_user(tokens=1000)
+    keys = register_device(srv, user)
+    first = srv.api("GET", "/v1/vendor-key").json()["kid"]
+    assert srv.api("POST", "/v1/admin/vendor-key/rotate", srv.admin()).status_code == 201
+    new = srv.api("GET", "/v1/vendor-key").json()["kid"]
+    assert new != first
+    kids = set()
+    for _ in range(12):
+        s = __import__("requests").Session()     # a new connection: any worker may answer
+        r = s.post(srv.base_url + "/v1/orders", headers=user.headers,
+                   json={"items": [{"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10}],
+                         "device_id": keys.device_id})
+        assert r.status_code == 201, r.text
+        kids.add(codes.read_header(r.json()["deliveries"][0]["authorization_code"]).kid)
+        s.close()
+    assert kids == {new}
+
+
+def test_a_key_file_readable_by_others_is_refused(server_factory):
+    srv = server_factory()
+    cat = make_catalog(srv)
+    user = srv.new_user(tokens=300)
+    keys = register_device(srv, user)
+    key_file = srv.workdir / "data" / "vendor_signing_key.pem"
+    key_file.chmod(0o644)
+    try:
+        r = order(srv, user, keys, [{"offer_id": cat.offers[("perm", "purchase")]}])
+        assert r.status_code == 503 and "chmod 600" in r.json()["detail"]
+        assert available(srv, user) == 300 and licenses_of(srv, user) == []
+    finally:
+        key_file.chmod(0o600)
+    assert order(srv, user, keys, [{"offer_id": cat.offers[("perm", "purchase")]}]).status_code == 201
