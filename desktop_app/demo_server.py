@@ -35,19 +35,32 @@ class DemoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "server_stub", "serve", "--demo",
-                "--db", f"sqlite:///{self.db_path}", "--port", str(self.port)]
+        args = ["serve", "--demo", "--db", f"sqlite:///{self.db_path}", "--port", str(self.port)]
+        if not getattr(sys, "frozen", False):
+            return [sys.executable, "-m", "server_stub", *args]
+        # a frozen storefront: the demo server is a separate program, when it was bundled
+        import shutil
+        for candidate in (Path(sys.executable).with_name("tokenrent-server"),
+                          Path(sys.executable).with_name("tokenrent-server.exe")):
+            if candidate.exists():
+                return [str(candidate), *args]
+        found = shutil.which("tokenrent-server")
+        if found:
+            return [found, *args]
+        raise DemoServerError("This installation has no local demo store. "
+                              "Enter your store's address in Settings.")
 
     def launch(self) -> None:
         """Start the process (quick; call on the main thread: on Linux the server is told to
         end when the thread that started it ends, so it never outlives a killed app)."""
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        command = self.command()
         log = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=env,
                                             preexec_fn=_end_with_parent if sys.platform == "linux" else None)
         except OSError as exc:
