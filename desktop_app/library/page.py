@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QProgressBar,
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QPlainTextEdit, QProgressBar,
                                QPushButton, QSplitter, QTableView, QVBoxLayout, QWidget)
 
 from desktop_app.api.worker import run_async
@@ -58,7 +59,7 @@ class LibraryPage(QWidget):
         actions = QHBoxLayout()
         for key, text in (("launch", "&Launch"), ("extend", "E&xtend…"), ("convert", "Con&vert to permanent…"),
                           ("download", "&Download and install"), ("pause", "&Pause"),
-                          ("uninstall", "&Uninstall"), ("refresh", "&Refresh")):
+                          ("uninstall", "&Uninstall"), ("paste_code", "Enter a &code…"), ("refresh", "&Refresh")):
             b = QPushButton(text, objectName=f"library_{key}")
             self.buttons[key] = b
             actions.addWidget(b)
@@ -69,6 +70,7 @@ class LibraryPage(QWidget):
         self.buttons["pause"].clicked.connect(self.pause_selected)
         self.buttons["uninstall"].clicked.connect(self.uninstall_selected)
         self.buttons["refresh"].clicked.connect(lambda: self.state.refresh_library())
+        self.buttons["paste_code"].clicked.connect(self.open_code_dialog)
 
         details = QGroupBox("Details")
         dl = QVBoxLayout(details)
@@ -129,6 +131,7 @@ class LibraryPage(QWidget):
         for b in self.buttons.values():
             b.setEnabled(e is not None)
         self.buttons["refresh"].setEnabled(True)
+        self.buttons["paste_code"].setEnabled(True)
         if e is None:
             self.title.setText("Your programs appear here")
             self.left.setText("")
@@ -248,6 +251,14 @@ class LibraryPage(QWidget):
         run_async(lambda: installer.uninstall(root, e.product_id), done,
                   lambda err: self.banner.show_message(err.user_message, "error"))
 
+    def open_code_dialog(self) -> "CodeDialog":
+        dialog = CodeDialog(self.state, self)
+        dialog.installed.connect(lambda text: (self.banner.show_message(text, "success"),
+                                               self.state.refresh_library()))
+        self.code_dialog = dialog
+        dialog.open()
+        return dialog
+
     def _progress(self, pid: str, received: int, total: int) -> None:
         e = self.selected()
         if e is not None and str(e.product_id) == pid:
@@ -263,3 +274,52 @@ class LibraryPage(QWidget):
         product = self.state.product(pid) or {}
         self.banner.show_message(f"{product.get('name', 'Download')}: {text}", style)
         self._selection_changed()
+
+
+class CodeDialog(QDialog):
+    """An authorization code received by e-mail or on paper (off-line delivery): the agent
+    checks the vendor's signature and that it is for this computer, then installs it."""
+
+    installed = Signal(str)
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.setWindowTitle("Enter an authorization code")
+        self.banner = Banner(self)
+        self.text = QPlainTextEdit(objectName="code_text")
+        self.text.setPlaceholderText("Paste the code here (it starts with TRC1). Line breaks and spaces "
+                                     "do not matter.")
+        self.text.setTabChangesFocus(True)
+        self.buttons = QDialogButtonBox()
+        self.install_button = self.buttons.addButton("&Install", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.install_button.setObjectName("code_install")
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.install)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.text)
+        layout.addWidget(self.buttons)
+        self.resize(560, 300)
+
+    def install(self) -> None:
+        code = self.text.toPlainText().strip()
+        if not code:
+            self.banner.show_message("Paste the code first.", "error")
+            return
+        self.install_button.setEnabled(False)
+        agent = self.state.agent
+
+        def done(result):
+            self.install_button.setEnabled(True)
+            lic = (result.answer or {}).get("license", {}) if isinstance(result.answer, dict) else {}
+            name = lic.get("product_name") or f"product {lic.get('product_id', '?')}"
+            self.installed.emit(f"The code for {name} is installed on this computer.")
+            self.accept()
+
+        def failed(error):
+            self.install_button.setEnabled(True)
+            self.banner.show_message(f"The code was not installed: {error.user_message}", "error")
+
+        run_async(lambda: agent.install(code), done, failed)

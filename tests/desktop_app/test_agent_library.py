@@ -177,3 +177,32 @@ def test_library_download_pauses_and_continues_after_restart(qtbot, app_home, ve
         qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=30000)
         second.window.close()
         second.stop()
+
+
+def test_code_entered_by_hand(qtbot, app_home, agent, vendor_key):
+    """Off-line delivery: a code pasted from an e-mail (wrapped, indented) is installed through
+    the agent; a damaged code is refused with a plain message and changes nothing."""
+    agent.trust(base64.b64encode(raw_public(vendor_key)).decode())
+    code = issue(agent, vendor_key, uses=5)
+    wrapped = "\n    ".join(code[i:i + 60] for i in range(0, len(code), 60))
+    from desktop_app.app import Options, StoreApp
+    store = StoreApp(Options(server="http://127.0.0.1:9"))
+    store.start()
+    try:
+        page = store.window.library
+        dialog = page.open_code_dialog()
+        damaged = code[:40] + ("A" if code[40] != "A" else "B") + code[41:]
+        dialog.text.setPlainText(damaged)
+        dialog.install_button.click()
+        qtbot.waitUntil(lambda: "not installed" in dialog.banner.text(), timeout=30000)
+        assert agent.status() == []
+        dialog.text.setPlainText("  " + wrapped + "\n")
+        dialog.install_button.click()
+        qtbot.waitUntil(lambda: "is installed on this computer" in page.banner.text(), timeout=30000)
+        qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=30000)
+        assert page.model.entry(0).left == 5
+    finally:
+        from desktop_app.api.worker import pending_jobs
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        store.window.close()
+        store.stop()
