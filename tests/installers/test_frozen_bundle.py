@@ -127,6 +127,11 @@ def test_frozen_storefront_talks_to_a_real_server(installed, tmp_path):
             assert app.poll() is None, app.stdout.read().decode(errors="replace")[-3000:]
             time.sleep(0.2)
         assert "/v1/products" in srv.log_text(), "the frozen storefront never asked for the catalog"
+        # ... and it found the frozen agent beside it (its library asks the agent at start).
+        state = tmp_path / "agent" / "state.sqlite3"
+        while time.monotonic() < deadline and not state.exists():
+            time.sleep(0.2)
+        assert state.exists(), "the frozen storefront never reached the agent"
         assert app.poll() is None                      # still running: no import error, no crash
     finally:
         app.terminate()
