@@ -1,6 +1,7 @@
 """Take the storefront's screenshots (offscreen) for docs/user-guide.md and the README.
 
-    .venv/bin/python docs/screenshots/take.py
+    .venv/bin/python docs/screenshots/take.py            # into docs/screenshots/
+    QT_SCALE_FACTOR=2 .venv/bin/python docs/screenshots/take.py /tmp/shots   # high-DPI check
 
 Starts a real demo server (temp SQLite) and drives the real app as the demo user:
 store, order list (FIG 8), confirmation (FIG 9), library, wallet.
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = Path(__file__).resolve().parent
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent   # or another folder
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENRENT_ARGON2_MEMORY_KIB", "8192")
