@@ -29,6 +29,7 @@ CATEGORIES = [  # FIG 6, in its order
 ]
 
 DAY = 86_400
+PROGRAM_PRODUCTS = ("Software A", "Software B", "Software C", "Software D")  # have example programs
 # (category, name, publisher, description, on_sale, offers{kind: tokens | [(quantity, tokens)]}, low_threshold)
 PRODUCTS = [
     ("Document Raster Editing", "Software A", "TokenRent Demo Labs",
@@ -87,7 +88,7 @@ def load_store_demo(db: Session) -> list[str]:
 def publish_demo_packages(db: Session) -> list[str]:
     """Build the example programs' packages with this server's key and publish
     the ones not published yet. Without the installers part: a note, no error."""
-    ids = {p.name: p.id for p in db.scalars(select(Product))}
+    ids = {p.name: p.id for p in db.scalars(select(Product).where(Product.name.in_(PROGRAM_PRODUCTS)))}
     published = {pid for (pid,) in db.execute(select(ProductVersion.product_id)).all()}
     wanted = {name: pid for name, pid in ids.items() if pid not in published}
     if not wanted:
