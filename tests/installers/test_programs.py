@@ -209,3 +209,21 @@ def test_windows_open_when_launched_without_arguments(agent, tmp_path):
     r = run_program(agent, [*agent.agent, "run", "3", "--", *game], "3")
     assert r.returncode == 0, r.stderr
     assert agent.remaining("3") == 0
+
+
+@needs_agent
+def test_hand_packaged_program_learns_its_product_from_the_install(agent, tmp_path):
+    """Packaged straight from installers/programs (no product.json), installed the storefront's
+    way: the program reads its product id from the install record and counts down."""
+    key = agent.vendor_key
+    pkg = tmp_path / "wc.trpkg"
+    pf.build_package(PROGRAMS / "shell_wordcount", pkg, product_id="12", version="2.0", entry="wordcount.sh",
+                     signing_key=key)
+    installed = pf.install_package(pkg, tmp_path / "programs", pf.trusted_keys_for(key.public_key()))
+    agent.grant("12", "processings", processings=3)
+    text = tmp_path / "doc.txt"
+    text.write_text("a b c\n")
+    env = {k: v for k, v in agent.env.items() if k != "TOKENRENT_PRODUCT_ID"}
+    r = subprocess.run([*pf.entry_command(installed), str(text)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "1 lines, 3 words" in r.stdout and agent.remaining("12") == 2

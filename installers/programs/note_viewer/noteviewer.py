@@ -21,12 +21,16 @@ RECHECK_MS = 30_000
 
 
 def product_id() -> str:
+    """$TOKENRENT_PRODUCT_ID, else product.json beside the program, else the storefront's
+    install record (<programs>/<product id>/current.json, one folder up)."""
     if os.environ.get("TOKENRENT_PRODUCT_ID"):
         return os.environ["TOKENRENT_PRODUCT_ID"]
-    try:
-        return str(json.loads((HERE / "product.json").read_text())["product_id"])
-    except (OSError, ValueError, KeyError):
-        sys.exit("noteviewer: no product id (set TOKENRENT_PRODUCT_ID or ship product.json)")
+    for record in (HERE / "product.json", HERE.parent / "current.json"):
+        try:
+            return str(json.loads(record.read_text())["product_id"])
+        except (OSError, ValueError, KeyError):
+            continue
+    sys.exit("noteviewer: no product id (set TOKENRENT_PRODUCT_ID or ship product.json)")
 
 
 def describe(answer) -> str:

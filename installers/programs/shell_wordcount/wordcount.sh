@@ -6,15 +6,19 @@
 #
 #   wordcount.sh FILE...
 #
-# The product id comes from $TOKENRENT_PRODUCT_ID or product.json beside this script;
+# The product id comes from $TOKENRENT_PRODUCT_ID, product.json beside this script, or the
+# storefront's install record (../current.json);
 # the agent command from $LICENSE_AGENT (default: license-agent on the PATH).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 agent=${LICENSE_AGENT:-license-agent}
 product=${TOKENRENT_PRODUCT_ID:-}
-if [ -z "$product" ] && [ -r "$here/product.json" ]; then
-    product=$(sed -n 's/.*"product_id"[^"0-9A-Za-z]*"\{0,1\}\([0-9A-Za-z._-]*\).*/\1/p' "$here/product.json" | head -n 1)
-fi
+# product.json beside the script, else the storefront's install record one folder up.
+for record in "$here/product.json" "$here/../current.json"; do
+    if [ -z "$product" ] && [ -r "$record" ]; then
+        product=$(sed -n 's/.*"product_id"[^"0-9A-Za-z]*"\{0,1\}\([0-9A-Za-z._-]*\).*/\1/p' "$record" | head -n 1)
+    fi
+done
 if [ -z "$product" ]; then
     echo "wordcount: no product id (set TOKENRENT_PRODUCT_ID or ship product.json)" >&2
     exit 2
