@@ -298,3 +298,63 @@ def test_sales_report_counts_what_was_sold(server_factory):
     assert lines[(cat.products["perm"], "purchase")]["cash_cents"] == 1000
     cli = srv.admin_cli("sales-report")
     assert '"tokens": 190' in cli.stdout
+
+
+# ---------------------------------------------------------------- crashes
+
+def test_server_killed_mid_orders_loses_and_doubles_nothing(server_factory):
+    """kill -9 the server while 8 clients place orders; after a restart every
+    acknowledged order is there, and retrying the unanswered ones with their
+    Idempotency-Key applies each exactly once."""
+    import threading
+    import time
+
+    import requests
+
+    srv = server_factory()
+    cat = make_catalog(srv)
+    users = [srv.new_user(tokens=100_000) for _ in range(4)]
+    devices = {u.username: register_device(srv, u) for u in users}
+    offer = cat.offers[("proc", "rent_processings")]
+    acked, unanswered = [], []
+    lock, stop = threading.Lock(), threading.Event()
+
+    def client(i):
+        u = users[i % len(users)]
+        with requests.Session() as s:
+            while not stop.is_set():
+                key = str(uuid.uuid4())
+                body = {"items": [{"offer_id": offer, "quantity": 100}], "device_id": devices[u.username].device_id}
+                try:
+                    r = s.post(srv.base_url + "/v1/orders", json=body, timeout=10,
+                               headers={**u.headers, "Idempotency-Key": key})
+                except requests.RequestException:
+                    with lock:
+                        unanswered.append((u, key, body))
+                    return
+                with lock:
+                    (acked if r.status_code == 201 else unanswered).append((u, key, body))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.0)
+    srv.proc.kill()                       # no shutdown, no flush: a crash
+    srv.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert acked, "no order got through before the crash"
+    srv.start()
+    for u, key, body in unanswered:       # the client retries what it never heard back about
+        r = srv.api("POST", "/v1/orders", u, json=body, headers={"Idempotency-Key": key})
+        assert r.status_code == 201, r.text
+        acked.append((u, key, body))
+    for u in users:
+        mine = [a for a in acked if a[0] is u]
+        receipts = srv.api("GET", "/v1/orders?limit=500", u).json()
+        assert len(receipts) == len(mine)
+        assert available(srv, u) == 100_000 - 10 * len(mine)
+        (lic,) = licenses_of(srv, u)
+        assert lic["processings"] == 100 * len(mine)
+    assert srv.ledger_check()["ok"]
