@@ -40,6 +40,12 @@ class SessionOut(BaseModel):
     expires_at: datetime
 
 
+class ExpiringLot(BaseModel):
+    tokens: int
+    kind: str
+    expires_at: datetime
+
+
 class WalletBreakdown(BaseModel):
     standard: int
     incentive: int
@@ -47,7 +53,7 @@ class WalletBreakdown(BaseModel):
     transferable: int
     held: int
     negative_draw_limit: int
-    expiring: list[dict]
+    expiring: list[ExpiringLot]
 
 
 class MeOut(BaseModel):
@@ -61,3 +67,9 @@ class MeOut(BaseModel):
     available_tokens: int
     min_tokens: int
     tokens: WalletBreakdown
+
+
+class CurrentSessionOut(BaseModel):
+    user_id: int
+    username: str
+    role: str

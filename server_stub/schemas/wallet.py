@@ -129,3 +129,34 @@ class LedgerCheckOut(BaseModel):
     totals: dict[str, int]
     mismatched_accounts: list[str]
     negative_wallets: list[str]
+
+
+class GrantOut(BaseModel):
+    username: str
+    status: str
+    available_tokens: int
+
+
+class BundleAdminOut(BaseModel):
+    id: int
+    name: str
+    tokens: int
+    discount_percent: float
+    active: bool
+
+
+class UserFlagsOut(BaseModel):
+    id: int
+    username: str
+    negative_limit: int
+    preferred: bool
+
+
+class UserAdminOut(BaseModel):
+    id: int
+    username: str
+    full_name: str
+    role: str
+    status: str
+    preferred: bool
+    negative_limit: int

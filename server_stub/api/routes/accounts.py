@@ -6,7 +6,7 @@ from fastapi import Response
 
 from ...db import write_session
 from ...services import accounts, ledger
-from ...schemas.user import AccountCreate, AccountOut, MeOut, SessionCreate, SessionOut
+from ...schemas.user import AccountCreate, AccountOut, CurrentSessionOut, MeOut, SessionCreate, SessionOut
 from ..deps import BearerToken, CurrentUser, DbSession, WriteDb
 
 router = APIRouter(tags=["accounts"])
@@ -24,8 +24,8 @@ def sign_in(body: SessionCreate):
     return SessionOut(token=token, expires_at=expires)
 
 
-@router.get("/sessions/current")
-def current_session(user: CurrentUser) -> dict:
+@router.get("/sessions/current", response_model=CurrentSessionOut)
+def current_session(user: CurrentUser):
     """Who am I, cheaply (also the benchmark's trivial authenticated GET)."""
     return {"user_id": user.id, "username": user.username, "role": user.role}
 

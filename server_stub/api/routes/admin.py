@@ -10,7 +10,8 @@ from ...models.user import User
 from ...models.wallet import TokenPurchase
 from ...schemas.user import AccountCreate, AccountOut
 from ...schemas.wallet import (
-    BundleUpsert, GrantCreate, LedgerCheckOut, PolicyUpdate, TokenPurchaseOut, UserFlagsUpdate,
+    BundleAdminOut, BundleUpsert, GrantCreate, GrantOut, LedgerCheckOut, OffersOut, PolicyUpdate,
+    TokenPurchaseOut, UserAdminOut, UserFlagsOut, UserFlagsUpdate,
 )
 from ...services import accounts, ledger, wallet
 from ...services.errors import NotFound
@@ -46,28 +47,28 @@ def cancel_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
     return wallet.purchase_view(wallet.cancel_purchase(db, purchase_id))
 
 
-@router.post("/grants", status_code=201)
-def grant(body: GrantCreate, _admin: AdminUser, db: WriteDb) -> dict:
+@router.post("/grants", status_code=201, response_model=GrantOut)
+def grant(body: GrantCreate, _admin: AdminUser, db: WriteDb):
     user = wallet.grant_tokens(db, body.username, body.tokens, body.kind, body.expires_at, body.memo)
     return {"username": user.username, "status": user.status,
             "available_tokens": ledger.available_tokens(db, user)}
 
 
-@router.put("/token-policy")
-def set_policy(body: PolicyUpdate, _admin: AdminUser, db: WriteDb) -> dict:
+@router.put("/token-policy", response_model=OffersOut)
+def set_policy(body: PolicyUpdate, _admin: AdminUser, db: WriteDb):
     wallet.update_policy(db, **body.model_dump())
     return wallet.offers(db)
 
 
-@router.put("/bundles")
-def set_bundle(body: BundleUpsert, _admin: AdminUser, db: WriteDb) -> dict:
+@router.put("/bundles", response_model=BundleAdminOut)
+def set_bundle(body: BundleUpsert, _admin: AdminUser, db: WriteDb):
     b = wallet.upsert_bundle(db, body.name, body.tokens, body.discount_percent, body.active)
     return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
             "active": b.active}
 
 
-@router.patch("/users/{user_id}")
-def set_user_flags(user_id: IdPath, body: UserFlagsUpdate, _admin: AdminUser, db: WriteDb) -> dict:
+@router.patch("/users/{user_id}", response_model=UserFlagsOut)
+def set_user_flags(user_id: IdPath, body: UserFlagsUpdate, _admin: AdminUser, db: WriteDb):
     user = db.get(User, user_id)
     if user is None:
         raise NotFound("no such user")
@@ -85,8 +86,8 @@ def create_admin(body: AccountCreate, _admin: AdminUser, db: WriteDb):
     return AccountOut(id=user.id, username=user.username, status=user.status)
 
 
-@router.get("/users")
-def list_users(_admin: AdminUser, db: DbSession) -> list[dict]:
+@router.get("/users", response_model=list[UserAdminOut])
+def list_users(_admin: AdminUser, db: DbSession):
     rows = db.scalars(select(User).order_by(User.id).limit(1000)).all()
     return [{"id": u.id, "username": u.username, "full_name": u.full_name, "role": u.role,
              "status": u.status, "preferred": u.preferred, "negative_limit": u.negative_limit}
