@@ -33,6 +33,7 @@ def product_from_link(link: str) -> str | None:
 class StoreApp:
     """Owns the state, the window, and the demo server process when there is one."""
 
+    AGENT_POLL_MS = 60_000
     DEMO_USERNAME = "demo"
     DEMO_PASSWORD = "demo-pass-1"
 
@@ -53,6 +54,11 @@ class StoreApp:
         QTimer.singleShot(0, self._listen)
         self.state.load_cached_library()   # the library works before (or without) the network
         self.state.refresh_library()       # the agent's own counts need no network either
+        # Rented programs also run outside the app: look at the agent's counts now and then,
+        # so the running-low notice comes in time.
+        self.agent_timer = QTimer(self.window)
+        self.agent_timer.timeout.connect(self._poll_agent)
+        self.agent_timer.start(self.AGENT_POLL_MS)
         if self.server_url:
             self._server_ready(self.server_url)
             return
@@ -64,6 +70,11 @@ class StoreApp:
             self._demo_failed(exc)
             return
         run_async(self.demo.wait_ready, self._server_ready, self._demo_failed)
+
+    def _poll_agent(self) -> None:
+        from desktop_app.api.worker import pending_jobs
+        if pending_jobs() < 4:          # never pile up behind slow work
+            self.state.refresh_library()
 
     def _listen(self) -> None:
         from desktop_app.single_instance import InstanceServer

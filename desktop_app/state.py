@@ -233,8 +233,13 @@ class AppState(QObject):
             vendor_key = api.vendor_key()
             agent.trust(vendor_key["public_key"])
             licenses = api.licenses()
+            held = {str(a.get("license_id")): int(a.get("serial") or 0) for a in agent.status()}
             problems = []
             for lic in licenses:
+                if lic.get("device_id") and lic["device_id"] != device["device_id"]:
+                    continue    # bound to the user's other computer: its code is for that one only
+                if held.get(str(lic["id"]), -1) >= int(lic.get("serial") or 0):
+                    continue    # the agent already has this code (or a newer one)
                 try:
                     code = api.license_code(lic["id"], device["device_id"])
                     agent.install(code.get("authorization_code") or code.get("code"))
@@ -296,7 +301,7 @@ class AppState(QObject):
     def _update_library(self, licenses, status, installed_ids: set[str], record: bool = True) -> None:
         lic = licenses if licenses is not None else self.cache.licenses
         st = status if status is not None else self.cache.agent
-        self.entries = build_entries(lic, st, installed_ids)
+        self.entries = build_entries(lic, st, installed_ids, device_id=self.device_id)
         if record:
             self.cache.record(licenses, status, {str(e.license_id): e.left for e in self.entries
                                                  if e.left is not None})

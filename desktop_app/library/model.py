@@ -54,6 +54,7 @@ class LibraryEntry:
     store_url: str = ""
     agent_known: bool = False     # the agent holds a code for it on this computer
     history: tuple = ()           # the agent's daily use: ((date "YYYY-MM-DD", used), ...)
+    other_device: str = ""        # the license is bound to this other computer of the user's
 
     @property
     def fraction(self) -> float | None:
@@ -64,6 +65,8 @@ class LibraryEntry:
     def left_text(self, now: datetime | None = None) -> str:
         if self.kind == "permanent":
             return "Yours to keep"
+        if self.other_device and not self.agent_known:
+            return f"On your other computer “{self.other_device}”"
         if self.left is None:
             return "Unknown (not on this computer yet)"
         if self.kind == "time":
@@ -79,7 +82,7 @@ class LibraryEntry:
 
 
 def build_entries(licenses: list[dict], agent: list[dict], installed_ids: set[str],
-                  now: datetime | None = None) -> list[LibraryEntry]:
+                  now: datetime | None = None, device_id: str | None = None) -> list[LibraryEntry]:
     now = now or datetime.now(timezone.utc)
     by_license = {str(a.get("license_id")): a for a in agent if a.get("license_id") is not None}
     by_product = {str(a.get("product_id")): a for a in agent if a.get("product_id") is not None}
@@ -100,6 +103,8 @@ def build_entries(licenses: list[dict], agent: list[dict], installed_ids: set[st
             name=str(_first(lic, "product_name", "name", default=a.get("product_name") or f"Product {product_id}")),
             kind=kind, store_url=str(_first(lic, "store_url", default=a.get("store_url", ""))),
             installed=str(product_id) in installed_ids, agent_known=bool(a))
+        if device_id and lic.get("device_id") and lic["device_id"] != device_id:
+            entry.other_device = str(lic.get("device_name") or lic["device_id"])
         if kind == "time":
             issued = parse_time(_first(lic, "starts_at", "created_at", "issued_at"))
             expires = parse_time(_first(a, "expires_at", default=_first(lic, "expires_at")))

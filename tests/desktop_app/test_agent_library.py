@@ -206,3 +206,26 @@ def test_code_entered_by_hand(qtbot, app_home, agent, vendor_key):
         qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
         store.window.close()
         store.stop()
+
+
+def test_running_low_outside_the_app_is_noticed(qtbot, app_home, agent, vendor_key):
+    """A rented program run outside the storefront (through the agent directly) still brings
+    the running-low notice: the app looks at the agent's counts now and then."""
+    agent.trust(base64.b64encode(raw_public(vendor_key)).decode())
+    agent.install(issue(agent, vendor_key, uses=3, low=1))
+    from desktop_app.app import Options, StoreApp
+    store = StoreApp(Options(server="http://127.0.0.1:9"))
+    store.AGENT_POLL_MS = 300
+    store.start()
+    try:
+        qtbot.waitUntil(lambda: len(store.state.entries) == 1, timeout=30000)
+        assert not store.state.entries[0].low
+        assert agent.check(PRODUCT).allowed and agent.check(PRODUCT).allowed    # 1 use left now
+        qtbot.waitUntil(lambda: "Extend it" in store.window.banner.text(), timeout=30000)
+        assert store.state.entries[0].left == 1 and store.state.entries[0].low
+    finally:
+        from desktop_app.api.worker import pending_jobs
+        store.agent_timer.stop()
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        store.window.close()
+        store.stop()

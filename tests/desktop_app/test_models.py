@@ -156,3 +156,12 @@ def test_order_lines_show_cash_equivalents():
     model.pricing = Pricing(10)          # FIG 17: 10 cents a token
     assert model.index(0, OrderListModel.COL_TOKENS).data() == "100 ($10.00)"
     assert Pricing(10).tokens_text(1) == "1 token ($0.10)" and Pricing().tokens_text(5) == "5 tokens"
+
+
+def test_library_entry_for_another_computer():
+    licenses = [{"id": 9, "product_id": 4, "product_name": "Software D", "kind": "processings",
+                 "processings": 100, "device_id": "b" * 32, "device_name": "office laptop"}]
+    (entry,) = build_entries(licenses, [], set(), device_id="a" * 32)
+    assert entry.left_text() == "On your other computer “office laptop”"
+    (entry,) = build_entries(licenses, [], set(), device_id="b" * 32)
+    assert entry.left_text().startswith("Unknown")
