@@ -412,6 +412,24 @@ def _parse_manifest(data: bytes) -> Manifest:
                     files=tuple(files), created_at=created_at)
 
 
+def looks_like_package(source: str | os.PathLike | bytes) -> bool:
+    """True when the file starts the way every TokenRent package does (a ZIP whose first entry
+    is tokenrent/...), even if it is truncated or damaged: such a file must be verified as a
+    package and refused if it fails, never taken for some other kind of file."""
+    try:
+        if isinstance(source, (bytes, bytearray)):
+            head = bytes(source[:64])
+        else:
+            with open(source, "rb") as f:
+                head = f.read(64)
+    except OSError:
+        return False
+    if len(head) < 30 or head[:4] != b"PK\x03\x04":
+        return False
+    name_length = int.from_bytes(head[26:28], "little")
+    return head[30:30 + name_length].startswith(b"tokenrent/")
+
+
 def read_manifest(source: str | os.PathLike | bytes) -> Manifest:
     """The manifest WITHOUT checking the signature or files: only to show what a package claims."""
     with _open_zip(source) as zf:

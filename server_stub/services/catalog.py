@@ -292,7 +292,8 @@ def publish(db: Session, file_path: str, product_id: int | None = None, version:
         pf.read_manifest(str(src))
         is_package = True
     except Exception:  # noqa: BLE001  any file that is not a readable package is "a file"
-        is_package = False
+        # ... unless it starts like one: a truncated or damaged package is refused below.
+        is_package = pf.looks_like_package(str(src))
     if is_package:
         trusted = trusted_public_keys(db)
         try:

@@ -306,3 +306,16 @@ def test_entry_command_resolves_the_packages_own_files(tmp_path):
         "/usr/bin/python3", str(tmp_path / "tool.py"), "--data", str(tmp_path / "lib" / "data.txt"),
         "--mode", "fast"]
     assert pf.entry_command(pf.InstalledProgram("4", "1", "run.sh x", tmp_path))[0] == str(tmp_path / "run.sh")
+
+
+def test_a_damaged_package_still_looks_like_a_package(package, tmp_path):
+    raw = package.read_bytes()
+    assert pf.looks_like_package(package) and pf.looks_like_package(raw[:100])
+    with pytest.raises(pf.MalformedPackage):
+        pf.read_manifest(raw[:100])
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    assert not pf.looks_like_package(other)
+    assert not pf.looks_like_package(b"\x7fELF" + bytes(100))
+    assert not pf.looks_like_package(tmp_path / "missing")
