@@ -123,6 +123,9 @@ class StoreApp:
         self._was_signed_in = signed_in
 
     def stop(self) -> None:
+        timer = getattr(self, "agent_timer", None)
+        if timer is not None:
+            timer.stop()
         server = getattr(self, "instance_server", None)
         if server is not None:
             server.close()

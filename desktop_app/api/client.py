@@ -184,6 +184,9 @@ class ApiClient:
         return self.request("POST", "/v1/token-purchases", json=body,
                             idempotency_key=idempotency_key or new_idempotency_key())
 
+    def token_purchases(self) -> list[dict]:
+        return self.request("GET", "/v1/token-purchases")
+
     def transfer(self, to_username: str, to_full_name: str, tokens: int, pin: str,
                  idempotency_key: str | None = None) -> dict:
         return self.request("POST", "/v1/transfers",

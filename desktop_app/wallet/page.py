@@ -237,6 +237,9 @@ class WalletPage(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.pending = QLabel(objectName="wallet_pending")
+        self.pending.setWordWrap(True)
+        self.pending.hide()
         self.chart = LineChart("Balance over time")
         self.chart.setObjectName("wallet_chart")
         top = QHBoxLayout()
@@ -249,6 +252,7 @@ class WalletPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(top)
+        layout.addWidget(self.pending)
         layout.addWidget(split, 1)
         state.meChanged.connect(self._me_changed)
         state.pricingChanged.connect(lambda _p: self._me_changed(state.me))
@@ -271,6 +275,18 @@ class WalletPage(QWidget):
             return
         self.state.refresh_me()
         self.state.call(self.state.api.ledger, self._statement)
+        self.state.call(self.state.api.token_purchases, self._purchases, lambda _e: None)
+
+    def _purchases(self, purchases) -> None:
+        waiting = [p for p in purchases or [] if p.get("status") == "pending"]
+        if not waiting:
+            self.pending.hide()
+            return
+        lines = [f"invoice {p.get('invoice_number') or p.get('id')}: {int(p.get('tokens', 0)):,} tokens by "
+                 f"{str(p.get('method', '')).replace('_', ' ')}, {format_cents(int(p.get('amount_cents', 0)))}"
+                 for p in waiting]
+        self.pending.setText("Waiting for your payment (pending): " + "; ".join(lines))
+        self.pending.show()
 
     def _statement(self, answer) -> None:
         rows = normalize_ledger(answer)

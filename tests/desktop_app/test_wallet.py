@@ -83,6 +83,16 @@ def test_offline_purchase_shows_invoice_and_pending(qtbot, store_app, store_serv
     invoice = buy.last_answer.get("invoice_number")
     assert invoice and invoice in buy.banner.text()
     assert store_server.me(user)["available_tokens"] == 150   # nothing credited until paid
+    wallet = store_app.window.wallet
+    wallet.refresh()
+    qtbot.waitUntil(lambda: not wallet.pending.isHidden(), timeout=20000)
+    assert invoice in wallet.pending.text() and "300 tokens by money order" in wallet.pending.text()
+    # the vendor receives the payment: the tokens arrive, nothing is pending any more
+    r = store_server.api("POST", f"/v1/admin/token-purchases/{buy.last_answer['id']}/confirm", store_server.admin())
+    assert r.status_code == 200, r.text
+    wallet.refresh()
+    qtbot.waitUntil(lambda: store_app.state.available_tokens == 450 and wallet.pending.isHidden(),
+                    timeout=20000)
 
 
 def test_bundle_purchase(qtbot, store_app, store_server):
