@@ -1,0 +1,1 @@
+"""Desktop storefront tests (pytest-qt, real server, real agent)."""
