@@ -117,7 +117,7 @@ def main() -> int:
         floor = Floor(tmp)
         results = {}
 
-        from license_agent.client import Client
+        from license_agent.client import Client, DaemonConnection
         in_process = Client(home, use_daemon=False)
         for _ in range(50):
             in_process.check("4"), floor()
@@ -127,9 +127,14 @@ def main() -> int:
         daemon = subprocess.Popen([*agent_cmd(), "serve"], env=env, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
-            while not socket_path(home).exists():
+            while True:  # until it answers: the socket file appears a moment before it listens
                 assert daemon.poll() is None and time.monotonic() < deadline, "daemon did not start"
-                time.sleep(0.01)
+                try:
+                    with DaemonConnection(socket_path(home), timeout=5) as probe:
+                        if probe.request({"op": "ping"}).get("ok"):
+                            break
+                except OSError:
+                    time.sleep(0.01)
             via_daemon = Client(home)
             assert via_daemon.mode == "daemon"
             for _ in range(50):

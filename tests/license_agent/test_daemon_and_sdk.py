@@ -18,16 +18,27 @@ from license_agent import client as sdk
 from license_agent.paths import socket_path
 
 
+def wait_for_daemon(proc, path) -> None:
+    """Until the daemon answers a ping (the socket file appears a moment before it listens)."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "daemon did not start"
+        try:
+            with sdk.DaemonConnection(path, timeout=5) as connection:
+                if connection.request({"op": "ping"}).get("ok"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+
+
 @pytest.fixture()
 def daemon(agent_home):
     proc = subprocess.Popen(agent_home.command("serve"), env=agent_home.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     path = socket_path(agent_home.home)
-    deadline = time.monotonic() + 20
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "daemon did not start"
-        time.sleep(0.02)
+    wait_for_daemon(proc, path)
     yield proc, path
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -198,10 +209,7 @@ def test_long_home_paths_get_a_short_private_socket(tmp_path, monkeypatch):
     proc = subprocess.Popen(agent_home.command("serve"), env=agent_home.env,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while not path.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
-            time.sleep(0.02)
+        wait_for_daemon(proc, path)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         client = sdk.Client(home)
         assert client.mode == "daemon" and client.check("4").kind == "permanent"
