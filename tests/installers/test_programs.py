@@ -227,3 +227,39 @@ def test_hand_packaged_program_learns_its_product_from_the_install(agent, tmp_pa
     r = subprocess.run([*pf.entry_command(installed), str(text)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "1 lines, 3 words" in r.stdout and agent.remaining("12") == 2
+
+
+@needs_agent
+def test_interrupted_image_does_not_burn_a_processing(agent, tmp_path):
+    """Ctrl-C while an image is being processed: its reservation is released, nothing is
+    counted and no half-written result is left. (After a hard kill the reservation is counted
+    once its time-to-live has passed: the agent's rule, so a killed program cannot run free.)"""
+    import os
+    import signal
+    agent.grant("4", "processings", processings=5)
+    big = tmp_path / "noise.pgm"
+    big.write_bytes(b"P5 1500 1500 255\n" + os.urandom(1500 * 1500))   # despeckle takes seconds
+    out = tmp_path / "out"
+    env = agent.env | {"TOKENRENT_PRODUCT_ID": "4", "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen([sys.executable, str(PROGRAMS / "raster_tool" / "rastertool.py"), "-o", str(out),
+                             str(big)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        reserved = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            lic = next(l for l in agent.cli_json("status")["licenses"] if l["product_id"] == "4")
+            reserved = lic["reserved"]
+            if reserved:
+                break
+            time.sleep(0.05)
+        assert reserved == 1 and proc.poll() is None, "the image was not under a reservation while processed"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    lic = next(l for l in agent.cli_json("status")["licenses"] if l["product_id"] == "4")
+    assert (lic["remaining"], lic["reserved"], lic["used"]) == (5, 0, 0)
+    assert not out.exists() or list(out.iterdir()) == []
