@@ -49,7 +49,8 @@ def cmd_build(args) -> int:
     key = pf.load_signing_key(_resolve_key(args.key))
     out = Path(args.output)
     manifest = pf.build_package(args.src_dir, out, product_id=args.product, version=args.version,
-                                entry=args.entry, signing_key=key, name=args.name or "")
+                                entry=args.entry, signing_key=key, name=args.name or "",
+                                exclude=tuple(args.exclude))
     summary = _manifest_summary(manifest) | {"package": str(out), "package_bytes": out.stat().st_size,
                                              "kid": pf.kid_for(key.public_key().public_bytes_raw())}
     if args.json:
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--output", required=True)
     b.add_argument("--key", help=f"vendor Ed25519 private key file (default: ${KEY_ENV})")
     b.add_argument("--name", help="display name of the program")
+    b.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out matching files or folders (repeat); __pycache__, *.pyc, .git ... always")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_build)
     v = sub.add_parser("verify", help="check the signature and every file")

@@ -267,10 +267,24 @@ def _check_manifest_fields(product_id: str, version: str, entry: str) -> None:
         raise MalformedPackage("the entry command is empty")
 
 
+# Never packaged: byte-code caches and version-control folders.
+DEFAULT_EXCLUDES = ("__pycache__", "*.pyc", ".git", ".hg", ".svn", ".DS_Store")
+
+
+def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
+    from fnmatch import fnmatchcase
+    parts = rel.split("/")
+    return any(fnmatchcase(part, pat) for part in parts for pat in patterns if "/" not in pat) or \
+        any(fnmatchcase(rel, pat) for pat in patterns if "/" in pat)
+
+
 def build_package(src_dir: str | os.PathLike, out_file: str | os.PathLike, *, product_id: str,
                   version: str, entry: str, signing_key: Ed25519PrivateKey,
-                  name: str = "") -> Manifest:
-    """Pack every regular file under src_dir, sign the manifest, write out_file atomically."""
+                  name: str = "", exclude: tuple[str, ...] = ()) -> Manifest:
+    """Pack every regular file under src_dir (except DEFAULT_EXCLUDES and `exclude`, glob
+    patterns matched against each path part, or against the whole relative path when they
+    contain a '/'), sign the manifest, write out_file atomically."""
+    exclude = DEFAULT_EXCLUDES + tuple(exclude)
     src = Path(src_dir)
     if not src.is_dir():
         raise PackageError(f"{src} is not a directory")
@@ -280,7 +294,7 @@ def build_package(src_dir: str | os.PathLike, out_file: str | os.PathLike, *, pr
     seen_folded: dict[str, str] = {}
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src).as_posix()
-        if any(part in ("__pycache__",) for part in rel.split("/")) or rel.endswith(".pyc"):
+        if _excluded(rel, exclude):
             continue
         if path.is_symlink():
             raise UnsafePath(f"{path} is a symbolic link; packages hold regular files only")

@@ -319,3 +319,16 @@ def test_a_damaged_package_still_looks_like_a_package(package, tmp_path):
     assert not pf.looks_like_package(other)
     assert not pf.looks_like_package(b"\x7fELF" + bytes(100))
     assert not pf.looks_like_package(tmp_path / "missing")
+
+
+def test_build_leaves_out_caches_vcs_and_excluded_paths(tmp_path, vendor_key, program_dir, trusted):
+    (program_dir / ".git").mkdir()
+    (program_dir / ".git" / "HEAD").write_text("ref: x\n")
+    (program_dir / "__pycache__").mkdir()
+    (program_dir / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
+    (program_dir / "lib" / "notes.tmp").write_text("scratch")
+    out = tmp_path / "x.trpkg"
+    m = pf.build_package(program_dir, out, product_id="4", version="1", entry="run.sh",
+                         signing_key=vendor_key, exclude=("*.tmp", "lib/data.bin"))
+    assert sorted(f.path for f in m.files) == ["README.txt", "run.sh"]
+    assert sorted(f.path for f in pf.verify_package(out, trusted).manifest.files) == ["README.txt", "run.sh"]
