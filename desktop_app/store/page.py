@@ -1,7 +1,7 @@
 """Store: categories (FIG 6), the availability grid (FIG 7), product details, search and filter."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
                                QLineEdit, QListView, QPushButton, QSplitter, QTableView, QVBoxLayout,
@@ -121,12 +121,15 @@ class StorePage(QWidget):
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Column widths are set once per catalog (reload), not on every keystroke: sizing to
+        # contents asks every visible cell for its data again after each filter change.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(90)
-        header.setResizeContentsPrecision(0)   # size columns from the visible rows only (10,000 rows)
+        header.setResizeContentsPrecision(0)
         self.table.setWordWrap(False)
         self.table.selectionModel().currentChanged.connect(self._current_changed)
+        self.proxy.modelReset.connect(self._filter_reset)
         self.table.activated.connect(self._activated)
 
         self.details = ProductDetails(state)
@@ -168,11 +171,27 @@ class StorePage(QWidget):
         self.categories.set_categories(self.state.categories)
         self.products.set_products(self.state.products)
         self.category_view.setCurrentIndex(self.categories.index(0))
+        for column in range(1, self.products.columnCount()):
+            self.table.resizeColumnToContents(column)
         if current is not None:
             self.show_product(current["id"])
 
     def _current_changed(self, current, _previous) -> None:
-        self.details.show_product(current.data(ProductRole) if current.isValid() else None)
+        # an invalid current (the product was filtered out) keeps its details on show
+        if current.isValid():
+            self.details.show_product(current.data(ProductRole))
+
+    def _filter_reset(self) -> None:
+        """After a new filter: select the product on show again if it is still in the list."""
+        product = self.details.product
+        if product is None:
+            return
+        row = self.products.row_of(product["id"])
+        if row >= 0:
+            index = self.proxy.mapFromSource(self.products.index(row, 0))
+            if index.isValid():
+                self.table.selectionModel().setCurrentIndex(
+                    index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
 
     def _activated(self, index) -> None:
         """Enter / double click on an availability box (FIG 7) adds that offer."""
@@ -183,14 +202,14 @@ class StorePage(QWidget):
 
     def show_product(self, product_id) -> bool:
         """Select a product (tokenrent --product ID). Clears filters that would hide it."""
-        for row in range(self.products.rowCount()):
-            if str(self.products.product(row)["id"]) == str(product_id):
-                self.search.clear()
-                self.kind_filter.setCurrentIndex(0)
-                self.category_view.setCurrentIndex(self.categories.index(0))
-                proxy_index = self.proxy.mapFromSource(self.products.index(row, 0))
-                self.table.setCurrentIndex(proxy_index)
-                self.table.scrollTo(proxy_index)
-                self.details.show_product(self.products.product(row))
-                return True
-        return False
+        row = self.products.row_of(product_id)
+        if row < 0:
+            return False
+        self.details.show_product(self.products.product(row))
+        self.search.clear()
+        self.kind_filter.setCurrentIndex(0)
+        self.category_view.setCurrentIndex(self.categories.index(0))
+        proxy_index = self.proxy.mapFromSource(self.products.index(row, 0))
+        self.table.setCurrentIndex(proxy_index)
+        self.table.scrollTo(proxy_index)
+        return True

@@ -165,3 +165,27 @@ def test_library_entry_for_another_computer():
     assert entry.left_text() == "On your other computer “office laptop”"
     (entry,) = build_entries(licenses, [], set(), device_id="b" * 32)
     assert entry.left_text().startswith("Unknown")
+
+
+def test_store_page_keeps_the_product_through_filtering(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("TOKENRENT_HOME", str(tmp_path))
+    from desktop_app.paths import app_paths
+    from desktop_app.settings.config import Settings
+    from desktop_app.state import AppState
+    from desktop_app.store.page import StorePage
+    state = AppState(app_paths().ensure(), Settings(), "http://127.0.0.1:9")
+    state.categories = [{"id": 10, "name": "Office"}, {"id": 20, "name": "Graphics"}]
+    state.products = [SOFTWARE_A, SOFTWARE_C, SOFTWARE_D]
+    page = StorePage(state)
+    qtbot.addWidget(page)
+    page.reload()
+    assert page.show_product(4) and page.details.name.text() == "Software D"
+    page.search.setText("software")                  # still listed: still selected
+    assert page.table.currentIndex().data() == "Software D"
+    page.search.setText("spreadsheet")               # filtered out: its details stay on show
+    assert page.proxy.rowCount() == 1 and page.details.name.text() == "Software D"
+    page.search.setText("")
+    assert page.table.currentIndex().data() == "Software D"
+    page.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+    assert [page.proxy.index(r, 0).data() for r in range(3)] == ["Software D", "Software C", "Software A"]
+    assert page.table.currentIndex().data() == "Software D"
