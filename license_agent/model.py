@@ -103,12 +103,13 @@ class Model:
     def spend(self, license_id: str, amount: int, at: datetime) -> None:
         lic = self.licenses[license_id]
         lic.consumed += amount
-        day = at.strftime("%Y-%m-%d")
+        day = at.date().isoformat()
         lic.history[day] = lic.history.get(day, 0) + amount
 
-    def apply(self, seq: int, at_text: str, kind: str, body: dict) -> None:
-        """Replays one verified journal entry. Entries were validated before they were written."""
-        at = parse_time(at_text)
+    def apply(self, seq: int, at_text: str, kind: str, body: dict, at: datetime | None = None) -> None:
+        """Replays one verified journal entry. Entries were validated before they were written.
+        ``at`` saves parsing ``at_text`` again when the writer already has it."""
+        at = at or parse_time(at_text)
         if kind == "checkpoint":
             self.restore(body)
         self.see_time(at)

@@ -212,7 +212,8 @@ class State:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _append_locked(self, entries: list[tuple[str, dict]]) -> None:
-        at = time_text(utc_now())
+        moment = utc_now()
+        at = time_text(moment)
         seq, mac = self._seq, self._mac
         rows = []
         for kind, body in entries:
@@ -234,7 +235,7 @@ class State:
                 raise
         # Committed and synced: only now may anyone be told "allowed".
         for (row_seq, row_at, kind, _text, _mac_hex), (_kind, body) in zip(rows, entries):
-            self.model.apply(row_seq, row_at, kind, body)
+            self.model.apply(row_seq, row_at, kind, body, at=moment)
             if kind == "checkpoint":
                 self._checkpoint_seq = row_seq
         self._seq, self._mac = seq, mac
