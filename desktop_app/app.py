@@ -53,7 +53,9 @@ class StoreApp:
         self.window.show()
         QTimer.singleShot(0, self._listen)
         self.state.load_cached_library()   # the library works before (or without) the network
-        self.state.refresh_library()       # the agent's own counts need no network either
+        # the agent's own counts need no network either; asked just after the window is up,
+        # so the agent process does not compete with the first paint
+        QTimer.singleShot(150, self.state.refresh_library)
         # Rented programs also run outside the app: look at the agent's counts now and then,
         # so the running-low notice comes in time.
         self.agent_timer = QTimer(self.window)
