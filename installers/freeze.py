@@ -15,6 +15,9 @@ SPECS = Path(__file__).resolve().parent / "specs"
 
 AGENT_NAME = "license-agent"
 STOREFRONT_NAME = "tokenrent"
+# Runs Python programs the storefront installs ({python} in their entry) in frozen installs.
+from license_agent.package_format import FROZEN_PYTHON_RUNNER as RUNNER_NAME  # noqa: E402
+PROGRAMS = ROOT / "installers" / "programs"
 URL_SCHEME = "tokenrent"
 # Strip debug symbols from shared libraries on Linux (binutils' strip): libpython alone shrinks
 # from about 23 MB to 5 MB. Windows has nothing to strip; on macOS it would break code signing.
@@ -128,5 +131,30 @@ def excludes(app: str) -> list[str]:
 
 
 def entry_script(app: str) -> str:
-    return str(ROOT / "installers" / "entry" / ("license_agent_entry.py" if app == AGENT_NAME
-                                                else "tokenrent_entry.py"))
+    name = {AGENT_NAME: "license_agent_entry.py", STOREFRONT_NAME: "tokenrent_entry.py",
+            RUNNER_NAME: "program_runner_entry.py"}[app]
+    return str(ROOT / "installers" / "entry" / name)
+
+
+# What a rented Python program may import under tokenrent-python: the SDK, Qt's widgets, and
+# the standard library modules programs commonly use (PyInstaller only bundles what it sees
+# imported, and it never sees the programs, which arrive later as packages). The example
+# programs are analysed too, so whatever they import is there.
+RUNNER_STDLIB = [
+    "argparse", "base64", "csv", "dataclasses", "datetime", "decimal", "fractions", "functools",
+    "glob", "gzip", "hashlib", "io", "itertools", "json", "logging", "math", "random", "re",
+    "shlex", "shutil", "sqlite3", "statistics", "string", "subprocess", "tempfile", "textwrap",
+    "threading", "time", "typing", "uuid", "zipfile", "zlib", "pathlib", "collections",
+    "contextlib", "enum", "heapq", "bisect", "struct", "unicodedata", "urllib.parse", "xml.etree.ElementTree",
+]
+
+
+def runner_hidden_imports() -> list[str]:
+    names = hidden_imports(STOREFRONT_NAME) + RUNNER_STDLIB + [
+        "license_agent.client", "PySide6.QtCore", "PySide6.QtGui", "PySide6.QtWidgets", "shiboken6"]
+    names += [p.stem for p in PROGRAMS.glob("*/*.py")]
+    return sorted(set(_present(names)))
+
+
+def runner_pathex() -> list[str]:
+    return [str(ROOT)] + sorted(str(p) for p in PROGRAMS.iterdir() if p.is_dir())

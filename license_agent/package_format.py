@@ -233,11 +233,23 @@ def _resolve_entry(entry: str, directory: Path, python: str) -> list[str]:
     return out
 
 
+# The frozen storefront ships this program beside itself to run Python programs ({python}),
+# since its users may have no Python (installers/entry/program_runner_entry.py).
+FROZEN_PYTHON_RUNNER = "tokenrent-python"
+
+
+def default_python() -> str:
+    """What {python} means here: this Python; in a frozen app, the runner beside it
+    (else a python3 on the PATH)."""
+    if not getattr(sys, "frozen", False):
+        return sys.executable
+    runner = Path(sys.executable).with_name(FROZEN_PYTHON_RUNNER + (".exe" if os.name == "nt" else ""))
+    return str(runner) if runner.is_file() else "python3"
+
+
 def entry_command(program: InstalledProgram, python: str | None = None) -> list[str]:
-    """The argv that starts an installed program ({python} is this Python, or python3 when frozen)."""
-    if python is None:
-        python = "python3" if getattr(sys, "frozen", False) else sys.executable
-    return _resolve_entry(program.entry, program.directory, python)
+    """The argv that starts an installed program (see default_python for {python})."""
+    return _resolve_entry(program.entry, program.directory, python or default_python())
 
 
 # --- build ------------------------------------------------------------------------------------
