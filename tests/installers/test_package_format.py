@@ -1,7 +1,6 @@
 """The program-package format: build, verify, extract, install, and every refusal."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
