@@ -359,17 +359,15 @@ def build_package(src_dir: str | os.PathLike, out_file: str | os.PathLike, *, pr
 # --- read and verify --------------------------------------------------------------------------
 
 def _open_zip(source: str | os.PathLike | bytes) -> zipfile.ZipFile:
+    """The archive; the ZipFile owns (and closes) the file it opens."""
     try:
-        fobj = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else open(source, "rb")
-    except OSError as e:
-        raise PackageError(f"cannot open the package {source}: {e.strerror or e}") from None
-    try:
-        return zipfile.ZipFile(fobj)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        fobj.close()
+        return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
         raise MalformedPackage(
             f"not a complete TokenRent package (truncated, damaged or another kind of file): {e}"
         ) from None
+    except OSError as e:
+        raise PackageError(f"cannot open the package {source}: {e.strerror or e}") from None
 
 
 def _read_small(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
