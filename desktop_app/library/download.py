@@ -23,6 +23,7 @@ import requests
 import urllib3
 
 CHUNK = 1024 * 1024
+CHECKPOINT_BYTES = 32 * 1024 * 1024   # how often the hash state is written down while receiving
 
 
 class DownloadError(Exception):
@@ -73,34 +74,119 @@ def _header_sha256(resp: requests.Response) -> str | None:
     return None
 
 
-class _Hasher:
-    """SHA-256 on its own thread, so hashing overlaps with receiving (hashlib releases the GIL).
-    Fed in file order: first the bytes already on disk, then each block as it arrives."""
+class _SavableSha256:
+    """SHA-256 whose running state can be written down and picked up after a restart, so a
+    resumed download does not read and hash again what is already on disk. Uses OpenSSL's
+    SHA256_CTX through ctypes (the same OpenSSL code hashlib uses); the saved state names the
+    OpenSSL version and is only taken back by that same version. Where libcrypto cannot be
+    loaded, ``snapshot()`` gives None and the old way (hash the part again) applies."""
 
-    def __init__(self, existing: Path | None = None, upto: int = 0):
+    _lib = None
+    _version = b""
+    CTX_SIZE = 256          # SHA256_CTX is 112 bytes; room to spare, treated as opaque
+
+    @classmethod
+    def available(cls) -> bool:
+        if cls._lib is None:
+            import ctypes
+            import ctypes.util
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("crypto") or "libcrypto.so.3")
+                lib.OpenSSL_version.restype = ctypes.c_char_p
+                lib.SHA256_Init.argtypes = [ctypes.c_void_p]
+                lib.SHA256_Update.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+                lib.SHA256_Final.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+                cls._version = lib.OpenSSL_version(0) or b""
+                cls._lib = lib
+            except (OSError, AttributeError):
+                cls._lib = False
+        return bool(cls._lib)
+
+    def __init__(self, ctx_bytes: bytes | None = None):
+        import ctypes
+        if not self.available():
+            raise RuntimeError("libcrypto is not available")
+        self._ctypes = ctypes
+        self._ctx = ctypes.create_string_buffer(self.CTX_SIZE)
+        if ctx_bytes is None:
+            self._lib.SHA256_Init(self._ctx)
+        else:
+            ctypes.memmove(self._ctx, ctx_bytes, self.CTX_SIZE)
+
+    def update(self, block) -> None:
+        self._lib.SHA256_Update(self._ctx, bytes(block), len(block))
+
+    def hexdigest(self) -> str:
+        ctx = self._ctypes.create_string_buffer(self._ctx.raw, self.CTX_SIZE)   # Final spoils ctx
+        out = self._ctypes.create_string_buffer(32)
+        self._lib.SHA256_Final(out, ctx)
+        return out.raw.hex()
+
+    def snapshot(self) -> dict:
+        return {"openssl": self._version.decode("ascii", "replace"), "ctx": self._ctx.raw.hex()}
+
+    @classmethod
+    def restore(cls, saved: dict | None) -> "_SavableSha256 | None":
+        if not saved or not cls.available() or saved.get("openssl") != cls._version.decode("ascii", "replace"):
+            return None
+        try:
+            ctx = bytes.fromhex(saved["ctx"])
+        except (KeyError, ValueError, TypeError):
+            return None
+        return cls(ctx) if len(ctx) == cls.CTX_SIZE else None
+
+
+def _new_sha256():
+    return _SavableSha256() if _SavableSha256.available() else hashlib.sha256()
+
+
+class _Hasher:
+    """SHA-256 on its own thread, so hashing overlaps with receiving (the hash releases the GIL).
+    Fed in file order: first bytes already on disk (``existing`` from ``start`` to ``upto``),
+    then each block as it arrives."""
+
+    def __init__(self, existing: Path | None = None, upto: int = 0, *, start: int = 0, initial=None):
         import queue
         self._queue: "queue.Queue[bytes | None]" = queue.Queue(maxsize=64)
-        self._hash = hashlib.sha256()
-        self.count = 0
+        self._hash = initial if initial is not None else _new_sha256()
+        self.count = start                  # bytes hashed so far (on the hashing thread)
         self._existing = existing
+        self._start = start
         self._upto = upto     # the file grows meanwhile: hash only what was there at the start
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self):
-        if self._existing is not None and self._existing.exists():
-            left = self._upto
+        if self._existing is not None and self._existing.exists() and self._upto > self._start:
+            left = self._upto - self._start
             with open(self._existing, "rb") as f:
+                f.seek(self._start)
                 while left > 0 and (block := f.read(min(left, 1024 * 1024))):
                     self._hash.update(block)
+                    self.count += len(block)
                     left -= len(block)
             if left:
                 self._hash.update(b"\0")   # the file shrank under us: make the check fail
-        while (block := self._queue.get()) is not None:
-            self._hash.update(block)
+        while True:
+            block = self._queue.get()
+            try:
+                if block is None:
+                    return
+                self._hash.update(block)
+                self.count += len(block)
+            finally:
+                self._queue.task_done()
 
     def update(self, block: bytes) -> None:
         self._queue.put(block)
+
+    def checkpoint(self) -> dict | None:
+        """{bytes, state} for everything fed so far (waits for the hashing thread), or None
+        when this hash cannot be saved."""
+        if not hasattr(self._hash, "snapshot"):
+            return None
+        self._queue.join()
+        return {"bytes": self.count, **self._hash.snapshot()}
 
     def hexdigest(self) -> str:
         self._queue.put(None)
@@ -184,11 +270,9 @@ class Download:
         if kept is not None and kept[1] == received and state:
             hasher = kept[0]      # paused in this session: the hash so far is still in memory
         else:
-            # After a restart the bytes on disk are hashed again (a hash state cannot be saved),
-            # on the hashing thread, while the rest is being received.
             if kept is not None:
                 kept[0].abandon()
-            hasher = _Hasher(self.part if received else None, received)
+            hasher = self._resumed_hasher(state, received)
         self._hasher = hasher
         failures = 0
         try:
@@ -198,6 +282,7 @@ class Download:
                     break
                 except DownloadPaused:
                     self._kept = (self._hasher, self.received_bytes())
+                    self._save_hash_state(state, self._hasher)
                     raise
                 except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                         urllib3.exceptions.HTTPError) as exc:
@@ -217,6 +302,23 @@ class Download:
             self._hasher.abandon()
             raise
         return self._finish(hasher.hexdigest(), received, state)
+
+    def _resumed_hasher(self, state: dict, received: int) -> "_Hasher":
+        """After a restart: continue from the saved hash state and hash only the bytes written
+        after it; without a usable saved state, hash the whole part again (on the hashing
+        thread, while the rest is being received)."""
+        saved = state.get("hash_state") or {}
+        restored = _SavableSha256.restore(saved)
+        start = int(saved.get("bytes", -1)) if restored is not None else -1
+        if restored is not None and 0 <= start <= received:
+            return _Hasher(self.part, received, start=start, initial=restored)
+        return _Hasher(self.part if received else None, received)
+
+    def _save_hash_state(self, state: dict, hasher: "_Hasher") -> None:
+        checkpoint = hasher.checkpoint() if hasher is not None else None
+        if checkpoint is not None and state:
+            state["hash_state"] = checkpoint
+            self._save_state(state)
 
     def _fetch(self, state: dict, hasher, received: int) -> int:
         headers = dict(self.headers)
@@ -248,6 +350,7 @@ class Download:
                 self.expected_sha256, self.expected_size = self._given
                 state.pop("expected_sha256", None)
                 state.pop("total_size", None)
+                state.pop("hash_state", None)
             total = None
             if resp.status_code == 206:
                 content_range = resp.headers.get("Content-Range", "")
@@ -268,10 +371,15 @@ class Download:
             with open(self.part, mode) as out:
                 self._report(received, state.get("total_size"))
                 read = resp.raw.read
+                next_checkpoint = received + CHECKPOINT_BYTES
                 while block := read(self.chunk_size):
                     out.write(block)
                     hasher.update(block)
                     received += len(block)
+                    if received >= next_checkpoint:   # so even a killed app resumes cheaply
+                        out.flush()
+                        self._save_hash_state(state, hasher)
+                        next_checkpoint = received + CHECKPOINT_BYTES
                     self._report(received, state.get("total_size"))
                     if self._pause.is_set():
                         raise DownloadPaused()

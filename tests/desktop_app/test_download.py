@@ -139,3 +139,48 @@ def test_in_session_resume_notices_a_changed_part_file(tmp_path):
             f.write(b"x" * 10)
         with pytest.raises(ChecksumMismatch):
             d.run()                       # re-hashed from disk, and the damage is caught
+
+
+def test_restart_continues_from_the_saved_hash_state(tmp_path):
+    """After a restart the hash state saved at the pause is taken up again: only bytes written
+    after it are read back (here: bytes a killed app wrote after its last checkpoint)."""
+    import json
+
+    from desktop_app.library.download import _SavableSha256
+    if not _SavableSha256.available():
+        pytest.skip("libcrypto cannot be loaded here: downloads fall back to hashing the part again")
+    with FileServer(PAYLOAD) as srv:
+        d = Download(srv.url, tmp_path / "p.bin")
+        d.on_progress = lambda p: d.pause() if p.received >= 1_000_000 else None
+        with pytest.raises(DownloadPaused):
+            d.run()
+        saved = json.loads(d.state_file.read_text())["hash_state"]
+        assert saved["bytes"] == d.received_bytes() and saved["ctx"]
+        # a killed app had written 300,000 more (correct) bytes after that checkpoint
+        kept = d.received_bytes()
+        with open(d.part, "ab") as f:
+            f.write(PAYLOAD[kept:kept + 300_000])
+        again = Download(srv.url, tmp_path / "p.bin")
+        hasher = again._resumed_hasher(again._load_state(), again.received_bytes())
+        assert hasher._start == kept                     # the saved state is used, not a full re-read
+        hasher.abandon()
+        assert again.run().read_bytes() == PAYLOAD
+        assert srv.requests[-1] == f"bytes={kept + 300_000}-"
+
+
+def test_a_saved_hash_state_from_elsewhere_is_not_trusted(tmp_path):
+    import json
+    with FileServer(PAYLOAD) as srv:
+        d = Download(srv.url, tmp_path / "p.bin")
+        d.on_progress = lambda p: d.pause() if p.received >= 1_000_000 else None
+        with pytest.raises(DownloadPaused):
+            d.run()
+        state = json.loads(d.state_file.read_text())
+        if "hash_state" in state:
+            state["hash_state"]["openssl"] = "OpenSSL 0.0 (another library)"
+            d.state_file.write_text(json.dumps(state))
+        again = Download(srv.url, tmp_path / "p.bin")
+        hasher = again._resumed_hasher(again._load_state(), again.received_bytes())
+        assert hasher._start == 0                        # hashed again from the start
+        hasher.abandon()
+        assert again.run().read_bytes() == PAYLOAD
