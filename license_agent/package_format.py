@@ -26,6 +26,7 @@ import re
 import shlex
 import shutil
 import stat
+import struct
 import sys
 import uuid
 import zipfile
@@ -358,16 +359,26 @@ def build_package(src_dir: str | os.PathLike, out_file: str | os.PathLike, *, pr
 
 # --- read and verify --------------------------------------------------------------------------
 
+# What zipfile may raise on a damaged archive (besides BadZipFile): a hostile or broken archive
+# must be refused with a clear message, never crash the reader.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError,
+               RuntimeError, struct.error, IndexError, KeyError, OverflowError)
+
+
 def _open_zip(source: str | os.PathLike | bytes) -> zipfile.ZipFile:
     """The archive; the ZipFile owns (and closes) the file it opens."""
+    if not isinstance(source, (bytes, bytearray)):
+        try:
+            with open(source, "rb"):
+                pass
+        except OSError as e:
+            raise PackageError(f"cannot open the package {source}: {e.strerror or e}") from None
     try:
         return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
-    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+    except _ZIP_ERRORS as e:
         raise MalformedPackage(
             f"not a complete TokenRent package (truncated, damaged or another kind of file): {e}"
         ) from None
-    except OSError as e:
-        raise PackageError(f"cannot open the package {source}: {e.strerror or e}") from None
 
 
 def _read_small(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
@@ -380,7 +391,7 @@ def _read_small(zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
     try:
         with zf.open(info) as f:
             return f.read(limit + 1)[:limit + 1]
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+    except _ZIP_ERRORS as e:
         raise MalformedPackage(f"the package is damaged ({name}: {e})") from None
 
 
@@ -501,16 +512,23 @@ def _copy_checked(zf: zipfile.ZipFile, pf: PackageFile, out) -> None:
     h = hashlib.sha256()
     size = 0
     try:
-        with zf.open(info) as f:
-            while chunk := f.read(min(_CHUNK, pf.size - size + 1)):
-                size += len(chunk)
-                if size > pf.size:
-                    raise FileMismatch(f"{pf.path} is larger than the signed manifest says")
-                h.update(chunk)
-                if out is not None:
-                    out.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        stream = zf.open(info)
+    except _ZIP_ERRORS as e:
         raise FileMismatch(f"{pf.path} is damaged in the package: {e}") from None
+    with stream:
+        while True:
+            try:
+                chunk = stream.read(min(_CHUNK, pf.size - size + 1))
+            except _ZIP_ERRORS as e:
+                raise FileMismatch(f"{pf.path} is damaged in the package: {e}") from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > pf.size:
+                raise FileMismatch(f"{pf.path} is larger than the signed manifest says")
+            h.update(chunk)
+            if out is not None:
+                out.write(chunk)  # a disk error here is the disk's, reported as such
     if size != pf.size:
         raise FileMismatch(f"{pf.path} is {size} bytes, the signed manifest says {pf.size}")
     if h.hexdigest() != pf.sha256:
@@ -535,7 +553,10 @@ def extract_package(source: str | os.PathLike | bytes, dest_dir: str | os.PathLi
     dest = Path(dest_dir)
     if dest.exists():
         raise PackageError(f"{dest} already exists")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PackageError(f"cannot unpack into {dest.parent}: {e.strerror or e}") from e
     staging = dest.parent / f".incoming-{uuid.uuid4().hex}"
     try:
         with _open_zip(source) as zf:
@@ -553,6 +574,9 @@ def extract_package(source: str | os.PathLike | bytes, dest_dir: str | os.PathLi
                 target.chmod(0o755 if pf.executable else 0o644)
         os.replace(staging, dest)
         return VerifiedPackage(manifest, kid)
+    except OSError as e:  # the disk's fault (full, read-only, in use), not the package's
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PackageError(f"cannot unpack into {dest.parent}: {e.strerror or e}") from e
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -615,7 +639,10 @@ def install_package(source: str | os.PathLike | bytes, programs_root: str | os.P
                            f"not for product {expected_product_id}")
     pdir = _product_dir(programs_root, claimed.product_id)
     created_pdir = not pdir.exists()
-    pdir.mkdir(parents=True, exist_ok=True)
+    try:
+        pdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PackageError(f"cannot install into {pdir}: {e.strerror or e}") from e
     staging = pdir / f".new-{uuid.uuid4().hex}"
     try:
         verified = extract_package(source, staging, trusted_keys)
@@ -626,14 +653,23 @@ def install_package(source: str | os.PathLike | bytes, programs_root: str | os.P
     m = verified.manifest
     final = pdir / m.version
     displaced = None
-    if final.exists():  # reinstalling the same version: move the old copy aside first
-        displaced = pdir / f".old-{uuid.uuid4().hex}"
-        os.replace(final, displaced)
-    os.replace(staging, final)
-    _write_json_atomic(pdir / CURRENT_FILE, {
-        "product_id": m.product_id, "version": m.version, "entry": m.entry, "kid": verified.kid,
-        "name": m.name, "installed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-    })
+    try:
+        if final.exists():  # reinstalling the same version: move the old copy aside first
+            displaced = pdir / f".old-{uuid.uuid4().hex}"
+            os.replace(final, displaced)
+        try:
+            os.replace(staging, final)
+        except OSError:
+            if displaced is not None:
+                os.replace(displaced, final)  # put the old copy back
+            raise
+        _write_json_atomic(pdir / CURRENT_FILE, {
+            "product_id": m.product_id, "version": m.version, "entry": m.entry, "kid": verified.kid,
+            "name": m.name, "installed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        })
+    except OSError as e:  # e.g. a file of the old version in use (Windows), or the disk full
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PackageError(f"cannot install into {pdir}: {e.strerror or e}") from e
     # Only now that the new version is current do older copies go.
     if displaced is not None:
         shutil.rmtree(displaced, ignore_errors=True)
@@ -649,6 +685,10 @@ def uninstall_program(programs_root: str | os.PathLike, product_id: str) -> bool
     if not pdir.exists():
         return False
     trash = pdir.with_name(f".removing-{pdir.name}-{uuid.uuid4().hex}")
-    os.replace(pdir, trash)  # one rename: the product is gone at once, even if deleting is slow
+    try:
+        os.replace(pdir, trash)  # one rename: the product is gone at once, even if deleting is slow
+    except OSError as e:
+        raise PackageError(f"cannot uninstall {pdir} (is the program still running?): "
+                           f"{e.strerror or e}") from e
     shutil.rmtree(trash, ignore_errors=True)
     return True

@@ -331,3 +331,78 @@ def test_build_leaves_out_caches_vcs_and_excluded_paths(tmp_path, vendor_key, pr
                          signing_key=vendor_key, exclude=("*.tmp", "lib/data.bin"))
     assert sorted(f.path for f in m.files) == ["README.txt", "run.sh"]
     assert sorted(f.path for f in pf.verify_package(out, trusted).manifest.files) == ["README.txt", "run.sh"]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PATH_ALPHABET = st.sampled_from(list("ab./\\:~ -_*?\x00\nCON") + [".."])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PATH_ALPHABET, min_size=0, max_size=12).map("".join))
+def test_any_path_the_checker_accepts_stays_inside(tmp_path_factory, path):
+    root = tmp_path_factory.getbasetemp() / "root"
+    try:
+        pf.check_relative_path(path)
+    except pf.UnsafePath as e:
+        assert str(e)
+        return
+    target = (root / path).resolve()
+    assert root.resolve() in target.parents
+    assert ".." not in path.split("/") and "\\" not in path and not path.startswith("/")
+
+
+_FUZZ_KEY = Ed25519PrivateKey.generate()
+_FUZZ_FILES = {"a.txt": b"alpha\n" * 50, "sub/b.bin": bytes(range(256)) * 8}
+
+
+def _fuzz_package() -> bytes:
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, content in _FUZZ_FILES.items():
+            (Path(tmp) / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / "src" / rel).write_bytes(content)
+        pf.build_package(Path(tmp) / "src", Path(tmp) / "p.trpkg", product_id="4", version="1",
+                         entry="a.txt", signing_key=_FUZZ_KEY)
+        return (Path(tmp) / "p.trpkg").read_bytes()
+
+
+_FUZZ_PACKAGE = _fuzz_package()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(_FUZZ_PACKAGE) - 1), st.binary(min_size=1, max_size=16))
+def test_random_damage_is_refused_or_harmless(tmp_path_factory, start, junk):
+    """Any overwritten span of a signed package: either refused with a PackageError, or (bytes
+    the format never reads) the extracted files are exactly the signed ones."""
+    raw = bytearray(_FUZZ_PACKAGE)
+    raw[start:start + len(junk)] = junk
+    dest = tmp_path_factory.mktemp("fuzz") / "out"
+    try:
+        pf.extract_package(bytes(raw), dest, pf.trusted_keys_for(_FUZZ_KEY.public_key()))
+    except pf.PackageError as e:
+        assert str(e) and not dest.exists()
+        assert [p.name for p in dest.parent.iterdir()] == []
+        return
+    assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == _FUZZ_FILES
+
+
+def test_unwritable_destination_is_a_clear_error_and_leaves_nothing(package, trusted, tmp_path):
+    import os
+    if os.geteuid() == 0:
+        # root ignores directory permissions; a file where the folder should be fails for anyone
+        blocker = tmp_path / "blocked"
+        blocker.write_text("a file, not a folder")
+        with pytest.raises(pf.PackageError, match="cannot"):
+            pf.extract_package(package, blocker / "dest", trusted)
+        return
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(pf.PackageError, match="cannot unpack into"):
+            pf.extract_package(package, ro / "dest", trusted)
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o700)
