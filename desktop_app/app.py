@@ -9,7 +9,6 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from desktop_app.api.worker import run_async
-from desktop_app.demo_server import DemoServer
 from desktop_app.main_window import MainWindow
 from desktop_app.paths import AppPaths, app_paths
 from desktop_app.settings.config import load_settings
@@ -42,7 +41,7 @@ class StoreApp:
         self.paths = (paths or app_paths()).ensure()
         self.settings = load_settings(self.paths)
         self.server_url = (options.server or self.settings.server_url).rstrip("/")
-        self.demo: DemoServer | None = None
+        self.demo = None             # DemoServer, when this app started one
         self.state = AppState(self.paths, self.settings, self.server_url or "http://127.0.0.1:0")
         self.window = MainWindow(self.state, demo_url="")
         self.ready = False
@@ -65,6 +64,7 @@ class StoreApp:
             self._server_ready(self.server_url)
             return
         self.window.banner.show_message("Starting the local demo store…", "info")
+        from desktop_app.demo_server import DemoServer
         self.demo = DemoServer(self.paths.demo_db)
         try:
             self.demo.launch()                     # on this (main) thread, see DemoServer.launch
@@ -169,3 +169,5 @@ def run(options: Options) -> int:
         return QApplication.instance().exec()
     finally:
         store.stop()
+        from PySide6.QtCore import QThreadPool
+        QThreadPool.globalInstance().waitForDone(3000)   # let running calls end before Qt goes

@@ -5,8 +5,6 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QPushButton, QStackedWidget,
                                QStyle, QSystemTrayIcon, QVBoxLayout, QWidget)
 
-from desktop_app.account.dialogs import SignInDialog, activation_text
-from desktop_app.orders.page import OrderPage
 from desktop_app.store.page import StorePage
 from desktop_app.widgets.common import Banner
 
@@ -40,13 +38,11 @@ class MainWindow(QMainWindow):
 
         self.demo_url = demo_url
         self.store = StorePage(state)
-        self.orders = OrderPage(state)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.store)
-        self.pages.addWidget(self.orders)
-        # Library, Wallet and Settings are built when first needed: a faster start.
+        # Order list, Library, Wallet and Settings are built when first needed: a faster start.
         self._lazy: dict[int, QWidget] = {}
-        for _ in range(3):
+        for _ in range(4):
             self.pages.addWidget(QWidget())
         self.nav = QListWidget(objectName="nav")
         self.nav.addItems(PAGES)
@@ -77,8 +73,6 @@ class MainWindow(QMainWindow):
 
         # wiring
         self.store.addToOrder.connect(self.add_to_order)
-        self.orders.goToWallet.connect(self.buy_for_order)
-        self.orders.orderPlaced.connect(self._order_placed)
         state.meChanged.connect(self._me_changed)
         state.offlineChanged.connect(self._offline_changed)
         state.message.connect(self.banner.show_message)
@@ -92,7 +86,12 @@ class MainWindow(QMainWindow):
     def _page(self, index: int) -> QWidget:
         page = self._lazy.get(index)
         if page is None:
-            if index == 2:
+            if index == 1:
+                from desktop_app.orders.page import OrderPage
+                page = OrderPage(self.state)
+                page.goToWallet.connect(self.buy_for_order)
+                page.orderPlaced.connect(self._order_placed)
+            elif index == 2:
                 from desktop_app.library.page import LibraryPage
                 page = LibraryPage(self.state)
                 page.extend.connect(lambda product, offer, license_id:
@@ -113,6 +112,10 @@ class MainWindow(QMainWindow):
         return page
 
     @property
+    def orders(self):
+        return self._page(1)
+
+    @property
     def library(self):
         return self._page(2)
 
@@ -126,7 +129,7 @@ class MainWindow(QMainWindow):
 
     # -- navigation ---------------------------------------------------------------
     def _page_changed(self, row: int) -> None:
-        if row >= 2:
+        if row >= 1:
             self._page(row)
         self.pages.setCurrentIndex(row)
         if row == 3:
@@ -152,7 +155,8 @@ class MainWindow(QMainWindow):
         else:
             self.ask_sign_in()
 
-    def ask_sign_in(self, reason: str = "") -> SignInDialog:
+    def ask_sign_in(self, reason: str = ""):
+        from desktop_app.account.dialogs import SignInDialog
         dialog = SignInDialog(self.state, self, reason=reason)
         self.sign_in_dialog = dialog
         dialog.open()
@@ -174,6 +178,7 @@ class MainWindow(QMainWindow):
         self.balance_label.setText(self.state.pricing.tokens_text(self.state.available_tokens))
         self.sign_button.setText("&Sign out")
         if me.get("status") != "active":
+            from desktop_app.account.dialogs import activation_text
             self.status_banner.show_message(activation_text(me, self.state.pricing), "warning")
         else:
             self.status_banner.clear_message()

@@ -61,12 +61,19 @@ class _Job(QRunnable):
             value = self._fn()
         except Exception as exc:
             if hasattr(exc, "user_message"):   # our own errors carry a message for the user
-                self._relay.failed.emit(exc)
+                self._emit(self._relay.failed, exc)
                 return
             traceback.print_exc()   # a bug: logged for us, a plain sentence for the user
-            self._relay.failed.emit(ApiError(f"Something went wrong: {exc}"))
+            self._emit(self._relay.failed, ApiError(f"Something went wrong: {exc}"))
         else:
-            self._relay.done.emit(value)
+            self._emit(self._relay.done, value)
+
+    @staticmethod
+    def _emit(signal, value) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:
+            pass    # the app is closing and the relay is gone: nobody waits for this answer
 
 
 # The jobs wait on the network, on subprocesses (the agent, a launched program) and on
