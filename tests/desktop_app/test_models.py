@@ -189,3 +189,33 @@ def test_store_page_keeps_the_product_through_filtering(qtbot, tmp_path, monkeyp
     page.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
     assert [page.proxy.index(r, 0).data() for r in range(3)] == ["Software D", "Software C", "Software A"]
     assert page.table.currentIndex().data() == "Software D"
+
+
+def test_grid_double_click_and_tier_editor(qtbot, tmp_path, monkeypatch):
+    """FIG 7: activating a ticked cell adds that offer; FIG 8: the tier combo box edits the line."""
+    monkeypatch.setenv("TOKENRENT_HOME", str(tmp_path))
+    from desktop_app.orders.page import OrderPage, TierDelegate
+    from desktop_app.paths import app_paths
+    from desktop_app.settings.config import Settings
+    from desktop_app.state import AppState
+    from desktop_app.store.page import StorePage
+    state = AppState(app_paths().ensure(), Settings(), "http://127.0.0.1:9")
+    state.products = [SOFTWARE_A, SOFTWARE_C, SOFTWARE_D]
+    store, orders = StorePage(state), OrderPage(state)
+    qtbot.addWidget(store)
+    qtbot.addWidget(orders)
+    store.addToOrder.connect(orders.add)
+    store.reload()
+    d_row = next(r for r in range(store.proxy.rowCount()) if store.proxy.index(r, 0).data() == "Software D")
+    store.table.activated.emit(store.proxy.index(d_row, 4))      # the "rent by processings" cell
+    store.table.activated.emit(store.proxy.index(d_row, 1))      # not available: nothing happens
+    assert orders.model.rowCount() == 1 and orders.model.line(0).kind == "rent_processings"
+    index = orders.model.index(0, orders.model.COL_TIER)
+    delegate = orders.table.itemDelegateForColumn(orders.model.COL_TIER)
+    assert isinstance(delegate, TierDelegate)
+    editor = delegate.createEditor(orders.table.viewport(), None, index)
+    delegate.setEditorData(editor, index)
+    assert editor.count() == 2 and editor.currentIndex() == 0
+    editor.setCurrentIndex(1)
+    delegate.setModelData(editor, orders.model, index)
+    assert orders.labels["rt"].text() == "80"
