@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from desktop_app.app import Options, StoreApp, product_from_link
 from desktop_app.__main__ import parse_args
 from tests.desktop_app.conftest import sign_in
@@ -98,9 +100,17 @@ def test_a_link_goes_to_the_running_storefront(qtbot, store_app, store_server):
 
 
 def _demo_server_pids(db_path) -> list[int]:
-    import subprocess
-    out = subprocess.run(["pgrep", "-f", f"sqlite:///{db_path}"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    """Processes whose command line names this demo database (Linux /proc)."""
+    needle = f"sqlite:///{db_path}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass    # the process ended meanwhile
+    return pids
 
 
 def _start_tokenrent(home):
@@ -117,9 +127,15 @@ def _start_tokenrent(home):
     while time.monotonic() < deadline and not _demo_server_pids(db):
         time.sleep(0.2)
     assert _demo_server_pids(db), "the demo server did not start"
+    log = home / "data" / "demo.log"        # wait until it serves: the app is in its event loop
+    while time.monotonic() < deadline and '"serving"' not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.2)
+    assert '"serving"' in log.read_text(), "the demo server never served"
+    time.sleep(1)
     return proc, db
 
 
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc to find the processes")
 def test_the_demo_server_ends_with_the_app(tmp_path):
     """`tokenrent` (the real command, a real process): the demo server it started ends when
     the app is asked to stop (SIGTERM) and when the app is killed outright (SIGKILL)."""
