@@ -28,7 +28,11 @@ def trusted_keys(vendor_key: dict | None) -> dict:
     if not vendor_key or not vendor_key.get("public_key"):
         raise InstallError("The vendor's key is not known yet; connect to the store once to install programs.")
     pf = _pf()
-    return pf.trusted_keys_for(pf.public_key_from_b64(vendor_key["public_key"]))
+    # Every key the server still trusts (`keys`), so packages published before a key rotation
+    # still install; the current key always.
+    listed = [k.get("public_key") for k in vendor_key.get("keys") or [] if isinstance(k, dict)]
+    return pf.trusted_keys_for(*(pf.public_key_from_b64(b64)
+                                 for b64 in dict.fromkeys([vendor_key["public_key"], *filter(None, listed)])))
 
 
 def install_downloaded(package_file: Path, programs_root: Path, product_id, vendor_key: dict | None):

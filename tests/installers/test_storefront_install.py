@@ -73,3 +73,19 @@ def test_upgrade_keeps_old_until_new_is_in_place_then_uninstall(tmp_path, vendor
     assert sorted(p.name for p in (root / "4").iterdir()) == ["1.1.0", "current.json"]
     assert installer.uninstall(root, "4") is True
     assert files_under(root) == []
+
+
+def test_packages_signed_before_a_key_rotation_still_install(tmp_path):
+    """GET /v1/vendor-key lists every key the vendor still trusts; a package published before
+    a rotation keeps installing, one signed by anybody else does not."""
+    old, new, stranger = (Ed25519PrivateKey.generate() for _ in range(3))
+    b64 = lambda k: base64.b64encode(k.public_key().public_bytes_raw()).decode()  # noqa: E731
+    vendor_key = {"kid": "n", "public_key": b64(new),
+                  "keys": [{"kid": "n", "public_key": b64(new)}, {"kid": "o", "public_key": b64(old)}]}
+    root = tmp_path / "programs"
+    before = build_program_package(RASTER, "4", tmp_path / "old.trpkg", old)
+    assert installer.install_downloaded(before, root, "4", vendor_key).version == "1.0.0"
+    foreign = build_program_package(RASTER, "5", tmp_path / "foreign.trpkg", stranger)
+    with pytest.raises(installer.InstallError, match="not a trusted vendor key"):
+        installer.install_downloaded(foreign, root, "5", vendor_key)
+    assert installer.installed(root, "5") is None
