@@ -77,6 +77,7 @@ class MainWindow(QMainWindow):
         state.offlineChanged.connect(self._offline_changed)
         state.message.connect(self.banner.show_message)
         state.sessionExpired.connect(self._session_expired)
+        state.userChanged.connect(self._user_changed)
         state.lowRental.connect(self.notify_low)
         state.pricingChanged.connect(lambda _p: self._me_changed(state.me))
         self.nav.setCurrentRow(0)
@@ -166,6 +167,11 @@ class MainWindow(QMainWindow):
         # the page stays as it is; the failed call is retried after sign-in
         dialog = self.ask_sign_in("Your session has ended. Sign in again to continue where you were.")
         dialog.rejected.connect(self.state.drop_pending_retries)
+
+    def _user_changed(self) -> None:
+        if 1 in self._lazy:
+            self.orders.model.clear()     # the previous user's order list is theirs
+        self.banner.clear_message()
 
     def _me_changed(self, me) -> None:
         if not me:

@@ -33,6 +33,7 @@ class AppState(QObject):
     catalogChanged = Signal()
     libraryChanged = Signal()
     sessionExpired = Signal()            # the main window asks to sign in again
+    userChanged = Signal()               # a different user signed in: forget the last one's work
     lowRental = Signal(object)           # LibraryEntry running low
     message = Signal(str, str)           # text, style
 
@@ -53,6 +54,7 @@ class AppState(QObject):
         self.offline = False
         self.entries = []
         self._pending_retries: list[Callable[[], None]] = []
+        self._session_user = settings.last_username   # whose work the caches and retries hold
         self._notified_low: set[str] = set()
 
     # -- background calls ---------------------------------------------------
@@ -111,6 +113,13 @@ class AppState(QObject):
             return me
 
         def done(me):
+            if self._session_user and self._session_user != username:
+                # Someone else signed in: calls made for the previous user are never replayed
+                # on this account, and the previous user's library is not shown.
+                self._pending_retries = []
+                self.cache.data.update(licenses=[], history={}, username=username)
+                self.userChanged.emit()
+            self._session_user = username
             self.settings.last_username = username
             self.save_settings()
             self._set_me(me)

@@ -205,3 +205,33 @@ def test_settings_are_saved_and_bad_address_refused(qtbot, store_app):
     saved = load_settings(store_app.paths)
     assert saved.server_url == store_app.state.api.base_url
     assert saved.install_dir.endswith("elsewhere")
+
+
+def test_a_call_waiting_for_sign_in_is_not_replayed_for_another_user(qtbot, store_app, store_server):
+    """Alice's transfer fails because her session ended; Bob signs in at the prompt: the
+    transfer must not be sent from Bob's account, and Alice's order list is not shown to Bob."""
+    alice = store_server.new_user(tokens=200)
+    bob = store_server.new_user(tokens=200)
+    carol = store_server.new_user(tokens=0)
+    sign_in(qtbot, store_app, alice)
+    window, state = store_app.window, store_app.state
+    window.orders.add({"id": 999, "name": "Something"}, {"id": 999, "kind": "purchase", "tokens": 1})
+    dialog = window.wallet.open_transfer()
+    dialog.to_username.setText(carol.username)
+    dialog.to_full_name.setText(carol.full_name)
+    dialog.tokens.setValue(50)
+    dialog.pin.setText(alice.pin)
+    store_server.api("DELETE", "/v1/sessions/current", state.api.token)
+    dialog.send_button.click()
+    qtbot.waitUntil(lambda: getattr(window, "sign_in_dialog", None) is not None
+                    and window.sign_in_dialog.isVisible(), timeout=20000)
+    prompt = window.sign_in_dialog
+    prompt.username.setText(bob.username)
+    prompt.password.setText(bob.password)
+    prompt.submit()
+    qtbot.waitUntil(lambda: state.me is not None and state.me["username"] == bob.username, timeout=20000)
+    from desktop_app.api.worker import pending_jobs
+    qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=30000)
+    assert store_server.me(bob)["available_tokens"] == 200
+    assert store_server.me(carol)["available_tokens"] == 0
+    assert window.orders.model.rowCount() == 0
