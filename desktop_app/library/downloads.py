@@ -13,6 +13,12 @@ from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
 
 
+def same_origin(url: str, base_url: str) -> bool:
+    from urllib.parse import urlsplit
+    a, b = urlsplit(url), urlsplit(base_url)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
 class DownloadManager(QObject):
     progress = Signal(str, int, int)     # product_id, received, total (-1 unknown)
     paused = Signal(str)
@@ -43,11 +49,13 @@ class DownloadManager(QObject):
         self._pending[pid] = {"url": url, "sha256": sha256, "size": size}
         self.state.cache.save()
         dest = self.state.paths.downloads_dir / f"product-{pid}.trpkg"
+        full_url = self.state.api.url(url)
+        # the session token goes only to the store server itself, never to another host
+        auth = self.state.api.auth_headers() if same_origin(full_url, self.state.api.base_url) else {}
         download = self._paused.pop(pid, None)     # paused in this session: keeps its hash so far
-        if download is None or download.url != self.state.api.url(url):
-            download = Download(self.state.api.url(url), dest, expected_sha256=sha256, expected_size=size,
-                                headers=self.state.api.auth_headers())
-        download.headers.update(self.state.api.auth_headers())
+        if download is None or download.url != full_url:
+            download = Download(full_url, dest, expected_sha256=sha256, expected_size=size, headers=auth)
+        download.headers.update(auth)
         last = [0.0]
 
         def report(p):

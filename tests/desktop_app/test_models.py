@@ -219,3 +219,11 @@ def test_grid_double_click_and_tier_editor(qtbot, tmp_path, monkeypatch):
     editor.setCurrentIndex(1)
     delegate.setModelData(editor, orders.model, index)
     assert orders.labels["rt"].text() == "80"
+
+
+def test_the_session_token_only_goes_to_the_store_server():
+    from desktop_app.library.downloads import same_origin
+    assert same_origin("http://127.0.0.1:8700/v1/products/1/download", "http://127.0.0.1:8700")
+    assert not same_origin("http://127.0.0.1:8701/v1/products/1/download", "http://127.0.0.1:8700")
+    assert not same_origin("https://cdn.example.com/a.trpkg", "https://store.example.com")
+    assert not same_origin("http://store.example.com/a", "https://store.example.com")
