@@ -13,6 +13,16 @@ from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
 
 
+def store_path(url: str) -> str:
+    """The store's own download links (/v1/...) are fetched from the server this app talks
+    to, whatever host name the server put in them; other links (a CDN) stay as they are."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    if parts.path.startswith("/v1/"):
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return url
+
+
 def same_origin(url: str, base_url: str) -> bool:
     from urllib.parse import urlsplit
     a, b = urlsplit(url), urlsplit(base_url)
@@ -49,7 +59,7 @@ class DownloadManager(QObject):
         self._pending[pid] = {"url": url, "sha256": sha256, "size": size}
         self.state.cache.save()
         dest = self.state.paths.downloads_dir / f"product-{pid}.trpkg"
-        full_url = self.state.api.url(url)
+        full_url = self.state.api.url(store_path(url))
         # the session token goes only to the store server itself, never to another host
         auth = self.state.api.auth_headers() if same_origin(full_url, self.state.api.base_url) else {}
         download = self._paused.pop(pid, None)     # paused in this session: keeps its hash so far

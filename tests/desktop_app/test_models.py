@@ -227,3 +227,10 @@ def test_the_session_token_only_goes_to_the_store_server():
     assert not same_origin("http://127.0.0.1:8701/v1/products/1/download", "http://127.0.0.1:8700")
     assert not same_origin("https://cdn.example.com/a.trpkg", "https://store.example.com")
     assert not same_origin("http://store.example.com/a", "https://store.example.com")
+
+
+def test_store_download_links_go_to_the_server_in_use():
+    from desktop_app.library.downloads import store_path
+    assert store_path("http://public.example:8700/v1/products/4/download") == "/v1/products/4/download"
+    assert store_path("/v1/products/4/download?v=2") == "/v1/products/4/download?v=2"
+    assert store_path("https://cdn.example.com/files/a.trpkg") == "https://cdn.example.com/files/a.trpkg"
