@@ -237,8 +237,10 @@ def test_interrupted_image_does_not_burn_a_processing(agent, tmp_path):
     import os
     import signal
     agent.grant("4", "processings", processings=5)
-    big = tmp_path / "noise.pgm"
-    big.write_bytes(b"P5 1500 1500 255\n" + os.urandom(1500 * 1500))   # despeckle takes seconds
+    big = tmp_path / "specks.pgm"      # 4 million isolated specks: the cleanup takes seconds
+    size = 4000
+    big.write_bytes(b"P5 %d %d 255\n" % (size, size) + (bytes([0, 255]) * (size // 2) + bytes([255]) * size)
+                    * (size // 2))
     out = tmp_path / "out"
     env = agent.env | {"TOKENRENT_PRODUCT_ID": "4", "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.Popen([sys.executable, str(PROGRAMS / "raster_tool" / "rastertool.py"), "-o", str(out),
@@ -253,6 +255,8 @@ def test_interrupted_image_does_not_burn_a_processing(agent, tmp_path):
                 break
             time.sleep(0.05)
         assert reserved == 1 and proc.poll() is None, "the image was not under a reservation while processed"
+        time.sleep(0.5)   # out of reserve() and into the image work (a Ctrl-C inside reserve() itself
+        assert proc.poll() is None   # leaves a reservation that lapses: never a use given back)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:
@@ -263,3 +267,35 @@ def test_interrupted_image_does_not_burn_a_processing(agent, tmp_path):
     lic = next(l for l in agent.cli_json("status")["licenses"] if l["product_id"] == "4")
     assert (lic["remaining"], lic["reserved"], lic["used"]) == (5, 0, 0)
     assert not out.exists() or list(out.iterdir()) == []
+
+
+@needs_agent
+def test_note_viewer_turns_read_only_when_the_time_runs_out(qtbot, agent, tmp_path):
+    """The open window re-asks the agent (every 30 s; here by hand): while time is left it
+    edits and warns when little is left; when the time is up the note stays readable but
+    read-only, with the store link."""
+    import types
+
+    from license_agent import client as sdk
+    sys.path.insert(0, str(PROGRAMS / "note_viewer"))
+    import noteviewer
+    agent.grant("2", "time", expires_in=timedelta(seconds=3), low_threshold=3600)
+    real = sdk.Client(agent.home, use_daemon=False)
+    try:
+        wiring = types.SimpleNamespace(check=real.check, Denied=sdk.Denied, AgentError=sdk.AgentError)
+        note_file = tmp_path / "n.txt"
+        note_file.write_text("first line\n")
+        note = noteviewer.NoteWindow("2", wiring, note_file, real.check("2"))
+        qtbot.addWidget(note.window)
+        assert not note.editor.isReadOnly() and note.editor.toPlainText() == "first line\n"
+        assert "rental time left" in note.status() and "tokenrent://product/2" in note.status()  # low
+        note.editor.setPlainText("first line\nsecond line\n")
+        note.save()
+        assert note_file.read_text() == "first line\nsecond line\n"
+        time.sleep(3.5)
+        note.recheck()
+        assert note.editor.isReadOnly() and not note.save_action.isEnabled()
+        assert "read only" in note.status() and "tokenrent://product/2" in note.status()
+        assert "second line" in note.editor.toPlainText()       # nothing typed is lost
+    finally:
+        real.close()

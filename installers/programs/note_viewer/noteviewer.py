@@ -41,6 +41,68 @@ def describe(answer) -> str:
     return f"rental time left: {left}"
 
 
+class NoteWindow:
+    """The editor window. `sdk` is license_agent.client (or a Client for another agent home)."""
+
+    def __init__(self, pid: str, sdk, path: Path | None, first_answer):
+        from PySide6.QtCore import QTimer
+        from PySide6.QtGui import QAction, QKeySequence
+        from PySide6.QtWidgets import QMainWindow, QPlainTextEdit
+        self.pid, self.sdk, self.path = pid, sdk, path
+        self.window = QMainWindow()
+        self.window.setWindowTitle("Note viewer" + (f" - {path.name}" if path else ""))
+        self.editor = QPlainTextEdit()
+        self.window.setCentralWidget(self.editor)
+        if path and path.exists():
+            self.editor.setPlainText(path.read_text(encoding="utf-8", errors="replace"))
+        self.save_action = QAction("Save", self.window)
+        self.save_action.setShortcut(QKeySequence.StandardKey.Save)
+        self.save_action.triggered.connect(self.save)
+        self.window.menuBar().addMenu("&File").addAction(self.save_action)
+        self.apply(first_answer)
+        self.timer = QTimer(self.window)
+        self.timer.timeout.connect(self.recheck)
+        self.timer.start(RECHECK_MS)
+        self.window.resize(640, 480)
+
+    def status(self) -> str:
+        return self.window.statusBar().currentMessage()
+
+    def save(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+        if self.editor.isReadOnly():
+            return
+        if self.path is None:
+            name, _ = QFileDialog.getSaveFileName(self.window, "Save note")
+            if not name:
+                return
+            self.path = Path(name)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(self.editor.toPlainText(), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self.window.statusBar().showMessage(f"saved {self.path}", 3000)
+
+    def apply(self, answer) -> None:
+        text = describe(answer)
+        if answer.get("warning"):
+            text += f" - {answer['message']}. Rent more at {answer['store_url']}"
+        self.window.statusBar().showMessage(text)
+
+    def deny(self, message: str, store_url: str | None) -> None:
+        """Time is up: keep the text (it can still be read and copied), stop editing."""
+        self.editor.setReadOnly(True)
+        self.save_action.setEnabled(False)
+        self.window.statusBar().showMessage(f"{message} - read only. Rent more time at {store_url or 'the store'}")
+
+    def recheck(self) -> None:
+        try:
+            self.apply(self.sdk.check(self.pid))
+        except self.sdk.Denied as e:
+            self.deny(str(e), e.store_url)
+        except self.sdk.AgentError as e:
+            self.deny(f"license refused: {e}", None)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="noteviewer", description="Note viewer (time rental)")
     ap.add_argument("file", nargs="?", type=Path)
@@ -61,68 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         return 4
 
     from PySide6.QtCore import QTimer
-    from PySide6.QtGui import QAction, QKeySequence
-    from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QPlainTextEdit
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    win = QMainWindow()
-    win.setWindowTitle("Note viewer" + (f" - {args.file.name}" if args.file else ""))
-    editor = QPlainTextEdit()
-    win.setCentralWidget(editor)
-    current = {"path": args.file}
-    if args.file and args.file.exists():
-        editor.setPlainText(args.file.read_text(encoding="utf-8", errors="replace"))
-
-    def save():
-        if editor.isReadOnly():
-            return
-        path = current["path"]
-        if path is None:
-            name, _ = QFileDialog.getSaveFileName(win, "Save note")
-            if not name:
-                return
-            path = current["path"] = Path(name)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(editor.toPlainText(), encoding="utf-8")
-        os.replace(tmp, path)
-        win.statusBar().showMessage(f"saved {path}", 3000)
-
-    save_action = QAction("Save", win)
-    save_action.setShortcut(QKeySequence.StandardKey.Save)
-    save_action.triggered.connect(save)
-    win.menuBar().addMenu("&File").addAction(save_action)
-
-    def apply(answer, denied_message: str | None = None):
-        if denied_message is not None:
-            editor.setReadOnly(True)
-            save_action.setEnabled(False)
-            win.statusBar().showMessage(f"{denied_message} - read only. Rent more time at {answer}")
-            return
-        text = describe(answer)
-        if answer.warning:
-            text += f" - {answer.message}. Rent more at {answer.store_url}"
-        win.statusBar().showMessage(text)
-
-    def recheck():
-        try:
-            apply(client.check(pid))
-        except client.Denied as e:
-            apply(e.store_url, str(e))
-        except client.AgentError as e:
-            apply("the store", f"license refused: {e}")
-
-    apply(first)
-    timer = QTimer(win)
-    timer.timeout.connect(recheck)
-    timer.start(RECHECK_MS)
+    note = NoteWindow(pid, client, args.file, first)
+    note.window.show()
     if args.quit_after is not None:
         QTimer.singleShot(args.quit_after, app.quit)
-    win.resize(640, 480)
-    win.show()
     print(f"noteviewer: {describe(first)}", flush=True)
     code = app.exec()
     import shiboken6
-    shiboken6.delete(win)  # before the QApplication goes: the closures above keep it alive
+    shiboken6.delete(note.window)  # before the QApplication goes
     return code
 
 
