@@ -102,6 +102,10 @@ class AgentBridge:
     def status(self) -> list[dict]:
         return normalize_status(self.call(["status", "--json"]).answer)
 
+    def doctor(self) -> dict:
+        """The agent's own health report (secret store, journal, clock)."""
+        return self.call(["doctor", "--json"], check=False).answer or {}
+
     def check(self, product_id: Any) -> AgentResult:
         return self.call(["check", str(product_id), "--json"], check=False)
 

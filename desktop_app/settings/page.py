@@ -33,6 +33,10 @@ class SettingsPage(QWidget):
         form.addRow("Store &server address:", self.server)
         form.addRow("&Install programs in:", row)
         form.addRow("License agent home:", QLabel(str(state.agent.home)))
+        self.agent_health = QLabel("…", objectName="settings_agent_health")
+        self.agent_health.setWordWrap(True)
+        form.addRow("License agent:", self.agent_health)
+        run_async(state.agent.doctor, self._agent_health, lambda e: self.agent_health.setText(e.user_message))
         self.session_storage = QLabel("…")
         form.addRow("Session storage:", self.session_storage)
         # asking the OS for its keyring is slow: off the UI thread
@@ -43,6 +47,17 @@ class SettingsPage(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.save_button)
         layout.addStretch(1)
+
+    def _agent_health(self, facts: dict) -> None:
+        if not facts:
+            self.agent_health.setText("The license agent did not answer.")
+            return
+        parts = [f"secrets kept in {facts.get('secret_store', '?')}"]
+        if facts.get("weaker_protection"):
+            parts.append("weaker protection: " + str(facts.get("why_weaker") or "no system keyring"))
+        if facts.get("clock_behind"):
+            parts.append("the clock is behind the latest time seen: time rentals are refused until it is right")
+        self.agent_health.setText("; ".join(parts))
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Install programs in", self.install_dir.text()

@@ -235,3 +235,11 @@ def test_a_call_waiting_for_sign_in_is_not_replayed_for_another_user(qtbot, stor
     assert store_server.me(bob)["available_tokens"] == 200
     assert store_server.me(carol)["available_tokens"] == 0
     assert window.orders.model.rowCount() == 0
+
+
+def test_settings_show_the_agents_health(qtbot, store_app):
+    page = store_app.window.settings_page
+    qtbot.waitUntil(lambda: page.agent_health.text() != "…", timeout=30000)
+    text = page.agent_health.text()
+    assert "secrets kept in" in text
+    assert "weaker protection" in text   # no keyring in these tests: the agent uses its 0600 file
