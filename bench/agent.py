@@ -58,6 +58,45 @@ class Floor:
         self.conn.execute("INSERT INTO t (at, body) VALUES (?, ?)", ("2026-11-23T00:00:00Z", '{"n":1}'))
 
 
+# A reference, not a target: the least any daemon can cost - a bare Unix-socket server whose
+# only work per request is the same durable insert, in another process (no verification,
+# no JSON parsing beyond reading a line).
+BARE_SERVER = """
+import socket, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL"); conn.execute("PRAGMA synchronous=FULL")
+conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, at TEXT, body TEXT)")
+server = socket.socket(socket.AF_UNIX); server.bind(sys.argv[2]); server.listen()
+print("ready", flush=True)
+client, _ = server.accept(); reader = client.makefile("rb")
+for line in reader:
+    conn.execute("INSERT INTO t (at, body) VALUES (?, ?)", ("2026-11-23T00:00:00Z", '{"n":1}'))
+    client.sendall(b'{"ok":true}\\n')
+"""
+
+
+def bare_server_samples(directory: Path, floor, n: int) -> tuple[list[float], list[float]]:
+    import socket
+    path = directory / "bare.sock"
+    proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(directory / "bare.sqlite3"), str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(path))
+            reader = sock.makefile("rb")
+
+            def request():
+                sock.sendall(b'{"op":"insert"}\n')
+                reader.readline()
+            for _ in range(50):
+                request()
+            return interleaved(request, floor, n)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def interleaved(subject, floor, n: int) -> tuple[list[float], list[float]]:
     """Alternates the subject and the floor, so both see the same load on this shared machine."""
     ours, base = [], []
@@ -146,6 +185,8 @@ def main() -> int:
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
+
+        results["reference: bare socket+insert server"] = bare_server_samples(tmp, floor, args.n)
 
         cli = timed_processes([*agent_cmd(), "check", "4", "--json"], env, args.cli_n)
         results["cli check"] = (cli, [floor_sample(floor) for _ in cli])
