@@ -23,10 +23,13 @@ class ProductDetails(QGroupBox):
         self.name = QLabel(objectName="product_name")
         self.name.setStyleSheet("font-size:16pt;font-weight:600;")
         self.description = QLabel(wordWrap=True)
+        self.held = QLabel(wordWrap=True, objectName="product_held")
+        self.held.setStyleSheet("color:#14462b;")
         self.offers_box = QVBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.name)
         layout.addWidget(self.description)
+        layout.addWidget(self.held)
         layout.addLayout(self.offers_box)
         layout.addStretch(1)
         self.show_product(None)
@@ -41,15 +44,28 @@ class ProductDetails(QGroupBox):
                 old.setParent(None)
                 old.deleteLater()
         if product is None:
+            self.held.hide()
             self.name.setText("Choose a product")
             self.description.setText("Pick a product in the list to see how you can buy or rent it.")
             return
         self.name.setText(product.get("name", ""))
         self.description.setText(product.get("description", ""))
+        self.update_held()
         for offer in product.get("offers", []):
             if offer.get("kind") == "convert":
                 continue  # conversion starts from a license in the Library
             self.offers_box.addWidget(self._offer_row(product, offer))
+
+    def update_held(self) -> None:
+        """What the user already holds of this product (from the library)."""
+        product = self.product
+        held = [e for e in self.state.entries if product and str(e.product_id) == str(product["id"])]
+        if not held:
+            self.held.hide()
+            return
+        more = ". Extend or convert it in the Library." if any(e.kind != "permanent" for e in held) else "."
+        self.held.setText("You hold this: " + "; ".join(e.left_text() for e in held) + more)
+        self.held.show()
 
     def _offer_row(self, product: dict, offer: dict) -> QWidget:
         row = QWidget()
@@ -161,6 +177,7 @@ class StorePage(QWidget):
 
         state.catalogChanged.connect(self.reload)
         state.pricingChanged.connect(self._pricing_changed)
+        state.libraryChanged.connect(self.details.update_held)
 
     def _pricing_changed(self, pricing) -> None:
         self.products.set_pricing(pricing)

@@ -87,6 +87,9 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     assert any(e.name == "Software A" and e.installed for e in state.entries)
     assert orders.model.rowCount() == 0
     assert store_server.api("GET", "/v1/order-list", user).json().get("items") == []
+    # the store says what the user already holds
+    window.open_product(product_named(state, "Software D")["id"])
+    assert "You hold this: 1,000 of 1,000 processings left" in window.store.details.held.text()
     # "installed on this computer?" is pre-filled from what the app installed
     add_from_store(qtbot, window, "Software A")
     assert orders.model.line(0).installed and not orders.model.line(0).needs_download()
