@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -23,7 +23,7 @@ from ..db import lock_users
 from ..models.base import utcnow
 from ..models.ledger import (
     CURRENCY_CENT, CURRENCY_TOKEN, HOLD, HOLD_HELD, HOLD_POSTED, HOLD_VOIDED, KIND_INCENTIVE,
-    KIND_RESTRICTED, KIND_STANDARD, VENDOR, WALLET, LedgerAccount, LedgerHold, LedgerTransfer,
+    KIND_RESTRICTED, KIND_STANDARD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer,
 )
 from ..models.user import User
 from .errors import Conflict, InsufficientTokens, Invalid, NotFound
