@@ -43,3 +43,10 @@ class Tampered(AgentError):
 class SecretStoreUnavailable(AgentError):
     exit_code = EXIT_INVALID
     code = "secret_store_unavailable"
+
+
+class Busy(AgentError):
+    """Another process holds the state's lock for too long; nothing was decided."""
+
+    exit_code = EXIT_INVALID
+    code = "busy"

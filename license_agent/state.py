@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import Tampered
+from .errors import Busy, Tampered
 from .model import Model, time_text
 from .paths import database_path, ensure_home, lock_path
 from .secret_store import SecretStore, open_secret_store
@@ -84,7 +84,7 @@ class State:
         ensure_home(home)
         lock_fd = os.open(lock_path(home), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            _lock(lock_fd)
             try:
                 return cls._open_locked(home, lock_fd)
             finally:
@@ -199,7 +199,7 @@ class State:
         """Serialises writers (threads and processes), brings the model up to date, collects the
         entries the caller appends, then commits them durably and moves the anchor."""
         with self._thread_lock:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            _lock(self._lock_fd)
             try:
                 self.refresh()
                 pending: list[tuple[str, dict]] = []
@@ -246,6 +246,36 @@ class State:
             self._conn.close()
         finally:
             os.close(self._lock_fd)
+
+
+DEFAULT_LOCK_WAIT = 30.0  # seconds; a writer holds the lock for about one fsync
+
+
+def _lock(fd: int) -> None:
+    """The writers' lock, waited for at most LICENSE_AGENT_LOCK_WAIT seconds (default 30): a
+    stopped or hung process must not hang every gate."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    import time
+    try:
+        wait = float(os.environ.get("LICENSE_AGENT_LOCK_WAIT") or DEFAULT_LOCK_WAIT)
+    except ValueError:
+        wait = DEFAULT_LOCK_WAIT
+    deadline = time.monotonic() + wait
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise Busy(f"another process has held the agent's state lock for over {wait:g} s "
+                           f"(a stopped or hung license-agent?)") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

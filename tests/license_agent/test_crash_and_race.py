@@ -8,6 +8,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 
 import pytest
@@ -120,3 +121,25 @@ def test_unwritable_home_is_a_clear_error(tmp_path):
     result = agent_home.cli("check", "4", "--json")
     assert result.returncode == 4 and result.json["error"] == "state_unavailable"
     assert "Traceback" not in result.stderr
+
+
+def test_a_stopped_process_holding_the_lock_does_not_hang_the_gate(agent_home):
+    """SIGSTOP a process while it holds the lock: the gate gives up with a clear error (exit 4)
+    after LICENSE_AGENT_LOCK_WAIT instead of hanging, and works again once it continues."""
+    agent_home.install("4", "uses", uses=5)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, signal, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+        "print('locked', flush=True); os.kill(os.getpid(), signal.SIGSTOP)"), str(agent_home.home / "agent.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        env = dict(agent_home.env, LICENSE_AGENT_LOCK_WAIT="0.5")
+        started = time.monotonic()
+        proc = subprocess.run(agent_home.command("check", "4", "--json"), env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 4 and json.loads(proc.stdout)["error"] == "busy", proc
+        assert time.monotonic() - started < 10
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.wait(timeout=20)
+    assert agent_home.ok("check", "4", "--json").json["remaining"] == 4
