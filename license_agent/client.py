@@ -18,7 +18,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import (EXIT_DENIED, EXIT_INVALID, AgentError, BadInput, InvalidCode, SecretStoreUnavailable,
+from .errors import (EXIT_DENIED, EXIT_INVALID, AgentError, BadInput, Busy, InvalidCode, SecretStoreUnavailable,
                      Tampered)
 from .gate import DEFAULT_RESERVATION_TTL
 from .paths import agent_home, socket_path
@@ -63,7 +63,10 @@ class ClockBehind(AgentError):
 
 
 _ERRORS = {"bad_input": BadInput, "malformed_code": BadInput, "tampered": Tampered,
-           "secret_store_unavailable": SecretStoreUnavailable}
+           "secret_store_unavailable": SecretStoreUnavailable, "busy": Busy,
+           **{code: InvalidCode for code in ("invalid_code", "older_serial", "conflicting_code", "issued_in_future",
+                                             "untrusted_signer", "bad_signature", "wrong_device", "decryption_failed",
+                                             "unsupported_version")}}
 
 
 def _check_peer_is_us(sock) -> None:
@@ -158,11 +161,10 @@ class Client:
     def _call(self, op: str, raise_denied: bool = True, **fields) -> Answer:
         response = self._request({"op": op, **{k: v for k, v in fields.items() if v is not None}})
         if not response.get("ok"):
-            error = _ERRORS.get(response.get("error"))
-            if error is None:
-                error = InvalidCode if response.get("exit_code") == EXIT_INVALID else AgentError
+            error = _ERRORS.get(response.get("error"), AgentError)
             exc = error(response.get("message", "the license agent refused"))
             exc.code = response.get("error", exc.code)
+            exc.exit_code = response.get("exit_code", exc.exit_code)
             raise exc
         answer = Answer(response["result"])
         if raise_denied and response.get("exit_code") == EXIT_DENIED:
@@ -189,6 +191,12 @@ class Client:
 
     def status(self) -> Answer:
         return self._call("status")
+
+    def install(self, code: str) -> Answer:
+        return self._call("install", code=code)
+
+    def trust(self, public_key_b64: str) -> Answer:
+        return self._call("trust", public_key=public_key_b64)
 
     def device(self) -> Answer:
         return self._call("device")

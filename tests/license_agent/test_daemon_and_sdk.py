@@ -251,3 +251,19 @@ def test_concurrent_clients_daemon_and_cli_never_overspend(agent_home, daemon):
     assert granted == total, (allowed.count(True), cli_allowed.count(True))
     status = agent_home.ok("status", "--json").json["licenses"][0]
     assert status["remaining"] == 0 and status["used"] == total
+
+
+def test_sdk_raises_the_matching_error_class(agent_home):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    client = sdk.Client(agent_home.home)
+    try:
+        foreign = agent_home.code("4", "permanent", signer=Ed25519PrivateKey.generate())
+        with pytest.raises(sdk.InvalidCode) as err:
+            client.install(foreign)
+        assert err.value.code == "untrusted_signer" and err.value.exit_code == 4
+        with pytest.raises(sdk.BadInput) as err:
+            client.install("nonsense")
+        assert err.value.exit_code == 2
+        assert client.install(agent_home.code("4", "permanent")).status == "installed"
+    finally:
+        client.close()
