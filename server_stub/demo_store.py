@@ -29,7 +29,9 @@ CATEGORIES = [  # FIG 6, in its order
 ]
 
 DAY = 86_400
-PROGRAM_PRODUCTS = ("Software A", "Software B", "Software C", "Software D")  # have example programs
+# the demo products installers/demo_packages.py has an example program for
+PROGRAM_PRODUCTS = ("Software A", "Software B", "Software C", "Software D", "ScanClean Pro", "Pixel Quest",
+                    "DocVault")
 # (category, name, publisher, description, on_sale, offers{kind: tokens | [(quantity, tokens)]}, low_threshold)
 PRODUCTS = [
     ("Document Raster Editing", "Software A", "TokenRent Demo Labs",

@@ -39,8 +39,9 @@ def test_demo_catalog_is_fig6_and_fig7(server_factory):
     assert any(p["on_sale"] for p in everything)
     assert all(p["category_id"] in {c["id"] for c in cats} for p in everything)
     # the example programs are published as signed packages for A-D
-    for name in ("Software A", "Software B", "Software C", "Software D"):
-        v = products[name]["latest_version"]
+    every = {p["name"]: p for p in everything}
+    for name in ("Software A", "Software B", "Software C", "Software D", "ScanClean Pro", "Pixel Quest", "DocVault"):
+        v = every[name]["latest_version"]
         assert v is not None and v["signed_package"] is True, name
     # loading the demo again changes nothing
     before = json.dumps(srv.api("GET", "/v1/products").json(), sort_keys=True)
