@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 
 from .errors import SecretStoreUnavailable, Tampered
+from .filelock import write_at
 from .paths import home_id
 
 KEYRING_SERVICE = "tokenrent-license-agent"
@@ -237,7 +238,7 @@ class FileStore(SecretStore):
             self._anchor_fd = os.open(self._anchor, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
         # No fsync: losing this write in a power cut only makes the anchor lag the journal,
         # which is accepted; rolling the journal back behind the anchor is what is refused.
-        os.pwrite(self._anchor_fd, slot, self._next_slot * self._SLOT)
+        write_at(self._anchor_fd, slot, self._next_slot * self._SLOT)
         self._next_slot = 1 - self._next_slot
 
     def delete_anchor(self) -> None:
@@ -253,6 +254,8 @@ def _write_durably(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+    if os.name == "nt":  # pragma: no cover - a directory cannot be opened for fsync on Windows
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

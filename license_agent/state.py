@@ -11,12 +11,12 @@ On opening, the whole chain is verified and compared with the anchor:
 - the journal is AHEAD of the anchor (with the anchored entry intact) -> accepted: that
   is a crash between commit and anchor update, and extra entries only ever record more
   consumption, which cannot help anyone cheat.
-Writers are serialised by an flock on the home's lock file, held from BEGIN IMMEDIATE
-until the anchor is written, so anchors are written in journal order.
+Writers are serialised by a lock on the home's lock file (flock, or msvcrt on Windows: see
+filelock.py), held from BEGIN IMMEDIATE until the anchor is written, so anchors are
+written in journal order.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import json
@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import Busy, Tampered
+from .filelock import try_lock, unlock
 from .model import Model, time_text
 from .paths import database_path, ensure_home, lock_path
 from .secret_store import SecretStore, open_secret_store
@@ -88,7 +89,7 @@ class State:
             try:
                 return cls._open_locked(home, lock_fd)
             finally:
-                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+                unlock(lock_fd)
         except BaseException:
             os.close(lock_fd)
             raise
@@ -209,7 +210,7 @@ class State:
                     if self._seq - self._checkpoint_seq >= CHECKPOINT_EVERY:
                         self._append_locked([("checkpoint", self.model.snapshot())])
             finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                unlock(self._lock_fd)
 
     def _append_locked(self, entries: list[tuple[str, dict]]) -> None:
         moment = utc_now()
@@ -252,13 +253,10 @@ DEFAULT_LOCK_WAIT = 30.0  # seconds; a writer holds the lock for about one fsync
 
 
 def _lock(fd: int) -> None:
-    """The writers' lock, waited for at most LICENSE_AGENT_LOCK_WAIT seconds (default 30): a
-    stopped or hung process must not hang every gate."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    """The writers' lock (license_agent.filelock), waited for at most LICENSE_AGENT_LOCK_WAIT
+    seconds (default 30): a stopped or hung process must not hang every gate."""
+    if try_lock(fd):
         return
-    except BlockingIOError:
-        pass
     import time
     try:
         wait = float(os.environ.get("LICENSE_AGENT_LOCK_WAIT") or DEFAULT_LOCK_WAIT)
@@ -266,16 +264,12 @@ def _lock(fd: int) -> None:
         wait = DEFAULT_LOCK_WAIT
     deadline = time.monotonic() + wait
     pause = 0.0005
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise Busy(f"another process has held the agent's state lock for over {wait:g} s "
-                           f"(a stopped or hung license-agent?)") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+    while not try_lock(fd):
+        if time.monotonic() > deadline:
+            raise Busy(f"another process has held the agent's state lock for over {wait:g} s "
+                       f"(a stopped or hung license-agent?)") from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
