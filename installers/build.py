@@ -66,7 +66,9 @@ def linux_bundle(dist: Path, apps: list[str], log=print) -> Path:
         shutil.copy2(LINUX_FILES / script, stage / script)
         (stage / script).chmod(0o755)
     shutil.copytree(LINUX_FILES / "share", stage / "share")
-    shutil.copy2(LINUX_FILES / "README.txt", stage / "README.txt")
+    # The bundle holds native code: its README names the machine it was built for.
+    readme = (LINUX_FILES / "README.txt").read_text(encoding="utf-8")
+    (stage / "README.txt").write_text(readme.replace("@MACHINE@", platform.machine()), encoding="utf-8")
     (stage / "VERSION").write_text(project_version() + "\n")
     archive = dist / f"{name}.tar.gz"
     tmp = archive.with_name(archive.name + ".tmp")

@@ -4,7 +4,8 @@
 #   commands   $PREFIX/bin/tokenrent, $PREFIX/bin/license-agent
 #   menu entry $XDG_DATA_HOME/applications/tokenrent.desktop, also the tokenrent:// URL handler
 # Running it again upgrades in place: the new copy is unpacked beside the old one and swapped in.
-# Undo with $PREFIX/lib/tokenrent/uninstall.sh (your licences and agent state are kept).
+# Undo with $PREFIX/lib/tokenrent/uninstall.sh, which finds the install from its own location
+# (your licences and agent state are kept).
 # Set x-scheme-handler/tokenrent=tokenrent.desktop under [Default Applications], keeping the rest.
 register_url_handler() {
     list=$1
@@ -22,6 +23,9 @@ main() {
     set -eu
     here=$(cd "$(dirname "$0")" && pwd)
     prefix=${PREFIX:-$HOME/.local}
+    # An absolute prefix: the command links must not depend on where install.sh was started.
+    mkdir -p "$prefix"
+    prefix=$(cd "$prefix" && pwd)
     data_home=${XDG_DATA_HOME:-$HOME/.local/share}
     libdir=$prefix/lib/tokenrent
     bindir=$prefix/bin
@@ -44,7 +48,10 @@ main() {
         cp -R "$here/$app" "$libdir.new/$app"
     done
     cp "$here/uninstall.sh" "$here/VERSION" "$libdir.new/"
-    [ -d "$libdir" ] && mv "$libdir" "$libdir.old"
+    # Upgrade: what the previous install put outside $libdir, to drop what this one no longer has.
+    previous=""
+    [ -f "$libdir/installed-files" ] && previous=$(cat "$libdir/installed-files")
+    if [ -d "$libdir" ]; then mv "$libdir" "$libdir.old"; fi
     mv "$libdir.new" "$libdir"
     rm -rf "$libdir.old"
 
@@ -71,6 +78,23 @@ main() {
             update-desktop-database "$appdir" >/dev/null 2>&1 || true
         fi
     ;; esac
+
+    # e.g. an agent-only bundle over a full install: the storefront's link and menu entry go.
+    printf '%s\n' "$previous" | while IFS= read -r path; do
+        [ -n "$path" ] || continue
+        grep -qxF "$path" "$libdir/installed-files" && continue
+        if [ -L "$path" ]; then
+            case "$(readlink "$path")" in "$libdir"/*) rm -f "$path" ;; esac
+        elif [ -f "$path" ]; then
+            rm -f "$path"
+            case "$path" in */tokenrent.desktop)
+                mimeapps=${XDG_CONFIG_HOME:-$HOME/.config}/mimeapps.list
+                if [ -f "$mimeapps" ]; then
+                    sed -i '/^x-scheme-handler\/tokenrent=tokenrent.desktop;*$/d' "$mimeapps" || true
+                fi
+            ;; esac
+        fi
+    done
 
     echo "TokenRent $(cat "$libdir/VERSION") installed in $libdir:$apps"
     case ":$PATH:" in *":$bindir:"*) ;; *)

@@ -191,7 +191,9 @@ def test_uninstall_removes_programs_entry_and_handler(installed):
     env, prefix = installed["env"], installed["prefix"]
     share = Path(env["XDG_DATA_HOME"])
     uninstall = prefix / "lib" / "tokenrent" / "uninstall.sh"
-    proc = subprocess.run(["/bin/sh", str(uninstall)], env=env, capture_output=True, text=True)
+    # Without PREFIX: the installed uninstall.sh finds its install from its own location.
+    bare = {k: v for k, v in env.items() if k != "PREFIX"}
+    proc = subprocess.run(["/bin/sh", str(uninstall)], env=bare, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     for gone in (prefix / "bin" / "license-agent", prefix / "bin" / "tokenrent", prefix / "lib" / "tokenrent",
                  share / "applications" / "tokenrent.desktop"):
