@@ -114,3 +114,34 @@ def test_streaming_keeps_server_memory_flat(server, published):
     assert sizes == [SIZE] * 5
     grown_mib = (rss_kib() - before) / 1024
     assert grown_mib < 40, f"server grew by {grown_mib:.0f} MiB while streaming"
+
+
+@pytest.mark.parametrize("header,status", [
+    ('"{sha}"', 304),
+    ('W/"{sha}"', 304),                          # If-None-Match compares weakly (RFC 9110 13.1.2)
+    ('"other", W/"{sha}"', 304),                 # a list of tags
+    ('"a", "{sha}" , "b"', 304),
+    ("*", 304),                                  # any current representation
+    ('"other"', 200),
+    ('W/"other", "also-other"', 200),
+    ('{sha}', 200),                              # not a quoted entity tag
+    ('"{sha}x"', 200),
+])
+def test_if_none_match_weak_lists_and_star(server, published, header, status):
+    cat, holder, d, data = published
+    for method in ("GET", "HEAD"):
+        r = server.api(method, _path(server, d), holder, headers={"If-None-Match": header.format(sha=d["sha256"])})
+        assert r.status_code == status, (method, header, r.status_code)
+        assert r.headers["ETag"] == f'"{d["sha256"]}"'
+        if status == 304:
+            assert r.content == b""
+        elif method == "GET":
+            assert len(r.content) == SIZE
+
+
+def test_if_range_compares_strongly(server, published):
+    """A weak validator never resumes a range (RFC 9110 13.1.5): the whole file."""
+    cat, holder, d, data = published
+    r = server.api("GET", _path(server, d), holder,
+                   headers={"Range": "bytes=10-19", "If-Range": f'W/"{d["sha256"]}"'})
+    assert r.status_code == 200 and len(r.content) == SIZE

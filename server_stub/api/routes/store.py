@@ -4,6 +4,7 @@ the vendor's public keys."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -66,12 +67,24 @@ def _file_answer(request: Request, v: ProductVersion):
         raise NotFound("the file of this version is missing on the server") from None
     etag = f'"{v.sha256}"'
     headers = {"etag": etag, "x-content-sha256": v.sha256, "cache-control": "private, no-transform"}
-    inm = request.headers.get("if-none-match")
-    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+    if _none_match(request.headers.get("if-none-match"), v.sha256):
         return Response(status_code=304, headers=headers)
     # FileResponse streams in chunks and answers Range / If-Range (206, 416).
     return FileResponse(path, headers=headers, filename=v.file_name, stat_result=st,
                         media_type="application/octet-stream")
+
+
+_ETAG_RE = re.compile(r'(?:W/)?"([^"]*)"')
+
+
+def _none_match(header: str | None, opaque: str) -> bool:
+    """If-None-Match (RFC 9110 13.1.2): `*`, or a list of entity tags compared
+    weakly, so `W/"<sha>"` matches our `"<sha>"`."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    return opaque in _ETAG_RE.findall(header)
 
 
 def _licensed_version(db, user, product_id: int, version_id: int | None) -> ProductVersion:
