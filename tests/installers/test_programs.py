@@ -19,8 +19,17 @@ PROGRAMS = Path(demo_packages.__file__).resolve().parent / "programs"
 sys.path.insert(0, str(PROGRAMS / "raster_tool"))
 import rastertool  # noqa: E402
 
-needs_agent = pytest.mark.skipif(not have_agent_cli(),
-                                 reason="license_agent.cli / license_agent.client not available yet")
+
+
+@pytest.fixture
+def agent_cli() -> None:
+    """scripts/venv.sh always installs the license-agent console script: missing is a failure."""
+    if not have_agent_cli():
+        pytest.fail("license_agent.cli / .client or the license-agent console script is missing "
+                    "(run scripts/venv.sh)")
+
+
+needs_agent = pytest.mark.usefixtures("agent_cli")
 
 
 def make_page(path: Path, fmt: str = "PNG", specks=((2, 2), (17, 3))) -> None:
