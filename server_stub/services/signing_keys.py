@@ -61,25 +61,50 @@ def _pem(private: Ed25519PrivateKey) -> bytes:
                                  serialization.NoEncryption())
 
 
-def _write_private(path: Path, private: Ed25519PrivateKey, replace: bool) -> bool:
-    """Write the key 0600 from the first byte. Without `replace`, an existing
-    file wins (two processes starting at once agree on one key)."""
+def _write_side(path: Path, private: Ed25519PrivateKey, tag: str) -> Path:
+    """Write the key 0600 from the first byte, fsynced, to a side file next
+    to `path` (same directory, so a rename onto `path` is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    side = path.with_name(f".{path.name}.{tag}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_pem(private))
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        side.unlink(missing_ok=True)
+        raise
+    return side
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_private(path: Path, private: Ed25519PrivateKey, replace: bool) -> bool:
+    """Write the key 0600 from the first byte. Without `replace`, an existing
+    file wins (two processes starting at once agree on one key)."""
+    tmp = _write_side(path, private, "new")
+    try:
         if replace:
             os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)   # atomic "create if absent"
-            return True
-        except FileExistsError:
-            return False
+        else:
+            try:
+                os.link(tmp, path)   # atomic "create if absent"
+            except FileExistsError:
+                return False
+        _fsync_dir(path.parent)
+        return True
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -136,7 +161,14 @@ def ensure_key(db: Session) -> LoadedKey:
 
 
 def rotate(db: Session) -> dict:
-    """A new key for new codes; the old public key stays trusted."""
+    """A new key for new codes; the old public key stays trusted.
+
+    COMMITS `db`. The order makes a failure anywhere harmless: the new key is
+    written to a side file, its public half is recorded and committed, and only
+    then is the side file renamed onto the key file (atomic). If the commit
+    fails the side file is removed and the old key stays in use; no code is
+    ever signed by a key the database does not list."""
+    path = key_path()
     old = current_key(create=True)
     record_public(db, old)
     new = _loaded(Ed25519PrivateKey.generate())
@@ -144,10 +176,18 @@ def rotate(db: Session) -> dict:
     for r in db.scalars(select(VendorKey).where(VendorKey.kid != new.kid, VendorKey.retired_at.is_(None))):
         r.retired_at = utcnow()
     db.flush()
-    # The file is replaced last: if the database write fails, nothing changed.
-    _write_private(key_path(), new.private, replace=True)
-    return {"kid": new.kid, "public_key": new.public_b64, "previous_kid": old.kid,
-            "created_at": row.created_at}
+    created_at = row.created_at
+    side = _write_side(path, new.private, f"rotate-{new.kid}")
+    try:
+        db.commit()
+        os.replace(side, path)
+    except OSError as e:   # the rename: the key is listed but not in use; the old key keeps signing
+        raise SigningKeyUnavailable(f"the new vendor key is listed but could not replace {path}: {e.strerror}; "
+                                    f"the previous key stays in use, rotate again") from None
+    finally:
+        side.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return {"kid": new.kid, "public_key": new.public_b64, "previous_kid": old.kid, "created_at": created_at}
 
 
 def trusted_keys(db: Session) -> list[dict]:

@@ -285,3 +285,99 @@ def test_a_key_file_readable_by_others_is_refused(server_factory):
     finally:
         key_file.chmod(0o600)
     assert order(srv, user, keys, [{"offer_id": cat.offers[("perm", "purchase")]}]).status_code == 201
+
+
+# ---------------------------------------------------------------- rotation is safe (in process, real database)
+
+@pytest.fixture
+def key_db(backend, tmp_path):
+    """A migrated database of `backend` and a signing key path outside the data dir."""
+    from server_stub import migrate
+    from server_stub.core.config import Settings, set_settings
+    from server_stub.db import dispose_engines
+    from tests.support.server import create_pg_database, drop_pg_database
+
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'keys.sqlite3'}"
+    else:
+        drop, url = create_pg_database()
+    key_path = tmp_path / "keys" / "vendor.pem"
+    set_settings(Settings(db_url=url, data_dir=str(tmp_path / "data"), signing_key_path=str(key_path)))
+    migrate.upgrade(url)
+    yield key_path
+    dispose_engines()
+    set_settings(None)
+    if drop:
+        drop_pg_database(drop)
+
+
+def _listed(db):
+    from sqlalchemy import select
+
+    from server_stub.models.store import VendorKey
+
+    return {r.kid: r.retired_at for r in db.scalars(select(VendorKey))}
+
+
+def test_rotation_whose_commit_fails_changes_nothing(key_db):
+    """The database commit of a rotation fails: the key file is untouched, no
+    side file is left, the database lists no new key, the old key signs on;
+    a later rotation works and is recorded before it is used."""
+    from sqlalchemy import event
+
+    from server_stub.db import new_session, read_session, write_session
+    from server_stub.services import signing_keys
+
+    with write_session() as db:
+        first = signing_keys.ensure_key(db)
+    original = key_db.read_bytes()
+    assert key_db.stat().st_mode & 0o777 == 0o600
+
+    class CommitFailed(Exception):
+        pass
+
+    db = new_session(True)
+    try:
+        def fail(_session):
+            raise CommitFailed("the database went away")
+        event.listen(db, "before_commit", fail)
+        with pytest.raises(CommitFailed):
+            signing_keys.rotate(db)
+        db.rollback()
+    finally:
+        db.close()
+    assert key_db.read_bytes() == original
+    assert sorted(p.name for p in key_db.parent.iterdir()) == ["vendor.pem"]     # no side file left
+    assert signing_keys.current_key().kid == first.kid
+    with read_session() as db:
+        assert _listed(db) == {first.kid: None}                                  # not retired, nothing new
+
+    with write_session() as db:
+        out = signing_keys.rotate(db)
+    assert out["previous_kid"] == first.kid and out["kid"] != first.kid
+    assert signing_keys.current_key().kid == out["kid"]
+    assert key_db.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in key_db.parent.iterdir()) == ["vendor.pem"]
+    with read_session() as db:
+        listed = _listed(db)
+        assert set(listed) == {first.kid, out["kid"]} and listed[out["kid"]] is None
+        assert listed[first.kid] is not None
+        assert [k["kid"] for k in signing_keys.trusted_keys(db)] == [out["kid"], first.kid]
+
+
+def test_rotation_is_committed_before_the_new_key_is_used(key_db):
+    """Even inside a caller's transaction that later rolls back, the new key
+    that now signs is already listed (rotate commits before it renames)."""
+    from server_stub.db import new_session, read_session
+    from server_stub.services import signing_keys
+
+    db = new_session(True)
+    try:
+        out = signing_keys.rotate(db)
+        db.rollback()          # whatever the caller does next
+    finally:
+        db.close()
+    assert signing_keys.current_key().kid == out["kid"]
+    with read_session() as db:
+        assert out["kid"] in _listed(db)
