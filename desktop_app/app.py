@@ -104,9 +104,20 @@ class StoreApp:
                 f"This is the local demo store ({url}). Sign in as “{self.DEMO_USERNAME}” "
                 f"(password “{self.DEMO_PASSWORD}”) or create your own account.", "info")
         self.state.load_catalog(self._catalog_loaded)
-        self.state.resume_session()
-        if self.state.cache.data.get("downloads"):     # unfinished downloads continue
+        self.state.resume_session(self._session_resumed)
+        # Unfinished downloads continue: those from other hosts now, those from the store
+        # server once the session is back (resumed from the keyring, or signed in again).
+        self._resume_downloads()
+
+    def _resume_downloads(self) -> None:
+        if self.state.cache.data.get("downloads"):
             QTimer.singleShot(0, lambda: self.window.library.downloads.resume_all())
+
+    def _session_resumed(self, _me) -> None:
+        # the catalog may have come first and asked to sign in: the saved session made it moot
+        dialog = getattr(self.window, "sign_in_dialog", None)
+        if dialog is not None and dialog.isVisible():
+            dialog.accept()
 
     def _catalog_loaded(self) -> None:
         self.ready = True
@@ -122,6 +133,7 @@ class StoreApp:
         signed_in = me is not None
         if signed_in and not self._was_signed_in:
             self.window.after_sign_in()
+            self._resume_downloads()
         self._was_signed_in = signed_in
 
     def stop(self) -> None:

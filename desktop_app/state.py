@@ -69,9 +69,7 @@ class AppState(QObject):
             if isinstance(error, NetworkError):
                 self.set_offline(True)
             if isinstance(error, SessionExpired) and retry_after_sign_in:
-                self._pending_retries.append(lambda: self.call(fn, on_done, on_error))
-                if len(self._pending_retries) == 1:
-                    self.sessionExpired.emit()
+                self.wait_for_sign_in(lambda: self.call(fn, on_done, on_error))
                 return
             if on_error is not None:
                 on_error(error)
@@ -79,6 +77,13 @@ class AppState(QObject):
                 self.message.emit(getattr(error, "user_message", str(error)), "error")
 
         run_async(fn, done, failed)
+
+    def wait_for_sign_in(self, retry: Callable[[], None]) -> None:
+        """The session ended: ask to sign in again (once for all waiting work); ``retry`` runs
+        after the same user signed in, and is dropped if the user declines."""
+        self._pending_retries.append(retry)
+        if len(self._pending_retries) == 1:
+            self.sessionExpired.emit()
 
     def set_offline(self, offline: bool) -> None:
         if offline != self.offline:

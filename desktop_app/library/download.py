@@ -40,6 +40,10 @@ class ChecksumMismatch(DownloadError):
     pass
 
 
+class SessionEnded(DownloadError):
+    """The server answered 401: sign in again, then the download continues from its bytes."""
+
+
 @dataclass
 class Progress:
     received: int
@@ -336,7 +340,7 @@ class Download:
                 self.discard()
                 raise requests.ConnectionError("range refused; restarting")
             if resp.status_code == 401:
-                raise DownloadError("Your session has ended. Please sign in again to download.")
+                raise SessionEnded("Your session has ended. Sign in again and the download continues.")
             if resp.status_code == 404:
                 raise DownloadError("The file to download was not found on the server.")
             if resp.status_code >= 400:

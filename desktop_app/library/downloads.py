@@ -51,8 +51,11 @@ class DownloadManager(QObject):
     def is_running(self, product_id) -> bool:
         return str(product_id) in self.active
 
+    def needs_session(self, url: str) -> bool:
+        """Links on the store server itself are fetched with the session token."""
+        return same_origin(self.state.api.url(store_path(url)), self.state.api.base_url)
+
     def start(self, product_id, url: str, sha256: str | None = None, size: int | None = None) -> None:
-        from desktop_app.library.download import Download   # requests: loaded when first needed
         pid = str(product_id)
         if pid in self.active:
             return
@@ -62,25 +65,37 @@ class DownloadManager(QObject):
         full_url = self.state.api.url(store_path(url))
         # the session token goes only to the store server itself, never to another host
         auth = self.state.api.auth_headers() if same_origin(full_url, self.state.api.base_url) else {}
-        download = self._paused.pop(pid, None)     # paused in this session: keeps its hash so far
-        if download is None or download.url != full_url:
-            download = Download(full_url, dest, expected_sha256=sha256, expected_size=size, headers=auth)
-        download.headers.update(auth)
+        handle = _Running(self._paused.pop(pid, None))   # paused in this session: keeps its hash so far
+        self.active[pid] = handle
         last = [0.0]
 
         def report(p):
+            if handle.pause_requested:
+                handle.download.pause()
             now = time.monotonic()
             if now - last[0] >= 0.05 or (p.total and p.received >= p.total):
                 last[0] = now
                 self.progress.emit(pid, p.received, p.total if p.total is not None else -1)
 
-        download.on_progress = report
-        self.active[pid] = download
         install_dir, vendor_key = self.state.install_dir, self.state.cache.data.get("vendor_key")
 
         def work():
+            # the download engine (and requests with it) is loaded here, off the UI thread
+            from desktop_app.library.download import Download, DownloadPaused
+            download = handle.download
+            if download is None or download.url != full_url:
+                download = Download(full_url, dest, expected_sha256=sha256, expected_size=size, headers=auth)
+            download.headers.update(auth)
+            download.on_progress = report
+            handle.download = download
+            if handle.pause_requested:
+                raise DownloadPaused()
             path = download.run()
-            program = installer.install_downloaded(path, install_dir, pid, vendor_key)
+            try:
+                program = installer.install_downloaded(path, install_dir, pid, vendor_key)
+            except installer.InstallError:
+                path.unlink(missing_ok=True)    # refused (tampered, wrong product, unknown key): never reused
+                raise
             path.unlink(missing_ok=True)
             return program
 
@@ -94,13 +109,17 @@ class DownloadManager(QObject):
         return True
 
     def resume_all(self) -> None:
-        for pid in list(self._pending):
-            self.resume(pid)
+        """Continue unfinished downloads. Those from the store server need the session: they
+        wait until the user is signed in (this is called again then)."""
+        signed_in = self.state.signed_in and self.state.api.token is not None
+        for pid, info in list(self._pending.items()):
+            if signed_in or not self.needs_session(info["url"]):
+                self.resume(pid)
 
     def pause(self, product_id) -> None:
-        download = self.active.get(str(product_id))
-        if download is not None:
-            download.pause()
+        handle = self.active.get(str(product_id))
+        if handle is not None:
+            handle.pause()
 
     def _done(self, pid: str) -> None:
         self.active.pop(pid, None)
@@ -110,14 +129,32 @@ class DownloadManager(QObject):
         self.state.refresh_library()
 
     def _failed(self, pid: str, error) -> None:
-        from desktop_app.library.download import ChecksumMismatch, DownloadPaused
-        download = self.active.pop(pid, None)
+        from desktop_app.library.download import ChecksumMismatch, DownloadPaused, SessionEnded
+        handle = self.active.pop(pid, None)
+        download = handle.download if handle is not None else None
         if isinstance(error, DownloadPaused):
             if download is not None:
                 self._paused[pid] = download
             self.paused.emit(pid)
             return
+        if isinstance(error, SessionEnded):
+            # the bytes stay; once the user has signed in again the download continues
+            self.state.wait_for_sign_in(lambda: self.resume(pid))
         if isinstance(error, (installer.InstallError, ChecksumMismatch)):
             self._pending.pop(pid, None)   # a bad file is not resumed; the user may start over
             self.state.cache.save()
         self.failed.emit(pid, getattr(error, "user_message", str(error)))
+
+
+class _Running:
+    """A download on its way. Its Download is made on the worker thread; a pause asked for
+    before that is kept here and honoured as soon as it exists."""
+
+    def __init__(self, download=None):
+        self.download = download
+        self.pause_requested = False
+
+    def pause(self) -> None:
+        self.pause_requested = True
+        if self.download is not None:
+            self.download.pause()
