@@ -2,6 +2,7 @@
 down against a real license agent (temp LICENSE_AGENT_HOME, real CLI, real codes)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -238,14 +239,13 @@ def test_hand_packaged_program_learns_its_product_from_the_install(agent, tmp_pa
     assert "1 lines, 3 words" in r.stdout and agent.remaining("12") == 2
 
 
-@needs_agent
-def test_interrupted_image_does_not_burn_a_processing(agent, tmp_path):
-    """Ctrl-C while an image is being processed: its reservation is released, nothing is
-    counted and no half-written result is left. (After a hard kill the reservation is counted
-    once its time-to-live has passed: the agent's rule, so a killed program cannot run free.)"""
-    import os
-    import signal
-    agent.grant("4", "processings", processings=5)
+def license_of(agent: AgentHome, product_id: str) -> dict:
+    return next(l for l in agent.cli_json("status")["licenses"] if l["product_id"] == product_id)
+
+
+def start_on_a_slow_image(agent: AgentHome, tmp_path: Path, *extra: str):
+    """Start the raster tool on an image whose cleanup takes seconds; return once the image is
+    under its reservation and its work has begun. Returns (process, out_dir, result_file)."""
     big = tmp_path / "specks.pgm"      # 4 million isolated specks: the cleanup takes seconds
     size = 4000
     big.write_bytes(b"P5 %d %d 255\n" % (size, size) + (bytes([0, 255]) * (size // 2) + bytes([255]) * size)
@@ -253,29 +253,65 @@ def test_interrupted_image_does_not_burn_a_processing(agent, tmp_path):
     out = tmp_path / "out"
     env = agent.env | {"TOKENRENT_PRODUCT_ID": "4", "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.Popen([sys.executable, str(PROGRAMS / "raster_tool" / "rastertool.py"), "-o", str(out),
-                             str(big)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *extra, str(big)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    reserved = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        reserved = license_of(agent, "4")["reserved"]
+        if reserved:
+            break
+        time.sleep(0.05)
+    if not (reserved == 1 and proc.poll() is None):
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the image was not under a reservation while processed: {proc.communicate()}")
+    time.sleep(0.5)   # out of reserve() and into the image work
+    assert proc.poll() is None, proc.communicate()
+    return proc, out, out / "specks.cleanup.pgm"
+
+
+def stop(proc: subprocess.Popen, signum: int) -> tuple[str, str]:
     try:
-        deadline = time.monotonic() + 60
-        reserved = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            lic = next(l for l in agent.cli_json("status")["licenses"] if l["product_id"] == "4")
-            reserved = lic["reserved"]
-            if reserved:
-                break
-            time.sleep(0.05)
-        assert reserved == 1 and proc.poll() is None, "the image was not under a reservation while processed"
-        time.sleep(0.5)   # out of reserve() and into the image work (a Ctrl-C inside reserve() itself
-        assert proc.poll() is None   # leaves a reservation that lapses: never a use given back)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        proc.send_signal(signum)
+        return proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode != 0
-    lic = next(l for l in agent.cli_json("status")["licenses"] if l["product_id"] == "4")
+
+
+@needs_agent
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopped_mid_image_releases_its_processing(agent, tmp_path, signum):
+    """Ctrl-C or SIGTERM while an image is being processed: its reservation is released,
+    nothing is counted and no half-written result is left."""
+    agent.grant("4", "processings", processings=5)
+    proc, out, result = start_on_a_slow_image(agent, tmp_path)
+    _, err = stop(proc, signum)
+    assert proc.returncode == 128 + signum, err
+    assert f"stopped ({signal.Signals(signum).name})" in err and "not counted" in err
+    lic = license_of(agent, "4")
     assert (lic["remaining"], lic["reserved"], lic["used"]) == (5, 0, 0)
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not result.exists() and (not out.exists() or list(out.iterdir()) == [])
+
+
+@needs_agent
+def test_killed_mid_image_writes_no_result_and_its_processing_lapses_as_used(agent, tmp_path):
+    """SIGKILL cannot be caught: no result of that image is ever written (no half result),
+    and the processing stays held, then counts as used once its time-to-live has passed
+    (the agent's rule, so that killing the program never gets free work)."""
+    agent.grant("4", "processings", processings=5)
+    ttl = 6
+    proc, out, result = start_on_a_slow_image(agent, tmp_path, "--reservation-ttl", str(ttl))
+    killed_at = time.monotonic()
+    stop(proc, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert not result.exists() and (not out.exists() or list(out.iterdir()) == [])
+    lic = license_of(agent, "4")
+    assert (lic["remaining"], lic["reserved"], lic["used"]) == (4, 1, 0)   # held: not free to use again
+    time.sleep(max(0.0, ttl + 1 - (time.monotonic() - killed_at)))
+    lic = license_of(agent, "4")
+    assert (lic["remaining"], lic["reserved"], lic["used"]) == (4, 0, 1)   # lapsed: counted
 
 
 @needs_agent

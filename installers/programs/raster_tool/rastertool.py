@@ -4,17 +4,25 @@
     rastertool.py            (no images: a small window to pick and process images)
 
 Every image costs one processing of the rental. The processing is RESERVED with the license
-agent before the image is read and COMMITTED only after the result is safely on disk; if the
-work fails (bad file, crash, Ctrl-C) the reservation is released (or, after a hard crash,
-expires), so a failed image never burns a processing that was not delivered.
+agent before the image is read and COMMITTED only after the result is safely on disk:
+- the image fails (unreadable file, disk full, any exception), or the tool is stopped with
+  Ctrl-C (SIGINT) or SIGTERM: the reservation is RELEASED, the processing is not used, and no
+  half-written result is left;
+- the tool is killed outright (SIGKILL, power loss): it cannot release anything, so the
+  reservation is held until its time-to-live (10 minutes) passes and then COUNTS AS USED.
+  That is the agent's rule, by design: otherwise killing the program at the right moment
+  would give free work. The result of that image was never written (results are written to a
+  temporary name and renamed into place before the commit).
 Exit codes: 0 all done, 1 an image failed, 3 no processings left (the store URL is printed),
-4 the license agent refused the license as invalid.
+4 the license agent refused the license as invalid, 130 Ctrl-C, 143 SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -103,18 +111,73 @@ def process(path: Path, out_dir: Path, op: str, level: int) -> Path:
         suffix = ".pgm"  # a one-channel result is a PGM
     target = out_dir / f"{path.stem}.{op}{suffix}"
     tmp = target.with_name(f".{target.name}.tmp")
-    if not result.save(str(tmp), suffix.lstrip(".").upper()):
+    try:
+        if not result.save(str(tmp), suffix.lstrip(".").upper()):
+            raise OSError(f"cannot write {target}")
+        os.replace(tmp, target)   # the result appears whole, or not at all
+    finally:
         tmp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {target}")
-    os.replace(tmp, target)
     return target
 
 
 # --- licensing ----------------------------------------------------------------------------------
 
-def process_images(images: list[Path], out_dir: Path | None, op: str, level: int, say) -> int:
-    """Each image under its own reservation. say(text, is_error) reports; returns the exit code."""
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: handled alike, so a stop from a service manager releases too."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    signal.signal(signal.SIGINT, _on_signal)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _on_signal)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold Ctrl-C/SIGTERM while talking to the agent, so that a stop can never fall between
+    "reserved" and "we know we hold it" (it is delivered right after, where it is released)."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:           # Windows: no signal masks; Ctrl-C there may leave a lapsing hold
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)
+
+
+def process_one(pid: str, image: Path, target_dir: Path, op: str, level: int, client, ttl: int):
+    """Reserve one processing, do the image, commit; release if anything (even a stop) fails."""
+    held = None
+    try:
+        with signals_deferred():
+            held = client.reserve(pid, 1, ttl)
+        target = process(image, target_dir, op, level)
+    except BaseException:
+        if held is not None:
+            with signals_deferred():
+                held.release()
+        raise
+    with signals_deferred():
+        held.commit()
+    return target, held
+
+
+def process_images(images: list[Path], out_dir: Path | None, op: str, level: int, say,
+                   ttl: int | None = None) -> int:
+    """Each image under its own reservation (held at most ttl seconds, default the agent's
+    10 minutes). say(text, is_error) reports; returns the exit code."""
     from license_agent import client
+    ttl = ttl or client.DEFAULT_RESERVATION_TTL
 
     pid = product_id()
     failed = 0
@@ -122,9 +185,7 @@ def process_images(images: list[Path], out_dir: Path | None, op: str, level: int
         target_dir = out_dir or image.parent
         target_dir.mkdir(parents=True, exist_ok=True)
         try:
-            # Reserve one processing; commit when the body succeeds, release when it raises.
-            with client.processing(pid, 1) as held:
-                target = process(image, target_dir, op, level)
+            target, held = process_one(pid, image, target_dir, op, level, client, ttl)
         except client.Denied as e:
             say(f"{e}", True)
             say(f"buy more processings at {e.store_url}", True)
@@ -199,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level", type=int, default=128, help="threshold level 0-255 (default 128)")
     ap.add_argument("-o", "--out-dir", type=Path, default=None, help="default: beside each image")
     ap.add_argument("--quit-after", type=int, metavar="MS", help=argparse.SUPPRESS)
+    # How long a reservation may be held (the image's work must fit in it); tests shorten it.
+    ap.add_argument("--reservation-ttl", type=int, metavar="S", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not 0 <= args.level <= 255:
         ap.error("--level must be between 0 and 255")
@@ -206,9 +269,16 @@ def main(argv: list[str] | None = None) -> int:
         return run_window(args)
 
     def say(text: str, is_error: bool) -> None:
-        print(f"rastertool: {text}" if is_error else text, file=sys.stderr if is_error else sys.stdout)
+        print(f"rastertool: {text}" if is_error else text, file=sys.stderr if is_error else sys.stdout,
+              flush=True)
 
-    return process_images(args.images, args.out_dir, args.op, args.level, say)
+    install_signal_handlers()
+    try:
+        return process_images(args.images, args.out_dir, args.op, args.level, say, args.reservation_ttl)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        say(f"stopped ({signal.Signals(signum).name}): the image in progress was not counted", True)
+        return 128 + signum
 
 
 if __name__ == "__main__":
