@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -14,6 +14,11 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# Tokens and cents: 64-bit on every database, so no sum a user can reach
+# overflows (SQLite's INTEGER already is 64-bit; the variant keeps its name).
+Amount = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Amount, Base, UTCDateTime, utcnow
 
 CURRENCY_TOKEN = "token"
 CURRENCY_CENT = "cent"
@@ -43,7 +43,7 @@ class LedgerAccount(Base):
     owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
     token_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    balance: Mapped[int] = mapped_column(Integer, default=0)
+    balance: Mapped[int] = mapped_column(Amount, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -59,15 +59,15 @@ class LedgerTransfer(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     from_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
     to_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"))
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Amount)
     currency: Mapped[str] = mapped_column(String(8))
     kind: Mapped[str] = mapped_column(String(24))  # purchase, grant, transfer, hold, ...
     memo: Mapped[str] = mapped_column(String(200), default="")
     hold_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_holds.id"), nullable=True, index=True)
     purchase_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     # The owner's spendable wallet total after this transfer (statement column).
-    from_wallet_after: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    to_wallet_after: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    from_wallet_after: Mapped[int | None] = mapped_column(Amount, nullable=True)
+    to_wallet_after: Mapped[int | None] = mapped_column(Amount, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -76,7 +76,7 @@ class LedgerHold(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    amount: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(Amount)
     status: Mapped[str] = mapped_column(String(16), default=HOLD_HELD)
     reference: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Amount, Base, UTCDateTime, utcnow
 
 # offer kinds (DESIGN.md)
 OFFER_PURCHASE = "purchase"
@@ -79,7 +79,7 @@ class Offer(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("store_products.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))
-    tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)          # purchase, convert
+    tokens: Mapped[int | None] = mapped_column(Amount, nullable=True)          # purchase, convert
     low_threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)   # rentals: "running low"
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -90,8 +90,8 @@ class OfferTier(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     offer_id: Mapped[int] = mapped_column(ForeignKey("store_offers.id", ondelete="CASCADE"), index=True)
-    quantity: Mapped[int] = mapped_column(Integer)   # days, uses or processings granted
-    tokens: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int] = mapped_column(Amount)   # days, uses or processings granted
+    tokens: Mapped[int] = mapped_column(Amount)
 
 
 class Device(Base):
@@ -122,8 +122,8 @@ class License(Base):
     serial: Mapped[int] = mapped_column(Integer, default=1)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    uses: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    processings: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    uses: Mapped[int | None] = mapped_column(Amount, nullable=True)
+    processings: Mapped[int | None] = mapped_column(Amount, nullable=True)
     low_threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
     product_name: Mapped[str] = mapped_column(String(100), default="")   # as written in the codes
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -140,11 +140,11 @@ class Order(Base):
     device_pk: Mapped[int | None] = mapped_column(ForeignKey("store_devices.id"), nullable=True)
     device_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="completed")
-    required_tokens: Mapped[int] = mapped_column(Integer)
-    available_tokens: Mapped[int] = mapped_column(Integer)    # AT before the order
-    balance_after: Mapped[int] = mapped_column(Integer)       # new AT
+    required_tokens: Mapped[int] = mapped_column(Amount)
+    available_tokens: Mapped[int] = mapped_column(Amount)    # AT before the order
+    balance_after: Mapped[int] = mapped_column(Amount)       # new AT
     token_price_cents: Mapped[int] = mapped_column(Integer)
-    cash_cents: Mapped[int] = mapped_column(Integer)
+    cash_cents: Mapped[int] = mapped_column(Amount)
     hold_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_holds.id"), nullable=True)
     deliveries_json: Mapped[str] = mapped_column(Text, default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -162,9 +162,9 @@ class OrderItem(Base):
     product_name: Mapped[str] = mapped_column(String(100))
     offer_kind: Mapped[str] = mapped_column(String(24))
     action: Mapped[str] = mapped_column(String(16))   # new, extend, convert
-    quantity: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    tokens: Mapped[int] = mapped_column(Integer)
-    cash_cents: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int | None] = mapped_column(Amount, nullable=True)
+    tokens: Mapped[int] = mapped_column(Amount)
+    cash_cents: Mapped[int] = mapped_column(Amount)
     license_id: Mapped[int] = mapped_column(ForeignKey("store_licenses.id"), index=True)
 
 

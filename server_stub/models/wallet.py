@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, UTCDateTime, utcnow
+from .base import Amount, Base, UTCDateTime, utcnow
 
 METHOD_CARD = "card"
 OFFLINE_METHODS = ("check", "money_order", "purchase_order")
@@ -50,9 +50,9 @@ class TokenPurchase(Base):
     bundle_id: Mapped[int | None] = mapped_column(ForeignKey("token_bundles.id"), nullable=True)
     method: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
-    gross_cents: Mapped[int] = mapped_column(Integer)
+    gross_cents: Mapped[int] = mapped_column(Amount)
     discount_bp: Mapped[int] = mapped_column(Integer, default=0)
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Amount)
     invoice_number: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
     card_brand: Mapped[str | None] = mapped_column(String(16), nullable=True)
     card_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)

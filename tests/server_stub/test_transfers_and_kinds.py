@@ -60,6 +60,16 @@ def test_five_wrong_pins_lock_transfers(server_factory):
     assert send(srv, a, b, 10).status_code == 201
 
 
+def test_parallel_wrong_pins_count_one_by_one(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = server.new_user(tokens=200), server.register()
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda _: send(server, a, b, 10, pin="9999").status_code, range(12)))
+    assert sorted(codes) == [403] * 4 + [423] * 8, codes
+    assert server.me(a)["available_tokens"] == 200
+
+
 def test_only_standard_tokens_are_transferable(server):
     a, b = server.new_user(tokens=100), server.register()
     server.grant(a, 50, kind="incentive")
@@ -105,6 +115,58 @@ def test_expiry_in_the_past_is_refused(server):
     r = server.api("POST", "/v1/admin/grants", server.admin(), json={
         "username": u.username, "tokens": 5, "expires_at": "2001-01-01T00:00:00Z"})
     assert r.status_code == 422
+
+
+def test_grant_expiry_far_away_or_without_an_offset_is_refused(server):
+    u = server.register()
+    for expires in ("9999-12-31T23:00:00-05:00", "2200-01-01T00:00:00Z", "2030-01-01T00:00:00"):
+        r = server.api("POST", "/v1/admin/grants", server.admin(), json={
+            "username": u.username, "tokens": 5, "expires_at": expires})
+        assert r.status_code == 422, (expires, r.status_code, r.text)
+    assert server.me(u)["available_tokens"] == 0
+    assert server.ledger_check()["ok"]
+
+
+def test_a_grant_expires_at_the_instant_given_whatever_its_offset(server):
+    u = server.register()
+    when = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0)
+    server.grant(u, 7, kind="incentive", expires_at=when.astimezone(timezone(timedelta(hours=5))).isoformat())
+    server.grant(u, 3, kind="incentive", expires_at=when.isoformat())
+    expiring = server.me(u)["tokens"]["expiring"]
+    assert len(expiring) == 1, expiring   # the same instant is one lot
+    assert expiring[0]["tokens"] == 10
+    assert datetime.fromisoformat(expiring[0]["expires_at"].replace("Z", "+00:00")) == when
+
+
+def test_a_retried_grant_with_the_same_key_grants_once(server):
+    u = server.register()
+    body = {"username": u.username, "tokens": 40}
+    first = server.api("POST", "/v1/admin/grants", server.admin(), json=body,
+                       headers={"Idempotency-Key": "grant-once-" + u.username})
+    again = server.api("POST", "/v1/admin/grants", server.admin(), json=body,
+                       headers={"Idempotency-Key": "grant-once-" + u.username})
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert server.me(u)["available_tokens"] == 40
+    other = server.api("POST", "/v1/admin/grants", server.admin(), json={**body, "tokens": 41},
+                       headers={"Idempotency-Key": "grant-once-" + u.username})
+    assert other.status_code == 422
+    assert server.me(u)["available_tokens"] == 40
+
+
+def test_large_amounts_do_not_overflow(server_factory):
+    """1,000,000 tokens at 1,000,000 cents each is 10^12 cents: past 32 bits."""
+    srv = server_factory()
+    srv.admin_cli("set-policy", "--token-price-cents", "1000000")
+    u = srv.register()
+    r = srv.api("POST", "/v1/token-purchases", u, json={"tokens": 1_000_000, "method": "check"})
+    assert r.status_code == 202, r.text
+    assert r.json()["amount_cents"] == 10**12
+    srv.admin_cli("confirm-purchase", str(r.json()["id"]))
+    for _ in range(3):   # the balance passes 2^31 after 2,148 of these; grants are quicker
+        srv.grant(u, 1_000_000)
+    assert srv.me(u)["available_tokens"] == 4_000_000
+    assert srv.ledger_check()["ok"]
 
 
 def test_statement_lists_every_movement_with_balance_after(server):
