@@ -46,6 +46,8 @@ def create_user(db: Session, *, username: str, password: str, pin: str, full_nam
         ledger.lock_wallets(db, user.id)
         ledger.credit_tokens(db, user, grant, ledger.PROMOTIONS, "grant",
                              "free registration tokens", token_kind=KIND_INCENTIVE)
+        user.status = STATUS_ACTIVE  # FIG 3: the vendor's free tokens stand in for the minimum purchase
+        db.flush()
     return user
 
 
@@ -98,7 +100,7 @@ def authenticate(username: str, password: str) -> tuple[str, datetime]:
     write transaction (argon2 is slow); the outcome is then recorded in one.
     A failure is COMMITTED (the count must survive the error) and raised:
     401, or 423 once locked."""
-    from ..db import read_session, write_session
+    from ..db import lock_users, read_session, write_session
 
     with read_session() as db:
         user = db.scalar(select(User).where(User.username == username))
@@ -109,6 +111,7 @@ def authenticate(username: str, password: str) -> tuple[str, datetime]:
         raise _locked_error("sign-ins", user.login_locked_until)
     ok = verify_secret(user.password_hash, password)
     with write_session() as db:
+        lock_users(db, [user.id])  # parallel failures count one by one (PostgreSQL)
         user = db.get(User, user.id)
         if _is_locked(user.login_locked_until):  # locked meanwhile by parallel failures
             raise _locked_error("sign-ins", user.login_locked_until)

@@ -13,7 +13,7 @@ never-expiring standard tokens last, then the vendor-granted negative draw.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 from sqlalchemy import event, func, select
@@ -38,6 +38,7 @@ CASH = "vendor:cash"              # cents received
 RECEIVABLES = "vendor:receivables"  # cents owed for tokens credited before payment
 
 MAX_TOKENS = 1_000_000_000
+MAX_TOKEN_LIFETIME = timedelta(days=100 * 366)  # a lot expiring later than this is a typo
 
 
 # ---------------------------------------------------------------- accounts
@@ -105,7 +106,7 @@ def wallet_lot(db: Session, user_id: int, kind: str = KIND_STANDARD,
                expires_at: datetime | None = None) -> LedgerAccount:
     """The lot account for (kind, expiry), created on first use (caller holds the lock)."""
     if expires_at is not None:
-        expires_at = expires_at.replace(microsecond=0)
+        expires_at = expires_at.astimezone(timezone.utc).replace(microsecond=0)  # one lot per instant
     return _user_account(db, user_id, _lot_code(user_id, kind, expires_at), purpose=WALLET,
                          token_kind=kind, expires_at=expires_at)
 
@@ -161,8 +162,12 @@ def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: 
                   memo: str, token_kind: str = KIND_STANDARD,
                   expires_at: datetime | None = None, purchase_id: int | None = None) -> None:
     """Put tokens into a user's wallet (caller holds the user's lock)."""
-    if expires_at is not None and expires_at <= utcnow():
-        raise Invalid("expires_at must be in the future")
+    if expires_at is not None:
+        now = utcnow()
+        if expires_at.tzinfo is None:
+            raise Invalid("expires_at needs a time-zone offset")
+        if not now < expires_at <= now + MAX_TOKEN_LIFETIME:
+            raise Invalid("expires_at must be in the future and at most 100 years away")
     lot = wallet_lot(db, user.id, token_kind, expires_at)
     post_transfer(db, vendor_account(db, source_code), lot, tokens, kind, memo,
                   purchase_id=purchase_id)
@@ -184,8 +189,15 @@ class Wallet:
         return sum(a.balance for a in self.lots if kind is None or a.token_kind == kind)
 
     @property
+    def debt(self) -> int:
+        """Tokens drawn on the vendor's negative-draw credit (the main lot below zero)."""
+        return sum(-a.balance for a in self.lots if a.balance < 0)
+
+    @property
     def transferable(self) -> int:
-        return sum(a.balance for a in self.lots if a.token_kind == KIND_STANDARD and a.balance > 0)
+        """Standard tokens the user owns outright: the vendor's credit is not passed on."""
+        owned = sum(a.balance for a in self.lots if a.token_kind == KIND_STANDARD and a.balance > 0)
+        return max(0, owned - self.debt)
 
     def breakdown(self) -> dict:
         now = utcnow()
@@ -282,9 +294,7 @@ def spend_capacity(wallet: Wallet, lines: Sequence[SpendLine]) -> int:
 
 
 def _negative_headroom(wallet: Wallet) -> int:
-    main = next((a for a in wallet.lots if a.token_kind == KIND_STANDARD and a.expires_at is None), None)
-    drawn = -main.balance if main is not None and main.balance < 0 else 0
-    return max(0, wallet.negative_limit - drawn)
+    return max(0, wallet.negative_limit - wallet.debt)
 
 
 def plan_spend(db: Session, user: User, lines: Sequence[SpendLine]) -> SpendPlan:

@@ -218,6 +218,10 @@ def set_negative_limit(db: Session, username: str, tokens: int) -> User:
         raise Invalid("limit must be between 0 and %d" % MAX_PURCHASE_TOKENS)
     user = _user(db, username)
     ledger.lock_wallets(db, user.id)
+    debt = ledger.load_wallet(db, user).debt
+    if tokens < debt:
+        raise Conflict(f"{username} has drawn {debt} tokens on credit: the limit cannot go below that",
+                       debt=debt)
     user.negative_limit = tokens
     db.flush()
     return user
@@ -283,11 +287,13 @@ def _same_name(a: str, b: str) -> bool:
 def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str, tokens: int,
              pin_verified: bool) -> Outcome:
     """`pin_verified` comes from accounts.pin_matches, run before this transaction."""
-    sender = db.get(User, sender_id)
+    recipient_id = db.scalar(select(User.id).where(User.username == to_username))
+    ledger.lock_wallets(db, sender_id, *([recipient_id] if recipient_id is not None else []))
+    # Read both rows only once they are locked: the PIN counters and the
+    # status must be the latest, or parallel wrong PINs would all count as one.
+    sender = db.get(User, sender_id, populate_existing=True)
+    recipient = db.get(User, recipient_id, populate_existing=True) if recipient_id is not None else None
     require_active(sender)
-    recipient = find_user(db, to_username)
-    ids = [sender.id] + ([recipient.id] if recipient is not None else [])
-    ledger.lock_wallets(db, *ids)
     check_pin(db, sender, pin_verified)
     if recipient is None or recipient.role != ROLE_USER or not _same_name(recipient.full_name, to_full_name):
         raise NotFound("no user with that username and full name")

@@ -81,6 +81,17 @@ def test_five_failed_logins_lock_then_unlock(server_factory):
     assert srv.me(u)["username"] == u.username
 
 
+def test_parallel_failed_logins_count_one_by_one(server):
+    """Twelve wrong passwords at once: the fifth locks, exactly as one after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    u = server.register(sign_in=False)
+    with ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(lambda _: server.api("POST", "/v1/sessions", json={
+            "username": u.username, "password": "wrong!!!"}).status_code, range(12)))
+    assert sorted(codes) == [401] * 4 + [423] * 8, codes
+
+
 def test_success_resets_the_failure_count(server):
     u = server.register(sign_in=False)
     for _ in range(4):
@@ -107,6 +118,16 @@ def test_registration_grant_activates_at_once(server_factory):
     assert me["status"] == "active"
     assert me["available_tokens"] == 100 and me["tokens"]["incentive"] == 100
     assert me["tokens"]["transferable"] == 0
+
+
+def test_a_registration_grant_below_the_minimum_still_activates(server_factory):
+    srv = server_factory()
+    srv.admin_cli("set-policy", "--registration-grant-tokens", "5", "--min-tokens", "100")
+    u = srv.register()
+    me = srv.me(u)
+    assert (me["status"], me["available_tokens"], me["min_tokens"]) == ("active", 5, 100)
+    srv.admin_cli("set-policy", "--registration-grant-tokens", "0")
+    assert srv.me(srv.register())["status"] == "inactive"
 
 
 def test_every_admin_route_refuses_users(server):

@@ -118,6 +118,17 @@ def test_negative_draw_limit(db_url):
         with write_session() as db:
             ledger.lock_wallets(db, uid)
             ledger.spend(db, db.get(User, uid), [SpendLine(1)], "order:m")
+    with pytest.raises(Conflict):   # the limit cannot go below what is already drawn
+        with write_session() as db:
+            wallet.set_negative_limit(db, "dave", 24)
+    with write_session() as db:
+        # tokens bought while in debt pay the debt first: none of them is transferable
+        ledger.lock_wallets(db, uid)
+        ledger.credit_tokens(db, db.get(User, uid), 20, ledger.ISSUANCE, "purchase", "t",
+                             expires_at=utcnow() + timedelta(days=9))
+        assert ledger.load_wallet(db, db.get(User, uid)).transferable == 0
+        with pytest.raises(InsufficientTokens):
+            ledger.plan_transferable(db, db.get(User, uid), 1)
     with read_session() as db:
         assert ledger.verify_ledger(db).ok
 
