@@ -17,10 +17,11 @@ DEMO_USER_TOKENS = 500  # FIG 8's available tokens (AT)
 
 def load_wallet_demo(db: Session) -> list[str]:
     notes = []
-    wallet.update_policy(db, token_price_cents=10, min_tokens=100)  # FIG 17: 10 cents a token
-    wallet.upsert_bundle(db, "Silver", 100, 5)
-    wallet.upsert_bundle(db, "Gold", 200, 10)
     if accounts.find_user(db, DEMO_ADMIN["username"]) is None:
+        # First load only: a restart must not undo what the operator changed since.
+        wallet.update_policy(db, token_price_cents=10, min_tokens=100)  # FIG 17: 10 cents a token
+        wallet.upsert_bundle(db, "Silver", 100, 5)
+        wallet.upsert_bundle(db, "Gold", 200, 10)
         accounts.create_user(db, **DEMO_ADMIN, role=ROLE_ADMIN)
         notes.append("created admin")
     if accounts.find_user(db, DEMO_USER["username"]) is None:

@@ -49,5 +49,11 @@ def test_demo_data_is_idempotent(backend, server_factory):
         bundles = {b["name"]: (b["tokens"], b["discount_percent"]) for b in offers["bundles"]}
         assert bundles["Silver"] == (100, 5) and bundles["Gold"] == (200, 10)
         assert again.api("GET", "/v1/admin/ledger-check", admin).json()["ok"]
+        again.admin_cli("set-policy", "--token-price-cents", "12")
     finally:
         again.stop()
+    third = Server(srv.db_url, srv.workdir, demo=True, backend=backend).start()
+    try:   # the operator's change survives the next demo start
+        assert third.api("GET", "/v1/token-offers").json()["token_price_cents"] == 12
+    finally:
+        third.stop()

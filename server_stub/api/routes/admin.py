@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ...models.user import User
@@ -15,7 +16,8 @@ from ...schemas.wallet import (
 )
 from ...services import accounts, ledger, wallet
 from ...services.errors import NotFound
-from ..deps import AdminUser, DbSession, IdPath, WriteDb
+from ...services.idempotency import Outcome, run_idempotent
+from ..deps import AdminUser, DbSession, IdempotencyKey, IdPath, WriteDb
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -48,10 +50,15 @@ def cancel_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
 
 
 @router.post("/grants", status_code=201, response_model=GrantOut)
-def grant(body: GrantCreate, _admin: AdminUser, db: WriteDb):
-    user = wallet.grant_tokens(db, body.username, body.tokens, body.kind, body.expires_at, body.memo)
-    return {"username": user.username, "status": user.status,
-            "available_tokens": ledger.available_tokens(db, user)}
+def grant(body: GrantCreate, admin: AdminUser, idempotency_key: IdempotencyKey = None):
+    """Free tokens for a user. A retry with the same Idempotency-Key grants once."""
+    def operation(db) -> Outcome:
+        user = wallet.grant_tokens(db, body.username, body.tokens, body.kind, body.expires_at, body.memo)
+        return Outcome(201, {"username": user.username, "status": user.status,
+                             "available_tokens": ledger.available_tokens(db, user)})
+
+    outcome = run_idempotent(admin.id, idempotency_key, "POST /v1/admin/grants", body.model_dump(), operation)
+    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
 
 
 @router.put("/token-policy", response_model=OffersOut)
