@@ -139,6 +139,19 @@ def test_raster_tool_spends_one_processing_per_image(agent, tmp_path):
 
 
 @needs_agent
+def test_raster_tool_under_a_time_rental_counts_nothing_per_image(agent, tmp_path):
+    """ScanClean Pro sells the raster tool by time: images cost nothing while time is left."""
+    agent.grant("5", "time", expires_in=timedelta(days=30))
+    page = tmp_path / "page.png"
+    make_page(page)
+    tool = [sys.executable, str(PROGRAMS / "raster_tool" / "rastertool.py"), "-o", str(tmp_path / "out")]
+    r = run_program(agent, tool + [str(page), str(page)], "5")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("rented until 20") == 2 and "processings left" not in r.stdout
+    assert (tmp_path / "out" / "page.cleanup.png").is_file()
+
+
+@needs_agent
 def test_dice_game_runs_through_license_agent_run_and_counts_uses(agent):
     agent.grant("3", "uses", uses=2)
     game = [sys.executable, str(PROGRAMS / "dice_game" / "dicegame.py"), "--auto", "--seed", "7"]

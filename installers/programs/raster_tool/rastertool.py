@@ -172,6 +172,16 @@ def process_one(pid: str, image: Path, target_dir: Path, op: str, level: int, cl
     return target, held
 
 
+def left_text(kind, answer) -> str:
+    """What is left after an image: processings for a processings rental; a time rental (e.g.
+    ScanClean Pro) holds nothing per image and runs until it expires."""
+    if kind == "processings":
+        return f"{answer['remaining']} processings left"
+    if kind == "time":
+        return f"rented until {answer.get('expires_at') or '?'}"
+    return "licensed"
+
+
 def process_images(images: list[Path], out_dir: Path | None, op: str, level: int, say,
                    ttl: int | None = None) -> int:
     """Each image under its own reservation (held at most ttl seconds, default the agent's
@@ -197,7 +207,7 @@ def process_images(images: list[Path], out_dir: Path | None, op: str, level: int
             say(f"{image}: {e} (no processing used)", True)
             failed += 1
             continue
-        say(f"{image} -> {target} ({held.done['remaining']} processings left)", False)
+        say(f"{image} -> {target} ({left_text(held.answer.get('kind'), held.done)})", False)
         if held.answer.get("warning"):
             say(held.answer["message"], True)
     return 1 if failed else 0
