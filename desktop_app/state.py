@@ -52,6 +52,7 @@ class AppState(QObject):
         self.products: list[dict] = []
         self.device_id: str | None = None
         self.offline = False
+        self.catalog_loaded = False      # the catalog (products, offers) has arrived at least once
         self.entries = []
         self._pending_retries: list[Callable[[], None]] = []
         self._session_user = settings.last_username   # whose work the caches and retries hold
@@ -215,6 +216,7 @@ class AppState(QObject):
 
         def done(value):
             self.categories, self.products, self.token_offers = value
+            self.catalog_loaded = True
             self.pricing = Pricing.from_offers(self.token_offers)
             self.pricingChanged.emit(self.pricing)
             self.catalogChanged.emit()

@@ -6,7 +6,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogBut
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
 
-from desktop_app.api.client import ShortOfTokens, new_idempotency_key
+from desktop_app.api.client import SessionExpired, ShortOfTokens, new_idempotency_key
 from desktop_app.orders.model import OrderLine, OrderListModel, TierChoicesRole, lines_from_items
 from desktop_app.widgets.common import Banner
 
@@ -93,6 +93,9 @@ class OrderPage(QWidget):
         state.pricingChanged.connect(lambda pricing: setattr(self.model, "pricing", pricing))
         state.meChanged.connect(lambda _me: self.update_totals())
         state.pricingChanged.connect(lambda _p: self.update_totals())
+        self._saved_items = None         # the saved list, while it waits for the catalog
+        state.catalogChanged.connect(self._apply_saved)
+        state.userChanged.connect(lambda: setattr(self, "_saved_items", None))
         self.update_totals()
 
     # -- lines ------------------------------------------------------------
@@ -137,18 +140,26 @@ class OrderPage(QWidget):
         self.state.call(lambda: self.state.api.put_order_list(items), done)
 
     def restore_saved(self) -> None:
-        """At sign-in: bring back a saved, uncompleted order list."""
+        """At sign-in: bring back a saved, uncompleted order list (once the catalog is there
+        too: the saved items are rebuilt against its offers)."""
         def done(answer):
-            items = (answer or {}).get("items") or []
-            if not items or self.model.rowCount():
-                return
-            installed = self.state.installed_product_ids()
-            lines = lines_from_items(items, self.state.find_offer, lambda pid: str(pid) in installed)
-            self.model.set_lines(lines)
-            if lines:
-                self.banner.show_message(f"Your saved order list is back ({len(lines)} item(s)).", "info")
+            self._saved_items = (answer or {}).get("items") or []
+            self._apply_saved()
 
         self.state.call(self.state.api.get_order_list, done, lambda e: None)
+
+    def _apply_saved(self) -> None:
+        items = self._saved_items
+        if not items or not self.state.catalog_loaded:
+            return      # nothing saved, or wait for the catalog (catalogChanged calls again)
+        self._saved_items = None
+        if self.model.rowCount():
+            return
+        installed = self.state.installed_product_ids()
+        lines = lines_from_items(items, self.state.find_offer, lambda pid: str(pid) in installed)
+        self.model.set_lines(lines)
+        if lines:
+            self.banner.show_message(f"Your saved order list is back ({len(lines)} item(s)).", "info")
 
     # -- ordering -------------------------------------------------------------
     def start_order(self) -> None:
@@ -248,7 +259,8 @@ class ConfirmOrderDialog(QDialog):
         self.banner.show_message("Placing your order…", "info")
         api, state = self.state.api, self.state
         items, installed, key = self.items, self.installed_ids, self.idempotency_key
-        state.call(lambda: api.place_order(items, state.device_id, installed, key), self._placed, self._failed)
+        state.call(lambda: api.place_order(items, state.device_id, installed, key), self._placed, self._failed,
+                   retry_after_sign_in=False)
 
     def _placed(self, answer: dict) -> None:
         self.placing = False
@@ -258,6 +270,15 @@ class ConfirmOrderDialog(QDialog):
 
     def _failed(self, error) -> None:
         self.placing = False
+        if isinstance(error, SessionExpired):
+            # Sign in again and the order goes on (same key: never bought twice). If the user
+            # declines, the dialog stays usable: Confirm tries again, Cancel closes it.
+            self.confirm_button.setEnabled(True)
+            self.confirm_button.setText("&Try again")
+            self.banner.show_message("Your session has ended. Sign in again to place the order; "
+                                     "it will not be bought twice.", "warning")
+            self.state.wait_for_sign_in(lambda: self.place() if self.isVisible() else None)
+            return
         if isinstance(error, ShortOfTokens):
             self.reject()
             self.shortOfTokens.emit(error)

@@ -223,3 +223,70 @@ def test_extend_and_convert_from_the_library(qtbot, store_app, store_server):
     orders.confirm_dialog.confirm_button.click()
     qtbot.waitUntil(lambda: any(e.name == "ScanClean Pro" and e.kind == "permanent" for e in state.entries),
                     timeout=30000)
+
+
+def test_declining_to_sign_in_while_ordering_leaves_the_dialog_usable(qtbot, store_app, store_server):
+    """The session ends while the order is being placed; the user first declines to sign in
+    again (Confirm must not stay disabled), then confirms again and signs in: bought once."""
+    from desktop_app.api.worker import pending_jobs
+    user = store_server.new_user(tokens=500)
+    window, state = store_app.window, store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)
+    add_from_store(qtbot, window, "Software A")
+    orders = window.orders
+    orders.order_button.click()
+    dialog = orders.confirm_dialog
+    qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=30000)          # the quote is in
+    used = window.sign_in_dialog
+    assert store_server.api("DELETE", "/v1/sessions/current", state.api.token).status_code == 204
+    dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: window.sign_in_dialog is not used and window.sign_in_dialog.isVisible(),
+                    timeout=30000)
+    declined = window.sign_in_dialog
+    declined.reject()
+    qtbot.waitUntil(lambda: dialog.confirm_button.isEnabled(), timeout=10000)
+    assert not dialog.placing and dialog.isVisible()
+    assert "session has ended" in dialog.banner.text()
+    assert store_server.me(user)["available_tokens"] == 500
+    dialog.confirm_button.click()                                         # again: asks again
+    qtbot.waitUntil(lambda: window.sign_in_dialog is not declined and window.sign_in_dialog.isVisible(),
+                    timeout=30000)
+    window.sign_in_dialog.password.setText(user.password)
+    window.sign_in_dialog.submit()
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    assert store_server.me(user)["available_tokens"] == 400
+    r = store_server.api("GET", "/v1/orders", user).json()
+    assert len(r if isinstance(r, list) else r["orders"]) == 1
+
+
+def test_saved_list_comes_back_when_the_catalog_arrives_after_sign_in(qtbot, app_home, store_server):
+    """Sign-in (and with it the saved order list) can be answered before the catalog: the
+    list is rebuilt once both are there, not lost."""
+    from desktop_app.api.worker import pending_jobs
+    from desktop_app.app import Options, StoreApp
+    user = store_server.new_user(tokens=100)
+    products = store_server.api("GET", "/v1/products").json()
+    a = next(p for p in products if p["name"] == "Software A")
+    d = next(p for p in products if p["name"] == "Software D")
+    items = [{"offer_id": next(o["id"] for o in a["offers"] if o["kind"] == "purchase")},
+             {"offer_id": next(o["id"] for o in d["offers"] if o["kind"] == "rent_processings"),
+              "quantity": 1000}]
+    r = store_server.api("PUT", "/v1/order-list", user, json={"items": items})
+    assert r.status_code == 200, r.text
+    app = StoreApp(Options(server=store_server.base_url))
+    try:
+        # signed in before start(): the catalog has not even been asked for yet
+        app.state.sign_in(user.username, user.password)
+        orders = app.window.orders
+        qtbot.waitUntil(lambda: app.state.me is not None, timeout=20000)
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        assert not app.state.catalog_loaded and orders.model.rowCount() == 0
+        app.start()
+        qtbot.waitUntil(lambda: orders.model.rowCount() == 2, timeout=30000)
+        assert orders.model.required_tokens() == 180
+        assert "saved order list is back" in orders.banner.text()
+    finally:
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        app.window.close()
+        app.stop()
