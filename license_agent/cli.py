@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("product_id")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     p = command("serve", "run the daemon on a local socket (JSON lines)", json_flag=False)
-    p.add_argument("--socket", help="socket path (default: in LICENSE_AGENT_HOME)")
+    p.add_argument("--socket", help="unix transport: socket path (default: in LICENSE_AGENT_HOME)")
+    p.add_argument("--transport", choices=("unix", "tcp"), default=None,
+                   help="unix socket (default except on Windows) or loopback TCP with a token file "
+                        "(default on Windows)")
     command("doctor", "check the state, the keyring and the clock")
     return parser
 
@@ -83,7 +86,7 @@ def _dispatch(args, as_json: bool) -> int:
         return run_doctor(as_json)
     if args.command == "serve":
         from .daemon import serve
-        return serve(socket=args.socket)
+        return serve(socket=args.socket, transport=args.transport)
     if args.command == "run":
         return _run(args)
 
@@ -151,6 +154,9 @@ def _status_text(data: dict) -> str:
 
 def _which(name: str) -> str | None:
     """shutil.which without importing shutil (start-up time of `run` matters)."""
+    if os.name == "nt":  # PATHEXT (.exe, .bat, ...) and the current directory: shutil knows them
+        import shutil
+        return shutil.which(name)
     candidates = [name] if os.sep in name else [os.path.join(d, name) for d in os.get_exec_path()]
     for path in candidates:
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -176,12 +182,37 @@ def _run(args) -> int:
     if answer["warning"]:
         print(f"{PROG}: warning: {answer['message']}", file=sys.stderr)
     sys.stdout.flush()
+    if _SPAWN:
+        return _spawn(cmd)
     try:
         os.execvp(cmd[0], cmd)  # the program replaces us, so its exit code is the exit code
     except OSError as exc:
         print(f"{PROG}: cannot run {cmd[0]}: {exc.strerror}", file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return EXIT_INVALID  # pragma: no cover - execvp does not return
+
+
+# Windows has no exec that keeps the process (os.execvp there starts a new process and the
+# caller sees our exit, not the program's), so there the agent runs CMD as a child and waits.
+_SPAWN = os.name == "nt"
+
+
+def _spawn(cmd: list[str]) -> int:
+    """Runs CMD as a child with our stdin/stdout/stderr and returns its exit code. Ctrl-C reaches
+    the child too (same console / process group); we wait for it instead of dying first."""
+    import signal
+    import subprocess
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)  # a handler, not SIG_IGN: not inherited
+    try:
+        try:
+            child = subprocess.Popen(cmd)
+        except OSError as exc:
+            print(f"{PROG}: cannot run {cmd[0]}: {exc.strerror}", file=sys.stderr)
+            return 127 if isinstance(exc, FileNotFoundError) else 126
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 128 - code if code < 0 else code  # POSIX: killed by signal N -> 128+N, as a shell says
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import (EXIT_DENIED, EXIT_INVALID, AgentError, BadInput, Busy, InvalidCode, SecretStoreUnavailable,
                      Tampered)
 from .gate import DEFAULT_RESERVATION_TTL
-from .paths import agent_home, socket_path
+from .paths import agent_home, read_token_file, socket_path, token_path
 
 __all__ = ["Answer", "AgentError", "Denied", "ClockBehind", "Tampered", "InvalidCode", "BadInput", "Client",
            "Reservation", "check", "consume", "reserve", "commit", "release", "status", "device", "run",
@@ -82,19 +82,53 @@ def _check_peer_is_us(sock) -> None:
 
 
 class DaemonConnection:
-    """One connection to the daemon's socket; requests are JSON lines."""
+    """One connection to the daemon; requests are JSON lines. ``address`` is the Unix socket's
+    path, or ``(host, port)`` for the loopback TCP transport, which needs the ``token`` from the
+    home's agent.token (sent as the first line; the daemon confirms it or closes)."""
 
-    def __init__(self, path: Path, timeout: float = 30.0):
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, address, timeout: float = 30.0, token: str | None = None):
+        tcp = isinstance(address, tuple)
+        self._sock = socket.socket(socket.AF_INET if tcp else socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
+        self._reader = None
         try:
-            self._sock.connect(str(path))
-            _check_peer_is_us(self._sock)
-        except OSError:
+            self._sock.connect(address if tcp else str(address))
+            if tcp:
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._reader = self._sock.makefile("rb")
+                self._sock.sendall(json.dumps({"token": token}).encode() + b"\n")
+                try:
+                    hello = json.loads(self._reader.readline() or b"{}")
+                except ValueError:
+                    hello = {}
+                if not (isinstance(hello, dict) and hello.get("ok") and hello.get("authenticated")):
+                    raise PermissionError(f"the daemon at {address[0]}:{address[1]} refused the token "
+                                          f"({hello.get('message', 'no answer') if isinstance(hello, dict) else hello})")
+            else:
+                _check_peer_is_us(self._sock)
+        except (OSError, ValueError):
+            if self._reader:
+                self._reader.close()
             self._sock.close()
             raise
-        self._reader = self._sock.makefile("rb")
+        if self._reader is None:
+            self._reader = self._sock.makefile("rb")
         self._next_id = 0
+
+    @classmethod
+    def for_home(cls, home: Path, timeout: float = 30.0) -> "DaemonConnection":
+        """The daemon serving this home: its Unix socket, else the TCP port in its token file.
+        Raises OSError when no daemon answers there."""
+        errors = []
+        if hasattr(socket, "AF_UNIX") and os.name != "nt":
+            try:
+                return cls(socket_path(home), timeout)
+            except OSError as exc:
+                errors.append(exc)
+        found = read_token_file(token_path(home))
+        if found is not None:
+            return cls(("127.0.0.1", found[0]), timeout, token=found[1])
+        raise errors[0] if errors else FileNotFoundError(f"no agent daemon for {home}")
 
     def request(self, request: dict) -> dict:
         self._next_id += 1
@@ -137,7 +171,7 @@ class Client:
             return
         if self._use_daemon:
             try:
-                self._daemon = DaemonConnection(socket_path(self.home), self._timeout)
+                self._daemon = DaemonConnection.for_home(self.home, self._timeout)
                 return
             except OSError:
                 pass  # no daemon: work on the state directly

@@ -5,13 +5,13 @@ import json
 import sys
 
 from .errors import EXIT_INVALID, EXIT_OK, AgentError
-from .paths import agent_home, socket_path
+from .paths import agent_home
 
 
 def daemon_answers(home) -> bool:
     from .client import DaemonConnection
     try:
-        with DaemonConnection(socket_path(home), timeout=2) as connection:
+        with DaemonConnection.for_home(home, timeout=2) as connection:
             return connection.request({"op": "ping"}).get("ok", False)
     except (OSError, AgentError, ValueError):
         return False

@@ -36,6 +36,21 @@ def lock_path(home: Path) -> Path:
     return home / "agent.lock"
 
 
+def token_path(home: Path) -> Path:
+    """Written by a daemon on the loopback TCP transport: its port and per-start token (0600)."""
+    return home / "agent.token"
+
+
+def read_token_file(path: Path) -> tuple[int, str] | None:
+    """(port, token) from a TCP daemon's agent.token, or None if there is none (or it is unreadable)."""
+    import json
+    try:
+        data = json.loads(path.read_text())
+        return int(data["port"]), str(data["token"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def socket_path(home: Path) -> Path:
     candidate = home / "agent.sock"
     if len(str(candidate)) <= _MAX_SOCKET_PATH:
