@@ -1,4 +1,6 @@
 ; Inno Setup script: per-user Windows installer for TokenRent (no administrator rights needed).
+; NOT built or tested in this project's CI (Linux only): Inno Setup runs on Windows; and the
+; license agent's Windows support (local transport, file locks) is still being written.
 ; Build on Windows after `python -m installers build` has made dist\tokenrent and dist\license-agent:
 ;     iscc /DAppVersion=0.1.0 installers\windows\tokenrent.iss
 ; Output: dist\tokenrent-<version>-windows-setup.exe
@@ -39,18 +41,91 @@ Root: HKCU; Subkey: "Software\Classes\tokenrent"; ValueType: string; ValueName: 
 Root: HKCU; Subkey: "Software\Classes\tokenrent"; ValueType: string; ValueName: "URL Protocol"; ValueData: ""
 Root: HKCU; Subkey: "Software\Classes\tokenrent\DefaultIcon"; ValueType: string; ValueName: ""; ValueData: "{app}\tokenrent\tokenrent.exe,0"
 Root: HKCU; Subkey: "Software\Classes\tokenrent\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\tokenrent\tokenrent.exe"" ""%1"""
-; license-agent on the user's PATH, so rented programs in any language can call it.
-Root: HKCU; Subkey: "Environment"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}\license-agent"; Check: NeedsAddPath(ExpandConstant('{app}\license-agent'))
+; license-agent on the user's PATH, so rented programs in any language can call it. The
+; uninstaller takes exactly this folder out of the user's Path again (CurUninstallStepChanged
+; below), leaving every other entry as it was; ChangesEnvironment=yes tells Explorer both times.
+Root: HKCU; Subkey: "Environment"; ValueType: expandsz; ValueName: "Path"; ValueData: "{olddata};{app}\license-agent"; Check: NeedsAddPath; Flags: preservestringtype
 
 [Code]
-function NeedsAddPath(Dir: string): boolean;
-var
-  Path: string;
+function AgentDir(): string;
 begin
+  Result := ExpandConstant('{app}\license-agent');
+end;
+
+function SamePathEntry(A, B: string): boolean;
+begin
+  Result := CompareText(RemoveBackslashUnlessRoot(Trim(A)), RemoveBackslashUnlessRoot(Trim(B))) = 0;
+end;
+
+function NeedsAddPath(): boolean;
+var
+  Path, Rest, Part: string;
+  P: Integer;
+begin
+  Result := True;
   if not RegQueryStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path) then
-  begin
-    Result := True;
     exit;
+  Rest := Path;
+  while Rest <> '' do
+  begin
+    P := Pos(';', Rest);
+    if P = 0 then
+    begin
+      Part := Rest;
+      Rest := '';
+    end else begin
+      Part := Copy(Rest, 1, P - 1);
+      Delete(Rest, 1, P);
+    end;
+    if SamePathEntry(Part, AgentDir()) then
+    begin
+      Result := False;
+      exit;
+    end;
   end;
-  Result := Pos(';' + Uppercase(Dir) + ';', ';' + Uppercase(Path) + ';') = 0;
+end;
+
+{ Path without Dir (any case, with or without a trailing backslash) and without empty entries. }
+function PathWithout(Path, Dir: string): string;
+var
+  Rest, Part: string;
+  P: Integer;
+begin
+  Result := '';
+  Rest := Path;
+  while Rest <> '' do
+  begin
+    P := Pos(';', Rest);
+    if P = 0 then
+    begin
+      Part := Rest;
+      Rest := '';
+    end else begin
+      Part := Copy(Rest, 1, P - 1);
+      Delete(Rest, 1, P);
+    end;
+    if (Trim(Part) <> '') and not SamePathEntry(Part, Dir) then
+    begin
+      if Result <> '' then
+        Result := Result + ';';
+      Result := Result + Part;
+    end;
+  end;
+end;
+
+procedure CurUninstallStepChanged(CurUninstallStep: TUninstallStep);
+var
+  Path, Kept: string;
+begin
+  if CurUninstallStep <> usUninstall then
+    exit;
+  if not RegQueryStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Path) then
+    exit;
+  Kept := PathWithout(Path, AgentDir());
+  if Kept = Path then
+    exit;
+  if Kept = '' then
+    RegDeleteValue(HKEY_CURRENT_USER, 'Environment', 'Path')
+  else
+    RegWriteExpandStringValue(HKEY_CURRENT_USER, 'Environment', 'Path', Kept);
 end;
