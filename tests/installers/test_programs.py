@@ -235,6 +235,19 @@ def test_windows_open_when_launched_without_arguments(agent, tmp_path):
 
 
 @needs_agent
+def test_shell_program_under_a_permanent_licence_is_always_allowed(agent, tmp_path):
+    """Software A is sold outright: every file is counted, nothing is used up."""
+    agent.grant("1", "permanent")
+    text = tmp_path / "t.txt"
+    text.write_text("one two\n")
+    script = str(PROGRAMS / "shell_wordcount" / "wordcount.sh")
+    for _ in range(3):
+        r = run_program(agent, ["/bin/sh", script, str(text)], "1")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == f"{text}: 1 lines, 2 words, 8 bytes (licensed)"
+
+
+@needs_agent
 def test_hand_packaged_program_learns_its_product_from_the_install(agent, tmp_path):
     """Packaged straight from installers/programs (no product.json), installed the storefront's
     way: the program reads its product id from the install record and counts down."""

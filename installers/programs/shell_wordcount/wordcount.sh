@@ -49,7 +49,12 @@ for file in "$@"; do
         [ -n "$store" ] && echo "wordcount: buy more at $store" >&2
         exit $rc
     fi
+    left=$(field "$answer" remaining)
+    case "$left" in
+        ''|null) left="licensed" ;;             # a permanent licence (e.g. Software A): no count
+        *) left="$left processings left" ;;
+    esac
     set -- $(wc -l -w -c < "$file")
-    echo "$file: $1 lines, $2 words, $3 bytes ($(field "$answer" remaining) processings left)"
+    echo "$file: $1 lines, $2 words, $3 bytes ($left)"
 done
 exit $status
