@@ -33,19 +33,23 @@ def test_kill_9_during_checks_never_gains_a_use(agent_home):
     one_check = time.monotonic() - started
     allowed_seen = 1
     last_remaining = total - 1
-    killed_mid_way = 0
+    killed_mid_way = killed_after_answer = 0
     for round_number in range(40):
         proc = subprocess.Popen(agent_home.command("check", "4", "--json"), env=agent_home.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(rng.uniform(0.3, 1.4) * one_check)  # kills land all over a check, and some after it
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate()
+        # Whatever reached stdout counts, killed or not: an "allowed" printed before its use was
+        # committed would show up here as a run allowed without a use recorded.
+        said_allowed = _says_allowed(out)
         if proc.returncode == 0:                     # it finished before the kill: its answer counts
-            assert json.loads(out)["allowed"] is True
-            allowed_seen += 1
+            assert said_allowed, out
         else:
             assert proc.returncode == -signal.SIGKILL
             killed_mid_way += 1
+            killed_after_answer += said_allowed
+        allowed_seen += said_allowed
         status = agent_home.cli("status", "--json")
         assert status.returncode == 0, ("an honest crash locked the user out", round_number, status)
         remaining = status.json["licenses"][0]["remaining"]
@@ -55,8 +59,43 @@ def test_kill_9_during_checks_never_gains_a_use(agent_home):
         assert used >= allowed_seen, "a run was allowed without a use being recorded"
         last_remaining = remaining
     assert killed_mid_way > 5 and allowed_seen > 5, (killed_mid_way, allowed_seen)   # both paths exercised
+    print(f"kill -9 loop: {killed_mid_way} killed, {killed_after_answer} of them after answering, "
+          f"{allowed_seen} allowed answers seen")
     assert consumed_in_journal(agent_home) == total - last_remaining
     assert agent_home.ok("check", "4", "--json").json["remaining"] == last_remaining - 1
+
+
+def _says_allowed(out: str) -> bool:
+    """True if the (possibly cut-off) stdout of `check --json` carries an allowed answer."""
+    text = out.strip()
+    if not text:
+        return False
+    try:
+        return json.loads(text)["allowed"] is True
+    except ValueError:                                   # cut off mid-line by the kill
+        return '"allowed": true' in text
+
+
+def test_says_allowed_reads_cut_off_output():
+    assert _says_allowed('{"product_id": "4", "allowed": true, "rea') is True
+    assert _says_allowed('{"product_id": "4", "allowed": false}\n') is False
+    assert _says_allowed('{"product_id": "4", "allo') is False and _says_allowed("") is False
+
+
+def test_state_is_wal_with_synchronous_full(agent_home):
+    """The durability the "committed before allowed" promise rests on: WAL recorded in the file,
+    and FULL (2) on the connection the agent writes with."""
+    agent_home.install("4", "uses", uses=3)
+    fresh = sqlite3.connect(agent_home.home / "state.sqlite3")
+    try:
+        assert fresh.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+    finally:
+        fresh.close()
+    from license_agent.agent import Agent
+    with Agent(agent_home.home) as agent:
+        assert agent.state._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert agent.check("4")["allowed"]
+        assert agent.state._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
 def test_two_processes_race_for_the_last_use(agent_home):

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from license_agent import codes
 from license_agent.secret_store import open_secret_store
 
-from .conftest import EXPECT_KEYRING, FAKETIME_LIB
+from .conftest import EXPECT_KEYRING, FAKETIME_LIB, REQUIRE_FAKETIME
 
 
 def remaining(agent_home, product="4"):
@@ -217,7 +217,53 @@ def test_garbage_database(agent_home):
 
 # -- the clock (libfaketime on the real CLI process) ----------------------------------------
 
-needs_faketime = pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime is not installed (apt-get install faketime)")
+@pytest.fixture()
+def faketime_available():
+    """Skips with the reason on a developer machine without libfaketime; FAILS where it must be there."""
+    if FAKETIME_LIB is None:
+        why = "libfaketime is not installed (apt-get install faketime)"
+        if REQUIRE_FAKETIME:
+            pytest.fail(f"{why}, but this run requires it (TOKENRENT_REQUIRE_FAKETIME=1 or a faketime command "
+                        f"whose library was not found)")
+        pytest.skip(why)
+
+
+needs_faketime = pytest.mark.usefixtures("faketime_available")
+
+
+@needs_faketime
+def test_faketime_really_moves_the_agents_clock(agent_home):
+    """Without this, a libfaketime that loads but does nothing would make the clock tests pass vacuously."""
+    agent_home.install("4", "permanent")
+    now = datetime.now(timezone.utc)
+    for shift, expected in (("-1d", now - timedelta(days=1)), ("+3d", now + timedelta(days=3))):
+        seen = datetime.fromisoformat(agent_home.ok("status", "--json", faketime=shift).json["clock"]["now"]
+                                      .replace("Z", "+00:00"))
+        assert abs((seen - expected).total_seconds()) < 120, (shift, seen, expected)
+
+
+@needs_faketime
+def test_clock_moved_back_does_not_touch_uses_processings_or_permanent(agent_home):
+    agent_home.install("4", "time", days=30)
+    agent_home.install("5", "uses", uses=5)
+    agent_home.install("6", "processings", processings=10)
+    agent_home.install("7", "permanent")
+    agent_home.ok("check", "4")                                   # the latest time seen: now
+    back = dict(faketime="-2d")
+    assert agent_home.cli("check", "4", "--json", **back).json["clock_behind"] is True   # time rentals: refused
+    uses = agent_home.cli("check", "5", "--json", **back)
+    assert uses.returncode == 0 and uses.json["allowed"] and uses.json["remaining"] == 4
+    assert uses.json["clock_behind"] is False
+    processing = agent_home.cli("consume", "6", "3", "--json", **back)
+    assert processing.returncode == 0 and processing.json["remaining"] == 7 and processing.json["clock_behind"] is False
+    assert agent_home.cli("check", "6", "--json", **back).returncode == 0
+    permanent = agent_home.cli("check", "7", "--json", **back)
+    assert permanent.returncode == 0 and permanent.json["allowed"] and permanent.json["clock_behind"] is False
+    status = agent_home.cli("status", "--json", **back).json
+    assert status["clock"]["behind"] is True
+    usable = {l["product_id"]: l["usable"] for l in status["licenses"]}
+    assert usable["5"] and usable["6"] and usable["7"], usable
+    assert agent_home.cli("check", "4", "--json").returncode == 0   # the clock right again: the rental runs
 
 
 @needs_faketime
