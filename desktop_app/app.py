@@ -33,6 +33,7 @@ class StoreApp:
     """Owns the state, the window, and the demo server process when there is one."""
 
     AGENT_POLL_MS = 60_000
+    PROBE_MS = 5_000          # while off-line: how often to look whether the store is back
     DEMO_USERNAME = "demo"
     DEMO_PASSWORD = "demo-pass-1"
 
@@ -60,6 +61,11 @@ class StoreApp:
         self.agent_timer = QTimer(self.window)
         self.agent_timer.timeout.connect(self._poll_agent)
         self.agent_timer.start(self.AGENT_POLL_MS)
+        # Off-line: now and then ask the store (off the UI thread) whether it is back.
+        self._probing = False
+        self.probe_timer = QTimer(self.window)
+        self.probe_timer.timeout.connect(self._probe)
+        self.probe_timer.start(self.PROBE_MS)
         if self.server_url:
             self._server_ready(self.server_url)
             return
@@ -77,6 +83,25 @@ class StoreApp:
         from desktop_app.api.worker import pending_jobs
         if pending_jobs() < 4:          # never pile up behind slow work
             self.state.refresh_library()
+
+    def _probe(self) -> None:
+        if not self.state.offline or self._probing:
+            return
+        self._probing = True
+        run_async(self.state.api.ping, self._probed, lambda _e: setattr(self, "_probing", False))
+
+    def _probed(self, reachable: bool) -> None:
+        self._probing = False
+        if not reachable or not self.state.offline:
+            return
+        self.state.set_offline(False)
+        # what could not be had while off-line: the catalog, the session, the licenses, downloads
+        self.state.load_catalog(None if self.ready else self._catalog_loaded)
+        if self.state.signed_in:
+            self.state.refresh_library()
+            self._resume_downloads()
+        else:
+            self.state.resume_session(self._session_resumed)
 
     def _listen(self) -> None:
         from desktop_app.single_instance import InstanceServer
@@ -137,9 +162,10 @@ class StoreApp:
         self._was_signed_in = signed_in
 
     def stop(self) -> None:
-        timer = getattr(self, "agent_timer", None)
-        if timer is not None:
-            timer.stop()
+        for name in ("agent_timer", "probe_timer"):
+            timer = getattr(self, name, None)
+            if timer is not None:
+                timer.stop()
         server = getattr(self, "instance_server", None)
         if server is not None:
             server.close()

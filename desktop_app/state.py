@@ -154,7 +154,8 @@ class AppState(QObject):
 
         def done(found):
             if found is None:
-                return
+                return          # no saved session: nothing was asked of the server
+            self.set_offline(False)
             token, me = found
             self.api.token = token
             self._set_me(me)
@@ -163,10 +164,13 @@ class AppState(QObject):
                 on_done(me)
 
         def failed(error):
+            if isinstance(error, NetworkError):
+                self.set_offline(True)
             if isinstance(error, SessionExpired):
                 run_async(lambda: sessions.forget(api.base_url, username))
 
-        self.call(work, done, failed, retry_after_sign_in=False)
+        # not self.call: a keyring without a saved session must not count as "the server answered"
+        run_async(work, done, failed)
 
     def sign_out(self) -> None:
         if self.me:
@@ -301,8 +305,8 @@ class AppState(QObject):
 
         def done(value):
             licenses, status, installed_ids = value
-            if licenses is None and signed_in:
-                self.set_offline(True)
+            if signed_in:
+                self.set_offline(licenses is None)
             self._update_library(licenses, status, installed_ids)
             if on_done:
                 on_done()
