@@ -28,6 +28,23 @@ FAKETIME_LIB = next((str(p) for pattern in ("/usr/lib/*-linux-gnu/faketime/libfa
 REQUIRE_FAKETIME = os.environ.get("TOKENRENT_REQUIRE_FAKETIME") == "1" or shutil.which("faketime") is not None
 
 
+def faketime_env(env: dict, shift: str) -> dict:
+    """env for a process whose clock (wall time only) is moved by shift, e.g. "-1d"."""
+    return dict(env, LD_PRELOAD=FAKETIME_LIB, FAKETIME=shift, FAKETIME_DONT_FAKE_MONOTONIC="1",
+                FAKETIME_NO_CACHE="1")
+
+
+@pytest.fixture()
+def faketime_available():
+    """Skips with the reason on a developer machine without libfaketime; FAILS where it must be there."""
+    if FAKETIME_LIB is None:
+        why = "libfaketime is not installed (apt-get install faketime)"
+        if REQUIRE_FAKETIME:
+            pytest.fail(f"{why}, but this run requires it (TOKENRENT_REQUIRE_FAKETIME=1 or a faketime command "
+                        f"whose library was not found)")
+        pytest.skip(why)
+
+
 @dataclass
 class Result:
     returncode: int
@@ -58,10 +75,7 @@ class AgentHome:
         return [sys.executable, "-m", "license_agent", *args]
 
     def cli(self, *args: str, input: str | None = None, faketime: str | None = None, timeout: float = 60) -> Result:
-        env = self.env
-        if faketime is not None:
-            env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME=faketime, FAKETIME_DONT_FAKE_MONOTONIC="1",
-                       FAKETIME_NO_CACHE="1")
+        env = self.env if faketime is None else faketime_env(self.env, faketime)
         proc = subprocess.run(self.command(*args), capture_output=True, text=True, env=env, input=input,
                               timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -267,3 +267,113 @@ def test_sdk_raises_the_matching_error_class(agent_home):
         assert client.install(agent_home.code("4", "permanent")).status == "installed"
     finally:
         client.close()
+
+
+# -- consume, and the clock_behind answer, through both SDK paths ------------------------------
+
+def _consume_rules(client, agent_home):
+    """Client.consume on each license kind (the same rules through the daemon and in-process)."""
+    agent_home.install("6", "processings", processings=10, low_threshold=3)
+    agent_home.install("5", "uses", uses=4)
+    agent_home.install("9", "permanent")
+    answer = client.consume("6", 4)
+    assert answer.allowed and answer.consumed == 4 and answer.remaining == 6 and answer.kind == "processings"
+    assert not answer.warning
+    answer = client.consume("6", 3)
+    assert answer.remaining == 3 and answer.warning                  # at the vendor's threshold
+    with pytest.raises(sdk.Denied) as denied:
+        client.consume("6", 4)                                        # not enough left: nothing spent
+    assert denied.value.answer.reason == "not_enough" and denied.value.exit_code == 3
+    assert denied.value.store_url == "tokenrent://product/6"
+    refused = client.consume("6", 4, raise_denied=False)
+    assert refused.allowed is False and refused.consumed == 0
+    assert client.consume("6").remaining == 2                         # n defaults to 1
+    assert client.consume("5", 3).remaining == 1                      # a uses-only product: N uses
+    permanent = client.consume("9", 50)
+    assert permanent.allowed and permanent.kind == "permanent" and permanent.consumed == 0
+    with pytest.raises(sdk.BadInput):
+        client.consume("6", 0)
+    with pytest.raises(sdk.Denied):
+        client.consume("no-such-product")
+    assert agent_home.ok("status", "--json").json["licenses"][0]["remaining"] == 2   # the CLI sees the same
+
+
+def test_consume_through_the_daemon(agent_home, daemon):
+    client = sdk.Client(agent_home.home)
+    try:
+        assert client.mode == "daemon"
+        _consume_rules(client, agent_home)
+    finally:
+        client.close()
+
+
+def test_consume_in_process(agent_home):
+    client = sdk.Client(agent_home.home, use_daemon=False)
+    try:
+        assert client.mode == "in-process"
+        _consume_rules(client, agent_home)
+        sdk._default = None
+        assert sdk.consume("6", 1).remaining == 1                     # the module-level function
+    finally:
+        client.close()
+        if sdk._default:
+            sdk._default.close()
+        sdk._default = None
+
+
+@pytest.mark.usefixtures("faketime_available")
+def test_clock_behind_raises_clock_behind_through_the_daemon(agent_home):
+    """A daemon whose clock is a day behind the latest time seen: a time rental raises
+    ClockBehind (exit 4, not Denied); uses still work."""
+    from .conftest import faketime_env
+    agent_home.install("4", "time", days=30)
+    agent_home.install("5", "uses", uses=3)
+    agent_home.ok("check", "4")                                       # now is the latest time seen
+    proc = subprocess.Popen(agent_home.command("serve"), env=faketime_env(agent_home.env, "-1d"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_daemon(proc, socket_path(agent_home.home))
+        client = sdk.Client(agent_home.home)
+        try:
+            assert client.mode == "daemon"
+            with pytest.raises(sdk.ClockBehind) as behind:
+                client.check("4")
+            assert behind.value.exit_code == 4 and behind.value.code == "clock_behind"
+            assert behind.value.answer.reason == "clock_behind" and behind.value.store_url == "tokenrent://product/4"
+            assert not isinstance(behind.value, sdk.Denied)
+            quiet = client.check("4", raise_denied=False)
+            assert quiet.allowed is False and quiet.clock_behind is True
+            assert client.check("5").remaining == 2
+        finally:
+            client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+IN_PROCESS_CLOCK_BEHIND = """
+import json, sys
+from license_agent import client
+c = client.Client(use_daemon=False)
+assert c.mode == "in-process"
+try:
+    c.check("4")
+    print(json.dumps({"raised": None}))
+except client.ClockBehind as exc:
+    print(json.dumps({"raised": "ClockBehind", "exit_code": exc.exit_code, "reason": exc.answer.reason,
+                      "uses": c.check("5").remaining}))
+"""
+
+
+@pytest.mark.usefixtures("faketime_available")
+def test_clock_behind_raises_clock_behind_in_process(agent_home):
+    """The SDK in-process in a program whose clock is a day behind (libfaketime on that process)."""
+    from .conftest import faketime_env
+    import sys
+    agent_home.install("4", "time", days=30)
+    agent_home.install("5", "uses", uses=3)
+    agent_home.ok("check", "4")
+    proc = subprocess.run([sys.executable, "-c", IN_PROCESS_CLOCK_BEHIND], env=faketime_env(agent_home.env, "-1d"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"raised": "ClockBehind", "exit_code": 4, "reason": "clock_behind", "uses": 2}

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from license_agent import codes
 from license_agent.secret_store import open_secret_store
 
-from .conftest import EXPECT_KEYRING, FAKETIME_LIB, REQUIRE_FAKETIME
+from .conftest import EXPECT_KEYRING
 
 
 def remaining(agent_home, product="4"):
@@ -216,17 +216,6 @@ def test_garbage_database(agent_home):
 
 
 # -- the clock (libfaketime on the real CLI process) ----------------------------------------
-
-@pytest.fixture()
-def faketime_available():
-    """Skips with the reason on a developer machine without libfaketime; FAILS where it must be there."""
-    if FAKETIME_LIB is None:
-        why = "libfaketime is not installed (apt-get install faketime)"
-        if REQUIRE_FAKETIME:
-            pytest.fail(f"{why}, but this run requires it (TOKENRENT_REQUIRE_FAKETIME=1 or a faketime command "
-                        f"whose library was not found)")
-        pytest.skip(why)
-
 
 needs_faketime = pytest.mark.usefixtures("faketime_available")
 
