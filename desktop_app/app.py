@@ -43,7 +43,8 @@ class StoreApp:
         self.settings = load_settings(self.paths)
         self.server_url = (options.server or self.settings.server_url).rstrip("/")
         self.demo = None             # DemoServer, when this app started one
-        self.state = AppState(self.paths, self.settings, self.server_url or "http://127.0.0.1:0")
+        self.state = AppState(self.paths, self.settings, self.server_url or "http://127.0.0.1:0",
+                              demo=not self.server_url)
         self.window = MainWindow(self.state, demo_url="")
         self.ready = False
         self.state.meChanged.connect(self._me_changed)

@@ -29,7 +29,8 @@ class AppPaths:
         return self.data_dir / "demo.sqlite3"
 
     @property
-    def default_agent_home(self) -> Path:
+    def demo_agent_home(self) -> Path:
+        """The local demo store's own agent home (its codes are for the demo server only)."""
         return self.data_dir / "agent"
 
     @property

@@ -37,12 +37,12 @@ class AppState(QObject):
     lowRental = Signal(object)           # LibraryEntry running low
     message = Signal(str, str)           # text, style
 
-    def __init__(self, paths: AppPaths, settings: Settings, server_url: str, parent=None):
+    def __init__(self, paths: AppPaths, settings: Settings, server_url: str, parent=None, *, demo: bool = False):
         super().__init__(parent)
         self.paths = paths
         self.settings = settings
         self.api = ApiClient(server_url)
-        self.agent = AgentBridge(settings.resolved_agent_home(paths))
+        self.agent = AgentBridge(settings.resolved_agent_home(paths, demo=demo))
         self.sessions = SessionStore()
         self.cache = LibraryCache(paths.library_cache)
         self.me: dict | None = None

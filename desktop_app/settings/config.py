@@ -17,17 +17,23 @@ from desktop_app.paths import AppPaths
 class Settings:
     server_url: str = ""          # "" -> local demo server
     install_dir: str = ""         # "" -> AppPaths.default_install_dir
-    agent_home: str = ""          # "" -> AppPaths.default_agent_home
+    agent_home: str = ""          # "" -> the license agent's own home (see resolved_agent_home)
     last_username: str = ""
 
     def resolved_install_dir(self, paths: AppPaths) -> Path:
         return Path(self.install_dir) if self.install_dir else paths.default_install_dir
 
-    def resolved_agent_home(self, paths: AppPaths) -> Path:
+    def resolved_agent_home(self, paths: AppPaths, *, demo: bool = False) -> Path:
+        """The agent home the storefront installs codes into. By default the one
+        `license-agent` itself uses (LICENSE_AGENT_HOME, else the platform's user data dir),
+        so programs run through `license-agent run` outside the app see the same codes. The
+        local demo store keeps its own home under the app's data dir."""
         if self.agent_home:
             return Path(self.agent_home)
-        env = os.environ.get("LICENSE_AGENT_HOME")
-        return Path(env) if env else paths.default_agent_home
+        if demo and not os.environ.get("LICENSE_AGENT_HOME"):
+            return paths.demo_agent_home
+        from license_agent.paths import agent_home    # the agent's own rule, not a copy of it
+        return agent_home()
 
 
 class SettingsError(ValueError):
