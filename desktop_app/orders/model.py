@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 
-from desktop_app.money import format_cents
+from desktop_app.money import Pricing, format_cents
 from desktop_app.store.models import KIND_LABELS, QUANTITY_UNITS
 
 LineRole = Qt.ItemDataRole.UserRole + 10
@@ -195,12 +195,16 @@ class OrderListModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.EditRole and col == self.COL_TIER:
             return line.tier_index
         if role == TierChoicesRole and col == self.COL_TIER:
-            return [line.tier_text(i) + f" — {int(t['tokens'])} tokens" for i, t in enumerate(line.tiers)]
+            return [line.tier_text(i) + " — " + self._tokens_text(int(t["tokens"])) for i, t in enumerate(line.tiers)]
         if role == Qt.ItemDataRole.CheckStateRole and col == self.COL_INSTALLED:
             return Qt.CheckState.Checked if line.installed else Qt.CheckState.Unchecked
         if role == Qt.ItemDataRole.TextAlignmentRole and col == self.COL_TOKENS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    def _tokens_text(self, tokens: int) -> str:
+        """'80 tokens ($8.00)' once the token price is known (FIG 17)."""
+        return (self.pricing or Pricing()).tokens_text(tokens)
 
     def setData(self, index, value, role=Qt.ItemDataRole.EditRole):
         if not index.isValid() or not 0 <= index.row() < len(self._lines):

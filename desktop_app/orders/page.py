@@ -20,11 +20,23 @@ class TierDelegate(QStyledItemDelegate):
         combo.activated.connect(lambda _i: self.commitData.emit(combo))
         return combo
 
+    def sizeHint(self, option, index):
+        """Wide enough for the longest choice, so the open combo box is never clipped."""
+        hint = super().sizeHint(option, index)
+        choices = index.data(TierChoicesRole) or []
+        if len(choices) > 1:
+            widest = max(option.fontMetrics.horizontalAdvance(c) for c in choices)
+            hint.setWidth(max(hint.width(), widest + 48))     # + the combo's frame and arrow
+        return hint
+
     def setEditorData(self, editor, index):
         editor.setCurrentIndex(int(index.data(Qt.ItemDataRole.EditRole) or 0))
 
     def setModelData(self, editor, model, index):
         model.setData(index, editor.currentIndex(), Qt.ItemDataRole.EditRole)
+
+
+TOTAL_STYLE = "font-size:14pt;font-weight:600;"
 
 
 def totals_grid(labels: dict[str, QLabel]) -> QGridLayout:
@@ -35,7 +47,7 @@ def totals_grid(labels: dict[str, QLabel]) -> QGridLayout:
         head.setAlignment(Qt.AlignmentFlag.AlignCenter)
         value = labels[key]
         value.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        value.setStyleSheet("font-size:15pt;font-weight:600;")
+        value.setStyleSheet(TOTAL_STYLE)
         grid.addWidget(head, 0, col)
         grid.addWidget(value, 1, col)
     return grid
@@ -116,10 +128,9 @@ class OrderPage(QWidget):
         rt = self.model.required_tokens()
         at = self.state.available_tokens
         pricing = self.state.pricing
-        self.labels["rt"].setText(f"{rt:,}")
-        self.labels["at"].setText(f"{at:,}")
-        self.labels["left"].setText(f"{at - rt:,}")
-        self.labels["left"].setStyleSheet("font-size:15pt;font-weight:600;" + ("color:#b00020;" if at < rt else ""))
+        for key, tokens in (("rt", rt), ("at", at), ("left", at - rt)):
+            self.labels[key].setText(pricing.tokens_text(tokens))     # tokens and cash (FIG 17)
+        self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if at < rt else ""))
         self.cash.setText(f"Order total: {pricing.tokens_text(rt)}")
         self.order_button.setEnabled(bool(self.model.rowCount()))
         if self.state.me and not self.state.active:
@@ -227,9 +238,7 @@ class ConfirmOrderDialog(QDialog):
             self.plan.addItem(what)
         self.labels = {k: QLabel("…", objectName=f"confirm_{k}") for k in ("rt", "at", "left")}
         rt = model.required_tokens()
-        self.labels["rt"].setText(f"{rt:,}")
-        self.labels["at"].setText(f"{state.available_tokens:,}")
-        self.labels["left"].setText(f"{state.available_tokens - rt:,}")
+        self._show_totals(rt, state.available_tokens, state.available_tokens - rt)
         self.buttons = QDialogButtonBox()
         self.confirm_button = self.buttons.addButton("&Confirm order", QDialogButtonBox.ButtonRole.AcceptRole)
         self.confirm_button.setObjectName("confirm_button")
@@ -245,10 +254,16 @@ class ConfirmOrderDialog(QDialog):
         # the server's own figures replace the local ones as soon as they arrive
         state.call(lambda: state.api.quote(self.items), self._quoted, lambda e: None)
 
+    def _show_totals(self, rt: int, at: int, left: int) -> None:
+        pricing = self.state.pricing
+        for key, tokens in (("rt", rt), ("at", at), ("left", left)):
+            self.labels[key].setText(pricing.tokens_text(tokens))     # tokens and cash (FIG 17)
+        self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if left < 0 else ""))
+
     def _quoted(self, quote: dict) -> None:
-        for key, field in (("rt", "required_tokens"), ("at", "available_tokens"), ("left", "remaining_tokens")):
-            if quote.get(field) is not None:
-                self.labels[key].setText(f"{int(quote[field]):,}")
+        figures = [quote.get(f) for f in ("required_tokens", "available_tokens", "remaining_tokens")]
+        if all(v is not None for v in figures):
+            self._show_totals(*(int(v) for v in figures))
 
     def place(self) -> None:
         if self.placing:

@@ -6,6 +6,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
 from desktop_app.library.model import parse_time
+from desktop_app.money import Pricing
 
 
 def _first(d: dict, *keys, default=None):
@@ -48,10 +49,18 @@ class LedgerModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._rows: list[dict] = []
+        self.pricing = Pricing()          # set by the wallet page once the token price is known
+
+    def set_pricing(self, pricing: Pricing) -> None:
+        self.pricing = pricing
+        if self._rows:
+            self.dataChanged.emit(self.index(0, 2), self.index(len(self._rows) - 1, 3))
 
     def set_rows(self, rows: list[dict]) -> None:
+        """Newest first. Rows that move no tokens are left out: an order's hold is the row
+        that takes them, its posting ("order 1", 0 tokens) would only repeat it."""
         self.beginResetModel()
-        self._rows = list(reversed(rows))   # newest first on screen
+        self._rows = [r for r in reversed(rows) if r["tokens"] != 0]
         self.endResetModel()
 
     def rowCount(self, parent=QModelIndex()):
@@ -76,10 +85,10 @@ class LedgerModel(QAbstractTableModel):
                 return r["at"].astimezone().strftime("%Y-%m-%d %H:%M") if r["at"] else ""
             if col == 1:
                 return r["description"].replace("_", " ")
-            if col == 2:
-                return f"{r['tokens']:+,}"
+            if col == 2:       # tokens and their cash equivalent (FIG 17), with the sign
+                return ("+" if r["tokens"] > 0 else "") + self.pricing.tokens_text(r["tokens"])
             if col == 3:
-                return f"{r['balance']:,}"
+                return self.pricing.tokens_text(r["balance"])
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -176,10 +176,15 @@ class TransferDialog(QDialog):
         for w in (self.to_username, self.to_full_name, self.pin):
             w.textChanged.connect(self._new_key)
         self.tokens.valueChanged.connect(self._new_key)
+        self.cash = QLabel(objectName="transfer_cash")          # FIG 17: what the tokens are worth
+        self.tokens.valueChanged.connect(self._update_cash)
         form = QFormLayout()
         form.addRow("Recipient's &username:", self.to_username)
         form.addRow("Recipient's &full name:", self.to_full_name)
         form.addRow("&Tokens:", self.tokens)
+        form.addRow("Worth:", self.cash)
+        self.balance = QLabel(objectName="transfer_balance")
+        form.addRow("You have:", self.balance)
         form.addRow("Your &PIN:", self.pin)
         self.buttons = QDialogButtonBox()
         self.send_button = self.buttons.addButton("&Send", QDialogButtonBox.ButtonRole.AcceptRole)
@@ -191,6 +196,12 @@ class TransferDialog(QDialog):
         layout.addWidget(self.banner)
         layout.addLayout(form)
         layout.addWidget(self.buttons)
+        self._update_cash()
+
+    def _update_cash(self, *_):
+        pricing = self.state.pricing
+        self.cash.setText(pricing.tokens_text(self.tokens.value()))
+        self.balance.setText(pricing.tokens_text(self.state.available_tokens))
 
     def _new_key(self, *_):
         self.idempotency_key = new_idempotency_key()
@@ -231,6 +242,8 @@ class WalletPage(QWidget):
         self.transfer_button.clicked.connect(self.open_transfer)
         self.refresh_button.clicked.connect(self.refresh)
         self.ledger = LedgerModel(self)
+        self.ledger.set_pricing(state.pricing)
+        state.pricingChanged.connect(self.ledger.set_pricing)
         self.table = QTableView(objectName="wallet_statement")
         self.table.setModel(self.ledger)
         self.table.verticalHeader().hide()

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from desktop_app.library.model import LibraryModel, build_entries
-from desktop_app.orders.model import OrderLine, OrderListModel, lines_from_items
+from desktop_app.orders.model import OrderLine, OrderListModel, TierChoicesRole, lines_from_items
 from desktop_app.store.models import CategoryModel, ProductFilterProxy, ProductTableModel
 from desktop_app.wallet.model import LedgerModel, balance_series, normalize_ledger
 
@@ -130,8 +130,28 @@ def test_ledger_model(qtmodeltester):
     model = LedgerModel()
     model.set_rows(rows)
     qtmodeltester.check(model)
-    assert model.index(0, 2).data() == "-120"          # newest first
+    assert model.index(0, 2).data() == "-120 tokens"   # newest first
     assert [y for _, y in balance_series(rows)] == [500.0, 380.0]
+
+
+def test_statement_shows_an_order_once_with_cash(qtmodeltester):
+    """The server's hold takes the tokens and its posting moves none: one row, not two.
+    Tokens and Balance show the cash equivalent (FIG 17)."""
+    from desktop_app.money import Pricing
+    answer = {"entries": [
+        {"id": 1, "at": "2026-01-01T00:00:00Z", "memo": "demo tokens", "tokens": 500, "balance_after": 500},
+        {"id": 2, "at": "2026-01-02T00:00:00Z", "memo": "held for order:1", "tokens": -180, "balance_after": 320},
+        {"id": 3, "at": "2026-01-02T00:00:01Z", "memo": "order 1", "tokens": 0, "balance_after": 320},
+    ]}
+    model = LedgerModel()
+    model.set_pricing(Pricing(10))
+    model.set_rows(normalize_ledger(answer))
+    qtmodeltester.check(model)
+    assert model.rowCount() == 2
+    assert [model.index(r, 1).data() for r in range(2)] == ["held for order:1", "demo tokens"]
+    assert model.index(0, 2).data() == "-180 tokens (-$18.00)"
+    assert model.index(0, 3).data() == "320 tokens ($32.00)"
+    assert model.index(1, 2).data() == "+500 tokens ($50.00)"
 
 
 def test_sorting_is_done_by_the_source_and_keeps_the_filter(qtmodeltester):
@@ -156,6 +176,10 @@ def test_order_lines_show_cash_equivalents():
     model.pricing = Pricing(10)          # FIG 17: 10 cents a token
     assert model.index(0, OrderListModel.COL_TOKENS).data() == "100 ($10.00)"
     assert Pricing(10).tokens_text(1) == "1 token ($0.10)" and Pricing().tokens_text(5) == "5 tokens"
+    # the tier choices (the combo box in the Quantity column) are priced in cash too
+    row = model.add_line(OrderLine(SOFTWARE_D, SOFTWARE_D["offers"][0]))
+    choices = model.index(row, OrderListModel.COL_TIER).data(TierChoicesRole)
+    assert choices[1] == "1,000 processings — 80 tokens ($8.00)"
 
 
 def test_library_entry_for_another_computer():

@@ -49,11 +49,11 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     d_row = next(r for r in range(2) if orders.model.line(r).product["name"] == "Software D")
     orders.model.set_installed(d_row, True)
     assert (orders.labels["rt"].text(), orders.labels["at"].text(), orders.labels["left"].text()) == \
-        ("180", "500", "320")
-    assert "$18.00" in orders.cash.text()                      # FIG 17: cash equivalent
+        ("180 tokens ($18.00)", "500 tokens ($50.00)", "320 tokens ($32.00)")   # FIG 17: and in cash
+    assert "$18.00" in orders.cash.text()
     # live update: a cheaper tier changes RT at once
     orders.model.set_tier(d_row, 0)
-    assert orders.labels["rt"].text() == "110"
+    assert orders.labels["rt"].text() == "110 tokens ($11.00)"
     orders.model.set_tier(d_row, 1)
 
     orders.order_button.click()
@@ -61,7 +61,9 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     plan = [dialog.plan.item(i).text() for i in range(dialog.plan.count())]
     assert any("We will download Software A" in t for t in plan)
     assert any("Software D" in t and "new authorization code only" in t for t in plan)
-    qtbot.waitUntil(lambda: dialog.labels["left"].text() == "320", timeout=20000)   # the server's quote
+    assert dialog.labels["rt"].text() == "180 tokens ($18.00)"
+    qtbot.waitUntil(lambda: dialog.labels["left"].text() == "320 tokens ($32.00)", timeout=20000)  # the quote
+    assert dialog.labels["at"].text() == "500 tokens ($50.00)"
     dialog.confirm_button.click()
     dialog.place()                      # a second click while the first is on its way: ignored
     qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text() or dialog.confirm_button.isEnabled(),
@@ -94,6 +96,12 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     add_from_store(qtbot, window, "Software A")
     assert orders.model.line(0).installed and not orders.model.line(0).needs_download()
     orders.model.clear()
+    # the statement shows the order once (the hold that took the 180 tokens), not its 0-token posting
+    wallet = window.wallet
+    window.show_page(wallet)
+    qtbot.waitUntil(lambda: wallet.ledger.rowCount() >= 2, timeout=20000)
+    tokens = [wallet.ledger.index(r, 2).data() for r in range(wallet.ledger.rowCount())]
+    assert tokens == ["-180 tokens (-$18.00)", "+500 tokens ($50.00)"], tokens
 
 
 def test_shortage_save_for_later_then_buy_and_come_back(qtbot, store_app, store_server):

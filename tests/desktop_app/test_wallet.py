@@ -116,6 +116,8 @@ def test_transfer_fig11(qtbot, store_app, store_server):
     dialog.to_username.setText(bob.username)
     dialog.to_full_name.setText(bob.full_name)
     dialog.tokens.setValue(50)
+    assert dialog.cash.text() == "50 tokens ($5.00)"          # FIG 17
+    assert dialog.balance.text() == "300 tokens ($30.00)"
     dialog.pin.setText("0000")                       # wrong PIN
     dialog.send_button.click()
     qtbot.waitUntil(lambda: "PIN" in dialog.banner.text(), timeout=20000)
@@ -131,5 +133,6 @@ def test_transfer_fig11(qtbot, store_app, store_server):
     qtbot.waitUntil(lambda: store_app.state.available_tokens == 250, timeout=20000)
     # the statement and its chart show the movement
     qtbot.waitUntil(lambda: wallet.ledger.rowCount() >= 2, timeout=20000)
-    assert wallet.ledger.index(0, 2).data() == "-50"
+    assert wallet.ledger.index(0, 2).data() == "-50 tokens (-$5.00)"
+    assert wallet.ledger.index(0, 3).data() == "250 tokens ($25.00)"
     assert len(wallet.chart.points()) >= 2 and wallet.chart.points()[-1][1] == 250
