@@ -161,13 +161,13 @@ class LibraryPage(QWidget):
         e = self.selected()
         if e is None:
             return
-        try:
-            command, folder = installer.launch_command(self.state.install_dir, e.product_id)
-        except installer.InstallError as exc:
-            self.banner.show_message(exc.user_message, "error")
-            return
         self.banner.show_message(f"Starting {e.name}…", "info")
-        agent = self.state.agent
+        agent, root = self.state.agent, self.state.install_dir
+
+        def work():
+            # reads the installed program's manifest (disk, crypto imports): on the worker thread
+            command, folder = installer.launch_command(root, e.product_id)
+            return agent.run(e.product_id, command, folder)
 
         def done(result):
             if result.allowed:
@@ -177,8 +177,7 @@ class LibraryPage(QWidget):
                 self.banner.show_message(f"{e.name} may not run: {_message(result)}", "error")
             self.state.refresh_library()
 
-        run_async(lambda: agent.run(e.product_id, command, folder), done,
-                  lambda err: self.banner.show_message(getattr(err, "user_message", str(err)), "error"))
+        run_async(work, done, lambda err: self.banner.show_message(getattr(err, "user_message", str(err)), "error"))
 
     def _offer_for(self, kind: str):
         e = self.selected()

@@ -73,6 +73,14 @@ def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, ven
     agent.trust(public_b64)
     agent.install(issue(agent, vendor_key, uses=3))
 
+    import threading
+    real_launch_command, launch_threads = installer.launch_command, []
+
+    def recorded_launch_command(*args):      # the real function; only where it runs is noted
+        launch_threads.append(threading.current_thread())
+        return real_launch_command(*args)
+
+    monkeypatch.setattr(installer, "launch_command", recorded_launch_command)
     from desktop_app.app import Options, StoreApp
     store = StoreApp(Options(server="http://127.0.0.1:9"))     # nothing listens there: off-line
     installer.install_downloaded(build_program(tmp_path, vendor_key), store.state.install_dir, PRODUCT,
@@ -94,6 +102,7 @@ def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, ven
         page.buttons["launch"].click()
         qtbot.waitUntil(lambda: "ran and has finished" in page.banner.text(), timeout=30000)
         assert marker.read_text() == "ran\n"
+        assert launch_threads and threading.main_thread() not in launch_threads   # off the UI thread
         qtbot.waitUntil(lambda: page.selected() is not None and page.selected().left == 2, timeout=20000)
 
         page.buttons["launch"].click()                 # 1 use left: at the vendor's threshold
@@ -122,11 +131,24 @@ def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, ven
         store.stop()
 
 
-def test_library_download_pauses_and_continues_after_restart(qtbot, app_home, vendor_key, tmp_path):
+def test_library_download_pauses_and_continues_after_restart(qtbot, app_home, vendor_key, tmp_path,
+                                                             monkeypatch):
     """Download and install from the Library: paused, the app closed, a new app continues the
-    download from the bytes on disk, checks SHA-256 and the vendor signature, and installs."""
+    download from the bytes on disk, checks SHA-256 and the vendor signature, and installs.
+    The download engine (and requests with it) is set up on a worker thread, never the UI's."""
     import hashlib as _hashlib
     import os as _os
+    import threading
+
+    from desktop_app.library import download as engine
+    made_on = []
+
+    class RecordedDownload(engine.Download):   # the real engine; only where it is made is noted
+        def __init__(self, *args, **kwargs):
+            made_on.append(threading.current_thread())
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "Download", RecordedDownload)
 
     from desktop_app.app import Options, StoreApp
     from tests.support.desktop_files import FileServer
@@ -170,6 +192,7 @@ def test_library_download_pauses_and_continues_after_restart(qtbot, app_home, ve
         second.window.library.downloads.installed.connect(installed.append)
         qtbot.waitUntil(lambda: installed == [PRODUCT], timeout=60000)
         assert srv.requests[-1] == f"bytes={kept}-"                  # it continued, not restarted
+        assert len(made_on) == 2 and threading.main_thread() not in made_on
         program = installer.installed(second.state.install_dir, PRODUCT)
         assert program is not None and program.version == "2.0"
         assert not part.exists()
