@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import write_session
+from ..db import read_session, write_session
+from ..models.base import utcnow
 from ..models.idempotency import IdempotencyRecord
 from .errors import Invalid
+
+# Core statements on the session's connection: these run inside every
+# token-moving transaction, where the ORM's per-object bookkeeping costs more
+# than the SQL itself.
+_records = IdempotencyRecord.__table__
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -47,13 +53,30 @@ def validate_key(key: str | None) -> str | None:
     return key
 
 
+def _stored(db: Session, user_id: int, key: str):
+    return db.connection().execute(
+        select(_records.c.fingerprint, _records.c.status_code, _records.c.response_json)
+        .where(_records.c.user_id == user_id, _records.c.key == key)).first()
+
+
 def _replay(db: Session, user_id: int, key: str, fp: str) -> Outcome | None:
-    rec = db.scalar(select(IdempotencyRecord).where(
-        IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key))
+    rec = _stored(db, user_id, key)
     if rec is None:
         return None
     if rec.fingerprint != fp:
         raise Invalid("Idempotency-Key was already used with a different request")
+    return Outcome(rec.status_code, json.loads(rec.response_json))
+
+
+def committed_answer(user_id: int, key: str | None, scope: str, payload: Any) -> Outcome | None:
+    """The stored answer for this key and request, if one is committed
+    (read without the write lock; a different request is not an answer)."""
+    if key is None:
+        return None
+    with read_session() as db:
+        rec = _stored(db, user_id, key)
+    if rec is None or rec.fingerprint != fingerprint(scope, payload):
+        return None
     return Outcome(rec.status_code, json.loads(rec.response_json))
 
 
@@ -71,10 +94,9 @@ def run_idempotent(user_id: int, key: str | None, scope: str, payload: Any,
                 outcome = operation(db)
                 outcome.body = jsonable_encoder(outcome.body)
                 if key is not None:
-                    db.add(IdempotencyRecord(user_id=user_id, key=key, fingerprint=fp,
-                                             status_code=outcome.status_code,
-                                             response_json=json.dumps(outcome.body)))
-                    db.flush()
+                    db.connection().execute(insert(_records).values(
+                        user_id=user_id, key=key, fingerprint=fp, status_code=outcome.status_code,
+                        response_json=json.dumps(outcome.body), created_at=utcnow()))
                 return outcome
         except IntegrityError:
             # PostgreSQL: a concurrent request with the same key committed

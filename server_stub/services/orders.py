@@ -30,7 +30,7 @@ from .accounts import require_active
 from .catalog import cash_cents, download_url, latest_version, token_price_cents
 from .devices import owned as owned_device
 from .errors import Conflict, Invalid, NotFound
-from .idempotency import Outcome
+from .idempotency import Outcome, committed_answer  # noqa: F401 (the order route's)
 
 MAX_ITEMS = 50
 
@@ -269,22 +269,6 @@ def _apply(db: Session, user_id: int, plan: Plan, device: Device, now: datetime)
         licenses.bump(t.license, t.product, t.low_threshold, now)
         codes[t.license.id] = licenses.issue(t.license, device)
     return codes
-
-
-def committed_answer(user_id: int, key: str | None, scope: str, payload) -> Outcome | None:
-    """The stored answer for this Idempotency-Key and request, if one is committed."""
-    if key is None:
-        return None
-    from ..db import read_session
-    from ..models.idempotency import IdempotencyRecord
-    from .idempotency import fingerprint
-
-    with read_session() as db:
-        rec = db.scalar(select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id,
-                                                        IdempotencyRecord.key == key))
-        if rec is None or rec.fingerprint != fingerprint(scope, payload):
-            return None
-        return Outcome(rec.status_code, json.loads(rec.response_json))
 
 
 # ---------------------------------------------------------------- receipts
