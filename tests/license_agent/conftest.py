@@ -119,6 +119,18 @@ class AgentHome:
         return sorted(self.home.glob("state.sqlite3*"))
 
 
+@pytest.fixture(autouse=True)
+def file_store_unless_a_keyring_is_expected(monkeypatch):
+    """The run without TOKENRENT_EXPECT_KEYRING tests the 0600-file fallback, also on a desktop whose
+    Secret Service works: keyring is told to use its fail backend, in this process and the CLI's.
+    (Scoped to these tests: other suites, e.g. the frozen agent's, look at the real keyring.)"""
+    if EXPECT_KEYRING:
+        return
+    import keyring.core
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setattr(keyring.core, "_keyring_backend", None)   # re-read the variable at first use
+
+
 @pytest.fixture()
 def agent_home(tmp_path, monkeypatch) -> AgentHome:
     home = tmp_path / "home"
