@@ -1,6 +1,6 @@
 ; Inno Setup script: per-user Windows installer for TokenRent (no administrator rights needed).
 ; NOT built or tested in this project's CI (Linux only): Inno Setup runs on Windows; and the
-; license agent's Windows support (local transport, file locks) is still being written.
+; license agent's Windows support (loopback transport, msvcrt locks) has never run on Windows.
 ; Build on Windows after `python -m installers build` has made dist\tokenrent and dist\license-agent:
 ;     iscc /DAppVersion=0.1.0 installers\windows\tokenrent.iss
 ; Output: dist\tokenrent-<version>-windows-setup.exe
