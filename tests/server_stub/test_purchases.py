@@ -114,6 +114,23 @@ def test_offline_purchase_pending_then_confirmed(server):
     assert server.ledger_check()["ok"]
 
 
+def test_a_retried_confirmation_with_the_same_key_replays_the_first_answer(server):
+    u = server.register()
+    p = server.api("POST", "/v1/token-purchases", u, json={"tokens": 120, "method": "check"}).json()
+    admin, key = server.admin(), {"Idempotency-Key": f"confirm-{p['id']}"}
+    first = server.api("POST", f"/v1/admin/token-purchases/{p['id']}/confirm", admin, headers=key)
+    again = server.api("POST", f"/v1/admin/token-purchases/{p['id']}/confirm", admin, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and first.json()["status"] == "completed"
+    assert server.me(u)["available_tokens"] == 120
+    # the same key on another purchase is another request: refused, nothing moves
+    q = server.api("POST", "/v1/token-purchases", u, json={"tokens": 5, "method": "check"}).json()
+    r = server.api("POST", f"/v1/admin/token-purchases/{q['id']}/confirm", admin, headers=key)
+    assert r.status_code == 422
+    assert server.me(u)["available_tokens"] == 120
+    assert server.ledger_check()["ok"]
+
+
 def test_offline_purchase_cancelled(server):
     u = server.register()
     p = server.api("POST", "/v1/token-purchases", u, json={"tokens": 100, "method": "check"}).json()

@@ -32,21 +32,32 @@ def list_purchases(_admin: AdminUser, db: DbSession,
     return [wallet.purchase_view(p) for p in db.scalars(q).all()]
 
 
+def _once(admin: User, key: str | None, scope: str, payload, operation) -> JSONResponse:
+    """Run an operation that moves tokens or money exactly once per Idempotency-Key."""
+    outcome = run_idempotent(admin.id, key, scope, payload, operation)
+    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+
+
+def _settle(admin: User, key: str | None, action: str, purchase_id: int, settle) -> JSONResponse:
+    return _once(admin, key, f"POST /v1/admin/token-purchases/{{id}}/{action}", {"purchase_id": purchase_id},
+                 lambda db: Outcome(200, wallet.purchase_view(settle(db, purchase_id))))
+
+
 @router.post("/token-purchases/{purchase_id}/confirm", response_model=TokenPurchaseOut)
-def confirm_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
+def confirm_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
     """Payment received: credits a pending purchase, or settles one on credit."""
-    return wallet.purchase_view(wallet.confirm_purchase(db, purchase_id))
+    return _settle(admin, idempotency_key, "confirm", purchase_id, wallet.confirm_purchase)
 
 
 @router.post("/token-purchases/{purchase_id}/credit", response_model=TokenPurchaseOut)
-def credit_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
+def credit_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
     """FIG 13: credit the tokens before payment; the purchase stays a receivable."""
-    return wallet.purchase_view(wallet.credit_before_payment(db, purchase_id))
+    return _settle(admin, idempotency_key, "credit", purchase_id, wallet.credit_before_payment)
 
 
 @router.post("/token-purchases/{purchase_id}/cancel", response_model=TokenPurchaseOut)
-def cancel_purchase(purchase_id: IdPath, _admin: AdminUser, db: WriteDb):
-    return wallet.purchase_view(wallet.cancel_purchase(db, purchase_id))
+def cancel_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
+    return _settle(admin, idempotency_key, "cancel", purchase_id, wallet.cancel_purchase)
 
 
 @router.post("/grants", status_code=201, response_model=GrantOut)
@@ -57,8 +68,7 @@ def grant(body: GrantCreate, admin: AdminUser, idempotency_key: IdempotencyKey =
         return Outcome(201, {"username": user.username, "status": user.status,
                              "available_tokens": ledger.available_tokens(db, user)})
 
-    outcome = run_idempotent(admin.id, idempotency_key, "POST /v1/admin/grants", body.model_dump(), operation)
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+    return _once(admin, idempotency_key, "POST /v1/admin/grants", body.model_dump(), operation)
 
 
 @router.put("/token-policy", response_model=OffersOut)
