@@ -125,15 +125,40 @@ def test_restored_older_state(agent_home, tmp_path):
 
 
 def test_restored_whole_home_is_caught_with_a_keyring(agent_home, tmp_path):
-    if not EXPECT_KEYRING:
-        pytest.skip("restoring the WHOLE home also restores a file-based anchor: only a real keyring catches it "
-                    "(runs under TOKENRENT_EXPECT_KEYRING; doctor reports the file store as weaker)")
+    """With a keyring: caught. With the file store the anchor is restored with the home, so the
+    rollback WORKS - the documented limit (docs/agent-protocol.md, Limits), asserted so it is known."""
     agent_home.install("4", "uses", uses=5)
     shutil.copytree(agent_home.home, tmp_path / "backup")
     agent_home.ok("check", "4")
     shutil.rmtree(agent_home.home)
     shutil.copytree(tmp_path / "backup", agent_home.home)
-    assert_tampered(agent_home.cli("check", "4"), "older copy")
+    if EXPECT_KEYRING:
+        assert_tampered(agent_home.cli("check", "4"), "older copy")
+    else:
+        assert agent_home.ok("check", "4", "--json").json["remaining"] == 4       # the spent use came back
+        assert agent_home.ok("doctor", "--json").json["weaker_protection"] is True
+
+
+def test_whoever_writes_the_anchor_can_roll_back(agent_home, tmp_path):
+    """The limit in docs/agent-protocol.md: the journal restored TOGETHER with its anchor (the owner
+    can write both, in the file store or in their own keyring) is not detectable."""
+    agent_home.install("4", "uses", uses=5)
+    backup = tmp_path / "db"
+    backup.mkdir()
+    for path in agent_home.db_files():
+        shutil.copy2(path, backup / path.name)
+    saved_anchor = open_secret_store(agent_home.home).get_anchor()
+    agent_home.ok("check", "4")
+    agent_home.ok("check", "4")
+    for path in agent_home.db_files():
+        path.unlink()
+    for path in backup.iterdir():
+        shutil.copy2(path, agent_home.home / path.name)
+    store = open_secret_store(agent_home.home)
+    if store.name == "file":
+        (agent_home.home / "anchor").unlink()       # both slots, then only the saved one
+    store.set_anchor(saved_anchor)
+    assert agent_home.ok("check", "4", "--json").json["remaining"] == 4            # 2 uses came back
 
 
 def test_deleted_state(agent_home):
