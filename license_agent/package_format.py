@@ -25,6 +25,7 @@ import os
 import re
 import shlex
 import shutil
+import time
 import stat
 import struct
 import sys
@@ -674,9 +675,25 @@ def install_package(source: str | os.PathLike | bytes, programs_root: str | os.P
     if displaced is not None:
         shutil.rmtree(displaced, ignore_errors=True)
     for child in pdir.iterdir():
-        if child.is_dir() and child.name != m.version:
+        if not child.is_dir() or child.name == m.version:
+            continue
+        # Older versions go; another install's staging folder stays unless a
+        # crash left it behind long ago.
+        if _VERSION_RE.match(child.name) or _stale_staging(child):
             shutil.rmtree(child, ignore_errors=True)
     return InstalledProgram(m.product_id, m.version, m.entry, final, verified.kid)
+
+
+STALE_STAGING_SECONDS = 3600
+
+
+def _stale_staging(folder: Path) -> bool:
+    if not folder.name.startswith((".new-", ".old-")):
+        return False
+    try:
+        return time.time() - folder.stat().st_mtime > STALE_STAGING_SECONDS
+    except OSError:
+        return False
 
 
 def uninstall_program(programs_root: str | os.PathLike, product_id: str) -> bool:
