@@ -199,6 +199,15 @@ def test_bad_items_get_a_clear_4xx_and_change_nothing(server, cat):
     own_permanent = r.json()["deliveries"][0]["license_id"]
     before_tokens, before_licenses = available(server, user), licenses_of(server, user)
     before_other = licenses_of(server, other)
+    before_orders = [o["id"] for o in server.api("GET", "/v1/orders", user).json()]
+    before_other_orders = [o["id"] for o in server.api("GET", "/v1/orders", other).json()]
+
+    def unchanged(what):
+        assert available(server, user) == before_tokens, what
+        assert licenses_of(server, user) == before_licenses, what        # same licenses, serials, totals
+        assert [o["id"] for o in server.api("GET", "/v1/orders", user).json()] == before_orders, what
+        assert licenses_of(server, other) == before_other, what
+        assert [o["id"] for o in server.api("GET", "/v1/orders", other).json()] == before_other_orders, what
 
     cases = [
         ([{"offer_id": 999999}], 404, "no such offer"),
@@ -217,19 +226,22 @@ def test_bad_items_get_a_clear_4xx_and_change_nothing(server, cat):
         r = order(server, user, keys, items)
         assert r.status_code == status, (items, r.text)
         assert words in r.json()["detail"], (items, r.json())
+        unchanged(items)
     # a device of another user
     r = server.api("POST", "/v1/orders", user, json={"items": [{"offer_id": cat.offers[("perm", "purchase")]}],
                                                      "device_id": other_keys.device_id})
     assert r.status_code == 404 and "device" in r.json()["detail"]
+    unchanged("another user's device")
     # a convert on a permanent license (the same product)
-    perm_time = order(server, user, keys, [{"offer_id": cat.offers[("time", "purchase")]}]).json()
-    lic = perm_time["deliveries"][0]["license_id"]
+    perm_time = order(server, user, keys, [{"offer_id": cat.offers[("time", "purchase")]}])
+    assert perm_time.status_code == 201, perm_time.text
+    lic = perm_time.json()["deliveries"][0]["license_id"]
+    assert available(server, user) == before_tokens - 250
+    before_licenses, before_tokens = licenses_of(server, user), available(server, user)
+    before_orders = [o["id"] for o in server.api("GET", "/v1/orders", user).json()]
     r = order(server, user, keys, [{"offer_id": cat.offers[("time", "convert")], "license_id": lic}])
     assert r.status_code == 409 and "already permanent" in r.json()["detail"]
-    spent = 250
-    assert available(server, user) == before_tokens - spent
-    assert len(licenses_of(server, user)) == len(before_licenses) + 1
-    assert licenses_of(server, other) == before_other
+    unchanged("convert of a permanent license")
     assert server.ledger_check()["ok"]
 
 
@@ -253,6 +265,90 @@ def test_a_failure_while_issuing_voids_everything(server_factory, tmp_path):
     r = order(srv, user, keys, [{"offer_id": cat.offers[("perm", "purchase")]}])
     assert r.status_code == 201, r.text
     assert srv.ledger_check()["ok"]
+
+
+def _state(server, user):
+    return (available(server, user), licenses_of(server, user),
+            [o["id"] for o in server.api("GET", "/v1/orders", user).json()])
+
+
+def test_withdrawn_offer_cannot_be_ordered_and_changes_nothing(server):
+    own = make_catalog(server)
+    admin = server.admin()
+    user = server.new_user(tokens=500)
+    keys = register_device(server, user)
+    r = order(server, user, keys, [{"offer_id": own.offers[("uses", "rent_uses")], "quantity": 10}])
+    assert r.status_code == 201, r.text
+    rental = r.json()["deliveries"][0]["license_id"]
+    for kind in (("uses", "rent_uses"), ("perm", "purchase"), ("uses", "convert")):
+        w = server.api("DELETE", f"/v1/admin/offers/{own.offers[kind]}", admin)
+        assert w.status_code == 200 and w.json()["active"] is False, w.text
+    before = _state(server, user)
+    sales_before = server.api("GET", "/v1/admin/sales", admin).json()["orders"]
+    for items in ([{"offer_id": own.offers[("perm", "purchase")]}],
+                  [{"offer_id": own.offers[("uses", "rent_uses")], "quantity": 10}],
+                  [{"offer_id": own.offers[("uses", "rent_uses")], "quantity": 10, "license_id": rental}],
+                  [{"offer_id": own.offers[("uses", "convert")], "license_id": rental}],
+                  # one good item does not carry a withdrawn one
+                  [{"offer_id": own.offers[("proc", "rent_processings")], "quantity": 100},
+                   {"offer_id": own.offers[("perm", "purchase")]}]):
+        r = order(server, user, keys, items)
+        assert r.status_code == 404 and "no such offer" in r.json()["detail"], (items, r.text)
+        q = server.api("POST", "/v1/quotes", user, json={"items": items, "device_id": keys.device_id})
+        assert q.status_code == 404, (items, q.text)
+        assert server.api("PUT", "/v1/order-list", user, json={"items": items}).status_code == 404
+        assert _state(server, user) == before, items
+    assert server.api("GET", "/v1/order-list", user).json()["items"] == []
+    assert server.api("GET", "/v1/admin/sales", admin).json()["orders"] == sales_before
+    # the license bought before the withdrawal keeps working: its code is still issued
+    r = server.api("GET", f"/v1/licenses/{rental}/code", user, params={"device_id": keys.device_id})
+    assert r.status_code == 200 and r.json()["serial"] == 1
+    # putting the offer back makes it orderable again
+    server.api("PUT", f"/v1/admin/products/{own.products['perm']}/offers/purchase", admin, json={"tokens": 100})
+    assert order(server, user, keys, [{"offer_id": own.offers[("perm", "purchase")]}]).status_code == 201
+    assert server.ledger_check()["ok"]
+
+
+def test_inactive_product_cannot_be_ordered_and_changes_nothing(server):
+    own = make_catalog(server)
+    admin = server.admin()
+    user = server.new_user(tokens=500)
+    keys = register_device(server, user)
+    r = order(server, user, keys, [{"offer_id": own.offers[("time", "rent_time")], "quantity": 7}])
+    assert r.status_code == 201, r.text
+    rental = r.json()["deliveries"][0]["license_id"]
+    p = server.api("PATCH", f"/v1/admin/products/{own.products['time']}", admin, json={"active": False})
+    assert p.status_code == 200 and p.json()["active"] is False
+    before = _state(server, user)
+    for items in ([{"offer_id": own.offers[("time", "purchase")]}],
+                  [{"offer_id": own.offers[("time", "rent_time")], "quantity": 7}],
+                  [{"offer_id": own.offers[("time", "rent_time")], "quantity": 30, "license_id": rental}],
+                  [{"offer_id": own.offers[("time", "convert")], "license_id": rental}]):
+        r = order(server, user, keys, items)
+        assert r.status_code == 404 and "no such offer" in r.json()["detail"], (items, r.text)
+        assert server.api("POST", "/v1/quotes", user, json={"items": items}).status_code == 404
+        assert _state(server, user) == before, items
+    server.api("PATCH", f"/v1/admin/products/{own.products['time']}", admin, json={"active": True})
+    r = order(server, user, keys, [{"offer_id": own.offers[("time", "convert")], "license_id": rental}])
+    assert r.status_code == 201 and r.json()["items"][0]["action"] == "convert", r.text
+
+
+def test_quote_needs_the_device_for_the_exact_action(server, cat):
+    """Without device_id a quote cannot see the device's licenses: a repeat
+    rental is quoted `new` where the order on that device will `extend` it."""
+    user = server.new_user(tokens=500)
+    keys = register_device(server, user)
+    item = {"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10}
+    first = order(server, user, keys, [item])
+    assert first.status_code == 201
+    lid = first.json()["deliveries"][0]["license_id"]
+    blind = server.api("POST", "/v1/quotes", user, json={"items": [item]}).json()
+    assert blind["items"][0]["action"] == "new" and blind["items"][0]["license_id"] is None
+    exact = server.api("POST", "/v1/quotes", user, json={"items": [item], "device_id": keys.device_id}).json()
+    assert exact["items"][0]["action"] == "extend" and exact["items"][0]["license_id"] == lid
+    assert blind["required_tokens"] == exact["required_tokens"] == 5       # the price is the same
+    r = order(server, user, keys, [item])
+    assert r.json()["items"][0]["action"] == "extend" and r.json()["items"][0]["license_id"] == lid
 
 
 # ---------------------------------------------------------------- saved order list (FIG 10)
@@ -298,6 +394,65 @@ def test_sales_report_counts_what_was_sold(server_factory):
     assert lines[(cat.products["perm"], "purchase")]["cash_cents"] == 1000
     cli = srv.admin_cli("sales-report")
     assert '"tokens": 190' in cli.stdout
+
+
+def test_sales_report_since_and_until(server):
+    """since is inclusive, until exclusive, both RFC 3339 with an offset;
+    over HTTP and on the command line. (The shared server has other users'
+    orders, so the windows are drawn tightly around this test's orders.)"""
+    import json
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    own = make_catalog(server)
+    admin = server.admin()
+    user = server.new_user(tokens=1000)
+    keys = register_device(server, user)
+
+    def now():
+        time.sleep(0.05)
+        return datetime.now(timezone.utc)
+
+    t0 = now()
+    assert order(server, user, keys, [{"offer_id": own.offers[("perm", "purchase")]}]).status_code == 201
+    t1 = now()
+    assert order(server, user, keys, [{"offer_id": own.offers[("proc", "rent_processings")],
+                                       "quantity": 1000}]).status_code == 201
+    assert order(server, user, keys, [{"offer_id": own.offers[("proc", "rent_processings")],
+                                       "quantity": 100}]).status_code == 201
+    t2 = now()
+
+    def report(since=None, until=None):
+        params = {k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None}
+        r = server.api("GET", "/v1/admin/sales", admin, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def mine(rep):
+        return {(l["product_id"], l["kind"]): (l["items_sold"], l["tokens"]) for l in rep["lines"]
+                if l["product_id"] in own.products.values()}
+
+    perm, proc = (own.products["perm"], "purchase"), (own.products["proc"], "rent_processings")
+    rep = report(t0, t1)
+    assert (rep["orders"], rep["tokens"], mine(rep)) == (1, 100, {perm: (1, 100)})
+    rep = report(t1, t2)
+    assert (rep["orders"], rep["tokens"], mine(rep)) == (2, 90, {proc: (2, 90)})
+    rep = report(t0, t2)
+    assert (rep["orders"], rep["tokens"], mine(rep)) == (3, 190, {perm: (1, 100), proc: (2, 90)})
+    assert mine(report(until=t0)) == {}                                   # before: none of ours
+    assert mine(report(since=t2)) == {}                                   # after: none of ours
+    assert mine(report(since=t1)) == {proc: (2, 90)}
+    assert mine(report(until=t1)) == {perm: (1, 100)}
+    assert report(t1, t0)["orders"] == 0                                  # an empty window
+    # a time without an offset is refused, over HTTP and on the command line
+    r = server.api("GET", "/v1/admin/sales", admin, params={"since": t0.replace(tzinfo=None).isoformat()})
+    assert r.status_code == 422
+    cli = json.loads(server.admin_cli("sales-report", "--since", t1.isoformat(), "--until", t2.isoformat()).stdout)
+    assert (cli["orders"], cli["tokens"]) == (2, 90)
+    bad = server.admin_cli("sales-report", "--since", t0.replace(tzinfo=None).isoformat(), check=False)
+    assert bad.returncode == 2 and "offset" in bad.stderr
+    bad = server.admin_cli("sales-report", "--until", "yesterday", check=False)
+    assert bad.returncode == 2 and "not an ISO time" in bad.stderr
 
 
 # ---------------------------------------------------------------- crashes
