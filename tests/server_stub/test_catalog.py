@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,6 +39,11 @@ def test_demo_catalog_is_fig6_and_fig7(server_factory):
     assert converted == {"rent_time", "rent_uses", "rent_processings"}
     assert any(p["on_sale"] for p in everything)
     assert all(p["category_id"] in {c["id"] for c in cats} for p in everything)
+    # "a few products in the other categories": each of the five others has at least one, with an offer
+    for c in cats:
+        listed = srv.api("GET", "/v1/products", params={"category_id": c["id"]}).json()
+        assert listed and all(p["offers"] for p in listed), c["name"]
+        assert c["product_count"] == len(listed), c["name"]
     # the example programs are published as signed packages for A-D
     every = {p["name"]: p for p in everything}
     for name in ("Software A", "Software B", "Software C", "Software D", "ScanClean Pro", "Pixel Quest", "DocVault"):
@@ -185,3 +191,53 @@ def test_publish_over_http(server, tmp_path):
     assert server.api("POST", url + "?version=4.0", admin, data=b"", headers=hdr).status_code == 422
     latest = server.api("GET", f"/v1/products/{pid}").json()["latest_version"]
     assert latest["version"] == "3.0" and latest["size"] == len(data)
+
+
+def test_admin_edits_a_category_over_http(server):
+    admin, user = server.admin(), server.new_user()
+    suffix = secrets.token_hex(3)
+    a = server.api("POST", "/v1/admin/categories", admin, json={"name": f"Edit Me {suffix}", "position": 90_000})
+    b = server.api("POST", "/v1/admin/categories", admin, json={"name": f"Taken {suffix}", "position": 90_001})
+    assert a.status_code == b.status_code == 201, (a.text, b.text)
+    cid, other = a.json()["id"], b.json()["id"]
+    url = f"/v1/admin/categories/{cid}"
+    assert server.api("PATCH", url, user, json={"name": "hijacked"}).status_code == 403
+    assert server.api("PATCH", url, json={"name": "hijacked"}).status_code == 401
+    r = server.api("PATCH", url, admin, json={"name": f"Edited {suffix}", "description": "now described",
+                                              "position": 90_002})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": cid, "name": f"Edited {suffix}", "description": "now described", "position": 90_002}
+    # only the given fields change
+    r = server.api("PATCH", url, admin, json={"description": "again"})
+    assert (r.json()["name"], r.json()["description"], r.json()["position"]) == (f"Edited {suffix}", "again", 90_002)
+    listed = {c["id"]: c for c in server.api("GET", "/v1/categories").json()}
+    assert listed[cid]["name"] == f"Edited {suffix}" and listed[cid]["description"] == "again"
+    ids = [c["id"] for c in server.api("GET", "/v1/categories").json()]
+    assert ids.index(other) < ids.index(cid)                       # moved after the other one
+    before = server.api("GET", "/v1/categories").json()
+    for body, status in [({"name": f"Taken {suffix}"}, 409), ({"name": ""}, 422), ({"name": "   "}, 422),
+                         ({"position": -1}, 422), ({"position": "3"}, 422), ({"colour": "red"}, 422)]:
+        r = server.api("PATCH", url, admin, json=body)
+        assert r.status_code == status, (body, r.text)
+    assert server.api("PATCH", "/v1/admin/categories/999999", admin, json={"name": "x"}).status_code == 404
+    assert server.api("GET", "/v1/categories").json() == before
+
+
+def test_admin_cli_lists_and_edits_categories(server):
+    suffix = secrets.token_hex(3)
+    cid = json.loads(server.admin_cli("add-category", f"CLI Cat {suffix}", "--position", "80000").stdout)["id"]
+    out = json.loads(server.admin_cli("edit-category", str(cid), "--name", f"CLI Renamed {suffix}",
+                                      "--description", "edited", "--position", "80001").stdout)
+    assert out == {"id": cid, "name": f"CLI Renamed {suffix}", "description": "edited", "position": 80001}
+    out = json.loads(server.admin_cli("edit-category", str(cid), "--description", "only this").stdout)
+    assert (out["name"], out["description"], out["position"]) == (f"CLI Renamed {suffix}", "only this", 80001)
+    listed = json.loads(server.admin_cli("list-categories").stdout)
+    mine = next(c for c in listed if c["id"] == cid)
+    assert mine == {**out, "product_count": 0}
+    assert listed == server.api("GET", "/v1/categories").json()    # the CLI and the API agree
+    bad = server.admin_cli("edit-category", "999999", "--name", "x", check=False)
+    assert bad.returncode == 2 and "no such category" in bad.stderr
+    taken = listed[0]["name"] if listed[0]["id"] != cid else listed[1]["name"]
+    bad = server.admin_cli("edit-category", str(cid), "--name", taken, check=False)
+    assert bad.returncode == 2 and "already exists" in bad.stderr
+    assert next(c for c in json.loads(server.admin_cli("list-categories").stdout) if c["id"] == cid) == mine
