@@ -381,3 +381,112 @@ def test_rotation_is_committed_before_the_new_key_is_used(key_db):
     assert signing_keys.current_key().kid == out["kid"]
     with read_session() as db:
         assert out["kid"] in _listed(db)
+
+
+# ---------------------------------------------------------------- the key path is configurable
+
+def _serve_with_key(backend, workdir, key_path, via):
+    """A real server whose signing key lives at key_path, given by the
+    --signing-key flag or by TOKENRENT_SIGNING_KEY_PATH. Returns (server, cleanup)."""
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tests.support.server import ROOT, Server, create_pg_database, drop_pg_database
+
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{workdir / 'tokenrent.sqlite3'}"
+    else:
+        drop, url = create_pg_database()
+    env = {"TOKENRENT_SIGNING_KEY_PATH": str(key_path)} if via == "env" else {}
+    srv = Server(url, workdir, env=env, backend=backend)
+    cmd = [sys.executable, "-m", "server_stub", "serve", "--db", url, "--port", str(srv.port)]
+    if via == "flag":
+        cmd += ["--signing-key", str(key_path)]
+    srv._log = open(srv.log_path, "ab")
+    srv.proc = subprocess.Popen(cmd, cwd=ROOT, env=srv.env, stdout=srv._log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        assert srv.proc.poll() is None and time.monotonic() < deadline, srv.log_text()
+        try:
+            if requests.get(srv.base_url + "/v1/health", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+
+    def cleanup():
+        srv.stop()
+        if drop:
+            drop_pg_database(drop)
+    return srv, cleanup
+
+
+@pytest.mark.parametrize("via", ["flag", "env"])
+def test_signing_key_path_is_configurable(backend, tmp_path, via):
+    import base64
+
+    from license_agent import package_format as pf
+    from server_stub.services.signing_keys import public_raw
+
+    key_path = tmp_path / "secrets" / "nested" / "vendor.pem"
+    srv, cleanup = _serve_with_key(backend, tmp_path / "srv", key_path, via)
+    try:
+        assert key_path.is_file() and key_path.stat().st_mode & 0o777 == 0o600
+        assert not (srv.workdir / "data" / "vendor_signing_key.pem").exists()     # not the default path
+        private = pf.load_signing_key(key_path)
+        kid = codes.kid_for(public_raw(private))
+        listed = srv.api("GET", "/v1/vendor-key").json()
+        assert listed["kid"] == kid
+        assert base64.b64decode(listed["public_key"]) == public_raw(private)
+        # codes are signed with that key
+        cat = make_catalog(srv)
+        user = srv.new_user(tokens=300)
+        keys = register_device(srv, user)
+        d = _only(order(srv, user, keys, [{"offer_id": cat.offers[("perm", "purchase")]}]))
+        assert codes.read_header(d["authorization_code"]).kid == kid
+        grant = codes.open_code(d["authorization_code"], keys.private, {kid: private.public_key()})
+        assert grant.kind == "permanent"
+        # a rotation replaces the key there, still 0600, still not at the default path
+        r = srv.api("POST", "/v1/admin/vendor-key/rotate", srv.admin())
+        assert r.status_code == 201, r.text
+        assert codes.kid_for(public_raw(pf.load_signing_key(key_path))) == r.json()["kid"] != kid
+        assert key_path.stat().st_mode & 0o777 == 0o600
+        assert not (srv.workdir / "data" / "vendor_signing_key.pem").exists()
+        assert sorted(p.name for p in key_path.parent.iterdir()) == ["vendor.pem"]
+    finally:
+        cleanup()
+
+
+# ---------------------------------------------------------------- buying outright while renting
+
+def test_purchase_over_a_rental_converts_it_at_the_purchase_price(server, cat):
+    """A `purchase` offer ordered on a device that rents the product makes that
+    rental permanent at the purchase price (action `convert`), on the same
+    license with the next serial; it does not create a second license."""
+    user = server.new_user(tokens=1000)
+    keys = register_device(server, user)
+    d = _only(order(server, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7}]))
+    tokens = available(server, user)
+    item = {"offer_id": cat.offers[("time", "purchase")]}
+    q = server.api("POST", "/v1/quotes", user, json={"items": [item], "device_id": keys.device_id}).json()
+    assert (q["items"][0]["action"], q["items"][0]["license_id"], q["required_tokens"]) == ("convert", d["license_id"], 250)
+    r = order(server, user, keys, [item])
+    d2 = _only(r)
+    assert r.json()["items"][0]["action"] == "convert" and r.json()["items"][0]["tokens"] == 250
+    assert d2["license_id"] == d["license_id"] and d2["kind"] == "permanent"
+    assert available(server, user) == tokens - 250                   # the purchase price, not convert's 120
+    g = open_code(server, keys, d2["authorization_code"])
+    assert (g.kind, g.serial, g.expires_at) == ("permanent", 2, None)
+    (lic,) = licenses_of(server, user)
+    assert lic["kind"] == "permanent" and lic["serial"] == 2
+    # the same with the license named explicitly, on another device's rental
+    laptop = register_device(server, user, DeviceKeys.new("laptop"))
+    d3 = _only(order(server, user, laptop, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7}]))
+    r = order(server, user, laptop, [{**item, "license_id": d3["license_id"]}])
+    assert _only(r)["kind"] == "permanent" and r.json()["items"][0]["action"] == "convert"
+    # and buying again once permanent is refused
+    again = order(server, user, keys, [item])
+    assert again.status_code == 409 and "already permanent" in again.json()["detail"]
