@@ -129,3 +129,11 @@ def test_no_5xx_anywhere(server_factory):
     assert not [a for a in real_orders if "no such device" in a[1]]
     # and the ledger is still whole after all that
     assert srv.ledger_check()["ok"]
+
+
+def test_openapi_operation_ids_are_unique(server):
+    """Tools (schemathesis, client generators) key operations by operationId."""
+    spec = server.api("GET", "/openapi.json").json()
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert {"get", "head"} <= set(spec["paths"]["/v1/products/{product_id}/download"])

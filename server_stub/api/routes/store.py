@@ -103,18 +103,24 @@ def _licensed_version(db, user, product_id: int, version_id: int | None) -> Prod
     return v
 
 
-@router.api_route("/products/{product_id}/download", methods=["GET", "HEAD"],
-                  responses={206: {"description": "a byte range"}, 304: {"description": "not modified"},
-                             403: {"model": ErrorOut}, 404: {"model": ErrorOut}})
+_DL_RESPONSES = {206: {"description": "a byte range"}, 304: {"description": "not modified"},
+                 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+
+
+# GET and HEAD registered separately: one api_route with both methods gives
+# two OpenAPI operations with the same operationId (an invalid document).
+@router.get("/products/{product_id}/download", responses=_DL_RESPONSES, operation_id="download_latest")
+@router.head("/products/{product_id}/download", responses=_DL_RESPONSES, operation_id="download_latest_head")
 def download_latest(product_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
     """The latest published file of a product. HTTP Range and If-Range resume a
     download; the ETag is the file's SHA-256."""
     return _file_answer(request, _licensed_version(db, user, product_id, None))
 
 
-@router.api_route("/products/{product_id}/versions/{version_id}/download", methods=["GET", "HEAD"],
-                  responses={206: {"description": "a byte range"}, 403: {"model": ErrorOut},
-                             404: {"model": ErrorOut}})
+@router.get("/products/{product_id}/versions/{version_id}/download", responses=_DL_RESPONSES,
+            operation_id="download_version")
+@router.head("/products/{product_id}/versions/{version_id}/download", responses=_DL_RESPONSES,
+             operation_id="download_version_head")
 def download_version(product_id: IdPath, version_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
     return _file_answer(request, _licensed_version(db, user, product_id, version_id))
 
