@@ -194,8 +194,10 @@ class MainWindow(QMainWindow):
 
     def _offline_changed(self, offline: bool) -> None:
         if offline:
-            self.offline_banner.show_message("Off-line: the store cannot be reached. Your library still works "
-                                             "and your programs still launch.", "warning")
+            self.offline_banner.show_message(
+                "Off-line: the store cannot be reached. Your library shows what was saved on this computer "
+                "and your programs still launch; buying, extending and downloading wait for the network.",
+                "warning")
         else:
             self.offline_banner.clear_message()
 

@@ -51,6 +51,17 @@ class DownloadManager(QObject):
     def is_running(self, product_id) -> bool:
         return str(product_id) in self.active
 
+    def destination(self, product_id):
+        return self.state.paths.downloads_dir / f"product-{product_id}.trpkg"
+
+    def received_on_disk(self, product_id) -> int:
+        """Bytes of an unfinished download already on disk (blocking: a worker thread)."""
+        part = self.destination(product_id).with_name(f"product-{product_id}.trpkg.part")
+        try:
+            return part.stat().st_size
+        except OSError:
+            return 0
+
     def needs_session(self, url: str) -> bool:
         """Links on the store server itself are fetched with the session token."""
         return same_origin(self.state.api.url(store_path(url)), self.state.api.base_url)
@@ -61,7 +72,7 @@ class DownloadManager(QObject):
             return
         self._pending[pid] = {"url": url, "sha256": sha256, "size": size}
         self.state.cache.save()
-        dest = self.state.paths.downloads_dir / f"product-{pid}.trpkg"
+        dest = self.destination(pid)
         full_url = self.state.api.url(store_path(url))
         # the session token goes only to the store server itself, never to another host
         auth = self.state.api.auth_headers() if same_origin(full_url, self.state.api.base_url) else {}

@@ -5,6 +5,7 @@ needs no network.
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from PySide6.QtCore import Qt, Signal
@@ -33,8 +34,6 @@ class LibraryPage(QWidget):
         self.downloads = DownloadManager(state, self)
         self.model = LibraryModel(self)
         self.banner = Banner(self)
-        self.offline_banner = Banner(self)
-        self.offline_banner.setObjectName("library_offline")
         self.table = QTableView(objectName="library_table")
         self.table.setModel(self.model)
         self.table.setItemDelegateForColumn(LibraryModel.COL_LEFT, ProgressDelegate(FractionRole, self.table))
@@ -78,22 +77,20 @@ class LibraryPage(QWidget):
         dl.addWidget(self.left)
         dl.addWidget(self.progress)
         dl.addWidget(self.chart, 1)
+        dl.addStretch(0)        # keeps the lines at the top when the chart is hidden
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(details)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.offline_banner)
         layout.addWidget(self.banner)
         layout.addWidget(split, 1)
         layout.addLayout(actions)
 
         state.libraryChanged.connect(self.reload)
-        state.offlineChanged.connect(self._offline_changed)
         self.downloads.progress.connect(self._progress)
         self.downloads.paused.connect(lambda pid: self._download_note(pid, "Paused. Press Download to continue."))
         self.downloads.failed.connect(lambda pid, msg: self._download_note(pid, msg, "error"))
         self.downloads.installed.connect(lambda pid: self._download_note(pid, "Installed.", "success"))
-        self._offline_changed(state.offline)   # the page may be built after the app went off-line
         self.reload()
 
     # -- content ---------------------------------------------------------------
@@ -107,14 +104,6 @@ class LibraryPage(QWidget):
         elif self.model.rowCount():
             self.table.setCurrentIndex(self.model.index(0, 0))
         self._selection_changed()
-
-    def _offline_changed(self, offline: bool) -> None:
-        if offline:
-            self.offline_banner.show_message(
-                "You are off-line. The library shows what was saved on this computer; programs you hold "
-                "still launch. Buying, extending and downloading need the network.", "warning")
-        else:
-            self.offline_banner.clear_message()
 
     def selected(self):
         index = self.table.currentIndex()
@@ -139,13 +128,14 @@ class LibraryPage(QWidget):
             return
         self.title.setText(e.name)
         self.left.setText(e.left_text() + ("  — running low: extend it to keep going." if e.low else ""))
-        if e.history:   # the agent's own record of use, per day
+        self.chart.setVisible(e.kind != "permanent")    # nothing runs out: no chart
+        if len(e.history) >= 2:   # the agent's own record of use, per day (one day is no chart)
             self.chart.title = "Use per day (this computer)"
             self.chart.set_points([(datetime.strptime(day, "%Y-%m-%d").timestamp(), used)
                                    for day, used in e.history if day])
         else:
             self.chart.title = "What is left, over time"
-            self.chart.set_points(self.state.cache.history(e.license_id))
+            self.chart.set_points(self.state.cache.history(e.license_id), until=time.time())
         product = self.state.product(e.product_id) or {}
         self.buttons["launch"].setEnabled(e.installed)
         self.buttons["extend"].setEnabled(e.kind in RENT_KIND and offer_of_kind(product, RENT_KIND[e.kind]) is not None)
@@ -154,7 +144,12 @@ class LibraryPage(QWidget):
         self.buttons["download"].setEnabled(not e.installed and not running)
         self.buttons["pause"].setEnabled(running)
         self.buttons["uninstall"].setEnabled(e.installed)
-        self.progress.setVisible(running or str(e.product_id) in self.downloads.pending())
+        pending = self.downloads.pending().get(str(e.product_id))
+        self.progress.setVisible(running or pending is not None)
+        if pending is not None and not running:     # stopped (paused, off-line, closed app): how far
+            pid, total, downloads = str(e.product_id), int(pending.get("size") or -1), self.downloads
+            run_async(lambda: downloads.received_on_disk(pid),
+                      lambda received: self._progress(pid, received, total, stopped=True))
 
     # -- actions ---------------------------------------------------------------
     def launch(self) -> None:
@@ -258,21 +253,30 @@ class LibraryPage(QWidget):
         dialog.open()
         return dialog
 
-    def _progress(self, pid: str, received: int, total: int) -> None:
+    def _progress(self, pid: str, received: int, total: int, stopped: bool = False) -> None:
         e = self.selected()
-        if e is not None and str(e.product_id) == pid:
-            self.progress.show()
-            if total > 0:
-                self.progress.setRange(0, 1000)
-                self.progress.setValue(int(received * 1000 / total))
-                self.progress.setFormat(f"{received / 1e6:.1f} of {total / 1e6:.1f} MB")
-            else:
-                self.progress.setRange(0, 0)
+        if e is None or str(e.product_id) != pid:
+            return
+        if stopped and self.downloads.is_running(pid):
+            return      # it went on meanwhile: the live figures win
+        self.progress.show()
+        if total > 0:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(received * 1000 / total))
+            text = f"{size_text(received)} of {size_text(total)}"
+            self.progress.setFormat(f"Stopped at {text}: press Download to continue" if stopped
+                                    else f"Downloading: {text}")
+        else:
+            self.progress.setRange(0, 0)
 
     def _download_note(self, pid: str, text: str, style: str = "info") -> None:
         product = self.state.product(pid) or {}
         self.banner.show_message(f"{product.get('name', 'Download')}: {text}", style)
         self._selection_changed()
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1_000_000 else f"{max(n, 0) / 1e3:.0f} kB"
 
 
 class CodeDialog(QDialog):

@@ -314,7 +314,9 @@ class ShortageDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Not enough tokens")
         pricing = state.pricing
-        text = QLabel(f"This order needs {error.required:,} tokens and you have {error.available:,}.\n"
+        self.setMinimumWidth(520)
+        text = QLabel(f"This order needs {pricing.tokens_text(error.required)}; you have "
+                      f"{pricing.tokens_text(error.available)}.\n"
                       f"You are short of {pricing.tokens_text(error.shortage)}.", objectName="shortage_text")
         text.setWordWrap(True)
         self.shortage = error.shortage

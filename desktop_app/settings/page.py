@@ -31,7 +31,9 @@ class SettingsPage(QWidget):
         row.addWidget(browse)
         form = QFormLayout()
         form.addRow("Store &server address:", self.server)
-        form.addRow("&Install programs in:", row)
+        install_label = QLabel("&Install programs in:")
+        install_label.setBuddy(self.install_dir)
+        form.addRow(install_label, row)
         form.addRow("License agent home:", QLabel(str(state.agent.home)))
         self.agent_health = QLabel("…", objectName="settings_agent_health")
         self.agent_health.setWordWrap(True)
@@ -45,7 +47,10 @@ class SettingsPage(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(form)
-        layout.addWidget(self.save_button)
+        save_row = QHBoxLayout()
+        save_row.addStretch(1)
+        save_row.addWidget(self.save_button)
+        layout.addLayout(save_row)
         layout.addStretch(1)
 
     def _agent_health(self, facts: dict) -> None:

@@ -72,7 +72,7 @@ class CategoryModel(QAbstractListModel):
         if not index.isValid() or not 0 <= index.row() <= len(self._categories):
             return None
         cat = None if index.row() == 0 else self._categories[index.row() - 1]
-        if role == Qt.ItemDataRole.DisplayRole:
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return "All categories" if cat is None else cat["name"]
         if role == IdRole:
             return None if cat is None else cat["id"]

@@ -79,15 +79,16 @@ class ProductDetails(QGroupBox):
         tiers = offer.get("tiers") or []
         combo = None
         if tiers:
+            # the choices on a line of their own, as wide as their text: never clipped
             combo = QComboBox()
             combo.setObjectName(f"tiers_{offer['id']}")
-            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(16)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             unit = QUANTITY_UNITS.get(offer["kind"], "")
             for t in tiers:
                 combo.addItem(f"{int(t['quantity']):,} {unit} — {pricing.tokens_text(int(t['tokens']))}")
             label.setBuddy(combo)
-            box.addWidget(combo, 1)
+            outer.insertWidget(1, combo)
+            box.addStretch(1)
         else:
             box.addWidget(QLabel(pricing.tokens_text(int(offer.get("tokens", 0)))), 1)
         button = QPushButton("Add to order")
@@ -124,6 +125,10 @@ class StorePage(QWidget):
         self.category_view = QListView(objectName="store_categories")
         self.category_view.setModel(self.categories)
         self.category_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # as wide as the longest name up to a limit (see reload); longer names wrap, never scroll
+        self.category_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.category_view.setWordWrap(True)
+        self.category_view.setResizeMode(QListView.ResizeMode.Adjust)
         self.category_view.selectionModel().currentChanged.connect(
             lambda cur, _prev: self.proxy.set_category(cur.data(IdRole)))
 
@@ -149,7 +154,7 @@ class StorePage(QWidget):
         self.table.activated.connect(self._activated)
 
         self.details = ProductDetails(state)
-        self.details.setMinimumWidth(300)
+        self.details.setMinimumWidth(280)
         self.details.addOffer.connect(self.addToOrder)
 
         filters = QHBoxLayout()
@@ -167,8 +172,9 @@ class StorePage(QWidget):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setStretchFactor(2, 0)
-        split.setSizes([170, 720, 350])
+        split.setSizes([170, 770, 300])
         self.category_view.setMinimumWidth(120)
+        self.split = split
         layout = QVBoxLayout(self)
         layout.addWidget(split)
         self.setTabOrder(self.search, self.kind_filter)
@@ -188,10 +194,25 @@ class StorePage(QWidget):
         self.categories.set_categories(self.state.categories)
         self.products.set_products(self.state.products)
         self.category_view.setCurrentIndex(self.categories.index(0))
+        self._fit_categories()
         for column in range(1, self.products.columnCount()):
             self.table.resizeColumnToContents(column)
         if current is not None:
             self.show_product(current["id"])
+
+    MAX_CATEGORY_WIDTH = 215
+
+    def _fit_categories(self) -> None:
+        """The category list as wide as its longest name (up to a limit), the grid gives way."""
+        view = self.category_view
+        wanted = view.sizeHintForColumn(0) + 2 * view.frameWidth() + view.verticalScrollBar().sizeHint().width() + 8
+        wanted = max(120, min(wanted, self.MAX_CATEGORY_WIDTH))
+        view.setMinimumWidth(wanted)
+        sizes = self.split.sizes()
+        if sum(sizes) and sizes[0] < wanted:
+            sizes[1] = max(200, sizes[1] - (wanted - sizes[0]))
+            sizes[0] = wanted
+            self.split.setSizes(sizes)
 
     def _current_changed(self, current, _previous) -> None:
         # an invalid current (the product was filtered out) keeps its details on show

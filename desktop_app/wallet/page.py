@@ -29,6 +29,21 @@ def bundle_text(bundle: dict, pricing) -> str:
     return " — ".join(parts)
 
 
+def bundle_price_text(bundle: dict, pricing) -> str:
+    """The bundle's cash price, and what it saves: '$18.00 (10% off $20.00)'."""
+    tokens = int(bundle.get("tokens", 0))
+    full = pricing.cash_cents(tokens)
+    price = bundle.get("price_cents")
+    price = int(price) if price is not None else full
+    if price is None:
+        return ""
+    discount = bundle.get("discount_percent", bundle.get("discount"))
+    text = format_cents(price, pricing.currency)
+    if discount and full is not None and full != price:
+        text += f" ({float(discount):g}% off {format_cents(full, pricing.currency)})"
+    return text
+
+
 class BuyTokensDialog(QDialog):
     purchased = Signal(dict)
 
@@ -50,6 +65,7 @@ class BuyTokensDialog(QDialog):
         minimum = int((state.me or {}).get("min_tokens") or 0) if not state.active else 0
         self.tokens.setValue(max(suggested_tokens, minimum, 1))
         self.cash = QLabel(objectName="buy_cash")
+        self._own_tokens = None        # the number the user typed, kept while a bundle is chosen
         self.tokens.valueChanged.connect(self._update_cash)
         self.amount.currentIndexChanged.connect(self._update_cash)
 
@@ -109,14 +125,30 @@ class BuyTokensDialog(QDialog):
             return "card"
         return next(k for k, r in self.offline_radios.items() if r.isChecked())
 
-    def _update_cash(self, *_):
+    def _bundle(self) -> dict | None:
         bundle_id = self.amount.currentData()
-        self.tokens.setEnabled(bundle_id is None)
-        if bundle_id is None:
-            self.cash.setText(self.state.pricing.tokens_text(self.tokens.value()))
+        return next((b for b in self.bundles if b.get("id") == bundle_id), None) if bundle_id is not None else None
+
+    def _update_cash(self, *_):
+        bundle = self._bundle()
+        pricing = self.state.pricing
+        if bundle is None:
+            if not self.tokens.isEnabled() and self._own_tokens is not None:
+                self._set_tokens(self._own_tokens)      # back from a bundle: the user's own number
+            self.tokens.setEnabled(True)
+            self.cash.setText(pricing.tokens_text(self.tokens.value()))
         else:
-            self.cash.setText(self.amount.currentText())
+            if self.tokens.isEnabled():
+                self._own_tokens = self.tokens.value()
+            self.tokens.setEnabled(False)
+            self._set_tokens(int(bundle.get("tokens", 0)))   # what the bundle gives
+            self.cash.setText(bundle_price_text(bundle, pricing))
         self.idempotency_key = new_idempotency_key()   # a different purchase: a new key
+
+    def _set_tokens(self, value: int) -> None:
+        self.tokens.blockSignals(True)
+        self.tokens.setValue(value)
+        self.tokens.blockSignals(False)
 
     def buy(self) -> None:
         method = self.method()
@@ -304,7 +336,8 @@ class WalletPage(QWidget):
     def _statement(self, answer) -> None:
         rows = normalize_ledger(answer)
         self.ledger.set_rows(rows)
-        self.chart.set_points(balance_series(rows))
+        import time
+        self.chart.set_points(balance_series(rows), until=time.time())
 
     def open_buy(self, suggested_tokens: int = 0, on_done=None) -> BuyTokensDialog:
         dialog = BuyTokensDialog(self.state, self, suggested_tokens=suggested_tokens)

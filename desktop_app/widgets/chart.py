@@ -15,6 +15,7 @@ class LineChart(QWidget):
         super().__init__(parent)
         self.title = title
         self._points: list[tuple[float, float]] = []
+        self._until: float | None = None
         self.setMinimumHeight(140)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setAccessibleName(title or "chart")
@@ -22,8 +23,10 @@ class LineChart(QWidget):
     def sizeHint(self):
         return QSize(400, 180)
 
-    def set_points(self, points: list[tuple[float, float]]) -> None:
+    def set_points(self, points: list[tuple[float, float]], until: float | None = None) -> None:
+        """``until``: the last value still holds up to then (usually now)."""
         self._points = sorted((float(x), float(y)) for x, y in points)
+        self._until = until
         self.setToolTip(f"{self.title}: {len(self._points)} points" if self.title else "")
         self.update()
 
@@ -52,6 +55,17 @@ class LineChart(QWidget):
         xs = [x for x, _ in self._points]
         ys = [y for _, y in self._points]
         x0, x1 = min(xs), max(xs)
+        if self._until is not None and x1 > x0:
+            x1 = max(x1, self._until)
+        if x1 > x0:     # room after the last step, so a change at the very end shows
+            x1 += (x1 - x0) * 0.04
+        if x1 == x0:
+            # one moment only: a line between two equal times would say nothing
+            p.setPen(text_color)
+            when = datetime.fromtimestamp(x0).strftime("%Y-%m-%d %H:%M")
+            p.drawText(plot, Qt.AlignmentFlag.AlignCenter,
+                       f"{ys[-1]:,.0f} on {when}\nThe chart fills in as this changes over time.")
+            return
         y0, y1 = min(0.0, min(ys)), max(ys)
         if x1 == x0:
             x1 = x0 + 1
@@ -76,8 +90,17 @@ class LineChart(QWidget):
                    Qt.AlignmentFlag.AlignRight, f"{y1:,.0f}")
         p.drawText(QRectF(0, plot.bottom() - fm.height() / 2, margin_left - 4, fm.height()),
                    Qt.AlignmentFlag.AlignRight, f"{y0:,.0f}")
-        fmt = "%Y-%m-%d" if x1 - x0 > 2 * 86400 else "%H:%M"
+        fmt = time_format(x1 - x0)
         p.drawText(QRectF(plot.left(), plot.bottom() + 2, plot.width(), fm.height() + 4),
                    Qt.AlignmentFlag.AlignLeft, datetime.fromtimestamp(x0).strftime(fmt))
         p.drawText(QRectF(plot.left(), plot.bottom() + 2, plot.width(), fm.height() + 4),
                    Qt.AlignmentFlag.AlignRight, datetime.fromtimestamp(x1).strftime(fmt))
+
+
+def time_format(span_seconds: float) -> str:
+    """Axis labels that tell the two ends apart."""
+    if span_seconds > 2 * 86400:
+        return "%Y-%m-%d"
+    if span_seconds > 3600:
+        return "%m-%d %H:%M"
+    return "%H:%M:%S"

@@ -52,6 +52,6 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.progress = int(round(float(fraction) * 1000))
         bar.text = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
         bar.textVisible = True
-        bar.state = option.state
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal   # without it Fusion fills upwards
         style = option.widget.style() if option.widget else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)

@@ -242,7 +242,13 @@ def test_grid_double_click_and_tier_editor(qtbot, tmp_path, monkeypatch):
     assert editor.count() == 2 and editor.currentIndex() == 0
     editor.setCurrentIndex(1)
     delegate.setModelData(editor, orders.model, index)
-    assert orders.labels["rt"].text() == "80"
+    assert orders.labels["rt"].text() == "80 tokens"          # no token price known here: no cash part
+    # the Quantity column is wide enough for the open combo box's longest choice
+    from PySide6.QtWidgets import QStyleOptionViewItem
+    option = QStyleOptionViewItem()
+    option.initFrom(orders.table)
+    widest = max(option.fontMetrics.horizontalAdvance(c) for c in index.data(TierChoicesRole))
+    assert delegate.sizeHint(option, index).width() > widest
 
 
 def test_the_session_token_only_goes_to_the_store_server():
@@ -258,3 +264,27 @@ def test_store_download_links_go_to_the_server_in_use():
     assert store_path("http://public.example:8700/v1/products/4/download") == "/v1/products/4/download"
     assert store_path("/v1/products/4/download?v=2") == "/v1/products/4/download?v=2"
     assert store_path("https://cdn.example.com/files/a.trpkg") == "https://cdn.example.com/files/a.trpkg"
+
+
+def test_category_names_are_not_clipped(qtbot, tmp_path, monkeypatch):
+    """FIG 6: the list is as wide as a long name; a longer one wraps; no sideways scrolling."""
+    monkeypatch.setenv("TOKENRENT_HOME", str(tmp_path))
+    from desktop_app.paths import app_paths
+    from desktop_app.settings.config import Settings
+    from desktop_app.state import AppState
+    from desktop_app.store.page import StorePage
+    state = AppState(app_paths().ensure(), Settings(), "http://127.0.0.1:9")
+    state.categories = [{"id": 1, "name": "Scanned Document Enhancement"}, {"id": 2, "name": "Computer Games"},
+                        {"id": 3, "name": "Engineering Document Management Systems (EDMS)"}]
+    state.products = [SOFTWARE_A]
+    store = StorePage(state)
+    qtbot.addWidget(store)
+    store.resize(1140, 700)
+    store.show()
+    store.reload()
+    qtbot.waitExposed(store)
+    view = store.category_view
+    assert view.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    assert view.viewport().width() >= view.fontMetrics().horizontalAdvance("Scanned Document Enhancement")
+    one_line = view.visualRect(store.categories.index(2)).height()
+    assert view.visualRect(store.categories.index(3)).height() > one_line       # wrapped, not cut

@@ -55,13 +55,13 @@ def test_back_online_after_starting_offline(qtbot, app_home, own_server):
         window.show_page(window.library)
         library = window.library
         qtbot.waitUntil(lambda: library.model.rowCount() == 1, timeout=30000)   # from the cache
-        assert library.model.entry(0).name == "Software C" and library.offline_banner.isVisible()
+        assert library.model.entry(0).name == "Software C"
         assert window.store.products.rowCount() == 0 and not second.ready
 
         own_server.start()                                  # back, at the same address
         qtbot.waitUntil(lambda: not second.state.offline, timeout=30000)
         qtbot.waitUntil(lambda: window.store.products.rowCount() > 0, timeout=30000)
-        assert not window.offline_banner.isVisible() and not library.offline_banner.isVisible()
+        assert not window.offline_banner.isVisible()
         assert second.ready and any(p["name"] == "Software C" for p in second.state.products)
         window.sign_in_dialog.reject()                      # asked to sign in, as at any start
     finally:

@@ -102,6 +102,11 @@ def test_bundle_purchase(qtbot, store_app, store_server):
     gold = next(i for i in range(buy.amount.count()) if "200 tokens" in buy.amount.itemText(i))
     buy.amount.setCurrentIndex(gold)
     assert "10% off" in buy.amount.currentText() and "$18.00" in buy.amount.currentText()
+    assert buy.tokens.value() == 200 and not buy.tokens.isEnabled()     # what the bundle gives
+    assert buy.cash.text() == "$18.00 (10% off $20.00)"                 # its price, not the Amount again
+    buy.amount.setCurrentIndex(0)                                       # back to a number of tokens
+    assert buy.tokens.isEnabled() and buy.tokens.value() == 1 and buy.cash.text() == "1 token ($0.10)"
+    buy.amount.setCurrentIndex(gold)
     _card(buy)
     buy.buy_button.click()
     qtbot.waitUntil(lambda: store_app.state.available_tokens == 350, timeout=20000)
