@@ -171,8 +171,22 @@ def test_keyboard_navigation(qtbot, store_app):
         while not w.focusPolicy() & Qt.FocusPolicy.TabFocus:
             w = w.nextInFocusChain()
     assert chain[:4] == ["store_search", "store_kind", "store_categories", "store_products"]
+    # the sign-in dialog: username, password, then its buttons; the register tab top to bottom
     dialog = window.ask_sign_in()
-    assert dialog.username.nextInFocusChain() is not None
+
+    def tab_chain(start, n):
+        names, w = [], start
+        for _ in range(n):
+            names.append(w.objectName() or (w.text().replace("&", "") if hasattr(w, "text") else ""))
+            w = w.nextInFocusChain()
+            while not (w.focusPolicy() & Qt.FocusPolicy.TabFocus) or not w.isVisible():
+                w = w.nextInFocusChain()
+        return names
+
+    assert tab_chain(dialog.username, 4) == ["signin_username", "signin_password", "Sign in", "Cancel"]
+    dialog.tabs.setCurrentIndex(1)
+    assert tab_chain(dialog.r_username, 9) == ["reg_username", "reg_full_name", "reg_email", "reg_password",
+                                               "reg_pin", "reg_address", "reg_phone", "Create account", "Cancel"]
     dialog.reject()
 
 
