@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from .agent import exit_code_for
 from .errors import EXIT_OK, AgentError, BadInput
 
 PROTOCOL_VERSION = 1
@@ -11,7 +12,6 @@ PROTOCOL_VERSION = 1
 
 def dispatch(agent, request) -> dict:
     """One request -> one response. Never raises: errors become {"ok": false, ...}."""
-    from .agent import exit_code_for
     request_id = request.get("id") if isinstance(request, dict) else None
     try:
         if not isinstance(request, dict):

@@ -56,8 +56,11 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # built once: it is on every check
+
+
 def canonical(body: dict) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(body)
 
 
 class State:
