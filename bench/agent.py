@@ -1,7 +1,8 @@
 """Benchmark of the license agent's gate (issue 3).
 
 p50 / p99 of a uses-gate check (one use spent, committed with fsync and anchored)
-  - through the daemon (`license-agent serve`, one persistent Unix-socket connection),
+  - through the daemon (`license-agent serve`, one persistent Unix-socket connection), also
+    with a bare JSON-line client (no SDK) and over the loopback TCP transport with its token,
   - through the SDK in-process (license_agent.client.Client(use_daemon=False)),
   - through the CLI (`license-agent check P --json`, a new process each time),
 beside the floor measured in the same run on the same disk: one durable single-row
@@ -182,6 +183,29 @@ def main() -> int:
             # the transport alone: a ping through the same connection, no state touched
             results["daemon ping (no work)"] = interleaved(lambda: via_daemon._request({"op": "ping"}), floor, args.n)
             via_daemon.close()
+            # the protocol without the SDK: one JSON line out, one line back and decoded (any language)
+            with DaemonConnection(socket_path(home), timeout=30) as raw:
+                line = b'{"id":1,"op":"check","product_id":"4"}\n'
+
+                def raw_check():
+                    raw._sock.sendall(line)
+                    json.loads(raw._reader.readline())
+                results["daemon, raw JSON line client"] = interleaved(raw_check, floor, args.n)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+
+        # the loopback TCP transport with its token (the default on Windows)
+        daemon = subprocess.Popen([*agent_cmd(), "serve", "--transport", "tcp"], env=env, stderr=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert "serving 127.0.0.1:" in daemon.stderr.readline(), "tcp daemon did not start"
+            via_tcp = Client(home)
+            assert via_tcp.mode == "daemon" and via_tcp._request({"op": "ping"})["result"]["pid"] == daemon.pid
+            for _ in range(50):
+                via_tcp.check("4")
+            results["daemon over tcp+token (SDK)"] = interleaved(lambda: via_tcp.check("4"), floor, args.n)
+            via_tcp.close()
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
@@ -198,17 +222,17 @@ def main() -> int:
             agent_run += timed_processes([*agent_cmd(), "run", "4", "--", "true"], env, 1)
 
     print(f"secret store: {store}; cpu count {os.cpu_count()}; n={args.n}, process runs={args.cli_n}")
-    print(f"{'path':<28}{'p50 ms':>9}{'p99 ms':>9}{'floor p50':>11}{'floor p99':>11}{'p50/floor':>11}{'p99/floor':>11}")
+    print(f"{'path':<36}{'p50 ms':>9}{'p99 ms':>9}{'floor p50':>11}{'floor p99':>11}{'p50/floor':>11}{'p99/floor':>11}")
     ratios = {}
     for name, (samples, base) in results.items():
         p50, p99 = percentiles(samples)
         f50, f99 = percentiles(base)
         ratios[name] = p50 / f50
-        print(f"{name:<28}{p50:>9.3f}{p99:>9.3f}{f50:>11.3f}{f99:>11.3f}{p50 / f50:>11.2f}{p99 / f99:>11.2f}")
+        print(f"{name:<36}{p50:>9.3f}{p99:>9.3f}{f50:>11.3f}{f99:>11.3f}{p50 / f50:>11.2f}{p99 / f99:>11.2f}")
     pass_p50, pass_p99 = percentiles(python_pass)
     run_p50, run_p99 = percentiles(agent_run)
-    print(f"{'python -c pass':<28}{pass_p50:>9.1f}{pass_p99:>9.1f}")
-    print(f"{'license-agent run P -- true':<28}{run_p50:>9.1f}{run_p99:>9.1f}{'':>22}{run_p50 / pass_p50:>11.2f}"
+    print(f"{'python -c pass':<36}{pass_p50:>9.1f}{pass_p99:>9.1f}")
+    print(f"{'license-agent run P -- true':<36}{run_p50:>9.1f}{run_p99:>9.1f}{'':>22}{run_p50 / pass_p50:>11.2f}"
           f"{run_p99 / pass_p99:>11.2f}   (against python -c pass)")
     daemon_ratio = ratios["daemon (SDK over socket)"]
     print(f"targets: daemon p50 <= 1.5x floor: {'met' if daemon_ratio <= 1.5 else 'NOT met'} ({daemon_ratio:.2f}x); "
