@@ -88,6 +88,7 @@ class DaemonConnection:
 
     def __init__(self, address, timeout: float = 30.0, token: str | None = None):
         tcp = isinstance(address, tuple)
+        self.address = f"{address[0]}:{address[1]}" if tcp else str(address)
         self._sock = socket.socket(socket.AF_INET if tcp else socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         self._reader = None

@@ -8,13 +8,14 @@ from .errors import EXIT_INVALID, EXIT_OK, AgentError
 from .paths import agent_home
 
 
-def daemon_answers(home) -> bool:
+def daemon_answers(home) -> str | None:
+    """Where a daemon for this home answers (socket path or 127.0.0.1:port), or None."""
     from .client import DaemonConnection
     try:
         with DaemonConnection.for_home(home, timeout=2) as connection:
-            return connection.request({"op": "ping"}).get("ok", False)
+            return connection.address if connection.request({"op": "ping"}).get("ok", False) else None
     except (OSError, AgentError, ValueError):
-        return False
+        return None
 
 
 def run_doctor(as_json: bool) -> int:
@@ -28,7 +29,9 @@ def run_doctor(as_json: bool) -> int:
         report["ok"] = False
         report["problems"].append(str(exc))
         report["error"] = exc.code
-    report["daemon_running"] = daemon_answers(home)
+    address = daemon_answers(home)
+    report["daemon_running"] = address is not None
+    report["daemon_address"] = address
     if report.get("clock_behind"):
         report["problems"].append("the clock is behind the latest time seen: time rentals are refused")
     if as_json:
@@ -39,7 +42,7 @@ def run_doctor(as_json: bool) -> int:
             print(f"secret store:  {report['secret_store']}")
             print(f"device id:     {report['device_id']}")
             print(f"journal:       {report['journal_entries']} entries, HMAC chain verified; anchor {report['anchor']}")
-        print(f"daemon:        {'running at ' + report.get('socket', '') if report['daemon_running'] else 'not running'}")
+        print(f"daemon:        {'running at ' + address if address else 'not running'}")
         if report.get("weaker_protection"):
             print(f"WARNING: protection is weaker: {report['why_weaker']}")
         for problem in report["problems"]:

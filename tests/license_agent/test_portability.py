@@ -108,7 +108,7 @@ def test_tcp_refuses_a_missing_or_wrong_token(agent_home, tcp_daemon):
 
 
 def test_sdk_finds_the_tcp_daemon_from_the_token_file(agent_home, tcp_daemon):
-    proc, path, _ = tcp_daemon
+    proc, path, (port, _token) = tcp_daemon
     agent_home.install("4", "uses", uses=5, low_threshold=1)
     client = sdk.Client(agent_home.home)
     try:
@@ -121,7 +121,9 @@ def test_sdk_finds_the_tcp_daemon_from_the_token_file(agent_home, tcp_daemon):
             client.consume("4", 2)
     finally:
         client.close()
-    assert agent_home.ok("doctor", "--json").json["daemon_running"] is True
+    doctor = agent_home.ok("doctor", "--json").json
+    assert doctor["daemon_running"] is True and doctor["daemon_address"] == f"127.0.0.1:{port}"
+    assert f"running at 127.0.0.1:{port}" in agent_home.ok("doctor").stdout
     second = agent_home.cli("serve", "--transport", "tcp", timeout=30)
     assert second.returncode == 2 and "already" in second.stderr
     proc.send_signal(signal.SIGTERM)
