@@ -16,7 +16,7 @@ from ...schemas.common import MAX_ID, ErrorOut
 from ...schemas.store import DeviceCreate, DeviceRename, OrderCreate, OrderListPut, QuoteCreate
 from ...services import catalog, devices, licenses, orders, signing_keys
 from ...services.errors import ApiError, Forbidden, NotFound
-from ...services.idempotency import run_idempotent
+from ...services.idempotency import committed_answer, run_idempotent
 from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath, WriteDb
 
 router = APIRouter(tags=["store"])
@@ -179,7 +179,7 @@ def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: Idempoten
         # A concurrent request with the same key may have committed while this
         # one waited for the wallet lock; it then refuses (license exists, tokens
         # gone). The client must get the first answer, not that refusal.
-        outcome = orders.committed_answer(user.id, idempotency_key, scope, payload)
+        outcome = committed_answer(user.id, idempotency_key, scope, payload)
         if outcome is None:
             raise
     return JSONResponse(status_code=outcome.status_code, content=outcome.body)
