@@ -30,7 +30,7 @@ from .accounts import require_active
 from .catalog import cash_cents, download_url, latest_version, token_price_cents
 from .devices import owned as owned_device
 from .errors import Conflict, Invalid, NotFound
-from .idempotency import Outcome, committed_answer  # noqa: F401 (the order route's)
+from .idempotency import Outcome
 
 MAX_ITEMS = 50
 
@@ -176,8 +176,16 @@ def _decide(n: int, offer: Offer, target: Target | None) -> str:
 
 # ---------------------------------------------------------------- quote (FIG 8)
 
+def _only_device(db: Session, user_id: int) -> Device | None:
+    """The user's one registered device; None when there are none or several."""
+    found = db.scalars(select(Device).where(Device.user_id == user_id).limit(2)).all()
+    return found[0] if len(found) == 1 else None
+
+
 def quote(db: Session, user: User, items, device_id: str | None = None) -> dict:
-    device = owned_device(db, user.id, device_id) if device_id else None
+    # The action an item takes depends on the device's licenses: without a
+    # device_id, a user with one computer still gets the exact answer.
+    device = owned_device(db, user.id, device_id) if device_id else _only_device(db, user.id)
     plan = plan_items(db, user.id, items, device)
     wallet = ledger.load_wallet(db, user)
     price = token_price_cents(db)
@@ -187,7 +195,9 @@ def quote(db: Session, user: User, items, device_id: str | None = None) -> dict:
             "remaining_tokens": available - required,
             "payable": required <= capacity, "shortage": max(0, required - capacity),
             "cash_cents": cash_cents(required, price), "token_price_cents": price,
-            "account_status": user.status, "items": [i.view(price) for i in plan.items]}
+            "account_status": user.status, "exact_actions": device is not None,
+            "device_id": device.device_id if device is not None else None,
+            "items": [i.view(price) for i in plan.items]}
 
 
 # ---------------------------------------------------------------- order (FIG 9, 10)

@@ -333,19 +333,26 @@ def test_inactive_product_cannot_be_ordered_and_changes_nothing(server):
     assert r.status_code == 201 and r.json()["items"][0]["action"] == "convert", r.text
 
 
-def test_quote_needs_the_device_for_the_exact_action(server, cat):
-    """Without device_id a quote cannot see the device's licenses: a repeat
-    rental is quoted `new` where the order on that device will `extend` it."""
+def test_quote_plans_on_the_users_device_for_the_exact_action(server, cat):
+    """The action depends on the device's licenses: with one device the quote
+    uses it; with several and no device_id it cannot know (exact_actions false)."""
     user = server.new_user(tokens=500)
     keys = register_device(server, user)
     item = {"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10}
     first = order(server, user, keys, [item])
     assert first.status_code == 201
     lid = first.json()["deliveries"][0]["license_id"]
+    only = server.api("POST", "/v1/quotes", user, json={"items": [item]}).json()
+    assert only["exact_actions"] is True and only["device_id"] == keys.device_id
+    assert only["items"][0]["action"] == "extend" and only["items"][0]["license_id"] == lid
+    other = register_device(server, user)
     blind = server.api("POST", "/v1/quotes", user, json={"items": [item]}).json()
+    assert blind["exact_actions"] is False and blind["device_id"] is None
     assert blind["items"][0]["action"] == "new" and blind["items"][0]["license_id"] is None
     exact = server.api("POST", "/v1/quotes", user, json={"items": [item], "device_id": keys.device_id}).json()
     assert exact["items"][0]["action"] == "extend" and exact["items"][0]["license_id"] == lid
+    on_other = server.api("POST", "/v1/quotes", user, json={"items": [item], "device_id": other.device_id}).json()
+    assert on_other["items"][0]["action"] == "new"
     assert blind["required_tokens"] == exact["required_tokens"] == 5       # the price is the same
     r = order(server, user, keys, [item])
     assert r.json()["items"][0]["action"] == "extend" and r.json()["items"][0]["license_id"] == lid
