@@ -23,6 +23,7 @@ import threading
 from pathlib import Path
 
 from .errors import EXIT_BAD_INPUT, EXIT_INVALID, EXIT_OK, BadInput
+from .filelock import OPEN_FLAGS
 from .paths import agent_home, read_token_file, socket_path, token_path
 from .protocol import PROTOCOL_VERSION, dispatch
 
@@ -116,7 +117,7 @@ class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 def write_token_file(path: Path, port: int, token: str) -> None:
     """0600 from the start (never briefly readable by others), then moved into place."""
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | OPEN_FLAGS, 0o600)
     try:
         os.write(fd, json.dumps({"port": port, "token": token, "pid": os.getpid(),
                                  "protocol": PROTOCOL_VERSION}).encode())

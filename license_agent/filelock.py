@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 
+# For every file the agent opens with os.open: binary on Windows (no CRLF translation of the
+# anchor's slots), and not inherited by programs that `run` starts.
+OPEN_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
 if os.name == "nt":  # pragma: no cover - not run on the Linux test machines
     import msvcrt
 

@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 from .errors import SecretStoreUnavailable, Tampered
-from .filelock import write_at
+from .filelock import OPEN_FLAGS, write_at
 from .paths import home_id
 
 KEYRING_SERVICE = "tokenrent-license-agent"
@@ -244,7 +244,7 @@ class FileStore(SecretStore):
                 self._next_slot = 1
                 return
             self.get_anchor()
-            self._anchor_fd = os.open(self._anchor, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+            self._anchor_fd = os.open(self._anchor, os.O_RDWR | OPEN_FLAGS)
         # No fsync: losing this write in a power cut only makes the anchor lag the journal,
         # which is accepted; rolling the journal back behind the anchor is what is refused.
         write_at(self._anchor_fd, slot, self._next_slot * self._SLOT)
@@ -256,7 +256,7 @@ class FileStore(SecretStore):
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | OPEN_FLAGS, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import Busy, Tampered
-from .filelock import try_lock, unlock
+from .filelock import OPEN_FLAGS, try_lock, unlock
 from .model import Model, time_text
 from .paths import database_path, ensure_home, lock_path
 from .secret_store import SecretStore, open_secret_store
@@ -86,7 +86,7 @@ class State:
     @classmethod
     def open(cls, home: Path) -> "State":
         ensure_home(home)
-        lock_fd = os.open(lock_path(home), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        lock_fd = os.open(lock_path(home), os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o600)
         try:
             _lock(lock_fd)
             try:
@@ -276,7 +276,7 @@ def _lock(fd: int) -> None:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o600)
     os.close(fd)
     conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
     try:

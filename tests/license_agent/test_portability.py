@@ -265,3 +265,16 @@ def test_the_lock_excludes_another_process_and_dies_with_it(tmp_path):
         os.close(fd)
         if holder.poll() is None:
             holder.kill()
+
+
+def test_every_file_is_opened_binary_and_not_inherited():
+    """On Windows os.open defaults to text mode (LF -> CRLF would corrupt the anchor's slots):
+    every file the agent opens goes through filelock.OPEN_FLAGS (O_BINARY | O_CLOEXEC)."""
+    from license_agent.filelock import OPEN_FLAGS
+    assert OPEN_FLAGS & os.O_CLOEXEC
+    unflagged = []
+    for path in (ROOT / "license_agent").glob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "os.open(" in line and "OPEN_FLAGS" not in line and "path.parent" not in line:
+                unflagged.append(f"{path.name}:{number}: {line.strip()}")
+    assert not unflagged, unflagged
