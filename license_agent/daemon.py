@@ -89,6 +89,11 @@ class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = False
 
+    def server_bind(self):
+        if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # pragma: no cover - Windows: nobody else may bind our port
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+        super().server_bind()
+
     def admit(self, handler) -> bool:
         """The first line must carry this start's token; anything else is refused."""
         sock = handler.request
