@@ -81,6 +81,9 @@ def _check_peer_is_us(sock) -> None:
         raise PermissionError(f"the socket is served by uid {uid}, not by this user")
 
 
+HANDSHAKE_TIMEOUT = 5.0  # seconds for a TCP daemon to confirm the token
+
+
 class DaemonConnection:
     """One connection to the daemon; requests are JSON lines. ``address`` is the Unix socket's
     path, or ``(host, port)`` for the loopback TCP transport, which needs the ``token`` from the
@@ -96,6 +99,9 @@ class DaemonConnection:
             self._sock.connect(address if tcp else str(address))
             if tcp:
                 self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # A port taken over by something else after a daemon died may never answer:
+                # the real daemon confirms the token at once, so do not wait the full timeout.
+                self._sock.settimeout(min(timeout, HANDSHAKE_TIMEOUT))
                 self._reader = self._sock.makefile("rb")
                 self._sock.sendall(json.dumps({"token": token}).encode() + b"\n")
                 try:
@@ -105,6 +111,7 @@ class DaemonConnection:
                 if not (isinstance(hello, dict) and hello.get("ok") and hello.get("authenticated")):
                     raise PermissionError(f"the daemon at {address[0]}:{address[1]} refused the token "
                                           f"({hello.get('message', 'no answer') if isinstance(hello, dict) else hello})")
+                self._sock.settimeout(timeout)
             else:
                 _check_peer_is_us(self._sock)
         except (OSError, ValueError):

@@ -163,6 +163,26 @@ def test_a_stale_token_file_is_not_trusted(agent_home):
         proc.wait(timeout=20)
 
 
+def test_a_token_file_pointing_at_a_silent_port_falls_back_quickly(agent_home, monkeypatch):
+    """The daemon died and something else that never answers took its port: the SDK gives up on
+    the handshake after HANDSHAKE_TIMEOUT (not its 30 s request timeout) and works in-process."""
+    agent_home.install("4", "uses", uses=5)
+    from license_agent.daemon import write_token_file
+    monkeypatch.setattr(sdk, "HANDSHAKE_TIMEOUT", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        write_token_file(token_path(agent_home.home), silent.getsockname()[1], "b" * 64)
+        client = sdk.Client(agent_home.home)
+        try:
+            started = time.monotonic()
+            assert client.mode == "in-process"
+            assert time.monotonic() - started < 5
+            assert client.check("4").remaining == 4
+        finally:
+            client.close()
+
+
 def test_unknown_transport_and_socket_with_tcp_are_bad_input(agent_home):
     assert agent_home.cli("serve", "--transport", "pipe").returncode == 2
     result = agent_home.cli("serve", "--transport", "tcp", "--socket", str(agent_home.home / "x.sock"))
