@@ -78,12 +78,22 @@ def _build_engine(url: str) -> Engine:
             else:
                 conn.exec_driver_sql("BEGIN")
 
-        def _on_end(conn):
-            if conn.info.pop("tokenrent_writer", False):
-                writer_lock.release()
+        # SQLAlchemy's commit/rollback events fire BEFORE the DBAPI call. Ending
+        # the transaction here first, then handing the lock over, means the next
+        # writer's BEGIN IMMEDIATE finds SQLite free instead of meeting a
+        # commit still in progress (SQLITE_BUSY: its busy handler sleeps >= 1 ms).
+        # SQLAlchemy's own commit()/rollback() that follows is then a no-op.
+        def _end_then_release(end):
+            def listener(conn):
+                if conn.info.pop("tokenrent_writer", False):
+                    try:
+                        end(conn.connection.dbapi_connection)
+                    finally:
+                        writer_lock.release()
+            return listener
 
-        event.listen(engine, "commit", _on_end)
-        event.listen(engine, "rollback", _on_end)
+        event.listen(engine, "commit", _end_then_release(lambda dbapi_conn: dbapi_conn.commit()))
+        event.listen(engine, "rollback", _end_then_release(lambda dbapi_conn: dbapi_conn.rollback()))
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db import lock_users
 from ..models.base import utcnow
@@ -128,27 +129,37 @@ def _wallet_total(db: Session, user_id: int) -> int:
     return sum(a.balance for a in user_accounts(db, user_id) if a.purpose == WALLET)
 
 
+_transfers = LedgerTransfer.__table__
+_accounts = LedgerAccount.__table__
+
+
 def post_transfer(db: Session, source: LedgerAccount, dest: LedgerAccount, amount: int,
                   kind: str, memo: str = "", hold_id: int | None = None,
-                  purchase_id: int | None = None) -> LedgerTransfer:
-    """Move `amount` from source to dest: one immutable row, cached balances updated."""
+                  purchase_id: int | None = None) -> int:
+    """Move `amount` from source to dest: one immutable row, cached balances
+    updated. Returns the transfer's id.
+
+    Core statements on the transaction's connection, not the ORM's unit of
+    work: this runs in every token-moving request, under the wallet lock.
+    The loaded account objects get the new balance as their committed value,
+    so later reads in the transaction see it and no second UPDATE is made."""
     if not isinstance(amount, int) or amount <= 0:
         raise Invalid("amount must be a positive integer")
     if source.currency != dest.currency:
         raise RuntimeError("transfer between currencies")
-    if source.owner_user_id is not None:
-        source.balance -= amount
-    if dest.owner_user_id is not None:
-        dest.balance += amount
-    t = LedgerTransfer(
+    conn = db.connection()
+    for acct, change in ((source, -amount), (dest, amount)):
+        if acct.owner_user_id is not None:
+            conn.execute(update(_accounts).where(_accounts.c.id == acct.id)
+                         .values(balance=_accounts.c.balance + change))
+            set_committed_value(acct, "balance", acct.balance + change)
+    return conn.execute(insert(_transfers).values(
         from_account_id=source.id, to_account_id=dest.id, amount=amount,
         currency=source.currency, kind=kind, memo=memo[:200], hold_id=hold_id,
-        purchase_id=purchase_id,
+        purchase_id=purchase_id, created_at=utcnow(),
         from_wallet_after=_wallet_total(db, source.owner_user_id) if source.owner_user_id else None,
         to_wallet_after=_wallet_total(db, dest.owner_user_id) if dest.owner_user_id else None,
-    )
-    db.add(t)  # flushed with the rest of the unit of work (autoflush / commit)
-    return t
+    )).inserted_primary_key[0]
 
 
 def move_cents(db: Session, source_code: str, dest_code: str, cents: int, kind: str,

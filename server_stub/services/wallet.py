@@ -308,6 +308,5 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
         first = first or t
     from .accounts import activate_if_funded
     activate_if_funded(db, recipient)
-    db.flush()  # assigns first.id
-    return Outcome(201, {"id": first.id, "tokens": tokens, "to_username": recipient.username,
+    return Outcome(201, {"id": first, "tokens": tokens, "to_username": recipient.username,
                          "available_tokens": ledger.available_tokens(db, sender)})
