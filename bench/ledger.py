@@ -43,6 +43,21 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the server process (all its threads) so far.
+    Put beside a phase's request count it gives CPU per request, the cost
+    ratio that bounds the throughput ratio when the server is CPU-bound."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms_per_request(pid: int, phase) -> tuple[int, list[float], list[str], float]:
+    """Run `phase()` -> (n, latencies, errors) and add the server's CPU ms per request."""
+    before = server_cpu_seconds(pid)
+    n, lat, err = phase()
+    return n, lat, err, (server_cpu_seconds(pid) - before) * 1000 / max(n, 1)
+
+
 def run_phase(seconds: float, clients: int, work) -> tuple[int, list[float], list[str]]:
     """Run `work(session, rng) -> None` in a loop on `clients` threads."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -114,8 +129,9 @@ def bench_backend(backend: str, seconds: float, clients: int, workers: int, tran
 
         # warm-up, then the floor and the token-moving load in the same run
         run_phase(1.0, clients, trivial)
-        g_n, g_lat, g_err = run_phase(seconds, clients, trivial)
-        m_n, m_lat, m_err = run_phase(seconds, clients, move)
+        pid = srv.proc.pid
+        g_n, g_lat, g_err, g_cpu = cpu_ms_per_request(pid, lambda: run_phase(seconds, clients, trivial))
+        m_n, m_lat, m_err, m_cpu = cpu_ms_per_request(pid, lambda: run_phase(seconds, clients, move))
 
         check = srv.ledger_check()
         mismatched = [u.username for u in users if srv.me(u)["available_tokens"] != expected[u.username]]
@@ -123,6 +139,7 @@ def bench_backend(backend: str, seconds: float, clients: int, workers: int, tran
             "backend": backend, "workers": workers,
             "get_rps": g_n / seconds, "get_p50": pct(g_lat, 50), "get_p99": pct(g_lat, 99),
             "move_rps": m_n / seconds, "move_p50": pct(m_lat, 50), "move_p99": pct(m_lat, 99),
+            "get_cpu_ms": g_cpu, "move_cpu_ms": m_cpu,
             "errors": g_err + m_err, "ledger_ok": check["ok"], "totals": check["totals"],
             "negative": check["negative_wallets"], "mismatched_users": mismatched,
             "replays": dict(replays),
@@ -154,6 +171,8 @@ def main() -> int:
         print(f"  trivial authenticated GET : {r['get_rps']:8.1f} req/s  p50 {r['get_p50']:6.1f} ms  p99 {r['get_p99']:6.1f} ms")
         print(f"  transfers + card purchases: {r['move_rps']:8.1f} req/s  p50 {r['move_p50']:6.1f} ms  p99 {r['move_p99']:6.1f} ms")
         print(f"  ratio token-moving / GET  : {r['ratio']:.2f}x  (target >= 0.5x)")
+        print(f"  server CPU per request    : GET {r['get_cpu_ms']:.2f} ms, token-moving {r['move_cpu_ms']:.2f} ms"
+              f" (cost ratio {r['get_cpu_ms'] / r['move_cpu_ms']:.2f}x; the server process only)")
         print(f"  conservation: ledger ok={r['ledger_ok']} totals={r['totals']} negative={r['negative']} "
               f"users off={len(r['mismatched_users'])} replays same={r['replays']['same']}/{r['replays']['sent']} "
               f"errors={len(r['errors'])}")

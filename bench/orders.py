@@ -28,7 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ledger import pct, run_phase  # noqa: E402
+from bench.ledger import cpu_ms_per_request, pct, run_phase  # noqa: E402
 from tests.support.server import pg_unavailable_reason, start_server  # noqa: E402
 from tests.support.store import DeviceKeys, make_catalog, register_device  # noqa: E402
 
@@ -84,8 +84,9 @@ def bench_backend(backend: str, seconds: float, clients: int, workers: int) -> d
                     replays["same"] += int(again.status_code == 201 and again.json() == answer)
 
         run_phase(1.0, clients, trivial)                       # warm-up
-        g_n, g_lat, g_err = run_phase(seconds, clients, trivial)
-        o_n, o_lat, o_err = run_phase(seconds, clients, place)
+        pid = srv.proc.pid
+        g_n, g_lat, g_err, g_cpu = cpu_ms_per_request(pid, lambda: run_phase(seconds, clients, trivial))
+        o_n, o_lat, o_err, o_cpu = cpu_ms_per_request(pid, lambda: run_phase(seconds, clients, place))
 
         check = srv.ledger_check()
         off_balance, lost, off_license = [], [], []
@@ -104,6 +105,7 @@ def bench_backend(backend: str, seconds: float, clients: int, workers: int) -> d
             "backend": backend, "workers": workers,
             "get_rps": g_n / seconds, "get_p50": pct(g_lat, 50), "get_p99": pct(g_lat, 99),
             "order_rps": o_n / seconds, "order_p50": pct(o_lat, 50), "order_p99": pct(o_lat, 99),
+            "get_cpu_ms": g_cpu, "order_cpu_ms": o_cpu,
             "orders": sum(len(v) for v in acked.values()),
             "errors": g_err + o_err, "ledger_ok": check["ok"], "totals": check["totals"],
             "off_balance": off_balance, "lost_or_doubled": lost, "off_license": off_license,
@@ -134,6 +136,8 @@ def main() -> int:
         print(f"  trivial authenticated GET  : {r['get_rps']:8.1f} req/s  p50 {r['get_p50']:6.1f} ms  p99 {r['get_p99']:6.1f} ms")
         print(f"  confirmed orders (+ codes) : {r['order_rps']:8.1f} req/s  p50 {r['order_p50']:6.1f} ms  p99 {r['order_p99']:6.1f} ms")
         print(f"  ratio orders / GET         : {r['ratio']:.2f}x  (target >= 0.5x)")
+        print(f"  server CPU per request     : GET {r['get_cpu_ms']:.2f} ms, order {r['order_cpu_ms']:.2f} ms"
+              f" (cost ratio {r['get_cpu_ms'] / r['order_cpu_ms']:.2f}x; the server process only)")
         print(f"  checks: orders={r['orders']} ledger ok={r['ledger_ok']} totals={r['totals']} "
               f"balances off={len(r['off_balance'])} lost/doubled={len(r['lost_or_doubled'])} "
               f"licenses off={len(r['off_license'])} replays same={r['replays']['same']}/{r['replays']['sent']} "
