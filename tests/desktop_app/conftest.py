@@ -2,8 +2,6 @@
 SQLite, demo data) and the real license agent with a temp LICENSE_AGENT_HOME."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
@@ -41,6 +39,18 @@ def store_app(qtbot, app_home, store_server):
     yield app
     from desktop_app.api.worker import pending_jobs
     qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)   # no answer lands on a closed window
+    app.window.close()
+    app.window.deleteLater()
+    app.stop()
+
+
+def close_app(qtbot, app) -> None:
+    """Quit the storefront the way a user does, once its background work is done
+    (the library cache written, so the next start finds it)."""
+    from desktop_app.api.worker import pending_jobs
+
+    qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+    app.state.cache.save_now()
     app.window.close()
     app.window.deleteLater()
     app.stop()

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from desktop_app.api.worker import pending_jobs
 from desktop_app.app import Options, StoreApp
-from tests.desktop_app.conftest import sign_in
+from tests.desktop_app.conftest import close_app, sign_in
 from tests.support.server import start_server
 
 
@@ -17,14 +16,6 @@ def own_server(tmp_path):
     srv, cleanup = start_server("sqlite", tmp_path / "own-server", demo=True)
     yield srv
     cleanup()
-
-
-def close_app(qtbot, app) -> None:
-    qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
-    app.state.cache.save_now()
-    app.window.close()
-    app.window.deleteLater()
-    app.stop()
 
 
 def test_back_online_after_starting_offline(qtbot, app_home, own_server):

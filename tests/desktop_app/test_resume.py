@@ -14,7 +14,7 @@ from desktop_app.api.worker import pending_jobs
 from desktop_app.app import Options, StoreApp
 from desktop_app.library import install as installer
 from desktop_app.library.download import Download, DownloadPaused
-from tests.desktop_app.conftest import sign_in
+from tests.desktop_app.conftest import close_app, sign_in
 
 
 class MemoryKeyring(KeyringBackend):
@@ -48,14 +48,6 @@ def start_app(qtbot, url) -> StoreApp:
     app.start()
     qtbot.waitUntil(lambda: app.ready, timeout=30000)
     return app
-
-
-def close_app(qtbot, app) -> None:
-    qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
-    app.state.cache.save_now()
-    app.window.close()
-    app.window.deleteLater()
-    app.stop()
 
 
 def buy(qtbot, app, name):
