@@ -7,7 +7,6 @@ import base64
 import binascii
 import re
 import os
-from datetime import datetime
 from pathlib import Path
 
 from . import gate

@@ -4,7 +4,6 @@ uninstall, and all of it off-line (the store server cannot be reached)."""
 from __future__ import annotations
 
 import base64
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 

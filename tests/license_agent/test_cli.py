@@ -1,11 +1,9 @@
 """The real `license-agent` CLI as a subprocess: commands, JSON shapes, exit codes 0/2/3/4."""
 from __future__ import annotations
 
-import json
 import os
 import stat
 
-import pytest
 
 from license_agent import __version__
 

@@ -3,7 +3,6 @@ through the daemon and in-process on the same state."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket

@@ -4,10 +4,8 @@ box without a keyring it must be the 0600 file, and doctor must say the protecti
 from __future__ import annotations
 
 import base64
-import os
 import stat
 
-import pytest
 
 from license_agent.paths import home_id
 from license_agent.secret_store import KEYRING_SERVICE, open_secret_store

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.server import TestUser
 from tests.support.store import (
-    Agent, DeviceKeys, available, licenses_of, make_catalog, open_code, order, register_device,
+    Agent, available, licenses_of, make_catalog, open_code, order, register_device,
 )
 
 
@@ -409,7 +409,7 @@ def test_sales_report_since_and_until(server):
     orders, so the windows are drawn tightly around this test's orders.)"""
     import json
     import time
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timezone
 
     own = make_catalog(server)
     admin = server.admin()

@@ -5,7 +5,6 @@ Ed25519 signatures are deterministic and the AES-GCM key and nonce come from HKD
 """
 import json
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
