@@ -6,9 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from server_stub import migrate
-from server_stub.core.config import Settings, set_settings
-from server_stub.db import dispose_engines, write_session, read_session
+from server_stub.db import write_session, read_session
 from server_stub.models.base import utcnow
 from server_stub.models.user import User
 from server_stub.services import accounts, ledger, wallet
@@ -18,19 +16,11 @@ from server_stub.services.ledger import SpendLine
 
 @pytest.fixture
 def db_url(backend, tmp_path):
-    from tests.support.server import create_pg_database, drop_pg_database
+    from tests.support.server import migrated_database
 
-    drop = None
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    else:
-        drop, url = create_pg_database()
-    set_settings(Settings(db_url=url, data_dir=str(tmp_path), argon2_memory_kib=8192, argon2_time_cost=1))
-    migrate.upgrade(url)
-    yield url
-    dispose_engines()
-    if drop:
-        drop_pg_database(drop)
+    with migrated_database(backend, tmp_path, data_dir=str(tmp_path), argon2_memory_kib=8192,
+                           argon2_time_cost=1) as url:
+        yield url
 
 
 def make_user(name, standard=0, incentive=0, restricted=0, expiring=()):

@@ -292,24 +292,11 @@ def test_a_key_file_readable_by_others_is_refused(server_factory):
 @pytest.fixture
 def key_db(backend, tmp_path):
     """A migrated database of `backend` and a signing key path outside the data dir."""
-    from server_stub import migrate
-    from server_stub.core.config import Settings, set_settings
-    from server_stub.db import dispose_engines
-    from tests.support.server import create_pg_database, drop_pg_database
+    from tests.support.server import migrated_database
 
-    drop = None
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'keys.sqlite3'}"
-    else:
-        drop, url = create_pg_database()
     key_path = tmp_path / "keys" / "vendor.pem"
-    set_settings(Settings(db_url=url, data_dir=str(tmp_path / "data"), signing_key_path=str(key_path)))
-    migrate.upgrade(url)
-    yield key_path
-    dispose_engines()
-    set_settings(None)
-    if drop:
-        drop_pg_database(drop)
+    with migrated_database(backend, tmp_path, data_dir=str(tmp_path / "data"), signing_key_path=str(key_path)):
+        yield key_path
 
 
 def _listed(db):

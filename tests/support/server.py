@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,31 @@ def drop_pg_database(name: str) -> None:
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def migrated_database(backend: str, tmp_path: Path, **settings):
+    """A fresh, migrated database of `backend` ("sqlite" | "postgres") for
+    in-process service tests, with these server settings; yields its URL and
+    drops it (PostgreSQL) afterwards."""
+    from server_stub import migrate
+    from server_stub.core.config import Settings, set_settings
+    from server_stub.db import dispose_engines
+
+    drop = None
+    if backend == "sqlite":
+        url = f"sqlite:///{Path(tmp_path) / 'service-test.sqlite3'}"
+    else:
+        drop, url = create_pg_database()
+    set_settings(Settings(db_url=url, **settings))
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        dispose_engines()
+        set_settings(None)
+        if drop:
+            drop_pg_database(drop)
 
 
 # ------------------------------------------------------------------ users
