@@ -107,19 +107,28 @@ def test_deleted_journal_entries(agent_home):
     assert_tampered(agent_home.cli("check", "4"), "older copy")
 
 
-def test_restored_older_state(agent_home, tmp_path):
-    agent_home.install("4", "uses", uses=5)
-    agent_home.ok("check", "4")
-    backup = tmp_path / "backup"
+def copy_state(agent_home, backup):
+    """A backup of the agent's database files (what a user's backup tool keeps)."""
     backup.mkdir()
     for path in agent_home.db_files():
         shutil.copy2(path, backup / path.name)
-    agent_home.ok("check", "4")
-    agent_home.ok("check", "4")
+    return backup
+
+
+def restore_state(agent_home, backup) -> None:
     for path in agent_home.db_files():
         path.unlink()
     for path in backup.iterdir():
         shutil.copy2(path, agent_home.home / path.name)
+
+
+def test_restored_older_state(agent_home, tmp_path):
+    agent_home.install("4", "uses", uses=5)
+    agent_home.ok("check", "4")
+    backup = copy_state(agent_home, tmp_path / "backup")
+    agent_home.ok("check", "4")
+    agent_home.ok("check", "4")
+    restore_state(agent_home, backup)
     assert_tampered(agent_home.cli("check", "4"), "older copy")
     assert_tampered(agent_home.cli("doctor"), "older copy")
 
@@ -143,17 +152,11 @@ def test_whoever_writes_the_anchor_can_roll_back(agent_home, tmp_path):
     """The limit in docs/agent-protocol.md: the journal restored TOGETHER with its anchor (the owner
     can write both, in the file store or in their own keyring) is not detectable."""
     agent_home.install("4", "uses", uses=5)
-    backup = tmp_path / "db"
-    backup.mkdir()
-    for path in agent_home.db_files():
-        shutil.copy2(path, backup / path.name)
+    backup = copy_state(agent_home, tmp_path / "db")
     saved_anchor = open_secret_store(agent_home.home).get_anchor()
     agent_home.ok("check", "4")
     agent_home.ok("check", "4")
-    for path in agent_home.db_files():
-        path.unlink()
-    for path in backup.iterdir():
-        shutil.copy2(path, agent_home.home / path.name)
+    restore_state(agent_home, backup)
     store = open_secret_store(agent_home.home)
     if store.name == "file":
         (agent_home.home / "anchor").unlink()       # both slots, then only the saved one
