@@ -1,9 +1,11 @@
-"""Request bodies of the store (strict: unknown fields and wrong types are 422)."""
+"""The store's models: request bodies (strict: unknown fields and wrong types
+are 422) and, below them, the answers (one family per entity)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from .common import Id, StrictModel
 
@@ -90,3 +92,299 @@ class OfferPut(StrictModel):
     low_threshold: Annotated[int, Field(ge=0, le=1_000_000_000)] | None = Field(
         None, description="'running low' warning: seconds for time, a count otherwise")
     active: bool = True
+
+
+# ---------------------------------------------------------------- responses
+#
+# Plain BaseModel (not StrictModel): these describe what the server sends.
+# Field order is the order the services build their dicts in, so the JSON
+# keeps its key order. Keys the services sometimes leave out are optional
+# fields with a default; their routes use `response_model_exclude_unset=True`,
+# so an absent key stays absent (never `null`). Nullable keys that are always
+# present (`license_id`, `latest_version`, `expires_at` ...) have no default.
+# Datetimes are aware UTC, written RFC 3339 by pydantic ("...Z") as before
+# (POST /v1/orders and POST /v1/devices answer through jsonable_encoder: "+00:00").
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def Absent(description: str):  # noqa: N802  (reads like a type in the models below)
+    """A key the service leaves out in some answers: typed, not nullable, no
+    `default: null` in the schema; absent from the JSON when not set."""
+    return Field(None, description=description, json_schema_extra=_no_default)
+
+
+LicenseKind = Literal["permanent", "time", "uses", "processings"]
+Action = Literal["new", "extend", "convert"]
+
+
+# -- catalog
+
+class CategoryOut(BaseModel):
+    """A category as the admin routes answer it."""
+
+    id: int
+    name: str
+    description: str
+    position: int
+
+
+class CategoryListed(CategoryOut):
+    """GET /v1/categories: with the number of active products."""
+
+    product_count: int
+
+
+class TierOut(BaseModel):
+    quantity: int = Field(description="days, uses or processings granted")
+    tokens: int
+    cash_cents: int
+
+
+class OfferOut(BaseModel):
+    """`purchase`/`convert` carry `tokens, cash_cents`; rentals carry `tiers, unit`.
+    The other pair is absent (not null)."""
+
+    id: int
+    product_id: int
+    kind: OfferKind
+    active: bool
+    low_threshold: int | None
+    tiers: list[TierOut] = Absent("rentals only")
+    unit: Literal["days", "uses", "processings"] = Absent("rentals only")
+    tokens: int | None = Absent("purchase and convert only")
+    cash_cents: int = Absent("purchase and convert only")
+
+
+class VersionOut(BaseModel):
+    id: int
+    version: str
+    file_name: str
+    sha256: str
+    size: int
+    signed_package: bool
+    published_at: datetime
+
+
+class ProductOut(BaseModel):
+    id: int
+    name: str
+    category_id: int
+    description: str
+    publisher: str
+    on_sale: bool
+    active: bool
+    store_url: str
+    offers: list[OfferOut]
+    latest_version: VersionOut | None
+    token_price_cents: int
+
+
+class ProductDetailOut(ProductOut):
+    """GET /v1/products/{id}: with every published version, newest first."""
+
+    versions: list[VersionOut]
+
+
+class VendorKeyEntry(BaseModel):
+    kid: str
+    public_key: str = Field(description="base64 raw Ed25519")
+    current: bool
+    retired_at: datetime | None = Field(None, description="absent on the current key",
+                                        json_schema_extra=_no_default)
+
+
+class VendorKeyOut(BaseModel):
+    kid: str = Field(description="the key new codes and packages are signed with")
+    public_key: str = Field(description="base64 raw Ed25519")
+    keys: list[VendorKeyEntry] = Field(description="every key the agent should trust, the current one first")
+
+
+# -- devices
+
+class DeviceOut(BaseModel):
+    id: int
+    device_id: str = Field(description="hex of the first 16 bytes of SHA-256 of the public key")
+    name: str
+    public_key: str = Field(description="base64 raw X25519")
+    created_at: datetime
+
+
+class DeviceListed(DeviceOut):
+    """GET /v1/devices: with the number of licenses bound to the device."""
+
+    license_count: int
+
+
+class DeviceInUseOut(BaseModel):
+    detail: str
+    license_count: int
+
+
+# -- quotes, orders, receipts, the saved order list
+
+class QuoteItemOut(BaseModel):
+    offer_id: int
+    product_id: int
+    product_name: str
+    kind: OfferKind
+    quantity: int | None
+    tokens: int
+    cash_cents: int
+    action: Action
+    license_id: int | None = Field(description="the license extended or converted; null for a new one")
+    on_sale: bool
+
+
+class QuoteOut(BaseModel):
+    """FIG 8: RT, AT and what would remain."""
+
+    required_tokens: int
+    available_tokens: int
+    remaining_tokens: int
+    payable: bool
+    shortage: int
+    cash_cents: int
+    token_price_cents: int
+    account_status: str
+    exact_actions: bool
+    device_id: str | None
+    items: list[QuoteItemOut]
+
+
+class ReceiptItemOut(BaseModel):
+    offer_id: int
+    product_id: int
+    product_name: str
+    kind: OfferKind
+    action: Action
+    quantity: int | None
+    tokens: int
+    cash_cents: int
+    license_id: int
+
+
+class DeliveryOut(BaseModel):
+    """FIG 9: one per license changed. A product not in `installed_product_ids`
+    (with a published version) also gets `download_url, version, sha256, size,
+    file_name`; an installed one has none of these keys."""
+
+    product_id: int
+    product_name: str
+    license_id: int
+    serial: int
+    kind: LicenseKind
+    device_id: str
+    kid: str
+    authorization_code: str
+    installed: bool
+    download_url: str = Absent("only when not installed")
+    version: str = Absent("only when not installed")
+    sha256: str = Absent("only when not installed")
+    size: int = Absent("only when not installed")
+    file_name: str = Absent("only when not installed")
+
+
+class ReceiptOut(BaseModel):
+    id: int
+    status: str
+    created_at: datetime
+    device_id: str
+    required_tokens: int
+    available_tokens: int
+    remaining_tokens: int
+    balance_after: int
+    token_price_cents: int
+    cash_cents: int
+    items: list[ReceiptItemOut]
+    deliveries: list[DeliveryOut]
+
+
+class AdminReceiptOut(ReceiptOut):
+    user_id: int
+
+
+class ShortageOut(BaseModel):
+    """402: short of tokens (FIG 8's numbers)."""
+
+    detail: str
+    required_tokens: int
+    available_tokens: int
+    shortage: int
+
+
+class OrderListItemOut(BaseModel):
+    """A saved item as it was put: `quantity` and `license_id` only when given."""
+
+    offer_id: int
+    quantity: int = Absent("absent when not given")
+    license_id: int = Absent("absent when not given")
+
+
+class OrderListOut(BaseModel):
+    items: list[OrderListItemOut]
+    updated_at: datetime | None
+
+
+# -- licenses
+
+class LicenseOut(BaseModel):
+    """A license and the totals granted."""
+
+    id: int
+    product_id: int
+    product_name: str
+    kind: LicenseKind
+    serial: int
+    device_id: str | None
+    device_name: str | None
+    starts_at: datetime
+    expires_at: datetime | None
+    uses: int | None
+    processings: int | None
+    low_threshold: int | None
+    store_url: str
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class LicenseCodeOut(BaseModel):
+    license_id: int
+    product_id: int
+    serial: int
+    device_id: str
+    kid: str
+    authorization_code: str
+
+
+class WrongDeviceOut(BaseModel):
+    """409: the license is bound to another of the owner's devices."""
+
+    detail: str
+    bound_device_id: str
+
+
+# -- admin
+
+class KeyRotatedOut(BaseModel):
+    kid: str
+    public_key: str = Field(description="base64 raw Ed25519")
+    previous_kid: str
+    created_at: datetime
+
+
+class SalesLineOut(BaseModel):
+    product_id: int
+    product_name: str
+    kind: OfferKind
+    items_sold: int
+    tokens: int
+    cash_cents: int
+
+
+class SalesReportOut(BaseModel):
+    orders: int
+    tokens: int
+    lines: list[SalesLineOut]

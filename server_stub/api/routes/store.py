@@ -13,7 +13,11 @@ from sqlalchemy import select
 
 from ...models.store import License, ProductVersion
 from ...schemas.common import MAX_ID, ErrorOut
-from ...schemas.store import DeviceCreate, DeviceRename, OrderCreate, OrderListPut, QuoteCreate
+from ...schemas.store import (
+    CategoryListed, DeviceCreate, DeviceInUseOut, DeviceListed, DeviceOut, DeviceRename, LicenseCodeOut,
+    LicenseOut, OrderCreate, OrderListOut, OrderListPut, ProductDetailOut, ProductOut, QuoteCreate, QuoteOut,
+    ReceiptOut, ShortageOut, VendorKeyOut, WrongDeviceOut,
+)
 from ...services import catalog, devices, licenses, orders, signing_keys
 from ...services.errors import ApiError, Forbidden, NotFound
 from ...services.idempotency import committed_answer, run_idempotent
@@ -23,24 +27,28 @@ router = APIRouter(tags=["store"])
 
 DevicePath = Annotated[str, Query(pattern=r"^[0-9a-f]{32}$")]
 _ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+# Answers with keys that are sometimes absent (offers' tiers/unit or tokens/cash_cents,
+# deliveries' download fields, saved items' quantity/license_id, a current key's
+# retired_at) are serialized with exclude_unset: an absent key stays absent.
+_SPARSE = {"response_model_exclude_unset": True}
 
 
 # ---------------------------------------------------------------- catalog
 
-@router.get("/categories")
-def categories(db: DbSession) -> list[dict]:
+@router.get("/categories", response_model=list[CategoryListed])
+def categories(db: DbSession):
     """FIG 6: the vendor's software categories, in display order."""
     return catalog.list_categories(db)
 
 
-@router.get("/products")
-def products(db: DbSession, category_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> list[dict]:
+@router.get("/products", response_model=list[ProductOut], **_SPARSE)
+def products(db: DbSession, category_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
     """FIG 7: products with their offers (tokens and cash equivalent)."""
     return catalog.list_products(db, category_id)
 
 
-@router.get("/products/{product_id}", responses=_ERRORS)
-def product(product_id: IdPath, db: DbSession) -> dict:
+@router.get("/products/{product_id}", response_model=ProductDetailOut, responses=_ERRORS, **_SPARSE)
+def product(product_id: IdPath, db: DbSession):
     p = catalog.get_product(db, product_id)
     out = catalog.product_views(db, [p])[0]
     rows = db.scalars(select(ProductVersion).where(ProductVersion.product_id == p.id)
@@ -49,8 +57,8 @@ def product(product_id: IdPath, db: DbSession) -> dict:
     return out
 
 
-@router.get("/vendor-key")
-def vendor_key(db: DbSession) -> dict:
+@router.get("/vendor-key", response_model=VendorKeyOut, **_SPARSE)
+def vendor_key(db: DbSession):
     """The key new codes are signed with (`kid`, `public_key`: base64 raw
     Ed25519) and every key the agent should trust (`keys`)."""
     keys = signing_keys.trusted_keys(db)
@@ -103,23 +111,27 @@ def _licensed_version(db, user, product_id: int, version_id: int | None) -> Prod
     return v
 
 
-_DL_RESPONSES = {206: {"description": "a byte range"}, 304: {"description": "not modified"},
+_DL_RESPONSES = {200: {"description": "the file", "content": {"application/octet-stream": {
+                     "schema": {"type": "string", "format": "binary"}}}},
+                 206: {"description": "a byte range"}, 304: {"description": "not modified"},
                  403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+# The answer is the file (a FileResponse): documented as octet-stream, not JSON.
+_DL = {"responses": _DL_RESPONSES, "response_class": Response}
 
 
 # GET and HEAD registered separately: one api_route with both methods gives
 # two OpenAPI operations with the same operationId (an invalid document).
-@router.get("/products/{product_id}/download", responses=_DL_RESPONSES, operation_id="download_latest")
-@router.head("/products/{product_id}/download", responses=_DL_RESPONSES, operation_id="download_latest_head")
+@router.get("/products/{product_id}/download", **_DL, operation_id="download_latest")
+@router.head("/products/{product_id}/download", **_DL, operation_id="download_latest_head")
 def download_latest(product_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
     """The latest published file of a product. HTTP Range and If-Range resume a
     download; the ETag is the file's SHA-256."""
     return _file_answer(request, _licensed_version(db, user, product_id, None))
 
 
-@router.get("/products/{product_id}/versions/{version_id}/download", responses=_DL_RESPONSES,
+@router.get("/products/{product_id}/versions/{version_id}/download", **_DL,
             operation_id="download_version")
-@router.head("/products/{product_id}/versions/{version_id}/download", responses=_DL_RESPONSES,
+@router.head("/products/{product_id}/versions/{version_id}/download", **_DL,
              operation_id="download_version_head")
 def download_version(product_id: IdPath, version_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
     return _file_answer(request, _licensed_version(db, user, product_id, version_id))
@@ -127,27 +139,31 @@ def download_version(product_id: IdPath, version_id: IdPath, request: Request, u
 
 # ---------------------------------------------------------------- devices
 
-@router.post("/devices", status_code=201, responses=_ERRORS)
+@router.post("/devices", status_code=201, response_model=DeviceOut,
+             responses={200: {"model": DeviceOut, "description": "the same key again: the same device, renamed"},
+                        **_ERRORS})
 def register_device(body: DeviceCreate, user: CurrentUser, db: WriteDb):
     """Register this computer's X25519 public key. The same key again answers
     200 with the same device (the name is updated)."""
     d, created = devices.register(db, user.id, body.public_key, body.name)
     view = devices.device_view(d)
     db.commit()
+    # A Response returned as is: response_model documents it, FastAPI does not re-validate it.
     return JSONResponse(status_code=201 if created else 200, content=_json(view))
 
 
-@router.get("/devices")
-def list_devices(user: CurrentUser, db: DbSession) -> list[dict]:
+@router.get("/devices", response_model=list[DeviceListed])
+def list_devices(user: CurrentUser, db: DbSession):
     return devices.list_devices(db, user.id)
 
 
-@router.patch("/devices/{device_id}", responses=_ERRORS)
-def rename_device(device_id: str, body: DeviceRename, user: CurrentUser, db: WriteDb) -> dict:
+@router.patch("/devices/{device_id}", response_model=DeviceOut, responses=_ERRORS)
+def rename_device(device_id: str, body: DeviceRename, user: CurrentUser, db: WriteDb):
     return devices.device_view(devices.rename(db, user.id, device_id, body.name))
 
 
-@router.delete("/devices/{device_id}", status_code=204, responses=_ERRORS)
+@router.delete("/devices/{device_id}", status_code=204,
+               responses={**_ERRORS, 409: {"model": DeviceInUseOut, "description": "licenses are bound to it"}})
 def remove_device(device_id: str, user: CurrentUser, db: WriteDb):
     devices.remove(db, user.id, device_id)
     return Response(status_code=204)
@@ -155,16 +171,16 @@ def remove_device(device_id: str, user: CurrentUser, db: WriteDb):
 
 # ---------------------------------------------------------------- quotes, orders
 
-@router.post("/quotes", responses=_ERRORS)
-def quote(body: QuoteCreate, user: CurrentUser, db: DbSession) -> dict:
+@router.post("/quotes", response_model=QuoteOut, responses=_ERRORS)
+def quote(body: QuoteCreate, user: CurrentUser, db: DbSession):
     """FIG 8: RT, AT and what would remain, item by item. Moves nothing."""
     from ...models.user import User
 
     return orders.quote(db, db.get(User, user.id), body.items, body.device_id)
 
 
-@router.post("/orders", status_code=201,
-             responses={402: {"model": ErrorOut, "description": "short of tokens: RT, AT, shortage"},
+@router.post("/orders", status_code=201, response_model=ReceiptOut,
+             responses={402: {"model": ShortageOut, "description": "short of tokens: RT, AT, shortage"},
                         403: {"model": ErrorOut, "description": "inactive account"}, **_ERRORS})
 def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 9, 10: hold the tokens, create or extend the licenses, issue their
@@ -182,30 +198,32 @@ def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: Idempoten
         outcome = committed_answer(user.id, idempotency_key, scope, payload)
         if outcome is None:
             raise
+    # The stored (or replayed) answer as is: response_model documents it, FastAPI
+    # does not re-validate a Response (the receipt is built by orders.receipt).
     return JSONResponse(status_code=outcome.status_code, content=outcome.body)
 
 
-@router.get("/orders")
+@router.get("/orders", response_model=list[ReceiptOut], **_SPARSE)
 def my_orders(user: CurrentUser, db: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 100,
-              before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> list[dict]:
+              before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
     """The user's receipts, newest first."""
     return orders.list_orders(db, user.id, limit, before_id)
 
 
-@router.get("/orders/{order_id}", responses=_ERRORS)
-def my_order(order_id: IdPath, user: CurrentUser, db: DbSession) -> dict:
+@router.get("/orders/{order_id}", response_model=ReceiptOut, responses=_ERRORS, **_SPARSE)
+def my_order(order_id: IdPath, user: CurrentUser, db: DbSession):
     """A receipt: items, tokens, cash equivalent, balance after, deliveries."""
     return orders.receipt(db, orders.owned_order(db, user.id, order_id))
 
 
-@router.get("/order-list")
-def get_order_list(user: CurrentUser, db: DbSession) -> dict:
+@router.get("/order-list", response_model=OrderListOut, **_SPARSE)
+def get_order_list(user: CurrentUser, db: DbSession):
     """FIG 10 step 907: the saved, uncompleted order list."""
     return orders.get_order_list(db, user.id)
 
 
-@router.put("/order-list", responses=_ERRORS)
-def put_order_list(body: OrderListPut, user: CurrentUser, db: WriteDb) -> dict:
+@router.put("/order-list", response_model=OrderListOut, responses=_ERRORS, **_SPARSE)
+def put_order_list(body: OrderListPut, user: CurrentUser, db: WriteDb):
     """Save the order list (an empty list clears it). Placing an order clears it."""
     return orders.put_order_list(db, user.id, [i.model_dump(exclude_none=True) for i in body.items])
 
@@ -218,22 +236,23 @@ def clear_order_list(user: CurrentUser, db: WriteDb):
 
 # ---------------------------------------------------------------- licenses
 
-@router.get("/licenses")
-def my_licenses(user: CurrentUser, db: DbSession) -> list[dict]:
+@router.get("/licenses", response_model=list[LicenseOut])
+def my_licenses(user: CurrentUser, db: DbSession):
     """The user's licenses with their terms (totals granted)."""
     return licenses.list_licenses(db, user.id)
 
 
-@router.get("/licenses/{license_id}", responses=_ERRORS)
-def my_license(license_id: IdPath, user: CurrentUser, db: DbSession) -> dict:
+@router.get("/licenses/{license_id}", response_model=LicenseOut, responses=_ERRORS)
+def my_license(license_id: IdPath, user: CurrentUser, db: DbSession):
     from ...models.store import Device
 
     lic = licenses.owned(db, user.id, license_id)
     return licenses.license_view(lic, db.get(Device, lic.device_pk))
 
 
-@router.get("/licenses/{license_id}/code", responses=_ERRORS)
-def license_code(license_id: IdPath, device_id: DevicePath, user: CurrentUser, db: DbSession) -> dict:
+@router.get("/licenses/{license_id}/code", response_model=LicenseCodeOut,
+            responses={**_ERRORS, 409: {"model": WrongDeviceOut, "description": "bound to another of your devices"}})
+def license_code(license_id: IdPath, device_id: DevicePath, user: CurrentUser, db: DbSession):
     """A fresh code with the license's current serial and totals, for the
     registered device it is bound to."""
     return licenses.code_for(db, user.id, license_id, device_id)
