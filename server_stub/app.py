@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api.main import api_router
 from .core.config import get_settings
 from .logs import AccessLogMiddleware, setup_logging
+from .schemas.common import HealthOut
 from .services.errors import ApiError
 
 
@@ -29,9 +30,9 @@ def create_app() -> FastAPI:
                   description="Accounts, the token wallet and the store (see docs/api.md).")
     app.include_router(api_router)
 
-    @app.get("/v1/health", tags=["meta"])
-    def health() -> dict:
-        return {"status": "ok"}
+    @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
+    def health() -> HealthOut:
+        return HealthOut(status="ok")
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -26,3 +26,7 @@ class StrictModel(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
