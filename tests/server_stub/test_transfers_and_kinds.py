@@ -3,6 +3,8 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from tests.support.server import TestUser
+
 
 def send(server, sender, recipient, tokens, pin=None, full_name=None, key=None):
     headers = {"Idempotency-Key": key} if key else {}
@@ -189,3 +191,50 @@ def test_negative_draw_limit_via_cli(server):
     res = server.admin_cli("set-negative-limit", u.username, "50")
     assert '"negative_limit": 50' in res.stdout
     assert server.me(u)["tokens"]["negative_draw_limit"] == 50
+
+
+def test_vendor_settings_over_http(server_factory):
+    """The admin's wallet routes end to end: negative draw, token policy, bundles, admins."""
+    from tests.support.store import make_catalog, order, register_device
+
+    srv = server_factory()
+    admin = srv.admin()
+    cat = make_catalog(srv)
+    u = srv.new_user(tokens=100)
+    keys = register_device(srv, u)
+    items = [{"offer_id": cat.offers[("perm", "purchase")]},                      # 100 tokens
+             {"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10}]      # + 5
+    assert order(srv, u, keys, items).status_code == 402
+    r = srv.api("PATCH", f"/v1/admin/users/{u.id}", admin, json={"negative_limit": 50})
+    assert r.status_code == 200 and r.json()["negative_limit"] == 50, r.text
+    assert order(srv, u, keys, items).status_code == 201                 # 5 drawn on credit
+    me = srv.me(u)
+    assert me["available_tokens"] == -5 and me["tokens"]["negative_draw_limit"] == 50
+    assert srv.api("PATCH", f"/v1/admin/users/{u.id}", admin, json={"negative_limit": 4}).status_code == 409
+    assert srv.me(u)["tokens"]["negative_draw_limit"] == 50               # refused: nothing changed
+    v = srv.register()
+    assert send(srv, u, v, 1).status_code == 402                          # credit is not transferable
+    # the token price and the minimum
+    r = srv.api("PUT", "/v1/admin/token-policy", admin, json={"token_price_cents": 12, "min_tokens": 30})
+    assert r.status_code == 200 and (r.json()["token_price_cents"], r.json()["min_tokens"]) == (12, 30)
+    assert srv.api("GET", "/v1/token-offers").json()["token_price_cents"] == 12
+    product = srv.api("GET", f"/v1/products/{cat.products['perm']}").json()
+    assert product["offers"][0]["cash_cents"] == 1200                    # 100 tokens at 12 cents
+    # a bundle, then changed and withdrawn
+    r = srv.api("PUT", "/v1/admin/bundles", admin, json={"name": "Platinum", "tokens": 500,
+                                                         "discount_percent": 15, "active": True})
+    assert r.status_code == 200, r.text
+    bundle = next(b for b in srv.api("GET", "/v1/token-offers").json()["bundles"] if b["name"] == "Platinum")
+    assert (bundle["tokens"], bundle["list_price_cents"], bundle["price_cents"]) == (500, 6000, 5100)
+    srv.api("PUT", "/v1/admin/bundles", admin, json={"name": "Platinum", "tokens": 500,
+                                                     "discount_percent": 15, "active": False})
+    assert "Platinum" not in [b["name"] for b in srv.api("GET", "/v1/token-offers").json()["bundles"]]
+    # another admin, who can use admin routes; a user still cannot
+    r = srv.api("POST", "/v1/admin/admins", admin, json={
+        "username": "second_admin", "password": "another long pass", "pin": "4321",
+        "full_name": "Second Admin", "email": "second@tokenrent.example"})
+    assert r.status_code == 201, r.text
+    second = srv.sign_in(TestUser("second_admin", "another long pass", "4321", "Second Admin"))
+    assert srv.api("GET", "/v1/admin/users", second).status_code == 200
+    assert srv.api("GET", "/v1/admin/users", u).status_code == 403
+    assert srv.ledger_check()["ok"]
