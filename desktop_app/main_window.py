@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QPushButton, QStackedWidget,
-                               QStyle, QSystemTrayIcon, QVBoxLayout, QWidget)
+                               QVBoxLayout, QWidget)
 
 from desktop_app.store.page import StorePage
 from desktop_app.widgets.common import Banner
@@ -66,10 +66,9 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.setTabOrder(self.nav, self.pages)
 
-        self.tray = None
-        if QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = QSystemTrayIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_ComputerIcon), self)
-            self.tray.show()
+        from desktop_app.notifier import Notifier
+        self.notifier = Notifier(self, self.banner)     # tray, else notify-send, else the banner only
+        self.notifier.linkActivated.connect(self.open_link)
 
         # wiring
         self.store.addToOrder.connect(self.add_to_order)
@@ -103,6 +102,7 @@ class MainWindow(QMainWindow):
             else:
                 from desktop_app.settings.page import SettingsPage
                 page = SettingsPage(self.state, self.demo_url)
+                page.notifications.setText(self.notifier.describe())   # which backend notices use
             placeholder = self.pages.widget(index)
             current = self.pages.currentIndex()
             self.pages.insertWidget(index, page)
@@ -235,17 +235,19 @@ class MainWindow(QMainWindow):
         self.state.cache.save()
 
     # -- notifications ------------------------------------------------------------
+    def open_link(self, link: str) -> bool:
+        """A tokenrent://product/ID link (from a notice) opens that product's page."""
+        from desktop_app.app import product_from_link
+        product_id = product_from_link(link)
+        if product_id is None:
+            return False
+        self.showNormal()
+        self.raise_()
+        self.activateWindow()
+        return self.open_product(product_id)
+
     def notify_low(self, entry) -> None:
+        """A rental crossed its running-low threshold (AppState says so once per crossing)."""
+        from desktop_app.notifier import product_link
         text = f"{entry.name}: {entry.left_text()}. Extend it in the Library to keep going."
-        self.banner.show_message(text, "warning")
-        title = "TokenRent: rental running low"
-        if self.tray is not None and QSystemTrayIcon.supportsMessages():
-            self.tray.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning)
-            return
-        import shutil
-        notify_send = shutil.which("notify-send")     # freedesktop notifications without a tray
-        if notify_send:
-            import subprocess
-            from desktop_app.api.worker import run_async
-            run_async(lambda: subprocess.run([notify_send, "--app-name=TokenRent", title, text],
-                                             capture_output=True, timeout=10), None, lambda _e: None)
+        self.notifier.notify("TokenRent: rental running low", text, product_link(entry.product_id))

@@ -56,7 +56,7 @@ class AppState(QObject):
         self.entries = []
         self._pending_retries: list[Callable[[], None]] = []
         self._session_user = settings.last_username   # whose work the caches and retries hold
-        self._notified_low: set[str] = set()
+        self._low_now: set[str] = set()    # licenses known to be under their threshold
 
     # -- background calls ---------------------------------------------------
     def call(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,
@@ -326,10 +326,15 @@ class AppState(QObject):
             self.cache.record(licenses, status, {str(e.license_id): e.left for e in self.entries
                                                  if e.left is not None})
         self.libraryChanged.emit()
+        # one notice per threshold crossing, not per poll: a license notifies when it goes
+        # from above to under its threshold; an extension (back above) arms it again
         for e in self.entries:
-            if e.low and str(e.license_id) not in self._notified_low:
-                self._notified_low.add(str(e.license_id))
+            key = str(e.license_id)
+            if e.low and key not in self._low_now:
+                self._low_now.add(key)
                 self.lowRental.emit(e)
+            elif not e.low and e.left is not None:
+                self._low_now.discard(key)
 
     def installed_product_ids(self) -> set[str]:
         return {str(e.product_id) for e in self.entries if e.installed}

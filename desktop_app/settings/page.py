@@ -39,6 +39,9 @@ class SettingsPage(QWidget):
         self.agent_health.setWordWrap(True)
         form.addRow("License agent:", self.agent_health)
         run_async(state.agent.doctor, self._agent_health, lambda e: self.agent_health.setText(e.user_message))
+        self.notifications = QLabel("…", objectName="settings_notifications")
+        self.notifications.setWordWrap(True)
+        form.addRow("Notifications:", self.notifications)
         self.session_storage = QLabel("…")
         form.addRow("Session storage:", self.session_storage)
         # asking the OS for its keyring is slow: off the UI thread

@@ -23,8 +23,21 @@ class Banner(QLabel):
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hide()
 
-    def show_message(self, text: str, style: str = "info") -> None:
-        self.setText(text)
+    def show_message(self, text: str, style: str = "info", link: tuple[str, str] | None = None) -> None:
+        """``link``: (href, words) shown after the text; a click emits linkActivated(href)."""
+        if link is None:
+            self.setTextFormat(Qt.TextFormat.PlainText)
+            self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.setText(text)
+        else:
+            import html
+            href, words = link
+            self.setTextFormat(Qt.TextFormat.RichText)
+            self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                         | Qt.TextInteractionFlag.LinksAccessibleByMouse
+                                         | Qt.TextInteractionFlag.LinksAccessibleByKeyboard)
+            self.setText(f'{html.escape(text)} <a href="{html.escape(href, quote=True)}">'
+                         f'{html.escape(words)}</a>')
         self.setStyleSheet(self.STYLES.get(style, "") + "padding:6px;border-radius:4px;")
         self.setAccessibleName(text)
         self.show()
