@@ -1,7 +1,8 @@
 """Order list (FIG 8), confirmation (FIG 9), short of tokens (FIG 10)."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QGridLayout,
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
@@ -82,6 +83,8 @@ class OrderPage(QWidget):
         self.order_button = QPushButton("&Order…", objectName="order_submit")
         self.order_button.setDefault(True)
         self.remove_button.clicked.connect(self.remove_selected)
+        self.table.installEventFilter(self)    # Delete in the table removes the selected items
+        self._fitting = False            # FIG 10 "remove items": guiding the user until the order fits
         self.save_button.clicked.connect(lambda: self.save_for_later())
         self.order_button.clicked.connect(self.start_order)
 
@@ -123,6 +126,44 @@ class OrderPage(QWidget):
         if not rows and self.table.currentIndex().isValid():
             rows = [self.table.currentIndex().row()]
         self.model.remove_rows(rows)
+        if self.model.rowCount() and self._fitting:
+            self.select_row(min(min(rows, default=0), self.model.rowCount() - 1))
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.table and event.type() == QEvent.Type.KeyPress \
+                and event.matches(QKeySequence.StandardKey.Delete) \
+                and self.table.state() != QAbstractItemView.State.EditingState:
+            self.remove_selected()
+            return True
+        return super().eventFilter(watched, event)
+
+    def select_row(self, row: int) -> None:
+        index = self.model.index(row, 0)
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def start_removing(self) -> None:
+        """FIG 10 "remove items": the order table, its first item selected, and a hint that
+        follows RT / AT live until the order fits."""
+        self._fitting = True
+        if self.model.rowCount():
+            self.select_row(0)
+        self.update_totals()
+
+    def _fitting_hint(self, rt: int, at: int) -> None:
+        pricing = self.state.pricing
+        if not self.model.rowCount():
+            self._fitting = False
+            self.banner.show_message("Your order list is empty.", "info")
+        elif at >= rt:
+            self._fitting = False
+            self.banner.show_message(f"The order fits now: {pricing.tokens_text(at - rt)} left after it. "
+                                     "Press “Order…” to place it.", "success")
+            self.order_button.setFocus(Qt.FocusReason.OtherFocusReason)
+        else:
+            self.banner.show_message(f"Still short of {pricing.tokens_text(rt - at)}: select an item and press "
+                                     "Delete (or “Remove selected”) until the order fits.", "warning")
 
     def update_totals(self, *_args) -> None:
         rt = self.model.required_tokens()
@@ -133,6 +174,8 @@ class OrderPage(QWidget):
         self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if at < rt else ""))
         self.cash.setText(f"Order total: {pricing.tokens_text(rt)}")
         self.order_button.setEnabled(bool(self.model.rowCount()))
+        if self._fitting:
+            self._fitting_hint(rt, at)
         if self.state.me and not self.state.active:
             self.inactive_banner.show_message("Your account is not active yet: buy the minimum tokens in the "
                                               "Wallet before you order.", "warning")
@@ -200,7 +243,7 @@ class OrderPage(QWidget):
     def short_of_tokens(self, error: ShortOfTokens) -> None:
         dialog = ShortageDialog(self.state, error, self)
         self.shortage_dialog = dialog
-        dialog.removeItems.connect(self.table.setFocus)
+        dialog.removeItems.connect(self.start_removing)
         dialog.buyTokens.connect(self.goToWallet)
         dialog.saveForLater.connect(lambda: self.save_for_later())
         dialog.open()

@@ -298,3 +298,61 @@ def test_saved_list_comes_back_when_the_catalog_arrives_after_sign_in(qtbot, app
         qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
         app.window.close()
         app.stop()
+
+
+def test_shortage_remove_items_until_the_order_fits(qtbot, store_app, store_server):
+    """FIG 10 "remove items": the order table with its first item selected and a hint that
+    follows RT / AT live; removing items (Delete) until the order fits makes it orderable,
+    and it is placed for the right amount."""
+    from PySide6.QtCore import Qt
+    user = store_server.new_user(tokens=100)
+    window, state = store_app.window, store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)
+    add_from_store(qtbot, window, "Software A")                      # 100
+    add_from_store(qtbot, window, "Software D", "1,000 processings")   # 80
+    orders = window.orders
+    c = product_named(state, "Software C")
+    window.add_to_order(c, next(o for o in c["offers"] if o["kind"] == "rent_uses"), 0)   # 10 uses: 5
+    window.show_page(orders)
+    assert orders.model.required_tokens() == 185
+    orders.order_button.click()
+    orders.confirm_dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: getattr(orders, "shortage_dialog", None) is not None, timeout=30000)
+    shortage = orders.shortage_dialog
+    assert shortage.shortage == 85
+    next(b for b in shortage.findChildren(type(window.sign_button)) if b.objectName() == "shortage_remove").click()
+    assert not shortage.isVisible() and window.pages.currentWidget() is orders
+    assert [i.row() for i in orders.table.selectionModel().selectedRows()] == [0]
+    assert orders.table.currentIndex().row() == 0
+    assert "Still short of 85 tokens ($8.50)" in orders.banner.text()
+
+    def row_of(name):
+        return next(r for r in range(orders.model.rowCount()) if orders.model.line(r).product["name"] == name)
+
+    orders.select_row(row_of("Software D"))
+    qtbot.keyClick(orders.table, Qt.Key.Key_Delete)
+    assert orders.model.rowCount() == 2 and orders.model.required_tokens() == 105
+    assert (orders.labels["rt"].text(), orders.labels["at"].text(), orders.labels["left"].text()) == \
+        ("105 tokens ($10.50)", "100 tokens ($10.00)", "-5 tokens (-$0.50)")
+    assert "Still short of 5 tokens ($0.50)" in orders.banner.text()
+    assert len(orders.table.selectionModel().selectedRows()) == 1      # the next item is ready to go
+
+    orders.select_row(row_of("Software C"))
+    orders.remove_button.click()
+    assert [orders.model.line(r).product["name"] for r in range(orders.model.rowCount())] == ["Software A"]
+    assert (orders.labels["rt"].text(), orders.labels["at"].text(), orders.labels["left"].text()) == \
+        ("100 tokens ($10.00)", "100 tokens ($10.00)", "0 tokens ($0.00)")
+    assert "The order fits now: 0 tokens ($0.00) left" in orders.banner.text()
+    assert orders.order_button.isEnabled()
+
+    orders.order_button.click()
+    dialog = orders.confirm_dialog
+    qtbot.waitUntil(lambda: dialog.labels["left"].text() == "0 tokens ($0.00)", timeout=20000)   # the quote
+    assert dialog.labels["rt"].text() == "100 tokens ($10.00)"
+    dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    assert store_server.me(user)["available_tokens"] == 0
+    r = store_server.api("GET", "/v1/orders", user).json()
+    placed = r if isinstance(r, list) else r["orders"]
+    assert len(placed) == 1
