@@ -2,6 +2,8 @@
 
     .venv/bin/python docs/screenshots/take.py            # into docs/screenshots/
     QT_SCALE_FACTOR=2 .venv/bin/python docs/screenshots/take.py /tmp/shots   # high-DPI check
+    .venv/bin/python docs/screenshots/take.py --hidpi    # only store-hidpi.png: the store at scale 2,
+                                                         # 1366x728 logical (a 2732x1536 screen at 200 %)
 
 Starts a real demo server (temp SQLite) and drives the real app as the demo user:
 store, order list (FIG 8), confirmation (FIG 9), library, a stopped download, wallet, buy
@@ -16,7 +18,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent   # or another folder
+HIDPI = "--hidpi" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--hidpi"]
+OUT = Path(ARGS[0]) if ARGS else Path(__file__).resolve().parent   # or another folder
+if HIDPI:
+    os.environ["QT_SCALE_FACTOR"] = "2"          # before any QApplication exists
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENRENT_ARGON2_MEMORY_KIB", "8192")
@@ -61,12 +67,13 @@ def main() -> int:
     try:
         store.start()
         window, state = store.window, store.state
-        window.resize(1240, 780)
+        window.resize(*((1366, 728) if HIDPI else (1240, 780)))
         wait(lambda: store.ready)
         dialog = window.sign_in_dialog
         dialog.username.setText("demo")
         dialog.password.setText("demo-pass-1")
-        shot(dialog, "sign-in")
+        if not HIDPI:
+            shot(dialog, "sign-in")
         dialog.submit()
         wait(lambda: state.me is not None and state.device_id is not None)
         window.banner.clear_message()
@@ -80,6 +87,9 @@ def main() -> int:
         window.store.category_view.setCurrentIndex(cat_model.index(row))
         window.open_product(product("Software D")["id"])
         window.store.category_view.setCurrentIndex(cat_model.index(row))
+        if HIDPI:
+            shot(window, "store-hidpi")
+            return 0
         shot(window, "store")
 
         def add(name, tier=None):
