@@ -360,16 +360,17 @@ def plan_transferable(db: Session, user: User, tokens: int) -> SpendPlan:
 
 # ---------------------------------------------------------------- holds
 
-def hold(db: Session, user: User, lines: Sequence[SpendLine], reference: str) -> LedgerHold:
+def hold(db: Session, user: User, lines: Sequence[SpendLine], reference: str, memo: str = "") -> LedgerHold:
     """Reserve tokens for an order (caller holds the user's lock: lock_wallets).
-    Post it when the licenses are issued, void it if issuing fails."""
+    Post it when the licenses are issued, void it if issuing fails. `memo` is
+    what the user's statement says (the hold is the line that takes the tokens)."""
     plan = plan_spend(db, user, lines)
     h = LedgerHold(user_id=user.id, amount=plan.total, status=HOLD_HELD, reference=reference[:100])
     db.add(h)
     db.flush()
     dest = hold_account(db, user.id)
     for lot, n in plan.takes:
-        post_transfer(db, lot, dest, n, "hold", f"held for {reference}", hold_id=h.id)
+        post_transfer(db, lot, dest, n, "hold", memo or f"held for {reference}", hold_id=h.id)
     return h
 
 

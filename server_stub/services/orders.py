@@ -241,7 +241,9 @@ def place_order(db: Session, user_id: int, items, device_id: str, installed_prod
                   token_price_cents=price, cash_cents=cash_cents(plan.required, price), created_at=now)
     db.add(order)
     db.flush()
-    hold = ledger.hold(db, user, plan.spend_lines(), reference=f"order:{order.id}")  # 402 when short
+    what = ", ".join(dict.fromkeys(i.product.name for i in plan.items))
+    hold = ledger.hold(db, user, plan.spend_lines(), reference=f"order:{order.id}",  # 402 when short
+                       memo=f"order {order.id}: {what}")
     try:
         codes = _apply(db, user_id, plan, device, now)
     except BaseException:

@@ -55,6 +55,9 @@ def test_fig8_fig9_example_through_the_api_and_into_the_real_agent(server_factor
     body = r.json()
     assert (body["required_tokens"], body["available_tokens"], body["balance_after"]) == (180, 500, 320)
     assert available(srv, demo) == 320
+    # the statement says what the tokens bought
+    spent = [e for e in srv.api("GET", "/v1/ledger", demo).json()["entries"] if e["tokens"] == -180]
+    assert [e["memo"] for e in spent] == [f"order {body['id']}: Software A, Software D"]
     deliveries = {x["product_id"]: x for x in body["deliveries"]}
     assert set(deliveries) == {a["id"], d["id"]}
     assert "download_url" in deliveries[a["id"]]                      # not installed: download + code
