@@ -38,23 +38,10 @@ def main() -> int:
     os.environ["LICENSE_AGENT_HOME"] = str(tmp / "agent")
     os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
     server, cleanup = start_server("sqlite", tmp / "server", demo=True)
-    app = QApplication.instance() or QApplication([])
-    from desktop_app.api.worker import pending_jobs
+    app = QApplication.instance() or QApplication([])  # noqa: F841 (alive for the whole run)
     from desktop_app.app import Options, StoreApp
 
-    def wait(cond, timeout=60.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            app.processEvents()
-            if cond():
-                return
-            time.sleep(0.02)
-        raise TimeoutError(cond)
-
-    def settle():
-        wait(lambda: pending_jobs() == 0)
-        for _ in range(10):
-            app.processEvents()
+    from tests.support.qt_script import settle, wait_until as wait
 
     def shot(widget, name):
         settle()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,23 +61,10 @@ def clipped(widget, window) -> str | None:
 def main() -> int:
     server_url, username, password, out = sys.argv[1:5]
     from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel
-    app = QApplication.instance() or QApplication([])
-    from desktop_app.api.worker import pending_jobs
+    app = QApplication.instance() or QApplication([])  # noqa: F841 (alive for the whole run)
     from desktop_app.app import Options, StoreApp
 
-    def wait(cond, timeout=60.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            app.processEvents()
-            if cond():
-                return
-            time.sleep(0.02)
-        raise TimeoutError(getattr(cond, "__name__", "condition"))
-
-    def settle():
-        wait(lambda: pending_jobs() == 0)
-        for _ in range(10):
-            app.processEvents()
+    from tests.support.qt_script import settle, wait_until as wait
 
     store = StoreApp(Options(server=server_url))
     report = {"screens": {}, "problems": []}
