@@ -17,6 +17,14 @@ def store_server(tmp_path_factory):
 
 
 @pytest.fixture
+def own_server(tmp_path):
+    """A demo-data server of the test's own, for tests that stop and start it."""
+    srv, cleanup = start_server("sqlite", tmp_path / "own-server", demo=True)
+    yield srv
+    cleanup()
+
+
+@pytest.fixture
 def app_home(tmp_path, monkeypatch):
     """Every file of the app and of the agent under tmp_path; no keyring."""
     monkeypatch.setenv("TOKENRENT_HOME", str(tmp_path / "home"))

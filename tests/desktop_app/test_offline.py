@@ -4,18 +4,8 @@ by itself, the banner goes and the store fills. A real server of its own, stoppe
 started again."""
 from __future__ import annotations
 
-import pytest
-
 from desktop_app.app import Options, StoreApp
 from tests.desktop_app.conftest import close_app, sign_in
-from tests.support.server import start_server
-
-
-@pytest.fixture
-def own_server(tmp_path):
-    srv, cleanup = start_server("sqlite", tmp_path / "own-server", demo=True)
-    yield srv
-    cleanup()
 
 
 def test_back_online_after_starting_offline(qtbot, app_home, own_server):

@@ -21,7 +21,6 @@ import pytest
 
 from desktop_app.app import Options, StoreApp
 from tests.desktop_app.conftest import close_app, sign_in
-from tests.support.server import start_server
 
 KEY = re.compile(rb"^idempotency-key:\s*(\S+)\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -104,13 +103,6 @@ class Relay:
             server.close()
 
 
-@pytest.fixture
-def own_server(tmp_path):
-    srv, cleanup = start_server("sqlite", tmp_path / "own-server", demo=True)
-    yield srv
-    cleanup()
-
-
 def idempotency_keys_on_server(srv, user_id: int) -> list[str]:
     """The server's own idempotency records for this user (its SQLite file, read-only)."""
     path = srv.db_url.removeprefix("sqlite:///")
@@ -122,6 +114,18 @@ def idempotency_keys_on_server(srv, user_id: int) -> list[str]:
 def orders_of(srv, user):
     r = srv.api("GET", "/v1/orders", user).json()
     return r if isinstance(r, list) else r["orders"]
+
+
+@pytest.fixture
+def relayed_app(qtbot, app_home, own_server):
+    """The storefront talking to own_server through a Relay, and a funded user."""
+    relay = Relay(own_server.port)
+    user = own_server.new_user(tokens=500)
+    app = StoreApp(Options(server=relay.url))
+    app.start()
+    yield relay, user, app
+    close_app(qtbot, app)
+    relay.close()
 
 
 def open_confirmation(qtbot, app, srv, user):
@@ -141,57 +145,43 @@ def open_confirmation(qtbot, app, srv, user):
     return orders, dialog
 
 
-def test_try_again_after_the_server_stopped_mid_order(qtbot, app_home, own_server):
-    relay = Relay(own_server.port)
-    user = own_server.new_user(tokens=500)
-    app = StoreApp(Options(server=relay.url))
-    app.start()
-    try:
-        orders, dialog = open_confirmation(qtbot, app, own_server, user)
-        own_server.stop()                                        # the store goes away mid-order
-        dialog.confirm_button.click()
-        qtbot.waitUntil(lambda: dialog.confirm_button.isEnabled(), timeout=30000)
-        assert dialog.confirm_button.text() == "&Try again" and dialog.isVisible() and not dialog.placing
-        assert "Trying again will not buy twice" in dialog.banner.text()
-        assert len(relay.order_keys) == 1 and relay.order_keys[0] == dialog.idempotency_key
+def test_try_again_after_the_server_stopped_mid_order(qtbot, relayed_app, own_server):
+    relay, user, app = relayed_app
+    orders, dialog = open_confirmation(qtbot, app, own_server, user)
+    own_server.stop()                                        # the store goes away mid-order
+    dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: dialog.confirm_button.isEnabled(), timeout=30000)
+    assert dialog.confirm_button.text() == "&Try again" and dialog.isVisible() and not dialog.placing
+    assert "Trying again will not buy twice" in dialog.banner.text()
+    assert len(relay.order_keys) == 1 and relay.order_keys[0] == dialog.idempotency_key
 
-        own_server.start()                                       # back, on the same port
-        dialog.confirm_button.click()                            # Try again
-        qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
-        assert relay.order_keys == [dialog.idempotency_key] * 2  # the retry sent the same key
-        assert own_server.me(user)["available_tokens"] == 400
-        assert len(orders_of(own_server, user)) == 1
-        assert idempotency_keys_on_server(own_server, user.id).count(dialog.idempotency_key) == 1
-    finally:
-        close_app(qtbot, app)
-        relay.close()
+    own_server.start()                                       # back, on the same port
+    dialog.confirm_button.click()                            # Try again
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    assert relay.order_keys == [dialog.idempotency_key] * 2  # the retry sent the same key
+    assert own_server.me(user)["available_tokens"] == 400
+    assert len(orders_of(own_server, user)) == 1
+    assert idempotency_keys_on_server(own_server, user.id).count(dialog.idempotency_key) == 1
 
 
-def test_try_again_after_the_answer_was_lost_buys_once(qtbot, app_home, own_server):
-    relay = Relay(own_server.port)
-    user = own_server.new_user(tokens=500)
-    app = StoreApp(Options(server=relay.url))
-    app.start()
-    try:
-        orders, dialog = open_confirmation(qtbot, app, own_server, user)
-        relay.lose_next_order_answer = True
-        dialog.confirm_button.click()
-        qtbot.waitUntil(lambda: dialog.confirm_button.isEnabled(), timeout=30000)
-        assert relay.lost_answers == 1 and dialog.confirm_button.text() == "&Try again"
-        assert "ORDER CONFIRMED" not in orders.banner.text()
-        # the server did take the order: the app does not know it yet
-        assert own_server.me(user)["available_tokens"] == 400 and len(orders_of(own_server, user)) == 1
+def test_try_again_after_the_answer_was_lost_buys_once(qtbot, relayed_app, own_server):
+    relay, user, app = relayed_app
+    orders, dialog = open_confirmation(qtbot, app, own_server, user)
+    relay.lose_next_order_answer = True
+    dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: dialog.confirm_button.isEnabled(), timeout=30000)
+    assert relay.lost_answers == 1 and dialog.confirm_button.text() == "&Try again"
+    assert "ORDER CONFIRMED" not in orders.banner.text()
+    # the server did take the order: the app does not know it yet
+    assert own_server.me(user)["available_tokens"] == 400 and len(orders_of(own_server, user)) == 1
 
-        dialog.confirm_button.click()                            # Try again
-        qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
-        assert relay.order_keys == [dialog.idempotency_key] * 2
-        assert own_server.me(user)["available_tokens"] == 400    # bought once
-        placed = orders_of(own_server, user)
-        assert len(placed) == 1
-        assert idempotency_keys_on_server(own_server, user.id).count(dialog.idempotency_key) == 1
-        # the license of that one order reaches the agent
-        qtbot.waitUntil(lambda: any(e.name == "Software A" and e.agent_known for e in app.state.entries),
-                        timeout=30000)
-    finally:
-        close_app(qtbot, app)
-        relay.close()
+    dialog.confirm_button.click()                            # Try again
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    assert relay.order_keys == [dialog.idempotency_key] * 2
+    assert own_server.me(user)["available_tokens"] == 400    # bought once
+    placed = orders_of(own_server, user)
+    assert len(placed) == 1
+    assert idempotency_keys_on_server(own_server, user.id).count(dialog.idempotency_key) == 1
+    # the license of that one order reaches the agent
+    qtbot.waitUntil(lambda: any(e.name == "Software A" and e.agent_known for e in app.state.entries),
+                    timeout=30000)
