@@ -275,14 +275,19 @@ def _state(server, user):
             [o["id"] for o in server.api("GET", "/v1/orders", user).json()])
 
 
-def test_withdrawn_offer_cannot_be_ordered_and_changes_nothing(server):
+def _with_a_rental(server, offer: tuple[str, str], quantity: int):
+    """A catalog of this test's own and a user who rented from it: (catalog, admin, user,
+    device keys, the rental's license id)."""
     own = make_catalog(server)
-    admin = server.admin()
     user = server.new_user(tokens=500)
     keys = register_device(server, user)
-    r = order(server, user, keys, [{"offer_id": own.offers[("uses", "rent_uses")], "quantity": 10}])
+    r = order(server, user, keys, [{"offer_id": own.offers[offer], "quantity": quantity}])
     assert r.status_code == 201, r.text
-    rental = r.json()["deliveries"][0]["license_id"]
+    return own, server.admin(), user, keys, r.json()["deliveries"][0]["license_id"]
+
+
+def test_withdrawn_offer_cannot_be_ordered_and_changes_nothing(server):
+    own, admin, user, keys, rental = _with_a_rental(server, ("uses", "rent_uses"), 10)
     for kind in (("uses", "rent_uses"), ("perm", "purchase"), ("uses", "convert")):
         w = server.api("DELETE", f"/v1/admin/offers/{own.offers[kind]}", admin)
         assert w.status_code == 200 and w.json()["active"] is False, w.text
@@ -313,13 +318,7 @@ def test_withdrawn_offer_cannot_be_ordered_and_changes_nothing(server):
 
 
 def test_inactive_product_cannot_be_ordered_and_changes_nothing(server):
-    own = make_catalog(server)
-    admin = server.admin()
-    user = server.new_user(tokens=500)
-    keys = register_device(server, user)
-    r = order(server, user, keys, [{"offer_id": own.offers[("time", "rent_time")], "quantity": 7}])
-    assert r.status_code == 201, r.text
-    rental = r.json()["deliveries"][0]["license_id"]
+    own, admin, user, keys, rental = _with_a_rental(server, ("time", "rent_time"), 7)
     p = server.api("PATCH", f"/v1/admin/products/{own.products['time']}", admin, json={"active": False})
     assert p.status_code == 200 and p.json()["active"] is False
     before = _state(server, user)
