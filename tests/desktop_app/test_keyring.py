@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
-import os, sys, time
+import os, sys
 from pathlib import Path
 from PySide6.QtWidgets import QApplication
 app = QApplication([])
@@ -23,14 +23,7 @@ from desktop_app.api.worker import pending_jobs
 url, username, token = sys.argv[1:4]
 assert keyring_works(), "no working keyring inside the Secret Service session"
 
-def wait(cond, timeout=60):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        app.processEvents()
-        if cond():
-            return
-        time.sleep(0.02)
-    raise SystemExit("timed out")
+from tests.support.qt_script import wait_until as wait   # run with cwd = the repository
 
 first = StoreApp(Options(server=url))
 first.start()
