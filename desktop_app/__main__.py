@@ -12,7 +12,8 @@ import sys
 
 
 def parse_args(argv: list[str] | None = None):
-    from desktop_app.app import Options, product_from_link
+    from desktop_app.app import Options
+    from license_agent.codes import product_of_store_link
     parser = argparse.ArgumentParser(prog="tokenrent", description="TokenRent desktop storefront")
     parser.add_argument("--server", default="", help="store server address, e.g. https://store.example.com")
     parser.add_argument("--product", default=None, help="open this product's page")
@@ -20,7 +21,7 @@ def parse_args(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     product = args.product
     if args.link:
-        product = product_from_link(args.link)
+        product = product_of_store_link(args.link)
         if product is None:
             parser.error(f"not a TokenRent link: {args.link!r} (expected tokenrent://product/ID)")
     if args.server and not args.server.startswith(("http://", "https://")):

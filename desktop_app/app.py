@@ -1,7 +1,6 @@
 """Starting the storefront: settings, the server (configured or local demo), the window."""
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 
@@ -14,7 +13,6 @@ from desktop_app.paths import AppPaths, app_paths
 from desktop_app.settings.config import load_settings
 from desktop_app.state import AppState
 
-PRODUCT_LINK = re.compile(r"^tokenrent://product/([^/?#\s]+)/?$")
 
 
 @dataclass
@@ -22,11 +20,6 @@ class Options:
     server: str = ""
     product: str | None = None
     demo_user: bool = True
-
-
-def product_from_link(link: str) -> str | None:
-    m = PRODUCT_LINK.match(link.strip())
-    return m.group(1) if m else None
 
 
 class StoreApp:

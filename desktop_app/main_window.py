@@ -6,6 +6,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QP
                                QVBoxLayout, QWidget)
 
 from desktop_app.store.page import StorePage
+from license_agent.codes import product_of_store_link, store_link
 from desktop_app.widgets.common import Banner
 
 PAGES = ["Store", "Order list", "Library", "Wallet", "Settings"]
@@ -237,8 +238,7 @@ class MainWindow(QMainWindow):
     # -- notifications ------------------------------------------------------------
     def open_link(self, link: str) -> bool:
         """A tokenrent://product/ID link (from a notice) opens that product's page."""
-        from desktop_app.app import product_from_link
-        product_id = product_from_link(link)
+        product_id = product_of_store_link(link)
         if product_id is None:
             return False
         self.showNormal()
@@ -248,6 +248,5 @@ class MainWindow(QMainWindow):
 
     def notify_low(self, entry) -> None:
         """A rental crossed its running-low threshold (AppState says so once per crossing)."""
-        from desktop_app.notifier import product_link
         text = f"{entry.name}: {entry.left_text()}. Extend it in the Library to keep going."
-        self.notifier.notify("TokenRent: rental running low", text, product_link(entry.product_id))
+        self.notifier.notify("TokenRent: rental running low", text, store_link(entry.product_id))

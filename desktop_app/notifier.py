@@ -31,10 +31,6 @@ class Notification:
     backend: str       # which backend carried it (one of BACKENDS)
 
 
-def product_link(product_id) -> str:
-    return f"tokenrent://product/{product_id}"
-
-
 def choose_backend() -> str:
     if QSystemTrayIcon.isSystemTrayAvailable() and QSystemTrayIcon.supportsMessages():
         return "tray"

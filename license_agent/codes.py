@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Mapping
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -33,14 +34,41 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 __all__ = [
-    "CODE_VERSION", "KINDS", "CodeError", "MalformedCode", "UnsupportedVersion", "UntrustedSigner",
+    "CODE_VERSION", "KINDS", "LicenseKind", "STORE_LINK_PREFIX", "store_link", "product_of_store_link",
+    "CodeError", "MalformedCode", "UnsupportedVersion", "UntrustedSigner",
     "BadSignature", "WrongDevice", "DecryptionFailed", "Grant", "CodeHeader", "kid_for",
     "device_id_for", "issue_code", "read_header", "open_code", "code_digest",
     "raw_public_ed25519", "raw_public_x25519",
 ]
 
 CODE_VERSION = "TRC1"
-KINDS = ("permanent", "time", "uses", "processings")
+
+
+class LicenseKind(StrEnum):
+    """What a license grants: the payload's `kind` (the server, agent and storefront use this)."""
+
+    PERMANENT = "permanent"
+    TIME = "time"
+    USES = "uses"
+    PROCESSINGS = "processings"
+
+
+KINDS = tuple(k.value for k in LicenseKind)
+
+# The payload's `store_url`: the way back to the store for one product. Built and parsed here
+# only (the server puts it in codes, the agent prints it, the storefront opens it).
+STORE_LINK_PREFIX = "tokenrent://product/"
+_STORE_LINK = re.compile(r"^tokenrent://product/([^/?#\s]+)/?$")
+
+
+def store_link(product_id: object) -> str:
+    return f"{STORE_LINK_PREFIX}{product_id}"
+
+
+def product_of_store_link(link: str) -> str | None:
+    """The product id in a tokenrent://product/ID link, or None when it is not one."""
+    m = _STORE_LINK.match(link.strip())
+    return m.group(1) if m else None
 
 _VERSION_BYTE = 1
 _KID_LEN = 8

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from .codes import store_link
 from .model import License, Model, time_text
 
 CLOCK_TOLERANCE = timedelta(minutes=5)      # clock may be this much behind the latest time seen
@@ -132,7 +133,7 @@ def decide(model: Model, product_id: str, now: datetime, action: str, amount: in
     if not views:
         return Decision(_answer(product_id, None, False, "no_license",
                                 f"no license for product {product_id} is installed"
-                                f"; buy one at {_store_for(product_id)}"))
+                                f"; buy one at {store_link(product_id)}"))
     # Any answer about a time rental records the clock (also a refusal: rolling the clock back
     # after seeing "expired" must be caught).
     clock = ([("clock", {})] if any(v.lic.kind == "time" for v in views)
@@ -225,10 +226,6 @@ def _ok_message(v: View, spent: int, reserved: bool = False) -> str:
     return f"{done}{_count(v.remaining, unit)} of {_name(v)} left"
 
 
-def _store_for(product_id: str) -> str:
-    return f"tokenrent://product/{product_id}"
-
-
 def _answer(product_id: str, v: View | None, allowed: bool, reason: str, message: str) -> dict:
     lic = v.lic if v else None
     return {
@@ -248,7 +245,7 @@ def _answer(product_id: str, v: View | None, allowed: bool, reason: str, message
         "expired": bool(v and v.expired),
         "used_up": bool(v and v.used_up),
         "clock_behind": reason == "clock_behind",
-        "store_url": lic.store_url if lic else _store_for(product_id),
+        "store_url": lic.store_url if lic else store_link(product_id),
         "consumed": 0,
     }
 

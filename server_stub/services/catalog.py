@@ -12,6 +12,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from license_agent.codes import store_link
+
 from ..core.config import get_settings
 from ..models.store import (
     OFFER_CONVERT, OFFER_KINDS, OFFER_PURCHASE, TIERED_KINDS, Category, Offer, OfferTier, Product,
@@ -35,7 +37,7 @@ def cash_cents(tokens: int, price_cents: int) -> int:
 
 
 def store_url(product_id: int) -> str:
-    return f"tokenrent://product/{product_id}"
+    return store_link(product_id)
 
 
 # ---------------------------------------------------------------- views

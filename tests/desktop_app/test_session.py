@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from desktop_app.app import Options, StoreApp, product_from_link
+from desktop_app.app import Options, StoreApp
+from license_agent.codes import product_of_store_link as product_from_link, store_link
 from desktop_app.__main__ import parse_args
 from tests.desktop_app.conftest import sign_in
 
@@ -62,6 +63,7 @@ def test_product_links():
     assert product_from_link("tokenrent://product/42") == "42"
     assert product_from_link("tokenrent://product/42/") == "42"
     assert product_from_link("http://product/42") is None
+    assert product_from_link(store_link(7)) == "7"
     assert parse_args(["tokenrent://product/9"]).product == "9"
     assert parse_args(["--product", "5", "--server", "http://x:1"]).server == "http://x:1"
 

@@ -74,7 +74,8 @@ def make_scan(path: Path) -> None:
 
 
 def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server, tmp_path):
-    from desktop_app.app import Options, StoreApp, product_from_link
+    from desktop_app.app import Options, StoreApp
+    from license_agent.codes import product_of_store_link as product_from_link
     from desktop_app.library import install as installer
 
     store = StoreApp(Options(server=server.base_url))
