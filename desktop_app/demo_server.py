@@ -77,6 +77,8 @@ class DemoServer:
     def wait_ready(self, timeout: float = 60.0) -> str:
         """Blocking (call from a worker thread)."""
         import requests
+        if self.process is None:
+            raise DemoServerError("the demo server was not launched")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

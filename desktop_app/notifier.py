@@ -51,13 +51,13 @@ class Notifier(QObject):
         self.banner = banner
         self.sent: list[Notification] = []
         self._last_link = ""
-        self.tray = None
+        self.tray: QSystemTrayIcon | None = None
         self.notify_send = shutil.which("notify-send") if self.backend == "notify-send" else None
         if self.backend == "tray":
             icon = window.style().standardIcon(QStyle.StandardPixmap.SP_ComputerIcon)
             self.tray = QSystemTrayIcon(icon, window)
             self.tray.setToolTip("TokenRent")
-            self.tray.messageClicked.connect(lambda: self._last_link and self.linkActivated.emit(self._last_link))
+            self.tray.messageClicked.connect(self._open_last_link)
             self.tray.show()
         banner.linkActivated.connect(self.linkActivated)
 
@@ -66,15 +66,19 @@ class Notifier(QObject):
                 "notify-send": f"desktop notifications (notify-send: {self.notify_send})",
                 "banner": "in the app only (no system tray, no notify-send)"}[self.backend]
 
+    def _open_last_link(self) -> None:
+        if self._last_link:
+            self.linkActivated.emit(self._last_link)
+
     def notify(self, title: str, text: str, link: str) -> Notification:
         self.banner.show_message(text, "warning", link=(link, "Open it in the store"))
         note = Notification(title, text, link, self.backend)
         self._last_link = link
-        if self.backend == "tray":
+        if self.tray is not None:
             self.tray.showMessage(title, text, QSystemTrayIcon.MessageIcon.Warning, 15000)
         elif self.backend == "notify-send":
             from desktop_app.api.worker import run_async
-            cmd = [self.notify_send, "--app-name=TokenRent", "--urgency=normal", title,
+            cmd = [self.notify_send or "notify-send", "--app-name=TokenRent", "--urgency=normal", title,
                    f"{text}\nOpen it in the store: {link}"]
             run_async(lambda: subprocess.run(cmd, capture_output=True, timeout=10), None, lambda _e: None)
         self.sent.append(note)

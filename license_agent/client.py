@@ -17,11 +17,15 @@ import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from .errors import (EXIT_DENIED, EXIT_INVALID, AgentError, BadInput, Busy, InvalidCode, SecretStoreUnavailable,
                      Tampered)
 from .gate import DEFAULT_RESERVATION_TTL
 from .paths import agent_home, read_token_file, socket_path, token_path
+
+if TYPE_CHECKING:
+    from .agent import Agent
 
 __all__ = ["Answer", "AgentError", "Denied", "ClockBehind", "Tampered", "InvalidCode", "BadInput", "Client",
            "Reservation", "check", "consume", "reserve", "commit", "release", "status", "device", "run",
@@ -94,7 +98,7 @@ class DaemonConnection:
         self.address = f"{address[0]}:{address[1]}" if tcp else str(address)
         self._sock = socket.socket(socket.AF_INET if tcp else socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
-        self._reader = None
+        reader: IO[bytes] | None = None
         try:
             self._sock.connect(address if tcp else str(address))
             if tcp:
@@ -102,10 +106,10 @@ class DaemonConnection:
                 # A port taken over by something else after a daemon died may never answer:
                 # the real daemon confirms the token at once, so do not wait the full timeout.
                 self._sock.settimeout(min(timeout, HANDSHAKE_TIMEOUT))
-                self._reader = self._sock.makefile("rb")
+                reader = self._sock.makefile("rb")
                 self._sock.sendall(json.dumps({"token": token}).encode() + b"\n")
                 try:
-                    hello = json.loads(self._reader.readline() or b"{}")
+                    hello = json.loads(reader.readline() or b"{}")
                 except ValueError:
                     hello = {}
                 if not (isinstance(hello, dict) and hello.get("ok") and hello.get("authenticated")):
@@ -115,12 +119,11 @@ class DaemonConnection:
             else:
                 _check_peer_is_us(self._sock)
         except (OSError, ValueError):
-            if self._reader:
-                self._reader.close()
+            if reader:
+                reader.close()
             self._sock.close()
             raise
-        if self._reader is None:
-            self._reader = self._sock.makefile("rb")
+        self._reader: IO[bytes] = reader if reader is not None else self._sock.makefile("rb")
         self._next_id = 0
 
     @classmethod
@@ -165,7 +168,7 @@ class Client:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._daemon: DaemonConnection | None = None
-        self._agent = None
+        self._agent: Agent | None = None
 
     @property
     def mode(self) -> str:
@@ -203,7 +206,7 @@ class Client:
     def _call(self, op: str, raise_denied: bool = True, **fields) -> Answer:
         response = self._request({"op": op, **{k: v for k, v in fields.items() if v is not None}})
         if not response.get("ok"):
-            error = _ERRORS.get(response.get("error"), AgentError)
+            error = _ERRORS.get(str(response.get("error")), AgentError)
             exc = error(response.get("message", "the license agent refused"))
             exc.code = response.get("error", exc.code)
             exc.exit_code = response.get("exit_code", exc.exit_code)

@@ -88,6 +88,7 @@ if hasattr(socketserver, "UnixStreamServer"):
 class _TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = False
+    token = ""  # this start's handshake token, set by serve()
 
     def server_bind(self):
         if hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # pragma: no cover - Windows: nobody else may bind our port

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from .errors import EXIT_INVALID, EXIT_OK, AgentError
 from .paths import agent_home
@@ -21,7 +22,7 @@ def daemon_answers(home) -> str | None:
 def run_doctor(as_json: bool) -> int:
     from .agent import Agent
     home = agent_home()
-    report = {"home": str(home), "ok": True, "problems": []}
+    report: dict[str, Any] = {"home": str(home), "ok": True, "problems": []}
     try:
         with Agent(home) as agent:
             report.update(agent.doctor_facts())

@@ -10,12 +10,13 @@ written to the msvcrt documentation and has not been run on Windows.
 from __future__ import annotations
 
 import os
+import sys
 
 # For every file the agent opens with os.open: binary on Windows (no CRLF translation of the
 # anchor's slots), and not inherited by programs that `run` starts.
 OPEN_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
-if os.name == "nt":  # pragma: no cover - not run on the Linux test machines
+if sys.platform == "win32":  # pragma: no cover - not run on the Linux test machines
     import msvcrt
 
     def try_lock(fd: int) -> bool:

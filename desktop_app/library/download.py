@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import requests
 import urllib3
@@ -85,7 +85,7 @@ class _SavableSha256:
     OpenSSL version and is only taken back by that same version. Where libcrypto cannot be
     loaded, ``snapshot()`` gives None and the old way (hash the part again) applies."""
 
-    _lib = None
+    _lib: Any = None     # the loaded libcrypto, False when it is not there, None before the first look
     _version = b""
     CTX_SIZE = 256          # SHA256_CTX is 112 bytes; room to spare, treated as opaque
 
@@ -222,8 +222,8 @@ class Download:
         self.chunk_size = chunk_size
         self.session = session or requests.Session()
         self._pause = threading.Event()
-        self._kept = None      # (hasher, bytes) while paused in this session
-        self._hasher = None
+        self._kept: tuple[_Hasher, int] | None = None      # (hasher, bytes) while paused in this session
+        self._hasher: _Hasher | None = None
         self.on_progress: Callable[[Progress], None] | None = None
 
     # -- control (any thread) ---------------------------------------------
@@ -285,8 +285,9 @@ class Download:
                     hasher, received = self._fetch(state, hasher, received)
                     break
                 except DownloadPaused:
-                    self._kept = (self._hasher, self.received_bytes())
-                    self._save_hash_state(state, self._hasher)
+                    current = self._hasher or hasher   # _fetch replaces it when it starts over
+                    self._kept = (current, self.received_bytes())
+                    self._save_hash_state(state, current)
                     raise
                 except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                         urllib3.exceptions.HTTPError) as exc:
@@ -303,7 +304,8 @@ class Download:
         except DownloadPaused:
             raise
         except BaseException:
-            self._hasher.abandon()
+            if self._hasher is not None:
+                self._hasher.abandon()
             raise
         return self._finish(hasher.hexdigest(), received, state)
 
@@ -324,7 +326,7 @@ class Download:
             state["hash_state"] = checkpoint
             self._save_state(state)
 
-    def _fetch(self, state: dict, hasher, received: int) -> int:
+    def _fetch(self, state: dict, hasher: _Hasher, received: int) -> tuple[_Hasher, int]:
         headers = dict(self.headers)
         headers["Accept-Encoding"] = "identity"   # the bytes on the wire are the file's bytes
         if received:
