@@ -1,11 +1,11 @@
 """`tokenrent-server admin ...` commands for the store: catalog, offers,
 publishing program files, signing-key rotation, the sales report.
-(Registered into admin_cli's command table when admin_cli is imported.)"""
+(Registered in admin_registry's table; admin_cli imports this module.)"""
 from __future__ import annotations
 
 from datetime import datetime
 
-from .admin_cli import arg, command
+from .admin_registry import arg, command
 from .services import catalog, orders, signing_keys
 from .services.errors import ApiError
 

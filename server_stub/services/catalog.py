@@ -1,6 +1,6 @@
 """The catalog (FIG 6, 7, 17): categories, products, offers with tiers,
 published versions. Every price is shown in tokens and in cash at the
-vendor's token price (one rule: `cash_cents`)."""
+vendor's token price (one rule: `pricing.cash_cents`)."""
 from __future__ import annotations
 
 import hashlib
@@ -19,21 +19,13 @@ from ..models.store import (
     OFFER_CONVERT, OFFER_KINDS, OFFER_PURCHASE, TIERED_KINDS, Category, Offer, OfferTier, Product,
     ProductVersion,
 )
-from .accounts import policy
+from .pricing import cash_cents, token_price_cents
 from .errors import Conflict, Invalid, NotFound
 
 MAX_PRICE_TOKENS = 1_000_000
 MAX_QUANTITY = {"rent_time": 36_500, "rent_uses": 1_000_000_000, "rent_processings": 1_000_000_000}
 MAX_TIERS = 20
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")  # as package_format's
-
-
-def token_price_cents(db: Session) -> int:
-    return policy(db).token_price_cents
-
-
-def cash_cents(tokens: int, price_cents: int) -> int:
-    return tokens * price_cents
 
 
 def store_url(product_id: int) -> str:

@@ -172,7 +172,8 @@ def move_cents(db: Session, source_code: str, dest_code: str, cents: int, kind: 
 def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: str,
                   memo: str, token_kind: str = KIND_STANDARD,
                   expires_at: datetime | None = None, purchase_id: int | None = None) -> None:
-    """Put tokens into a user's wallet (caller holds the user's lock)."""
+    """Put tokens into a user's wallet (caller holds the user's lock). The
+    ledger only moves tokens: the caller applies accounts.activate_if_funded."""
     if expires_at is not None:
         now = utcnow()
         if expires_at.tzinfo is None:
@@ -182,8 +183,6 @@ def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: 
     lot = wallet_lot(db, user.id, token_kind, expires_at)
     post_transfer(db, vendor_account(db, source_code), lot, tokens, kind, memo,
                   purchase_id=purchase_id)
-    from .accounts import activate_if_funded  # one rule for activation, in accounts
-    activate_if_funded(db, user)
 
 
 # ---------------------------------------------------------------- balances

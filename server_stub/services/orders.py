@@ -27,7 +27,8 @@ from ..models.store import (
 from ..models.user import User
 from . import ledger, licenses
 from .accounts import require_active
-from .catalog import cash_cents, download_url, latest_version, token_price_cents
+from .catalog import download_url, latest_version
+from .pricing import cash_cents, token_price_cents
 from .devices import owned as owned_device
 from .errors import Conflict, Invalid, NotFound
 from .idempotency import Outcome

@@ -17,58 +17,52 @@ from ..models.wallet import (
     PURCHASE_DECLINED, PURCHASE_PENDING, Bundle, TokenPolicy, TokenPurchase,
 )
 from . import ledger
-from .accounts import check_pin, find_user, policy, require_active
+from .accounts import activate_if_funded, check_pin, find_user, require_active
 from .cards import parse_card, processor
 from .errors import Conflict, Invalid, Locked, NotFound
 from .idempotency import Outcome
+from .pricing import (
+    bp_to_percent, bundle_view, discount_bp, percent_to_bp, policy, preferred_discount_bp, purchase_amount,
+)
 
 MAX_PURCHASE_TOKENS = 1_000_000
 
 
-# ---------------------------------------------------------------- pricing
-
-def discount_bp_for(db: Session, user: User, bundle: Bundle | None) -> int:
-    """Discounts add up: a bundle's plus the preferred-customer discount."""
-    bp = bundle.discount_bp if bundle is not None else 0
-    if user.preferred:
-        bp += policy(db).preferred_discount_bp
-    return min(bp, 10_000)
-
-
-def price_cents(price_per_token: int, tokens: int, discount_bp: int) -> tuple[int, int]:
-    """(gross, amount due) in cents; the discount is rounded half up to a cent."""
-    gross = price_per_token * tokens
-    return gross, (gross * (10_000 - discount_bp) + 5_000) // 10_000
-
+# ---------------------------------------------------------------- token offers
 
 def offers(db: Session, user: User | None = None) -> dict:
     p = policy(db)
     bundles = db.scalars(select(Bundle).where(Bundle.active.is_(True)).order_by(Bundle.tokens)).all()
-    preferred_bp = p.preferred_discount_bp if (user is not None and user.preferred) else 0
-
-    def bundle_view(b: Bundle) -> dict:
-        bp = min(b.discount_bp + preferred_bp, 10_000)
-        gross, amount = price_cents(p.token_price_cents, b.tokens, bp)
-        return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
-                "price_cents": amount, "list_price_cents": gross}
-
     return {
         "token_price_cents": p.token_price_cents,
         "min_tokens": p.min_tokens,
-        "preferred_discount_percent": p.preferred_discount_bp / 100,
-        "your_discount_percent": preferred_bp / 100,
-        "bundles": [bundle_view(b) for b in bundles],
+        "preferred_discount_percent": bp_to_percent(p.preferred_discount_bp),
+        "your_discount_percent": bp_to_percent(preferred_discount_bp(p, user)),
+        "bundles": [bundle_view(p, user, b) for b in bundles],
         "payment_methods": [METHOD_CARD, *OFFLINE_METHODS],
     }
 
 
+def bundle_admin_view(b: Bundle) -> dict:
+    """A bundle as the vendor set it (admin route and CLI)."""
+    return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": bp_to_percent(b.discount_bp),
+            "active": b.active}
+
+
 # ---------------------------------------------------------------- purchases
+
+def _credit_wallet(db: Session, user: User, tokens: int, source_code: str, kind: str, memo: str,
+                   **lot) -> None:
+    """Every credit from the vendor: the tokens, then the activation rule (FIG 3)."""
+    ledger.credit_tokens(db, user, tokens, source_code, kind, memo, **lot)
+    activate_if_funded(db, user)
+
 
 def purchase_view(p: TokenPurchase) -> dict:
     return {
         "id": p.id, "status": p.status, "tokens": p.tokens, "bundle_id": p.bundle_id,
         "method": p.method, "amount_cents": p.amount_cents, "gross_cents": p.gross_cents,
-        "discount_percent": p.discount_bp / 100, "invoice_number": p.invoice_number,
+        "discount_percent": bp_to_percent(p.discount_bp), "invoice_number": p.invoice_number,
         "card_brand": p.card_brand, "card_last4": p.card_last4, "decline_code": p.decline_code,
         "created_at": p.created_at, "user_id": p.user_id,
     }
@@ -87,8 +81,9 @@ def buy_tokens(db: Session, user_id: int, *, tokens: int | None, bundle_id: int 
         tokens = bundle.tokens
     if tokens is None or not 1 <= tokens <= MAX_PURCHASE_TOKENS:
         raise Invalid(f"tokens must be between 1 and {MAX_PURCHASE_TOKENS}")
-    bp = discount_bp_for(db, user, bundle)
-    gross, amount = price_cents(policy(db).token_price_cents, tokens, bp)
+    p = policy(db)
+    bp = discount_bp(p, user, bundle)
+    gross, amount = purchase_amount(p.token_price_cents, tokens, bp)
     purchase = TokenPurchase(user_id=user.id, tokens=tokens, bundle_id=bundle_id, method=method,
                              gross_cents=gross, discount_bp=bp, amount_cents=amount,
                              status=PURCHASE_PENDING)
@@ -127,8 +122,8 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
     purchase.processor_ref = result.reference
     purchase.status = PURCHASE_COMPLETED
     purchase.credited_at = purchase.settled_at = utcnow()
-    ledger.credit_tokens(db, user, purchase.tokens, ledger.ISSUANCE, "purchase",
-                         f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
+    _credit_wallet(db, user, purchase.tokens, ledger.ISSUANCE, "purchase",
+                   f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
     ledger.move_cents(db, ledger.SALES, ledger.CASH, purchase.amount_cents, "card_payment",
                       f"purchase {purchase.id}", purchase_id=purchase.id)
     body = purchase_view(purchase)
@@ -146,7 +141,7 @@ def _locked_purchase(db: Session, purchase_id: int) -> tuple[TokenPurchase, User
 
 
 def _credit_purchase_tokens(db: Session, p: TokenPurchase, user: User, memo: str) -> None:
-    ledger.credit_tokens(db, user, p.tokens, ledger.ISSUANCE, "purchase", memo, purchase_id=p.id)
+    _credit_wallet(db, user, p.tokens, ledger.ISSUANCE, "purchase", memo, purchase_id=p.id)
     p.credited_at = utcnow()
 
 
@@ -201,8 +196,8 @@ def grant_tokens(db: Session, username: str, tokens: int, kind: str = KIND_STAND
     if user is None:
         raise NotFound("no such user")
     ledger.lock_wallets(db, user.id)
-    ledger.credit_tokens(db, user, tokens, ledger.PROMOTIONS, "grant", memo or f"{kind} tokens from the vendor",
-                         token_kind=kind, expires_at=expires_at)
+    _credit_wallet(db, user, tokens, ledger.PROMOTIONS, "grant", memo or f"{kind} tokens from the vendor",
+                   token_kind=kind, expires_at=expires_at)
     return user
 
 
@@ -257,13 +252,6 @@ def update_policy(db: Session, *, token_price_cents: int | None = None, min_toke
     return p
 
 
-def percent_to_bp(percent: float) -> int:
-    bp = round(float(percent) * 100)
-    if not 0 <= bp <= 10_000:
-        raise Invalid("a discount is between 0 and 100 percent")
-    return bp
-
-
 def upsert_bundle(db: Session, name: str, tokens: int, discount_percent: float, active: bool = True) -> Bundle:
     if not 1 <= tokens <= MAX_PURCHASE_TOKENS:
         raise Invalid("bundle tokens out of range")
@@ -306,7 +294,6 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
         dest = ledger.wallet_lot(db, recipient.id, KIND_STANDARD, lot.expires_at)
         t = ledger.post_transfer(db, lot, dest, n, "transfer", memo)
         first = first or t
-    from .accounts import activate_if_funded
     activate_if_funded(db, recipient)
     return Outcome(201, {"id": first, "tokens": tokens, "to_username": recipient.username,
                          "available_tokens": ledger.available_tokens(db, sender)})

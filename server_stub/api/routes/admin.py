@@ -80,8 +80,7 @@ def set_policy(body: PolicyUpdate, _admin: AdminUser, db: WriteDb):
 @router.put("/bundles", response_model=BundleAdminOut)
 def set_bundle(body: BundleUpsert, _admin: AdminUser, db: WriteDb):
     b = wallet.upsert_bundle(db, body.name, body.tokens, body.discount_percent, body.active)
-    return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
-            "active": b.active}
+    return wallet.bundle_admin_view(b)
 
 
 @router.patch("/users/{user_id}", response_model=UserFlagsOut)
