@@ -43,7 +43,6 @@ class Target:
     product: Product
     kind: str                       # the license kind after the items planned so far
     license: License | None = None
-    changed: bool = False
     low_threshold: int | None = None
 
 
@@ -276,7 +275,6 @@ def _apply(db: Session, user_id: int, plan: Plan, device: Device, now: datetime)
             licenses.make_permanent(t.license)
         elif item.offer.kind in TIERED_KINDS:
             licenses.add_quantity(t.license, item.quantity, now)
-        t.changed = True
     codes = {}
     for t in {id(i.target): i.target for i in plan.items}.values():
         licenses.bump(t.license, t.product, t.low_threshold, now)
