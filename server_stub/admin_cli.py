@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from .admin_registry import COMMANDS, arg, command
 from .db import write_session
-from .models.user import ROLE_ADMIN
 from .models.wallet import TokenPurchase
 from .services import accounts, ledger, wallet
 from .services.errors import ApiError
+from .vocabulary import Role, TokenKind
 
 
 def _secret(value: str | None, env: str, prompt: str) -> str:
@@ -41,7 +41,7 @@ def _create_admin(db, a):
     pin = a.pin or os.environ.get("TOKENRENT_ADMIN_PIN") or "0000"
     body = AccountCreate(username=a.username, password=password, pin=pin, full_name=a.full_name,
                          email=a.email)
-    user = accounts.create_user(db, **body.model_dump(), role=ROLE_ADMIN)
+    user = accounts.create_user(db, **body.model_dump(), role=Role.ADMIN)
     return {"id": user.id, "username": user.username, "role": user.role}
 
 
@@ -72,7 +72,7 @@ def _cancel(db, a):
 
 @command("grant", "grant free tokens to a user",
          arg("username"), arg("tokens", type=int),
-         arg("--kind", choices=["standard", "incentive", "restricted"], default="standard"),
+         arg("--kind", choices=list(TokenKind), default=TokenKind.STANDARD),
          arg("--expires-at", type=datetime.fromisoformat, default=None,
              help="RFC 3339 / ISO time with offset, e.g. 2027-01-01T00:00:00+00:00"),
          arg("--memo", default=""))

@@ -8,9 +8,7 @@ from datetime import datetime
 from .admin_registry import arg, command
 from .services import catalog, orders, signing_keys
 from .services.errors import ApiError
-
-OFFER_KINDS = ["purchase", "rent_time", "rent_uses", "rent_processings", "convert"]
-
+from .vocabulary import OfferKind
 
 def _tier(text: str) -> tuple[int, int]:
     q, sep, t = text.partition("=")
@@ -83,7 +81,7 @@ def _edit_product(db, a):
 
 
 @command("set-offer", "create or replace a product's offer of one kind",
-         arg("product_id", type=int), arg("kind", choices=OFFER_KINDS),
+         arg("product_id", type=int), arg("kind", choices=list(OfferKind)),
          arg("--tokens", type=int, help="purchase / convert price"),
          arg("--tier", action="append", default=[], metavar="QUANTITY=TOKENS",
              help="rentals, repeat: days / uses / processings = tokens, e.g. --tier 1000=80"),

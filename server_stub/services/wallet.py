@@ -10,12 +10,8 @@ from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
 from ..models.base import utcnow
-from ..models.ledger import KIND_STANDARD, TOKEN_KINDS
-from ..models.user import ROLE_USER, User
-from ..models.wallet import (
-    METHOD_CARD, OFFLINE_METHODS, PURCHASE_CANCELLED, PURCHASE_COMPLETED, PURCHASE_CREDITED,
-    PURCHASE_DECLINED, PURCHASE_PENDING, Bundle, TokenPolicy, TokenPurchase,
-)
+from ..models.user import User
+from ..models.wallet import Bundle, TokenPolicy, TokenPurchase
 from . import ledger
 from .accounts import activate_if_funded, check_pin, find_user, require_active
 from .cards import parse_card, processor
@@ -24,6 +20,7 @@ from .idempotency import Outcome
 from .pricing import (
     bp_to_percent, bundle_view, discount_bp, percent_to_bp, policy, preferred_discount_bp, purchase_amount,
 )
+from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
 
 MAX_PURCHASE_TOKENS = 1_000_000
 
@@ -39,7 +36,7 @@ def offers(db: Session, user: User | None = None) -> dict:
         "preferred_discount_percent": bp_to_percent(p.preferred_discount_bp),
         "your_discount_percent": bp_to_percent(preferred_discount_bp(p, user)),
         "bundles": [bundle_view(p, user, b) for b in bundles],
-        "payment_methods": [METHOD_CARD, *OFFLINE_METHODS],
+        "payment_methods": [PaymentMethod.CARD, *OFFLINE_METHODS],
     }
 
 
@@ -86,8 +83,8 @@ def buy_tokens(db: Session, user_id: int, *, tokens: int | None, bundle_id: int 
     gross, amount = purchase_amount(p.token_price_cents, tokens, bp)
     purchase = TokenPurchase(user_id=user.id, tokens=tokens, bundle_id=bundle_id, method=method,
                              gross_cents=gross, discount_bp=bp, amount_cents=amount,
-                             status=PURCHASE_PENDING)
-    if method == METHOD_CARD:
+                             status=PurchaseStatus.PENDING)
+    if method == PaymentMethod.CARD:
         return _buy_by_card(db, user, purchase, card_number, card_expiry, card_cvc)
     if method not in OFFLINE_METHODS:
         raise Invalid("method must be card, check, money_order or purchase_order")
@@ -109,7 +106,7 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
     db.flush()
     result = processor().charge(card, purchase.amount_cents, f"purchase-{purchase.id}")
     if not result.approved:
-        purchase.status, purchase.decline_code = PURCHASE_DECLINED, result.decline_code
+        purchase.status, purchase.decline_code = PurchaseStatus.DECLINED, result.decline_code
         user.card_declines += 1
         if user.card_declines >= s.max_card_declines:  # FIG 3 step 115
             user.card_locked_until = utcnow() + timedelta(seconds=s.card_lockout_seconds)
@@ -117,14 +114,14 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
         db.flush()
         detail = "card declined" if result.decline_code != "insufficient_funds" else "card declined: insufficient funds"
         return Outcome(402, {"detail": detail, "decline_code": result.decline_code, "id": purchase.id,
-                             "status": PURCHASE_DECLINED})
+                             "status": PurchaseStatus.DECLINED})
     user.card_declines = 0
     purchase.processor_ref = result.reference
-    purchase.status = PURCHASE_COMPLETED
+    purchase.status = PurchaseStatus.COMPLETED
     purchase.credited_at = purchase.settled_at = utcnow()
-    _credit_wallet(db, user, purchase.tokens, ledger.ISSUANCE, "purchase",
+    _credit_wallet(db, user, purchase.tokens, ledger.ISSUANCE, TransferKind.PURCHASE,
                    f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
-    ledger.move_cents(db, ledger.SALES, ledger.CASH, purchase.amount_cents, "card_payment",
+    ledger.move_cents(db, ledger.SALES, ledger.CASH, purchase.amount_cents, TransferKind.CARD_PAYMENT,
                       f"purchase {purchase.id}", purchase_id=purchase.id)
     body = purchase_view(purchase)
     body["available_tokens"] = ledger.available_tokens(db, user)
@@ -141,23 +138,23 @@ def _locked_purchase(db: Session, purchase_id: int) -> tuple[TokenPurchase, User
 
 
 def _credit_purchase_tokens(db: Session, p: TokenPurchase, user: User, memo: str) -> None:
-    _credit_wallet(db, user, p.tokens, ledger.ISSUANCE, "purchase", memo, purchase_id=p.id)
+    _credit_wallet(db, user, p.tokens, ledger.ISSUANCE, TransferKind.PURCHASE, memo, purchase_id=p.id)
     p.credited_at = utcnow()
 
 
 def confirm_purchase(db: Session, purchase_id: int) -> TokenPurchase:
     """Payment received: a pending purchase is credited; a receivable is settled."""
     p, user = _locked_purchase(db, purchase_id)
-    if p.status == PURCHASE_PENDING:
+    if p.status == PurchaseStatus.PENDING:
         _credit_purchase_tokens(db, p, user, f"bought {p.tokens} tokens by {p.method} {p.invoice_number}")
-        ledger.move_cents(db, ledger.SALES, ledger.CASH, p.amount_cents, "offline_payment",
+        ledger.move_cents(db, ledger.SALES, ledger.CASH, p.amount_cents, TransferKind.OFFLINE_PAYMENT,
                           p.invoice_number or "", purchase_id=p.id)
-    elif p.status == PURCHASE_CREDITED:
-        ledger.move_cents(db, ledger.RECEIVABLES, ledger.CASH, p.amount_cents, "receivable_paid",
+    elif p.status == PurchaseStatus.CREDITED:
+        ledger.move_cents(db, ledger.RECEIVABLES, ledger.CASH, p.amount_cents, TransferKind.RECEIVABLE_PAID,
                           p.invoice_number or "", purchase_id=p.id)
     else:
         raise Conflict(f"purchase is {p.status}, not pending or credited")
-    p.status, p.settled_at = PURCHASE_COMPLETED, utcnow()
+    p.status, p.settled_at = PurchaseStatus.COMPLETED, utcnow()
     db.flush()
     return p
 
@@ -165,38 +162,38 @@ def confirm_purchase(db: Session, purchase_id: int) -> TokenPurchase:
 def credit_before_payment(db: Session, purchase_id: int) -> TokenPurchase:
     """FIG 13: the vendor credits the tokens now; the purchase stays a receivable."""
     p, user = _locked_purchase(db, purchase_id)
-    if p.status != PURCHASE_PENDING:
+    if p.status != PurchaseStatus.PENDING:
         raise Conflict(f"purchase is {p.status}, not pending")
     _credit_purchase_tokens(db, p, user, f"{p.tokens} tokens on credit, {p.invoice_number}")
-    ledger.move_cents(db, ledger.SALES, ledger.RECEIVABLES, p.amount_cents, "receivable",
+    ledger.move_cents(db, ledger.SALES, ledger.RECEIVABLES, p.amount_cents, TransferKind.RECEIVABLE,
                       p.invoice_number or "", purchase_id=p.id)
-    p.status = PURCHASE_CREDITED
+    p.status = PurchaseStatus.CREDITED
     db.flush()
     return p
 
 
 def cancel_purchase(db: Session, purchase_id: int) -> TokenPurchase:
     p, _user = _locked_purchase(db, purchase_id)
-    if p.status != PURCHASE_PENDING:
+    if p.status != PurchaseStatus.PENDING:
         raise Conflict(f"purchase is {p.status}; only pending purchases can be cancelled")
-    p.status, p.settled_at = PURCHASE_CANCELLED, utcnow()
+    p.status, p.settled_at = PurchaseStatus.CANCELLED, utcnow()
     db.flush()
     return p
 
 
 # ---------------------------------------------------------------- vendor settings
 
-def grant_tokens(db: Session, username: str, tokens: int, kind: str = KIND_STANDARD,
+def grant_tokens(db: Session, username: str, tokens: int, kind: str = TokenKind.STANDARD,
                  expires_at: datetime | None = None, memo: str = "") -> User:
-    if kind not in TOKEN_KINDS:
-        raise Invalid(f"kind must be one of {', '.join(TOKEN_KINDS)}")
+    if kind not in TokenKind:
+        raise Invalid(f"kind must be one of {', '.join(TokenKind)}")
     if not 1 <= tokens <= MAX_PURCHASE_TOKENS:
         raise Invalid(f"tokens must be between 1 and {MAX_PURCHASE_TOKENS}")
     user = find_user(db, username)
     if user is None:
         raise NotFound("no such user")
     ledger.lock_wallets(db, user.id)
-    _credit_wallet(db, user, tokens, ledger.PROMOTIONS, "grant", memo or f"{kind} tokens from the vendor",
+    _credit_wallet(db, user, tokens, ledger.PROMOTIONS, TransferKind.GRANT, memo or f"{kind} tokens from the vendor",
                    token_kind=kind, expires_at=expires_at)
     return user
 
@@ -283,7 +280,7 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
     recipient = db.get(User, recipient_id, populate_existing=True) if recipient_id is not None else None
     require_active(sender)
     check_pin(db, sender, pin_verified)
-    if recipient is None or recipient.role != ROLE_USER or not _same_name(recipient.full_name, to_full_name):
+    if recipient is None or recipient.role != Role.USER or not _same_name(recipient.full_name, to_full_name):
         raise NotFound("no user with that username and full name")
     if recipient.id == sender.id:
         raise Invalid("cannot transfer tokens to yourself")
@@ -291,8 +288,8 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
     memo = f"transfer from {sender.username} to {recipient.username}"
     first = None
     for lot, n in plan.takes:
-        dest = ledger.wallet_lot(db, recipient.id, KIND_STANDARD, lot.expires_at)
-        t = ledger.post_transfer(db, lot, dest, n, "transfer", memo)
+        dest = ledger.wallet_lot(db, recipient.id, TokenKind.STANDARD, lot.expires_at)
+        t = ledger.post_transfer(db, lot, dest, n, TransferKind.TRANSFER, memo)
         first = first or t
     activate_if_funded(db, recipient)
     return Outcome(201, {"id": first, "tokens": tokens, "to_username": recipient.username,
