@@ -129,7 +129,7 @@ class VerifiedPackage:
 # --- keys -------------------------------------------------------------------------------------
 
 def kid_for(ed25519_public_raw: bytes) -> str:
-    """Hex of the first 8 bytes of SHA-256 of the raw public key (DESIGN.md's key id)."""
+    """Hex of the first 8 bytes of SHA-256 of the raw public key (the key id of docs/contracts.md)."""
     return hashlib.sha256(ed25519_public_raw).digest()[:8].hex()
 
 
