@@ -127,43 +127,41 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-def test_the_reader_sees_function_level_and_relative_imports(tmp_path):
-    """The checker itself: a cycle closed by an import inside a function is found."""
-    graph = {"p.a": {"p.b"}, "p.b": {"p.a"}, "p.c": {"p.a"}}
-    assert find_cycles(graph) == [["p.a", "p.b"]]
+def forbidden(module: str, target: str) -> str | None:
+    """Why `module` may not import `target` (None: it may)."""
+    part, other = _part_of(module), _part_of(target)
+    if other in FORBIDDEN_PARTS.get(part, ()):
+        return f"{module} -> {target}"
+    if part == "server_stub" and other == "license_agent" and target not in SERVER_MAY_IMPORT:
+        return f"{module} -> {target} (only the code and package formats)"
+    return None
+
+
+def test_the_checker_itself():
+    """A cycle closed by an import inside a function is read and found; the part rules bite."""
+    assert find_cycles({"p.a": {"p.b"}, "p.b": {"p.a"}, "p.c": {"p.a"}}) == [["p.a", "p.b"]]
+    assert find_cycles({"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}}) == [["p.a", "p.b", "p.c"]]
     assert find_cycles({"p.a": {"p.b"}, "p.b": set()}) == []
-    # the real reader: server_stub.services.wallet imports the ledger (relative import)
+    # the real reader: a relative import (wallet -> ledger) ...
     assert "server_stub.services.ledger" in imports_of("server_stub.services.wallet")
-    # and a function-level import is read (authenticate imports the db helpers inside)
+    # ... and one inside a function (authenticate imports the db helpers there)
     assert "server_stub.db" in imports_of("server_stub.services.accounts")
+    assert forbidden("server_stub.services.catalog", "license_agent.install_store")
+    assert forbidden("server_stub.services.catalog", "license_agent.package_format") is None
+    assert forbidden("desktop_app.app", "server_stub.demo")
+    assert forbidden("license_agent.cli", "server_stub.vocabulary")
+    assert forbidden("installers.build", "server_stub.demo") is None
 
 
-# desktop_app's cycles belong to the storefront rewrite (issue 10, part 3); listed here
-# while they remain on this branch, so that the test names exactly what is left.
-KNOWN_DESKTOP_CYCLES: list[list[str]] = []
-
-
-@pytest.mark.parametrize("part", ["server_stub", "license_agent", "installers"])
+@pytest.mark.parametrize("part", PARTS)
 def test_no_import_cycle_inside_a_part(part):
     cycles = find_cycles(_graph(part))
     assert cycles == [], f"import cycles in {part}: {cycles}"
 
 
-def test_no_import_cycle_inside_the_storefront():
-    cycles = find_cycles(_graph("desktop_app"))
-    if cycles and cycles == KNOWN_DESKTOP_CYCLES:
-        pytest.xfail(f"desktop_app cycles left for the storefront rewrite: {cycles}")
-    assert cycles == [], f"import cycles in desktop_app: {cycles}"
-
-
-@pytest.mark.parametrize("part", sorted(FORBIDDEN_PARTS))
+@pytest.mark.parametrize("part", PARTS)
 def test_no_forbidden_import_between_parts(part):
-    bad = []
-    for module in sorted(_modules(part)):
-        for target in sorted(imports_of(module)):
-            other = _part_of(target)
-            if other in FORBIDDEN_PARTS[part]:
-                bad.append(f"{module} -> {target}")
-            elif part == "server_stub" and other == "license_agent" and target not in SERVER_MAY_IMPORT:
-                bad.append(f"{module} -> {target} (only the code and package formats)")
+    found = [forbidden(module, target) for module in sorted(_modules(part))
+             for target in sorted(imports_of(module))]
+    bad = [why for why in found if why]
     assert bad == [], f"forbidden imports from {part}: {bad}"
