@@ -14,10 +14,10 @@ from license_agent.codes import LicenseKind
 class OfferKind(StrEnum):
     """How a product is sold (FIG 7; with ItemAction, the ten kinds a-j of docs/glossary.md)."""
 
-    PURCHASE = "purchase"                  # a permanent license
-    RENT_TIME = "rent_time"                # a rental for a number of days
-    RENT_USES = "rent_uses"                # ... for a number of runs
-    RENT_PROCESSINGS = "rent_processings"  # ... for a number of processing tasks
+    PURCHASE = "purchase"                  # a: permanent use
+    RENT_TIME = "rent_time"                # b: a rental for a number of days
+    RENT_USES = "rent_uses"                # c: ... for a number of runs
+    RENT_PROCESSINGS = "rent_processings"  # d: ... for a number of processing tasks
     CONVERT = "convert"                    # e, f, g: a rental made permanent
 
 

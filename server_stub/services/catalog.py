@@ -195,7 +195,7 @@ def put_offer(db: Session, product_id: int, kind: str, tokens: int | None = None
               active: bool = True) -> Offer:
     """Create or replace the product's offer of this kind (tiers replaced as a whole)."""
     get_product(db, product_id, include_inactive=True)
-    if kind not in OfferKind:
+    if kind not in frozenset(OfferKind):   # a str: `in` the enum class itself raises on 3.11
         raise Invalid(f"offer kind must be one of {', '.join(OfferKind)}")
     tiers = list(tiers or [])
     if kind in (OfferKind.PURCHASE, OfferKind.CONVERT):

@@ -185,7 +185,7 @@ def cancel_purchase(db: Session, purchase_id: int) -> TokenPurchase:
 
 def grant_tokens(db: Session, username: str, tokens: int, kind: str = TokenKind.STANDARD,
                  expires_at: datetime | None = None, memo: str = "") -> User:
-    if kind not in TokenKind:
+    if kind not in frozenset(TokenKind):   # a str: `in` the enum class itself raises on 3.11
         raise Invalid(f"kind must be one of {', '.join(TokenKind)}")
     if not 1 <= tokens <= MAX_PURCHASE_TOKENS:
         raise Invalid(f"tokens must be between 1 and {MAX_PURCHASE_TOKENS}")
