@@ -16,7 +16,7 @@ SPECS = Path(__file__).resolve().parent / "specs"
 AGENT_NAME = "license-agent"
 STOREFRONT_NAME = "tokenrent"
 # Runs Python programs the storefront installs ({python} in their entry) in frozen installs.
-from license_agent.package_format import FROZEN_PYTHON_RUNNER as RUNNER_NAME  # noqa: E402
+from license_agent.install_store import FROZEN_PYTHON_RUNNER as RUNNER_NAME  # noqa: E402
 PROGRAMS = ROOT / "installers" / "programs"
 URL_SCHEME = "tokenrent"
 # Strip debug symbols from shared libraries on Linux (binutils' strip): libpython alone shrinks

@@ -1,4 +1,4 @@
-"""`license-agent`: the command line of the license agent (contract in DESIGN.md).
+"""`license-agent`: the command line of the license agent (contract in docs/contracts.md, shapes in docs/agent-protocol.md).
 
 Exit codes: 0 allowed / done, 2 bad input, 3 denied, 4 invalid code or tampered state.
 Human output by default, one JSON object with --json (shapes in docs/agent-protocol.md).

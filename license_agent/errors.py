@@ -1,4 +1,4 @@
-"""Errors of the license agent, each with the CLI exit code it maps to (see DESIGN.md)."""
+"""Errors of the license agent, each with the CLI exit code it maps to (see docs/contracts.md)."""
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2

@@ -42,6 +42,15 @@ def low_threshold(lic: License) -> int:
     return 0
 
 
+def is_low(remaining: int | None, threshold: int, *, just_spent: bool = False) -> bool:
+    """The one low-warning rule (FIG 12 steps 1106, 1112, 1118): at most `threshold` left.
+    Nothing left is "used up", not low, except in the answer to the run that spent the
+    last of it: that run is allowed, and its answer warns and points at the store."""
+    if remaining is None:   # permanent
+        return False
+    return remaining <= threshold and (remaining > 0 or just_spent)
+
+
 def reserved(model: Model, lic: License, now: datetime) -> tuple[int, int]:
     """(held by live reservations, held by reservations whose time-to-live ran out = consumed)."""
     live = lapsed = 0
@@ -94,7 +103,7 @@ def view(model: Model, lic: License, now: datetime) -> View:
     return View(lic=lic, remaining=remaining, used=used, reserved=held, usable=usable,
                 expired=lic.kind == "time" and remaining == 0,
                 used_up=lic.kind in ("uses", "processings") and remaining == 0,
-                warning=remaining is not None and 0 < remaining <= threshold,
+                warning=is_low(remaining, threshold),
                 clock_behind=behind, threshold=threshold)
 
 
@@ -178,7 +187,8 @@ def _after_spending(model: Model, current: View, now: datetime, amount: int) -> 
     threshold = current.threshold
     return View(lic=current.lic, remaining=remaining, used=(current.used or 0) + amount, reserved=current.reserved,
                 usable=remaining > 0, expired=False, used_up=remaining == 0,
-                warning=remaining <= threshold, clock_behind=False, threshold=threshold)
+                warning=is_low(remaining, threshold, just_spent=True), clock_behind=False,
+                threshold=threshold)
 
 
 def _denial(product_id: str, views: list[View], wanted: int) -> dict:

@@ -11,9 +11,10 @@ covers the whole program. Readers verify the signature first, then every file, a
 outside the destination: a package that fails any check is refused with a clear message and
 leaves nothing behind.
 
-The server imports this module to read what it is asked to publish; the storefront imports it
-to verify and install downloads; `tokenrent-package` builds packages with it. It imports nothing
-else of ours (the key id rule below is the same one DESIGN.md fixes for authorization codes).
+The server imports this module to read what it is asked to publish; `tokenrent-package` builds
+packages with it; the per-user install store (license_agent.install_store, which the server never
+imports) installs verified packages with it. It imports nothing else of ours (the key id rule
+below is the same one docs/contracts.md fixes for authorization codes).
 """
 from __future__ import annotations
 
@@ -25,10 +26,8 @@ import os
 import re
 import shlex
 import shutil
-import time
 import stat
 import struct
-import sys
 import uuid
 import zipfile
 import zlib
@@ -58,11 +57,8 @@ _CHUNK = 1024 * 1024
 _FORBIDDEN_CHARS = re.compile(r'[\x00-\x1f\\:*?"<>|]')
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                      *(f"lpt{i}" for i in range(1, 10))}
-_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
-_PRODUCT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
-
-CURRENT_FILE = "current.json"
-
+VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
+PRODUCT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 
 class PackageError(Exception):
     """Base of every refusal; str(e) is a clear one-line message."""
@@ -86,10 +82,6 @@ class FileMismatch(PackageError):
 
 class UnsafePath(PackageError):
     """A path that could escape the install directory or cannot be created portably."""
-
-
-class NotInstalled(PackageError):
-    """The product has no installed version."""
 
 
 @dataclass(frozen=True)
@@ -134,19 +126,10 @@ class VerifiedPackage:
     kid: str
 
 
-@dataclass(frozen=True)
-class InstalledProgram:
-    product_id: str
-    version: str
-    entry: str
-    directory: Path     # where the files are
-    kid: str = ""
-
-
 # --- keys -------------------------------------------------------------------------------------
 
 def kid_for(ed25519_public_raw: bytes) -> str:
-    """Hex of the first 8 bytes of SHA-256 of the raw public key (DESIGN.md's key id)."""
+    """Hex of the first 8 bytes of SHA-256 of the raw public key (the key id of docs/contracts.md)."""
     return hashlib.sha256(ed25519_public_raw).digest()[:8].hex()
 
 
@@ -221,39 +204,6 @@ def check_relative_path(path: str) -> str:
     return path
 
 
-def _resolve_entry(entry: str, directory: Path, python: str) -> list[str]:
-    argv = shlex.split(entry)
-    out = []
-    for i, token in enumerate(argv):
-        if token == "{python}":
-            out.append(python)
-        elif i == 0 or (not token.startswith("-") and (directory / token).is_file()):
-            # The program itself and its own files are relative to the install directory.
-            out.append(str(directory / token))
-        else:
-            out.append(token)
-    return out
-
-
-# The frozen storefront ships this program beside itself to run Python programs ({python}),
-# since its users may have no Python (installers/entry/program_runner_entry.py).
-FROZEN_PYTHON_RUNNER = "tokenrent-python"
-
-
-def default_python() -> str:
-    """What {python} means here: this Python; in a frozen app, the runner beside it
-    (else a python3 on the PATH)."""
-    if not getattr(sys, "frozen", False):
-        return sys.executable
-    runner = Path(sys.executable).with_name(FROZEN_PYTHON_RUNNER + (".exe" if os.name == "nt" else ""))
-    return str(runner) if runner.is_file() else "python3"
-
-
-def entry_command(program: InstalledProgram, python: str | None = None) -> list[str]:
-    """The argv that starts an installed program (see default_python for {python})."""
-    return _resolve_entry(program.entry, program.directory, python or default_python())
-
-
 # --- build ------------------------------------------------------------------------------------
 
 def _sha256_file(path: Path) -> tuple[str, int]:
@@ -267,9 +217,9 @@ def _sha256_file(path: Path) -> tuple[str, int]:
 
 
 def _check_manifest_fields(product_id: str, version: str, entry: str) -> None:
-    if not _PRODUCT_RE.match(str(product_id)):
+    if not PRODUCT_RE.match(str(product_id)):
         raise MalformedPackage(f"product id {product_id!r} is not valid (letters, digits, . _ -)")
-    if not _VERSION_RE.match(str(version)):
+    if not VERSION_RE.match(str(version)):
         raise MalformedPackage(f"version {version!r} is not valid (e.g. 1.0.2; letters, digits, . + _ -)")
     if not isinstance(entry, str) or not entry.strip():
         raise MalformedPackage("the entry command is empty")
@@ -504,6 +454,14 @@ def _verified_manifest(zf: zipfile.ZipFile,
     return manifest, kid
 
 
+def signed_manifest(source: str | os.PathLike | bytes,
+                    trusted_keys: Mapping[str, Ed25519PublicKey]) -> tuple[Manifest, str]:
+    """(manifest, kid) once the signature and the archive's entry list are checked, before any
+    file is read: enough to decide where a package would go (verify_package checks the files)."""
+    with _open_zip(source) as zf:
+        return _verified_manifest(zf, trusted_keys)
+
+
 def _copy_checked(zf: zipfile.ZipFile, pf: PackageFile, out) -> None:
     """Stream one file, stopping at the signed size; raise FileMismatch on any difference."""
     try:
@@ -581,131 +539,3 @@ def extract_package(source: str | os.PathLike | bytes, dest_dir: str | os.PathLi
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-
-
-# --- per-user install -------------------------------------------------------------------------
-#
-#   <programs_root>/<product_id>/<version>/...   the files of each installed version
-#   <programs_root>/<product_id>/current.json    which version is the current one (replaced atomically)
-#
-# A new version is unpacked next to the old one; current.json switches over only when it is
-# fully in place, and only then is the previous version removed.
-
-def _product_dir(programs_root: Path, product_id: str) -> Path:
-    product_id = str(product_id)
-    if not _PRODUCT_RE.match(product_id):
-        raise PackageError(f"product id {product_id!r} is not valid")
-    return Path(programs_root) / product_id
-
-
-def _write_json_atomic(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def installed_program(programs_root: str | os.PathLike, product_id: str) -> InstalledProgram | None:
-    pdir = _product_dir(Path(programs_root), product_id)
-    try:
-        doc = json.loads((pdir / CURRENT_FILE).read_text(encoding="utf-8"))
-        version = doc["version"]
-        if not _VERSION_RE.match(version):
-            return None
-        directory = pdir / version
-        if not directory.is_dir():
-            return None
-        return InstalledProgram(str(product_id), version, doc["entry"], directory, doc.get("kid", ""))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def install_package(source: str | os.PathLike | bytes, programs_root: str | os.PathLike,
-                    trusted_keys: Mapping[str, Ed25519PublicKey], *,
-                    expected_product_id: str | None = None) -> InstalledProgram:
-    """Verify and install a package for this user. The previous version stays until the new one
-    is in place; a refused package changes nothing."""
-    programs_root = Path(programs_root)
-    # Verify before touching the install tree, so that even the product folder is not created
-    # for a package that is refused.
-    with _open_zip(source) as zf:
-        claimed, _ = _verified_manifest(zf, trusted_keys)
-    if expected_product_id is not None and claimed.product_id != str(expected_product_id):
-        raise PackageError(f"the package is for product {claimed.product_id}, "
-                           f"not for product {expected_product_id}")
-    pdir = _product_dir(programs_root, claimed.product_id)
-    created_pdir = not pdir.exists()
-    try:
-        pdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PackageError(f"cannot install into {pdir}: {e.strerror or e}") from e
-    staging = pdir / f".new-{uuid.uuid4().hex}"
-    try:
-        verified = extract_package(source, staging, trusted_keys)
-    except BaseException:
-        if created_pdir:
-            shutil.rmtree(pdir, ignore_errors=True)
-        raise
-    m = verified.manifest
-    final = pdir / m.version
-    displaced = None
-    try:
-        if final.exists():  # reinstalling the same version: move the old copy aside first
-            displaced = pdir / f".old-{uuid.uuid4().hex}"
-            os.replace(final, displaced)
-        try:
-            os.replace(staging, final)
-        except OSError:
-            if displaced is not None:
-                os.replace(displaced, final)  # put the old copy back
-            raise
-        _write_json_atomic(pdir / CURRENT_FILE, {
-            "product_id": m.product_id, "version": m.version, "entry": m.entry, "kid": verified.kid,
-            "name": m.name, "installed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        })
-    except OSError as e:  # e.g. a file of the old version in use (Windows), or the disk full
-        shutil.rmtree(staging, ignore_errors=True)
-        raise PackageError(f"cannot install into {pdir}: {e.strerror or e}") from e
-    # Only now that the new version is current do older copies go.
-    if displaced is not None:
-        shutil.rmtree(displaced, ignore_errors=True)
-    for child in pdir.iterdir():
-        if not child.is_dir() or child.name == m.version:
-            continue
-        # Older versions go; another install's staging folder stays unless a
-        # crash left it behind long ago.
-        if _VERSION_RE.match(child.name) or _stale_staging(child):
-            shutil.rmtree(child, ignore_errors=True)
-    return InstalledProgram(m.product_id, m.version, m.entry, final, verified.kid)
-
-
-STALE_STAGING_SECONDS = 3600
-
-
-def _stale_staging(folder: Path) -> bool:
-    if not folder.name.startswith((".new-", ".old-")):
-        return False
-    try:
-        return time.time() - folder.stat().st_mtime > STALE_STAGING_SECONDS
-    except OSError:
-        return False
-
-
-def uninstall_program(programs_root: str | os.PathLike, product_id: str) -> bool:
-    """Remove every installed version of a product. Returns False when nothing was installed."""
-    pdir = _product_dir(Path(programs_root), product_id)
-    if not pdir.exists():
-        return False
-    trash = pdir.with_name(f".removing-{pdir.name}-{uuid.uuid4().hex}")
-    try:
-        os.replace(pdir, trash)  # one rename: the product is gone at once, even if deleting is slow
-    except OSError as e:
-        raise PackageError(f"cannot uninstall {pdir} (is the program still running?): "
-                           f"{e.strerror or e}") from e
-    shutil.rmtree(trash, ignore_errors=True)
-    return True

@@ -250,9 +250,6 @@ class FileStore(SecretStore):
         write_at(self._anchor_fd, slot, self._next_slot * self._SLOT)
         self._next_slot = 1 - self._next_slot
 
-    def delete_anchor(self) -> None:
-        self._anchor.unlink(missing_ok=True)
-
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")

@@ -1,8 +1,8 @@
 """`tokenrent-server admin ...`: the vendor operator's commands. They work on
 the database directly (same services as the HTTP admin routes).
 
-Add a command: write a function taking (db, args) and decorate it with
-@command("name", "help", arg("x", ...), ...). Print a JSON result.
+Commands are registered in `admin_registry` (see there how to add one); the
+wallet's are here, the store's in `admin_store_cli`.
 """
 from __future__ import annotations
 
@@ -12,29 +12,16 @@ import json
 import os
 import sys
 from datetime import datetime
-from typing import Callable
 
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
 
+from .admin_registry import COMMANDS, arg, command
 from .db import write_session
-from .models.user import ROLE_ADMIN
 from .models.wallet import TokenPurchase
 from .services import accounts, ledger, wallet
 from .services.errors import ApiError
-
-COMMANDS: dict[str, tuple[str, list[tuple[tuple, dict]], Callable]] = {}
-
-
-def arg(*names, **kw):
-    return (names, kw)
-
-
-def command(name: str, help: str, *args):
-    def deco(fn):
-        COMMANDS[name] = (help, list(args), fn)
-        return fn
-    return deco
+from .vocabulary import Role, TokenKind
 
 
 def _secret(value: str | None, env: str, prompt: str) -> str:
@@ -54,7 +41,7 @@ def _create_admin(db, a):
     pin = a.pin or os.environ.get("TOKENRENT_ADMIN_PIN") or "0000"
     body = AccountCreate(username=a.username, password=password, pin=pin, full_name=a.full_name,
                          email=a.email)
-    user = accounts.create_user(db, **body.model_dump(), role=ROLE_ADMIN)
+    user = accounts.create_user(db, **body.model_dump(), role=Role.ADMIN)
     return {"id": user.id, "username": user.username, "role": user.role}
 
 
@@ -85,7 +72,7 @@ def _cancel(db, a):
 
 @command("grant", "grant free tokens to a user",
          arg("username"), arg("tokens", type=int),
-         arg("--kind", choices=["standard", "incentive", "restricted"], default="standard"),
+         arg("--kind", choices=list(TokenKind), default=TokenKind.STANDARD),
          arg("--expires-at", type=datetime.fromisoformat, default=None,
              help="RFC 3339 / ISO time with offset, e.g. 2027-01-01T00:00:00+00:00"),
          arg("--memo", default=""))
@@ -119,8 +106,7 @@ def _policy(db, a):
          arg("--inactive", action="store_true"))
 def _bundle(db, a):
     b = wallet.upsert_bundle(db, a.name, a.tokens, a.discount_percent, not a.inactive)
-    return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
-            "active": b.active}
+    return wallet.bundle_admin_view(b)
 
 
 @command("set-preferred", "mark (or unmark) a preferred customer",
@@ -137,7 +123,8 @@ def _verify(db, a):
             "negative_wallets": r.negative_wallets}
 
 
-from . import admin_store_cli  # noqa: E402,F401  (the store's commands register themselves)
+# The store's commands register on import; imported after the wallet's so --help lists those first.
+from . import admin_store_cli  # noqa: E402,F401
 
 
 def add_parser(sub) -> None:

@@ -1,16 +1,14 @@
 """`tokenrent-server admin ...` commands for the store: catalog, offers,
 publishing program files, signing-key rotation, the sales report.
-(Registered into admin_cli's command table when admin_cli is imported.)"""
+(Registered in admin_registry's table; admin_cli imports this module.)"""
 from __future__ import annotations
 
 from datetime import datetime
 
-from .admin_cli import arg, command
+from .admin_registry import arg, command
 from .services import catalog, orders, signing_keys
 from .services.errors import ApiError
-
-OFFER_KINDS = ["purchase", "rent_time", "rent_uses", "rent_processings", "convert"]
-
+from .vocabulary import OfferKind
 
 def _tier(text: str) -> tuple[int, int]:
     q, sep, t = text.partition("=")
@@ -83,7 +81,7 @@ def _edit_product(db, a):
 
 
 @command("set-offer", "create or replace a product's offer of one kind",
-         arg("product_id", type=int), arg("kind", choices=OFFER_KINDS),
+         arg("product_id", type=int), arg("kind", choices=list(OfferKind)),
          arg("--tokens", type=int, help="purchase / convert price"),
          arg("--tier", action="append", default=[], metavar="QUANTITY=TOKENS",
              help="rentals, repeat: days / uses / processings = tokens, e.g. --tier 1000=80"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from .models.user import ROLE_ADMIN
 from .services import accounts, wallet
+from .vocabulary import Role
 
 DEMO_ADMIN = {"username": "admin", "password": "admin-demo-pass", "pin": "0000",
               "full_name": "Demo Vendor Admin", "email": "admin@tokenrent.example"}
@@ -22,7 +22,7 @@ def load_wallet_demo(db: Session) -> list[str]:
         wallet.update_policy(db, token_price_cents=10, min_tokens=100)  # FIG 17: 10 cents a token
         wallet.upsert_bundle(db, "Silver", 100, 5)
         wallet.upsert_bundle(db, "Gold", 200, 10)
-        accounts.create_user(db, **DEMO_ADMIN, role=ROLE_ADMIN)
+        accounts.create_user(db, **DEMO_ADMIN, role=Role.ADMIN)
         notes.append("created admin")
     if accounts.find_user(db, DEMO_USER["username"]) is None:
         accounts.create_user(db, **DEMO_USER)

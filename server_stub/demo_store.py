@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from .models.store import Category, Product, ProductVersion
 from .services import catalog, signing_keys
+from .vocabulary import OfferKind
 
 CATEGORIES = [  # FIG 6, in its order
     "Scanned Document Enhancement",
@@ -36,31 +37,31 @@ PROGRAM_PRODUCTS = ("Software A", "Software B", "Software C", "Software D", "Sca
 PRODUCTS = [
     ("Document Raster Editing", "Software A", "TokenRent Demo Labs",
      "Raster editor for scanned drawings. Permanent license.", False,
-     {"purchase": 100}, None),
+     {OfferKind.PURCHASE: 100}, None),
     ("Document Raster Editing", "Software B", "TokenRent Demo Labs",
      "Raster viewer and markup. Buy it, or rent it by time.", False,
-     {"purchase": 250, "rent_time": [(7, 15), (30, 50), (365, 400)]}, 2 * DAY),
+     {OfferKind.PURCHASE: 250, OfferKind.RENT_TIME: [(7, 15), (30, 50), (365, 400)]}, 2 * DAY),
     ("Document Raster Editing", "Software C", "TokenRent Demo Labs",
      "Raster clean-up wizard. Buy it, or rent it by number of uses.", False,
-     {"purchase": 200, "rent_uses": [(10, 5), (50, 20), (200, 60)]}, 3),
+     {OfferKind.PURCHASE: 200, OfferKind.RENT_USES: [(10, 5), (50, 20), (200, 60)]}, 3),
     ("Document Raster Editing", "Software D", "TokenRent Demo Labs",
      "Batch raster converter, rented by number of processings only.", False,
-     {"rent_processings": [(100, 10), (1_000, 80), (10_000, 600)]}, 50),
+     {OfferKind.RENT_PROCESSINGS: [(100, 10), (1_000, 80), (10_000, 600)]}, 50),
     ("Scanned Document Enhancement", "ScanClean Pro", "Clarity Imaging",
      "Despeckle and deskew scans. Rent by time, then keep it (convert).", False,
-     {"rent_time": [(30, 40), (90, 100)], "convert": 150}, 3 * DAY),
+     {OfferKind.RENT_TIME: [(30, 40), (90, 100)], OfferKind.CONVERT: 150}, 3 * DAY),
     ("Computer Aided Design (CAD)", "DraftCAD Lite", "Vector Works Demo",
      "2-D drafting. Buy, or rent by uses and convert later.", False,
-     {"purchase": 400, "rent_uses": [(20, 30), (100, 120)], "convert": 300}, 5),
+     {OfferKind.PURCHASE: 400, OfferKind.RENT_USES: [(20, 30), (100, 120)], OfferKind.CONVERT: 300}, 5),
     ("Engineering Document Management Systems (EDMS)", "DocVault", "Archive Systems Demo",
      "Check-in and index engineering documents; pay per processed document, or convert.", False,
-     {"rent_processings": [(500, 25), (5_000, 200)], "convert": 500}, 100),
+     {OfferKind.RENT_PROCESSINGS: [(500, 25), (5_000, 200)], OfferKind.CONVERT: 500}, 100),
     ("Language Translators", "LinguaPort", "Babel Demo",
      "Document translator. On sale: restricted tokens may pay for it.", True,
-     {"purchase": 120, "rent_uses": [(25, 15)]}, 5),
+     {OfferKind.PURCHASE: 120, OfferKind.RENT_USES: [(25, 15)]}, 5),
     ("Computer Games", "Pixel Quest", "Arcade Demo",
      "A small game: rent it for a day or a week, buy it, or convert a rental.", False,
-     {"purchase": 60, "rent_time": [(1, 2), (7, 10)], "convert": 50}, DAY // 4),
+     {OfferKind.PURCHASE: 60, OfferKind.RENT_TIME: [(1, 2), (7, 10)], OfferKind.CONVERT: 50}, DAY // 4),
 ]
 
 

@@ -1,6 +1,7 @@
 """Install / uninstall downloaded programs.
 
-A download is a signed program package (license_agent.package_format).
+A download is a signed program package (license_agent.package_format), installed
+into the per-user store (license_agent.install_store).
 ``install_downloaded`` is the one place the storefront turns a verified
 download into an installed program: the package's signature is checked
 against the vendor key and every file against the signed manifest before
@@ -16,6 +17,11 @@ from pathlib import Path
 def _pf():
     from license_agent import package_format   # cryptography is loaded on first use only
     return package_format
+
+
+def _store():
+    from license_agent import install_store   # cryptography is loaded on first use only
+    return install_store
 
 
 class InstallError(Exception):
@@ -39,8 +45,8 @@ def install_downloaded(package_file: Path, programs_root: Path, product_id, vend
     """Verify the package and install it for this user. Returns the InstalledProgram."""
     pf = _pf()
     try:
-        return pf.install_package(package_file, programs_root, trusted_keys(vendor_key),
-                                  expected_product_id=str(product_id))
+        return _store().install_package(package_file, programs_root, trusted_keys(vendor_key),
+                                        expected_product_id=str(product_id))
     except pf.PackageError as exc:
         raise InstallError(f"The program could not be installed: {exc}") from exc
 
@@ -48,7 +54,7 @@ def install_downloaded(package_file: Path, programs_root: Path, product_id, vend
 def installed(programs_root: Path, product_id):
     pf = _pf()
     try:
-        return pf.installed_program(programs_root, str(product_id))
+        return _store().installed_program(programs_root, str(product_id))
     except pf.PackageError:
         return None
 
@@ -56,7 +62,7 @@ def installed(programs_root: Path, product_id):
 def uninstall(programs_root: Path, product_id) -> bool:
     pf = _pf()
     try:
-        return pf.uninstall_program(programs_root, str(product_id))
+        return _store().uninstall_program(programs_root, str(product_id))
     except pf.PackageError as exc:
         raise InstallError(str(exc)) from exc
 
@@ -66,7 +72,7 @@ def launch_command(programs_root: Path, product_id) -> tuple[list[str], Path]:
     program = installed(programs_root, product_id)
     if program is None:
         raise InstallError("The program is not installed on this computer; download and install it first.")
-    return _pf().entry_command(program), program.directory
+    return _store().entry_command(program), program.directory
 
 
 def vendor_key_b64_ok(value: str) -> bool:

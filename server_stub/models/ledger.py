@@ -13,24 +13,14 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..vocabulary import HoldStatus
 from .base import Amount, Base, UTCDateTime, utcnow
 
-CURRENCY_TOKEN = "token"
-CURRENCY_CENT = "cent"
-
+# (token kinds, hold statuses and currencies: server_stub.vocabulary)
 # purposes
 WALLET = "wallet"     # a user's token lot: (kind, expiry)
 HOLD = "hold"         # a user's reserved tokens, waiting to be posted or voided
 VENDOR = "vendor"     # the vendor's own accounts (issuance, revenue, cash ...)
-
-KIND_STANDARD = "standard"      # bought; transferable
-KIND_INCENTIVE = "incentive"    # free; spendable here, never transferable
-KIND_RESTRICTED = "restricted"  # only buys products on sale
-TOKEN_KINDS = (KIND_STANDARD, KIND_INCENTIVE, KIND_RESTRICTED)
-
-HOLD_HELD = "held"
-HOLD_POSTED = "posted"
-HOLD_VOIDED = "voided"
 
 
 class LedgerAccount(Base):
@@ -77,7 +67,7 @@ class LedgerHold(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     amount: Mapped[int] = mapped_column(Amount)
-    status: Mapped[str] = mapped_column(String(16), default=HOLD_HELD)
+    status: Mapped[str] = mapped_column(String(16), default=HoldStatus.HELD)
     reference: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

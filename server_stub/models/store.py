@@ -11,24 +11,10 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..vocabulary import OrderStatus
 from .base import Amount, Base, UTCDateTime, utcnow
 
-# offer kinds (DESIGN.md)
-OFFER_PURCHASE = "purchase"
-OFFER_RENT_TIME = "rent_time"
-OFFER_RENT_USES = "rent_uses"
-OFFER_RENT_PROCESSINGS = "rent_processings"
-OFFER_CONVERT = "convert"
-OFFER_KINDS = (OFFER_PURCHASE, OFFER_RENT_TIME, OFFER_RENT_USES, OFFER_RENT_PROCESSINGS, OFFER_CONVERT)
-TIERED_KINDS = (OFFER_RENT_TIME, OFFER_RENT_USES, OFFER_RENT_PROCESSINGS)
-
-# license kinds (the authorization code's `kind`)
-LICENSE_PERMANENT = "permanent"
-LICENSE_TIME = "time"
-LICENSE_USES = "uses"
-LICENSE_PROCESSINGS = "processings"
-LICENSE_KIND_OF_OFFER = {OFFER_PURCHASE: LICENSE_PERMANENT, OFFER_RENT_TIME: LICENSE_TIME,
-                         OFFER_RENT_USES: LICENSE_USES, OFFER_RENT_PROCESSINGS: LICENSE_PROCESSINGS}
+# Offer kinds, item actions: server_stub.vocabulary; license kinds: license_agent.codes.LicenseKind.
 
 
 class Category(Base):
@@ -139,7 +125,7 @@ class Order(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     device_pk: Mapped[int | None] = mapped_column(ForeignKey("store_devices.id"), nullable=True)
     device_id: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="completed")
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.COMPLETED)
     required_tokens: Mapped[int] = mapped_column(Amount)
     available_tokens: Mapped[int] = mapped_column(Amount)    # AT before the order
     balance_after: Mapped[int] = mapped_column(Amount)       # new AT
@@ -161,7 +147,7 @@ class OrderItem(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("store_products.id"), index=True)
     product_name: Mapped[str] = mapped_column(String(100))
     offer_kind: Mapped[str] = mapped_column(String(24))
-    action: Mapped[str] = mapped_column(String(16))   # new, extend, convert
+    action: Mapped[str] = mapped_column(String(16))   # vocabulary.ItemAction
     quantity: Mapped[int | None] = mapped_column(Amount, nullable=True)
     tokens: Mapped[int] = mapped_column(Amount)
     cash_cents: Mapped[int] = mapped_column(Amount)

@@ -6,12 +6,8 @@ from datetime import datetime
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..vocabulary import AccountStatus, Role
 from .base import Base, UTCDateTime, utcnow
-
-ROLE_USER = "user"
-ROLE_ADMIN = "admin"
-STATUS_INACTIVE = "inactive"  # may browse; may not order or transfer
-STATUS_ACTIVE = "active"
 
 
 class User(Base):
@@ -25,8 +21,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254))
     address: Mapped[str | None] = mapped_column(String(300), nullable=True)
     phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    role: Mapped[str] = mapped_column(String(16), default=ROLE_USER)
-    status: Mapped[str] = mapped_column(String(16), default=STATUS_INACTIVE)
+    role: Mapped[str] = mapped_column(String(16), default=Role.USER)
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.INACTIVE)
     preferred: Mapped[bool] = mapped_column(Boolean, default=False)
     # How far below zero the vendor lets this wallet draw (FIG 13 credit).
     negative_limit: Mapped[int] = mapped_column(Integer, default=0)
@@ -40,7 +36,7 @@ class User(Base):
 
     @property
     def is_admin(self) -> bool:
-        return self.role == ROLE_ADMIN
+        return self.role == Role.ADMIN
 
 
 class UserSession(Base):

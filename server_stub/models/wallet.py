@@ -8,14 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Amount, Base, UTCDateTime, utcnow
 
-METHOD_CARD = "card"
-OFFLINE_METHODS = ("check", "money_order", "purchase_order")
-
-PURCHASE_COMPLETED = "completed"   # tokens credited and paid
-PURCHASE_PENDING = "pending"       # off-line, waiting for payment
-PURCHASE_CREDITED = "credited"     # tokens credited before payment: a receivable
-PURCHASE_CANCELLED = "cancelled"
-PURCHASE_DECLINED = "declined"
+# Payment methods and purchase statuses: server_stub.vocabulary.
 
 
 class TokenPolicy(Base):

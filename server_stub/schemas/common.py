@@ -24,6 +24,12 @@ class StrictModel(BaseModel):
         return value
 
 
+# For a request field holding one of a vocabulary's values (server_stub.vocabulary), as
+# `Annotated[OfferKind, FROM_JSON]`: JSON carries the value, which a strict model refuses for
+# an enum (it wants an instance); lax for that field only, still exactly the enum's values.
+FROM_JSON = Field(strict=False)
+
+
 class ErrorOut(BaseModel):
     detail: str
 

@@ -3,10 +3,13 @@ are 422) and, below them, the answers (one family per entity)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from license_agent.codes import LicenseKind
+
+from ..vocabulary import AccountStatus, ItemAction, OfferKind, OrderStatus, RentalUnit
 from .common import Id, StrictModel
 
 DeviceIdText = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="hex device id (32 characters)")]
@@ -14,7 +17,6 @@ Quantity = Annotated[int, Field(ge=1, le=1_000_000_000)]
 Tokens = Annotated[int, Field(ge=1, le=1_000_000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=100)]
 LongText = Annotated[str, Field(max_length=4000)]
-OfferKind = Literal["purchase", "rent_time", "rent_uses", "rent_processings", "convert"]
 
 
 class OrderItemIn(StrictModel):
@@ -115,8 +117,6 @@ def Absent(description: str):  # noqa: N802  (reads like a type in the models be
     return Field(None, description=description, json_schema_extra=_no_default)
 
 
-LicenseKind = Literal["permanent", "time", "uses", "processings"]
-Action = Literal["new", "extend", "convert"]
 
 
 # -- catalog
@@ -152,7 +152,7 @@ class OfferOut(BaseModel):
     active: bool
     low_threshold: int | None
     tiers: list[TierOut] = Absent("rentals only")
-    unit: Literal["days", "uses", "processings"] = Absent("rentals only")
+    unit: RentalUnit = Absent("rentals only")
     tokens: int | None = Absent("purchase and convert only")
     cash_cents: int = Absent("purchase and convert only")
 
@@ -232,7 +232,7 @@ class QuoteItemOut(BaseModel):
     quantity: int | None
     tokens: int
     cash_cents: int
-    action: Action
+    action: ItemAction
     license_id: int | None = Field(description="the license extended or converted; null for a new one")
     on_sale: bool
 
@@ -247,7 +247,7 @@ class QuoteOut(BaseModel):
     shortage: int
     cash_cents: int
     token_price_cents: int
-    account_status: str
+    account_status: AccountStatus
     exact_actions: bool
     device_id: str | None
     items: list[QuoteItemOut]
@@ -258,7 +258,7 @@ class ReceiptItemOut(BaseModel):
     product_id: int
     product_name: str
     kind: OfferKind
-    action: Action
+    action: ItemAction
     quantity: int | None
     tokens: int
     cash_cents: int
@@ -288,7 +288,7 @@ class DeliveryOut(BaseModel):
 
 class ReceiptOut(BaseModel):
     id: int
-    status: str
+    status: OrderStatus
     created_at: datetime
     device_id: str
     required_tokens: int

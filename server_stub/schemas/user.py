@@ -5,6 +5,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from ..vocabulary import AccountStatus, Role, TokenKind
 from .common import StrictModel
 
 Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -27,7 +28,7 @@ class AccountCreate(StrictModel):
 class AccountOut(BaseModel):
     id: int
     username: str
-    status: str
+    status: AccountStatus
 
 
 class SessionCreate(StrictModel):
@@ -42,7 +43,7 @@ class SessionOut(BaseModel):
 
 class ExpiringLot(BaseModel):
     tokens: int
-    kind: str
+    kind: TokenKind
     expires_at: datetime
 
 
@@ -61,8 +62,8 @@ class MeOut(BaseModel):
     username: str
     full_name: str
     email: str
-    role: str
-    status: str
+    role: Role
+    status: AccountStatus
     preferred: bool
     available_tokens: int
     min_tokens: int
@@ -72,4 +73,4 @@ class MeOut(BaseModel):
 class CurrentSessionOut(BaseModel):
     user_id: int
     username: str
-    role: str
+    role: Role

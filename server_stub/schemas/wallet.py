@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from .common import Id, StrictModel, TokenCount
+from ..vocabulary import AccountStatus, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
+from .common import FROM_JSON, Id, StrictModel, TokenCount
 
 
 class BundleOut(BaseModel):
@@ -23,13 +24,13 @@ class OffersOut(BaseModel):
     preferred_discount_percent: float
     your_discount_percent: float
     bundles: list[BundleOut]
-    payment_methods: list[str]
+    payment_methods: list[PaymentMethod]
 
 
 class TokenPurchaseCreate(StrictModel):
     tokens: TokenCount | None = None
     bundle_id: Id | None = None
-    method: Literal["card", "check", "money_order", "purchase_order"]
+    method: Annotated[PaymentMethod, FROM_JSON]
     card_number: Annotated[str, Field(max_length=32)] | None = None
     card_expiry: Annotated[str, Field(max_length=10)] | None = None
     card_cvc: Annotated[str, Field(max_length=4)] | None = None
@@ -39,19 +40,19 @@ class TokenPurchaseCreate(StrictModel):
         if (self.tokens is None) == (self.bundle_id is None):
             raise ValueError("give exactly one of tokens or bundle_id")
         card_fields = (self.card_number, self.card_expiry, self.card_cvc)
-        if self.method == "card" and any(f is None for f in card_fields):
+        if self.method == PaymentMethod.CARD and any(f is None for f in card_fields):
             raise ValueError("card purchases need card_number, card_expiry and card_cvc")
-        if self.method != "card" and any(f is not None for f in card_fields):
+        if self.method != PaymentMethod.CARD and any(f is not None for f in card_fields):
             raise ValueError("card fields are only for method card")
         return self
 
 
 class TokenPurchaseOut(BaseModel):
     id: int
-    status: str
+    status: PurchaseStatus
     tokens: int
     bundle_id: int | None
-    method: str
+    method: PaymentMethod
     amount_cents: int
     gross_cents: int
     discount_percent: float
@@ -81,11 +82,11 @@ class TransferOut(BaseModel):
 class LedgerLine(BaseModel):
     id: int
     at: datetime
-    kind: str
+    kind: TransferKind
     memo: str
     tokens: int          # change of the spendable wallet (negative: out)
     held_change: int     # change of the tokens on hold
-    token_kind: str | None
+    token_kind: TokenKind | None
     balance_after: int | None
 
 
@@ -99,7 +100,7 @@ class LedgerOut(BaseModel):
 class GrantCreate(StrictModel):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     tokens: TokenCount
-    kind: Literal["standard", "incentive", "restricted"] = "standard"
+    kind: Annotated[TokenKind, FROM_JSON] = TokenKind.STANDARD
     # RFC 3339 with an offset (strict models take it from a JSON string)
     expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None
     memo: Annotated[str, Field(max_length=200)] = ""
@@ -133,7 +134,7 @@ class LedgerCheckOut(BaseModel):
 
 class GrantOut(BaseModel):
     username: str
-    status: str
+    status: AccountStatus
     available_tokens: int
 
 
@@ -156,7 +157,7 @@ class UserAdminOut(BaseModel):
     id: int
     username: str
     full_name: str
-    role: str
-    status: str
+    role: Role
+    status: AccountStatus
     preferred: bool
     negative_limit: int

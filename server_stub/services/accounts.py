@@ -12,28 +12,22 @@ from ..core.security import (
     burn_verify_time, hash_pin, hash_secret, new_session_token, token_digest, verify_pin, verify_secret,
 )
 from ..models.base import utcnow
-from ..models.ledger import KIND_INCENTIVE
-from ..models.user import ROLE_ADMIN, ROLE_USER, STATUS_ACTIVE, STATUS_INACTIVE, User, UserSession
-from ..models.wallet import TokenPolicy
+from ..models.user import User, UserSession
+from . import ledger
 from .errors import ApiError, Conflict, Forbidden, Locked
-
-
-def policy(db: Session) -> TokenPolicy:
-    p = db.get(TokenPolicy, 1)
-    if p is None:
-        raise RuntimeError("token policy row missing: run the migrations")
-    return p
+from .pricing import policy
+from ..vocabulary import AccountStatus, Role, TokenKind, TransferKind
 
 
 def create_user(db: Session, *, username: str, password: str, pin: str, full_name: str,
                 email: str, address: str | None = None, phone: str | None = None,
-                role: str = ROLE_USER) -> User:
+                role: str = Role.USER) -> User:
     password_hash, pin_hash = hash_secret(password), hash_pin(pin)  # before the transaction begins
     if db.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict("username is taken")
     user = User(username=username, password_hash=password_hash, pin_hash=pin_hash,
                 full_name=full_name, email=email, address=address, phone=phone, role=role,
-                status=STATUS_ACTIVE if role == ROLE_ADMIN else STATUS_INACTIVE,
+                status=AccountStatus.INACTIVE,
                 preferred=False, negative_limit=0, failed_logins=0, failed_pins=0, card_declines=0)
     db.add(user)
     try:
@@ -41,30 +35,32 @@ def create_user(db: Session, *, username: str, password: str, pin: str, full_nam
     except IntegrityError:
         raise Conflict("username is taken") from None
     grant = policy(db).registration_grant_tokens
-    if grant > 0 and role == ROLE_USER:
-        from . import ledger
+    granted = grant > 0 and role == Role.USER
+    if granted:
         ledger.lock_wallets(db, user.id)
-        ledger.credit_tokens(db, user, grant, ledger.PROMOTIONS, "grant",
-                             "free registration tokens", token_kind=KIND_INCENTIVE)
-        user.status = STATUS_ACTIVE  # FIG 3: the vendor's free tokens stand in for the minimum purchase
-        db.flush()
+        ledger.credit_tokens(db, user, grant, ledger.PROMOTIONS, TransferKind.GRANT,
+                             "free registration tokens", token_kind=TokenKind.INCENTIVE)
+    activate_if_funded(db, user, registration_grant=granted)
     return user
 
 
-def activate_if_funded(db: Session, user: User) -> None:
-    """FIG 3: an account becomes active once it holds the vendor's minimum (MT)."""
-    if user.status == STATUS_ACTIVE:
+def activate_if_funded(db: Session, user: User, *, registration_grant: bool = False) -> None:
+    """The one activation rule (FIG 3), called after every credit to a wallet:
+    an account becomes active once it holds the vendor's minimum (MT). The
+    vendor's free registration tokens stand in for the minimum purchase, even
+    below MT; an admin has no wallet and is active from the start."""
+    if user.status == AccountStatus.ACTIVE:
         return
-    from .ledger import available_tokens
-    if available_tokens(db, user) >= policy(db).min_tokens:
-        user.status = STATUS_ACTIVE
+    if (user.role == Role.ADMIN or registration_grant
+            or ledger.available_tokens(db, user) >= policy(db).min_tokens):
+        user.status = AccountStatus.ACTIVE
         db.flush()
 
 
 def require_active(user: User) -> None:
-    if user.status != STATUS_ACTIVE:
+    if user.status != AccountStatus.ACTIVE:
         raise Forbidden("account is inactive: buy the minimum number of tokens first",
-                        status="inactive")
+                        status=AccountStatus.INACTIVE)
 
 
 # ---------------------------------------------------------------- lockouts

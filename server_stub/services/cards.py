@@ -103,13 +103,9 @@ class SimulatedCardProcessor:
         return ChargeResult(True, reference=ref)
 
 
-_processor: CardProcessor = SimulatedCardProcessor()
+_PROCESSOR: CardProcessor = SimulatedCardProcessor()
 
 
 def processor() -> CardProcessor:
-    return _processor
-
-
-def set_processor(p: CardProcessor) -> None:
-    global _processor
-    _processor = p
+    """The payment network: the simulated one (a real provider would be returned here)."""
+    return _PROCESSOR

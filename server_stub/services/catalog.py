@@ -1,6 +1,6 @@
 """The catalog (FIG 6, 7, 17): categories, products, offers with tiers,
 published versions. Every price is shown in tokens and in cash at the
-vendor's token price (one rule: `cash_cents`)."""
+vendor's token price (one rule: `pricing.cash_cents`)."""
 from __future__ import annotations
 
 import hashlib
@@ -15,25 +15,16 @@ from sqlalchemy.orm import Session
 from license_agent.codes import store_link
 
 from ..core.config import get_settings
-from ..models.store import (
-    OFFER_CONVERT, OFFER_KINDS, OFFER_PURCHASE, TIERED_KINDS, Category, Offer, OfferTier, Product,
-    ProductVersion,
-)
-from .accounts import policy
+from ..models.store import Category, Offer, OfferTier, Product, ProductVersion
+from .pricing import cash_cents, token_price_cents
 from .errors import Conflict, Invalid, NotFound
+from ..vocabulary import TIERED_OFFER_KINDS, UNIT_OF_OFFER, OfferKind
 
 MAX_PRICE_TOKENS = 1_000_000
-MAX_QUANTITY = {"rent_time": 36_500, "rent_uses": 1_000_000_000, "rent_processings": 1_000_000_000}
+MAX_QUANTITY = {OfferKind.RENT_TIME: 36_500, OfferKind.RENT_USES: 1_000_000_000,
+                OfferKind.RENT_PROCESSINGS: 1_000_000_000}
 MAX_TIERS = 20
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")  # as package_format's
-
-
-def token_price_cents(db: Session) -> int:
-    return policy(db).token_price_cents
-
-
-def cash_cents(tokens: int, price_cents: int) -> int:
-    return tokens * price_cents
 
 
 def store_url(product_id: int) -> str:
@@ -52,11 +43,11 @@ def category_view(c: Category, product_count: int | None = None) -> dict:
 def offer_view(o: Offer, tiers: list[OfferTier], price_cents: int) -> dict:
     out = {"id": o.id, "product_id": o.product_id, "kind": o.kind, "active": o.active,
            "low_threshold": o.low_threshold}
-    if o.kind in TIERED_KINDS:
+    if o.kind in TIERED_OFFER_KINDS:
         out["tiers"] = [{"quantity": t.quantity, "tokens": t.tokens,
                          "cash_cents": cash_cents(t.tokens, price_cents)}
                         for t in sorted(tiers, key=lambda t: t.quantity)]
-        out["unit"] = {"rent_time": "days", "rent_uses": "uses", "rent_processings": "processings"}[o.kind]
+        out["unit"] = UNIT_OF_OFFER[o.kind]
     else:
         out["tokens"] = o.tokens
         out["cash_cents"] = cash_cents(o.tokens or 0, price_cents)
@@ -87,7 +78,7 @@ def product_views(db: Session, products: list[Product], include_inactive_offers:
     for v in db.scalars(select(ProductVersion).where(ProductVersion.product_id.in_(ids))
                         .order_by(ProductVersion.id)):
         latest[v.product_id] = v
-    order = {k: i for i, k in enumerate(OFFER_KINDS)}
+    order = {k: i for i, k in enumerate(OfferKind)}
     out = []
     for p in products:
         own = sorted((o for o in offers if o.product_id == p.id and (o.active or include_inactive_offers)),
@@ -204,10 +195,10 @@ def put_offer(db: Session, product_id: int, kind: str, tokens: int | None = None
               active: bool = True) -> Offer:
     """Create or replace the product's offer of this kind (tiers replaced as a whole)."""
     get_product(db, product_id, include_inactive=True)
-    if kind not in OFFER_KINDS:
-        raise Invalid(f"offer kind must be one of {', '.join(OFFER_KINDS)}")
+    if kind not in frozenset(OfferKind):   # a str: `in` the enum class itself raises on 3.11
+        raise Invalid(f"offer kind must be one of {', '.join(OfferKind)}")
     tiers = list(tiers or [])
-    if kind in (OFFER_PURCHASE, OFFER_CONVERT):
+    if kind in (OfferKind.PURCHASE, OfferKind.CONVERT):
         if tokens is None or tiers:
             raise Invalid(f"a {kind} offer has a price in tokens and no tiers")
         if not 1 <= tokens <= MAX_PRICE_TOKENS:

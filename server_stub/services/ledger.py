@@ -22,12 +22,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db import lock_users
 from ..models.base import utcnow
-from ..models.ledger import (
-    CURRENCY_CENT, CURRENCY_TOKEN, HOLD, HOLD_HELD, HOLD_POSTED, HOLD_VOIDED, KIND_INCENTIVE,
-    KIND_RESTRICTED, KIND_STANDARD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer,
-)
+from ..models.ledger import HOLD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer
 from ..models.user import User
 from .errors import Conflict, InsufficientTokens, Invalid, NotFound
+from ..vocabulary import Currency, HoldStatus, TokenKind, TransferKind
 
 # The vendor's accounts (created by the first migration).
 ISSUANCE = "vendor:issuance"      # tokens sold come from here
@@ -96,14 +94,14 @@ def _user_account(db: Session, user_id: int, code: str, **fields) -> LedgerAccou
     for a in accts:
         if a.code == code:
             return a
-    acct = LedgerAccount(code=code, currency=CURRENCY_TOKEN, owner_user_id=user_id, balance=0, **fields)
+    acct = LedgerAccount(code=code, currency=Currency.TOKEN, owner_user_id=user_id, balance=0, **fields)
     db.add(acct)
     db.flush()
     accts.append(acct)
     return acct
 
 
-def wallet_lot(db: Session, user_id: int, kind: str = KIND_STANDARD,
+def wallet_lot(db: Session, user_id: int, kind: str = TokenKind.STANDARD,
                expires_at: datetime | None = None) -> LedgerAccount:
     """The lot account for (kind, expiry), created on first use (caller holds the lock)."""
     if expires_at is not None:
@@ -170,9 +168,10 @@ def move_cents(db: Session, source_code: str, dest_code: str, cents: int, kind: 
 
 
 def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: str,
-                  memo: str, token_kind: str = KIND_STANDARD,
+                  memo: str, token_kind: str = TokenKind.STANDARD,
                   expires_at: datetime | None = None, purchase_id: int | None = None) -> None:
-    """Put tokens into a user's wallet (caller holds the user's lock)."""
+    """Put tokens into a user's wallet (caller holds the user's lock). The
+    ledger only moves tokens: the caller applies accounts.activate_if_funded."""
     if expires_at is not None:
         now = utcnow()
         if expires_at.tzinfo is None:
@@ -182,8 +181,6 @@ def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: 
     lot = wallet_lot(db, user.id, token_kind, expires_at)
     post_transfer(db, vendor_account(db, source_code), lot, tokens, kind, memo,
                   purchase_id=purchase_id)
-    from .accounts import activate_if_funded  # one rule for activation, in accounts
-    activate_if_funded(db, user)
 
 
 # ---------------------------------------------------------------- balances
@@ -207,7 +204,7 @@ class Wallet:
     @property
     def transferable(self) -> int:
         """Standard tokens the user owns outright: the vendor's credit is not passed on."""
-        owned = sum(a.balance for a in self.lots if a.token_kind == KIND_STANDARD and a.balance > 0)
+        owned = sum(a.balance for a in self.lots if a.token_kind == TokenKind.STANDARD and a.balance > 0)
         return max(0, owned - self.debt)
 
     def breakdown(self) -> dict:
@@ -217,9 +214,7 @@ class Wallet:
             key=lambda a: a.expires_at,
         )
         return {
-            "standard": self.total(KIND_STANDARD),
-            "incentive": self.total(KIND_INCENTIVE),
-            "restricted": self.total(KIND_RESTRICTED),
+            **{kind.value: self.total(kind) for kind in TokenKind},   # standard, incentive, restricted
             "transferable": self.transferable,
             "held": self.held,
             "negative_draw_limit": self.negative_limit,
@@ -254,7 +249,7 @@ def expire_due_lots(db: Session, user_id: int) -> int:
     total = 0
     for lot in due:
         total += lot.balance
-        post_transfer(db, lot, expired, lot.balance, "expiry",
+        post_transfer(db, lot, expired, lot.balance, TransferKind.EXPIRY,
                       f"{lot.token_kind} tokens expired {lot.expires_at:%Y-%m-%d %H:%M} UTC")
     return total
 
@@ -290,7 +285,7 @@ class SpendPlan:
 def _expiry_key(lot: LedgerAccount):
     # soonest expiry first; never-expiring last; incentive before standard on a tie
     return (lot.expires_at is None, lot.expires_at or _NEVER,
-            0 if lot.token_kind == KIND_INCENTIVE else 1, lot.id)
+            0 if lot.token_kind == TokenKind.INCENTIVE else 1, lot.id)
 
 
 _NEVER = datetime.max.replace(tzinfo=timezone.utc)
@@ -299,8 +294,8 @@ _NEVER = datetime.max.replace(tzinfo=timezone.utc)
 def spend_capacity(wallet: Wallet, lines: Sequence[SpendLine]) -> int:
     """How many of these lines' tokens the wallet can pay (restricted only for sale items)."""
     on_sale = sum(line.tokens for line in lines if line.on_sale)
-    restricted = max(0, wallet.total(KIND_RESTRICTED))
-    others = sum(a.balance for a in wallet.lots if a.token_kind != KIND_RESTRICTED and a.balance > 0)
+    restricted = max(0, wallet.total(TokenKind.RESTRICTED))
+    others = sum(a.balance for a in wallet.lots if a.token_kind != TokenKind.RESTRICTED and a.balance > 0)
     return min(on_sale, restricted) + others + _negative_headroom(wallet)
 
 
@@ -321,7 +316,7 @@ def plan_spend(db: Session, user: User, lines: Sequence[SpendLine]) -> SpendPlan
     plan = SpendPlan()
     on_sale_left = sum(line.tokens for line in lines if line.on_sale)
     left = required
-    restricted = sorted((a for a in wallet.lots if a.token_kind == KIND_RESTRICTED and a.balance > 0),
+    restricted = sorted((a for a in wallet.lots if a.token_kind == TokenKind.RESTRICTED and a.balance > 0),
                         key=_expiry_key)
     for lot in restricted:
         n = min(lot.balance, on_sale_left)
@@ -329,7 +324,7 @@ def plan_spend(db: Session, user: User, lines: Sequence[SpendLine]) -> SpendPlan
             plan.takes.append((lot, n))
             on_sale_left -= n
             left -= n
-    others = sorted((a for a in wallet.lots if a.token_kind != KIND_RESTRICTED and a.balance > 0),
+    others = sorted((a for a in wallet.lots if a.token_kind != TokenKind.RESTRICTED and a.balance > 0),
                     key=_expiry_key)
     for lot in others:
         n = min(lot.balance, left)
@@ -349,7 +344,7 @@ def plan_transferable(db: Session, user: User, tokens: int) -> SpendPlan:
         raise InsufficientTokens(tokens, wallet.transferable, "not enough transferable tokens")
     plan = SpendPlan()
     left = tokens
-    for lot in sorted((a for a in wallet.lots if a.token_kind == KIND_STANDARD and a.balance > 0),
+    for lot in sorted((a for a in wallet.lots if a.token_kind == TokenKind.STANDARD and a.balance > 0),
                       key=_expiry_key):
         n = min(lot.balance, left)
         if n > 0:
@@ -365,12 +360,12 @@ def hold(db: Session, user: User, lines: Sequence[SpendLine], reference: str, me
     Post it when the licenses are issued, void it if issuing fails. `memo` is
     what the user's statement says (the hold is the line that takes the tokens)."""
     plan = plan_spend(db, user, lines)
-    h = LedgerHold(user_id=user.id, amount=plan.total, status=HOLD_HELD, reference=reference[:100])
+    h = LedgerHold(user_id=user.id, amount=plan.total, status=HoldStatus.HELD, reference=reference[:100])
     db.add(h)
     db.flush()
     dest = hold_account(db, user.id)
     for lot, n in plan.takes:
-        post_transfer(db, lot, dest, n, "hold", memo or f"held for {reference}", hold_id=h.id)
+        post_transfer(db, lot, dest, n, TransferKind.HOLD, memo or f"held for {reference}", hold_id=h.id)
     return h
 
 
@@ -378,7 +373,7 @@ def _settle(db: Session, hold_id: int, user_id: int | None = None) -> LedgerHold
     h = db.get(LedgerHold, hold_id)
     if h is None or (user_id is not None and h.user_id != user_id):
         raise NotFound("no such hold")
-    if h.status != HOLD_HELD:
+    if h.status != HoldStatus.HELD:
         raise Conflict(f"hold is already {h.status}")
     return h
 
@@ -388,8 +383,8 @@ def post_hold(db: Session, hold_id: int, memo: str = "", dest_code: str = REVENU
     h = _settle(db, hold_id)
     if h.amount > 0:
         post_transfer(db, hold_account(db, h.user_id), vendor_account(db, dest_code), h.amount,
-                      "spend", memo or f"spent on {h.reference}", hold_id=h.id)
-    h.status, h.settled_at = HOLD_POSTED, utcnow()
+                      TransferKind.SPEND, memo or f"spent on {h.reference}", hold_id=h.id)
+    h.status, h.settled_at = HoldStatus.POSTED, utcnow()
     db.flush()
     return h
 
@@ -401,9 +396,9 @@ def void_hold(db: Session, hold_id: int, memo: str = "") -> LedgerHold:
     legs = db.scalars(select(LedgerTransfer).where(
         LedgerTransfer.hold_id == h.id, LedgerTransfer.to_account_id == src.id).order_by(LedgerTransfer.id)).all()
     for leg in legs:
-        post_transfer(db, src, db.get(LedgerAccount, leg.from_account_id), leg.amount, "release",
+        post_transfer(db, src, db.get(LedgerAccount, leg.from_account_id), leg.amount, TransferKind.RELEASE,
                       memo or f"released {h.reference}", hold_id=h.id)
-    h.status, h.settled_at = HOLD_VOIDED, utcnow()
+    h.status, h.settled_at = HoldStatus.VOIDED, utcnow()
     db.flush()
     return h
 
@@ -432,7 +427,7 @@ def verify_ledger(db: Session) -> LedgerReport:
                           .group_by(LedgerTransfer.to_account_id)).all())
     inn = dict(db.execute(select(LedgerTransfer.from_account_id, func.sum(LedgerTransfer.amount))
                           .group_by(LedgerTransfer.from_account_id)).all())
-    totals = {CURRENCY_TOKEN: 0, CURRENCY_CENT: 0}
+    totals = {Currency.TOKEN: 0, Currency.CENT: 0}
     mismatched, negative = [], []
     limits = dict(db.execute(select(User.id, User.negative_limit)).all())
     per_user_wallet: dict[int, int] = {}
@@ -445,7 +440,7 @@ def verify_ledger(db: Session) -> LedgerReport:
             if acct.purpose == HOLD and derived < 0:
                 negative.append(acct.code)
             if acct.purpose == WALLET:
-                if derived < 0 and not (acct.token_kind == KIND_STANDARD and acct.expires_at is None):
+                if derived < 0 and not (acct.token_kind == TokenKind.STANDARD and acct.expires_at is None):
                     negative.append(acct.code)
                 per_user_wallet[acct.owner_user_id] = per_user_wallet.get(acct.owner_user_id, 0) + derived
     for uid, total in per_user_wallet.items():

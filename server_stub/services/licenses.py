@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from license_agent.codes import LicenseKind
+
 from license_agent.codes import Grant, issue_code
 
 from ..models.base import utcnow
-from ..models.store import (
-    LICENSE_PERMANENT, LICENSE_PROCESSINGS, LICENSE_TIME, LICENSE_USES, Device, License, Product,
-)
+from ..models.store import Device, License, Product
 from . import signing_keys
 from .catalog import store_url
 from .devices import owned as owned_device
@@ -24,7 +24,7 @@ from .errors import Conflict, NotFound
 def license_view(lic: License, device: Device | None, now: datetime | None = None) -> dict:
     now = now or utcnow()
     active = True
-    if lic.kind == LICENSE_TIME:
+    if lic.kind == LicenseKind.TIME:
         active = lic.expires_at is not None and lic.expires_at > now
     return {
         "id": lic.id, "product_id": lic.product_id, "product_name": lic.product_name, "kind": lic.kind,
@@ -55,10 +55,10 @@ def grant_for(lic: License, device: Device, issued_at: datetime) -> Grant:
     return Grant(
         license_id=str(lic.id), serial=lic.serial, product_id=str(lic.product_id), device_id=device.device_id,
         kind=lic.kind, issued_at=issued_at, store_url=store_url(lic.product_id),
-        expires_at=lic.expires_at if lic.kind == LICENSE_TIME else None,
-        uses=lic.uses if lic.kind == LICENSE_USES else None,
-        processings=lic.processings if lic.kind == LICENSE_PROCESSINGS else None,
-        low_threshold=lic.low_threshold if lic.kind != LICENSE_PERMANENT else None,
+        expires_at=lic.expires_at if lic.kind == LicenseKind.TIME else None,
+        uses=lic.uses if lic.kind == LicenseKind.USES else None,
+        processings=lic.processings if lic.kind == LicenseKind.PROCESSINGS else None,
+        low_threshold=lic.low_threshold if lic.kind != LicenseKind.PERMANENT else None,
         product_name=lic.product_name,
     )
 
@@ -89,11 +89,11 @@ def code_for(db: Session, user_id: int, license_id: int, device_id: str) -> dict
 def start(db: Session, user_id: int, product: Product, device: Device, kind: str, now: datetime) -> License:
     lic = License(user_id=user_id, product_id=product.id, device_pk=device.id, kind=kind, serial=0,
                   starts_at=now, product_name=product.name, created_at=now, updated_at=now)
-    if kind == LICENSE_TIME:
+    if kind == LicenseKind.TIME:
         lic.expires_at = now
-    elif kind == LICENSE_USES:
+    elif kind == LicenseKind.USES:
         lic.uses = 0
-    elif kind == LICENSE_PROCESSINGS:
+    elif kind == LicenseKind.PROCESSINGS:
         lic.processings = 0
     db.add(lic)
     db.flush()
@@ -103,12 +103,12 @@ def start(db: Session, user_id: int, product: Product, device: Device, kind: str
 def add_quantity(lic: License, quantity: int, now: datetime) -> None:
     """Rent (b, c, d) or extend (h, i, j): time adds to the later of now and the
     current end; uses and processings raise the total granted."""
-    if lic.kind == LICENSE_TIME:
+    if lic.kind == LicenseKind.TIME:
         base = max(now, lic.expires_at) if lic.expires_at else now
         lic.expires_at = (base + timedelta(days=quantity)).replace(microsecond=0)
-    elif lic.kind == LICENSE_USES:
+    elif lic.kind == LicenseKind.USES:
         lic.uses = (lic.uses or 0) + quantity
-    elif lic.kind == LICENSE_PROCESSINGS:
+    elif lic.kind == LicenseKind.PROCESSINGS:
         lic.processings = (lic.processings or 0) + quantity
     else:
         raise Conflict("a permanent license has nothing to extend")
@@ -116,7 +116,7 @@ def add_quantity(lic: License, quantity: int, now: datetime) -> None:
 
 def make_permanent(lic: License) -> None:
     """Convert (e, f, g)."""
-    lic.kind = LICENSE_PERMANENT
+    lic.kind = LicenseKind.PERMANENT
     lic.expires_at = lic.uses = lic.processings = None
 
 
@@ -125,4 +125,4 @@ def bump(lic: License, product: Product, low_threshold: int | None, now: datetim
     lic.serial += 1
     lic.updated_at = now
     lic.product_name = product.name
-    lic.low_threshold = None if lic.kind == LICENSE_PERMANENT else low_threshold
+    lic.low_threshold = None if lic.kind == LicenseKind.PERMANENT else low_threshold

@@ -19,18 +19,19 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from license_agent.codes import LicenseKind
+
 from ..models.base import utcnow
-from ..models.store import (
-    LICENSE_KIND_OF_OFFER, LICENSE_PERMANENT, OFFER_CONVERT, OFFER_PURCHASE, TIERED_KINDS, Device, License,
-    Offer, OfferTier, Order, OrderItem, Product, SavedOrderList,
-)
+from ..models.store import Device, License, Offer, OfferTier, Order, OrderItem, Product, SavedOrderList
 from ..models.user import User
 from . import ledger, licenses
 from .accounts import require_active
-from .catalog import cash_cents, download_url, latest_version, token_price_cents
+from .catalog import download_url, latest_version
+from .pricing import cash_cents, token_price_cents
 from .devices import owned as owned_device
 from .errors import Conflict, Invalid, NotFound
 from .idempotency import Outcome
+from ..vocabulary import LICENSE_KIND_OF_OFFER, TIERED_OFFER_KINDS, ItemAction, OfferKind, OrderStatus
 
 MAX_ITEMS = 50
 
@@ -42,7 +43,6 @@ class Target:
     product: Product
     kind: str                       # the license kind after the items planned so far
     license: License | None = None
-    changed: bool = False
     low_threshold: int | None = None
 
 
@@ -52,7 +52,7 @@ class PlannedItem:
     product: Product
     quantity: int | None
     tokens: int
-    action: str                     # new | extend | convert
+    action: ItemAction
     target: Target
 
     def view(self, price_cents: int) -> dict:
@@ -92,7 +92,7 @@ def _offer_and_price(db: Session, offer_id: int, quantity: int | None) -> tuple[
     if row is None or not row[0].active or not row[1].active:
         raise NotFound(f"no such offer: {offer_id}", offer_id=offer_id)
     offer, product, tier_tokens = row
-    if offer.kind in TIERED_KINDS:
+    if offer.kind in TIERED_OFFER_KINDS:
         if quantity is not None and tier_tokens is not None:
             return offer, product, tier_tokens
         choices = list(db.scalars(select(OfferTier.quantity).where(OfferTier.offer_id == offer.id)
@@ -146,32 +146,32 @@ def plan_items(db: Session, user_id: int, items, device: Device | None) -> Plan:
         if target is None:
             target = Target(product, LICENSE_KIND_OF_OFFER[offer.kind])
             by_product[product.id] = target
-        if action == "convert":
-            target.kind = LICENSE_PERMANENT
-        target.low_threshold = offer.low_threshold if offer.kind in TIERED_KINDS else target.low_threshold
+        if action == ItemAction.CONVERT:
+            target.kind = LicenseKind.PERMANENT
+        target.low_threshold = offer.low_threshold if offer.kind in TIERED_OFFER_KINDS else target.low_threshold
         plan.items.append(PlannedItem(offer, product, quantity, tokens, action, target))
     return plan
 
 
-def _decide(n: int, offer: Offer, target: Target | None) -> str:
+def _decide(n: int, offer: Offer, target: Target | None) -> ItemAction:
     """What an item does to the license it meets (None: no license yet)."""
     wanted = LICENSE_KIND_OF_OFFER.get(offer.kind)
     name = offer.kind.replace("_", " ")
     if target is None:
-        if offer.kind == OFFER_CONVERT:
+        if offer.kind == OfferKind.CONVERT:
             raise Invalid(f"item {n}: a convert item needs the license_id of your rental to convert")
-        return "new"
+        return ItemAction.NEW
     held = target.kind
     ref = f"license {target.license.id}" if target.license is not None else "the license this order creates"
-    if held == LICENSE_PERMANENT:
+    if held == LicenseKind.PERMANENT:
         raise Conflict(f"item {n}: {ref} for {target.product.name} is already permanent; "
-                       f"there is nothing to {'convert' if offer.kind == OFFER_CONVERT else 'buy'}")
-    if offer.kind in (OFFER_CONVERT, OFFER_PURCHASE):
-        return "convert"          # e, f, g: the rental becomes permanent
+                       f"there is nothing to {'convert' if offer.kind == OfferKind.CONVERT else 'buy'}")
+    if offer.kind in (OfferKind.CONVERT, OfferKind.PURCHASE):
+        return ItemAction.CONVERT  # e, f, g: the rental becomes permanent
     if held != wanted:
         raise Conflict(f"item {n}: {ref} for {target.product.name} is a {held} rental; a {name} offer "
                        f"cannot extend it")
-    return "extend"               # h, i, j
+    return ItemAction.EXTEND       # h, i, j
 
 
 # ---------------------------------------------------------------- quote (FIG 8)
@@ -236,7 +236,7 @@ def place_order(db: Session, user_id: int, items, device_id: str, installed_prod
     installed = set(installed_product_ids or [])
     versions = {i.product.id: latest_version(db, i.product.id) for i in plan.items if i.product.id not in installed}
     now = utcnow()
-    order = Order(user_id=user_id, device_pk=device.id, device_id=device.device_id, status="completed",
+    order = Order(user_id=user_id, device_pk=device.id, device_id=device.device_id, status=OrderStatus.COMPLETED,
                   required_tokens=plan.required, available_tokens=available, balance_after=available,
                   token_price_cents=price, cash_cents=cash_cents(plan.required, price), created_at=now)
     db.add(order)
@@ -271,11 +271,10 @@ def _apply(db: Session, user_id: int, plan: Plan, device: Device, now: datetime)
         t = item.target
         if t.license is None:
             t.license = licenses.start(db, user_id, item.product, device, LICENSE_KIND_OF_OFFER[item.offer.kind], now)
-        if item.action == "convert":
+        if item.action == ItemAction.CONVERT:
             licenses.make_permanent(t.license)
-        elif item.offer.kind in TIERED_KINDS:
+        elif item.offer.kind in TIERED_OFFER_KINDS:
             licenses.add_quantity(t.license, item.quantity, now)
-        t.changed = True
     codes = {}
     for t in {id(i.target): i.target for i in plan.items}.values():
         licenses.bump(t.license, t.product, t.low_threshold, now)

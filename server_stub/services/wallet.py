@@ -10,65 +10,56 @@ from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
 from ..models.base import utcnow
-from ..models.ledger import KIND_STANDARD, TOKEN_KINDS
-from ..models.user import ROLE_USER, User
-from ..models.wallet import (
-    METHOD_CARD, OFFLINE_METHODS, PURCHASE_CANCELLED, PURCHASE_COMPLETED, PURCHASE_CREDITED,
-    PURCHASE_DECLINED, PURCHASE_PENDING, Bundle, TokenPolicy, TokenPurchase,
-)
+from ..models.user import User
+from ..models.wallet import Bundle, TokenPolicy, TokenPurchase
 from . import ledger
-from .accounts import check_pin, find_user, policy, require_active
+from .accounts import activate_if_funded, check_pin, find_user, require_active
 from .cards import parse_card, processor
 from .errors import Conflict, Invalid, Locked, NotFound
 from .idempotency import Outcome
+from .pricing import (
+    bp_to_percent, bundle_view, discount_bp, percent_to_bp, policy, preferred_discount_bp, purchase_amount,
+)
+from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
 
 MAX_PURCHASE_TOKENS = 1_000_000
 
 
-# ---------------------------------------------------------------- pricing
-
-def discount_bp_for(db: Session, user: User, bundle: Bundle | None) -> int:
-    """Discounts add up: a bundle's plus the preferred-customer discount."""
-    bp = bundle.discount_bp if bundle is not None else 0
-    if user.preferred:
-        bp += policy(db).preferred_discount_bp
-    return min(bp, 10_000)
-
-
-def price_cents(price_per_token: int, tokens: int, discount_bp: int) -> tuple[int, int]:
-    """(gross, amount due) in cents; the discount is rounded half up to a cent."""
-    gross = price_per_token * tokens
-    return gross, (gross * (10_000 - discount_bp) + 5_000) // 10_000
-
+# ---------------------------------------------------------------- token offers
 
 def offers(db: Session, user: User | None = None) -> dict:
     p = policy(db)
     bundles = db.scalars(select(Bundle).where(Bundle.active.is_(True)).order_by(Bundle.tokens)).all()
-    preferred_bp = p.preferred_discount_bp if (user is not None and user.preferred) else 0
-
-    def bundle_view(b: Bundle) -> dict:
-        bp = min(b.discount_bp + preferred_bp, 10_000)
-        gross, amount = price_cents(p.token_price_cents, b.tokens, bp)
-        return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
-                "price_cents": amount, "list_price_cents": gross}
-
     return {
         "token_price_cents": p.token_price_cents,
         "min_tokens": p.min_tokens,
-        "preferred_discount_percent": p.preferred_discount_bp / 100,
-        "your_discount_percent": preferred_bp / 100,
-        "bundles": [bundle_view(b) for b in bundles],
-        "payment_methods": [METHOD_CARD, *OFFLINE_METHODS],
+        "preferred_discount_percent": bp_to_percent(p.preferred_discount_bp),
+        "your_discount_percent": bp_to_percent(preferred_discount_bp(p, user)),
+        "bundles": [bundle_view(p, user, b) for b in bundles],
+        "payment_methods": [PaymentMethod.CARD, *OFFLINE_METHODS],
     }
 
 
+def bundle_admin_view(b: Bundle) -> dict:
+    """A bundle as the vendor set it (admin route and CLI)."""
+    return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": bp_to_percent(b.discount_bp),
+            "active": b.active}
+
+
 # ---------------------------------------------------------------- purchases
+
+def _credit_wallet(db: Session, user: User, tokens: int, source_code: str, kind: str, memo: str,
+                   **lot) -> None:
+    """Every credit from the vendor: the tokens, then the activation rule (FIG 3)."""
+    ledger.credit_tokens(db, user, tokens, source_code, kind, memo, **lot)
+    activate_if_funded(db, user)
+
 
 def purchase_view(p: TokenPurchase) -> dict:
     return {
         "id": p.id, "status": p.status, "tokens": p.tokens, "bundle_id": p.bundle_id,
         "method": p.method, "amount_cents": p.amount_cents, "gross_cents": p.gross_cents,
-        "discount_percent": p.discount_bp / 100, "invoice_number": p.invoice_number,
+        "discount_percent": bp_to_percent(p.discount_bp), "invoice_number": p.invoice_number,
         "card_brand": p.card_brand, "card_last4": p.card_last4, "decline_code": p.decline_code,
         "created_at": p.created_at, "user_id": p.user_id,
     }
@@ -87,12 +78,13 @@ def buy_tokens(db: Session, user_id: int, *, tokens: int | None, bundle_id: int 
         tokens = bundle.tokens
     if tokens is None or not 1 <= tokens <= MAX_PURCHASE_TOKENS:
         raise Invalid(f"tokens must be between 1 and {MAX_PURCHASE_TOKENS}")
-    bp = discount_bp_for(db, user, bundle)
-    gross, amount = price_cents(policy(db).token_price_cents, tokens, bp)
+    p = policy(db)
+    bp = discount_bp(p, user, bundle)
+    gross, amount = purchase_amount(p.token_price_cents, tokens, bp)
     purchase = TokenPurchase(user_id=user.id, tokens=tokens, bundle_id=bundle_id, method=method,
                              gross_cents=gross, discount_bp=bp, amount_cents=amount,
-                             status=PURCHASE_PENDING)
-    if method == METHOD_CARD:
+                             status=PurchaseStatus.PENDING)
+    if method == PaymentMethod.CARD:
         return _buy_by_card(db, user, purchase, card_number, card_expiry, card_cvc)
     if method not in OFFLINE_METHODS:
         raise Invalid("method must be card, check, money_order or purchase_order")
@@ -114,7 +106,7 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
     db.flush()
     result = processor().charge(card, purchase.amount_cents, f"purchase-{purchase.id}")
     if not result.approved:
-        purchase.status, purchase.decline_code = PURCHASE_DECLINED, result.decline_code
+        purchase.status, purchase.decline_code = PurchaseStatus.DECLINED, result.decline_code
         user.card_declines += 1
         if user.card_declines >= s.max_card_declines:  # FIG 3 step 115
             user.card_locked_until = utcnow() + timedelta(seconds=s.card_lockout_seconds)
@@ -122,14 +114,14 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
         db.flush()
         detail = "card declined" if result.decline_code != "insufficient_funds" else "card declined: insufficient funds"
         return Outcome(402, {"detail": detail, "decline_code": result.decline_code, "id": purchase.id,
-                             "status": PURCHASE_DECLINED})
+                             "status": PurchaseStatus.DECLINED})
     user.card_declines = 0
     purchase.processor_ref = result.reference
-    purchase.status = PURCHASE_COMPLETED
+    purchase.status = PurchaseStatus.COMPLETED
     purchase.credited_at = purchase.settled_at = utcnow()
-    ledger.credit_tokens(db, user, purchase.tokens, ledger.ISSUANCE, "purchase",
-                         f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
-    ledger.move_cents(db, ledger.SALES, ledger.CASH, purchase.amount_cents, "card_payment",
+    _credit_wallet(db, user, purchase.tokens, ledger.ISSUANCE, TransferKind.PURCHASE,
+                   f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
+    ledger.move_cents(db, ledger.SALES, ledger.CASH, purchase.amount_cents, TransferKind.CARD_PAYMENT,
                       f"purchase {purchase.id}", purchase_id=purchase.id)
     body = purchase_view(purchase)
     body["available_tokens"] = ledger.available_tokens(db, user)
@@ -146,23 +138,23 @@ def _locked_purchase(db: Session, purchase_id: int) -> tuple[TokenPurchase, User
 
 
 def _credit_purchase_tokens(db: Session, p: TokenPurchase, user: User, memo: str) -> None:
-    ledger.credit_tokens(db, user, p.tokens, ledger.ISSUANCE, "purchase", memo, purchase_id=p.id)
+    _credit_wallet(db, user, p.tokens, ledger.ISSUANCE, TransferKind.PURCHASE, memo, purchase_id=p.id)
     p.credited_at = utcnow()
 
 
 def confirm_purchase(db: Session, purchase_id: int) -> TokenPurchase:
     """Payment received: a pending purchase is credited; a receivable is settled."""
     p, user = _locked_purchase(db, purchase_id)
-    if p.status == PURCHASE_PENDING:
+    if p.status == PurchaseStatus.PENDING:
         _credit_purchase_tokens(db, p, user, f"bought {p.tokens} tokens by {p.method} {p.invoice_number}")
-        ledger.move_cents(db, ledger.SALES, ledger.CASH, p.amount_cents, "offline_payment",
+        ledger.move_cents(db, ledger.SALES, ledger.CASH, p.amount_cents, TransferKind.OFFLINE_PAYMENT,
                           p.invoice_number or "", purchase_id=p.id)
-    elif p.status == PURCHASE_CREDITED:
-        ledger.move_cents(db, ledger.RECEIVABLES, ledger.CASH, p.amount_cents, "receivable_paid",
+    elif p.status == PurchaseStatus.CREDITED:
+        ledger.move_cents(db, ledger.RECEIVABLES, ledger.CASH, p.amount_cents, TransferKind.RECEIVABLE_PAID,
                           p.invoice_number or "", purchase_id=p.id)
     else:
         raise Conflict(f"purchase is {p.status}, not pending or credited")
-    p.status, p.settled_at = PURCHASE_COMPLETED, utcnow()
+    p.status, p.settled_at = PurchaseStatus.COMPLETED, utcnow()
     db.flush()
     return p
 
@@ -170,39 +162,39 @@ def confirm_purchase(db: Session, purchase_id: int) -> TokenPurchase:
 def credit_before_payment(db: Session, purchase_id: int) -> TokenPurchase:
     """FIG 13: the vendor credits the tokens now; the purchase stays a receivable."""
     p, user = _locked_purchase(db, purchase_id)
-    if p.status != PURCHASE_PENDING:
+    if p.status != PurchaseStatus.PENDING:
         raise Conflict(f"purchase is {p.status}, not pending")
     _credit_purchase_tokens(db, p, user, f"{p.tokens} tokens on credit, {p.invoice_number}")
-    ledger.move_cents(db, ledger.SALES, ledger.RECEIVABLES, p.amount_cents, "receivable",
+    ledger.move_cents(db, ledger.SALES, ledger.RECEIVABLES, p.amount_cents, TransferKind.RECEIVABLE,
                       p.invoice_number or "", purchase_id=p.id)
-    p.status = PURCHASE_CREDITED
+    p.status = PurchaseStatus.CREDITED
     db.flush()
     return p
 
 
 def cancel_purchase(db: Session, purchase_id: int) -> TokenPurchase:
     p, _user = _locked_purchase(db, purchase_id)
-    if p.status != PURCHASE_PENDING:
+    if p.status != PurchaseStatus.PENDING:
         raise Conflict(f"purchase is {p.status}; only pending purchases can be cancelled")
-    p.status, p.settled_at = PURCHASE_CANCELLED, utcnow()
+    p.status, p.settled_at = PurchaseStatus.CANCELLED, utcnow()
     db.flush()
     return p
 
 
 # ---------------------------------------------------------------- vendor settings
 
-def grant_tokens(db: Session, username: str, tokens: int, kind: str = KIND_STANDARD,
+def grant_tokens(db: Session, username: str, tokens: int, kind: str = TokenKind.STANDARD,
                  expires_at: datetime | None = None, memo: str = "") -> User:
-    if kind not in TOKEN_KINDS:
-        raise Invalid(f"kind must be one of {', '.join(TOKEN_KINDS)}")
+    if kind not in frozenset(TokenKind):   # a str: `in` the enum class itself raises on 3.11
+        raise Invalid(f"kind must be one of {', '.join(TokenKind)}")
     if not 1 <= tokens <= MAX_PURCHASE_TOKENS:
         raise Invalid(f"tokens must be between 1 and {MAX_PURCHASE_TOKENS}")
     user = find_user(db, username)
     if user is None:
         raise NotFound("no such user")
     ledger.lock_wallets(db, user.id)
-    ledger.credit_tokens(db, user, tokens, ledger.PROMOTIONS, "grant", memo or f"{kind} tokens from the vendor",
-                         token_kind=kind, expires_at=expires_at)
+    _credit_wallet(db, user, tokens, ledger.PROMOTIONS, TransferKind.GRANT, memo or f"{kind} tokens from the vendor",
+                   token_kind=kind, expires_at=expires_at)
     return user
 
 
@@ -257,13 +249,6 @@ def update_policy(db: Session, *, token_price_cents: int | None = None, min_toke
     return p
 
 
-def percent_to_bp(percent: float) -> int:
-    bp = round(float(percent) * 100)
-    if not 0 <= bp <= 10_000:
-        raise Invalid("a discount is between 0 and 100 percent")
-    return bp
-
-
 def upsert_bundle(db: Session, name: str, tokens: int, discount_percent: float, active: bool = True) -> Bundle:
     if not 1 <= tokens <= MAX_PURCHASE_TOKENS:
         raise Invalid("bundle tokens out of range")
@@ -295,7 +280,7 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
     recipient = db.get(User, recipient_id, populate_existing=True) if recipient_id is not None else None
     require_active(sender)
     check_pin(db, sender, pin_verified)
-    if recipient is None or recipient.role != ROLE_USER or not _same_name(recipient.full_name, to_full_name):
+    if recipient is None or recipient.role != Role.USER or not _same_name(recipient.full_name, to_full_name):
         raise NotFound("no user with that username and full name")
     if recipient.id == sender.id:
         raise Invalid("cannot transfer tokens to yourself")
@@ -303,10 +288,9 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
     memo = f"transfer from {sender.username} to {recipient.username}"
     first = None
     for lot, n in plan.takes:
-        dest = ledger.wallet_lot(db, recipient.id, KIND_STANDARD, lot.expires_at)
-        t = ledger.post_transfer(db, lot, dest, n, "transfer", memo)
+        dest = ledger.wallet_lot(db, recipient.id, TokenKind.STANDARD, lot.expires_at)
+        t = ledger.post_transfer(db, lot, dest, n, TransferKind.TRANSFER, memo)
         first = first or t
-    from .accounts import activate_if_funded
     activate_if_funded(db, recipient)
     return Outcome(201, {"id": first, "tokens": tokens, "to_username": recipient.username,
                          "available_tokens": ledger.available_tokens(db, sender)})

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QComboBox
 
-from license_agent import package_format as pf
+from license_agent import install_store
 from tests.support.installers_agent import AgentHome
 from tests.support.server import TestUser, pg_unavailable_reason, start_server
 
@@ -138,7 +138,7 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
             make_scan(scans[-1])
         out_dir = tmp_path / "out"
         env = dict(agent.env, QT_QPA_PLATFORM="offscreen")
-        run = subprocess.run([*pf.entry_command(program), "-o", str(out_dir), *map(str, scans)],
+        run = subprocess.run([*install_store.entry_command(program), "-o", str(out_dir), *map(str, scans)],
                              capture_output=True, text=True, env=env, timeout=120)
         assert run.returncode == 0, run.stderr
         assert sorted(p.name for p in out_dir.iterdir()) == [f"scan{i}.cleanup.png" for i in range(3)]
@@ -167,7 +167,7 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
         #    and points to the store.
         used = agent.cli_json("consume", pid, "1997")
         assert used["remaining"] == 0
-        refused = subprocess.run([*pf.entry_command(program), "-o", str(out_dir), str(scans[0])],
+        refused = subprocess.run([*install_store.entry_command(program), "-o", str(out_dir), str(scans[0])],
                                  capture_output=True, text=True, env=env, timeout=120)
         assert refused.returncode == 3, (refused.stdout, refused.stderr)
         assert f"tokenrent://product/{pid}" in refused.stderr

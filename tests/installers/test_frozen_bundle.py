@@ -151,21 +151,22 @@ def test_frozen_runner_runs_a_rented_python_program_without_any_python(installed
     from PySide6.QtGui import QColor, QImage
 
     from installers.demo_packages import DEMO_PROGRAMS, build_program_package
+    from license_agent import install_store
     from license_agent import package_format as pf
-    runner = installed["prefix"] / "lib" / "tokenrent" / "tokenrent" / pf.FROZEN_PYTHON_RUNNER
+    runner = installed["prefix"] / "lib" / "tokenrent" / "tokenrent" / install_store.FROZEN_PYTHON_RUNNER
     assert runner.is_file()
     agent = AgentHome(tmp_path / "home", agent=[str(installed["prefix"] / "bin" / "license-agent")])
     agent.trust_vendor()
     agent.grant("4", "processings", processings=3)
     raster = next(p for p in DEMO_PROGRAMS if p.folder == "raster_tool")
     package = build_program_package(raster, "4", tmp_path / "raster.trpkg", agent.vendor_key)
-    program = pf.install_package(package, tmp_path / "programs", pf.trusted_keys_for(agent.vendor_key.public_key()))
+    program = install_store.install_package(package, tmp_path / "programs", pf.trusted_keys_for(agent.vendor_key.public_key()))
     image = QImage(16, 16, QImage.Format.Format_RGB32)
     image.fill(QColor(90, 90, 90))
     assert image.save(str(tmp_path / "page.png"))
     env = dict(agent.env, PATH="/usr/bin:/bin", QT_QPA_PLATFORM="offscreen")  # no venv, no project
     env.pop("PYTHONPATH", None)
-    run = subprocess.run([*pf.entry_command(program, python=str(runner)), "-o", str(tmp_path / "out"),
+    run = subprocess.run([*install_store.entry_command(program, python=str(runner)), "-o", str(tmp_path / "out"),
                           str(tmp_path / "page.png")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "2 processings left" in run.stdout and (tmp_path / "out" / "page.cleanup.png").is_file()

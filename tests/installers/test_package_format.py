@@ -13,6 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from license_agent import install_store
+
 from license_agent import package_format as pf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,10 +212,10 @@ def test_install_upgrade_keeps_old_until_new_then_uninstall(tmp_path, vendor_key
     v1 = tmp_path / "v1.trpkg"
     pf.build_package(program_dir, v1, product_id="4", version="1.0.0", entry="run.sh",
                      signing_key=vendor_key)
-    installed = pf.install_package(v1, root, trusted, expected_product_id="4")
+    installed = install_store.install_package(v1, root, trusted, expected_product_id="4")
     assert installed.directory == root / "4" / "1.0.0"
-    assert pf.installed_program(root, "4").version == "1.0.0"
-    out = subprocess.run(pf.entry_command(installed), capture_output=True, text=True, check=True)
+    assert install_store.installed_program(root, "4").version == "1.0.0"
+    out = subprocess.run(install_store.entry_command(installed), capture_output=True, text=True, check=True)
     assert out.stdout == "hello from the program\n"
 
     # A damaged v2 leaves v1 installed and current, with no leftovers.
@@ -223,24 +225,24 @@ def test_install_upgrade_keeps_old_until_new_then_uninstall(tmp_path, vendor_key
                      signing_key=vendor_key)
     raw = v2.read_bytes()
     with pytest.raises(pf.PackageError):
-        pf.install_package(raw[: len(raw) - 40], root, trusted)
+        install_store.install_package(raw[: len(raw) - 40], root, trusted)
     assert sorted(p.name for p in (root / "4").iterdir()) == ["1.0.0", "current.json"]
-    assert pf.installed_program(root, "4").version == "1.0.0"
+    assert install_store.installed_program(root, "4").version == "1.0.0"
 
     # A good v2 replaces v1.
-    new = pf.install_package(v2, root, trusted)
+    new = install_store.install_package(v2, root, trusted)
     assert sorted(p.name for p in (root / "4").iterdir()) == ["2.0.0", "current.json"]
-    out = subprocess.run(pf.entry_command(new), capture_output=True, text=True, check=True)
+    out = subprocess.run(install_store.entry_command(new), capture_output=True, text=True, check=True)
     assert out.stdout == "version two\n"
 
     # Reinstalling the same version works and keeps one copy.
-    pf.install_package(v2, root, trusted)
+    install_store.install_package(v2, root, trusted)
     assert sorted(p.name for p in (root / "4").iterdir()) == ["2.0.0", "current.json"]
 
-    assert pf.uninstall_program(root, "4") is True
+    assert install_store.uninstall_program(root, "4") is True
     assert listing(root) == []
-    assert pf.installed_program(root, "4") is None
-    assert pf.uninstall_program(root, "4") is False
+    assert install_store.installed_program(root, "4") is None
+    assert install_store.uninstall_program(root, "4") is False
 
 
 def test_install_removes_old_versions_but_never_another_installs_staging(tmp_path, vendor_key, trusted,
@@ -252,22 +254,22 @@ def test_install_removes_old_versions_but_never_another_installs_staging(tmp_pat
     for pkg, version in ((v1, "1.0.0"), (v2, "2.0.0")):
         pf.build_package(program_dir, pkg, product_id="4", version=version, entry="run.sh",
                          signing_key=vendor_key)
-    pf.install_package(v1, root, trusted)
+    install_store.install_package(v1, root, trusted)
     # Another install of the same product is midway: unpacking, and swapping out its old copy.
     theirs = [root / "4" / ".new-0123456789abcdef0123456789abcdef",
               root / "4" / ".old-fedcba9876543210fedcba9876543210"]
     for folder in theirs:
         folder.mkdir()
         (folder / "run.sh").write_text("#!/bin/sh\necho half unpacked\n")
-    pf.install_package(v2, root, trusted)
+    install_store.install_package(v2, root, trusted)
     names = sorted(p.name for p in (root / "4").iterdir())
     assert "1.0.0" not in names and "2.0.0" in names           # the old version went
     assert all(folder.is_dir() and (folder / "run.sh").is_file() for folder in theirs), names
     # ... but what a crashed install left behind long ago is cleaned up by the next one
-    hours_ago = time.time() - 2 * pf.STALE_STAGING_SECONDS
+    hours_ago = time.time() - 2 * install_store.STALE_STAGING_SECONDS
     for folder in theirs:
         os.utime(folder, (hours_ago, hours_ago))
-    pf.install_package(v1, root, trusted)
+    install_store.install_package(v1, root, trusted)
     assert sorted(p.name for p in (root / "4").iterdir() if p.is_dir()) == ["1.0.0"]
 
 
@@ -275,14 +277,14 @@ def test_refused_first_install_creates_no_product_folder(tmp_path, package):
     root = tmp_path / "programs"
     other = pf.trusted_keys_for(Ed25519PrivateKey.generate().public_key())
     with pytest.raises(pf.UntrustedSigner):
-        pf.install_package(package, root, other)
+        install_store.install_package(package, root, other)
     assert listing(root) == []
 
 
 def test_install_refuses_package_for_another_product(tmp_path, package, trusted):
     root = tmp_path / "programs"
     with pytest.raises(pf.PackageError, match="for product 4, not for product 7"):
-        pf.install_package(package, root, trusted, expected_product_id="7")
+        install_store.install_package(package, root, trusted, expected_product_id="7")
     assert listing(root) == []
 
 
@@ -329,11 +331,11 @@ def test_entry_command_resolves_the_packages_own_files(tmp_path):
     (tmp_path / "tool.py").write_text("")
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "data.txt").write_text("")
-    program = pf.InstalledProgram("4", "1", "{python} tool.py --data lib/data.txt --mode fast", tmp_path)
-    assert pf.entry_command(program, python="/usr/bin/python3") == [
+    program = install_store.InstalledProgram("4", "1", "{python} tool.py --data lib/data.txt --mode fast", tmp_path)
+    assert install_store.entry_command(program, python="/usr/bin/python3") == [
         "/usr/bin/python3", str(tmp_path / "tool.py"), "--data", str(tmp_path / "lib" / "data.txt"),
         "--mode", "fast"]
-    assert pf.entry_command(pf.InstalledProgram("4", "1", "run.sh x", tmp_path))[0] == str(tmp_path / "run.sh")
+    assert install_store.entry_command(install_store.InstalledProgram("4", "1", "run.sh x", tmp_path))[0] == str(tmp_path / "run.sh")
 
 
 def test_a_damaged_package_still_looks_like_a_package(package, tmp_path):

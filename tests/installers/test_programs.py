@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from installers import demo_packages
+from license_agent import install_store
 from license_agent import package_format as pf
 from tests.support.installers_agent import AgentHome, have_agent_cli
 
@@ -90,10 +91,10 @@ def test_demo_packages_are_signed_bound_and_installable(tmp_path):
         ("shell_wordcount", "1")]
     trusted = pf.trusted_keys_for(key.public_key())
     for b in built:
-        installed = pf.install_package(b.path, tmp_path / "programs", trusted, expected_product_id=b.product_id)
+        installed = install_store.install_package(b.path, tmp_path / "programs", trusted, expected_product_id=b.product_id)
         assert (installed.directory / "product.json").read_text().strip() == f'{{"product_id": "{b.product_id}"}}'
-    wc = pf.installed_program(tmp_path / "programs", "1")
-    assert pf.entry_command(wc)[0] == str(wc.directory / "wordcount.sh")
+    wc = install_store.installed_program(tmp_path / "programs", "1")
+    assert install_store.entry_command(wc)[0] == str(wc.directory / "wordcount.sh")
     # Only products that exist get a package.
     assert [b.program for b in demo_packages.build_demo_packages(tmp_path / "pk2", key, {"Software D": 9})] \
         == ["raster_tool"]
@@ -255,12 +256,12 @@ def test_hand_packaged_program_learns_its_product_from_the_install(agent, tmp_pa
     pkg = tmp_path / "wc.trpkg"
     pf.build_package(PROGRAMS / "shell_wordcount", pkg, product_id="12", version="2.0", entry="wordcount.sh",
                      signing_key=key)
-    installed = pf.install_package(pkg, tmp_path / "programs", pf.trusted_keys_for(key.public_key()))
+    installed = install_store.install_package(pkg, tmp_path / "programs", pf.trusted_keys_for(key.public_key()))
     agent.grant("12", "processings", processings=3)
     text = tmp_path / "doc.txt"
     text.write_text("a b c\n")
     env = {k: v for k, v in agent.env.items() if k != "TOKENRENT_PRODUCT_ID"}
-    r = subprocess.run([*pf.entry_command(installed), str(text)], capture_output=True, text=True, env=env)
+    r = subprocess.run([*install_store.entry_command(installed), str(text)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "1 lines, 3 words" in r.stdout and agent.remaining("12") == 2
 

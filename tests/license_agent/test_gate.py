@@ -70,6 +70,22 @@ def test_uses_spend_one_per_check_and_warn_when_low(agent, vendor):
     assert agent.status()["licenses"][0]["used"] == 4
 
 
+def test_the_run_that_spends_the_last_use_warns_but_the_used_up_license_does_not(agent, vendor):
+    """The edge of the one low rule (gate.is_low): 0 left warns in the answer to the run
+    that spent it, and is "used up", not low, in the status afterwards."""
+    vendor.install(kind="uses", uses=1, low_threshold=0)
+    last = agent.check("4")
+    assert last["allowed"] and last["remaining"] == 0 and last["warning"] and last["used_up"]
+    assert "buy more" in last["message"]
+    status = agent.status()["licenses"][0]
+    assert status["remaining"] == 0 and status["used_up"] and not status["warning"]
+    vendor.install(kind="processings", processings=5, low_threshold=2, product_id="5")
+    assert not agent.consume("5", 2)["warning"]                     # 3 left, above the threshold
+    assert agent.status()["licenses"][1]["warning"] is False
+    answer = agent.consume("5", 1)                                  # 2 left: at the threshold
+    assert answer["warning"] and agent.status()["licenses"][1]["warning"] is True
+
+
 def test_processings_check_does_not_spend_consume_does(agent, vendor):
     vendor.install(kind="processings", processings=10, low_threshold=3)
     for _ in range(3):

@@ -5,7 +5,7 @@ from fastapi import APIRouter, status
 from fastapi import Response
 
 from ...db import write_session
-from ...services import accounts, ledger
+from ...services import accounts, ledger, pricing
 from ...schemas.user import AccountCreate, AccountOut, CurrentSessionOut, MeOut, SessionCreate, SessionOut
 from ..deps import BearerToken, CurrentUser, DbSession, WriteDb
 
@@ -40,7 +40,7 @@ def me_view(db, user) -> MeOut:
     wallet = ledger.load_wallet(db, user)
     return MeOut(id=user.id, username=user.username, full_name=user.full_name, email=user.email,
                  role=user.role, status=user.status, preferred=user.preferred,
-                 available_tokens=wallet.total(), min_tokens=accounts.policy(db).min_tokens,
+                 available_tokens=wallet.total(), min_tokens=pricing.policy(db).min_tokens,
                  tokens=wallet.breakdown())
 
 

@@ -1,7 +1,7 @@
 """The vendor's operator. Every route here refuses users (403)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -17,6 +17,7 @@ from ...schemas.wallet import (
 from ...services import accounts, ledger, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import Outcome, run_idempotent
+from ...vocabulary import PurchaseStatus, Role
 from ..deps import AdminUser, DbSession, IdempotencyKey, IdPath, WriteDb
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 @router.get("/token-purchases", response_model=list[TokenPurchaseOut])
 def list_purchases(_admin: AdminUser, db: DbSession,
-                   status: Annotated[Literal["pending", "credited", "completed", "cancelled", "declined"] | None,
+                   status: Annotated[PurchaseStatus | None,
                                      Query()] = None):
     q = select(TokenPurchase).order_by(TokenPurchase.id.desc()).limit(500)
     if status:
@@ -80,8 +81,7 @@ def set_policy(body: PolicyUpdate, _admin: AdminUser, db: WriteDb):
 @router.put("/bundles", response_model=BundleAdminOut)
 def set_bundle(body: BundleUpsert, _admin: AdminUser, db: WriteDb):
     b = wallet.upsert_bundle(db, body.name, body.tokens, body.discount_percent, body.active)
-    return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": b.discount_bp / 100,
-            "active": b.active}
+    return wallet.bundle_admin_view(b)
 
 
 @router.patch("/users/{user_id}", response_model=UserFlagsOut)
@@ -99,7 +99,7 @@ def set_user_flags(user_id: IdPath, body: UserFlagsUpdate, _admin: AdminUser, db
 
 @router.post("/admins", status_code=201, response_model=AccountOut)
 def create_admin(body: AccountCreate, _admin: AdminUser, db: WriteDb):
-    user = accounts.create_user(db, **body.model_dump(), role="admin")
+    user = accounts.create_user(db, **body.model_dump(), role=Role.ADMIN)
     return AccountOut(id=user.id, username=user.username, status=user.status)
 
 

@@ -16,11 +16,12 @@ from ...models.store import Offer, Order
 from ...models.user import User
 from ...schemas.common import ErrorOut
 from ...schemas.store import (
-    AdminReceiptOut, CategoryCreate, CategoryOut, CategoryUpdate, KeyRotatedOut, OfferKind, OfferOut, OfferPut,
+    AdminReceiptOut, CategoryCreate, CategoryOut, CategoryUpdate, KeyRotatedOut, OfferOut, OfferPut,
     ProductCreate, ProductOut, ProductUpdate, SalesReportOut, VersionOut,
 )
 from ...services import catalog, orders, signing_keys
 from ...services.errors import Invalid, NotFound
+from ...vocabulary import OfferKind
 from ..deps import AdminUser, DbSession, IdPath, WriteDb
 
 router = APIRouter(prefix="/admin", tags=["admin store"])
