@@ -16,6 +16,7 @@ from ..models.ledger import KIND_INCENTIVE
 from ..models.user import ROLE_ADMIN, ROLE_USER, STATUS_ACTIVE, STATUS_INACTIVE, User, UserSession
 from ..models.wallet import TokenPolicy
 from .errors import ApiError, Conflict, Forbidden, Locked
+from .idempotency import KeepsWrites
 
 
 def policy(db: Session) -> TokenPolicy:
@@ -73,9 +74,9 @@ def _is_locked(until: datetime | None) -> bool:
     return until is not None and until > utcnow()
 
 
-def _locked_error(what: str, until: datetime) -> Locked:
-    return Locked(f"too many failed {what}: locked until {until.isoformat()}",
-                  locked_until=until.isoformat())
+def _locked_error(what: str, until: datetime, error: type[Locked] = Locked) -> Locked:
+    return error(f"too many failed {what}: locked until {until.isoformat()}",
+                 locked_until=until.isoformat())
 
 
 def _record_failure(user: User, counter: str, until_field: str) -> None:
@@ -91,8 +92,13 @@ class BadCredentials(ApiError):
     status_code = 401
 
 
-class WrongPin(ApiError):
+class WrongPin(KeepsWrites, ApiError):
+    """The failure it counts is committed with the (stored) refusal."""
     status_code = 403
+
+
+class PinLockedNow(KeepsWrites, Locked):
+    """The failure that engaged the PIN lockout: the lock is committed."""
 
 
 def authenticate(username: str, password: str) -> tuple[str, datetime]:
@@ -126,10 +132,11 @@ def authenticate(username: str, password: str) -> tuple[str, datetime]:
         return open_session(db, user)
 
 
-def check_pin(db: Session, user: User, pin_verified: bool) -> None:
+def check_pin(user: User, pin_verified: bool) -> None:
     """Apply the PIN lockout rule to a PIN already checked with `pin_matches`
-    (outside the transaction). A failure is COMMITTED and raised (403, or 423
-    once locked). Call after lock_wallets, with the user loaded in `db`."""
+    (outside the transaction). Call after lock_wallets, with the user loaded,
+    in an operation run by `run_idempotent`: a failure is counted and raised
+    as a KeepsWrites refusal (403, or 423 once locked), which commits the count."""
     if _is_locked(user.pin_locked_until):
         raise _locked_error("PIN entries", user.pin_locked_until)
     if pin_verified:
@@ -137,9 +144,8 @@ def check_pin(db: Session, user: User, pin_verified: bool) -> None:
             user.failed_pins = 0
         return
     _record_failure(user, "failed_pins", "pin_locked_until")
-    db.commit()
     if _is_locked(user.pin_locked_until):
-        raise _locked_error("PIN entries", user.pin_locked_until)
+        raise _locked_error("PIN entries", user.pin_locked_until, PinLockedNow)
     raise WrongPin("wrong PIN")
 
 
