@@ -31,12 +31,14 @@ from sqlalchemy.orm import Session
 from ..db import write_session
 from ..models.base import utcnow
 from ..models.idempotency import IdempotencyRecord
+from ..models.user import User
 from .errors import ApiError, Invalid
 
 # Core statements on the session's connection: these run inside every
 # token-moving transaction, where the ORM's per-object bookkeeping costs more
 # than the SQL itself.
 _records = IdempotencyRecord.__table__
+_users = User.__table__
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 
@@ -97,12 +99,24 @@ def _store(db: Session, user_id: int, key: str, fp: str, outcome: Outcome) -> No
         response_json=json.dumps(outcome.body), created_at=utcnow()))
 
 
+def _lock_key_owner(db: Session, user_id: int) -> None:
+    """PostgreSQL: take the lock the record's foreign key takes (FOR KEY SHARE on
+    its user) BEFORE inserting the record. A concurrent request with the key
+    that holds the user's wallet lock (FOR UPDATE) then finishes first, and we
+    replay its answer; inserting first would let the two wait on each other
+    (our insert's key check on that user, its insert on our uncommitted key)."""
+    if db.get_bind().dialect.name != "sqlite":
+        db.connection().execute(select(_users.c.id).where(_users.c.id == user_id)
+                                .with_for_update(key_share=True))
+
+
 def _refusal_answer(db: Session, user_id: int, key: str | None, fp: str, refusal: ApiError) -> Outcome:
     """The answer to a request whose operation raised `refusal`; raises it
     again when nothing is stored. Runs on the failure path only."""
     if not isinstance(refusal, KeepsWrites):
         db.rollback()   # the operation's writes go; what follows is a new write transaction
     if key is not None:
+        _lock_key_owner(db, user_id)
         earlier = _replay(db, user_id, key, fp)
         if earlier is not None:
             # a concurrent request with this key answered first: its answer is
