@@ -17,6 +17,7 @@ from . import ledger
 from .errors import ApiError, Conflict, Forbidden, Locked
 from .pricing import policy
 from ..vocabulary import AccountStatus, Role, TokenKind, TransferKind
+from .idempotency import KeepsWrites
 
 
 def create_user(db: Session, *, username: str, password: str, pin: str, full_name: str,
@@ -69,9 +70,9 @@ def _is_locked(until: datetime | None) -> bool:
     return until is not None and until > utcnow()
 
 
-def _locked_error(what: str, until: datetime) -> Locked:
-    return Locked(f"too many failed {what}: locked until {until.isoformat()}",
-                  locked_until=until.isoformat())
+def _locked_error(what: str, until: datetime, error: type[Locked] = Locked) -> Locked:
+    return error(f"too many failed {what}: locked until {until.isoformat()}",
+                 locked_until=until.isoformat())
 
 
 def _record_failure(user: User, counter: str, until_field: str) -> None:
@@ -87,8 +88,13 @@ class BadCredentials(ApiError):
     status_code = 401
 
 
-class WrongPin(ApiError):
+class WrongPin(KeepsWrites, ApiError):
+    """The failure it counts is committed with the (stored) refusal."""
     status_code = 403
+
+
+class PinLockedNow(KeepsWrites, Locked):
+    """The failure that engaged the PIN lockout: the lock is committed."""
 
 
 def authenticate(username: str, password: str) -> tuple[str, datetime]:
@@ -122,10 +128,11 @@ def authenticate(username: str, password: str) -> tuple[str, datetime]:
         return open_session(db, user)
 
 
-def check_pin(db: Session, user: User, pin_verified: bool) -> None:
+def check_pin(user: User, pin_verified: bool) -> None:
     """Apply the PIN lockout rule to a PIN already checked with `pin_matches`
-    (outside the transaction). A failure is COMMITTED and raised (403, or 423
-    once locked). Call after lock_wallets, with the user loaded in `db`."""
+    (outside the transaction). Call after lock_wallets, with the user loaded,
+    in an operation run by `run_idempotent`: a failure is counted and raised
+    as a KeepsWrites refusal (403, or 423 once locked), which commits the count."""
     if _is_locked(user.pin_locked_until):
         raise _locked_error("PIN entries", user.pin_locked_until)
     if pin_verified:
@@ -133,9 +140,8 @@ def check_pin(db: Session, user: User, pin_verified: bool) -> None:
             user.failed_pins = 0
         return
     _record_failure(user, "failed_pins", "pin_locked_until")
-    db.commit()
     if _is_locked(user.pin_locked_until):
-        raise _locked_error("PIN entries", user.pin_locked_until)
+        raise _locked_error("PIN entries", user.pin_locked_until, PinLockedNow)
     raise WrongPin("wrong PIN")
 
 

@@ -1,12 +1,19 @@
-"""Idempotency-Key: the same key with the same request returns the first
-answer and moves nothing again; the same key with another request is 422.
+"""Idempotency-Key: the first answer to a key is final, refusals included.
 
-`run_idempotent` runs an operation in its own write transaction and stores
-its Outcome in the SAME transaction, so an answer is recorded exactly when
-its effects are. Errors raised as ApiError roll everything back and are not
-stored (nothing happened, a retry may succeed). Outcomes that must persist
-even though they are refusals (a declined card counts toward the lockout)
-are returned as an Outcome with a 4xx status, so they are stored too.
+The same key with the same request returns the first answer (status and
+body) and moves nothing again; the same key with another request is 422.
+
+`run_idempotent` runs an operation in its own write transaction:
+- success: the Outcome is stored in the SAME transaction as the effects, so
+  an answer is recorded exactly when its effects are (no extra statement);
+- a final refusal (an ApiError the operation raised, see `is_final`): its
+  writes are rolled back, then the refusal (`exc.body()`, `exc.status_code`)
+  is stored for the key in a new write transaction, unless a concurrent
+  request with the key committed first (then its answer is replayed);
+- a refusal that `KeepsWrites` (a wrong PIN counts toward the lockout): its
+  writes are committed together with the stored refusal, or alone when it is
+  not final or there is no key;
+- anything else (422, 423, a crash) stores nothing: a retry runs again.
 """
 from __future__ import annotations
 
@@ -21,17 +28,37 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import read_session, write_session
+from ..db import write_session
 from ..models.base import utcnow
 from ..models.idempotency import IdempotencyRecord
-from .errors import Invalid
+from ..models.user import User
+from .errors import ApiError, Invalid
 
 # Core statements on the session's connection: these run inside every
 # token-moving transaction, where the ORM's per-object bookkeeping costs more
 # than the SQL itself.
 _records = IdempotencyRecord.__table__
+_users = User.__table__
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+# Refusals that say the request was not run, so a retry with the key runs it:
+# 401 no session, 422 malformed or semantically invalid input (the same body
+# gets the same 422 anyway), 423 locked (sign-in, PIN or card lockout: a state
+# of the account checked before the operation decides anything), 429 rate limit.
+NOT_STORED_STATUSES = frozenset({401, 422, 423, 429})
+
+
+def is_final(status_code: int) -> bool:
+    """A refusal the operation decided (402, 403, 404, 409, ...): stored with its key."""
+    return 400 <= status_code < 500 and status_code not in NOT_STORED_STATUSES
+
+
+class KeepsWrites:
+    """Mix into an ApiError whose writes must survive the refusal (a wrong PIN
+    or a declined card counts toward a lockout): `run_idempotent` commits them,
+    with the stored refusal when it is final. Raise it only from an operation
+    run by `run_idempotent`; anywhere else the transaction just rolls back."""
 
 
 @dataclass
@@ -53,14 +80,10 @@ def validate_key(key: str | None) -> str | None:
     return key
 
 
-def _stored(db: Session, user_id: int, key: str):
-    return db.connection().execute(
+def _replay(db: Session, user_id: int, key: str, fp: str) -> Outcome | None:
+    rec = db.connection().execute(
         select(_records.c.fingerprint, _records.c.status_code, _records.c.response_json)
         .where(_records.c.user_id == user_id, _records.c.key == key)).first()
-
-
-def _replay(db: Session, user_id: int, key: str, fp: str) -> Outcome | None:
-    rec = _stored(db, user_id, key)
     if rec is None:
         return None
     if rec.fingerprint != fp:
@@ -68,16 +91,44 @@ def _replay(db: Session, user_id: int, key: str, fp: str) -> Outcome | None:
     return Outcome(rec.status_code, json.loads(rec.response_json))
 
 
-def committed_answer(user_id: int, key: str | None, scope: str, payload: Any) -> Outcome | None:
-    """The stored answer for this key and request, if one is committed
-    (read without the write lock; a different request is not an answer)."""
-    if key is None:
-        return None
-    with read_session() as db:
-        rec = _stored(db, user_id, key)
-    if rec is None or rec.fingerprint != fingerprint(scope, payload):
-        return None
-    return Outcome(rec.status_code, json.loads(rec.response_json))
+def _store(db: Session, user_id: int, key: str, fp: str, outcome: Outcome) -> None:
+    # unique (user_id, key): on PostgreSQL a concurrent request that stored
+    # first makes this raise IntegrityError (see run_idempotent)
+    db.connection().execute(insert(_records).values(
+        user_id=user_id, key=key, fingerprint=fp, status_code=outcome.status_code,
+        response_json=json.dumps(outcome.body), created_at=utcnow()))
+
+
+def _lock_key_owner(db: Session, user_id: int) -> None:
+    """PostgreSQL: take the lock the record's foreign key takes (FOR KEY SHARE on
+    its user) BEFORE inserting the record. A concurrent request with the key
+    that holds the user's wallet lock (FOR UPDATE) then finishes first, and we
+    replay its answer; inserting first would let the two wait on each other
+    (our insert's key check on that user, its insert on our uncommitted key)."""
+    if db.get_bind().dialect.name != "sqlite":
+        db.connection().execute(select(_users.c.id).where(_users.c.id == user_id)
+                                .with_for_update(key_share=True))
+
+
+def _refusal_answer(db: Session, user_id: int, key: str | None, fp: str, refusal: ApiError) -> Outcome:
+    """The answer to a request whose operation raised `refusal`; raises it
+    again when nothing is stored. Runs on the failure path only."""
+    if not isinstance(refusal, KeepsWrites):
+        db.rollback()   # the operation's writes go; what follows is a new write transaction
+    if key is not None:
+        _lock_key_owner(db, user_id)
+        earlier = _replay(db, user_id, key, fp)
+        if earlier is not None:
+            # a concurrent request with this key answered first: its answer is
+            # the answer, and our writes (a counted PIN failure) never happened
+            db.rollback()
+            return earlier
+        if is_final(refusal.status_code):
+            outcome = Outcome(refusal.status_code, jsonable_encoder(refusal.body()))
+            _store(db, user_id, key, fp, outcome)
+            return outcome
+    db.commit()   # the writes of a KeepsWrites refusal; nothing otherwise
+    raise refusal
 
 
 def run_idempotent(user_id: int, key: str | None, scope: str, payload: Any,
@@ -91,12 +142,13 @@ def run_idempotent(user_id: int, key: str | None, scope: str, payload: Any,
                     earlier = _replay(db, user_id, key, fp)
                     if earlier is not None:
                         return earlier
-                outcome = operation(db)
+                try:
+                    outcome = operation(db)
+                except ApiError as refusal:
+                    return _refusal_answer(db, user_id, key, fp, refusal)
                 outcome.body = jsonable_encoder(outcome.body)
                 if key is not None:
-                    db.connection().execute(insert(_records).values(
-                        user_id=user_id, key=key, fingerprint=fp, status_code=outcome.status_code,
-                        response_json=json.dumps(outcome.body), created_at=utcnow()))
+                    _store(db, user_id, key, fp, outcome)
                 return outcome
         except IntegrityError:
             # PostgreSQL: a concurrent request with the same key committed

@@ -15,8 +15,8 @@ from ..models.wallet import Bundle, TokenPolicy, TokenPurchase
 from . import ledger
 from .accounts import activate_if_funded, check_pin, find_user, require_active
 from .cards import parse_card, processor
-from .errors import Conflict, Invalid, Locked, NotFound
-from .idempotency import Outcome
+from .errors import ApiError, Conflict, Invalid, Locked, NotFound
+from .idempotency import KeepsWrites, Outcome
 from .pricing import (
     bp_to_percent, bundle_view, discount_bp, percent_to_bp, policy, preferred_discount_bp, purchase_amount,
 )
@@ -95,6 +95,16 @@ def buy_tokens(db: Session, user_id: int, *, tokens: int | None, bundle_id: int 
     return Outcome(202, purchase_view(purchase))
 
 
+class CardDeclined(KeepsWrites, ApiError):
+    """402: the declined purchase and the decline count are kept (FIG 3 step 115)."""
+
+    status_code = 402
+
+    def __init__(self, purchase: TokenPurchase, decline_code: str):
+        detail = "card declined: insufficient funds" if decline_code == "insufficient_funds" else "card declined"
+        super().__init__(detail, decline_code=decline_code, id=purchase.id, status=PurchaseStatus.DECLINED)
+
+
 def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expiry, cvc) -> Outcome:
     s = get_settings()
     if user.card_locked_until is not None and user.card_locked_until > utcnow():
@@ -112,9 +122,7 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
             user.card_locked_until = utcnow() + timedelta(seconds=s.card_lockout_seconds)
             user.card_declines = 0
         db.flush()
-        detail = "card declined" if result.decline_code != "insufficient_funds" else "card declined: insufficient funds"
-        return Outcome(402, {"detail": detail, "decline_code": result.decline_code, "id": purchase.id,
-                             "status": PurchaseStatus.DECLINED})
+        raise CardDeclined(purchase, result.decline_code)
     user.card_declines = 0
     purchase.processor_ref = result.reference
     purchase.status = PurchaseStatus.COMPLETED
@@ -279,7 +287,7 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
     sender = db.get(User, sender_id, populate_existing=True)
     recipient = db.get(User, recipient_id, populate_existing=True) if recipient_id is not None else None
     require_active(sender)
-    check_pin(db, sender, pin_verified)
+    check_pin(sender, pin_verified)
     if recipient is None or recipient.role != Role.USER or not _same_name(recipient.full_name, to_full_name):
         raise NotFound("no user with that username and full name")
     if recipient.id == sender.id:

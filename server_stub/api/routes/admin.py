@@ -18,6 +18,7 @@ from ...services import accounts, ledger, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import Outcome, run_idempotent
 from ...vocabulary import PurchaseStatus, Role
+from ..answers import answer
 from ..deps import AdminUser, DbSession, IdempotencyKey, IdPath, WriteDb
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -35,8 +36,7 @@ def list_purchases(_admin: AdminUser, db: DbSession,
 
 def _once(admin: User, key: str | None, scope: str, payload, operation) -> JSONResponse:
     """Run an operation that moves tokens or money exactly once per Idempotency-Key."""
-    outcome = run_idempotent(admin.id, key, scope, payload, operation)
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+    return answer(run_idempotent(admin.id, key, scope, payload, operation))
 
 
 def _settle(admin: User, key: str | None, action: str, purchase_id: int, settle) -> JSONResponse:

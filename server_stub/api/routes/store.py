@@ -19,8 +19,9 @@ from ...schemas.store import (
     ReceiptOut, ShortageOut, VendorKeyOut, WrongDeviceOut,
 )
 from ...services import catalog, devices, licenses, orders, signing_keys
-from ...services.errors import ApiError, Forbidden, NotFound
-from ...services.idempotency import committed_answer, run_idempotent
+from ...services.errors import Forbidden, NotFound
+from ...services.idempotency import run_idempotent
+from ..answers import answer
 from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath, WriteDb
 
 router = APIRouter(tags=["store"])
@@ -185,22 +186,13 @@ def quote(body: QuoteCreate, user: CurrentUser, db: DbSession):
 def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 9, 10: hold the tokens, create or extend the licenses, issue their
     codes for the device, post the hold. Exactly once per Idempotency-Key."""
-    scope, payload = "POST /v1/orders", body.model_dump()
-    try:
-        outcome = run_idempotent(
-            user.id, idempotency_key, scope, payload,
-            lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids),
-        )
-    except ApiError:
-        # A concurrent request with the same key may have committed while this
-        # one waited for the wallet lock; it then refuses (license exists, tokens
-        # gone). The client must get the first answer, not that refusal.
-        outcome = committed_answer(user.id, idempotency_key, scope, payload)
-        if outcome is None:
-            raise
-    # The stored (or replayed) answer as is: response_model documents it, FastAPI
-    # does not re-validate a Response (the receipt is built by orders.receipt).
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+    outcome = run_idempotent(
+        user.id, idempotency_key, "POST /v1/orders", body.model_dump(),
+        # a concurrent request with the same key that waited for the wallet lock
+        # and then refused (tokens gone, license exists) replays the first answer
+        lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids),
+    )
+    return answer(outcome)
 
 
 @router.get("/orders", response_model=list[ReceiptOut], **_SPARSE)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ...models.wallet import TokenPurchase
@@ -15,14 +14,11 @@ from ...schemas.wallet import (
 from ...services import accounts, ledger, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import run_idempotent
+from ..answers import answer
 from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath
 from .accounts import sweep_expired
 
 router = APIRouter(tags=["wallet"])
-
-
-def _answer(outcome) -> JSONResponse:
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
 
 
 @router.get("/token-offers", response_model=OffersOut)
@@ -49,7 +45,7 @@ def buy_tokens(body: TokenPurchaseCreate, user: CurrentUser, idempotency_key: Id
         user.id, idempotency_key, "POST /v1/token-purchases", body.model_dump(),
         lambda db: wallet.buy_tokens(db, user.id, **body.model_dump()),
     )
-    return _answer(outcome)
+    return answer(outcome)
 
 
 @router.get("/token-purchases", response_model=list[TokenPurchaseOut])
@@ -82,7 +78,7 @@ def transfer_tokens(body: TransferCreate, user: CurrentUser, idempotency_key: Id
         user.id, idempotency_key, "POST /v1/transfers", fields,
         lambda db: wallet.transfer(db, user.id, **fields, pin_verified=pin_ok),
     )
-    return _answer(outcome)
+    return answer(outcome)
 
 
 @router.get("/ledger", response_model=LedgerOut)

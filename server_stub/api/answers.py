@@ -1,0 +1,14 @@
+"""The one way a route sends an Outcome of `run_idempotent`: a first answer
+and its replay are the same response (status and body), refusals included."""
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+from ..services.idempotency import Outcome
+
+
+def answer(outcome: Outcome) -> JSONResponse:
+    # The stored (or replayed) body as is: the route's response_model documents
+    # it; FastAPI does not re-validate a Response. A refusal (status >= 400) has
+    # the body of ApiError.body(), exactly as the app's ApiError handler sends it.
+    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
