@@ -253,9 +253,11 @@ def count_attempt(guard_name: str, address: str, account: str | None = None) -> 
     now = _now_ms()
     refused = None
     with write_session() as db:
-        for bucket, subject, rate in keys:
+        for i, (bucket, subject, rate) in enumerate(keys):
             if not _hit(db, bucket, subject, rate, now, strict=True):
-                refused = _refusal(guard, _longest_wait(db, keys, now))
+                # the keys before this one fit (and were just moved on): the wait is this key's
+                # or a later one's, all still as committed
+                refused = _refusal(guard, _longest_wait(db, keys[i:], now))
                 db.rollback()  # a refused attempt is not counted (nor are the keys before it)
                 break
         else:

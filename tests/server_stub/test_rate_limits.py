@@ -198,16 +198,24 @@ def test_successful_transfers_are_not_counted(two_servers):
 # ---------------------------------------------------------------- cards
 
 def test_declined_card_hammering_is_stopped(two_servers):
-    a, b = two_servers(limits(card_declines_per_address="3/3600"))
+    a, b = two_servers({**limits(card_declines_per_address="3/3600"), "TOKENRENT_TRUSTED_PROXIES": "127.0.0.1"})
     users = [a.register() for _ in range(4)]
-    assert [buy((a, b)[i % 2], users[i], DECLINED).status_code for i in range(3)] == [402] * 3
+    carder = "192.0.2.1"
+    assert [buy((a, b)[i % 2], users[i], DECLINED, via=carder).status_code for i in range(3)] == [402] * 3
     # a good card from the same address is refused before it is charged
-    assert_limited(buy(b, users[3], GOOD), "declined cards")
+    key = str(uuid.uuid4())
+    assert_limited(buy(b, users[3], GOOD, key=key, via=carder), "declined cards")
     assert a.api("GET", "/v1/token-purchases", users[3]).json() == []
     assert a.me(users[3])["available_tokens"] == 0
     # paying by check tests no card: not limited
-    r = a.api("POST", "/v1/token-purchases", users[3], json={"method": "check", "tokens": 10})
+    r = a.api("POST", "/v1/token-purchases", users[3], json={"method": "check", "tokens": 10}, headers={
+        "X-Forwarded-For": carder})
     assert r.status_code == 202, r.text
+    # nothing was stored under the refused key: from another address it runs for real, once
+    r = buy(a, users[3], GOOD, key=key, via="192.0.2.2")
+    assert r.status_code == 201 and r.json()["available_tokens"] == 10, r.text
+    assert buy(b, users[3], GOOD, key=key, via="192.0.2.2").json() == r.json()
+    assert a.me(users[3])["available_tokens"] == 10
 
 
 def test_a_replayed_decline_is_not_counted_again(two_servers):
