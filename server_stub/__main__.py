@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(a, "log_level", None):
         os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level
     s = _settings_from(a)
+    from .services import rate_limits
+
+    try:
+        rate_limits.policy(s)  # a mistyped limit or proxy list stops the server here, named
+    except ValueError as e:
+        parser.error(str(e))
     from . import migrate
     from .logs import log, setup_logging
 
@@ -73,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         db=s.resolved_db_url.split("@")[-1])
     import uvicorn
 
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from
+    # 127.0.0.1; which proxies are trusted is TOKENRENT_TRUSTED_PROXIES' business.
     uvicorn.run("server_stub.app:create_app", factory=True, host=a.host, port=a.port,
-                workers=a.workers, log_level="warning", access_log=False)
+                workers=a.workers, log_level="warning", access_log=False, proxy_headers=False)
     return 0
 
 

@@ -12,7 +12,7 @@ from .api.main import api_router
 from .core.config import get_settings
 from .logs import AccessLogMiddleware, setup_logging
 from .schemas.common import HealthOut
-from .services.errors import ApiError
+from .services.errors import ApiError, TooManyRequests
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
@@ -36,7 +36,9 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(status_code=exc.status_code, content=exc.body(), headers=headers)
 
     @app.exception_handler(RequestValidationError)

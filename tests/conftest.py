@@ -20,6 +20,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # suite stays fast; production defaults live in server_stub/core/config.py.
 os.environ.setdefault("TOKENRENT_ARGON2_MEMORY_KIB", "8192")
 os.environ.setdefault("TOKENRENT_ARGON2_TIME_COST", "1")
+# The whole suite is ONE client (127.0.0.1) that registers thousands of accounts and fails
+# sign-ins, PINs and cards on purpose: per-address limits sized for a test suite, not for a
+# vendor. Per-account limits keep their defaults; tests/server_stub/test_rate_limits.py sets
+# its own small limits.
+for _guard in ("SIGN_IN", "REGISTRATIONS", "PIN", "CARD_DECLINES"):
+    os.environ.setdefault(f"TOKENRENT_RATE_LIMIT_{_guard}_PER_ADDRESS", "100000/3600")
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

@@ -7,20 +7,30 @@
 - IdempotencyKey: the optional Idempotency-Key header; declare it as
   `idempotency_key: IdempotencyKey = None` and pass it to
   services.idempotency.run_idempotent).
+- ClientAddress: the caller's address as the rate limits count it (the
+  socket peer, or X-Forwarded-For from a trusted proxy).
+- PinCaller / CardCaller: CurrentUser for PIN-checked and card calls, loaded
+  with its rate-limit state in the same statement. PinCaller refuses at once
+  (429) when the caller is limited; CardCaller leaves it to the route
+  (`caller.refuse_if_limited()`), since only card purchases are limited.
 """
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+from typing import Annotated, Callable, Iterator, TypeVar
 
-from fastapi import Depends, Header, Path
+from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from ..db import new_session
 from ..models.user import User
 from ..schemas.common import MAX_ID
+from ..services import rate_limits
 from ..services.accounts import user_for_token
 from ..services.errors import ApiError, Forbidden
+
+
+T = TypeVar("T")
 
 
 def _read_db() -> Iterator[Session]:
@@ -65,21 +75,54 @@ def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_
 BearerToken = Annotated[str, Depends(bearer_token)]
 
 
-def current_user(token: BearerToken) -> User:
+def _signed_in(load: Callable[[Session], T | None], user_of: Callable[[T], User]) -> T:
+    """`load(db)` in a short read transaction; its user is detached (loaded
+    fields stay readable after the session ends). None is a 401."""
     db = new_session(write=False)
     try:
-        user = user_for_token(db, token)
-        if user is not None:
-            db.expunge(user)  # keep its loaded fields after the session ends
+        found = load(db)
+        if found is not None:
+            db.expunge(user_of(found))
     finally:
         db.rollback()
         db.close()
-    if user is None:
+    if found is None:
         raise Unauthorized("invalid or expired session")
-    return user
+    return found
+
+
+def current_user(token: BearerToken) -> User:
+    return _signed_in(lambda db: user_for_token(db, token), lambda user: user)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def client_address(request: Request) -> str:
+    peer = request.client.host if request.client else None
+    return rate_limits.client_address(peer, request.headers.getlist("x-forwarded-for"))
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+
+def _guarded_caller(guard: str, token: str, address: str) -> rate_limits.Caller:
+    return _signed_in(lambda db: rate_limits.signed_in_caller(db, token, guard, address),
+                      lambda caller: caller.user)
+
+
+def pin_caller(token: BearerToken, address: ClientAddress) -> rate_limits.Caller:
+    caller = _guarded_caller(rate_limits.PIN, token, address)
+    caller.refuse_if_limited()
+    return caller
+
+
+def card_caller(token: BearerToken, address: ClientAddress) -> rate_limits.Caller:
+    return _guarded_caller(rate_limits.CARD, token, address)
+
+
+PinCaller = Annotated[rate_limits.Caller, Depends(pin_caller)]
+CardCaller = Annotated[rate_limits.Caller, Depends(card_caller)]
 
 
 def admin_user(user: CurrentUser) -> User:

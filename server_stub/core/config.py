@@ -40,6 +40,20 @@ class Settings:
     pin_argon2_time_cost: int = 1
     pin_argon2_memory_kib: int = 1024
     log_level: str = "INFO"
+    # Rate limits on guessing (services/rate_limits.py, docs/admin-guide.md): "COUNT/SECONDS"
+    # = at most COUNT in any SECONDS (a burst of COUNT, then one per SECONDS/COUNT); "off" = none.
+    # Failures are counted, except registrations: every attempt counts.
+    rate_limits_enabled: bool = True
+    rate_limit_sign_in_per_address: str = "100/86400"   # refused sign-ins (401, 423)
+    rate_limit_sign_in_per_account: str = "20/3600"
+    rate_limit_registrations_per_address: str = "50/86400"
+    rate_limit_pin_per_address: str = "50/86400"        # wrong PINs
+    rate_limit_pin_per_account: str = "20/86400"
+    rate_limit_card_declines_per_address: str = "20/86400"
+    rate_limit_card_declines_per_account: str = "10/86400"
+    # Comma-separated addresses or networks (CIDR) of reverse proxies whose
+    # X-Forwarded-For names the client; empty: the socket peer is the client.
+    trusted_proxies: str = ""
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -47,7 +61,7 @@ class Settings:
         for f in fields(cls):
             raw = os.environ.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = int(raw) if f.type in ("int", int) else raw
+                values[f.name] = _parse(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -75,6 +89,17 @@ class Settings:
         if self.signing_key_path:
             return Path(self.signing_key_path)
         return self.resolved_data_dir / "vendor_signing_key.pem"
+
+
+def _parse(name: str, type_, raw: str):
+    if type_ in ("int", int):
+        return int(raw)
+    if type_ in ("bool", bool):
+        flag = raw.strip().lower()
+        if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, not {raw!r}")
+        return flag in ("1", "true", "yes", "on")
+    return raw
 
 
 _settings: Settings | None = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -160,17 +160,23 @@ def open_session(db: Session, user: User) -> tuple[str, datetime]:
     return token, expires
 
 
-def user_for_token(db: Session, token: str) -> User | None:
-    row = db.execute(
-        select(UserSession, User).join(User, User.id == UserSession.user_id)
-        .where(UserSession.token_digest == token_digest(token))
-    ).first()
-    if row is None:
-        return None
-    sess, user = row
+def session_query(token: str) -> Select:
+    """The session row of a bearer token and its user (add columns to it to
+    load more in the same statement, as rate_limits.signed_in_caller does)."""
+    return (select(UserSession, User).join(User, User.id == UserSession.user_id)
+            .where(UserSession.token_digest == token_digest(token)))
+
+
+def live_user(sess: UserSession, user: User) -> User | None:
+    """The session's user, or None if it was revoked or has expired."""
     if sess.revoked_at is not None or sess.expires_at <= utcnow():
         return None
     return user
+
+
+def user_for_token(db: Session, token: str) -> User | None:
+    row = db.execute(session_query(token)).first()
+    return None if row is None else live_user(row[0], row[1])
 
 
 def revoke_session(db: Session, token: str) -> None:

@@ -47,3 +47,15 @@ class InsufficientTokens(ApiError):
                          shortage=max(0, required - available))
         self.required = required
         self.available = available
+
+
+class TooManyRequests(ApiError):
+    """429 from a rate limit (services.rate_limits), raised before the request
+    ran: nothing happened and nothing is stored under its Idempotency-Key.
+    The error renderer sends `retry_after` as the Retry-After header (seconds)."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int):
+        super().__init__(detail)
+        self.retry_after = retry_after

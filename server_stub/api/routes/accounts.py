@@ -5,22 +5,24 @@ from fastapi import APIRouter, status
 from fastapi import Response
 
 from ...db import write_session
-from ...services import accounts, ledger, pricing
+from ...services import accounts, ledger, pricing, rate_limits
 from ...schemas.user import AccountCreate, AccountOut, CurrentSessionOut, MeOut, SessionCreate, SessionOut
-from ..deps import BearerToken, CurrentUser, DbSession, WriteDb
+from ..deps import BearerToken, ClientAddress, CurrentUser, DbSession, WriteDb
 
 router = APIRouter(tags=["accounts"])
 
 
 @router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
-def register(body: AccountCreate, db: WriteDb):
+def register(body: AccountCreate, db: WriteDb, address: ClientAddress):
+    rate_limits.count_attempt(rate_limits.REGISTRATION, address)  # every attempt counts; 429 first
     user = accounts.create_user(db, **body.model_dump())
     return AccountOut(id=user.id, username=user.username, status=user.status)
 
 
 @router.post("/sessions", response_model=SessionOut)
-def sign_in(body: SessionCreate):
-    token, expires = accounts.authenticate(body.username, body.password)
+def sign_in(body: SessionCreate, address: ClientAddress):
+    with rate_limits.sign_in_attempt(address, body.username):
+        token, expires = accounts.authenticate(body.username, body.password)
     return SessionOut(token=token, expires_at=expires)
 
 

@@ -11,11 +11,12 @@ from ...schemas.common import ErrorOut, MAX_ID
 from ...schemas.wallet import (
     LedgerOut, OffersOut, TokenPurchaseCreate, TokenPurchaseOut, TransferCreate, TransferOut,
 )
-from ...services import accounts, ledger, wallet
+from ...services import accounts, ledger, rate_limits, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import run_idempotent
 from ..answers import answer
-from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath
+from ..deps import CardCaller, CurrentUser, DbSession, IdempotencyKey, IdPath, PinCaller
+from ...vocabulary import PaymentMethod
 from .accounts import sweep_expired
 
 router = APIRouter(tags=["wallet"])
@@ -40,10 +41,14 @@ def my_token_offers(user: CurrentUser, db: DbSession):
                402: {"model": ErrorOut, "description": "card declined"},
                423: {"model": ErrorOut, "description": "card purchases locked after declines"}},
 )
-def buy_tokens(body: TokenPurchaseCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
+def buy_tokens(body: TokenPurchaseCreate, caller: CardCaller, idempotency_key: IdempotencyKey = None):
+    user = caller.user
+    if body.method == PaymentMethod.CARD:
+        caller.refuse_if_limited()  # 429 before anything runs: too many declined cards
     outcome = run_idempotent(
         user.id, idempotency_key, "POST /v1/token-purchases", body.model_dump(),
-        lambda db: wallet.buy_tokens(db, user.id, **body.model_dump()),
+        rate_limits.counting_declines(caller.address, user.username,
+                                      lambda db: wallet.buy_tokens(db, user.id, **body.model_dump())),
     )
     return answer(outcome)
 
@@ -68,10 +73,13 @@ def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
     responses={402: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
                423: {"model": ErrorOut}},
 )
-def transfer_tokens(body: TransferCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
+def transfer_tokens(body: TransferCreate, caller: PinCaller, idempotency_key: IdempotencyKey = None):
     """FIG 11: PIN, recipient's username and full name must match; only
     standard (transferable) tokens move."""
+    user = caller.user
     pin_ok = accounts.pin_matches(user, body.pin)  # argon2, outside the write transaction
+    if not pin_ok:  # a guess: counted before the transfer runs (429 once over the limit)
+        rate_limits.count_attempt(rate_limits.PIN, caller.address, user.username)
     fields = body.model_dump(exclude={"pin"})
     outcome = run_idempotent(
         # the PIN stays out of the stored fingerprint (a short PIN's hash is guessable)
