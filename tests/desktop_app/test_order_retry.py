@@ -113,7 +113,7 @@ def idempotency_keys_on_server(srv, user_id: int) -> list[str]:
 
 def orders_of(srv, user):
     r = srv.api("GET", "/v1/orders", user).json()
-    return r if isinstance(r, list) else r["orders"]
+    return r
 
 
 @pytest.fixture
@@ -135,8 +135,8 @@ def open_confirmation(qtbot, app, srv, user):
     window.sign_in_dialog.reject()
     sign_in(qtbot, app, user)
     qtbot.waitUntil(lambda: state.device_id is not None, timeout=60000)
-    product = next(p for p in state.products if p["name"] == "Software A")
-    window.add_to_order(product, product["offers"][0])
+    product = next(p for p in state.products if p.name == "Software A")
+    window.add_to_order(product, product.offers[0])
     orders = window.orders
     window.show_page(orders)
     orders.order_button.click()

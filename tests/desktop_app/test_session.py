@@ -93,7 +93,7 @@ def test_no_server_configured_starts_the_local_demo_store(qtbot, app_home):
 
 def test_a_link_goes_to_the_running_storefront(qtbot, store_app, store_server):
     from desktop_app.single_instance import forward_to_running
-    product_id = next(p["id"] for p in store_app.state.products if p["name"] == "Software C")
+    product_id = next(p.id for p in store_app.state.products if p.name == "Software C")
     qtbot.waitUntil(lambda: getattr(store_app, "instance_server", None) is not None, timeout=10000)
     assert store_app.instance_server.listening
     assert forward_to_running(store_app.paths, str(product_id))
