@@ -27,8 +27,10 @@ class ReplyError(Exception):
         super().__init__(f"{where}: {problem}")
         self.where = where
         self.problem = problem
-        self.user_message = ("An answer was not understood (the parts of TokenRent on this computer and the "
-                             "server do not speak the same version). Please update the app.")
+        from PySide6.QtCore import QCoreApplication
+        self.user_message = QCoreApplication.translate(
+            "ReplyError", "An answer was not understood (the parts of TokenRent on this computer and the "
+                          "server do not speak the same version). Please update the app.")
 
 
 class Reply:

@@ -355,3 +355,33 @@ def test_shortage_remove_items_until_the_order_fits(qtbot, store_app, store_serv
     qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
     assert store_server.me(user)["available_tokens"] == 0
     assert len(store_server.api("GET", "/v1/orders", user).json()) == 1
+
+
+def test_the_server_decides_whether_an_order_fits(qtbot, store_app, store_server):
+    """RT > AT, but the vendor lets this account draw 100 tokens on credit: the server's quote
+    says the order is payable, so the order page does not call it short (it never compares RT
+    and AT itself), and the order goes through, leaving the wallet at -80."""
+    user = store_server.new_user(tokens=100)
+    r = store_server.api("PATCH", f"/v1/admin/users/{user.id}", store_server.admin(), json={"negative_limit": 100})
+    assert r.status_code == 200, r.text
+    window, state = store_app.window, store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)
+    add_from_store(qtbot, window, "Software A")                        # 100
+    add_from_store(qtbot, window, "Software D", "1,000 processings")   # 80
+    orders = window.orders
+    window.show_page(orders)
+    qtbot.waitUntil(lambda: orders.quote is not None, timeout=20000)
+    quote = orders.quote
+    assert (quote.required_tokens, quote.available_tokens, quote.payable, quote.shortage) == (180, 100, True, 0)
+    assert orders.labels["left"].text() == "-80 tokens (-$8.00)"
+    assert "#b00020" not in orders.labels["left"].styleSheet()          # not shown as short
+    orders.start_removing()                                             # even the FIG 10 hint agrees
+    assert "The order fits now" in orders.banner.text()
+    orders.order_button.click()
+    dialog = orders.confirm_dialog
+    qtbot.waitUntil(lambda: dialog.labels["left"].text() == "-80 tokens (-$8.00)", timeout=20000)
+    assert "#b00020" not in dialog.labels["left"].styleSheet()
+    dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    assert store_server.me(user)["available_tokens"] == -80
