@@ -42,6 +42,12 @@ class LedgerModel(QAbstractTableModel):
         self._rows = statement_rows(ledger)
         self.endResetModel()
 
+    def clear(self) -> None:
+        """No statement on show (signed out)."""
+        self.beginResetModel()
+        self._rows = []
+        self.endResetModel()
+
     def rowCount(self, parent=QModelIndex()):
         return 0 if parent.isValid() else len(self._rows)
 

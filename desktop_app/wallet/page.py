@@ -307,6 +307,8 @@ class WalletPage(QWidget):
         if not me:
             self.balance.setText("Sign in to see your wallet")
             self.banner.clear_message()
+            self.ledger.clear()            # the last user's statement is not shown to the next
+            self.chart.set_points([])
             return
         self.balance.setText(f"Balance: {self.state.pricing.tokens_text(self.state.available_tokens)}")
         if not me.active:

@@ -97,7 +97,7 @@ def test_running_low_notifies_once_per_threshold_crossing(qtbot, app_home, store
         assert window.store.details.name.text() == "Software D"
 
         # extended (back above the threshold), then used down again: a second crossing, a second notice
-        license_id = entry().license_id
+        license_id = entry().license.id           # the server's id of that license
         answer = state.api.place_order([{"offer_id": offer.id, "quantity": 100, "license_id": license_id}],
                                        state.device_id, [product.id], "low-2-" + user.username)
         state.install_codes(answer.deliveries)
