@@ -10,12 +10,12 @@ its first parse (on a worker thread).
 """
 from __future__ import annotations
 
+import inspect
 import types
 import typing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
-from functools import cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, dataclass_transform
 
 _MISSING = object()
 
@@ -33,18 +33,20 @@ class ReplyError(Exception):
                           "server do not speak the same version). Please update the app.")
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 class Reply:
     """A reply shape: annotated fields (a class attribute is the default of an optional one).
-    Immutable once built; equal when of one class with equal fields."""
+    Immutable once built; equal when of one class with equal fields. (Type checkers read the
+    subclasses as frozen keyword-only dataclasses: dataclass_transform.)"""
 
     __fields__: ClassVar[tuple[str, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        own = tuple(n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("_"))
+        own = tuple(n for n in inspect.get_annotations(cls) if not n.startswith("_"))
         cls.__fields__ = tuple(dict.fromkeys((*cls.__fields__, *own)))
 
-    def __init__(self, **values):
+    def __init__(self, **values: Any) -> None:
         for name in self.__fields__:
             if name in values:
                 value = values.pop(name)
@@ -58,18 +60,18 @@ class Reply:
         if values:
             raise TypeError(f"{type(self).__name__}: unknown fields {sorted(values)}")
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is a reply: it does not change")
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(getattr(self, n) == getattr(other, n) for n in self.__fields__)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]   # mutable lists inside: not hashable
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__fields__)})"
 
-    def replace(self, **changes) -> "Reply":
+    def replace(self, **changes: Any) -> Self:
         return type(self)(**{**{n: getattr(self, n) for n in self.__fields__}, **changes})
 
 
@@ -91,14 +93,20 @@ def dump(value: Any) -> Any:
     return value
 
 
-def field_names(shape: type) -> tuple[set[str], set[str]]:
+def field_names(shape: type[Reply]) -> tuple[set[str], set[str]]:
     """(every field, the required ones) of a reply shape: for the contract tests."""
     return set(shape.__fields__), {n for n in shape.__fields__ if not hasattr(shape, n)}
 
 
-@cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(shape: type) -> dict[str, Any]:
-    return typing.get_type_hints(shape)
+    """The resolved field types of a reply shape, worked out once (on first parse)."""
+    hints = _HINTS.get(shape)
+    if hints is None:
+        hints = _HINTS[shape] = typing.get_type_hints(shape)
+    return hints
 
 
 def _name(shape: Any) -> str:
@@ -154,9 +162,9 @@ def _datetime(data: Any, where: str) -> datetime:
     if not isinstance(data, str):
         raise ReplyError(where, f"expected an RFC 3339 time, got {type(data).__name__}")
     try:
-        value = datetime.fromisoformat(data.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(data)       # 3.11+: "Z" included
     except ValueError:
         raise ReplyError(where, f"{data!r} is not an RFC 3339 time") from None
     if value.tzinfo is None:
         raise ReplyError(where, f"{data!r} has no UTC offset")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)

@@ -13,8 +13,8 @@ from enum import StrEnum
 from desktop_app.wire import Reply
 from license_agent.codes import LicenseKind
 
-__all__ = ["AgentDevice", "Trusted", "UseDay", "AgentLicense", "Installed", "Clock", "AgentStatus",
-           "GateAnswer", "GateReason", "AgentFailure", "Doctor", "LicenseKind"]
+__all__ = ["AgentDevice", "AgentFailure", "AgentLicense", "AgentStatus", "Clock", "Doctor", "GateAnswer", "GateReason",
+           "InstallOutcome", "Installed", "LicenseKind", "Trusted", "UseDay"]
 
 
 class GateReason(StrEnum):

@@ -17,7 +17,7 @@ from enum import StrEnum
 from desktop_app.wire import Reply, ReplyError, parse
 from license_agent.codes import LicenseKind
 
-__all__ = ["Reply", "ReplyError", "parse", "OfferKind", "AccountStatus", "PurchaseStatus", "OrderAction", "LicenseKind"]
+__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OrderAction", "PurchaseStatus", "Reply", "ReplyError", "parse"]
 
 
 class OfferKind(StrEnum):
@@ -205,7 +205,7 @@ class Offer(Reply):
     kind: OfferKind
     active: bool
     low_threshold: int | None
-    tiers: list[Tier] = []
+    tiers: list[Tier] = []      # noqa: RUF012  (each reply gets its own copy: desktop_app.wire.Reply)
     unit: str | None = None
     tokens: int | None = None
     cash_cents: int | None = None
