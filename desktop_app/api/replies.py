@@ -206,7 +206,7 @@ class Offer(Reply):
     active: bool
     low_threshold: int | None
     tiers: list[Tier] = []      # noqa: RUF012  (each reply gets its own copy: desktop_app.wire.Reply)
-    unit: str | None = None
+    unit: str | None = None     # what a tier's quantity counts: days, uses or processings
     tokens: int | None = None
     cash_cents: int | None = None
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 
 from desktop_app.api.replies import Offer, OfferKind, OrderListItem, Product, Tier
 from desktop_app.money import Pricing, format_cents
-from desktop_app.store.models import KIND_LABELS, QUANTITY_UNITS
+from desktop_app.store.models import KIND_LABELS
 
 LineRole = Qt.ItemDataRole.UserRole + 10
 TierChoicesRole = Qt.ItemDataRole.UserRole + 11
@@ -55,7 +55,7 @@ class OrderLine:
         if not tiers:
             return "Convert to permanent" if self.kind == OfferKind.CONVERT else "Permanent"
         tier = tiers[self.tier_index if index is None else index]
-        return f"{tier.quantity:,} {QUANTITY_UNITS[self.kind]}"
+        return f"{tier.quantity:,} {self.offer.unit}"      # the server's unit: days, uses, processings
 
     def description(self) -> str:
         name = self.product.name

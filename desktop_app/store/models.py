@@ -25,8 +25,6 @@ KIND_LABELS = {
     OfferKind.RENT_PROCESSINGS: "Rent by processings",
     OfferKind.CONVERT: "Convert to permanent",
 }
-QUANTITY_UNITS = {OfferKind.RENT_TIME: "days", OfferKind.RENT_USES: "uses",
-                  OfferKind.RENT_PROCESSINGS: "processings"}
 
 ProductRole = Qt.ItemDataRole.UserRole + 1
 OfferRole = Qt.ItemDataRole.UserRole + 2
@@ -35,7 +33,7 @@ IdRole = Qt.ItemDataRole.UserRole + 3
 
 def offer_summary(offer: Offer) -> str:
     if offer.tiers:
-        unit = QUANTITY_UNITS[offer.kind]
+        unit = offer.unit
         return ", ".join(f"{t.quantity:,} {unit}: {t.tokens}" for t in offer.tiers)
     return f"{offer.price_tokens}"
 

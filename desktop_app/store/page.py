@@ -8,7 +8,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLay
                                QWidget)
 
 from desktop_app.api.replies import Offer, OfferKind, Product
-from desktop_app.store.models import (KIND_COLUMNS, KIND_LABELS, QUANTITY_UNITS, CategoryModel, IdRole,
+from desktop_app.store.models import (KIND_COLUMNS, KIND_LABELS, CategoryModel, IdRole,
                                       OfferRole, ProductFilterProxy, ProductRole, ProductTableModel)
 
 
@@ -84,7 +84,7 @@ class ProductDetails(QGroupBox):
             combo = QComboBox()
             combo.setObjectName(f"tiers_{offer.id}")
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-            unit = QUANTITY_UNITS[offer.kind]
+            unit = offer.unit
             for t in tiers:
                 combo.addItem(f"{t.quantity:,} {unit} — {pricing.tokens_text(t.tokens)}")
             label.setBuddy(combo)
