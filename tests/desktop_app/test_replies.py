@@ -153,7 +153,10 @@ def compare(doc: dict, shape, schema: dict, where: str, exact: bool) -> list[str
 def _response_schema(doc, method, path, status) -> dict:
     operation = doc["paths"][path][method]
     assert status in operation["responses"], f"{method.upper()} {path} documents no {status}"
-    return operation["responses"][status]["content"]["application/json"]["schema"]
+    content = operation["responses"][status]["content"]
+    # application/json, or application/problem+json for error bodies (RFC 9457)
+    (media,) = [m for m in content if m in ("application/json", "application/problem+json")][:1]
+    return content[media]["schema"]
 
 
 def test_reply_shapes_agree_with_the_openapi_document(openapi):
