@@ -352,22 +352,30 @@ class Receipt(Reply):
     deliveries: list[Delivery]
 
 
-class Shortage(Reply):
-    """402 on POST /v1/orders: short of tokens (FIG 10)."""
+class Problem(Reply):
+    """An error body: ``detail`` (a sentence) and the members of that error. RFC 9457's
+    ``type`` and ``title`` are read when sent; its ``status`` (the HTTP status again) is not
+    read: the status line says it, and older servers used that name for a purchase status."""
 
     detail: str
+    type: str = "about:blank"
+    title: str = ""
+
+
+class Shortage(Problem):
+    """402 on POST /v1/orders: short of tokens (FIG 10)."""
+
     required_tokens: int
     available_tokens: int
     shortage: int
 
 
-class Declined(Reply):
+class Declined(Problem):
     """402 on POST /v1/token-purchases: the card was declined (final for its key)."""
 
-    detail: str
     decline_code: str
-    id: int                     # the declined purchase
-    status: str                 # PurchaseStatus.DECLINED
+    id: int                                 # the declined purchase
+    purchase_status: str | None = None      # PurchaseStatus.DECLINED (with problem details)
 
 
 class OrderListItem(Reply):
