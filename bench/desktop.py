@@ -78,15 +78,24 @@ def bench_filter() -> dict:
         from desktop_app.settings.config import Settings
         from desktop_app.state import AppState
         from desktop_app.store.page import StorePage
+        from desktop_app.api.replies import Category, Offer, OfferKind, Product, Tier
         words = ["photo", "audio", "video", "office", "tax", "chess", "map", "code", "math", "font"]
-        products = [{"id": i, "name": f"{words[i % 10].title()} Studio {i}", "category_id": i % 12,
-                     "description": f"A {words[(i * 7) % 10]} tool number {i}",
-                     "offers": [{"id": i * 10, "kind": "purchase", "tokens": 100 + i % 50},
-                                {"id": i * 10 + 1, "kind": "rent_uses",
-                                 "tiers": [{"quantity": 10, "tokens": 5}, {"quantity": 100, "tokens": 40}]}]}
-                    for i in range(10_000)]
+
+        def product(i: int) -> Product:      # the typed replies GET /v1/products would give
+            buy = Offer(id=i * 10, product_id=i, kind=OfferKind.PURCHASE, active=True, low_threshold=None,
+                        tokens=100 + i % 50, cash_cents=(100 + i % 50) * 10)
+            rent = Offer(id=i * 10 + 1, product_id=i, kind=OfferKind.RENT_USES, active=True, low_threshold=None,
+                         unit="uses", tiers=[Tier(quantity=10, tokens=5, cash_cents=50),
+                                             Tier(quantity=100, tokens=40, cash_cents=400)])
+            return Product(id=i, name=f"{words[i % 10].title()} Studio {i}", category_id=i % 12,
+                           description=f"A {words[(i * 7) % 10]} tool number {i}", publisher="", on_sale=False,
+                           active=True, store_url=f"tokenrent://product/{i}", offers=[buy, rent],
+                           latest_version=None, token_price_cents=10)
+
+        products = [product(i) for i in range(10_000)]
         state = AppState(app_paths().ensure(), Settings(), "http://127.0.0.1:9")
-        state.categories = [{"id": c, "name": f"Category {c}"} for c in range(12)]
+        state.categories = [Category(id=c, name=f"Category {c}", description="", position=c, product_count=833)
+                            for c in range(12)]
         state.products = products
         page = StorePage(state)
         page.resize(1180, 700)
@@ -103,7 +112,7 @@ def bench_filter() -> dict:
                 page.search.setText(text)
                 app.processEvents()
                 timings.append((time.perf_counter() - t) * 1000)
-        names = [p["name"].lower() + "\n" + p["description"].lower() for p in products]
+        names = [p.name.lower() + "\n" + p.description.lower() for p in products]
         floor = []
         for text in sequences * 3:
             t = time.perf_counter()

@@ -13,7 +13,7 @@ import sys
 
 def parse_args(argv: list[str] | None = None):
     from desktop_app.app import Options
-    from license_agent.codes import product_of_store_link
+    from license_agent.code_terms import product_of_store_link
     parser = argparse.ArgumentParser(prog="tokenrent", description="TokenRent desktop storefront")
     parser.add_argument("--server", default="", help="store server address, e.g. https://store.example.com")
     parser.add_argument("--product", default=None, help="open this product's page")

@@ -5,8 +5,9 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QPushButton, QStackedWidget,
                                QVBoxLayout, QWidget)
 
+from desktop_app.api.replies import PurchaseStatus
 from desktop_app.store.page import StorePage
-from license_agent.codes import product_of_store_link, store_link
+from license_agent.code_terms import product_of_store_link, store_link
 from desktop_app.widgets.common import Banner
 
 PAGES = ["Store", "Order list", "Library", "Wallet", "Settings"]
@@ -181,10 +182,10 @@ class MainWindow(QMainWindow):
             self.sign_button.setText("&Sign in…")
             self.status_banner.clear_message()
             return
-        self.user_label.setText(f"{me.get('full_name') or me.get('username')} ({me.get('username')})")
+        self.user_label.setText(f"{me.full_name or me.username} ({me.username})")
         self.balance_label.setText(self.state.pricing.tokens_text(self.state.available_tokens))
         self.sign_button.setText("&Sign out")
-        if me.get("status") != "active":
+        if not me.active:
             from desktop_app.account.dialogs import activation_text
             self.status_banner.show_message(activation_text(me, self.state.pricing), "warning")
         else:
@@ -203,9 +204,9 @@ class MainWindow(QMainWindow):
             self.offline_banner.clear_message()
 
     # -- order flow -------------------------------------------------------------
-    def add_to_order(self, product: dict, offer: dict, tier_index: int = 0, license_id=None) -> None:
+    def add_to_order(self, product, offer, tier_index: int = 0, license_id=None) -> None:
         self.orders.add(product, offer, tier_index, license_id)
-        self.banner.show_message(f"{product.get('name')} is in your order list.", "info")
+        self.banner.show_message(f"{product.name} is in your order list.", "info")
         if license_id is not None:
             self.show_page(self.orders)
 
@@ -216,23 +217,23 @@ class MainWindow(QMainWindow):
         suggested = shortage.shortage if shortage is not None else 0
 
         def bought(answer):
-            if answer.get("status") != "pending":
+            if answer.status != PurchaseStatus.PENDING:
                 self.show_page(self.orders)
 
         self.wallet.open_buy(suggested, bought)
 
     def _order_placed(self, info: dict) -> None:
         answer, lines = info["answer"], info["lines"]
-        deliveries = answer.get("deliveries", [])
+        deliveries = answer.deliveries
         self.state.install_codes(deliveries)
         downloads = self.state.cache.data.setdefault("download_urls", {})
-        wanted = {str(l.product["id"]) for l in lines if l.needs_download()}
+        wanted = {l.product.id for l in lines if l.needs_download()}
         for d in deliveries:
-            if d.get("download_url"):
-                info_ = {"url": d["download_url"], "sha256": d.get("sha256"), "size": d.get("size")}
-                downloads[str(d["product_id"])] = info_
-                if str(d["product_id"]) in wanted:
-                    self.library.start_download(d["product_id"], info_)
+            if d.download_url is not None:
+                info_ = {"url": d.download_url, "sha256": d.sha256, "size": d.size}
+                downloads[str(d.product_id)] = info_
+                if d.product_id in wanted:
+                    self.library.start_download(d.product_id, info_)
         self.state.cache.save()
 
     # -- notifications ------------------------------------------------------------

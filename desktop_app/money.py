@@ -4,20 +4,23 @@ Tokens are integers, cash is integer cents: never floats.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from desktop_app.api.replies import TokenOffers
+
 
 class Pricing:
-    """Knows the cash price of one token (from GET /v1/token-offers)."""
+    """Knows the cash price of one token (GET /v1/token-offers: ``token_price_cents``)."""
 
     def __init__(self, token_price_cents: int | None = None, currency: str = "USD"):
         self.token_price_cents = token_price_cents
         self.currency = currency
 
     @classmethod
-    def from_offers(cls, offers: dict) -> "Pricing":
-        cents = offers.get("token_price_cents")
-        if cents is None:
-            cents = offers.get("price_cents")
-        return cls(int(cents) if cents is not None else None, str(offers.get("currency", "USD")))
+    def from_offers(cls, offers: "TokenOffers | None") -> "Pricing":
+        """The server states no currency: its cents are the store's (USD) cents."""
+        return cls(offers.token_price_cents if offers is not None else None)
 
     def cash_cents(self, tokens: int) -> int | None:
         if self.token_price_cents is None:

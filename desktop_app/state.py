@@ -15,7 +15,9 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Signal
 
 from desktop_app.agent.bridge import AgentBridge, AgentError
+from desktop_app.agent.replies import AgentLicense
 from desktop_app.api.client import ApiClient, ApiError, NetworkError, SessionExpired
+from desktop_app.api.replies import Category, Delivery, License, Me, Offer, Product, TokenOffers
 from desktop_app.api.session_store import SessionStore
 from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
@@ -27,7 +29,7 @@ from desktop_app.settings.config import Settings, save_settings
 
 
 class AppState(QObject):
-    meChanged = Signal(object)           # dict from GET /v1/me, or None when signed out
+    meChanged = Signal(object)           # Me (GET /v1/me), or None when signed out
     offlineChanged = Signal(bool)
     pricingChanged = Signal(object)      # Pricing
     catalogChanged = Signal()
@@ -45,11 +47,11 @@ class AppState(QObject):
         self.agent = AgentBridge(settings.resolved_agent_home(paths, demo=demo))
         self.sessions = SessionStore()
         self.cache = LibraryCache(paths.library_cache)
-        self.me: dict | None = None
+        self.me: Me | None = None
         self.pricing = Pricing()
-        self.token_offers: dict = {}
-        self.categories: list[dict] = []
-        self.products: list[dict] = []
+        self.token_offers: TokenOffers | None = None
+        self.categories: list[Category] = []
+        self.products: list[Product] = []
         self.device_id: str | None = None
         self.offline = False
         self.catalog_loaded = False      # the catalog (products, offers) has arrived at least once
@@ -174,7 +176,7 @@ class AppState(QObject):
 
     def sign_out(self) -> None:
         if self.me:
-            sessions, url, name = self.sessions, self.api.base_url, self.me.get("username", "")
+            sessions, url, name = self.sessions, self.api.base_url, self.me.username
             run_async(lambda: sessions.forget(url, name))
         if self.api.token:
             ended = ApiClient(self.api.base_url, self.api.token)   # revoke on the server too
@@ -183,7 +185,7 @@ class AppState(QObject):
         self._pending_retries = []
         self._set_me(None)
 
-    def _set_me(self, me: dict | None) -> None:
+    def _set_me(self, me: Me | None) -> None:
         self.me = me
         self.meChanged.emit(me)
 
@@ -197,26 +199,19 @@ class AppState(QObject):
 
     @property
     def available_tokens(self) -> int:
-        return int((self.me or {}).get("available_tokens", 0))
+        return self.me.available_tokens if self.me is not None else 0
 
     @property
     def active(self) -> bool:
-        return (self.me or {}).get("status") == "active"
+        return self.me is not None and self.me.active
 
     # -- catalog ----------------------------------------------------------------
     def load_catalog(self, on_done=None) -> None:
         api = self.api
 
-        def optional(fn, empty):
-            try:
-                return fn()
-            except NetworkError:
-                raise
-            except ApiError:       # a server without this part of the catalog: show what there is
-                return empty
-
         def work():
-            return optional(api.categories, []), optional(api.products, []), optional(api.token_offers, {})
+            # every part is the contract: an answer that is not (ReplyError) is said, not hidden
+            return api.categories(), api.products(), api.token_offers()
 
         def done(value):
             self.categories, self.products, self.token_offers = value
@@ -229,16 +224,17 @@ class AppState(QObject):
 
         self.call(work, done)
 
-    def product(self, product_id) -> dict | None:
+    def product(self, product_id) -> Product | None:
+        """By id (the agent names products as text, the server as numbers)."""
         for p in self.products:
-            if str(p["id"]) == str(product_id):
+            if str(p.id) == str(product_id):
                 return p
         return None
 
-    def find_offer(self, offer_id) -> tuple[dict, dict] | None:
+    def find_offer(self, offer_id: int) -> tuple[Product, Offer] | None:
         for p in self.products:
-            for o in p.get("offers", []):
-                if str(o["id"]) == str(offer_id):
+            for o in p.offers:
+                if o.id == offer_id:
                     return p, o
         return None
 
@@ -249,32 +245,32 @@ class AppState(QObject):
 
         def work():
             device = agent.device()
-            api.register_device(device["public_key"], platform.node() or "this computer")
+            api.register_device(device.public_key, platform.node() or "this computer")
             vendor_key = api.vendor_key()
-            agent.trust(vendor_key["public_key"])
+            agent.trust(vendor_key.public_key)
             licenses = api.licenses()
-            held = {str(a.get("license_id")): int(a.get("serial") or 0) for a in agent.status()}
+            held = {a.license_id: a.serial for a in agent.status().licenses}
             problems = []
             for lic in licenses:
-                if lic.get("device_id") and lic["device_id"] != device["device_id"]:
+                if lic.device_id is not None and lic.device_id != device.device_id:
                     continue    # bound to the user's other computer: its code is for that one only
-                if held.get(str(lic["id"]), -1) >= int(lic.get("serial") or 0):
+                if held.get(str(lic.id), -1) >= lic.serial:
                     continue    # the agent already has this code (or a newer one)
                 try:
-                    code = api.license_code(lic["id"], device["device_id"])
-                    agent.install(code.get("authorization_code") or code.get("code"))
+                    code = api.license_code(lic.id, device.device_id)
+                    agent.install(code.authorization_code)
                 except (ApiError, AgentError) as exc:
                     if isinstance(exc, SessionExpired):
                         raise
-                    problems.append(f"{lic.get('product_name', lic['id'])}: {exc.user_message}")
-            status = agent.status()
-            return (device["device_id"], vendor_key, licenses, status, problems,
+                    problems.append(f"{lic.product_name}: {exc.user_message}")
+            status = agent.status().licenses
+            return (device.device_id, vendor_key, licenses, status, problems,
                     _installed_ids(root, licenses, status))
 
         def done(value):
             self.device_id, vendor_key, licenses, status, problems, installed_ids = value
-            cache.data["vendor_key"] = vendor_key
-            cache.data["username"] = (self.me or {}).get("username", "")
+            cache.set_vendor_key(vendor_key)
+            cache.data["username"] = self.me.username if self.me is not None else ""
             self._update_library(licenses, status, installed_ids)
             if problems:
                 self.message.emit("Some licenses could not be brought to this computer: "
@@ -298,7 +294,7 @@ class AppState(QObject):
                 except NetworkError:
                     licenses = None   # off-line: the cached list stands
             try:
-                status = agent.status()
+                status = agent.status().licenses
             except AgentError:
                 status = None
             return licenses, status, _installed_ids(root, licenses or cache.licenses, status or cache.agent)
@@ -318,39 +314,38 @@ class AppState(QObject):
         run_async(lambda: _installed_ids(root, cache.licenses, cache.agent),
                   lambda ids: self._update_library(None, None, ids, record=False))
 
-    def _update_library(self, licenses, status, installed_ids: set[str], record: bool = True) -> None:
+    def _update_library(self, licenses: list[License] | None, status: list[AgentLicense] | None,
+                        installed_ids: set[str], record: bool = True) -> None:
         lic = licenses if licenses is not None else self.cache.licenses
         st = status if status is not None else self.cache.agent
         self.entries = build_entries(lic, st, installed_ids, device_id=self.device_id)
         if record:
-            self.cache.record(licenses, status, {str(e.license_id): e.left for e in self.entries
-                                                 if e.left is not None})
+            self.cache.record(licenses, status, {e.license_id: e.remaining for e in self.entries
+                                                 if e.remaining is not None})
         self.libraryChanged.emit()
         # one notice per threshold crossing, not per poll: a license notifies when it goes
         # from above to under its threshold; an extension (back above) arms it again
         for e in self.entries:
-            key = str(e.license_id)
-            if e.low and key not in self._low_now:
+            key = e.license_id
+            if e.warning and key not in self._low_now:
                 self._low_now.add(key)
                 self.lowRental.emit(e)
-            elif not e.low and e.left is not None:
+            elif not e.warning and e.agent_known:
                 self._low_now.discard(key)
 
     def installed_product_ids(self) -> set[str]:
         return {str(e.product_id) for e in self.entries if e.installed}
 
-    def install_codes(self, deliveries: list[dict], on_done=None) -> None:
+    def install_codes(self, deliveries: list[Delivery], on_done=None) -> None:
         agent = self.agent
 
         def work():
             problems = []
             for d in deliveries:
-                code = d.get("authorization_code")
-                if code:
-                    try:
-                        agent.install(code)
-                    except AgentError as exc:
-                        problems.append(exc.user_message)
+                try:
+                    agent.install(d.authorization_code)
+                except AgentError as exc:
+                    problems.append(exc.user_message)
             return problems
 
         def done(problems):
@@ -361,7 +356,7 @@ class AppState(QObject):
         run_async(work, done)
 
 
-def _installed_ids(root: Path, licenses: list[dict], status: list[dict]) -> set[str]:
+def _installed_ids(root: Path, licenses: list[License], status: list[AgentLicense]) -> set[str]:
     """Which of these products are installed here (disk reads: call on a worker thread)."""
-    product_ids = {str(x.get("product_id")) for x in [*licenses, *status] if x.get("product_id") is not None}
+    product_ids = {str(x.product_id) for x in [*licenses, *status]}
     return {pid for pid in product_ids if installer.installed(root, pid) is not None}

@@ -23,7 +23,6 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Mapping
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -32,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .code_terms import KINDS, STORE_LINK_PREFIX, LicenseKind, product_of_store_link, store_link
 
 __all__ = [
     "CODE_VERSION", "KINDS", "LicenseKind", "STORE_LINK_PREFIX", "store_link", "product_of_store_link",
@@ -44,31 +45,8 @@ __all__ = [
 CODE_VERSION = "TRC1"
 
 
-class LicenseKind(StrEnum):
-    """What a license grants: the payload's `kind` (the server, agent and storefront use this)."""
-
-    PERMANENT = "permanent"
-    TIME = "time"
-    USES = "uses"
-    PROCESSINGS = "processings"
-
-
-KINDS = tuple(k.value for k in LicenseKind)
-
-# The payload's `store_url`: the way back to the store for one product. Built and parsed here
-# only (the server puts it in codes, the agent prints it, the storefront opens it).
-STORE_LINK_PREFIX = "tokenrent://product/"
-_STORE_LINK = re.compile(r"^tokenrent://product/([^/?#\s]+)/?$")
-
-
-def store_link(product_id: object) -> str:
-    return f"{STORE_LINK_PREFIX}{product_id}"
-
-
-def product_of_store_link(link: str) -> str | None:
-    """The product id in a tokenrent://product/ID link, or None when it is not one."""
-    m = _STORE_LINK.match(link.strip())
-    return m.group(1) if m else None
+# LicenseKind and the store link live in code_terms (no cryptography: the storefront
+# imports them at start-up); they are part of this format and re-exported here.
 
 _VERSION_BYTE = 1
 _KID_LEN = 8

@@ -1,10 +1,15 @@
 """Sign in and register (FIG 3). An inactive account is told how to activate it."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLineEdit, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from desktop_app.widgets.common import Banner
+
+if TYPE_CHECKING:
+    from desktop_app.api.replies import Me
 
 
 class SignInDialog(QDialog):
@@ -121,8 +126,8 @@ class SignInDialog(QDialog):
                         retry_after_sign_in=False)
 
 
-def activation_text(me: dict, pricing) -> str:
+def activation_text(me: "Me", pricing) -> str:
     """What an inactive account must do to become active."""
-    minimum = int(me.get("min_tokens", 0) or 0)
+    minimum = me.min_tokens
     return (f"Your account is not active yet. Buy at least {pricing.tokens_text(minimum)} "
             f"in the Wallet to activate it. Until then you can browse the store but not order.")

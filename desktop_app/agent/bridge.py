@@ -2,7 +2,8 @@
 
 A subprocess per call keeps the agent's state and keys in the agent's own
 process (the same path a rented program uses), and LICENSE_AGENT_HOME picks
-the agent home. Blocking: call from worker threads only.
+the agent home. Blocking: call from worker threads only. Answers are typed
+(desktop_app.agent.replies): what the agent decided, read as it said it.
 """
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+from desktop_app.agent.replies import AgentDevice, AgentFailure, AgentStatus, Doctor, GateAnswer, Installed, Trusted
+from desktop_app.wire import ReplyError, parse
 
 # agent exit codes (contract)
 ALLOWED, BAD_INPUT, DENIED, INVALID = 0, 2, 3, 4
@@ -79,7 +83,7 @@ class AgentBridge:
             raise AgentError("The license agent did not answer in time.") from exc
         answer: Any = None
         out = proc.stdout.strip()
-        if out:
+        if out and "--json" in args:
             try:
                 answer = json.loads(out)
             except ValueError:
@@ -89,25 +93,42 @@ class AgentBridge:
             raise AgentError(_message(result), proc.returncode, answer)
         return result
 
+    def _typed(self, shape, args: Sequence[str], **kwargs):
+        result = self.call([*args, "--json"], **kwargs)
+        try:
+            return parse(shape, result.answer, f"license-agent {args[0]}")
+        except ReplyError as exc:
+            raise AgentError(exc.user_message) from exc
+
     # -- contract calls ---------------------------------------------------
-    def device(self) -> dict:
-        return self.call(["device", "--json"]).answer
+    def device(self) -> AgentDevice:
+        return self._typed(AgentDevice, ["device"])
 
-    def trust(self, public_key_b64: str) -> None:
-        self.call(["trust", public_key_b64])
+    def trust(self, public_key_b64: str) -> Trusted:
+        return self._typed(Trusted, ["trust", public_key_b64])
 
-    def install(self, code: str) -> AgentResult:
-        return self.call(["install", "-"], stdin=code)
+    def install(self, code: str) -> Installed:
+        return self._typed(Installed, ["install", "-"], stdin=code)
 
-    def status(self) -> list[dict]:
-        return normalize_status(self.call(["status", "--json"]).answer)
+    def status(self) -> AgentStatus:
+        return self._typed(AgentStatus, ["status"])
 
-    def doctor(self) -> dict:
-        """The agent's own health report (secret store, journal, clock)."""
-        return self.call(["doctor", "--json"], check=False).answer or {}
+    def doctor(self) -> Doctor | None:
+        """The agent's own health report (secret store, journal, clock); None when it gave none."""
+        result = self.call(["doctor", "--json"], check=False)
+        try:
+            return parse(Doctor, result.answer, "license-agent doctor")
+        except ReplyError:
+            return None
 
-    def check(self, product_id: Any) -> AgentResult:
-        return self.call(["check", str(product_id), "--json"], check=False)
+    def check(self, product_id: Any) -> GateAnswer:
+        """The gate (FIG 12). Allowed or denied, the agent's answer says so (exit 0 or 3); a
+        failure to decide at all (bad input, tampered state: exit 2, 4) is an AgentError."""
+        result = self.call(["check", str(product_id), "--json"], check=False)
+        try:
+            return parse(GateAnswer, result.answer, "license-agent check")
+        except ReplyError:
+            raise AgentError(_message(result), result.exit_code, result.answer) from None
 
     def run(self, product_id: Any, command: Sequence[str], cwd: Path | None = None) -> AgentResult:
         """The gate, then the program (in its own folder); returns when the program ends."""
@@ -115,10 +136,13 @@ class AgentBridge:
 
 
 def _message(result: AgentResult) -> str:
-    if isinstance(result.answer, dict):
-        for key in ("message", "detail", "error", "reason"):
-            if result.answer.get(key):
-                return str(result.answer[key])
+    """The agent's own sentence for a failure: its JSON ``message`` (with --json), else the last
+    line it wrote on stderr (``license-agent: ...``), else what its exit code means."""
+    if result.answer is not None:
+        try:
+            return parse(AgentFailure, result.answer).message
+        except ReplyError:
+            pass
     text = (result.stderr or result.stdout).strip().splitlines()
     if text:
         return text[-1]
@@ -126,17 +150,3 @@ def _message(result: AgentResult) -> str:
             DENIED: "The license does not allow this run.",
             INVALID: "The authorization code is invalid or the agent's state was tampered with."}.get(
         result.exit_code, f"The license agent failed (exit code {result.exit_code}).")
-
-
-def normalize_status(answer: Any) -> list[dict]:
-    """The agent's status as a list of per-license dicts, whatever the wrapping."""
-    if answer is None:
-        return []
-    if isinstance(answer, dict):
-        for key in ("licenses", "products", "items"):
-            if isinstance(answer.get(key), list):
-                return [dict(x) for x in answer[key]]
-        if all(isinstance(v, dict) for v in answer.values()):
-            return [dict(v, product_id=v.get("product_id", k)) for k, v in answer.items()]
-        return [answer]
-    return [dict(x) for x in answer]

@@ -1,14 +1,20 @@
 """HTTP client for the TokenRent server (contract: /work/shared/DESIGN.md).
 
 Blocking calls: run them on a worker thread (desktop_app.api.worker), never
-on the UI thread. Every failure becomes an ApiError whose ``user_message`` is
-a sentence a user understands; the UI never shows a traceback.
+on the UI thread. Every answer comes back typed (desktop_app.api.replies), read
+as the server wrote it; every failure becomes an ApiError whose ``user_message``
+is a sentence a user understands; the UI never shows a traceback.
 """
 from __future__ import annotations
 
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable
+
+from desktop_app.api.replies import (Account, Category, Declined, Device, Ledger, License, LicenseCode, Me, OrderList, Product,
+                                     Quote, Receipt, Session, Shortage, TokenOffers, TokenPurchase, Transfer,
+                                     VendorKey)
+from desktop_app.wire import ReplyError, parse
 
 if TYPE_CHECKING:
     import requests
@@ -17,7 +23,8 @@ DEFAULT_TIMEOUT = 15.0
 
 
 class ApiError(Exception):
-    """A request failed. ``user_message`` is safe to show as is."""
+    """A request failed. ``user_message`` is safe to show as is; ``body`` is the server's
+    error body (``{"detail": ...}`` and the extra members of that error)."""
 
     def __init__(self, user_message: str, status: int | None = None, body: dict | None = None):
         super().__init__(user_message)
@@ -25,9 +32,45 @@ class ApiError(Exception):
         self.status = status
         self.body = body or {}
 
+    @property
+    def answer_lost(self) -> bool:
+        """No decision reached us: the request may or may not have run (off-line, a timeout,
+        a 5xx). Trying again must send the SAME Idempotency-Key, so it runs at most once."""
+        return self.status is None or self.status >= 500
+
+    @property
+    def needs_new_key(self) -> bool:
+        """The server decided and refused (402 short of tokens, a declined card, 403 wrong PIN,
+        404, 422 ...). That answer is final for its Idempotency-Key: a retry with the same key
+        gets it again, forever. The user's next try is a new request with a NEW key.
+
+        Not after a lost answer (see answer_lost), nor after 401 (sign in again and the same
+        request goes on), 409 (also what a key still in use by a running request gets: a new
+        key could run the operation twice) or 429 (refused before it ran; nothing stored)."""
+        return not self.answer_lost and self.status not in (401, 409, 429)
+
 
 class NetworkError(ApiError):
     """The server could not be reached: the app is off-line."""
+
+
+class AnswerNotUnderstood(ApiError):
+    """The server answered in a shape that is not the contract. Whatever it did stands (an
+    order may be placed): the same key must be sent again, never a new one."""
+
+    @property
+    def needs_new_key(self) -> bool:
+        return False
+
+
+def needs_new_key(error: Exception) -> bool:
+    """After this failure, does the user's next try need a new Idempotency-Key?"""
+    return isinstance(error, ApiError) and error.needs_new_key
+
+
+def answer_lost(error: Exception) -> bool:
+    """Did this failure leave us without the server's decision? (see ApiError.answer_lost)"""
+    return not isinstance(error, ApiError) or error.answer_lost
 
 
 class SessionExpired(ApiError):
@@ -35,39 +78,19 @@ class SessionExpired(ApiError):
 
 
 class ShortOfTokens(ApiError):
-    """402 on an order: ``required``, ``available``, ``shortage`` in tokens."""
+    """402 on an order: the server's Shortage (required, available, shortage in tokens)."""
 
-    @property
-    def required(self) -> int:
-        return int(self.body.get("required_tokens", 0))
-
-    @property
-    def available(self) -> int:
-        return int(self.body.get("available_tokens", 0))
-
-    @property
-    def shortage(self) -> int:
-        return int(self.body.get("shortage", self.required - self.available))
+    def __init__(self, user_message: str, status: int, body: dict, shortage: Shortage):
+        super().__init__(user_message, status, body)
+        self.shortage = shortage
 
 
 class CardDeclined(ApiError):
-    pass
+    """402 on a card purchase: the server's Declined (its decline code, the purchase id)."""
 
-
-def _detail_text(body: Any) -> str:
-    if isinstance(body, dict):
-        detail = body.get("detail")
-        if isinstance(detail, str):
-            return detail
-        if isinstance(detail, list):  # FastAPI validation errors
-            parts = []
-            for err in detail:
-                if isinstance(err, dict):
-                    loc = ".".join(str(p) for p in err.get("loc", [])[1:]) or "input"
-                    parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-            if parts:
-                return "; ".join(parts)
-    return ""
+    def __init__(self, user_message: str, status: int, body: dict, declined: Declined):
+        super().__init__(user_message, status, body)
+        self.declined = declined
 
 
 _STATUS_TEXT = {
@@ -109,7 +132,8 @@ class ApiClient:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-                idempotency_key: str | None = None, auth: bool = True) -> Any:
+                idempotency_key: str | None = None, auth: bool = True, shape: Any = None) -> Any:
+        """The answer as ``shape`` (a reply type), or the decoded JSON when no shape is given."""
         headers = self.auth_headers() if auth else {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
@@ -122,7 +146,13 @@ class ApiClient:
             raise NetworkError("The server did not answer in time. Check your connection and try again.") from exc
         except requests.RequestException as exc:
             raise NetworkError(f"Cannot reach the server at {self.base_url}. You are off-line.") from exc
-        return self._answer(resp, auth)
+        body = self._answer(resp, auth)
+        if shape is None:
+            return body
+        try:
+            return parse(shape, body, f"{method} {path}")
+        except ReplyError as exc:
+            raise AnswerNotUnderstood(exc.user_message, resp.status_code, {"detail": str(exc)}) from exc
 
     def _answer(self, resp: "requests.Response", auth: bool) -> Any:
         try:
@@ -131,49 +161,61 @@ class ApiClient:
             body = {}
         if resp.status_code < 400:
             return body
-        detail = _detail_text(body)
+        if not isinstance(body, dict):
+            body = {}
+        detail = body.get("detail") if isinstance(body.get("detail"), str) else ""
         status = resp.status_code
         if status == 401:
             if auth and self.token:
                 raise SessionExpired("Your session has ended. Please sign in again.", status, body)
             raise ApiError(detail or "Wrong username or password.", status, body)
         if status == 402:
-            if "shortage" in body or "required_tokens" in body:
-                raise ShortOfTokens(detail or "You do not have enough tokens for this order.", status, body)
-            raise CardDeclined(detail or "The card was declined.", status, body)
+            # the two 402s of the API: short of tokens (an order) carries FIG 8's numbers
+            if "shortage" in body:
+                try:
+                    shortage = parse(Shortage, body, "402 problem")
+                except ReplyError as exc:
+                    raise AnswerNotUnderstood(exc.user_message, status, body) from exc
+                raise ShortOfTokens(detail or "You do not have enough tokens for this order.", status, body,
+                                    shortage)
+            try:
+                declined = parse(Declined, body, "402 problem")
+            except ReplyError as exc:
+                raise AnswerNotUnderstood(exc.user_message, status, body) from exc
+            raise CardDeclined(detail or "The card was declined.", status, body, declined)
         if status >= 500:
             raise ApiError("The server had a problem. Please try again later.", status, body)
         raise ApiError(detail or _STATUS_TEXT.get(status, f"The request failed ({status})."), status, body)
 
     # -- accounts and sessions -------------------------------------------
     def register(self, username: str, password: str, pin: str, full_name: str, email: str,
-                 address: str = "", phone: str = "") -> dict:
+                 address: str = "", phone: str = "") -> Account:
         body = {"username": username, "password": password, "pin": pin,
                 "full_name": full_name, "email": email}
         if address:
             body["address"] = address
         if phone:
             body["phone"] = phone
-        return self.request("POST", "/v1/accounts", json=body, auth=False)
+        return self.request("POST", "/v1/accounts", json=body, auth=False, shape=Account)
 
-    def sign_in(self, username: str, password: str) -> dict:
+    def sign_in(self, username: str, password: str) -> Session:
         answer = self.request("POST", "/v1/sessions", json={"username": username, "password": password},
-                              auth=False)
-        self.token = answer["token"]
+                              auth=False, shape=Session)
+        self.token = answer.token
         return answer
 
     def sign_out(self) -> None:
         self.request("DELETE", "/v1/sessions/current")
 
-    def me(self) -> dict:
-        return self.request("GET", "/v1/me")
+    def me(self) -> Me:
+        return self.request("GET", "/v1/me", shape=Me)
 
     # -- tokens -----------------------------------------------------------
-    def token_offers(self) -> dict:
-        return self.request("GET", "/v1/token-offers", auth=False)
+    def token_offers(self) -> TokenOffers:
+        return self.request("GET", "/v1/token-offers", auth=False, shape=TokenOffers)
 
-    def buy_tokens(self, *, method: str, tokens: int | None = None, bundle_id: Any = None,
-                   card: dict | None = None, idempotency_key: str | None = None) -> dict:
+    def buy_tokens(self, *, method: str, tokens: int | None = None, bundle_id: int | None = None,
+                   card: dict | None = None, idempotency_key: str) -> TokenPurchase:
         body: dict[str, Any] = {"method": method}
         if bundle_id is not None:
             body["bundle_id"] = bundle_id
@@ -181,59 +223,63 @@ class ApiClient:
             body["tokens"] = tokens
         if card:
             body.update(card)
-        return self.request("POST", "/v1/token-purchases", json=body,
-                            idempotency_key=idempotency_key or new_idempotency_key())
+        return self.request("POST", "/v1/token-purchases", json=body, idempotency_key=idempotency_key,
+                            shape=TokenPurchase)
 
-    def token_purchases(self) -> list[dict]:
-        return self.request("GET", "/v1/token-purchases")
+    def token_purchases(self) -> list[TokenPurchase]:
+        return self.request("GET", "/v1/token-purchases", shape=list[TokenPurchase])
 
     def transfer(self, to_username: str, to_full_name: str, tokens: int, pin: str,
-                 idempotency_key: str | None = None) -> dict:
+                 idempotency_key: str) -> Transfer:
         return self.request("POST", "/v1/transfers",
                             json={"to_username": to_username, "to_full_name": to_full_name,
                                   "tokens": tokens, "pin": pin},
-                            idempotency_key=idempotency_key or new_idempotency_key())
+                            idempotency_key=idempotency_key, shape=Transfer)
 
-    def ledger(self) -> Any:
-        return self.request("GET", "/v1/ledger")
+    def ledger(self) -> Ledger:
+        return self.request("GET", "/v1/ledger", shape=Ledger)
 
     # -- catalog ----------------------------------------------------------
-    def categories(self) -> list[dict]:
-        return self.request("GET", "/v1/categories", auth=False)
+    def categories(self) -> list[Category]:
+        return self.request("GET", "/v1/categories", auth=False, shape=list[Category])
 
-    def products(self, category_id: Any = None) -> list[dict]:
+    def products(self, category_id: int | None = None) -> list[Product]:
         params = {"category_id": category_id} if category_id is not None else None
-        return self.request("GET", "/v1/products", params=params, auth=False)
+        return self.request("GET", "/v1/products", params=params, auth=False, shape=list[Product])
 
     # -- orders -----------------------------------------------------------
-    def quote(self, items: list[dict]) -> dict:
-        return self.request("POST", "/v1/quotes", json={"items": items})
+    def quote(self, items: list[dict]) -> Quote:
+        return self.request("POST", "/v1/quotes", json={"items": items}, shape=Quote)
 
     def place_order(self, items: list[dict], device_id: str | None,
-                    installed_product_ids: Iterable[Any], idempotency_key: str) -> dict:
+                    installed_product_ids: Iterable[int], idempotency_key: str) -> Receipt:
         return self.request("POST", "/v1/orders", idempotency_key=idempotency_key,
                             json={"items": items, "device_id": device_id,
-                                  "installed_product_ids": list(installed_product_ids)})
+                                  "installed_product_ids": list(installed_product_ids)}, shape=Receipt)
 
-    def get_order_list(self) -> dict:
-        return self.request("GET", "/v1/order-list")
+    def orders(self) -> list[Receipt]:
+        return self.request("GET", "/v1/orders", shape=list[Receipt])
 
-    def put_order_list(self, items: list[dict]) -> dict:
-        return self.request("PUT", "/v1/order-list", json={"items": items})
+    def get_order_list(self) -> OrderList:
+        return self.request("GET", "/v1/order-list", shape=OrderList)
+
+    def put_order_list(self, items: list[dict]) -> OrderList:
+        return self.request("PUT", "/v1/order-list", json={"items": items}, shape=OrderList)
 
     # -- licenses and devices -------------------------------------------
-    def licenses(self) -> list[dict]:
-        answer = self.request("GET", "/v1/licenses")
-        return answer.get("licenses", answer.get("items", [])) if isinstance(answer, dict) else answer
+    def licenses(self) -> list[License]:
+        return self.request("GET", "/v1/licenses", shape=list[License])
 
-    def license_code(self, license_id: Any, device_id: str) -> dict:
-        return self.request("GET", f"/v1/licenses/{license_id}/code", params={"device_id": device_id})
+    def license_code(self, license_id: int, device_id: str) -> LicenseCode:
+        return self.request("GET", f"/v1/licenses/{license_id}/code", params={"device_id": device_id},
+                            shape=LicenseCode)
 
-    def register_device(self, public_key_b64: str, name: str) -> dict:
-        return self.request("POST", "/v1/devices", json={"public_key": public_key_b64, "name": name})
+    def register_device(self, public_key_b64: str, name: str) -> Device:
+        return self.request("POST", "/v1/devices", json={"public_key": public_key_b64, "name": name},
+                            shape=Device)
 
-    def vendor_key(self) -> dict:
-        return self.request("GET", "/v1/vendor-key", auth=False)
+    def vendor_key(self) -> VendorKey:
+        return self.request("GET", "/v1/vendor-key", auth=False, shape=VendorKey)
 
     def ping(self) -> bool:
         try:

@@ -1,8 +1,10 @@
 """The library's local cache, so the library works off-line.
 
 One JSON file, written atomically: the server's licenses, the agent's own
-view of what is left, the vendor key, and a short history of "left" figures
-per license (for the usage chart).
+view of what is left, the vendor key (each as the typed reply it came as,
+desktop_app.wire.dump), and a short history of "left" figures per license (for
+the usage chart). A cache written in another shape (an older storefront) reads
+as empty: the next sign-in fills it again.
 """
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from desktop_app.agent.replies import AgentLicense
+from desktop_app.api.replies import License, VendorKey
+from desktop_app.wire import ReplyError, dump, parse
 
 MAX_HISTORY = 500
 
@@ -49,19 +55,33 @@ class LibraryCache:
             tmp.write_text(text, "utf-8")
             os.replace(tmp, self.path)
 
-    @property
-    def licenses(self) -> list[dict]:
-        return list(self.data.get("licenses") or [])
+    def _read(self, key: str, shape, empty):
+        try:
+            return parse(shape, self.data.get(key) if self.data.get(key) is not None else empty, key)
+        except ReplyError:
+            return empty
 
     @property
-    def agent(self) -> list[dict]:
-        return list(self.data.get("agent") or [])
+    def licenses(self) -> list[License]:
+        return self._read("licenses", list[License], [])
 
-    def record(self, licenses: list[dict] | None, agent: list[dict] | None, lefts: dict[str, float]) -> None:
+    @property
+    def agent(self) -> list[AgentLicense]:
+        return self._read("agent", list[AgentLicense], [])
+
+    @property
+    def vendor_key(self) -> VendorKey | None:
+        return self._read("vendor_key", VendorKey | None, None)
+
+    def set_vendor_key(self, vendor_key: VendorKey) -> None:
+        self.data["vendor_key"] = dump(vendor_key)
+
+    def record(self, licenses: list[License] | None, agent: list[AgentLicense] | None,
+               lefts: dict[str, float]) -> None:
         if licenses is not None:
-            self.data["licenses"] = licenses
+            self.data["licenses"] = dump(licenses)
         if agent is not None:
-            self.data["agent"] = agent
+            self.data["agent"] = dump(agent)
         now = time.time()
         history = self.data.setdefault("history", {})
         for license_id, left in lefts.items():

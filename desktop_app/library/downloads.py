@@ -88,7 +88,7 @@ class DownloadManager(QObject):
                 last[0] = now
                 self.progress.emit(pid, p.received, p.total if p.total is not None else -1)
 
-        install_dir, vendor_key = self.state.install_dir, self.state.cache.data.get("vendor_key")
+        install_dir, vendor_key = self.state.install_dir, self.state.cache.vendor_key
 
         def work():
             # the download engine (and requests with it) is loaded here, off the UI thread

@@ -10,8 +10,11 @@ size and SHA-256.)
 """
 from __future__ import annotations
 
-import base64
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from desktop_app.api.replies import VendorKey
 
 
 def _pf():
@@ -30,18 +33,18 @@ class InstallError(Exception):
         self.user_message = message
 
 
-def trusted_keys(vendor_key: dict | None) -> dict:
-    if not vendor_key or not vendor_key.get("public_key"):
+def trusted_keys(vendor_key: "VendorKey | None") -> dict:
+    if vendor_key is None:
         raise InstallError("The vendor's key is not known yet; connect to the store once to install programs.")
     pf = _pf()
     # Every key the server still trusts (`keys`), so packages published before a key rotation
     # still install; the current key always.
-    listed = [k.get("public_key") for k in vendor_key.get("keys") or [] if isinstance(k, dict)]
+    listed = [k.public_key for k in vendor_key.keys]
     return pf.trusted_keys_for(*(pf.public_key_from_b64(b64)
-                                 for b64 in dict.fromkeys([vendor_key["public_key"], *filter(None, listed)])))
+                                 for b64 in dict.fromkeys([vendor_key.public_key, *listed])))
 
 
-def install_downloaded(package_file: Path, programs_root: Path, product_id, vendor_key: dict | None):
+def install_downloaded(package_file: Path, programs_root: Path, product_id, vendor_key: "VendorKey | None"):
     """Verify the package and install it for this user. Returns the InstalledProgram."""
     pf = _pf()
     try:
@@ -74,9 +77,3 @@ def launch_command(programs_root: Path, product_id) -> tuple[list[str], Path]:
         raise InstallError("The program is not installed on this computer; download and install it first.")
     return _store().entry_command(program), program.directory
 
-
-def vendor_key_b64_ok(value: str) -> bool:
-    try:
-        return len(base64.b64decode(value, validate=True)) == 32
-    except ValueError:
-        return False

@@ -1,136 +1,150 @@
 """The library: every license the user holds, with what is left.
 
-Rows come from the server's licenses (cached for off-line use) joined with
-the agent's own view of the remaining counts, which is what actually decides
-whether a program may run.
+A row joins the server's license (GET /v1/licenses, cached for off-line use) with the
+agent's own view of it on this computer (`license-agent status`). What is left, whether it
+is running low, expired or used up is the agent's answer, shown as it is: the agent is what
+decides whether a program may run, so the library never works these out again.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QCoreApplication, QModelIndex, Qt
+
+from desktop_app.agent.replies import AgentLicense
+from desktop_app.api.replies import License
+from license_agent.code_terms import LicenseKind
 
 EntryRole = Qt.ItemDataRole.UserRole + 20
 FractionRole = Qt.ItemDataRole.UserRole + 21   # 0..1 left, or None for permanent
 
-KIND_NAMES = {"permanent": "Purchased", "time": "Rented by time", "uses": "Rented by uses",
-              "processings": "Rented by processings"}
-_KIND_ALIASES = {"purchase": "permanent", "rent_time": "time", "rent_uses": "uses",
-                 "rent_processings": "processings", "convert": "permanent"}
+KIND_NAMES = {LicenseKind.PERMANENT: "Purchased", LicenseKind.TIME: "Rented by time",
+              LicenseKind.USES: "Rented by uses", LicenseKind.PROCESSINGS: "Rented by processings"}
+COUNT_UNITS = {LicenseKind.USES: "uses", LicenseKind.PROCESSINGS: "processings"}
 
 
-def parse_time(value) -> datetime | None:
-    if not value:
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
-    try:
-        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("LibraryEntry", text)
 
 
-def _first(d: dict, *keys, default=None):
-    for k in keys:
-        if d.get(k) is not None:
-            return d[k]
-    return default
-
-
-@dataclass
+@dataclass(frozen=True)
 class LibraryEntry:
-    license_id: Any
-    product_id: Any
-    name: str
-    kind: str                     # permanent | time | uses | processings
-    total: float | None = None    # uses / processings granted, or seconds of the rental
-    left: float | None = None     # uses / processings left, or seconds left
-    expires_at: datetime | None = None
-    low: bool = False
+    """One license: the server's record and the agent's view (either may be missing)."""
+
+    license: License | None       # None: only the agent knows it (a code pasted while off-line)
+    agent: AgentLicense | None    # None: not on this computer (yet, or bound to another one)
     installed: bool = False
-    store_url: str = ""
-    agent_known: bool = False     # the agent holds a code for it on this computer
-    history: tuple = ()           # the agent's daily use: ((date "YYYY-MM-DD", used), ...)
-    other_device: str = ""        # the license is bound to this other computer of the user's
+    this_device: str | None = None    # this computer's device id, once known
+
+    @property
+    def license_id(self) -> str:
+        """The license as both sides name it (the agent's ids are the server's, as text)."""
+        return str(self.license.id) if self.license is not None else self.agent.license_id
+
+    @property
+    def product_id(self) -> str:
+        return str(self.license.product_id) if self.license is not None else self.agent.product_id
+
+    @property
+    def name(self) -> str:
+        return self.license.product_name if self.license is not None else self.agent.product_name
+
+    @property
+    def kind(self) -> LicenseKind:
+        return self.agent.kind if self.agent is not None else self.license.kind
+
+    @property
+    def store_url(self) -> str:
+        return self.agent.store_url if self.agent is not None else self.license.store_url
+
+    @property
+    def agent_known(self) -> bool:
+        """The agent holds a code for it on this computer."""
+        return self.agent is not None
+
+    @property
+    def remaining(self) -> int | None:
+        """The agent's figure: seconds (time), a count (uses, processings); None when permanent
+        or not on this computer."""
+        return self.agent.remaining if self.agent is not None else None
+
+    @property
+    def total(self) -> int | None:
+        """Uses or processings granted (the agent's total, else the server's grant)."""
+        if self.agent is not None:
+            return self.agent.total
+        if self.license is not None:
+            return {LicenseKind.USES: self.license.uses,
+                    LicenseKind.PROCESSINGS: self.license.processings}.get(self.license.kind)
+        return None
+
+    @property
+    def warning(self) -> bool:
+        """Running low, by the agent's rule (FIG 12 steps 1106, 1112, 1118)."""
+        return self.agent is not None and self.agent.warning
+
+    @property
+    def expires_at(self) -> datetime | None:
+        if self.agent is not None:
+            return self.agent.expires_at
+        return self.license.expires_at if self.license is not None else None
+
+    @property
+    def history(self) -> tuple[tuple[str, int], ...]:
+        """The agent's daily use: ((date "YYYY-MM-DD", used), ...)."""
+        return tuple((day.date, day.used) for day in self.agent.history) if self.agent is not None else ()
+
+    @property
+    def other_device(self) -> str:
+        """The name of the user's other computer this license is bound to, if it is."""
+        lic = self.license
+        if lic is None or lic.device_id is None or self.this_device is None or lic.device_id == self.this_device:
+            return ""
+        return lic.device_name or lic.device_id
 
     @property
     def fraction(self) -> float | None:
-        if self.kind == "permanent" or self.left is None or not self.total:
+        """How full the bar is: the agent's remaining over what the code granted."""
+        a = self.agent
+        if a is None or a.remaining is None:
             return None
-        return max(0.0, min(1.0, self.left / self.total))
+        if a.kind == LicenseKind.TIME:
+            span = (a.expires_at - a.issued_at).total_seconds() if a.expires_at else 0
+        else:
+            span = a.total or 0
+        return max(0.0, min(1.0, a.remaining / span)) if span > 0 else None
 
-    def left_text(self, now: datetime | None = None) -> str:
-        if self.kind == "permanent":
+    def left_text(self) -> str:
+        if self.kind == LicenseKind.PERMANENT:
             return "Yours to keep"
         if self.other_device and not self.agent_known:
             return f"On your other computer “{self.other_device}”"
-        if self.left is None:
+        a = self.agent
+        if a is None:
             return "Unknown (not on this computer yet)"
-        if self.kind == "time":
-            secs = int(self.left)
-            if secs <= 0:
+        if a.clock_behind:
+            return _tr("Refused until this computer's clock is right")
+        if a.kind == LicenseKind.TIME:
+            if a.expired:
                 return "Expired"
-            days, rem = divmod(secs, 86400)
+            days, rem = divmod(a.remaining, 86400)
             hours, rem = divmod(rem, 3600)
             return f"{days} d {hours} h left" if days else f"{hours} h {rem // 60} min left"
-        unit = "uses" if self.kind == "uses" else "processings"
-        total = f" of {int(self.total):,}" if self.total else ""
-        return f"{int(self.left):,}{total} {unit} left"
+        total = f" of {a.total:,}" if a.total else ""
+        return f"{a.remaining:,}{total} {COUNT_UNITS[a.kind]} left"
 
 
-def build_entries(licenses: list[dict], agent: list[dict], installed_ids: set[str],
-                  now: datetime | None = None, device_id: str | None = None) -> list[LibraryEntry]:
-    now = now or datetime.now(timezone.utc)
-    by_license = {str(a.get("license_id")): a for a in agent if a.get("license_id") is not None}
-    by_product = {str(a.get("product_id")): a for a in agent if a.get("product_id") is not None}
-    entries = []
-    # licenses the agent holds that the server list does not show (off-line, or not cached yet)
-    listed = {str(l.get("id")) for l in licenses}
-    licenses = list(licenses) + [
-        {"id": a["license_id"], "product_id": a.get("product_id"), "product_name": a.get("product_name"),
-         "kind": a.get("kind"), "store_url": a.get("store_url")}
-        for a in agent if a.get("license_id") is not None and str(a["license_id"]) not in listed]
-    for lic in licenses:
-        kind = str(_first(lic, "kind", "type", default="permanent"))
-        kind = _KIND_ALIASES.get(kind, kind)
-        product_id = _first(lic, "product_id")
-        a = by_license.get(str(lic.get("id"))) or by_product.get(str(product_id)) or {}
-        entry = LibraryEntry(
-            license_id=lic.get("id"), product_id=product_id,
-            name=str(_first(lic, "product_name", "name", default=a.get("product_name") or f"Product {product_id}")),
-            kind=kind, store_url=str(_first(lic, "store_url", default=a.get("store_url", ""))),
-            installed=str(product_id) in installed_ids, agent_known=bool(a))
-        if device_id and lic.get("device_id") and lic["device_id"] != device_id:
-            entry.other_device = str(lic.get("device_name") or lic["device_id"])
-        if kind == "time":
-            issued = parse_time(_first(lic, "starts_at", "created_at", "issued_at"))
-            expires = parse_time(_first(a, "expires_at", default=_first(lic, "expires_at")))
-            entry.expires_at = expires
-            if expires is not None:
-                entry.left = max(0.0, (expires - now).total_seconds())
-                if issued is not None:
-                    entry.total = max(1.0, (expires - issued).total_seconds())
-            if a.get("remaining") is not None:       # the agent's clock-checked view wins
-                entry.left = float(a["remaining"])
-            if entry.total is None and expires is not None:
-                start = parse_time(a.get("issued_at"))
-                if start is not None:
-                    entry.total = max(1.0, (expires - start).total_seconds())
-        elif kind in ("uses", "processings"):
-            entry.total = _first(a, f"{kind}_total", "total", kind, default=_first(lic, f"{kind}_total", kind))
-            entry.left = _first(a, f"{kind}_left", "remaining", "left")
-            if entry.left is None and not a:
-                entry.left = _first(lic, f"{kind}_left", "remaining")
-            entry.total = float(entry.total) if entry.total is not None else None
-            entry.left = float(entry.left) if entry.left is not None else None
-        entry.history = tuple((h.get("date"), h.get("used", 0)) for h in a.get("history") or [])
-        entry.low = bool(_first(a, "warning", "low", default=False))
-        if not entry.low and a.get("low_threshold") is not None and entry.left is not None:
-            entry.low = entry.left <= float(a["low_threshold"])
-        entries.append(entry)
+def build_entries(licenses: list[License], agent: list[AgentLicense], installed_ids: set[str],
+                  device_id: str | None = None) -> list[LibraryEntry]:
+    """The server's licenses, each with the agent's view of it, then the licenses only the
+    agent holds (off-line, or a code pasted by hand before the server list was cached)."""
+    by_license = {a.license_id: a for a in agent}
+    listed = {str(lic.id) for lic in licenses}
+    entries = [LibraryEntry(lic, by_license.get(str(lic.id)), str(lic.product_id) in installed_ids, device_id)
+               for lic in licenses]
+    entries += [LibraryEntry(None, a, a.product_id in installed_ids, device_id)
+                for a in agent if a.license_id not in listed]
     return entries
 
 
@@ -155,7 +169,7 @@ class LibraryModel(QAbstractTableModel):
 
     def row_of_product(self, product_id) -> int:
         for row, e in enumerate(self._entries):
-            if str(e.product_id) == str(product_id):
+            if e.product_id == str(product_id):
                 return row
         return -1
 
@@ -184,9 +198,9 @@ class LibraryModel(QAbstractTableModel):
             if col == self.COL_NAME:
                 return e.name
             if col == self.COL_KIND:
-                return KIND_NAMES.get(e.kind, e.kind)
+                return KIND_NAMES[e.kind]
             if col == self.COL_LEFT:
-                return e.left_text() + (" — running low" if e.low else "")
+                return e.left_text() + (" — running low" if e.warning else "")
             if col == self.COL_INSTALLED:
                 return "Installed" if e.installed else "Not installed"
         if role == Qt.ItemDataRole.ToolTipRole and col == self.COL_LEFT and e.expires_at is not None:

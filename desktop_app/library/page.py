@@ -16,16 +16,15 @@ from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QGr
 from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
 from desktop_app.library.downloads import DownloadManager
+from desktop_app.api.replies import RENTAL_OFFER_KIND, OfferKind
 from desktop_app.library.model import EntryRole, FractionRole, LibraryModel
-from desktop_app.store.models import offer_of_kind
 from desktop_app.widgets.chart import LineChart
 from desktop_app.widgets.common import Banner, ProgressDelegate
-
-RENT_KIND = {"time": "rent_time", "uses": "rent_uses", "processings": "rent_processings"}
+from license_agent.code_terms import LicenseKind
 
 
 class LibraryPage(QWidget):
-    extend = Signal(dict, dict, object)     # product, offer, license_id -> order list
+    extend = Signal(object, object, object)     # product, offer, license_id -> order list
     openProduct = Signal(object)            # product id -> store
 
     def __init__(self, state, parent=None):
@@ -127,8 +126,8 @@ class LibraryPage(QWidget):
             self.chart.set_points([])
             return
         self.title.setText(e.name)
-        self.left.setText(e.left_text() + ("  — running low: extend it to keep going." if e.low else ""))
-        self.chart.setVisible(e.kind != "permanent")    # nothing runs out: no chart
+        self.left.setText(e.left_text() + ("  — running low: extend it to keep going." if e.warning else ""))
+        self.chart.setVisible(e.kind != LicenseKind.PERMANENT)    # nothing runs out: no chart
         if len(e.history) >= 2:   # the agent's own record of use, per day (one day is no chart)
             self.chart.title = "Use per day (this computer)"
             self.chart.set_points([(datetime.strptime(day, "%Y-%m-%d").timestamp(), used)
@@ -136,10 +135,10 @@ class LibraryPage(QWidget):
         else:
             self.chart.title = "What is left, over time"
             self.chart.set_points(self.state.cache.history(e.license_id), until=time.time())
-        product = self.state.product(e.product_id) or {}
         self.buttons["launch"].setEnabled(e.installed)
-        self.buttons["extend"].setEnabled(e.kind in RENT_KIND and offer_of_kind(product, RENT_KIND[e.kind]) is not None)
-        self.buttons["convert"].setEnabled(e.kind != "permanent" and offer_of_kind(product, "convert") is not None)
+        self.buttons["extend"].setEnabled(self._offer_for(e, RENTAL_OFFER_KIND.get(e.kind)) is not None)
+        self.buttons["convert"].setEnabled(e.kind != LicenseKind.PERMANENT
+                                           and self._offer_for(e, OfferKind.CONVERT) is not None)
         running = self.downloads.is_running(e.product_id)
         self.buttons["download"].setEnabled(not e.installed and not running)
         self.buttons["pause"].setEnabled(running)
@@ -167,35 +166,36 @@ class LibraryPage(QWidget):
         def done(result):
             if result.allowed:
                 self.banner.show_message(f"{e.name} ran and has finished.", "success")
-            else:
+            else:   # the agent's own sentence (`license-agent run` says why on stderr)
                 from desktop_app.agent.bridge import _message
                 self.banner.show_message(f"{e.name} may not run: {_message(result)}", "error")
             self.state.refresh_library()
 
         run_async(work, done, lambda err: self.banner.show_message(getattr(err, "user_message", str(err)), "error"))
 
-    def _offer_for(self, kind: str):
+    def _offer_for(self, e, kind: OfferKind | None):
+        """The store's offer of that kind for this license's product, if the server knows the
+        license (extending and converting name it) and the product has one."""
+        product = self.state.product(e.product_id)
+        if kind is None or e.license is None or product is None:
+            return None
+        return product.offer_of_kind(kind)
+
+    def _order_for(self, kind: OfferKind | None, refusal: str) -> None:
         e = self.selected()
-        product = self.state.product(e.product_id) if e else None
-        offer = offer_of_kind(product or {}, kind)
-        return e, product, offer
+        offer = self._offer_for(e, kind) if e is not None else None
+        if offer is None:
+            self.banner.show_message(refusal, "error")
+            return
+        self.extend.emit(self.state.product(e.product_id), offer, e.license.id)
 
     def extend_selected(self) -> None:
         e = self.selected()
-        if e is None or e.kind not in RENT_KIND:
-            return
-        e, product, offer = self._offer_for(RENT_KIND[e.kind])
-        if offer is None:
-            self.banner.show_message("This rental cannot be extended right now.", "error")
-            return
-        self.extend.emit(product, offer, e.license_id)
+        if e is not None:
+            self._order_for(RENTAL_OFFER_KIND.get(e.kind), "This rental cannot be extended right now.")
 
     def convert_selected(self) -> None:
-        e, product, offer = self._offer_for("convert")
-        if offer is None:
-            self.banner.show_message("This license cannot be converted right now.", "error")
-            return
-        self.extend.emit(product, offer, e.license_id)
+        self._order_for(OfferKind.CONVERT, "This license cannot be converted right now.")
 
     def download_url_for(self, product_id) -> dict | None:
         pid = str(product_id)
@@ -205,11 +205,10 @@ class LibraryPage(QWidget):
         known = self.state.cache.data.get("download_urls", {}).get(pid)
         if known:
             return known
-        product = self.state.product(product_id) or {}
-        version = product.get("latest_version")
-        if version:
-            return {"url": f"/v1/products/{product['id']}/download", "sha256": version.get("sha256"),
-                    "size": version.get("size")}
+        product = self.state.product(product_id)
+        version = product.latest_version if product is not None else None
+        if version is not None:
+            return {"url": f"/v1/products/{product.id}/download", "sha256": version.sha256, "size": version.size}
         return None
 
     def download_selected(self) -> None:
@@ -270,8 +269,8 @@ class LibraryPage(QWidget):
             self.progress.setRange(0, 0)
 
     def _download_note(self, pid: str, text: str, style: str = "info") -> None:
-        product = self.state.product(pid) or {}
-        self.banner.show_message(f"{product.get('name', 'Download')}: {text}", style)
+        product = self.state.product(pid)
+        self.banner.show_message(f"{product.name if product is not None else 'Download'}: {text}", style)
         self._selection_changed()
 
 
@@ -314,10 +313,10 @@ class CodeDialog(QDialog):
         self.install_button.setEnabled(False)
         agent = self.state.agent
 
-        def done(result):
+        def done(installed):
             self.install_button.setEnabled(True)
-            lic = (result.answer or {}).get("license", {}) if isinstance(result.answer, dict) else {}
-            name = lic.get("product_name") or f"product {lic.get('product_id', '?')}"
+            lic = installed.license
+            name = lic.product_name or f"product {lic.product_id}"
             self.installed.emit(f"The code for {name} is installed on this computer.")
             self.accept()
 

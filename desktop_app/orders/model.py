@@ -11,8 +11,9 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 
+from desktop_app.api.replies import Offer, OfferKind, OrderListItem, Product, Tier
 from desktop_app.money import Pricing, format_cents
-from desktop_app.store.models import KIND_LABELS, QUANTITY_UNITS
+from desktop_app.store.models import KIND_LABELS
 
 LineRole = Qt.ItemDataRole.UserRole + 10
 TierChoicesRole = Qt.ItemDataRole.UserRole + 11
@@ -20,55 +21,54 @@ TierChoicesRole = Qt.ItemDataRole.UserRole + 11
 
 @dataclass
 class OrderLine:
-    product: dict
-    offer: dict
+    product: Product
+    offer: Offer
     tier_index: int = 0
     installed: bool = False
-    license_id: Any = None          # set: extend (rentals) or convert this license
+    license_id: int | None = None   # set: extend (rentals) or convert this license
 
     @property
-    def kind(self) -> str:
-        return self.offer.get("kind", "")
+    def kind(self) -> OfferKind:
+        return self.offer.kind
 
     @property
-    def tiers(self) -> list[dict]:
-        return list(self.offer.get("tiers") or [])
+    def tiers(self) -> list[Tier]:
+        return self.offer.tiers
 
     @property
-    def tier(self) -> dict | None:
+    def tier(self) -> Tier | None:
         tiers = self.tiers
         return tiers[self.tier_index] if tiers else None
 
     @property
     def tokens(self) -> int:
         tier = self.tier
-        return int(tier["tokens"]) if tier is not None else int(self.offer.get("tokens", 0))
+        return tier.tokens if tier is not None else self.offer.price_tokens
 
     @property
     def quantity(self) -> int | None:
         tier = self.tier
-        return int(tier["quantity"]) if tier is not None else None
+        return tier.quantity if tier is not None else None
 
     def tier_text(self, index: int | None = None) -> str:
         tiers = self.tiers
         if not tiers:
-            return "Convert to permanent" if self.kind == "convert" else "Permanent"
+            return "Convert to permanent" if self.kind == OfferKind.CONVERT else "Permanent"
         tier = tiers[self.tier_index if index is None else index]
-        unit = QUANTITY_UNITS.get(self.kind, "")
-        return f"{int(tier['quantity']):,} {unit}"
+        return f"{tier.quantity:,} {self.offer.unit}"      # the server's unit: days, uses, processings
 
     def description(self) -> str:
-        name = self.product.get("name", "?")
-        if self.kind == "purchase":
+        name = self.product.name
+        if self.kind == OfferKind.PURCHASE:
             return f"{name}: purchase"
-        if self.kind == "convert":
+        if self.kind == OfferKind.CONVERT:
             return f"{name}: convert your rental to a permanent license"
         what = f"{name}: rent for {self.tier_text()}"
         return what + (" more (extension)" if self.license_id is not None else "")
 
     def item(self) -> dict:
         """The order item on the wire: {offer_id, quantity?, license_id?}."""
-        item: dict[str, Any] = {"offer_id": self.offer["id"]}
+        item: dict[str, Any] = {"offer_id": self.offer.id}
         if self.quantity is not None:
             item["quantity"] = self.quantity
         if self.license_id is not None:
@@ -77,14 +77,14 @@ class OrderLine:
 
     def needs_download(self) -> bool:
         """FIG 9: only programs that are not installed here get downloaded."""
-        return not self.installed and self.kind != "convert" and self.license_id is None
+        return not self.installed and self.kind != OfferKind.CONVERT and self.license_id is None
 
 
 class OrderListModel(QAbstractTableModel):
     COL_PRODUCT, COL_KIND, COL_TIER, COL_TOKENS, COL_INSTALLED = range(5)
     HEADERS = ["Product", "How", "Quantity", "Tokens", "Installed on this computer?"]
 
-    totalsChanged = Signal(int)   # RT
+    totalsChanged = Signal(int)   # the sum of the lines' prices (the server's quote decides what is paid)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -106,13 +106,13 @@ class OrderListModel(QAbstractTableModel):
     def items(self) -> list[dict]:
         return [line.item() for line in self._lines]
 
-    def installed_product_ids(self) -> list[Any]:
-        return [line.product["id"] for line in self._lines if line.installed]
+    def installed_product_ids(self) -> list[int]:
+        return [line.product.id for line in self._lines if line.installed]
 
     def add_line(self, line: OrderLine) -> int:
         """Adds a line, or returns the row of the same offer already there."""
         for row, existing in enumerate(self._lines):
-            if existing.offer["id"] == line.offer["id"] and existing.license_id == line.license_id:
+            if existing.offer.id == line.offer.id and existing.license_id == line.license_id:
                 return row
         row = len(self._lines)
         self.beginInsertRows(QModelIndex(), row, row)
@@ -181,10 +181,10 @@ class OrderListModel(QAbstractTableModel):
             return line
         if role == Qt.ItemDataRole.DisplayRole:
             if col == self.COL_PRODUCT:
-                return line.product.get("name", "")
+                return line.product.name
             if col == self.COL_KIND:
-                label = KIND_LABELS.get(line.kind, line.kind)
-                return f"{label} (extend)" if line.license_id is not None and line.kind != "convert" else label
+                label = KIND_LABELS[line.kind]
+                return f"{label} (extend)" if line.license_id is not None and line.kind != OfferKind.CONVERT else label
             if col == self.COL_TIER:
                 return line.tier_text()
             if col == self.COL_TOKENS:
@@ -195,7 +195,7 @@ class OrderListModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.EditRole and col == self.COL_TIER:
             return line.tier_index
         if role == TierChoicesRole and col == self.COL_TIER:
-            return [line.tier_text(i) + " — " + self._tokens_text(int(t["tokens"])) for i, t in enumerate(line.tiers)]
+            return [line.tier_text(i) + " — " + self._tokens_text(t.tokens) for i, t in enumerate(line.tiers)]
         if role == Qt.ItemDataRole.CheckStateRole and col == self.COL_INSTALLED:
             return Qt.CheckState.Checked if line.installed else Qt.CheckState.Unchecked
         if role == Qt.ItemDataRole.TextAlignmentRole and col == self.COL_TOKENS:
@@ -228,18 +228,15 @@ class OrderListModel(QAbstractTableModel):
         return False
 
 
-def lines_from_items(items: list[dict], find_offer: Callable[[Any], tuple[dict, dict] | None],
-                     installed: Callable[[Any], bool]) -> list[OrderLine]:
-    """Rebuild saved order-list items ({offer_id, quantity, license_id}) against the catalog."""
+def lines_from_items(items: list[OrderListItem], find_offer: Callable[[int], tuple[Product, Offer] | None],
+                     installed: Callable[[int], bool]) -> list[OrderLine]:
+    """Rebuild the saved order list's items against the catalog."""
     lines = []
     for item in items:
-        found = find_offer(item.get("offer_id"))
+        found = find_offer(item.offer_id)
         if found is None:
             continue  # the offer was withdrawn since the list was saved
         product, offer = found
-        tier_index = 0
-        for i, tier in enumerate(offer.get("tiers") or []):
-            if item.get("quantity") is not None and int(tier["quantity"]) == int(item["quantity"]):
-                tier_index = i
-        lines.append(OrderLine(product, offer, tier_index, installed(product["id"]), item.get("license_id")))
+        tier_index = next((i for i, tier in enumerate(offer.tiers) if tier.quantity == item.quantity), 0)
+        lines.append(OrderLine(product, offer, tier_index, installed(product.id), item.license_id))
     return lines

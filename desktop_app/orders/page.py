@@ -1,13 +1,21 @@
-"""Order list (FIG 8), confirmation (FIG 9), short of tokens (FIG 10)."""
+"""Order list (FIG 8), confirmation (FIG 9), short of tokens (FIG 10).
+
+Whether an order fits is the server's answer (the quote's ``payable`` and ``shortage``,
+which count restricted tokens and a negative-draw limit), never RT and AT compared here.
+Idempotency keys: one per attempt to place an order; "Try again" after a lost answer sends
+the same key (never bought twice), a new attempt after a refusal sends a new one (the first
+answer is final for its key).
+"""
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QGridLayout,
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
 
-from desktop_app.api.client import SessionExpired, ShortOfTokens, new_idempotency_key
+from desktop_app.api.client import SessionExpired, ShortOfTokens, answer_lost, needs_new_key, new_idempotency_key
+from desktop_app.api.replies import Offer, OrderList, Product, Quote, Receipt
 from desktop_app.orders.model import OrderLine, OrderListModel, TierChoicesRole, lines_from_items
 from desktop_app.widgets.common import Banner
 
@@ -58,7 +66,7 @@ class OrderPage(QWidget):
     """FIG 8. RT, AT and what remains update live as lines and tiers change."""
 
     goToWallet = Signal()
-    orderPlaced = Signal(dict)
+    orderPlaced = Signal(object)
 
     def __init__(self, state, parent=None):
         super().__init__(parent)
@@ -103,19 +111,23 @@ class OrderPage(QWidget):
         layout.addWidget(self.cash)
         layout.addLayout(buttons)
 
-        self.model.totalsChanged.connect(self.update_totals)
         self.model.pricing = state.pricing
         state.pricingChanged.connect(lambda pricing: setattr(self.model, "pricing", pricing))
-        state.meChanged.connect(lambda _me: self.update_totals())
+        state.meChanged.connect(lambda _me: self._lines_changed())      # another balance: ask again
         state.pricingChanged.connect(lambda _p: self.update_totals())
         self._saved_items = None         # the saved list, while it waits for the catalog
         state.catalogChanged.connect(self._apply_saved)
         state.userChanged.connect(lambda: setattr(self, "_saved_items", None))
+        self.quote: Quote | None = None   # the server's figures for the lines as they are now
+        self._quote_seq = 0               # answers to older questions are dropped
+        self._quote_timer = QTimer(self, singleShot=True, interval=150)   # one question per burst of edits
+        self._quote_timer.timeout.connect(self._ask_quote)
+        self.model.totalsChanged.connect(lambda _rt: self._lines_changed())
         self.update_totals()
 
     # -- lines ------------------------------------------------------------
-    def add(self, product: dict, offer: dict, tier_index: int = 0, license_id=None) -> int:
-        installed = str(product["id"]) in self.state.installed_product_ids()
+    def add(self, product: Product, offer: Offer, tier_index: int = 0, license_id=None) -> int:
+        installed = str(product.id) in self.state.installed_product_ids()
         row = self.model.add_line(OrderLine(product, offer, tier_index, installed, license_id))
         if tier_index and self.model.line(row).tier_index != tier_index:
             self.model.set_tier(row, tier_index)
@@ -143,39 +155,75 @@ class OrderPage(QWidget):
             index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
         self.table.setFocus(Qt.FocusReason.OtherFocusReason)
 
-    def start_removing(self) -> None:
+    def start_removing(self, error: ShortOfTokens | None = None) -> None:
         """FIG 10 "remove items": the order table, its first item selected, and a hint that
-        follows RT / AT live until the order fits."""
+        follows the server's quote live until the order fits (first: the refusal's shortage)."""
         self._fitting = True
         if self.model.rowCount():
             self.select_row(0)
+        if error is not None and self.quote is None:
+            self.banner.show_message(self.tr("Still short of {short}: select an item and press Delete (or “Remove "
+                                             "selected”) until the order fits.").format(
+                short=self.state.pricing.tokens_text(error.shortage.shortage)), "warning")
         self.update_totals()
 
-    def _fitting_hint(self, rt: int, at: int) -> None:
-        pricing = self.state.pricing
+    def _fitting_hint(self) -> None:
+        """FIG 10 "remove items": the server's verdict on the lines as they are now."""
+        pricing, quote = self.state.pricing, self.quote
         if not self.model.rowCount():
             self._fitting = False
-            self.banner.show_message("Your order list is empty.", "info")
-        elif at >= rt:
+            self.banner.show_message(self.tr("Your order list is empty."), "info")
+        elif quote is None:
+            return          # the store has not answered for these lines yet: the last verdict stands
+        elif quote.payable:
             self._fitting = False
-            self.banner.show_message(f"The order fits now: {pricing.tokens_text(at - rt)} left after it. "
-                                     "Press “Order…” to place it.", "success")
+            self.banner.show_message(self.tr("The order fits now: {left} left after it. Press “Order…” to place "
+                                             "it.").format(left=pricing.tokens_text(quote.remaining_tokens)),
+                                     "success")
             self.order_button.setFocus(Qt.FocusReason.OtherFocusReason)
         else:
-            self.banner.show_message(f"Still short of {pricing.tokens_text(rt - at)}: select an item and press "
-                                     "Delete (or “Remove selected”) until the order fits.", "warning")
+            self.banner.show_message(self.tr("Still short of {short}: select an item and press Delete (or “Remove "
+                                             "selected”) until the order fits.").format(
+                short=pricing.tokens_text(quote.shortage)), "warning")
+
+    # -- the server's quote for the lines ------------------------------------------
+    def _lines_changed(self) -> None:
+        self.quote = None            # the last answer was for other lines
+        self._quote_seq += 1
+        if self.model.rowCount() and self.state.signed_in:
+            self._quote_timer.start()
+        self.update_totals()
+
+    def _ask_quote(self) -> None:
+        if not self.model.rowCount() or not self.state.signed_in:
+            return
+        seq, items, api = self._quote_seq, self.model.items(), self.state.api
+
+        def done(quote: Quote) -> None:
+            if seq == self._quote_seq:
+                self.quote = quote
+                self.update_totals()
+
+        self.state.call(lambda: api.quote(items), done, lambda _e: None)
 
     def update_totals(self, *_args) -> None:
-        rt = self.model.required_tokens()
-        at = self.state.available_tokens
-        pricing = self.state.pricing
-        for key, tokens in (("rt", rt), ("at", at), ("left", at - rt)):
+        """RT, AT and what is left: the server's quote once it is in, the lines' own sum and
+        the wallet until then. Red only when the server says the order is not payable."""
+        quote, pricing = self.quote, self.state.pricing
+        if quote is not None:
+            rt, at, left = quote.required_tokens, quote.available_tokens, quote.remaining_tokens
+        else:
+            rt = self.model.required_tokens()
+            at = self.state.available_tokens
+            left = at - rt
+        for key, tokens in (("rt", rt), ("at", at), ("left", left)):
             self.labels[key].setText(pricing.tokens_text(tokens))     # tokens and cash (FIG 17)
-        self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if at < rt else ""))
+        short = quote is not None and not quote.payable
+        self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if short else ""))
         self.cash.setText(f"Order total: {pricing.tokens_text(rt)}")
         self.order_button.setEnabled(bool(self.model.rowCount()))
         if self._fitting:
-            self._fitting_hint(rt, at)
+            self._fitting_hint()
         if self.state.me and not self.state.active:
             self.inactive_banner.show_message("Your account is not active yet: buy the minimum tokens in the "
                                               "Wallet before you order.", "warning")
@@ -196,8 +244,8 @@ class OrderPage(QWidget):
     def restore_saved(self) -> None:
         """At sign-in: bring back a saved, uncompleted order list (once the catalog is there
         too: the saved items are rebuilt against its offers)."""
-        def done(answer):
-            self._saved_items = (answer or {}).get("items") or []
+        def done(answer: OrderList):
+            self._saved_items = answer.items
             self._apply_saved()
 
         self.state.call(self.state.api.get_order_list, done, lambda e: None)
@@ -232,7 +280,7 @@ class OrderPage(QWidget):
         self.confirm_dialog = dialog
         dialog.open()
 
-    def _confirmed(self, answer: dict) -> None:
+    def _confirmed(self, answer: Receipt) -> None:
         lines = self.model.lines()
         self.model.clear()
         self.state.call(lambda: self.state.api.put_order_list([]), lambda _a: None, lambda _e: None)
@@ -243,7 +291,7 @@ class OrderPage(QWidget):
     def short_of_tokens(self, error: ShortOfTokens) -> None:
         dialog = ShortageDialog(self.state, error, self)
         self.shortage_dialog = dialog
-        dialog.removeItems.connect(self.start_removing)
+        dialog.removeItems.connect(lambda: self.start_removing(error))
         dialog.buyTokens.connect(self.goToWallet)
         dialog.saveForLater.connect(lambda: self.save_for_later())
         dialog.open()
@@ -252,11 +300,14 @@ class OrderPage(QWidget):
 class ConfirmOrderDialog(QDialog):
     """FIG 9: what will be downloaded, what only gets a new code, RT / AT / left.
 
-    One idempotency key per confirmation: a second click, or a retry after a
-    network error, sends the same key, so the order is placed at most once.
+    One idempotency key per attempt: a second click, or "Try again" after a lost answer
+    (off-line, a timeout, a 5xx), sends the same key, so the order is placed at most once.
+    After a refusal (the server's answer is final for its key) the next try gets a new key;
+    a refusal for lack of tokens closes the dialog, and the next confirmation (after "Buy
+    tokens now", say) is a new dialog with a new key.
     """
 
-    confirmed = Signal(dict)
+    confirmed = Signal(object)
     shortOfTokens = Signal(object)
 
     def __init__(self, state, model: OrderListModel, parent=None):
@@ -273,7 +324,7 @@ class ConfirmOrderDialog(QDialog):
         self.plan.setWordWrap(True)
         for n, line in enumerate(model.lines(), 1):
             if line.needs_download():
-                what = f"{n}. We will download {line.product.get('name')} with its authorization code " \
+                what = f"{n}. We will download {line.product.name} with its authorization code " \
                        f"({line.description()})."
             else:
                 why = "already installed on this computer" if line.installed else "a license you hold"
@@ -281,7 +332,7 @@ class ConfirmOrderDialog(QDialog):
             self.plan.addItem(what)
         self.labels = {k: QLabel("…", objectName=f"confirm_{k}") for k in ("rt", "at", "left")}
         rt = model.required_tokens()
-        self._show_totals(rt, state.available_tokens, state.available_tokens - rt)
+        self._show_totals(rt, state.available_tokens, state.available_tokens - rt, short=False)
         self.buttons = QDialogButtonBox()
         self.confirm_button = self.buttons.addButton("&Confirm order", QDialogButtonBox.ButtonRole.AcceptRole)
         self.confirm_button.setObjectName("confirm_button")
@@ -297,16 +348,15 @@ class ConfirmOrderDialog(QDialog):
         # the server's own figures replace the local ones as soon as they arrive
         state.call(lambda: state.api.quote(self.items), self._quoted, lambda e: None)
 
-    def _show_totals(self, rt: int, at: int, left: int) -> None:
+    def _show_totals(self, rt: int, at: int, left: int, short: bool) -> None:
         pricing = self.state.pricing
         for key, tokens in (("rt", rt), ("at", at), ("left", left)):
             self.labels[key].setText(pricing.tokens_text(tokens))     # tokens and cash (FIG 17)
-        self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if left < 0 else ""))
+        self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if short else ""))
 
-    def _quoted(self, quote: dict) -> None:
-        figures = [quote.get(f) for f in ("required_tokens", "available_tokens", "remaining_tokens")]
-        if all(v is not None for v in figures):
-            self._show_totals(*(int(v) for v in figures))
+    def _quoted(self, quote: Quote) -> None:
+        self._show_totals(quote.required_tokens, quote.available_tokens, quote.remaining_tokens,
+                          short=not quote.payable)
 
     def place(self) -> None:
         if self.placing:
@@ -320,7 +370,7 @@ class ConfirmOrderDialog(QDialog):
         state.call(lambda: api.place_order(items, state.device_id, installed, key), self._placed, self._failed,
                    retry_after_sign_in=False)
 
-    def _placed(self, answer: dict) -> None:
+    def _placed(self, answer: Receipt) -> None:
         self.placing = False
         self.banner.show_message("ORDER CONFIRMED", "success")
         self.confirmed.emit(answer)
@@ -328,6 +378,8 @@ class ConfirmOrderDialog(QDialog):
 
     def _failed(self, error) -> None:
         self.placing = False
+        if needs_new_key(error):
+            self.idempotency_key = new_idempotency_key()    # that refusal is final for the old key
         if isinstance(error, SessionExpired):
             # Sign in again and the order goes on (same key: never bought twice). If the user
             # declines, the dialog stays usable: Confirm tries again, Cancel closes it.
@@ -343,7 +395,10 @@ class ConfirmOrderDialog(QDialog):
             return
         self.confirm_button.setEnabled(True)
         self.confirm_button.setText("&Try again")
-        self.banner.show_message(error.user_message + " Trying again will not buy twice.", "error")
+        if answer_lost(error):
+            self.banner.show_message(error.user_message + " Trying again will not buy twice.", "error")
+        else:
+            self.banner.show_message(error.user_message, "error")
 
 
 class ShortageDialog(QDialog):
@@ -358,11 +413,12 @@ class ShortageDialog(QDialog):
         self.setWindowTitle("Not enough tokens")
         pricing = state.pricing
         self.setMinimumWidth(520)
-        text = QLabel(f"This order needs {pricing.tokens_text(error.required)}; you have "
-                      f"{pricing.tokens_text(error.available)}.\n"
-                      f"You are short of {pricing.tokens_text(error.shortage)}.", objectName="shortage_text")
+        figures = error.shortage          # the server's numbers (402 on POST /v1/orders)
+        text = QLabel(f"This order needs {pricing.tokens_text(figures.required_tokens)}; you have "
+                      f"{pricing.tokens_text(figures.available_tokens)}.\n"
+                      f"You are short of {pricing.tokens_text(figures.shortage)}.", objectName="shortage_text")
         text.setWordWrap(True)
-        self.shortage = error.shortage
+        self.shortage = figures.shortage
         remove = QPushButton("&Remove items", objectName="shortage_remove")
         buy = QPushButton("&Buy tokens now", objectName="shortage_buy")
         save = QPushButton("&Save the order for later", objectName="shortage_save")

@@ -56,14 +56,18 @@ class SettingsPage(QWidget):
         layout.addLayout(save_row)
         layout.addStretch(1)
 
-    def _agent_health(self, facts: dict) -> None:
-        if not facts:
+    def _agent_health(self, facts) -> None:
+        """The agent's doctor report (desktop_app.agent.replies.Doctor), as it states it."""
+        if facts is None:
             self.agent_health.setText("The license agent did not answer.")
             return
-        parts = [f"secrets kept in {facts.get('secret_store', '?')}"]
-        if facts.get("weaker_protection"):
-            parts.append("weaker protection: " + str(facts.get("why_weaker") or "no system keyring"))
-        if facts.get("clock_behind"):
+        if facts.secret_store is None:      # the state could not be read: the agent says why
+            self.agent_health.setText("; ".join(facts.problems))
+            return
+        parts = [f"secrets kept in {facts.secret_store}"]
+        if facts.weaker_protection:
+            parts.append("weaker protection: " + (facts.why_weaker or "no system keyring"))
+        if facts.clock_behind:
             parts.append("the clock is behind the latest time seen: time rentals are refused until it is right")
         self.agent_health.setText("; ".join(parts))
 

@@ -1,54 +1,41 @@
 """Catalog item models (FIG 6 categories, FIG 7 availability grid).
 
-Models hold plain dicts from the server; widgets only see them through
-Qt's model/view API.
+Models hold the server's typed replies (Category, Product, Offer); widgets only see them
+through Qt's model/view API.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from desktop_app.api.replies import Category, Offer, OfferKind, Product
 from desktop_app.money import format_cents
 from PySide6.QtCore import QAbstractListModel, QAbstractProxyModel, QAbstractTableModel, QModelIndex, Qt
 
 # FIG 7's column headings: offer kind -> heading
 KIND_COLUMNS = [
-    ("purchase", "Purchase"),
-    ("rent_time", "Rent by time"),
-    ("rent_uses", "Rent by uses"),
-    ("rent_processings", "Rent by processings"),
+    (OfferKind.PURCHASE, "Purchase"),
+    (OfferKind.RENT_TIME, "Rent by time"),
+    (OfferKind.RENT_USES, "Rent by uses"),
+    (OfferKind.RENT_PROCESSINGS, "Rent by processings"),
 ]
 KIND_LABELS = {
-    "purchase": "Purchase",
-    "rent_time": "Rent by time",
-    "rent_uses": "Rent by uses",
-    "rent_processings": "Rent by processings",
-    "convert": "Convert to permanent",
+    OfferKind.PURCHASE: "Purchase",
+    OfferKind.RENT_TIME: "Rent by time",
+    OfferKind.RENT_USES: "Rent by uses",
+    OfferKind.RENT_PROCESSINGS: "Rent by processings",
+    OfferKind.CONVERT: "Convert to permanent",
 }
-QUANTITY_UNITS = {"rent_time": "days", "rent_uses": "uses", "rent_processings": "processings"}
 
 ProductRole = Qt.ItemDataRole.UserRole + 1
 OfferRole = Qt.ItemDataRole.UserRole + 2
 IdRole = Qt.ItemDataRole.UserRole + 3
 
 
-def offer_of_kind(product: dict, kind: str) -> dict | None:
-    for offer in product.get("offers", []):
-        if offer.get("kind") == kind:
-            return offer
-    return None
-
-
-def offer_min_tokens(offer: dict) -> int:
-    if offer.get("tiers"):
-        return min(int(t["tokens"]) for t in offer["tiers"])
-    return int(offer.get("tokens", 0))
-
-
-def offer_summary(offer: dict) -> str:
-    if offer.get("tiers"):
-        unit = QUANTITY_UNITS.get(offer.get("kind", ""), "")
-        return ", ".join(f"{int(t['quantity']):,} {unit}: {int(t['tokens'])}" for t in offer["tiers"])
-    return f"{int(offer.get('tokens', 0))}"
+def offer_summary(offer: Offer) -> str:
+    if offer.tiers:
+        unit = offer.unit
+        return ", ".join(f"{t.quantity:,} {unit}: {t.tokens}" for t in offer.tiers)
+    return f"{offer.price_tokens}"
 
 
 class CategoryModel(QAbstractListModel):
@@ -58,9 +45,9 @@ class CategoryModel(QAbstractListModel):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._categories: list[dict] = []
+        self._categories: list[Category] = []
 
-    def set_categories(self, categories: list[dict]) -> None:
+    def set_categories(self, categories: list[Category]) -> None:
         self.beginResetModel()
         self._categories = list(categories)
         self.endResetModel()
@@ -73,16 +60,10 @@ class CategoryModel(QAbstractListModel):
             return None
         cat = None if index.row() == 0 else self._categories[index.row() - 1]
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
-            return "All categories" if cat is None else cat["name"]
+            return "All categories" if cat is None else cat.name
         if role == IdRole:
-            return None if cat is None else cat["id"]
+            return None if cat is None else cat.id
         return None
-
-    def name_of(self, category_id: Any) -> str:
-        for c in self._categories:
-            if c["id"] == category_id:
-                return c["name"]
-        return ""
 
 
 class ProductTableModel(QAbstractTableModel):
@@ -93,7 +74,7 @@ class ProductTableModel(QAbstractTableModel):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._products: list[dict] = []
+        self._products: list[Product] = []
         self._haystacks: list[str] = []   # lower-cased name + description, for fast filtering
         self.pricing = None               # desktop_app.money.Pricing: cash equivalents (FIG 17)
 
@@ -102,21 +83,21 @@ class ProductTableModel(QAbstractTableModel):
         if self._products:
             self.dataChanged.emit(self.index(0, 1), self.index(len(self._products) - 1, len(self.COLUMNS) - 1))
 
-    def set_products(self, products: list[dict]) -> None:
+    def set_products(self, products: list[Product]) -> None:
         self.beginResetModel()
         self._products = sorted(products, key=self._sort_key(0))
-        self._haystacks = [f"{p.get('name', '')}\n{p.get('description', '')}".lower() for p in self._products]
+        self._haystacks = [f"{p.name}\n{p.description}".lower() for p in self._products]
         self.endResetModel()
 
     @staticmethod
     def _sort_key(column: int):
         if column <= 0:
-            return lambda p: str(p.get("name", "")).lower()
+            return lambda p: p.name.lower()
         kind = KIND_COLUMNS[column - 1][0]
 
         def key(p):
-            offer = offer_of_kind(p, kind)
-            return (offer is None, offer_min_tokens(offer) if offer else 0, str(p.get("name", "")).lower())
+            offer = p.offer_of_kind(kind)
+            return (offer is None, offer.price_tokens if offer else 0, p.name.lower())
         return key
 
     def sort(self, column, order=Qt.SortOrder.AscendingOrder):
@@ -125,7 +106,7 @@ class ProductTableModel(QAbstractTableModel):
         self.layoutAboutToBeChanged.emit()
         old = {id(p): row for row, p in enumerate(self._products)}
         self._products.sort(key=self._sort_key(column), reverse=order == Qt.SortOrder.DescendingOrder)
-        self._haystacks = [f"{p.get('name', '')}\n{p.get('description', '')}".lower() for p in self._products]
+        self._haystacks = [f"{p.name}\n{p.description}".lower() for p in self._products]
         new_rows = [old[id(p)] for p in self._products]
         from_list, to_list = [], []
         for new_row, old_row in enumerate(new_rows):
@@ -136,21 +117,21 @@ class ProductTableModel(QAbstractTableModel):
         self.changePersistentIndexList(from_list, to_list)
         self.layoutChanged.emit()
 
-    def products(self) -> list[dict]:
+    def products(self) -> list[Product]:
         return list(self._products)
 
-    def product(self, row: int) -> dict:
+    def product(self, row: int) -> Product:
         return self._products[row]
 
     def row_of(self, product_id: Any) -> int:
         for row, p in enumerate(self._products):
-            if str(p["id"]) == str(product_id):
+            if str(p.id) == str(product_id):
                 return row
         return -1
 
-    def product_by_id(self, product_id: Any) -> dict | None:
+    def product_by_id(self, product_id: Any) -> Product | None:
         for p in self._products:
-            if str(p["id"]) == str(product_id):
+            if str(p.id) == str(product_id):
                 return p
         return None
 
@@ -183,17 +164,17 @@ class ProductTableModel(QAbstractTableModel):
             return product
         if col == self.NAME_COLUMN:
             if role == Qt.ItemDataRole.DisplayRole:
-                return product.get("name", "")
+                return product.name
             if role == Qt.ItemDataRole.ToolTipRole:
-                return product.get("description", "")
+                return product.description
             return None
         kind = KIND_COLUMNS[col - 1][0]
-        offer = offer_of_kind(product, kind)
+        offer = product.offer_of_kind(kind)
         if role == Qt.ItemDataRole.DisplayRole:
             if offer is None:
                 return ""
-            prefix = "from " if offer.get("tiers") and len(offer["tiers"]) > 1 else ""
-            tokens = offer_min_tokens(offer)
+            prefix = "from " if len(offer.tiers) > 1 else ""
+            tokens = offer.price_tokens
             cents = self.pricing.cash_cents(tokens) if self.pricing is not None else None
             cash = f" ({format_cents(cents, self.pricing.currency)})" if cents is not None else ""
             return f"✓ {prefix}{tokens:,}{cash}"
@@ -250,8 +231,8 @@ class ProductFilterProxy(QAbstractProxyModel):
         if category_id is not None or kind is not None:
             products = src._products
             rows = [r for r in rows
-                    if (category_id is None or products[r].get("category_id") == category_id)
-                    and (kind is None or offer_of_kind(products[r], kind) is not None)]
+                    if (category_id is None or products[r].category_id == category_id)
+                    and (kind is None or products[r].offer_of_kind(kind) is not None)]
         return rows
 
     def _refilter(self) -> None:

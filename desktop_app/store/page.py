@@ -7,19 +7,20 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLay
                                QLineEdit, QListView, QPushButton, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
 
-from desktop_app.store.models import (KIND_COLUMNS, KIND_LABELS, QUANTITY_UNITS, CategoryModel, IdRole,
+from desktop_app.api.replies import Offer, OfferKind, Product
+from desktop_app.store.models import (KIND_COLUMNS, KIND_LABELS, CategoryModel, IdRole,
                                       OfferRole, ProductFilterProxy, ProductRole, ProductTableModel)
 
 
 class ProductDetails(QGroupBox):
     """One product: description and every offer with its tiers, priced in tokens and cash."""
 
-    addOffer = Signal(dict, dict, int)   # product, offer, tier index
+    addOffer = Signal(object, object, int)   # product, offer, tier index
 
     def __init__(self, state, parent=None):
         super().__init__("Product", parent)
         self.state = state
-        self.product: dict | None = None
+        self.product: Product | None = None
         self.name = QLabel(objectName="product_name")
         self.name.setStyleSheet("font-size:16pt;font-weight:600;")
         self.description = QLabel(wordWrap=True)
@@ -34,7 +35,7 @@ class ProductDetails(QGroupBox):
         layout.addStretch(1)
         self.show_product(None)
 
-    def show_product(self, product: dict | None) -> None:
+    def show_product(self, product: Product | None) -> None:
         self.product = product
         while self.offers_box.count():
             item = self.offers_box.takeAt(0)
@@ -48,18 +49,18 @@ class ProductDetails(QGroupBox):
             self.name.setText("Choose a product")
             self.description.setText("Pick a product in the list to see how you can buy or rent it.")
             return
-        self.name.setText(product.get("name", ""))
-        self.description.setText(product.get("description", ""))
+        self.name.setText(product.name)
+        self.description.setText(product.description)
         self.update_held()
-        for offer in product.get("offers", []):
-            if offer.get("kind") == "convert":
+        for offer in product.offers:
+            if offer.kind == OfferKind.CONVERT:
                 continue  # conversion starts from a license in the Library
             self.offers_box.addWidget(self._offer_row(product, offer))
 
     def update_held(self) -> None:
         """What the user already holds of this product (from the library)."""
         product = self.product
-        held = [e for e in self.state.entries if product and str(e.product_id) == str(product["id"])]
+        held = [e for e in self.state.entries if product and e.product_id == str(product.id)]
         if not held:
             self.held.hide()
             return
@@ -67,40 +68,40 @@ class ProductDetails(QGroupBox):
         self.held.setText("You hold this: " + "; ".join(e.left_text() for e in held) + more)
         self.held.show()
 
-    def _offer_row(self, product: dict, offer: dict) -> QWidget:
+    def _offer_row(self, product: Product, offer: Offer) -> QWidget:
         row = QWidget()
         outer = QVBoxLayout(row)
         outer.setContentsMargins(0, 4, 0, 4)
-        label = QLabel(f"<b>{KIND_LABELS.get(offer['kind'], offer['kind'])}</b>")
+        label = QLabel(f"<b>{KIND_LABELS[offer.kind]}</b>")
         outer.addWidget(label)
         box = QHBoxLayout()
         outer.addLayout(box)
         pricing = self.state.pricing
-        tiers = offer.get("tiers") or []
+        tiers = offer.tiers
         combo = None
         if tiers:
             # the choices on a line of their own, as wide as their text: never clipped
             combo = QComboBox()
-            combo.setObjectName(f"tiers_{offer['id']}")
+            combo.setObjectName(f"tiers_{offer.id}")
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-            unit = QUANTITY_UNITS.get(offer["kind"], "")
+            unit = offer.unit
             for t in tiers:
-                combo.addItem(f"{int(t['quantity']):,} {unit} — {pricing.tokens_text(int(t['tokens']))}")
+                combo.addItem(f"{t.quantity:,} {unit} — {pricing.tokens_text(t.tokens)}")
             label.setBuddy(combo)
             outer.insertWidget(1, combo)
             box.addStretch(1)
         else:
-            box.addWidget(QLabel(pricing.tokens_text(int(offer.get("tokens", 0)))), 1)
+            box.addWidget(QLabel(pricing.tokens_text(offer.price_tokens)), 1)
         button = QPushButton("Add to order")
-        button.setObjectName(f"add_{offer['id']}")
-        button.setAccessibleName(f"Add {product.get('name')} {KIND_LABELS.get(offer['kind'])} to order")
+        button.setObjectName(f"add_{offer.id}")
+        button.setAccessibleName(f"Add {product.name} {KIND_LABELS[offer.kind]} to order")
         button.clicked.connect(lambda: self.addOffer.emit(product, offer, combo.currentIndex() if combo else 0))
         box.addWidget(button)
         return row
 
 
 class StorePage(QWidget):
-    addToOrder = Signal(dict, dict, int)
+    addToOrder = Signal(object, object, int)
 
     def __init__(self, state, parent=None):
         super().__init__(parent)
@@ -198,7 +199,7 @@ class StorePage(QWidget):
         for column in range(1, self.products.columnCount()):
             self.table.resizeColumnToContents(column)
         if current is not None:
-            self.show_product(current["id"])
+            self.show_product(current.id)
 
     MAX_CATEGORY_WIDTH = 215
 
@@ -224,7 +225,7 @@ class StorePage(QWidget):
         product = self.details.product
         if product is None:
             return
-        row = self.products.row_of(product["id"])
+        row = self.products.row_of(product.id)
         if row >= 0:
             index = self.proxy.mapFromSource(self.products.index(row, 0))
             if index.isValid():

@@ -1,46 +1,27 @@
-"""The wallet statement (GET /v1/ledger) as an item model, and its balance series."""
-from __future__ import annotations
+"""The wallet statement (GET /v1/ledger) as an item model, and its balance series.
 
-from typing import Any
+Each row is the server's ledger line as it came: its time, memo, the change of the
+spendable wallet and ``balance_after``, the balance the server counted after it. The
+storefront does not add the lines up again.
+"""
+from __future__ import annotations
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 
-from desktop_app.library.model import parse_time
+from desktop_app.api.replies import Ledger, LedgerLine
 from desktop_app.money import Pricing
 
 
-def _first(d: dict, *keys, default=None):
-    for k in keys:
-        if d.get(k) is not None:
-            return d[k]
-    return default
+def statement_rows(ledger: Ledger) -> list[LedgerLine]:
+    """The lines that move spendable tokens, newest first. An order's hold is the line that
+    takes its tokens; its posting ("order 1", 0 tokens) would only repeat it."""
+    return [line for line in ledger.entries if line.tokens != 0]       # the server sends newest first
 
 
-def normalize_ledger(answer: Any) -> list[dict]:
-    """Statement rows, oldest first: {at (datetime|None), tokens (signed int), description, balance}."""
-    rows = answer.get("entries", answer.get("items", [])) if isinstance(answer, dict) else (answer or [])
-    out = []
-    for r in rows:
-        out.append({
-            "at": parse_time(_first(r, "created_at", "at", "posted_at", "time")),
-            "tokens": int(_first(r, "tokens", "amount", "delta", default=0)),
-            "description": str(_first(r, "description", "memo", "kind", "type", default="")),
-            "balance": _first(r, "balance", "balance_after"),
-        })
-    out.sort(key=lambda r: (r["at"] is None, r["at"] or 0))
-    running = 0
-    for r in out:
-        running += r["tokens"]
-        if r["balance"] is None:
-            r["balance"] = running
-        else:
-            r["balance"] = int(r["balance"])
-            running = r["balance"]
-    return out
-
-
-def balance_series(rows: list[dict]) -> list[tuple[float, float]]:
-    return [(r["at"].timestamp(), float(r["balance"])) for r in rows if r["at"] is not None]
+def balance_series(ledger: Ledger) -> list[tuple[float, float]]:
+    """(time, balance after) for the chart, oldest first: the server's own balances."""
+    return [(line.at.timestamp(), float(line.balance_after)) for line in reversed(ledger.entries)
+            if line.balance_after is not None]
 
 
 class LedgerModel(QAbstractTableModel):
@@ -48,7 +29,7 @@ class LedgerModel(QAbstractTableModel):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._rows: list[dict] = []
+        self._rows: list[LedgerLine] = []
         self.pricing = Pricing()          # set by the wallet page once the token price is known
 
     def set_pricing(self, pricing: Pricing) -> None:
@@ -56,11 +37,15 @@ class LedgerModel(QAbstractTableModel):
         if self._rows:
             self.dataChanged.emit(self.index(0, 2), self.index(len(self._rows) - 1, 3))
 
-    def set_rows(self, rows: list[dict]) -> None:
-        """Newest first. Rows that move no tokens are left out: an order's hold is the row
-        that takes them, its posting ("order 1", 0 tokens) would only repeat it."""
+    def set_ledger(self, ledger: Ledger) -> None:
         self.beginResetModel()
-        self._rows = [r for r in reversed(rows) if r["tokens"] != 0]
+        self._rows = statement_rows(ledger)
+        self.endResetModel()
+
+    def clear(self) -> None:
+        """No statement on show (signed out)."""
+        self.beginResetModel()
+        self._rows = []
         self.endResetModel()
 
     def rowCount(self, parent=QModelIndex()):
@@ -82,13 +67,13 @@ class LedgerModel(QAbstractTableModel):
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
-                return r["at"].astimezone().strftime("%Y-%m-%d %H:%M") if r["at"] else ""
+                return r.at.astimezone().strftime("%Y-%m-%d %H:%M")
             if col == 1:
-                return r["description"].replace("_", " ")
+                return r.memo
             if col == 2:       # tokens and their cash equivalent (FIG 17), with the sign
-                return ("+" if r["tokens"] > 0 else "") + self.pricing.tokens_text(r["tokens"])
+                return ("+" if r.tokens > 0 else "") + self.pricing.tokens_text(r.tokens)
             if col == 3:
-                return self.pricing.tokens_text(r["balance"])
+                return self.pricing.tokens_text(r.balance_after) if r.balance_after is not None else ""
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -1,4 +1,9 @@
-"""Wallet: buy tokens (card or off-line), statement with a balance chart, transfers (FIG 11)."""
+"""Wallet: buy tokens (card or off-line), statement with a balance chart, transfers (FIG 11).
+
+Idempotency keys: one per purchase or transfer the user means. A retry after a lost answer
+(off-line, a timeout, a 5xx) sends the same key, so nothing is charged or sent twice; any
+edit of the form, or a refusal (a declined card, a wrong PIN: the first answer is final for
+its key), makes the next try a new request with a new key."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
@@ -6,63 +11,49 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBo
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QRadioButton,
                                QSpinBox, QSplitter, QStackedWidget, QTableView, QVBoxLayout, QWidget)
 
-from desktop_app.api.client import new_idempotency_key
+from desktop_app.api.client import needs_new_key, new_idempotency_key
+from desktop_app.api.replies import Bundle, Ledger, PurchaseStatus, TokenPurchase, Transfer
 from desktop_app.money import format_cents
-from desktop_app.wallet.model import LedgerModel, balance_series, normalize_ledger
+from desktop_app.wallet.model import LedgerModel, balance_series
 from desktop_app.widgets.chart import LineChart
 from desktop_app.widgets.common import Banner
 
 OFFLINE_METHODS = [("check", "Check"), ("money_order", "Money order"), ("purchase_order", "Purchase order")]
 
 
-def bundle_text(bundle: dict, pricing) -> str:
-    tokens = int(bundle.get("tokens", 0))
-    discount = bundle.get("discount_percent", bundle.get("discount"))
-    price = bundle.get("price_cents")
-    parts = [f"{bundle['name']}: {tokens:,} tokens" if bundle.get("name") else f"{tokens:,} tokens"]
-    if price is not None:
-        parts.append(format_cents(int(price), pricing.currency))
-    elif pricing.cash_cents(tokens) is not None:
-        parts.append(format_cents(pricing.cash_cents(tokens), pricing.currency))
-    if discount:
-        parts.append(f"{float(discount):g}% off")
+def bundle_text(bundle: Bundle, pricing) -> str:
+    parts = [f"{bundle.name}: {bundle.tokens:,} tokens", format_cents(bundle.price_cents, pricing.currency)]
+    if bundle.discount_percent:
+        parts.append(f"{bundle.discount_percent:g}% off")
     return " — ".join(parts)
 
 
-def bundle_price_text(bundle: dict, pricing) -> str:
-    """The bundle's cash price, and what it saves: '$18.00 (10% off $20.00)'."""
-    tokens = int(bundle.get("tokens", 0))
-    full = pricing.cash_cents(tokens)
-    price = bundle.get("price_cents")
-    price = int(price) if price is not None else full
-    if price is None:
-        return ""
-    discount = bundle.get("discount_percent", bundle.get("discount"))
-    text = format_cents(price, pricing.currency)
-    if discount and full is not None and full != price:
-        text += f" ({float(discount):g}% off {format_cents(full, pricing.currency)})"
+def bundle_price_text(bundle: Bundle, pricing) -> str:
+    """The bundle's cash price, and what it saves: '$18.00 (10% off $20.00)' (the server's figures)."""
+    text = format_cents(bundle.price_cents, pricing.currency)
+    if bundle.discount_percent and bundle.list_price_cents != bundle.price_cents:
+        text += f" ({bundle.discount_percent:g}% off {format_cents(bundle.list_price_cents, pricing.currency)})"
     return text
 
 
 class BuyTokensDialog(QDialog):
-    purchased = Signal(dict)
+    purchased = Signal(object)
 
     def __init__(self, state, parent=None, *, suggested_tokens: int = 0):
         super().__init__(parent)
         self.state = state
         self.setWindowTitle("Buy tokens")
-        offers = state.token_offers or {}
-        self.bundles = list(offers.get("bundles") or [])
+        self.bundles = list(state.token_offers.bundles) if state.token_offers is not None else []
         self.idempotency_key = new_idempotency_key()
         self.banner = Banner(self)
 
         self.amount = QComboBox(objectName="buy_amount")
         self.amount.addItem("A number of tokens", None)
         for b in self.bundles:
-            self.amount.addItem(bundle_text(b, state.pricing), b.get("id"))
+            self.amount.addItem(bundle_text(b, state.pricing), b.id)
         self.tokens = QSpinBox(objectName="buy_tokens")
         self.tokens.setRange(1, 1_000_000)
-        minimum = int((state.me or {}).get("min_tokens") or 0) if not state.active else 0
+        minimum = state.me.min_tokens if state.me is not None and not state.active else 0
         self.tokens.setValue(max(suggested_tokens, minimum, 1))
         self.cash = QLabel(objectName="buy_cash")
         self._own_tokens = None        # the number the user typed, kept while a bundle is chosen
@@ -101,6 +92,9 @@ class BuyTokensDialog(QDialog):
         self.method_stack.addWidget(self.offline_note)
         self.method_group.buttonToggled.connect(
             lambda *_: self.method_stack.setCurrentIndex(0 if self.card_radio.isChecked() else 1))
+        self.method_group.buttonToggled.connect(self._new_key)
+        for field in (self.card_number, self.card_expiry, self.card_cvc):
+            field.textChanged.connect(self._new_key)      # another card: another request
 
         form = QFormLayout()
         form.addRow("&Amount:", self.amount)
@@ -125,9 +119,9 @@ class BuyTokensDialog(QDialog):
             return "card"
         return next(k for k, r in self.offline_radios.items() if r.isChecked())
 
-    def _bundle(self) -> dict | None:
+    def _bundle(self) -> Bundle | None:
         bundle_id = self.amount.currentData()
-        return next((b for b in self.bundles if b.get("id") == bundle_id), None) if bundle_id is not None else None
+        return next((b for b in self.bundles if b.id == bundle_id), None) if bundle_id is not None else None
 
     def _update_cash(self, *_):
         bundle = self._bundle()
@@ -141,9 +135,12 @@ class BuyTokensDialog(QDialog):
             if self.tokens.isEnabled():
                 self._own_tokens = self.tokens.value()
             self.tokens.setEnabled(False)
-            self._set_tokens(int(bundle.get("tokens", 0)))   # what the bundle gives
+            self._set_tokens(bundle.tokens)   # what the bundle gives
             self.cash.setText(bundle_price_text(bundle, pricing))
-        self.idempotency_key = new_idempotency_key()   # a different purchase: a new key
+        self._new_key()                      # a different purchase: a new key
+
+    def _new_key(self, *_) -> None:
+        self.idempotency_key = new_idempotency_key()
 
     def _set_tokens(self, value: int) -> None:
         self.tokens.blockSignals(True)
@@ -167,31 +164,32 @@ class BuyTokensDialog(QDialog):
         self.state.call(lambda: api.buy_tokens(method=method, tokens=tokens, bundle_id=bundle_id, card=card,
                                                idempotency_key=key), self._done, self._failed)
 
-    def _done(self, answer: dict) -> None:
+    def _done(self, answer: TokenPurchase) -> None:
         self.buy_button.setEnabled(True)
         self.last_answer = answer
-        if answer.get("status") == "pending":
-            invoice = answer.get("invoice_number") or answer.get("id")
-            self.banner.show_message(f"Invoice number {invoice}: waiting for your payment (pending). "
+        pending = answer.status == PurchaseStatus.PENDING
+        if pending:
+            self.banner.show_message(f"Invoice number {answer.invoice_number}: waiting for your payment (pending). "
                                      f"Quote this number with your payment.", "info")
             self.buy_button.setText("&Buy again")
-            self.idempotency_key = new_idempotency_key()
+            self._new_key()
         else:
-            self.banner.show_message(f"Done. You now have {int(answer.get('available_tokens', 0)):,} tokens.",
-                                     "success")
+            self.banner.show_message(f"Done. You now have {answer.available_tokens:,} tokens.", "success")
         self.purchased.emit(answer)
-        if answer.get("status") != "pending":
+        if not pending:
             self.accept()
 
     def _failed(self, error) -> None:
         self.buy_button.setEnabled(True)
+        if needs_new_key(error):
+            self._new_key()         # e.g. a declined card: that answer is final for the old key
         self.banner.show_message(error.user_message, "error")
 
 
 class TransferDialog(QDialog):
     """FIG 11: the recipient's username AND full name must match; your PIN confirms."""
 
-    transferred = Signal(dict)
+    transferred = Signal(object)
 
     def __init__(self, state, parent=None):
         super().__init__(parent)
@@ -248,11 +246,13 @@ class TransferDialog(QDialog):
 
         def failed(error):
             self.send_button.setEnabled(True)
+            if needs_new_key(error):
+                self._new_key()     # e.g. a wrong PIN: that answer is final for the old key
             messages = {403: "That PIN is not right.",
                         404: "No user has that username and full name. Check both."}
             self.banner.show_message(messages.get(error.status, error.user_message), "error")
 
-        def done(answer):
+        def done(answer: Transfer):
             self.send_button.setEnabled(True)
             self.transferred.emit(answer)
             self.accept()
@@ -307,9 +307,11 @@ class WalletPage(QWidget):
         if not me:
             self.balance.setText("Sign in to see your wallet")
             self.banner.clear_message()
+            self.ledger.clear()            # the last user's statement is not shown to the next
+            self.chart.set_points([])
             return
         self.balance.setText(f"Balance: {self.state.pricing.tokens_text(self.state.available_tokens)}")
-        if me.get("status") != "active":
+        if not me.active:
             from desktop_app.account.dialogs import activation_text
             self.banner.show_message(activation_text(me, self.state.pricing), "warning")
         else:
@@ -322,22 +324,21 @@ class WalletPage(QWidget):
         self.state.call(self.state.api.ledger, self._statement)
         self.state.call(self.state.api.token_purchases, self._purchases, lambda _e: None)
 
-    def _purchases(self, purchases) -> None:
-        waiting = [p for p in purchases or [] if p.get("status") == "pending"]
+    def _purchases(self, purchases: list[TokenPurchase]) -> None:
+        waiting = [p for p in purchases if p.status == PurchaseStatus.PENDING]
         if not waiting:
             self.pending.hide()
             return
-        lines = [f"invoice {p.get('invoice_number') or p.get('id')}: {int(p.get('tokens', 0)):,} tokens by "
-                 f"{str(p.get('method', '')).replace('_', ' ')}, {format_cents(int(p.get('amount_cents', 0)))}"
+        lines = [f"invoice {p.invoice_number}: {p.tokens:,} tokens by "
+                 f"{p.method.replace('_', ' ')}, {format_cents(p.amount_cents)}"
                  for p in waiting]
         self.pending.setText("Waiting for your payment (pending): " + "; ".join(lines))
         self.pending.show()
 
-    def _statement(self, answer) -> None:
-        rows = normalize_ledger(answer)
-        self.ledger.set_rows(rows)
+    def _statement(self, ledger: Ledger) -> None:
+        self.ledger.set_ledger(ledger)
         import time
-        self.chart.set_points(balance_series(rows), until=time.time())
+        self.chart.set_points(balance_series(ledger), until=time.time())
 
     def open_buy(self, suggested_tokens: int = 0, on_done=None) -> BuyTokensDialog:
         dialog = BuyTokensDialog(self.state, self, suggested_tokens=suggested_tokens)

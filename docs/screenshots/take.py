@@ -66,13 +66,13 @@ def main() -> int:
         window.banner.clear_message()
 
         def product(name):
-            return next(p for p in state.products if p["name"] == name)
+            return next(p for p in state.products if p.name == name)
 
         # store: FIG 7's category, Software D selected
         cat_model = window.store.categories
         row = next(r for r in range(cat_model.rowCount()) if cat_model.index(r).data() == "Document Raster Editing")
         window.store.category_view.setCurrentIndex(cat_model.index(row))
-        window.open_product(product("Software D")["id"])
+        window.open_product(product("Software D").id)
         window.store.category_view.setCurrentIndex(cat_model.index(row))
         if HIDPI:
             shot(window, "store-hidpi")
@@ -81,19 +81,19 @@ def main() -> int:
 
         def add(name, tier=None):
             p = product(name)
-            window.open_product(p["id"])
-            offer = next(o for o in p["offers"] if o["kind"] != "convert")
+            window.open_product(p.id)
+            offer = next(o for o in p.offers if o.kind != "convert")
             if tier:
-                combo = window.store.details.findChild(QComboBox, f"tiers_{offer['id']}")
+                combo = window.store.details.findChild(QComboBox, f"tiers_{offer.id}")
                 combo.setCurrentIndex(next(i for i in range(combo.count()) if combo.itemText(i).startswith(tier)))
             next(b for b in window.store.details.findChildren(QPushButton)
-                 if b.objectName() == f"add_{offer['id']}").click()
+                 if b.objectName() == f"add_{offer.id}").click()
 
         add("Software A")
         add("Software D", "1,000 processings")
         window.show_page(window.orders)
         orders = window.orders
-        d_row = next(r for r in range(orders.model.rowCount()) if orders.model.line(r).product["name"] == "Software D")
+        d_row = next(r for r in range(orders.model.rowCount()) if orders.model.line(r).product.name == "Software D")
         orders.model.set_installed(d_row, True)
         window.banner.clear_message()
         orders.table.edit(orders.model.index(d_row, orders.model.COL_TIER))   # the tier choices, open
@@ -107,10 +107,10 @@ def main() -> int:
         wait(lambda: "ORDER CONFIRMED" in orders.banner.text())
         window.show_page(window.library)
         wait(lambda: any(e.name == "Software A" and e.installed for e in state.entries))
-        wait(lambda: any(e.name == "Software D" and e.left == 1000 for e in state.entries))
+        wait(lambda: any(e.name == "Software D" and e.remaining == 1000 for e in state.entries))
 
         # some use of Software D over a few seconds, through the agent (as the program would)
-        d_id = str(product("Software D")["id"])
+        d_id = str(product("Software D").id)
         for n in (120, 60, 200, 90):
             time.sleep(1.5)
             state.agent.call(["consume", d_id, str(n), "--json"])
@@ -123,23 +123,23 @@ def main() -> int:
 
         # a download that stopped half-way (paused, connection lost or app closed) and goes on
         b = product("Software B")
-        b_offer = next(o for o in b["offers"] if o["kind"] == "purchase")
-        answer = state.api.place_order([{"offer_id": b_offer["id"]}], state.device_id, [], "shots-b")
-        delivery = answer["deliveries"][0]
+        b_offer = b.offer_of_kind("purchase")
+        answer = state.api.place_order([{"offer_id": b_offer.id}], state.device_id, [], "shots-b")
+        delivery = answer.deliveries[0]
         from desktop_app.library.download import Download, DownloadPaused
-        half = Download(state.api.url(delivery["download_url"]), window.library.downloads.destination(b["id"]),
-                        expected_sha256=delivery["sha256"], expected_size=delivery["size"],
+        half = Download(state.api.url(delivery.download_url), window.library.downloads.destination(b.id),
+                        expected_sha256=delivery.sha256, expected_size=delivery.size,
                         headers=state.api.auth_headers(), chunk_size=256)
-        half.on_progress = lambda p: half.pause() if p.received >= delivery["size"] * 0.45 else None
+        half.on_progress = lambda p: half.pause() if p.received >= delivery.size * 0.45 else None
         try:
             half.run()
         except DownloadPaused:
             pass
-        state.cache.data.setdefault("downloads", {})[str(b["id"])] = {
-            "url": delivery["download_url"], "sha256": delivery["sha256"], "size": delivery["size"]}
+        state.cache.data.setdefault("downloads", {})[str(b.id)] = {
+            "url": delivery.download_url, "sha256": delivery.sha256, "size": delivery.size}
         state.refresh_library()
         settle()
-        window.library.select_product(b["id"])
+        window.library.select_product(b.id)
         settle()
         shot(window, "download")
 

@@ -79,16 +79,16 @@ def main() -> int:
         wait(lambda: state.me is not None and state.device_id is not None)
 
         def product(name):
-            return next(p for p in state.products if p["name"] == name)
+            return next(p for p in state.products if p.name == name)
 
         a = product("Software A")
-        state.api.place_order([{"offer_id": a["offers"][0]["id"]}], state.device_id, [a["id"]], "hidpi-a")
+        state.api.place_order([{"offer_id": a.offers[0].id}], state.device_id, [a.id], "hidpi-a")
         state.after_sign_in()
         settle()
         d = product("Software D")
-        window.add_to_order(d, next(o for o in d["offers"] if o["kind"] == "rent_processings"), 1)
+        window.add_to_order(d, d.offer_of_kind("rent_processings"), 1)
         c = product("Software C")
-        window.add_to_order(c, next(o for o in c["offers"] if o["kind"] == "rent_uses"), 2)
+        window.add_to_order(c, c.offer_of_kind("rent_uses"), 2)
 
         report["device_pixel_ratio"] = window.devicePixelRatio()
         hint = window.minimumSizeHint()
@@ -99,9 +99,9 @@ def main() -> int:
         for name, page in screens.items():
             window.show_page(page)
             if page is window.store:
-                window.open_product(d["id"])
+                window.open_product(d.id)
             if page is window.library:
-                window.library.select_product(a["id"])
+                window.library.select_product(a.id)
             settle()
             window.banner.clear_message()
             settle()
@@ -121,7 +121,7 @@ def main() -> int:
             report["screens"][name] = checked
         if len(sys.argv) > 5:           # and a picture of the store at this scale
             window.show_page(window.store)
-            window.open_product(d["id"])
+            window.open_product(d.id)
             settle()
             image = window.grab()
             report["grab_size"] = [image.width(), image.height()]

@@ -81,7 +81,7 @@ def test_codes_held_on_the_server_are_installed_at_sign_in(qtbot, default_agent_
         p = outside_agent("consume", str(d["id"]), "5", "--json")
         assert p.returncode == 0, p.stdout + p.stderr
         state.refresh_library()
-        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").left == 995,
+        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").remaining == 995,
                         timeout=30000)
         entry = next(e for e in state.entries if e.name == "Software D")
         assert (entry.kind, entry.total) == ("processings", 1000)   # the agent's count, not the server's

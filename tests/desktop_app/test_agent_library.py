@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from desktop_app.agent.bridge import AgentBridge, AgentError
+from desktop_app.api.replies import VendorKey, VendorKeyEntry
 from desktop_app.library import install as installer
 from license_agent import codes
 from license_agent import package_format as pf
@@ -21,6 +22,14 @@ PRODUCT = "7"
 def raw_public(key: Ed25519PrivateKey) -> bytes:
     from cryptography.hazmat.primitives import serialization
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def store_key(key: Ed25519PrivateKey) -> VendorKey:
+    """This test vendor's key as the store would name it (GET /v1/vendor-key)."""
+    raw = raw_public(key)
+    public_b64 = base64.b64encode(raw).decode()
+    entry = VendorKeyEntry(kid=codes.kid_for(raw), public_key=public_b64, current=True)
+    return VendorKey(kid=entry.kid, public_key=public_b64, keys=[entry])
 
 
 @pytest.fixture
@@ -36,10 +45,10 @@ def agent(app_home):
 
 def issue(agent: AgentBridge, vendor_key, *, uses=3, serial=1, low=1) -> str:
     device = agent.device()
-    grant = codes.Grant(license_id="lic-7", serial=serial, product_id=PRODUCT, device_id=device["device_id"],
+    grant = codes.Grant(license_id="lic-7", serial=serial, product_id=PRODUCT, device_id=device.device_id,
                         kind="uses", issued_at=datetime.now(timezone.utc), store_url=f"tokenrent://product/{PRODUCT}",
                         uses=uses, low_threshold=low, product_name="Software C")
-    return codes.issue_code(grant, vendor_key, base64.b64decode(device["public_key"]))
+    return codes.issue_code(grant, vendor_key, base64.b64decode(device.public_key))
 
 
 def build_program(tmp_path: Path, vendor_key) -> Path:
@@ -57,12 +66,22 @@ def build_program(tmp_path: Path, vendor_key) -> Path:
 
 def test_bridge_contract(agent, vendor_key):
     device = agent.device()
-    assert len(device["device_id"]) == 32
-    agent.trust(base64.b64encode(raw_public(vendor_key)).decode())
-    assert agent.status() == []
+    assert len(device.device_id) == 32
+    trusted = agent.trust(base64.b64encode(raw_public(vendor_key)).decode())
+    assert trusted.added and trusted.kid == codes.kid_for(raw_public(vendor_key))
+    assert agent.status().licenses == [] and agent.status().device_id == device.device_id
     with pytest.raises(AgentError) as err:
         agent.install("TRC1.not-a-code")
     assert err.value.exit_code in (2, 4) and err.value.user_message
+    # the agent's own sentence, not a guess: the --json failure's `message`
+    failure = agent.call(["install", "-", "--json"], stdin="TRC1.not-a-code", check=False).answer
+    assert err.value.user_message == failure["message"]
+    installed = agent.install(issue(agent, vendor_key, uses=3))
+    assert (installed.status, installed.license.remaining, installed.license.kind) == ("installed", 3, "uses")
+    answer = agent.check(PRODUCT)             # the gate spends one use and says so itself
+    assert answer.allowed and answer.remaining == 2 and answer.message.startswith("1 use spent")
+    denied = agent.check("999")
+    assert not denied.allowed and denied.reason == "no_license" and "tokenrent://product/999" in denied.message
 
 
 def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, vendor_key, tmp_path, monkeypatch):
@@ -83,7 +102,7 @@ def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, ven
     from desktop_app.app import Options, StoreApp
     store = StoreApp(Options(server="http://127.0.0.1:9"))     # nothing listens there: off-line
     installer.install_downloaded(build_program(tmp_path, vendor_key), store.state.install_dir, PRODUCT,
-                                 {"public_key": public_b64})
+                                 store_key(vendor_key))
     store.start()
     window, state = store.window, store.state
     try:
@@ -95,26 +114,26 @@ def test_offline_library_launch_low_notice_uninstall(qtbot, app_home, agent, ven
         assert "programs still launch" in window.offline_banner.text()
         page.select_product(PRODUCT)
         entry = page.selected()
-        assert (entry.name, entry.kind, entry.left, entry.total, entry.installed) == ("Software C", "uses", 3, 3, True)
+        assert (entry.name, entry.kind, entry.remaining, entry.total, entry.installed) == ("Software C", "uses", 3, 3, True)
         assert page.buttons["launch"].isEnabled()
 
         page.buttons["launch"].click()
         qtbot.waitUntil(lambda: "ran and has finished" in page.banner.text(), timeout=30000)
         assert marker.read_text() == "ran\n"
         assert launch_threads and threading.main_thread() not in launch_threads   # off the UI thread
-        qtbot.waitUntil(lambda: page.selected() is not None and page.selected().left == 2, timeout=20000)
+        qtbot.waitUntil(lambda: page.selected() is not None and page.selected().remaining == 2, timeout=20000)
 
         page.buttons["launch"].click()                 # 1 use left: at the vendor's threshold
         qtbot.waitUntil(lambda: "running low" in page.left.text(), timeout=30000)
         assert "Extend it" in window.banner.text()     # the low-rental notice
         page.buttons["launch"].click()                 # the last use
-        qtbot.waitUntil(lambda: page.selected().left == 0, timeout=30000)
+        qtbot.waitUntil(lambda: page.selected().remaining == 0, timeout=30000)
         page.buttons["launch"].click()                 # none left: the agent refuses, nothing runs
         qtbot.waitUntil(lambda: "may not run" in page.banner.text(), timeout=30000)
         assert marker.read_text() == "ran\n" * 3
 
         # the cache keeps the library for the next start, even with no agent answer
-        assert any(str(a.get("product_id")) == PRODUCT for a in state.cache.agent)
+        assert any(a.product_id == PRODUCT for a in state.cache.agent)
         assert len(state.cache.history(entry.license_id)) >= 2
         page.select_product(PRODUCT)
         assert len(page.chart.points()) >= 1
@@ -161,13 +180,12 @@ def test_library_download_pauses_and_continues_after_restart(qtbot, app_home, ve
                      signing_key=vendor_key, name="Software C")
     payload = package.read_bytes()
     sha = _hashlib.sha256(payload).hexdigest()
-    public_b64 = base64.b64encode(raw_public(vendor_key)).decode()
     info = {"url": None, "sha256": sha, "size": len(payload)}
 
     with FileServer(payload, bytes_per_second=2 * 1024 * 1024) as srv:
         info["url"] = srv.url
         first = StoreApp(Options(server="http://127.0.0.1:9"))
-        first.state.cache.data["vendor_key"] = {"kid": "test", "public_key": public_b64}
+        first.state.cache.set_vendor_key(store_key(vendor_key))
         first.start()
         library = first.window.library
         paused = []
@@ -217,12 +235,13 @@ def test_code_entered_by_hand(qtbot, app_home, agent, vendor_key):
         dialog.text.setPlainText(damaged)
         dialog.install_button.click()
         qtbot.waitUntil(lambda: "not installed" in dialog.banner.text(), timeout=30000)
-        assert agent.status() == []
+        assert agent.status().licenses == []
         dialog.text.setPlainText("  " + wrapped + "\n")
         dialog.install_button.click()
         qtbot.waitUntil(lambda: "is installed on this computer" in page.banner.text(), timeout=30000)
         qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=30000)
-        assert page.model.entry(0).left == 5
+        assert page.model.entry(0).remaining == 5
+        assert "The code for Software C is installed" in page.banner.text()     # the agent's answer names it
     finally:
         from desktop_app.api.worker import pending_jobs
         qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
@@ -241,10 +260,10 @@ def test_running_low_outside_the_app_is_noticed(qtbot, app_home, agent, vendor_k
     store.start()
     try:
         qtbot.waitUntil(lambda: len(store.state.entries) == 1, timeout=30000)
-        assert not store.state.entries[0].low
+        assert not store.state.entries[0].warning
         assert agent.check(PRODUCT).allowed and agent.check(PRODUCT).allowed    # 1 use left now
         qtbot.waitUntil(lambda: "Extend it" in store.window.banner.text(), timeout=30000)
-        assert store.state.entries[0].left == 1 and store.state.entries[0].low
+        assert store.state.entries[0].remaining == 1 and store.state.entries[0].warning
     finally:
         from desktop_app.api.worker import pending_jobs
         store.agent_timer.stop()

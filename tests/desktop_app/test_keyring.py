@@ -37,7 +37,7 @@ assert SessionStore().load(url, username) == saved, "the token is not in the key
 second = StoreApp(Options(server=url))          # a restart: nothing in memory
 second.start()
 wait(lambda: second.state.me is not None)
-assert second.state.me["username"] == username and second.state.api.token == saved
+assert second.state.me.username == username and second.state.api.token == saved
 wait(lambda: pending_jobs() == 0)
 home = Path(os.environ["TOKENRENT_HOME"])
 for f in home.rglob("*"):

@@ -52,12 +52,12 @@ def test_running_low_notifies_once_per_threshold_crossing(qtbot, app_home, store
         assert "notify-send" in window.settings_page.notifications.text()    # the chosen backend, reported
 
         # Software D: 100 processings, running low at 50 (the vendor's threshold)
-        product = next(p for p in state.products if p["name"] == "Software D")
-        pid = str(product["id"])
-        offer = next(o for o in product["offers"] if o["kind"] == "rent_processings")
-        answer = state.api.place_order([{"offer_id": offer["id"], "quantity": 100}], state.device_id, [product["id"]],
+        product = next(p for p in state.products if p.name == "Software D")
+        pid = str(product.id)
+        offer = product.offer_of_kind("rent_processings")
+        answer = state.api.place_order([{"offer_id": offer.id, "quantity": 100}], state.device_id, [product.id],
                                        "low-1-" + user.username)
-        state.install_codes(answer["deliveries"])
+        state.install_codes(answer.deliveries)
 
         def entry():
             return next((e for e in state.entries if str(e.product_id) == pid and e.agent_known), None)
@@ -72,16 +72,16 @@ def test_running_low_notifies_once_per_threshold_crossing(qtbot, app_home, store
         def consume(n):
             assert state.agent.call(["consume", pid, str(n), "--json"], check=False).exit_code == 0
 
-        polls_until(lambda e: e.left == 100)
+        polls_until(lambda e: e.remaining == 100)
         consume(49)                                              # 51 left: above the threshold
-        polls_until(lambda e: e.left == 51)
-        assert not entry().low and notifier.sent == [] and calls(log) == []
+        polls_until(lambda e: e.remaining == 51)
+        assert not entry().warning and notifier.sent == [] and calls(log) == []
 
         consume(1)                                               # 50 left: crossed
         qtbot.waitUntil(lambda: len(notifier.sent) == 1, timeout=30000)
-        polls_until(lambda e: e.left == 50, n=4)                 # still low, polled again and again
+        polls_until(lambda e: e.remaining == 50, n=4)                 # still low, polled again and again
         consume(10)
-        polls_until(lambda e: e.left == 40, n=4)
+        polls_until(lambda e: e.remaining == 40, n=4)
         assert len(notifier.sent) == 1                           # one per crossing, not per poll
         note = notifier.sent[0]
         assert note.backend == "notify-send" and note.link == f"tokenrent://product/{pid}"
@@ -97,15 +97,15 @@ def test_running_low_notifies_once_per_threshold_crossing(qtbot, app_home, store
         assert window.store.details.name.text() == "Software D"
 
         # extended (back above the threshold), then used down again: a second crossing, a second notice
-        license_id = entry().license_id
-        answer = state.api.place_order([{"offer_id": offer["id"], "quantity": 100, "license_id": license_id}],
-                                       state.device_id, [product["id"]], "low-2-" + user.username)
-        state.install_codes(answer["deliveries"])
-        polls_until(lambda e: e.left == 140 and not e.low)
+        license_id = entry().license.id           # the server's id of that license
+        answer = state.api.place_order([{"offer_id": offer.id, "quantity": 100, "license_id": license_id}],
+                                       state.device_id, [product.id], "low-2-" + user.username)
+        state.install_codes(answer.deliveries)
+        polls_until(lambda e: e.remaining == 140 and not e.warning)
         assert len(notifier.sent) == 1
         consume(90)                                              # 50 of 200 left: crossed again
         qtbot.waitUntil(lambda: len(notifier.sent) == 2, timeout=30000)
-        polls_until(lambda e: e.left == 50, n=4)
+        polls_until(lambda e: e.remaining == 50, n=4)
         assert len(notifier.sent) == 2 and "50 of 200 processings left" in notifier.sent[1].text
         qtbot.waitUntil(lambda: len(calls(log)) == 2, timeout=10000)
         assert len(calls(log)) == 2

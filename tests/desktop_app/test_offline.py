@@ -17,9 +17,9 @@ def test_back_online_after_starting_offline(qtbot, app_home, own_server):
     sign_in(qtbot, first, user)
     state = first.state
     qtbot.waitUntil(lambda: state.device_id is not None, timeout=60000)
-    product = next(p for p in state.products if p["name"] == "Software C")
-    offer = next(o for o in product["offers"] if o["kind"] == "rent_uses")
-    state.api.place_order([{"offer_id": offer["id"], "quantity": offer["tiers"][0]["quantity"]}],
+    product = next(p for p in state.products if p.name == "Software C")
+    offer = product.offer_of_kind("rent_uses")
+    state.api.place_order([{"offer_id": offer.id, "quantity": offer.tiers[0].quantity}],
                           state.device_id, [], "offline-" + user.username)
     state.refresh_library()
     qtbot.waitUntil(lambda: any(e.name == "Software C" for e in state.entries), timeout=30000)
@@ -43,7 +43,7 @@ def test_back_online_after_starting_offline(qtbot, app_home, own_server):
         qtbot.waitUntil(lambda: not second.state.offline, timeout=30000)
         qtbot.waitUntil(lambda: window.store.products.rowCount() > 0, timeout=30000)
         assert not window.offline_banner.isVisible()
-        assert second.ready and any(p["name"] == "Software C" for p in second.state.products)
+        assert second.ready and any(p.name == "Software C" for p in second.state.products)
         window.sign_in_dialog.reject()                      # asked to sign in, as at any start
     finally:
         close_app(qtbot, second)

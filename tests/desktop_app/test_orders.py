@@ -13,20 +13,20 @@ from tests.desktop_app.conftest import sign_in
 
 
 def product_named(state, name):
-    return next(p for p in state.products if p["name"] == name)
+    return next(p for p in state.products if p.name == name)
 
 
 def add_from_store(qtbot, window, name, tier_text=None):
     """Select the product in the store grid and press its offer's "Add to order"."""
     state = window.state
     product = product_named(state, name)
-    assert window.open_product(product["id"])
+    assert window.open_product(product.id)
     details = window.store.details
-    offer = next(o for o in product["offers"] if o["kind"] != "convert")
+    offer = next(o for o in product.offers if o.kind != "convert")
     if tier_text:
-        combo = details.findChild(QComboBox, f"tiers_{offer['id']}")
+        combo = details.findChild(QComboBox, f"tiers_{offer.id}")
         combo.setCurrentIndex(next(i for i in range(combo.count()) if combo.itemText(i).startswith(tier_text)))
-    button = next(b for b in details.findChildren(type(window.sign_button)) if b.objectName() == f"add_{offer['id']}")
+    button = next(b for b in details.findChildren(type(window.sign_button)) if b.objectName() == f"add_{offer.id}")
     button.click()
     return product
 
@@ -46,7 +46,7 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     window.show_page(orders)
     assert orders.model.rowCount() == 2
     # FIG 8: "Do you have Software D installed on your computer?  Yes"
-    d_row = next(r for r in range(2) if orders.model.line(r).product["name"] == "Software D")
+    d_row = next(r for r in range(2) if orders.model.line(r).product.name == "Software D")
     orders.model.set_installed(d_row, True)
     assert (orders.labels["rt"].text(), orders.labels["at"].text(), orders.labels["left"].text()) == \
         ("180 tokens ($18.00)", "500 tokens ($50.00)", "320 tokens ($32.00)")   # FIG 17: and in cash
@@ -71,10 +71,10 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     assert "ORDER CONFIRMED" in orders.banner.text(), dialog.banner.text()
     assert store_server.me(user)["available_tokens"] == 320
     orders_on_server = store_server.api("GET", "/v1/orders", user).json()
-    assert len(orders_on_server if isinstance(orders_on_server, list) else orders_on_server["orders"]) == 1
+    assert len(orders_on_server) == 1
     # a network retry with the same idempotency key buys nothing again
     again = state.api.place_order(dialog.items, state.device_id, dialog.installed_ids, dialog.idempotency_key)
-    assert store_server.me(user)["available_tokens"] == 320 and again["id"] is not None
+    assert store_server.me(user)["available_tokens"] == 320 and again.id == orders_on_server[0]["id"]
 
     # the agent got both codes; Software A was downloaded, checked and installed
     library = window.library
@@ -82,7 +82,7 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     qtbot.waitUntil(lambda: {e.name for e in state.entries if e.agent_known} >= {"Software A", "Software D"},
                     timeout=30000)
     d_entry = next(e for e in state.entries if e.name == "Software D")
-    assert (d_entry.kind, d_entry.left, d_entry.total) == ("processings", 1000, 1000)   # the agent's count
+    assert (d_entry.kind, d_entry.remaining, d_entry.total) == ("processings", 1000, 1000)   # the agent's count
     qtbot.waitUntil(lambda: any(e.name == "Software A" and e.installed for e in state.entries)
                     or "Software A:" in library.banner.text(), timeout=60000)
     assert "Installed" in library.banner.text(), library.banner.text()
@@ -90,7 +90,7 @@ def test_fig8_fig9_order_with_agent_and_download(qtbot, store_app, store_server)
     assert orders.model.rowCount() == 0
     assert store_server.api("GET", "/v1/order-list", user).json().get("items") == []
     # the store says what the user already holds
-    window.open_product(product_named(state, "Software D")["id"])
+    window.open_product(product_named(state, "Software D").id)
     assert "You hold this: 1,000 of 1,000 processings left" in window.store.details.held.text()
     # "installed on this computer?" is pre-filled from what the app installed
     add_from_store(qtbot, window, "Software A")
@@ -156,24 +156,24 @@ def test_download_from_the_server_resumes(qtbot, store_app, store_server, tmp_pa
     sign_in(qtbot, store_app, user)
     wait_device(qtbot, state)
     product = product_named(state, "Software A")
-    offer = product["offers"][0]
-    answer = state.api.place_order([{"offer_id": offer["id"]}], state.device_id, [], "dl-test-" + user.username)
-    delivery = answer["deliveries"][0]
-    assert delivery["sha256"] == product["latest_version"]["sha256"]
-    url, dest = state.api.url(delivery["download_url"]), tmp_path / "a.trpkg"
-    first = Download(url, dest, expected_sha256=delivery["sha256"], expected_size=delivery["size"],
+    offer = product.offers[0]
+    answer = state.api.place_order([{"offer_id": offer.id}], state.device_id, [], "dl-test-" + user.username)
+    delivery = answer.deliveries[0]
+    assert delivery.sha256 == product.latest_version.sha256
+    url, dest = state.api.url(delivery.download_url), tmp_path / "a.trpkg"
+    first = Download(url, dest, expected_sha256=delivery.sha256, expected_size=delivery.size,
                      headers=state.api.auth_headers(), chunk_size=256)
-    first.on_progress = lambda p: first.pause() if p.received >= delivery["size"] // 2 else None
+    first.on_progress = lambda p: first.pause() if p.received >= delivery.size // 2 else None
     try:
         first.run()
         raise AssertionError("the download should have paused")
     except DownloadPaused:
         pass
     kept = first.received_bytes()
-    assert 0 < kept < delivery["size"]
-    path = Download(url, dest, expected_sha256=delivery["sha256"], expected_size=delivery["size"],
+    assert 0 < kept < delivery.size
+    path = Download(url, dest, expected_sha256=delivery.sha256, expected_size=delivery.size,
                     headers=state.api.auth_headers()).run()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == delivery["sha256"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == delivery.sha256
 
 
 def test_product_link_opens_the_product_page(qtbot, app_home, store_server):
@@ -207,21 +207,21 @@ def test_extend_and_convert_from_the_library(qtbot, store_app, store_server):
     library = window.library
     window.show_page(library)
     qtbot.waitUntil(lambda: any(e.name == "ScanClean Pro" and e.agent_known for e in state.entries), timeout=30000)
-    library.select_product(product_named(state, "ScanClean Pro")["id"])
+    library.select_product(product_named(state, "ScanClean Pro").id)
     entry = library.selected()
     assert entry.kind == "time" and entry.fraction is not None and entry.fraction > 0.99
-    days_before = entry.left
+    days_before = entry.remaining
     assert library.buttons["extend"].isEnabled() and library.buttons["convert"].isEnabled()
     library.buttons["extend"].click()
     assert window.pages.currentWidget() is orders
     line = orders.model.line(0)
-    assert line.license_id == entry.license_id and line.kind == "rent_time" and not line.needs_download()
+    assert line.license_id == entry.license.id and line.kind == "rent_time" and not line.needs_download()
     orders.order_button.click()
     orders.confirm_dialog.confirm_button.click()
     qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text() and orders.model.rowCount() == 0,
                     timeout=30000)
     window.show_page(library)
-    qtbot.waitUntil(lambda: any(e.name == "ScanClean Pro" and e.left and e.left > days_before + 29 * 86400
+    qtbot.waitUntil(lambda: any(e.name == "ScanClean Pro" and e.remaining and e.remaining > days_before + 29 * 86400
                                 for e in state.entries), timeout=30000)     # 30 more days, same license
     assert sum(1 for e in state.entries if e.name == "ScanClean Pro") == 1
     library.select_product(entry.product_id)
@@ -265,7 +265,7 @@ def test_declining_to_sign_in_while_ordering_leaves_the_dialog_usable(qtbot, sto
     qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
     assert store_server.me(user)["available_tokens"] == 400
     r = store_server.api("GET", "/v1/orders", user).json()
-    assert len(r if isinstance(r, list) else r["orders"]) == 1
+    assert len(r) == 1
 
 
 def test_saved_list_comes_back_when_the_catalog_arrives_after_sign_in(qtbot, app_home, store_server):
@@ -302,8 +302,8 @@ def test_saved_list_comes_back_when_the_catalog_arrives_after_sign_in(qtbot, app
 
 def test_shortage_remove_items_until_the_order_fits(qtbot, store_app, store_server):
     """FIG 10 "remove items": the order table with its first item selected and a hint that
-    follows RT / AT live; removing items (Delete) until the order fits makes it orderable,
-    and it is placed for the right amount."""
+    follows the server's quote live (its `payable` and `shortage`); removing items (Delete)
+    until the order fits makes it orderable, and it is placed for the right amount."""
     from PySide6.QtCore import Qt
     user = store_server.new_user(tokens=100)
     window, state = store_app.window, store_app.state
@@ -313,7 +313,7 @@ def test_shortage_remove_items_until_the_order_fits(qtbot, store_app, store_serv
     add_from_store(qtbot, window, "Software D", "1,000 processings")   # 80
     orders = window.orders
     c = product_named(state, "Software C")
-    window.add_to_order(c, next(o for o in c["offers"] if o["kind"] == "rent_uses"), 0)   # 10 uses: 5
+    window.add_to_order(c, c.offer_of_kind("rent_uses"), 0)   # 10 uses: 5
     window.show_page(orders)
     assert orders.model.required_tokens() == 185
     orders.order_button.click()
@@ -328,22 +328,23 @@ def test_shortage_remove_items_until_the_order_fits(qtbot, store_app, store_serv
     assert "Still short of 85 tokens ($8.50)" in orders.banner.text()
 
     def row_of(name):
-        return next(r for r in range(orders.model.rowCount()) if orders.model.line(r).product["name"] == name)
+        return next(r for r in range(orders.model.rowCount()) if orders.model.line(r).product.name == name)
 
     orders.select_row(row_of("Software D"))
     qtbot.keyClick(orders.table, Qt.Key.Key_Delete)
     assert orders.model.rowCount() == 2 and orders.model.required_tokens() == 105
     assert (orders.labels["rt"].text(), orders.labels["at"].text(), orders.labels["left"].text()) == \
         ("105 tokens ($10.50)", "100 tokens ($10.00)", "-5 tokens (-$0.50)")
-    assert "Still short of 5 tokens ($0.50)" in orders.banner.text()
+    qtbot.waitUntil(lambda: "Still short of 5 tokens ($0.50)" in orders.banner.text(), timeout=20000)
     assert len(orders.table.selectionModel().selectedRows()) == 1      # the next item is ready to go
 
     orders.select_row(row_of("Software C"))
     orders.remove_button.click()
-    assert [orders.model.line(r).product["name"] for r in range(orders.model.rowCount())] == ["Software A"]
+    assert [orders.model.line(r).product.name for r in range(orders.model.rowCount())] == ["Software A"]
     assert (orders.labels["rt"].text(), orders.labels["at"].text(), orders.labels["left"].text()) == \
         ("100 tokens ($10.00)", "100 tokens ($10.00)", "0 tokens ($0.00)")
-    assert "The order fits now: 0 tokens ($0.00) left" in orders.banner.text()
+    qtbot.waitUntil(lambda: "The order fits now: 0 tokens ($0.00) left" in orders.banner.text(), timeout=20000)
+    assert orders.quote.payable and orders.quote.shortage == 0
     assert orders.order_button.isEnabled()
 
     orders.order_button.click()
@@ -353,6 +354,34 @@ def test_shortage_remove_items_until_the_order_fits(qtbot, store_app, store_serv
     dialog.confirm_button.click()
     qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
     assert store_server.me(user)["available_tokens"] == 0
-    r = store_server.api("GET", "/v1/orders", user).json()
-    placed = r if isinstance(r, list) else r["orders"]
-    assert len(placed) == 1
+    assert len(store_server.api("GET", "/v1/orders", user).json()) == 1
+
+
+def test_the_server_decides_whether_an_order_fits(qtbot, store_app, store_server):
+    """RT > AT, but the vendor lets this account draw 100 tokens on credit: the server's quote
+    says the order is payable, so the order page does not call it short (it never compares RT
+    and AT itself), and the order goes through, leaving the wallet at -80."""
+    user = store_server.new_user(tokens=100)
+    r = store_server.api("PATCH", f"/v1/admin/users/{user.id}", store_server.admin(), json={"negative_limit": 100})
+    assert r.status_code == 200, r.text
+    window, state = store_app.window, store_app.state
+    sign_in(qtbot, store_app, user)
+    wait_device(qtbot, state)
+    add_from_store(qtbot, window, "Software A")                        # 100
+    add_from_store(qtbot, window, "Software D", "1,000 processings")   # 80
+    orders = window.orders
+    window.show_page(orders)
+    qtbot.waitUntil(lambda: orders.quote is not None, timeout=20000)
+    quote = orders.quote
+    assert (quote.required_tokens, quote.available_tokens, quote.payable, quote.shortage) == (180, 100, True, 0)
+    assert orders.labels["left"].text() == "-80 tokens (-$8.00)"
+    assert "#b00020" not in orders.labels["left"].styleSheet()          # not shown as short
+    orders.start_removing()                                             # even the FIG 10 hint agrees
+    assert "The order fits now" in orders.banner.text()
+    orders.order_button.click()
+    dialog = orders.confirm_dialog
+    qtbot.waitUntil(lambda: dialog.labels["left"].text() == "-80 tokens (-$8.00)", timeout=20000)
+    assert "#b00020" not in dialog.labels["left"].styleSheet()
+    dialog.confirm_button.click()
+    qtbot.waitUntil(lambda: "ORDER CONFIRMED" in orders.banner.text(), timeout=30000)
+    assert store_server.me(user)["available_tokens"] == -80

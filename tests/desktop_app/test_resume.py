@@ -54,24 +54,24 @@ def buy(qtbot, app, name):
     """Buys `name` through the API for the app's device; returns (product, delivery)."""
     state = app.state
     qtbot.waitUntil(lambda: state.device_id is not None, timeout=60000)
-    product = next(p for p in state.products if p["name"] == name)
-    offer = next(o for o in product["offers"] if o["kind"] == "purchase")
-    answer = state.api.place_order([{"offer_id": offer["id"]}], state.device_id, [],
-                                   f"resume-{product['id']}-{state.me['username']}")
-    return product, answer["deliveries"][0]
+    product = next(p for p in state.products if p.name == name)
+    offer = product.offer_of_kind("purchase")
+    answer = state.api.place_order([{"offer_id": offer.id}], state.device_id, [],
+                                   f"resume-{product.id}-{state.me.username}")
+    return product, answer.deliveries[0]
 
 
 def half_download(app, product, delivery) -> int:
     """Leaves the app's download of this product half done on disk, as a closed app does."""
     state = app.state
-    dest = state.paths.downloads_dir / f"product-{product['id']}.trpkg"
-    d = Download(state.api.url(delivery["download_url"]), dest, expected_sha256=delivery["sha256"],
-                 expected_size=delivery["size"], headers=state.api.auth_headers(), chunk_size=256)
-    d.on_progress = lambda p: d.pause() if p.received >= delivery["size"] // 2 else None
+    dest = state.paths.downloads_dir / f"product-{product.id}.trpkg"
+    d = Download(state.api.url(delivery.download_url), dest, expected_sha256=delivery.sha256,
+                 expected_size=delivery.size, headers=state.api.auth_headers(), chunk_size=256)
+    d.on_progress = lambda p: d.pause() if p.received >= delivery.size // 2 else None
     with pytest.raises(DownloadPaused):
         d.run()
-    state.cache.data.setdefault("downloads", {})[str(product["id"])] = {
-        "url": delivery["download_url"], "sha256": delivery["sha256"], "size": delivery["size"]}
+    state.cache.data.setdefault("downloads", {})[str(product.id)] = {
+        "url": delivery.download_url, "sha256": delivery.sha256, "size": delivery.size}
     return d.received_bytes()
 
 
@@ -83,12 +83,12 @@ def test_download_continues_after_a_restart_once_the_session_is_back(qtbot, app_
     sign_in(qtbot, first, user)
     product, delivery = buy(qtbot, first, "Software A")
     kept = half_download(first, product, delivery)
-    assert 0 < kept < delivery["size"]
+    assert 0 < kept < delivery.size
     close_app(qtbot, first)
     assert memory_keyring.values, "the session was not kept in the keyring"
 
     second = StoreApp(Options(server=store_server.base_url))      # the restart
-    pid = str(product["id"])
+    pid = str(product.id)
     installed, failures, first_progress = [], [], []
     second.window.library.downloads.installed.connect(installed.append)
     second.window.library.downloads.failed.connect(lambda p, msg: failures.append(msg))
@@ -98,7 +98,7 @@ def test_download_continues_after_a_restart_once_the_session_is_back(qtbot, app_
     try:
         qtbot.waitUntil(lambda: installed == [pid] or bool(failures), timeout=60000)
         assert failures == [] and installed == [pid]
-        assert second.state.me["username"] == user.username           # signed in from the keyring
+        assert second.state.me.username == user.username           # signed in from the keyring
         assert first_progress[0] == kept                                # continued from the bytes on disk
         assert installer.installed(second.state.install_dir, pid) is not None
         assert not any(second.paths.downloads_dir.iterdir())
@@ -114,7 +114,7 @@ def test_session_ending_mid_download_asks_to_sign_in_and_continues(qtbot, store_
     sign_in(qtbot, store_app, user)
     product, delivery = buy(qtbot, store_app, "Software A")
     kept = half_download(store_app, product, delivery)
-    pid = str(product["id"])
+    pid = str(product.id)
     library = window.library
     installed, failures, first_progress = [], [], []
     library.downloads.installed.connect(installed.append)
@@ -157,14 +157,15 @@ def test_a_refused_package_is_not_kept_for_next_time(qtbot, store_app, store_ser
     product, delivery = buy(qtbot, store_app, "Software A")
     qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
     real_key = state.cache.data["vendor_key"]
-    state.cache.data["vendor_key"] = {"kid": "other", "public_key": base64.b64encode(other).decode()}
+    state.cache.data["vendor_key"] = dict(real_key, kid="other", public_key=base64.b64encode(other).decode(),
+                                          keys=[])
     library = window.library
     failures, installed = [], []
     library.downloads.failed.connect(lambda p, msg: failures.append(msg))
     library.downloads.installed.connect(installed.append)
-    pid = str(product["id"])
-    library.start_download(pid, {"url": delivery["download_url"], "sha256": delivery["sha256"],
-                                 "size": delivery["size"]})
+    pid = str(product.id)
+    library.start_download(pid, {"url": delivery.download_url, "sha256": delivery.sha256,
+                                 "size": delivery.size})
     qtbot.waitUntil(lambda: bool(failures), timeout=60000)
     assert "could not be installed" in failures[0]
     assert "could not be installed" in library.banner.text()
@@ -173,7 +174,7 @@ def test_a_refused_package_is_not_kept_for_next_time(qtbot, store_app, store_ser
     assert pid not in library.downloads.pending()
     # with the store's real key the next attempt downloads it again and installs it
     state.cache.data["vendor_key"] = real_key
-    library.start_download(pid, {"url": delivery["download_url"], "sha256": delivery["sha256"],
-                                 "size": delivery["size"]})
+    library.start_download(pid, {"url": delivery.download_url, "sha256": delivery.sha256,
+                                 "size": delivery.size})
     qtbot.waitUntil(lambda: installed == [pid], timeout=60000)
     assert installer.installed(state.install_dir, pid) is not None

@@ -22,7 +22,7 @@ def test_expired_session_asks_again_and_keeps_place(qtbot, store_app, store_serv
     # the server ends the session (expiry, or signed out elsewhere)
     r = store_server.api("DELETE", "/v1/sessions/current", state.api.token)
     assert r.status_code == 204
-    window.wallet.ledger.set_rows([])
+    window.wallet.ledger.clear()
     window.wallet.refresh()
     qtbot.waitUntil(lambda: getattr(window, "sign_in_dialog", None) is not None
                     and window.sign_in_dialog.isVisible(), timeout=20000)
@@ -93,7 +93,7 @@ def test_no_server_configured_starts_the_local_demo_store(qtbot, app_home):
 
 def test_a_link_goes_to_the_running_storefront(qtbot, store_app, store_server):
     from desktop_app.single_instance import forward_to_running
-    product_id = next(p["id"] for p in store_app.state.products if p["name"] == "Software C")
+    product_id = next(p.id for p in store_app.state.products if p.name == "Software C")
     qtbot.waitUntil(lambda: getattr(store_app, "instance_server", None) is not None, timeout=10000)
     assert store_app.instance_server.listening
     assert forward_to_running(store_app.paths, str(product_id))
@@ -231,7 +231,8 @@ def test_a_call_waiting_for_sign_in_is_not_replayed_for_another_user(qtbot, stor
     carol = store_server.new_user(tokens=0)
     sign_in(qtbot, store_app, alice)
     window, state = store_app.window, store_app.state
-    window.orders.add({"id": 999, "name": "Something"}, {"id": 999, "kind": "purchase", "tokens": 1})
+    qtbot.waitUntil(lambda: state.catalog_loaded, timeout=20000)
+    window.orders.add(state.products[0], state.products[0].offers[0])        # Alice's order list
     dialog = window.wallet.open_transfer()
     dialog.to_username.setText(carol.username)
     dialog.to_full_name.setText(carol.full_name)
@@ -245,7 +246,7 @@ def test_a_call_waiting_for_sign_in_is_not_replayed_for_another_user(qtbot, stor
     prompt.username.setText(bob.username)
     prompt.password.setText(bob.password)
     prompt.submit()
-    qtbot.waitUntil(lambda: state.me is not None and state.me["username"] == bob.username, timeout=20000)
+    qtbot.waitUntil(lambda: state.me is not None and state.me.username == bob.username, timeout=20000)
     from desktop_app.api.worker import pending_jobs
     qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=30000)
     assert store_server.me(bob)["available_tokens"] == 200

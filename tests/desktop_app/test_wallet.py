@@ -25,7 +25,7 @@ def test_register_inactive_then_activate_by_card(qtbot, store_app, store_server)
     dialog.r_pin.setText("2468")
     dialog.submit()
     qtbot.waitUntil(lambda: state.me is not None, timeout=20000)
-    assert state.me["username"] == username and state.me["status"] == "inactive"
+    assert state.me.username == username and state.me.status == "inactive"
     # told plainly how to activate, may browse but not order
     assert window.status_banner.isVisible()
     assert "not active" in window.status_banner.text() and "100 tokens ($10.00)" in window.status_banner.text()
@@ -52,11 +52,8 @@ def _user(server, username, password="a long password 1"):
 
 
 def _any_offer(state):
-    if state.products:
-        p = state.products[0]
-        return p, p["offers"][0]
-    # before the catalog exists (issue 4), a stand-in line still exercises the gate
-    return {"id": 0, "name": "Any"}, {"id": 0, "kind": "purchase", "tokens": 1}
+    p = state.products[0]
+    return p, p.offers[0]
 
 
 def test_declined_card_changes_nothing(qtbot, store_app, store_server):
@@ -80,7 +77,7 @@ def test_offline_purchase_shows_invoice_and_pending(qtbot, store_app, store_serv
     buy.buy_button.click()
     qtbot.waitUntil(lambda: "Invoice number" in buy.banner.text(), timeout=20000)
     assert "pending" in buy.banner.text()
-    invoice = buy.last_answer.get("invoice_number")
+    invoice = buy.last_answer.invoice_number
     assert invoice and invoice in buy.banner.text()
     assert store_server.me(user)["available_tokens"] == 150   # nothing credited until paid
     wallet = store_app.window.wallet
@@ -88,7 +85,7 @@ def test_offline_purchase_shows_invoice_and_pending(qtbot, store_app, store_serv
     qtbot.waitUntil(lambda: not wallet.pending.isHidden(), timeout=20000)
     assert invoice in wallet.pending.text() and "300 tokens by money order" in wallet.pending.text()
     # the vendor receives the payment: the tokens arrive, nothing is pending any more
-    r = store_server.api("POST", f"/v1/admin/token-purchases/{buy.last_answer['id']}/confirm", store_server.admin())
+    r = store_server.api("POST", f"/v1/admin/token-purchases/{buy.last_answer.id}/confirm", store_server.admin())
     assert r.status_code == 200, r.text
     wallet.refresh()
     qtbot.waitUntil(lambda: store_app.state.available_tokens == 450 and wallet.pending.isHidden(),

@@ -40,15 +40,15 @@ def server(request, tmp_path):
     cleanup()
 
 
-def add_offer(window, product: dict, tier_text: str) -> None:
+def add_offer(window, product, tier_text: str) -> None:
     """Select the product in the store and press "Add to order" on its rental offer."""
-    assert window.open_product(product["id"])
+    assert window.open_product(product.id)
     details = window.store.details
-    offer = next(o for o in product["offers"] if o["kind"] == "rent_processings")
-    combo = details.findChild(QComboBox, f"tiers_{offer['id']}")
+    offer = product.offer_of_kind("rent_processings")
+    combo = details.findChild(QComboBox, f"tiers_{offer.id}")
     combo.setCurrentIndex(next(i for i in range(combo.count()) if combo.itemText(i).startswith(tier_text)))
     button = next(b for b in details.findChildren(type(window.sign_button))
-                  if b.objectName() == f"add_{offer['id']}")
+                  if b.objectName() == f"add_{offer.id}")
     button.click()
 
 
@@ -84,8 +84,8 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
     window, state = store.window, store.state
     try:
         qtbot.waitUntil(lambda: store.ready, timeout=30000)
-        software_d = next(p for p in state.products if p["name"] == "Software D")
-        pid = str(software_d["id"])
+        software_d = next(p for p in state.products if p.name == "Software D")
+        pid = str(software_d.id)
 
         # 1. Register in the storefront (FIG 3); a new account is inactive until it buys tokens.
         dialog = window.ask_sign_in()
@@ -97,7 +97,7 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
             getattr(dialog, field).setText(value)
         dialog.submit()
         qtbot.waitUntil(lambda: state.me is not None, timeout=30000)
-        assert state.me["username"] == username and state.me["status"] == "inactive"
+        assert state.me.username == username and state.me.status == "inactive"
 
         # 2. Buy 200 tokens with a card.
         window.show_page(window.wallet)
@@ -107,7 +107,7 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
         buy.card_expiry.setText("12/39")
         buy.card_cvc.setText("123")
         buy.buy()
-        qtbot.waitUntil(lambda: state.me is not None and state.me.get("status") == "active"
+        qtbot.waitUntil(lambda: state.me is not None and state.me.active
                         and state.available_tokens == 200, timeout=30000)
 
         # 3. Order 1,000 processings of Software D (not installed yet: it is downloaded).
@@ -121,10 +121,10 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
         window.show_page(window.library)
         qtbot.waitUntil(lambda: any(e.name == "Software D" and e.installed for e in state.entries),
                         timeout=120000)
-        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").left == 1000,
+        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").remaining == 1000,
                         timeout=30000)   # the agent's own count, once the code is installed
         entry = next(e for e in state.entries if e.name == "Software D")
-        assert (entry.kind, entry.left, entry.total) == ("processings", 1000, 1000)
+        assert (entry.kind, entry.remaining, entry.total) == ("processings", 1000, 1000)
         program = installer.installed(state.install_dir, pid)
         assert program is not None and program.version == "1.0.0"
         assert Path(state.install_dir) in program.directory.parents
@@ -145,7 +145,7 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
         assert "997 processings left" in run.stdout
         assert agent.remaining(pid) == 997
         state.refresh_library()
-        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").left == 997,
+        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").remaining == 997,
                         timeout=30000)
 
         # 6. Extend by 1,000 from the library: 1,997 left, 80 more tokens spent.
@@ -153,14 +153,14 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
         assert library.select_product(pid)
         library.buttons["extend"].click()
         orders = window.orders
-        assert orders.model.rowCount() == 1 and orders.model.line(0).license_id == entry.license_id
-        orders.model.set_tier(0, next(i for i, t in enumerate(orders.model.line(0).offer["tiers"])
-                                      if t["quantity"] == 1000))
+        assert orders.model.rowCount() == 1 and orders.model.line(0).license_id == entry.license.id
+        orders.model.set_tier(0, next(i for i, t in enumerate(orders.model.line(0).offer.tiers)
+                                      if t.quantity == 1000))
         place_order(qtbot, window)
         qtbot.waitUntil(lambda: state.available_tokens == 40, timeout=30000)
         qtbot.waitUntil(lambda: agent.remaining(pid) == 1997, timeout=30000)
         state.refresh_library()
-        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").left == 1997,
+        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").remaining == 1997,
                         timeout=30000)
 
         # 7. Use the rest (another program, through the CLI), then the agent refuses the run
@@ -178,7 +178,7 @@ def test_register_buy_order_install_process_extend_run_out(qtbot, homes, server,
         # Launch from the library: the agent refuses before the program starts.
         window.show_page(library)
         state.refresh_library()
-        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").left == 0,
+        qtbot.waitUntil(lambda: next(e for e in state.entries if e.name == "Software D").remaining == 0,
                         timeout=30000)
         assert library.select_product(pid)
         library.buttons["launch"].click()

@@ -11,15 +11,25 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from desktop_app.library import install as installer
+from desktop_app.api.replies import VendorKey, VendorKeyEntry
 from installers.demo_packages import DEMO_PROGRAMS, build_program_package
+from license_agent.codes import kid_for
 
 RASTER = next(p for p in DEMO_PROGRAMS if p.folder == "raster_tool")
+
+
+def store_key(current: Ed25519PrivateKey, *older: Ed25519PrivateKey) -> VendorKey:
+    """The vendor's keys as GET /v1/vendor-key names them: the current one, then older ones."""
+    entries = [VendorKeyEntry(kid=kid_for(k.public_key().public_bytes_raw()), current=k is current,
+                              public_key=base64.b64encode(k.public_key().public_bytes_raw()).decode())
+               for k in (current, *older)]
+    return VendorKey(kid=entries[0].kid, public_key=entries[0].public_key, keys=entries)
 
 
 @pytest.fixture
 def vendor():
     key = Ed25519PrivateKey.generate()
-    return key, {"kid": "", "public_key": base64.b64encode(key.public_key().public_bytes_raw()).decode()}
+    return key, store_key(key)
 
 
 def files_under(root: Path) -> list[str]:
@@ -79,9 +89,7 @@ def test_packages_signed_before_a_key_rotation_still_install(tmp_path):
     """GET /v1/vendor-key lists every key the vendor still trusts; a package published before
     a rotation keeps installing, one signed by anybody else does not."""
     old, new, stranger = (Ed25519PrivateKey.generate() for _ in range(3))
-    b64 = lambda k: base64.b64encode(k.public_key().public_bytes_raw()).decode()  # noqa: E731
-    vendor_key = {"kid": "n", "public_key": b64(new),
-                  "keys": [{"kid": "n", "public_key": b64(new)}, {"kid": "o", "public_key": b64(old)}]}
+    vendor_key = store_key(new, old)
     root = tmp_path / "programs"
     before = build_program_package(RASTER, "4", tmp_path / "old.trpkg", old)
     assert installer.install_downloaded(before, root, "4", vendor_key).version == "1.0.0"

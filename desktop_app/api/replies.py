@@ -1,0 +1,427 @@
+"""The server's answers as the storefront reads them: one typed reply per answer.
+
+The HTTP contract is docs/api.md (and the server's /openapi.json, which the tests compare
+these shapes with). Each shape names the fields the storefront reads, with the server's own
+names; a field the server always sends has no default here, so an answer without it is a
+ReplyError ("not the contract"), never guessed around. Fields the server adds later are
+ignored (desktop_app.wire). There are no aliases and no second spellings.
+
+The storefront never imports server_stub: the vocabulary (offer kinds ...) is spelled here
+and checked against the OpenAPI document by the tests; license kinds are the code format's.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from desktop_app.wire import Reply, ReplyError, parse
+from license_agent.code_terms import LicenseKind
+
+__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OrderAction", "PurchaseStatus", "Reply", "ReplyError", "parse"]
+
+
+class OfferKind(StrEnum):
+    """How a product can be had (the HTTP API's `kind` of an offer and of an order item)."""
+
+    PURCHASE = "purchase"
+    RENT_TIME = "rent_time"
+    RENT_USES = "rent_uses"
+    RENT_PROCESSINGS = "rent_processings"
+    CONVERT = "convert"
+
+
+# The license a rental offer grants, and back (the Library's "Extend" finds the offer for a license).
+RENTAL_LICENSE_KIND = {OfferKind.RENT_TIME: LicenseKind.TIME, OfferKind.RENT_USES: LicenseKind.USES,
+                       OfferKind.RENT_PROCESSINGS: LicenseKind.PROCESSINGS}
+RENTAL_OFFER_KIND = {lk: ok for ok, lk in RENTAL_LICENSE_KIND.items()}
+
+
+# Statuses are read as text and compared with these enums (a StrEnum equals its text), so a
+# status a later server adds is shown as "not active" instead of failing the whole answer.
+class AccountStatus(StrEnum):
+    INACTIVE = "inactive"      # until the minimum token purchase (FIG 3)
+    ACTIVE = "active"
+
+
+class PurchaseStatus(StrEnum):
+    COMPLETED = "completed"
+    PENDING = "pending"        # an off-line method: waits for the payment
+    CREDITED = "credited"      # credited before the payment arrived
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+
+
+class OrderAction(StrEnum):
+    NEW = "new"
+    EXTEND = "extend"
+    CONVERT = "convert"
+
+
+# ---------------------------------------------------------------- accounts and sessions
+
+class Account(Reply):
+    """201 POST /v1/accounts."""
+
+    id: int
+    username: str
+    status: str                 # AccountStatus
+
+
+class Session(Reply):
+    """POST /v1/sessions."""
+
+    token: str
+    expires_at: datetime
+
+
+class ExpiringLot(Reply):
+    tokens: int
+    kind: str
+    expires_at: datetime
+
+
+class WalletBreakdown(Reply):
+    standard: int
+    incentive: int
+    restricted: int
+    transferable: int
+    held: int
+    negative_draw_limit: int
+    expiring: list[ExpiringLot]
+
+
+class Me(Reply):
+    """GET /v1/me."""
+
+    id: int
+    username: str
+    full_name: str
+    email: str
+    role: str
+    status: str                 # AccountStatus
+    preferred: bool
+    available_tokens: int
+    min_tokens: int
+    tokens: WalletBreakdown
+
+    @property
+    def active(self) -> bool:
+        return self.status == AccountStatus.ACTIVE
+
+
+# ---------------------------------------------------------------- tokens
+
+class Bundle(Reply):
+    id: int
+    name: str
+    tokens: int
+    discount_percent: float
+    price_cents: int
+    list_price_cents: int
+
+
+class TokenOffers(Reply):
+    """GET /v1/token-offers."""
+
+    token_price_cents: int
+    min_tokens: int
+    preferred_discount_percent: float
+    your_discount_percent: float
+    bundles: list[Bundle]
+    payment_methods: list[str]
+
+
+class TokenPurchase(Reply):
+    """POST /v1/token-purchases (201 completed, 202 pending) and GET /v1/token-purchases."""
+
+    id: int
+    status: str                 # PurchaseStatus
+    tokens: int
+    bundle_id: int | None
+    method: str
+    amount_cents: int
+    gross_cents: int
+    discount_percent: float
+    invoice_number: str | None
+    card_brand: str | None
+    card_last4: str | None
+    created_at: datetime
+    user_id: int
+    decline_code: str | None = None
+    available_tokens: int | None = None     # the wallet after a completed card purchase
+
+
+class Transfer(Reply):
+    """201 POST /v1/transfers (FIG 11)."""
+
+    id: int
+    tokens: int
+    to_username: str
+    available_tokens: int
+
+
+class LedgerLine(Reply):
+    id: int
+    at: datetime
+    kind: str
+    memo: str
+    tokens: int                 # change of the spendable wallet (negative: out)
+    held_change: int
+    token_kind: str | None
+    balance_after: int | None   # the spendable balance after this line, as the server counts it
+
+
+class Ledger(Reply):
+    """GET /v1/ledger: the statement, newest first."""
+
+    available_tokens: int
+    entries: list[LedgerLine]
+
+
+# ---------------------------------------------------------------- catalog
+
+class Category(Reply):
+    """GET /v1/categories (FIG 6)."""
+
+    id: int
+    name: str
+    description: str
+    position: int
+    product_count: int
+
+
+class Tier(Reply):
+    quantity: int               # days, uses or processings granted
+    tokens: int
+    cash_cents: int
+
+
+class Offer(Reply):
+    """`purchase`/`convert` carry `tokens, cash_cents`; rentals carry `tiers, unit` (the other
+    pair is absent, hence the defaults)."""
+
+    id: int
+    product_id: int
+    kind: OfferKind
+    active: bool
+    low_threshold: int | None
+    tiers: list[Tier] = []      # noqa: RUF012  (each reply gets its own copy: desktop_app.wire.Reply)
+    unit: str | None = None     # what a tier's quantity counts: days, uses or processings
+    tokens: int | None = None
+    cash_cents: int | None = None
+
+    @property
+    def price_tokens(self) -> int:
+        """The lowest price: the only one, or the cheapest tier."""
+        if self.tiers:
+            return min(t.tokens for t in self.tiers)
+        return self.tokens or 0
+
+
+class Version(Reply):
+    id: int
+    version: str
+    file_name: str
+    sha256: str
+    size: int
+    signed_package: bool
+    published_at: datetime
+
+
+class Product(Reply):
+    """GET /v1/products (FIG 7)."""
+
+    id: int
+    name: str
+    category_id: int
+    description: str
+    publisher: str
+    on_sale: bool
+    active: bool
+    store_url: str
+    offers: list[Offer]
+    latest_version: Version | None
+    token_price_cents: int
+
+    def offer_of_kind(self, kind: OfferKind) -> Offer | None:
+        return next((o for o in self.offers if o.kind == kind), None)
+
+
+class VendorKeyEntry(Reply):
+    kid: str
+    public_key: str
+    current: bool
+    retired_at: datetime | None = None      # absent on the current key
+
+
+class VendorKey(Reply):
+    """GET /v1/vendor-key: the current key, and every key the agent should trust."""
+
+    kid: str
+    public_key: str
+    keys: list[VendorKeyEntry]
+
+
+class Device(Reply):
+    """201 POST /v1/devices."""
+
+    id: int
+    device_id: str
+    name: str
+    public_key: str
+    created_at: datetime
+
+
+# ---------------------------------------------------------------- quotes, orders, the saved list
+
+class QuoteItem(Reply):
+    offer_id: int
+    product_id: int
+    product_name: str
+    kind: OfferKind
+    quantity: int | None
+    tokens: int
+    cash_cents: int
+    action: OrderAction
+    license_id: int | None      # the license extended or converted; null for a new one
+    on_sale: bool
+
+
+class Quote(Reply):
+    """POST /v1/quotes (FIG 8). ``payable`` and ``shortage`` are the server's decision, which
+    counts what plain RT/AT do not: restricted tokens, the negative-draw limit."""
+
+    required_tokens: int
+    available_tokens: int
+    remaining_tokens: int
+    payable: bool
+    shortage: int
+    cash_cents: int
+    token_price_cents: int
+    account_status: str         # AccountStatus
+    exact_actions: bool         # the actions are for this device's licenses (a device was given or is the only one)
+    device_id: str | None
+    items: list[QuoteItem]
+
+
+class ReceiptItem(Reply):
+    offer_id: int
+    product_id: int
+    product_name: str
+    kind: OfferKind
+    action: OrderAction
+    quantity: int | None
+    tokens: int
+    cash_cents: int
+    license_id: int
+
+
+class Delivery(Reply):
+    """FIG 9: one per license changed; the download fields only for a product not installed."""
+
+    product_id: int
+    product_name: str
+    license_id: int
+    serial: int
+    kind: LicenseKind
+    device_id: str
+    kid: str
+    authorization_code: str
+    installed: bool
+    download_url: str | None = None
+    version: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    file_name: str | None = None
+
+
+class Receipt(Reply):
+    """201 POST /v1/orders, and GET /v1/orders."""
+
+    id: int
+    status: str
+    created_at: datetime
+    device_id: str
+    required_tokens: int
+    available_tokens: int
+    remaining_tokens: int
+    balance_after: int
+    token_price_cents: int
+    cash_cents: int
+    items: list[ReceiptItem]
+    deliveries: list[Delivery]
+
+
+class Problem(Reply):
+    """An error body: ``detail`` (a sentence) and the members of that error. RFC 9457's
+    ``type`` and ``title`` are read when sent; its ``status`` (the HTTP status again) is not
+    read: the status line says it, and older servers used that name for a purchase status."""
+
+    detail: str
+    type: str = "about:blank"
+    title: str = ""
+
+
+class Shortage(Problem):
+    """402 on POST /v1/orders: short of tokens (FIG 10)."""
+
+    required_tokens: int
+    available_tokens: int
+    shortage: int
+
+
+class Declined(Problem):
+    """402 on POST /v1/token-purchases: the card was declined (final for its key)."""
+
+    decline_code: str
+    id: int                                 # the declined purchase
+    purchase_status: str | None = None      # PurchaseStatus.DECLINED (with problem details)
+
+
+class OrderListItem(Reply):
+    """A saved item as it was put: `quantity` and `license_id` only when given."""
+
+    offer_id: int
+    quantity: int | None = None
+    license_id: int | None = None
+
+
+class OrderList(Reply):
+    """GET/PUT /v1/order-list (FIG 10 step 907)."""
+
+    items: list[OrderListItem]
+    updated_at: datetime | None
+
+
+# ---------------------------------------------------------------- licenses
+
+class License(Reply):
+    """GET /v1/licenses: a license and the totals granted (what is *left* is the agent's)."""
+
+    id: int
+    product_id: int
+    product_name: str
+    kind: LicenseKind
+    serial: int
+    device_id: str | None
+    device_name: str | None
+    starts_at: datetime
+    expires_at: datetime | None
+    uses: int | None
+    processings: int | None
+    low_threshold: int | None
+    store_url: str
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class LicenseCode(Reply):
+    """GET /v1/licenses/{id}/code."""
+
+    license_id: int
+    product_id: int
+    serial: int
+    device_id: str
+    kid: str
+    authorization_code: str
