@@ -13,10 +13,10 @@ from ..core.security import (
 )
 from ..models.base import utcnow
 from ..models.user import User, UserSession
+from ..vocabulary import AccountStatus, Role, TokenKind, TransferKind
 from . import ledger
 from .errors import ApiError, Conflict, Forbidden, Locked
 from .pricing import policy
-from ..vocabulary import AccountStatus, Role, TokenKind, TransferKind
 from .idempotency import KeepsWrites
 
 

@@ -16,9 +16,9 @@ from license_agent.codes import store_link
 
 from ..core.config import get_settings
 from ..models.store import Category, Offer, OfferTier, Product, ProductVersion
-from .pricing import cash_cents, token_price_cents
-from .errors import Conflict, Invalid, NotFound
 from ..vocabulary import TIERED_OFFER_KINDS, UNIT_OF_OFFER, OfferKind
+from .errors import Conflict, Invalid, NotFound
+from .pricing import cash_cents, token_price_cents
 
 MAX_PRICE_TOKENS = 1_000_000
 MAX_QUANTITY = {OfferKind.RENT_TIME: 36_500, OfferKind.RENT_USES: 1_000_000_000,

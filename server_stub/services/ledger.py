@@ -24,8 +24,8 @@ from ..db import lock_users
 from ..models.base import utcnow
 from ..models.ledger import HOLD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer
 from ..models.user import User
-from .errors import Conflict, InsufficientTokens, Invalid, NotFound
 from ..vocabulary import Currency, HoldStatus, TokenKind, TransferKind
+from .errors import Conflict, InsufficientTokens, Invalid, NotFound
 
 # The vendor's accounts (created by the first migration).
 ISSUANCE = "vendor:issuance"      # tokens sold come from here

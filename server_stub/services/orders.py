@@ -24,14 +24,14 @@ from license_agent.codes import LicenseKind
 from ..models.base import utcnow
 from ..models.store import Device, License, Offer, OfferTier, Order, OrderItem, Product, SavedOrderList
 from ..models.user import User
+from ..vocabulary import LICENSE_KIND_OF_OFFER, TIERED_OFFER_KINDS, ItemAction, OfferKind, OrderStatus
 from . import ledger, licenses
 from .accounts import require_active
 from .catalog import download_url, latest_version
-from .pricing import cash_cents, token_price_cents
 from .devices import owned as owned_device
 from .errors import Conflict, Invalid, NotFound
 from .idempotency import Outcome
-from ..vocabulary import LICENSE_KIND_OF_OFFER, TIERED_OFFER_KINDS, ItemAction, OfferKind, OrderStatus
+from .pricing import cash_cents, token_price_cents
 
 MAX_ITEMS = 50
 

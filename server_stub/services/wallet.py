@@ -12,6 +12,7 @@ from ..core.config import get_settings
 from ..models.base import utcnow
 from ..models.user import User
 from ..models.wallet import Bundle, TokenPolicy, TokenPurchase
+from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
 from . import ledger
 from .accounts import activate_if_funded, check_pin, find_user, require_active
 from .cards import parse_card, processor
@@ -20,7 +21,6 @@ from .idempotency import KeepsWrites, Outcome
 from .pricing import (
     bp_to_percent, bundle_view, discount_bp, percent_to_bp, policy, preferred_discount_bp, purchase_amount,
 )
-from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
 
 MAX_PURCHASE_TOKENS = 1_000_000
 
