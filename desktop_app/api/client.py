@@ -1,4 +1,4 @@
-"""HTTP client for the TokenRent server (contract: /work/shared/DESIGN.md).
+"""HTTP client for the TokenRent server (contract: docs/contracts.md, docs/api.md).
 
 Blocking calls: run them on a worker thread (desktop_app.api.worker), never
 on the UI thread. Every answer comes back typed (desktop_app.api.replies), read
