@@ -15,7 +15,7 @@ from ..models.base import utcnow
 from ..models.ledger import KIND_INCENTIVE
 from ..models.user import ROLE_ADMIN, ROLE_USER, STATUS_ACTIVE, STATUS_INACTIVE, User, UserSession
 from ..models.wallet import TokenPolicy
-from .errors import ApiError, Conflict, Forbidden, Locked
+from .errors import ApiError, Conflict, Locked
 
 
 def policy(db: Session) -> TokenPolicy:
@@ -63,8 +63,8 @@ def activate_if_funded(db: Session, user: User) -> None:
 
 def require_active(user: User) -> None:
     if user.status != STATUS_ACTIVE:
-        raise Forbidden("account is inactive: buy the minimum number of tokens first",
-                        status="inactive")
+        raise AccountInactive("account is inactive: buy the minimum number of tokens first",
+                              account_status="inactive")
 
 
 # ---------------------------------------------------------------- lockouts
@@ -93,6 +93,12 @@ class BadCredentials(ApiError):
 
 class WrongPin(ApiError):
     status_code = 403
+    problem = "wrong-pin"
+
+
+class AccountInactive(ApiError):
+    status_code = 403
+    problem = "account-inactive"
 
 
 def authenticate(username: str, password: str) -> tuple[str, datetime]:

@@ -19,7 +19,7 @@ from ..models.wallet import (
 from . import ledger
 from .accounts import check_pin, find_user, policy, require_active
 from .cards import parse_card, processor
-from .errors import Conflict, Invalid, Locked, NotFound
+from .errors import CardDeclined, Conflict, Invalid, Locked, NotFound
 from .idempotency import Outcome
 
 MAX_PURCHASE_TOKENS = 1_000_000
@@ -121,8 +121,8 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
             user.card_declines = 0
         db.flush()
         detail = "card declined" if result.decline_code != "insufficient_funds" else "card declined: insufficient funds"
-        return Outcome(402, {"detail": detail, "decline_code": result.decline_code, "id": purchase.id,
-                             "status": PURCHASE_DECLINED})
+        return Outcome(402, CardDeclined(detail, decline_code=result.decline_code, id=purchase.id,
+                                         purchase_status=PURCHASE_DECLINED).body())
     user.card_declines = 0
     purchase.processor_ref = result.reference
     purchase.status = PURCHASE_COMPLETED

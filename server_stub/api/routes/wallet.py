@@ -4,11 +4,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ...models.wallet import TokenPurchase
-from ...schemas.common import ErrorOut, MAX_ID
+from ...schemas.common import MAX_ID, CardDeclinedProblem, LockedProblem, Problem, ShortageProblem
 from ...schemas.wallet import (
     LedgerOut, OffersOut, TokenPurchaseCreate, TokenPurchaseOut, TransferCreate, TransferOut,
 )
@@ -16,13 +15,14 @@ from ...services import accounts, ledger, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import run_idempotent
 from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath
+from ..problems import json_answer, problems
 from .accounts import sweep_expired
 
 router = APIRouter(tags=["wallet"])
 
 
-def _answer(outcome) -> JSONResponse:
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+def _answer(outcome):
+    return json_answer(outcome.status_code, outcome.body)
 
 
 @router.get("/token-offers", response_model=OffersOut)
@@ -41,8 +41,9 @@ def my_token_offers(user: CurrentUser, db: DbSession):
 @router.post(
     "/token-purchases", status_code=201, response_model=TokenPurchaseOut,
     responses={202: {"model": TokenPurchaseOut, "description": "off-line: pending payment"},
-               402: {"model": ErrorOut, "description": "card declined"},
-               423: {"model": ErrorOut, "description": "card purchases locked after declines"}},
+               **problems((402, CardDeclinedProblem, "card declined (the purchase is recorded as declined)"),
+                          (404, Problem, "no such bundle"), 422,
+                          (423, LockedProblem, "card purchases locked after repeated declines"), 429)},
 )
 def buy_tokens(body: TokenPurchaseCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     outcome = run_idempotent(
@@ -59,7 +60,7 @@ def my_token_purchases(user: CurrentUser, db: DbSession):
     return [wallet.purchase_view(p) for p in rows]
 
 
-@router.get("/token-purchases/{purchase_id}", response_model=TokenPurchaseOut)
+@router.get("/token-purchases/{purchase_id}", response_model=TokenPurchaseOut, responses=problems(404, 422))
 def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
     p = db.get(TokenPurchase, purchase_id)
     if p is None or p.user_id != user.id:  # another user's purchase does not exist for you
@@ -69,8 +70,11 @@ def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
 
 @router.post(
     "/transfers", status_code=201, response_model=TransferOut,
-    responses={402: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
-               423: {"model": ErrorOut}},
+    responses=problems((402, ShortageProblem, "not enough transferable tokens"),
+                       (403, Problem, "wrong PIN (`type` .../wrong-pin), or the account is inactive "
+                                      "(`type` .../account-inactive)"),
+                       (404, Problem, "no user with that username and full name"), 422,
+                       (423, LockedProblem, "PIN entries locked after repeated wrong PINs"), 429),
 )
 def transfer_tokens(body: TransferCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 11: PIN, recipient's username and full name must match; only
