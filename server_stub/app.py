@@ -24,14 +24,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
     return out
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route of this path answers (the `Allow` of a 405)."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+    """Every method some route of this path answers (the `Allow` of a 405):
+    each method is asked of the router (included routers answer for their routes)."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                   for route in app.router.routes)]
 
 
 def create_app() -> FastAPI:

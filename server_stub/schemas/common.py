@@ -1,14 +1,27 @@
 from __future__ import annotations
 
+import re
+
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 # Database integer ids (32-bit everywhere, so a huge id is a 422, not a crash).
 MAX_ID = 2_147_483_647
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 TokenCount = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+def _rfc3339_text(value):
+    # pydantic would also read "0" or "1700000000" as a Unix time: the schema says date-time
+    if isinstance(value, str) and not re.match(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]", value):
+        raise ValueError("an RFC 3339 date-time with an offset, e.g. 2027-01-01T00:00:00Z")
+    return value
+
+
+# A date-time query parameter: RFC 3339 with an offset, nothing else.
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 
 
 NO_NUL = r"^[^\x00]*$"

@@ -8,13 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime
 from sqlalchemy import select
 
 from ...db import write_session
 from ...models.store import Offer, Order
 from ...models.user import User
-from ...schemas.common import Problem
+from ...schemas.common import Problem, Rfc3339
 from ...schemas.store import (
     AdminReceiptOut, CategoryCreate, CategoryOut, CategoryUpdate, KeyRotatedOut, OfferKind, OfferOut, OfferPut,
     ProductCreate, ProductOut, ProductUpdate, SalesReportOut, VersionOut,
@@ -85,13 +84,14 @@ def withdraw_offer(offer_id: IdPath, _admin: AdminUser, db: WriteDb):
 @router.post("/products/{product_id}/versions", status_code=201, response_model=VersionOut,
              responses=problems(404, 409, 413, 422),
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {
-                 "type": "string", "format": "binary"}}}, "required": True}})
+                 "type": "string", "format": "binary", "minLength": 1}}}, "required": True}})
 async def publish_version(product_id: IdPath, request: Request, _admin: AdminUser,
                           version: Annotated[str | None, Query(max_length=64)] = None,
                           file_name: Annotated[str, Query(min_length=1, max_length=200)] = "package.bin"):
-    """Upload a product version's file (the request body, streamed to disk).
-    A TokenRent package must be signed by a vendor key and be for this product;
-    its version comes from its manifest. Any other file needs ?version=."""
+    """Upload a product version's file (the request body, streamed to disk, not
+    empty). A TokenRent package must be signed by a vendor key and be for this
+    product; its version comes from its manifest. Any other file needs ?version=
+    (422 otherwise)."""
     tmpdir = tempfile.mkdtemp(prefix="upload-", dir=_ensure(catalog.packages_dir()))
     path = os.path.join(tmpdir, "upload.bin")
     try:
@@ -129,8 +129,7 @@ def rotate_key(_admin: AdminUser, db: WriteDb):
 
 
 @router.get("/sales", response_model=SalesReportOut)
-def sales(_admin: AdminUser, db: DbSession, since: AwareDatetime | None = None,
-          until: AwareDatetime | None = None):
+def sales(_admin: AdminUser, db: DbSession, since: Rfc3339 | None = None, until: Rfc3339 | None = None):
     """Products-sold records: items, tokens and cash per product and kind."""
     return orders.sales_report(db, since, until)
 
