@@ -49,8 +49,8 @@ def create_app() -> FastAPI:
     # Every error leaves as problem details (RFC 9457), rendered in one place.
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return problem_response(exc.status_code, exc.body(), headers)
+        headers = {"WWW-Authenticate": "Bearer", **exc.headers} if exc.status_code == 401 else exc.headers
+        return problem_response(exc.status_code, exc.body(), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError):

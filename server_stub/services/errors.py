@@ -50,11 +50,13 @@ class ApiError(Exception):
     status_code = 400
     problem: str | None = None   # a PROBLEM_TITLES slug, or None for about:blank
 
-    def __init__(self, detail: str, status_code: int | None = None, **extra):
+    def __init__(self, detail: str, status_code: int | None = None, *, headers: dict[str, str] | None = None,
+                 **extra):
         super().__init__(detail)
         self.detail = detail
         if status_code is not None:
             self.status_code = status_code
+        self.headers = headers or {}   # sent with the answer (e.g. Content-Range on a 416)
         self.extra = extra
 
     def body(self) -> dict:

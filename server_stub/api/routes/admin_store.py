@@ -86,7 +86,7 @@ def withdraw_offer(offer_id: IdPath, _admin: AdminUser, db: WriteDb):
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {
                  "type": "string", "format": "binary", "minLength": 1}}}, "required": True}})
 async def publish_version(product_id: IdPath, request: Request, _admin: AdminUser,
-                          version: Annotated[str | None, Query(max_length=64)] = None,
+                          version: Annotated[str | None, Query(max_length=64, pattern=catalog.VERSION_RE.pattern)] = None,
                           file_name: Annotated[str, Query(min_length=1, max_length=200)] = "package.bin"):
     """Upload a product version's file (the request body, streamed to disk, not
     empty). A TokenRent package must be signed by a vendor key and be for this

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from sqlalchemy import select
 
 from ...models.store import License, ProductVersion
@@ -79,9 +80,26 @@ def _file_answer(request: Request, v: ProductVersion):
     headers = {"etag": etag, "x-content-sha256": v.sha256, "cache-control": "private, no-transform"}
     if _none_match(request.headers.get("if-none-match"), v.sha256):
         return Response(status_code=304, headers=headers)
-    # FileResponse streams in chunks and answers Range / If-Range (206, 416).
-    return FileResponse(path, headers=headers, filename=v.file_name, stat_result=st,
-                        media_type="application/octet-stream")
+    # FileResponse streams in chunks and answers Range / If-Range (206).
+    answer = FileResponse(path, headers=headers, filename=v.file_name, stat_result=st,
+                          media_type="application/octet-stream")
+    _refuse_bad_range(request, answer, st.st_size)
+    return answer
+
+
+def _refuse_bad_range(request: Request, answer: FileResponse, size: int) -> None:
+    """FileResponse would refuse a bad Range in plain text (400, 416); refuse it
+    first, as problem details, with the same parser and the same conditions."""
+    wanted, if_range = request.headers.get("range"), request.headers.get("if-range")
+    if wanted is None or (if_range is not None and not answer._should_use_range(if_range)):
+        return
+    try:
+        FileResponse._parse_range_header(wanted, size)
+    except MalformedRangeHeader as e:
+        raise ApiError(f"bad Range header: {e.content}", 400) from None
+    except RangeNotSatisfiable:
+        raise ApiError(f"the range starts beyond the file ({size} bytes)", 416,
+                       headers={"Content-Range": f"bytes */{size}"}) from None
 
 
 _ETAG_RE = re.compile(r'(?:W/)?"([^"]*)"')
@@ -116,7 +134,8 @@ def _licensed_version(db, user, product_id: int, version_id: int | None) -> Prod
 _DL_RESPONSES = {200: {"description": "the file", "content": {"application/octet-stream": {
                      "schema": {"type": "string", "format": "binary"}}}},
                  206: {"description": "a byte range"}, 304: {"description": "not modified"},
-                 **problems((403, Problem, "only a holder of a license for the product may download it"),
+                 **problems((400, Problem, "a malformed Range header"),
+                            (416, Problem, "the Range starts beyond the file (with `Content-Range: bytes */SIZE`)"),(403, Problem, "only a holder of a license for the product may download it"),
                             (404, Problem, "no such product, or no published version (or file) of it"), 422)}
 # The answer is the file (a FileResponse): documented as octet-stream, not JSON.
 _DL = {"responses": _DL_RESPONSES, "response_class": Response}
