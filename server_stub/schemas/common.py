@@ -45,6 +45,16 @@ def _takes_int(annotation) -> bool:
     return any(_takes_int(a) for a in get_args(annotation) if a is not type(None))
 
 
+_INT_FIELDS: dict[tuple[type, str], bool] = {}   # (model, field): an int, or a list of ints
+
+
+def _int_field(model: type[BaseModel], name: str) -> bool:
+    key = (model, name)
+    if key not in _INT_FIELDS:
+        _INT_FIELDS[key] = _takes_int(model.model_fields[name].annotation)
+    return _INT_FIELDS[key]
+
+
 class StrictModel(BaseModel):
     """Request bodies: unknown fields and wrong types are refused (422)."""
 
@@ -54,7 +64,7 @@ class StrictModel(BaseModel):
     @classmethod
     def _integral_floats(cls, value, info):
         # JSON Schema counts 3.0 as an integer; strict ints alone would refuse it
-        if _takes_int(cls.model_fields[info.field_name].annotation):
+        if isinstance(value, (float, list)) and _int_field(cls, info.field_name):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
             if isinstance(value, list):
