@@ -77,10 +77,9 @@ def create_app() -> FastAPI:
     published = app.openapi
 
     def openapi() -> dict:
-        if app.openapi_schema is None:
-            document_problems(published())   # completes the cached document in place
-        return app.openapi_schema
+        # the first call builds and caches the document; complete it once, in place
+        return app.openapi_schema or document_problems(published())
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     app.add_middleware(AccessLogMiddleware)
     return app

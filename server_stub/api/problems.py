@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from ..schemas.common import (
     FieldError, LockedProblem, Problem, ShortageProblem, ValidationProblem,
@@ -41,7 +42,7 @@ _HEADERS = {
                           "schema": {"type": "integer", "minimum": 1}}},
 }
 # Every problem model some operation references; document_problems() puts them in components.
-_MODELS: set[type[Problem]] = {Problem, ValidationProblem, FieldError}
+_MODELS: set[type[BaseModel]] = {Problem, ValidationProblem, FieldError}
 
 
 def problems(*entries: int | tuple[int, type[Problem], str]) -> dict[int | str, dict[str, Any]]:

@@ -80,6 +80,18 @@ class StrictModel(BaseModel):
         return value
 
 
+# ---------------------------------------------------------------- answers
+
+def no_default(schema: dict) -> None:
+    schema.pop("default", None)
+
+
+def Absent(description: str):  # noqa: N802  (reads like a type in the models below)
+    """A key the service leaves out in some answers: typed, not nullable, no
+    `default: null` in the schema; absent from the JSON when not set."""
+    return Field(None, description=description, json_schema_extra=no_default)
+
+
 # ---------------------------------------------------------------- errors
 # RFC 9457 problem details: the one shape of every 4xx/5xx answer, sent as
 # application/problem+json (built by services/errors.py problem_body; the
@@ -111,8 +123,7 @@ class ValidationProblem(Problem):
     when the server refused a value the schema cannot judge (a rule that
     depends on stored data, say)."""
 
-    errors: list[FieldError] = Field(None, description="present when the request failed the schema",
-                                     json_schema_extra=lambda s: s.pop("default", None))
+    errors: list[FieldError] = Absent("present when the request failed the schema")
 
 
 class ShortageProblem(Problem):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from .common import SPACES, Id, Problem, StrictModel
+from .common import SPACES, Absent, Id, Problem, StrictModel, no_default
 
 DeviceIdText = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="hex device id (32 characters)")]
 Quantity = Annotated[int, Field(ge=1, le=1_000_000_000)]
@@ -116,16 +116,6 @@ class OfferPut(StrictModel):
 # Datetimes are aware UTC, written RFC 3339 by pydantic ("...Z") as before
 # (POST /v1/orders and POST /v1/devices answer through jsonable_encoder: "+00:00").
 
-def _no_default(schema: dict) -> None:
-    schema.pop("default", None)
-
-
-def Absent(description: str):  # noqa: N802  (reads like a type in the models below)
-    """A key the service leaves out in some answers: typed, not nullable, no
-    `default: null` in the schema; absent from the JSON when not set."""
-    return Field(None, description=description, json_schema_extra=_no_default)
-
-
 LicenseKind = Literal["permanent", "time", "uses", "processings"]
 Action = Literal["new", "extend", "convert"]
 
@@ -203,7 +193,7 @@ class VendorKeyEntry(BaseModel):
     public_key: str = Field(description="base64 raw Ed25519")
     current: bool
     retired_at: datetime | None = Field(None, description="absent on the current key",
-                                        json_schema_extra=_no_default)
+                                        json_schema_extra=no_default)
 
 
 class VendorKeyOut(BaseModel):

@@ -82,7 +82,7 @@ class Locked(ApiError):
 
 class Invalid(ApiError):
     status_code = 422
-    problem = "invalid-request"
+    problem: str | None = "invalid-request"
 
     def __init__(self, detail: str, status_code: int | None = None, **extra):
         super().__init__(detail, status_code, **extra)
