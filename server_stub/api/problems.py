@@ -32,7 +32,7 @@ _DESCRIPTIONS = {
     422: "the request is malformed, or a value is refused (`errors` lists the fields)",
     423: "locked for a while after repeated failures (`locked_until`)",
     429: "too many attempts from this client or for this account: retry after `Retry-After` seconds",
-    503: "the server cannot sign codes right now (its signing key is unavailable)",
+    503: "the vendor signing key is unavailable (a server configuration fault)",
 }
 _DEFAULT_MODELS: dict[int, type[Problem]] = {402: ShortageProblem, 422: ValidationProblem, 423: LockedProblem}
 _HEADERS = {

@@ -81,7 +81,7 @@ def withdraw_offer(offer_id: IdPath, _admin: AdminUser, db: WriteDb):
 
 
 @router.post("/products/{product_id}/versions", status_code=201, response_model=VersionOut,
-             responses=problems(404, 409, 413, 422),
+             responses=problems(404, 409, 413, 422, 503),
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {
                  "type": "string", "format": "binary", "minLength": 1}}}, "required": True}})
 async def publish_version(product_id: IdPath, request: Request, _admin: AdminUser,

@@ -60,7 +60,7 @@ def product(product_id: IdPath, db: DbSession):
     return out
 
 
-@router.get("/vendor-key", response_model=VendorKeyOut, **_SPARSE)
+@router.get("/vendor-key", response_model=VendorKeyOut, responses=problems(503), **_SPARSE)
 def vendor_key(db: DbSession):
     """The key new codes are signed with (`kid`, `public_key`: base64 raw
     Ed25519) and every key the agent should trust (`keys`)."""
