@@ -5,14 +5,15 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .api.main import api_router
+from .api.problems import document_problems, problem_response
 from .core.config import get_settings
 from .logs import AccessLogMiddleware, setup_logging
 from .schemas.common import HealthOut
-from .services.errors import ApiError, TooManyRequests
+from .services.errors import ApiError, problem_body
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict]:
@@ -21,6 +22,17 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
         out.append({"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
                     "type": str(e.get("type", ""))})
     return out
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of this path answers (the `Allow` of a 405):
+    each method is asked of the router (included routers answer for their routes)."""
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL
+                   for route in app.router.routes)]
 
 
 def create_app() -> FastAPI:
@@ -34,30 +46,40 @@ def create_app() -> FastAPI:
     def health() -> HealthOut:
         return HealthOut(status="ok")
 
+    # Every error leaves as problem details (RFC 9457), rendered in one place.
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
-        if isinstance(exc, TooManyRequests):
-            headers["Retry-After"] = str(exc.retry_after)
-        return JSONResponse(status_code=exc.status_code, content=exc.body(), headers=headers)
+        headers = {"WWW-Authenticate": "Bearer", **exc.headers} if exc.status_code == 401 else exc.headers
+        return problem_response(exc.status_code, exc.body(), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError):
         errors = _validation_errors(exc)
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body") or "request"
-        return JSONResponse(status_code=422, content={"detail": f"{where}: {first['msg']}", "errors": errors})
+        return problem_response(422, problem_body(422, f"{where}: {first['msg']}", "invalid-request",
+                                                  errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
-        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc.detail)},
-                            headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException):
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # starlette names only the first route matching the path; the path may have more
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
+        return problem_response(exc.status_code, problem_body(exc.status_code, str(exc.detail)), headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):
         logging.getLogger("tokenrent").error("unhandled error", exc_info=exc,
                                              extra={"fields": {"path": request.url.path}})
-        return JSONResponse(status_code=500, content={"detail": "internal error"})
+        return problem_response(500, problem_body(500, "internal error"))
 
+    published = app.openapi
+
+    def openapi() -> dict:
+        # the first call builds and caches the document; complete it once, in place
+        return app.openapi_schema or document_problems(published())
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from ..services.idempotency import Outcome
+from .problems import json_answer
 
 
 def answer(outcome: Outcome) -> JSONResponse:
     # The stored (or replayed) body as is: the route's response_model documents
-    # it; FastAPI does not re-validate a Response. A refusal (status >= 400) has
-    # the body of ApiError.body(), exactly as the app's ApiError handler sends it.
-    return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+    # it; FastAPI does not re-validate a Response. A refusal (status >= 400) is
+    # problem details (application/problem+json), as the app's ApiError handler sends it.
+    return json_answer(outcome.status_code, outcome.body)

@@ -135,8 +135,9 @@ AdminUser = Annotated[User, Depends(admin_user)]
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=200,
-           description="repeat a request safely: same key + same body = same answer, applied once"),
+    Header(alias="Idempotency-Key", max_length=200, pattern=r"^[\x21-\x7e]{1,200}$",
+           description="repeat a request safely: same key + same body = same answer, applied once; "
+                       "1-200 printable ASCII characters, no spaces"),
 ]
 
 # Path ids are bounded so a huge number is a 422, never a database overflow.

@@ -10,16 +10,22 @@ from pydantic import BaseModel, Field
 from license_agent.codes import LicenseKind
 
 from ..vocabulary import AccountStatus, ItemAction, OfferKind, OrderStatus, RentalUnit
-from .common import Id, StrictModel
+from .common import SPACES, Absent, Id, Problem, StrictModel, no_default
 
 DeviceIdText = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="hex device id (32 characters)")]
 Quantity = Annotated[int, Field(ge=1, le=1_000_000_000)]
 Tokens = Annotated[int, Field(ge=1, le=1_000_000)]
-ShortText = Annotated[str, Field(min_length=1, max_length=100)]
+# a name: 1-100 characters, not only spaces (the server strips them), no NUL
+ShortText = Annotated[str, Field(min_length=1, max_length=100, pattern=rf"^[^\x00]*[^\x00{SPACES}][^\x00]*$")]
 LongText = Annotated[str, Field(max_length=4000)]
 
 
 class OrderItemIn(StrictModel):
+    """An order item. Rules that depend on the offer (which JSON Schema cannot
+    see), answered 422 when broken: a rental offer needs a `quantity` that is
+    one of its tiers; a purchase or convert offer takes none; a convert item
+    needs the `license_id` of the rental it makes permanent."""
+
     offer_id: Id
     quantity: Quantity | None = Field(None, description="the tier: days, uses or processings (rentals only)")
     license_id: Id | None = Field(None, description="extend (rental) or convert this license")
@@ -44,7 +50,8 @@ class OrderListPut(StrictModel):
 
 
 class DeviceCreate(StrictModel):
-    public_key: Annotated[str, Field(min_length=1, max_length=100, description="base64 raw X25519 public key")]
+    public_key: Annotated[str, Field(min_length=44, max_length=100, pattern=r"^[ \t\r\n]*[A-Za-z0-9+/]{43}=[ \t\r\n]*$",
+                                     description="base64 of the raw 32-byte X25519 public key")]
     name: ShortText
 
 
@@ -88,6 +95,10 @@ class TierIn(StrictModel):
 
 
 class OfferPut(StrictModel):
+    """The kind in the path decides the shape (JSON Schema cannot see it; 422
+    otherwise): `purchase` and `convert` take `tokens` and no tiers; rentals take
+    1-20 `tiers` with distinct quantities, at most 36500 days for `rent_time`."""
+
     tokens: Tokens | None = Field(None, description="purchase and convert: the price")
     tiers: Annotated[list[TierIn], Field(max_length=20)] = Field(
         default_factory=list, description="rentals: quantity (days, uses, processings) and price")
@@ -106,16 +117,6 @@ class OfferPut(StrictModel):
 # present (`license_id`, `latest_version`, `expires_at` ...) have no default.
 # Datetimes are aware UTC, written RFC 3339 by pydantic ("...Z") as before
 # (POST /v1/orders and POST /v1/devices answer through jsonable_encoder: "+00:00").
-
-def _no_default(schema: dict) -> None:
-    schema.pop("default", None)
-
-
-def Absent(description: str):  # noqa: N802  (reads like a type in the models below)
-    """A key the service leaves out in some answers: typed, not nullable, no
-    `default: null` in the schema; absent from the JSON when not set."""
-    return Field(None, description=description, json_schema_extra=_no_default)
-
 
 
 
@@ -192,7 +193,7 @@ class VendorKeyEntry(BaseModel):
     public_key: str = Field(description="base64 raw Ed25519")
     current: bool
     retired_at: datetime | None = Field(None, description="absent on the current key",
-                                        json_schema_extra=_no_default)
+                                        json_schema_extra=no_default)
 
 
 class VendorKeyOut(BaseModel):
@@ -217,8 +218,9 @@ class DeviceListed(DeviceOut):
     license_count: int
 
 
-class DeviceInUseOut(BaseModel):
-    detail: str
+class DeviceInUseProblem(Problem):
+    """409: licenses are bound to the device."""
+
     license_count: int
 
 
@@ -305,15 +307,6 @@ class AdminReceiptOut(ReceiptOut):
     user_id: int
 
 
-class ShortageOut(BaseModel):
-    """402: short of tokens (FIG 8's numbers)."""
-
-    detail: str
-    required_tokens: int
-    available_tokens: int
-    shortage: int
-
-
 class OrderListItemOut(BaseModel):
     """A saved item as it was put: `quantity` and `license_id` only when given."""
 
@@ -359,10 +352,9 @@ class LicenseCodeOut(BaseModel):
     authorization_code: str
 
 
-class WrongDeviceOut(BaseModel):
+class WrongDeviceProblem(Problem):
     """409: the license is bound to another of the owner's devices."""
 
-    detail: str
     bound_device_id: str
 
 

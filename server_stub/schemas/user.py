@@ -6,13 +6,15 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from ..vocabulary import AccountStatus, Role, TokenKind
-from .common import StrictModel
+from .common import SPACES, StrictModel
 
 Username = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 Pin = Annotated[str, Field(min_length=4, max_length=12, pattern=r"^[0-9]+$")]
 FullName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+$")]
+_EMAIL_PART = rf"[^@\x00-\x1f{SPACES}]+"
+Email = Annotated[str, Field(min_length=3, max_length=254,
+                             pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$")]
 
 
 class AccountCreate(StrictModel):

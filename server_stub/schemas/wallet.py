@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from ..vocabulary import AccountStatus, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
-from .common import FROM_JSON, Id, StrictModel, TokenCount
+from .common import FROM_JSON, Id, StrictModel, TokenCount, state_no_nul
 
 
 class BundleOut(BaseModel):
@@ -27,13 +27,43 @@ class OffersOut(BaseModel):
     payment_methods: list[PaymentMethod]
 
 
+_CARD_FIELDS = ("card_number", "card_expiry", "card_cvc")
+_OFFLINE_METHODS = ["check", "money_order", "purchase_order"]
+
+
+def _purchase_rules(schema: dict) -> None:
+    """_one_amount, in the schema: exactly one of tokens and bundle_id; the card
+    fields with method card and only then."""
+    state_no_nul(schema)
+    schema["allOf"] = [
+        {"oneOf": [
+            {"required": ["tokens"], "properties": {"tokens": {"type": "integer"}, "bundle_id": {"type": "null"}}},
+            {"required": ["bundle_id"], "properties": {"bundle_id": {"type": "integer"}, "tokens": {"type": "null"}}},
+        ]},
+        {"oneOf": [
+            {"required": ["method", *_CARD_FIELDS],
+             "properties": {"method": {"const": "card"}, **{f: {"type": "string"} for f in _CARD_FIELDS}}},
+            {"properties": {"method": {"enum": _OFFLINE_METHODS}, **{f: {"type": "null"} for f in _CARD_FIELDS}}},
+        ]},
+    ]
+
+
 class TokenPurchaseCreate(StrictModel):
+    """A card must also pass the Luhn check and not have expired (422 otherwise:
+    JSON Schema cannot say either)."""
+
+    model_config = ConfigDict(json_schema_extra=_purchase_rules)
+
     tokens: TokenCount | None = None
     bundle_id: Id | None = None
     method: Annotated[PaymentMethod, FROM_JSON]
-    card_number: Annotated[str, Field(max_length=32)] | None = None
-    card_expiry: Annotated[str, Field(max_length=10)] | None = None
-    card_cvc: Annotated[str, Field(max_length=4)] | None = None
+    # the shapes services/cards.py parse_card accepts
+    card_number: Annotated[str, Field(max_length=32, pattern=r"^[ -]*([0-9][ -]*){12,19}$",
+                                      description="12-19 digits, spaces and dashes allowed")] | None = None
+    card_expiry: Annotated[str, Field(max_length=10, pattern=(
+        r"^[ \t\n\r]*(0?[1-9]|1[0-2])[ \t\n\r]*/[ \t\n\r]*([0-9]{2}|[0-9]{4})[ \t\n\r]*$"),
+        description="MM/YY or MM/YYYY, this month or later")] | None = None
+    card_cvc: Annotated[str, Field(max_length=4, pattern=r"^[0-9]{3,4}$")] | None = None
 
     @model_validator(mode="after")
     def _one_amount(self):
@@ -102,7 +132,8 @@ class GrantCreate(StrictModel):
     tokens: TokenCount
     kind: Annotated[TokenKind, FROM_JSON] = TokenKind.STANDARD
     # RFC 3339 with an offset (strict models take it from a JSON string)
-    expires_at: Annotated[AwareDatetime, Field(strict=False)] | None = None
+    expires_at: Annotated[AwareDatetime, Field(strict=False, description=(
+        "RFC 3339 with an offset; in the future and at most 100 years away (else 422)"))] | None = None
     memo: Annotated[str, Field(max_length=200)] = ""
 
 

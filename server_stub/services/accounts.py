@@ -15,7 +15,7 @@ from ..models.base import utcnow
 from ..models.user import User, UserSession
 from ..vocabulary import AccountStatus, Role, TokenKind, TransferKind
 from . import ledger
-from .errors import ApiError, Conflict, Forbidden, Locked
+from .errors import ApiError, Conflict, Locked
 from .pricing import policy
 from .idempotency import KeepsWrites
 
@@ -60,8 +60,8 @@ def activate_if_funded(db: Session, user: User, *, registration_grant: bool = Fa
 
 def require_active(user: User) -> None:
     if user.status != AccountStatus.ACTIVE:
-        raise Forbidden("account is inactive: buy the minimum number of tokens first",
-                        status=AccountStatus.INACTIVE)
+        raise AccountInactive("account is inactive: buy the minimum number of tokens first",
+                              account_status=AccountStatus.INACTIVE)
 
 
 # ---------------------------------------------------------------- lockouts
@@ -91,6 +91,12 @@ class BadCredentials(ApiError):
 class WrongPin(KeepsWrites, ApiError):
     """The failure it counts is committed with the (stored) refusal."""
     status_code = 403
+    problem = "wrong-pin"
+
+
+class AccountInactive(ApiError):
+    status_code = 403
+    problem = "account-inactive"
 
 
 class PinLockedNow(KeepsWrites, Locked):

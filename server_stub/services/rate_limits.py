@@ -50,9 +50,8 @@ from ..db import write_session
 from ..models.rate_limit import RateLimit
 from ..models.user import User
 from .accounts import BadCredentials, live_user, session_query
-from .errors import Locked, TooManyRequests
+from .errors import CardDeclined, Locked, TooManyRequests
 from .idempotency import Outcome
-from .wallet import CardDeclined
 
 SIGN_IN = "sign_in"
 REGISTRATION = "registration"

@@ -16,7 +16,7 @@ from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, T
 from . import ledger
 from .accounts import activate_if_funded, check_pin, find_user, require_active
 from .cards import parse_card, processor
-from .errors import ApiError, Conflict, Invalid, Locked, NotFound
+from .errors import CardDeclined, Conflict, Invalid, Locked, NotFound
 from .idempotency import KeepsWrites, Outcome
 from .pricing import (
     bp_to_percent, bundle_view, discount_bp, percent_to_bp, policy, preferred_discount_bp, purchase_amount,
@@ -95,14 +95,13 @@ def buy_tokens(db: Session, user_id: int, *, tokens: int | None, bundle_id: int 
     return Outcome(202, purchase_view(purchase))
 
 
-class CardDeclined(KeepsWrites, ApiError):
+class DeclinedPurchase(KeepsWrites, CardDeclined):
     """402: the declined purchase and the decline count are kept (FIG 3 step 115)."""
-
-    status_code = 402
 
     def __init__(self, purchase: TokenPurchase, decline_code: str):
         detail = "card declined: insufficient funds" if decline_code == "insufficient_funds" else "card declined"
-        super().__init__(detail, decline_code=decline_code, id=purchase.id, status=PurchaseStatus.DECLINED)
+        super().__init__(detail, decline_code=decline_code, id=purchase.id,
+                         purchase_status=PurchaseStatus.DECLINED)
 
 
 def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expiry, cvc) -> Outcome:
@@ -122,7 +121,7 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
             user.card_locked_until = utcnow() + timedelta(seconds=s.card_lockout_seconds)
             user.card_declines = 0
         db.flush()
-        raise CardDeclined(purchase, result.decline_code)
+        raise DeclinedPurchase(purchase, result.decline_code)
     user.card_declines = 0
     purchase.processor_ref = result.reference
     purchase.status = PurchaseStatus.COMPLETED

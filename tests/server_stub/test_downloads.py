@@ -67,7 +67,10 @@ def test_range_resumes_and_if_range_guards_a_changed_file(server, published):
     r = server.api("GET", _path(server, d), holder, headers={"Range": "bytes=10-19", "If-Range": '"stale"'})
     assert r.status_code == 200 and len(r.content) == SIZE
     r = server.api("GET", _path(server, d), holder, headers={"Range": f"bytes={SIZE + 5}-"})
-    assert r.status_code == 416
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{SIZE}"
+    assert r.headers["content-type"] == "application/problem+json" and r.json()["status"] == 416
+    r = server.api("GET", _path(server, d), holder, headers={"Range": "pages=1-2"})
+    assert r.status_code == 400 and r.json()["detail"] == "bad Range header: Only support bytes range"
     r = server.api("GET", _path(server, d), holder, headers={"If-None-Match": etag})
     assert r.status_code == 304 and r.content == b""
     r = server.api("HEAD", _path(server, d), holder)

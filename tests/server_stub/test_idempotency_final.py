@@ -97,7 +97,7 @@ def test_card_purchase_declined_for_funds_stays_402_and_counts_one_decline(serve
     first = post(server, u, "/v1/token-purchases", card(NO_FUNDS), key)
     assert first.status_code == 402, first.text
     body = first.json()
-    assert body["decline_code"] == "insufficient_funds" and body["status"] == "declined"
+    assert body["decline_code"] == "insufficient_funds" and body["purchase_status"] == "declined" and body["status"] == 402
     server.grant(u, 100)                                    # the wallet is topped up meanwhile
     for _ in range(3):
         again = post(server, u, "/v1/token-purchases", card(NO_FUNDS), key)

@@ -11,6 +11,7 @@ import jsonschema_rs
 import pytest
 
 from server_stub.schemas import store as s
+from server_stub.schemas.common import ShortageProblem
 from tests.support.store import make_catalog, order, register_device
 
 # /v1 routes outside the store whose 2xx answer has no model yet (not the
@@ -57,8 +58,8 @@ def test_every_v1_json_answer_has_a_schema(server):
     dl = spec["paths"]["/v1/products/{product_id}/download"]["get"]["responses"]["200"]["content"]
     assert set(dl) == {"application/octet-stream"}
     # the refusals with extra fields are documented with them
-    assert spec["paths"]["/v1/orders"]["post"]["responses"]["402"]["content"]["application/json"]["schema"] \
-        == {"$ref": "#/components/schemas/ShortageOut"}
+    assert spec["paths"]["/v1/orders"]["post"]["responses"]["402"]["content"]["application/problem+json"][
+        "schema"] == {"$ref": "#/components/schemas/ShortageProblem"}
 
 
 # ---------------------------------------------------------------- real answers
@@ -80,8 +81,9 @@ class Checker:
 
     def __call__(self, r, method: str, path: str, model, many: bool = False):
         body = r.json()
+        media_type = r.headers["content-type"].split(";")[0]   # application/problem+json for errors
         schema = self.spec["paths"][path][method.lower()]["responses"][str(r.status_code)]["content"][
-            "application/json"]["schema"]
+            media_type]["schema"]
         jsonschema_rs.validator_for({**schema, "components": self.spec["components"]}).validate(body)
         items = body if many else [body]
         for item in items:
@@ -179,7 +181,7 @@ def test_store_answers_validate_and_keep_exactly_their_keys(srv):
     poor_keys = register_device(srv, poor)
     r = order(srv, poor, poor_keys, items)
     assert r.status_code == 402
-    check(r, "POST", "/v1/orders", s.ShortageOut)
+    check(r, "POST", "/v1/orders", ShortageProblem)
 
     # licenses and codes
     lics = check(srv.api("GET", "/v1/licenses", user), "GET", "/v1/licenses", s.LicenseOut, many=True)

@@ -49,7 +49,8 @@ def test_inactive_sender_may_not_transfer(server):
     server.grant(a, 50)                     # below MT=100: still inactive
     assert server.me(a)["status"] == "inactive"
     r = send(server, a, b, 10)
-    assert r.status_code == 403 and r.json()["status"] == "inactive"
+    assert r.status_code == 403 and r.json()["account_status"] == "inactive"
+    assert r.json()["type"] == "https://tokenrent.example/problems/account-inactive"
 
 
 def test_five_wrong_pins_lock_transfers(server_factory):

@@ -6,20 +6,24 @@ from fastapi import Response
 
 from ...db import write_session
 from ...services import accounts, ledger, pricing, rate_limits
+from ...schemas.common import Problem
 from ...schemas.user import AccountCreate, AccountOut, CurrentSessionOut, MeOut, SessionCreate, SessionOut
 from ..deps import BearerToken, ClientAddress, CurrentUser, DbSession, WriteDb
+from ..problems import problems
 
 router = APIRouter(tags=["accounts"])
 
 
-@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut)
+@router.post("/accounts", status_code=status.HTTP_201_CREATED, response_model=AccountOut,
+             responses=problems((409, Problem, "the username is taken"), 422, 429))
 def register(body: AccountCreate, db: WriteDb, address: ClientAddress):
     rate_limits.count_attempt(rate_limits.REGISTRATION, address)  # every attempt counts; 429 first
     user = accounts.create_user(db, **body.model_dump())
     return AccountOut(id=user.id, username=user.username, status=user.status)
 
 
-@router.post("/sessions", response_model=SessionOut)
+@router.post("/sessions", response_model=SessionOut,
+             responses=problems((401, Problem, "wrong username or password"), 422, 423, 429))
 def sign_in(body: SessionCreate, address: ClientAddress):
     with rate_limits.sign_in_attempt(address, body.username):
         token, expires = accounts.authenticate(body.username, body.password)

@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ...models.user import User
 from ...models.wallet import TokenPurchase
+from ...schemas.common import Problem
 from ...schemas.user import AccountCreate, AccountOut
 from ...schemas.wallet import (
     BundleAdminOut, BundleUpsert, GrantCreate, GrantOut, LedgerCheckOut, OffersOut, PolicyUpdate,
@@ -20,8 +20,10 @@ from ...services.idempotency import Outcome, run_idempotent
 from ...vocabulary import PurchaseStatus, Role
 from ..answers import answer
 from ..deps import AdminUser, DbSession, IdempotencyKey, IdPath, WriteDb
+from ..problems import ADMINS_ONLY, problems
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ADMINS_ONLY)
+_SETTLE = problems((404, Problem, "no such token purchase"), (409, Problem, "the purchase is not in a state this allows"), 422)
 
 
 @router.get("/token-purchases", response_model=list[TokenPurchaseOut])
@@ -34,34 +36,35 @@ def list_purchases(_admin: AdminUser, db: DbSession,
     return [wallet.purchase_view(p) for p in db.scalars(q).all()]
 
 
-def _once(admin: User, key: str | None, scope: str, payload, operation) -> JSONResponse:
+def _once(admin: User, key: str | None, scope: str, payload, operation):
     """Run an operation that moves tokens or money exactly once per Idempotency-Key."""
     return answer(run_idempotent(admin.id, key, scope, payload, operation))
 
 
-def _settle(admin: User, key: str | None, action: str, purchase_id: int, settle) -> JSONResponse:
+def _settle(admin: User, key: str | None, action: str, purchase_id: int, settle):
     return _once(admin, key, f"POST /v1/admin/token-purchases/{{id}}/{action}", {"purchase_id": purchase_id},
                  lambda db: Outcome(200, wallet.purchase_view(settle(db, purchase_id))))
 
 
-@router.post("/token-purchases/{purchase_id}/confirm", response_model=TokenPurchaseOut)
+@router.post("/token-purchases/{purchase_id}/confirm", response_model=TokenPurchaseOut, responses=_SETTLE)
 def confirm_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
     """Payment received: credits a pending purchase, or settles one on credit."""
     return _settle(admin, idempotency_key, "confirm", purchase_id, wallet.confirm_purchase)
 
 
-@router.post("/token-purchases/{purchase_id}/credit", response_model=TokenPurchaseOut)
+@router.post("/token-purchases/{purchase_id}/credit", response_model=TokenPurchaseOut, responses=_SETTLE)
 def credit_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
     """FIG 13: credit the tokens before payment; the purchase stays a receivable."""
     return _settle(admin, idempotency_key, "credit", purchase_id, wallet.credit_before_payment)
 
 
-@router.post("/token-purchases/{purchase_id}/cancel", response_model=TokenPurchaseOut)
+@router.post("/token-purchases/{purchase_id}/cancel", response_model=TokenPurchaseOut, responses=_SETTLE)
 def cancel_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
     return _settle(admin, idempotency_key, "cancel", purchase_id, wallet.cancel_purchase)
 
 
-@router.post("/grants", status_code=201, response_model=GrantOut)
+@router.post("/grants", status_code=201, response_model=GrantOut,
+             responses=problems((404, Problem, "no such user"), 422))
 def grant(body: GrantCreate, admin: AdminUser, idempotency_key: IdempotencyKey = None):
     """Free tokens for a user. A retry with the same Idempotency-Key grants once."""
     def operation(db) -> Outcome:
@@ -84,7 +87,9 @@ def set_bundle(body: BundleUpsert, _admin: AdminUser, db: WriteDb):
     return wallet.bundle_admin_view(b)
 
 
-@router.patch("/users/{user_id}", response_model=UserFlagsOut)
+@router.patch("/users/{user_id}", response_model=UserFlagsOut,
+              responses=problems((404, Problem, "no such user"),
+                                 (409, Problem, "the limit is below what the user has drawn (`debt`)"), 422))
 def set_user_flags(user_id: IdPath, body: UserFlagsUpdate, _admin: AdminUser, db: WriteDb):
     user = db.get(User, user_id)
     if user is None:
@@ -97,7 +102,8 @@ def set_user_flags(user_id: IdPath, body: UserFlagsUpdate, _admin: AdminUser, db
             "preferred": user.preferred}
 
 
-@router.post("/admins", status_code=201, response_model=AccountOut)
+@router.post("/admins", status_code=201, response_model=AccountOut,
+             responses=problems((409, Problem, "the username is taken"), 422))
 def create_admin(body: AccountCreate, _admin: AdminUser, db: WriteDb):
     user = accounts.create_user(db, **body.model_dump(), role=Role.ADMIN)
     return AccountOut(id=user.id, username=user.username, status=user.status)

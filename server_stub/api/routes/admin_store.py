@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime
 from sqlalchemy import select
 
 from ...db import write_session
 from ...models.store import Offer, Order
 from ...models.user import User
-from ...schemas.common import ErrorOut
+from ...schemas.common import Problem, Rfc3339
 from ...schemas.store import (
     AdminReceiptOut, CategoryCreate, CategoryOut, CategoryUpdate, KeyRotatedOut, OfferOut, OfferPut,
     ProductCreate, ProductOut, ProductUpdate, SalesReportOut, VersionOut,
@@ -23,23 +21,25 @@ from ...services import catalog, orders, signing_keys
 from ...services.errors import Invalid, NotFound
 from ...vocabulary import OfferKind
 from ..deps import AdminUser, DbSession, IdPath, WriteDb
+from ..problems import ADMINS_ONLY, problems
 
-router = APIRouter(prefix="/admin", tags=["admin store"])
-_ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+router = APIRouter(prefix="/admin", tags=["admin store"], responses=ADMINS_ONLY)
+_ERRORS = problems(404, 409, 422)
 MAX_UPLOAD = 2 * 1024 * 1024 * 1024
 # Offers leave out tiers/unit or tokens/cash_cents, deliveries their download
 # fields: serialized with exclude_unset, an absent key stays absent.
 _SPARSE = {"response_model_exclude_unset": True}
 
 
-@router.get("/products", response_model=list[ProductOut], **_SPARSE)
+@router.get("/products", response_model=list[ProductOut], responses=problems((404, Problem, "no such category"), 422),
+            **_SPARSE)
 def all_products(_admin: AdminUser, db: DbSession,
                  category_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None):
     """Every product, inactive ones and inactive offers included."""
     return catalog.list_products(db, category_id, include_inactive=True)
 
 
-@router.post("/categories", status_code=201, response_model=CategoryOut, responses=_ERRORS)
+@router.post("/categories", status_code=201, response_model=CategoryOut, responses=problems(409, 422))
 def create_category(body: CategoryCreate, _admin: AdminUser, db: WriteDb):
     return catalog.category_view(catalog.create_category(db, body.name, body.description, body.position))
 
@@ -61,7 +61,8 @@ def update_product(product_id: IdPath, body: ProductUpdate, _admin: AdminUser, d
     return catalog.product_views(db, [p], include_inactive_offers=True)[0]
 
 
-@router.put("/products/{product_id}/offers/{kind}", response_model=OfferOut, responses=_ERRORS, **_SPARSE)
+@router.put("/products/{product_id}/offers/{kind}", response_model=OfferOut, responses=problems(404, 422),
+            **_SPARSE)
 def put_offer(product_id: IdPath, kind: OfferKind, body: OfferPut, _admin: AdminUser, db: WriteDb):
     """Create or replace the product's offer of this kind (tiers as a whole)."""
     offer = catalog.put_offer(db, product_id, kind, body.tokens, [(t.quantity, t.tokens) for t in body.tiers],
@@ -69,7 +70,7 @@ def put_offer(product_id: IdPath, kind: OfferKind, body: OfferPut, _admin: Admin
     return catalog.offer_detail(db, offer)
 
 
-@router.delete("/offers/{offer_id}", response_model=OfferOut, responses=_ERRORS, **_SPARSE)
+@router.delete("/offers/{offer_id}", response_model=OfferOut, responses=problems(404, 422), **_SPARSE)
 def withdraw_offer(offer_id: IdPath, _admin: AdminUser, db: WriteDb):
     """Withdraw an offer (kept for receipts; no longer orderable)."""
     offer = db.get(Offer, offer_id)
@@ -81,15 +82,16 @@ def withdraw_offer(offer_id: IdPath, _admin: AdminUser, db: WriteDb):
 
 
 @router.post("/products/{product_id}/versions", status_code=201, response_model=VersionOut,
-             responses={**_ERRORS, 413: {"model": ErrorOut}},
+             responses=problems(404, 409, 413, 422, 503),
              openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {
-                 "type": "string", "format": "binary"}}}, "required": True}})
+                 "type": "string", "format": "binary", "minLength": 1}}}, "required": True}})
 async def publish_version(product_id: IdPath, request: Request, _admin: AdminUser,
-                          version: Annotated[str | None, Query(max_length=64)] = None,
+                          version: Annotated[str | None, Query(max_length=64, pattern=catalog.VERSION_RE.pattern)] = None,
                           file_name: Annotated[str, Query(min_length=1, max_length=200)] = "package.bin"):
-    """Upload a product version's file (the request body, streamed to disk).
-    A TokenRent package must be signed by a vendor key and be for this product;
-    its version comes from its manifest. Any other file needs ?version=."""
+    """Upload a product version's file (the request body, streamed to disk, not
+    empty). A TokenRent package must be signed by a vendor key and be for this
+    product; its version comes from its manifest. Any other file needs ?version=
+    (422 otherwise)."""
     tmpdir = tempfile.mkdtemp(prefix="upload-", dir=_ensure(catalog.packages_dir()))
     path = os.path.join(tmpdir, "upload.bin")
     try:
@@ -119,7 +121,7 @@ def _ensure(path):
     return str(path)
 
 
-@router.post("/vendor-key/rotate", status_code=201, response_model=KeyRotatedOut)
+@router.post("/vendor-key/rotate", status_code=201, response_model=KeyRotatedOut, responses=problems(503))
 def rotate_key(_admin: AdminUser, db: WriteDb):
     """New codes use a new key; codes signed before stay valid (the old public
     key stays listed in GET /v1/vendor-key)."""
@@ -127,13 +129,13 @@ def rotate_key(_admin: AdminUser, db: WriteDb):
 
 
 @router.get("/sales", response_model=SalesReportOut)
-def sales(_admin: AdminUser, db: DbSession, since: AwareDatetime | None = None,
-          until: AwareDatetime | None = None):
+def sales(_admin: AdminUser, db: DbSession, since: Rfc3339 | None = None, until: Rfc3339 | None = None):
     """Products-sold records: items, tokens and cash per product and kind."""
     return orders.sales_report(db, since, until)
 
 
-@router.get("/orders", response_model=list[AdminReceiptOut], **_SPARSE)
+@router.get("/orders", response_model=list[AdminReceiptOut], responses=problems((404, Problem, "no such user"), 422),
+            **_SPARSE)
 def all_orders(_admin: AdminUser, db: DbSession,
                # no NUL: PostgreSQL cannot compare text with one (a 500, found by the fuzz run); 422
                username: Annotated[str | None, Query(max_length=32, pattern=r"^[^\x00]*$")] = None,

@@ -9,25 +9,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from sqlalchemy import select
 
 from ...models.store import License, ProductVersion
-from ...schemas.common import MAX_ID, ErrorOut
+from ...schemas.common import MAX_ID, Problem, ShortageProblem
 from ...schemas.store import (
-    CategoryListed, DeviceCreate, DeviceInUseOut, DeviceListed, DeviceOut, DeviceRename, LicenseCodeOut,
+    CategoryListed, DeviceCreate, DeviceInUseProblem, DeviceListed, DeviceOut, DeviceRename, LicenseCodeOut,
     LicenseOut, OrderCreate, OrderListOut, OrderListPut, ProductDetailOut, ProductOut, QuoteCreate, QuoteOut,
-    ReceiptOut, ShortageOut, VendorKeyOut, WrongDeviceOut,
+    ReceiptOut, VendorKeyOut, WrongDeviceProblem,
 )
 from ...services import catalog, devices, licenses, orders, signing_keys
-from ...services.errors import Forbidden, NotFound
+from ...services.errors import ApiError, Forbidden, NotFound
 from ...services.idempotency import run_idempotent
 from ..answers import answer
 from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath, WriteDb
+from ..problems import problems
 
 router = APIRouter(tags=["store"])
 
 DevicePath = Annotated[str, Query(pattern=r"^[0-9a-f]{32}$")]
-_ERRORS = {404: {"model": ErrorOut}, 409: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+_NO_DEVICE = (404, Problem, "no such device, offer, license or product of yours")
 # Answers with keys that are sometimes absent (offers' tiers/unit or tokens/cash_cents,
 # deliveries' download fields, saved items' quantity/license_id, a current key's
 # retired_at) are serialized with exclude_unset: an absent key stays absent.
@@ -42,13 +44,14 @@ def categories(db: DbSession):
     return catalog.list_categories(db)
 
 
-@router.get("/products", response_model=list[ProductOut], **_SPARSE)
+@router.get("/products", response_model=list[ProductOut], responses=problems((404, Problem, "no such category"), 422),
+            **_SPARSE)
 def products(db: DbSession, category_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
     """FIG 7: products with their offers (tokens and cash equivalent)."""
     return catalog.list_products(db, category_id)
 
 
-@router.get("/products/{product_id}", response_model=ProductDetailOut, responses=_ERRORS, **_SPARSE)
+@router.get("/products/{product_id}", response_model=ProductDetailOut, responses=problems(404, 422), **_SPARSE)
 def product(product_id: IdPath, db: DbSession):
     p = catalog.get_product(db, product_id)
     out = catalog.product_views(db, [p])[0]
@@ -58,7 +61,7 @@ def product(product_id: IdPath, db: DbSession):
     return out
 
 
-@router.get("/vendor-key", response_model=VendorKeyOut, **_SPARSE)
+@router.get("/vendor-key", response_model=VendorKeyOut, responses=problems(503), **_SPARSE)
 def vendor_key(db: DbSession):
     """The key new codes are signed with (`kid`, `public_key`: base64 raw
     Ed25519) and every key the agent should trust (`keys`)."""
@@ -78,9 +81,26 @@ def _file_answer(request: Request, v: ProductVersion):
     headers = {"etag": etag, "x-content-sha256": v.sha256, "cache-control": "private, no-transform"}
     if _none_match(request.headers.get("if-none-match"), v.sha256):
         return Response(status_code=304, headers=headers)
-    # FileResponse streams in chunks and answers Range / If-Range (206, 416).
-    return FileResponse(path, headers=headers, filename=v.file_name, stat_result=st,
-                        media_type="application/octet-stream")
+    # FileResponse streams in chunks and answers Range / If-Range (206).
+    answer = FileResponse(path, headers=headers, filename=v.file_name, stat_result=st,
+                          media_type="application/octet-stream")
+    _refuse_bad_range(request, answer, st.st_size)
+    return answer
+
+
+def _refuse_bad_range(request: Request, answer: FileResponse, size: int) -> None:
+    """FileResponse would refuse a bad Range in plain text (400, 416); refuse it
+    first, as problem details, with the same parser and the same conditions."""
+    wanted, if_range = request.headers.get("range"), request.headers.get("if-range")
+    if wanted is None or (if_range is not None and not answer._should_use_range(if_range)):
+        return
+    try:
+        FileResponse._parse_range_header(wanted, size)
+    except MalformedRangeHeader as e:
+        raise ApiError(f"bad Range header: {e.content}", 400) from None
+    except RangeNotSatisfiable:
+        raise ApiError(f"the range starts beyond the file ({size} bytes)", 416,
+                       headers={"Content-Range": f"bytes */{size}"}) from None
 
 
 _ETAG_RE = re.compile(r'(?:W/)?"([^"]*)"')
@@ -115,7 +135,9 @@ def _licensed_version(db, user, product_id: int, version_id: int | None) -> Prod
 _DL_RESPONSES = {200: {"description": "the file", "content": {"application/octet-stream": {
                      "schema": {"type": "string", "format": "binary"}}}},
                  206: {"description": "a byte range"}, 304: {"description": "not modified"},
-                 403: {"model": ErrorOut}, 404: {"model": ErrorOut}}
+                 **problems((400, Problem, "a malformed Range header"),
+                            (416, Problem, "the Range starts beyond the file (with `Content-Range: bytes */SIZE`)"),(403, Problem, "only a holder of a license for the product may download it"),
+                            (404, Problem, "no such product, or no published version (or file) of it"), 422)}
 # The answer is the file (a FileResponse): documented as octet-stream, not JSON.
 _DL = {"responses": _DL_RESPONSES, "response_class": Response}
 
@@ -142,7 +164,7 @@ def download_version(product_id: IdPath, version_id: IdPath, request: Request, u
 
 @router.post("/devices", status_code=201, response_model=DeviceOut,
              responses={200: {"model": DeviceOut, "description": "the same key again: the same device, renamed"},
-                        **_ERRORS})
+                        **problems((409, Problem, "the account has the most devices allowed"), 422)})
 def register_device(body: DeviceCreate, user: CurrentUser, db: WriteDb):
     """Register this computer's X25519 public key. The same key again answers
     200 with the same device (the name is updated)."""
@@ -158,13 +180,15 @@ def list_devices(user: CurrentUser, db: DbSession):
     return devices.list_devices(db, user.id)
 
 
-@router.patch("/devices/{device_id}", response_model=DeviceOut, responses=_ERRORS)
+@router.patch("/devices/{device_id}", response_model=DeviceOut,
+              responses=problems((404, Problem, "no such device of yours"), 422))
 def rename_device(device_id: str, body: DeviceRename, user: CurrentUser, db: WriteDb):
     return devices.device_view(devices.rename(db, user.id, device_id, body.name))
 
 
 @router.delete("/devices/{device_id}", status_code=204,
-               responses={**_ERRORS, 409: {"model": DeviceInUseOut, "description": "licenses are bound to it"}})
+               responses=problems((404, Problem, "no such device of yours"),
+                                  (409, DeviceInUseProblem, "licenses are bound to it"), 422))
 def remove_device(device_id: str, user: CurrentUser, db: WriteDb):
     devices.remove(db, user.id, device_id)
     return Response(status_code=204)
@@ -172,7 +196,7 @@ def remove_device(device_id: str, user: CurrentUser, db: WriteDb):
 
 # ---------------------------------------------------------------- quotes, orders
 
-@router.post("/quotes", response_model=QuoteOut, responses=_ERRORS)
+@router.post("/quotes", response_model=QuoteOut, responses=problems(_NO_DEVICE, 409, 422))
 def quote(body: QuoteCreate, user: CurrentUser, db: DbSession):
     """FIG 8: RT, AT and what would remain, item by item. Moves nothing."""
     from ...models.user import User
@@ -181,8 +205,9 @@ def quote(body: QuoteCreate, user: CurrentUser, db: DbSession):
 
 
 @router.post("/orders", status_code=201, response_model=ReceiptOut,
-             responses={402: {"model": ShortageOut, "description": "short of tokens: RT, AT, shortage"},
-                        403: {"model": ErrorOut, "description": "inactive account"}, **_ERRORS})
+             responses=problems((402, ShortageProblem, "short of tokens: RT, AT, shortage"),
+                                (403, Problem, "the account is inactive (`type` .../account-inactive)"),
+                                _NO_DEVICE, 409, 422, 503))
 def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 9, 10: hold the tokens, create or extend the licenses, issue their
     codes for the device, post the hold. Exactly once per Idempotency-Key."""
@@ -202,7 +227,7 @@ def my_orders(user: CurrentUser, db: DbSession, limit: Annotated[int, Query(ge=1
     return orders.list_orders(db, user.id, limit, before_id)
 
 
-@router.get("/orders/{order_id}", response_model=ReceiptOut, responses=_ERRORS, **_SPARSE)
+@router.get("/orders/{order_id}", response_model=ReceiptOut, responses=problems(404, 422), **_SPARSE)
 def my_order(order_id: IdPath, user: CurrentUser, db: DbSession):
     """A receipt: items, tokens, cash equivalent, balance after, deliveries."""
     return orders.receipt(db, orders.owned_order(db, user.id, order_id))
@@ -214,7 +239,7 @@ def get_order_list(user: CurrentUser, db: DbSession):
     return orders.get_order_list(db, user.id)
 
 
-@router.put("/order-list", response_model=OrderListOut, responses=_ERRORS, **_SPARSE)
+@router.put("/order-list", response_model=OrderListOut, responses=problems(_NO_DEVICE, 422), **_SPARSE)
 def put_order_list(body: OrderListPut, user: CurrentUser, db: WriteDb):
     """Save the order list (an empty list clears it). Placing an order clears it."""
     return orders.put_order_list(db, user.id, [i.model_dump(exclude_none=True) for i in body.items])
@@ -234,7 +259,7 @@ def my_licenses(user: CurrentUser, db: DbSession):
     return licenses.list_licenses(db, user.id)
 
 
-@router.get("/licenses/{license_id}", response_model=LicenseOut, responses=_ERRORS)
+@router.get("/licenses/{license_id}", response_model=LicenseOut, responses=problems(404, 422))
 def my_license(license_id: IdPath, user: CurrentUser, db: DbSession):
     from ...models.store import Device
 
@@ -243,7 +268,8 @@ def my_license(license_id: IdPath, user: CurrentUser, db: DbSession):
 
 
 @router.get("/licenses/{license_id}/code", response_model=LicenseCodeOut,
-            responses={**_ERRORS, 409: {"model": WrongDeviceOut, "description": "bound to another of your devices"}})
+            responses=problems((404, Problem, "no such license or device of yours"),
+                               (409, WrongDeviceProblem, "bound to another of your devices"), 422, 503))
 def license_code(license_id: IdPath, device_id: DevicePath, user: CurrentUser, db: DbSession):
     """A fresh code with the license's current serial and totals, for the
     registered device it is bound to."""

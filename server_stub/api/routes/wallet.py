@@ -7,16 +7,17 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from ...models.wallet import TokenPurchase
-from ...schemas.common import ErrorOut, MAX_ID
+from ...schemas.common import MAX_ID, CardDeclinedProblem, LockedProblem, Problem, ShortageProblem
 from ...schemas.wallet import (
     LedgerOut, OffersOut, TokenPurchaseCreate, TokenPurchaseOut, TransferCreate, TransferOut,
 )
 from ...services import accounts, ledger, rate_limits, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import run_idempotent
+from ...vocabulary import PaymentMethod
 from ..answers import answer
 from ..deps import CardCaller, CurrentUser, DbSession, IdempotencyKey, IdPath, PinCaller
-from ...vocabulary import PaymentMethod
+from ..problems import problems
 from .accounts import sweep_expired
 
 router = APIRouter(tags=["wallet"])
@@ -38,8 +39,9 @@ def my_token_offers(user: CurrentUser, db: DbSession):
 @router.post(
     "/token-purchases", status_code=201, response_model=TokenPurchaseOut,
     responses={202: {"model": TokenPurchaseOut, "description": "off-line: pending payment"},
-               402: {"model": ErrorOut, "description": "card declined"},
-               423: {"model": ErrorOut, "description": "card purchases locked after declines"}},
+               **problems((402, CardDeclinedProblem, "card declined (the purchase is recorded as declined)"),
+                          (404, Problem, "no such bundle"), 422,
+                          (423, LockedProblem, "card purchases locked after repeated declines"), 429)},
 )
 def buy_tokens(body: TokenPurchaseCreate, caller: CardCaller, idempotency_key: IdempotencyKey = None):
     user = caller.user
@@ -60,7 +62,7 @@ def my_token_purchases(user: CurrentUser, db: DbSession):
     return [wallet.purchase_view(p) for p in rows]
 
 
-@router.get("/token-purchases/{purchase_id}", response_model=TokenPurchaseOut)
+@router.get("/token-purchases/{purchase_id}", response_model=TokenPurchaseOut, responses=problems(404, 422))
 def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
     p = db.get(TokenPurchase, purchase_id)
     if p is None or p.user_id != user.id:  # another user's purchase does not exist for you
@@ -70,8 +72,11 @@ def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
 
 @router.post(
     "/transfers", status_code=201, response_model=TransferOut,
-    responses={402: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
-               423: {"model": ErrorOut}},
+    responses=problems((402, ShortageProblem, "not enough transferable tokens"),
+                       (403, Problem, "wrong PIN (`type` .../wrong-pin), or the account is inactive "
+                                      "(`type` .../account-inactive)"),
+                       (404, Problem, "no user with that username and full name"), 422,
+                       (423, LockedProblem, "PIN entries locked after repeated wrong PINs"), 429),
 )
 def transfer_tokens(body: TransferCreate, caller: PinCaller, idempotency_key: IdempotencyKey = None):
     """FIG 11: PIN, recipient's username and full name must match; only
