@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +121,7 @@ def prepare_home(home: Path, env: dict) -> None:
     vendor = Ed25519PrivateKey.generate()
     run("trust", base64.b64encode(codes.raw_public_ed25519(vendor)).decode())
     grant = codes.Grant(license_id="bench", serial=1, product_id="4", device_id=device["device_id"], kind="uses",
-                        issued_at=datetime.now(timezone.utc), store_url="tokenrent://product/4", uses=10_000_000)
+                        issued_at=datetime.now(UTC), store_url="tokenrent://product/4", uses=10_000_000)
     run("install", codes.issue_code(grant, vendor, base64.b64decode(device["public_key"])))
 
 

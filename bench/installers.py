@@ -99,7 +99,7 @@ def main() -> int:
     fz, nf = results["frozen license-agent check"]["p50_ms"], results["non-frozen license-agent check"]["p50_ms"]
     # Paired: the two runs of one round saw the same machine load, so their ratio is steadier.
     paired = statistics.median(f / n for f, n in zip(samples["frozen license-agent check"],
-                                                      samples["non-frozen license-agent check"]))
+                                                      samples["non-frozen license-agent check"], strict=True))
     print(f"\nfrozen / non-frozen check: p50 ratio {fz / nf:.2f}x, median of paired ratios {paired:.2f}x")
     results["paired_frozen_over_nonfrozen"] = paired
     out = ROOT / "bench" / "results"

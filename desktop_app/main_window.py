@@ -227,7 +227,7 @@ class MainWindow(QMainWindow):
         deliveries = answer.deliveries
         self.state.install_codes(deliveries)
         downloads = self.state.cache.data.setdefault("download_urls", {})
-        wanted = {l.product.id for l in lines if l.needs_download()}
+        wanted = {line.product.id for line in lines if line.needs_download()}
         for d in deliveries:
             if d.download_url is not None:
                 info_ = {"url": d.download_url, "sha256": d.sha256, "size": d.size}

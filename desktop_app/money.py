@@ -18,7 +18,7 @@ class Pricing:
         self.currency = currency
 
     @classmethod
-    def from_offers(cls, offers: "TokenOffers | None") -> "Pricing":
+    def from_offers(cls, offers: TokenOffers | None) -> Pricing:
         """The server states no currency: its cents are the store's (USD) cents."""
         return cls(offers.token_price_cents if offers is not None else None)
 

@@ -45,7 +45,7 @@ class AppPaths:
     def library_cache(self) -> Path:
         return self.cache_dir / "library.json"
 
-    def ensure(self) -> "AppPaths":
+    def ensure(self) -> AppPaths:
         for d in (self.config_dir, self.data_dir, self.cache_dir):
             d.mkdir(parents=True, exist_ok=True)
         return self

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 

@@ -210,7 +210,7 @@ class Agent:
                 "home": str(self.home),
                 "secret_store": self.state.store.name,
                 "licenses": [gate.license_summary(model, lic, now)
-                             for lic in sorted(model.licenses.values(), key=lambda l: l.installed_seq)],
+                             for lic in sorted(model.licenses.values(), key=lambda one: one.installed_seq)],
                 "trusted_keys": sorted(model.trusted),
                 "clock": {"now": time_text(now), "latest_seen": time_text(model.max_seen) if model.max_seen else None,
                           "behind": gate.clock_is_behind(model, now)},

@@ -127,7 +127,7 @@ class DaemonConnection:
         self._next_id = 0
 
     @classmethod
-    def for_home(cls, home: Path, timeout: float = 30.0) -> "DaemonConnection":
+    def for_home(cls, home: Path, timeout: float = 30.0) -> DaemonConnection:
         """The daemon serving this home: its Unix socket, else the TCP port in its token file.
         Raises OSError when no daemon answers there."""
         errors = []
@@ -225,7 +225,7 @@ class Client:
     def consume(self, product_id, n: int = 1, *, raise_denied: bool = True) -> Answer:
         return self._call("consume", raise_denied, product_id=str(product_id), n=n)
 
-    def reserve(self, product_id, n: int = 1, ttl: int = DEFAULT_RESERVATION_TTL) -> "Reservation":
+    def reserve(self, product_id, n: int = 1, ttl: int = DEFAULT_RESERVATION_TTL) -> Reservation:
         return Reservation(self, self._call("reserve", True, product_id=str(product_id), n=n, ttl=ttl))
 
     def commit(self, reservation_id: str, n: int | None = None) -> Answer:

@@ -22,8 +22,8 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import Mapping
+from datetime import datetime, UTC
+from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -112,14 +112,14 @@ def raw_public_x25519(key: X25519PublicKey | X25519PrivateKey) -> bytes:
 
 
 def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_utc(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no time zone")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ class Grant:
         return data
 
     @classmethod
-    def from_payload(cls, data: Mapping) -> "Grant":
+    def from_payload(cls, data: Mapping) -> Grant:
         try:
             fields = dict(data)
             unknown = set(fields) - set(cls.__dataclass_fields__)

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -149,7 +149,7 @@ def install_package(source: str | os.PathLike | bytes, programs_root: str | os.P
             raise
         _write_json_atomic(pdir / CURRENT_FILE, {
             "product_id": m.product_id, "version": m.version, "entry": m.entry, "kid": verified.kid,
-            "name": m.name, "installed_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "name": m.name, "installed_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         })
     except OSError as e:  # e.g. a file of the old version in use (Windows), or the disk full
         shutil.rmtree(staging, ignore_errors=True)

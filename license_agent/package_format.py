@@ -33,7 +33,7 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 
 from cryptography.exceptions import InvalidSignature
@@ -281,7 +281,7 @@ def build_package(src_dir: str | os.PathLike, out_file: str | os.PathLike, *, pr
         raise PackageError(f"the entry program {first!r} is not a file in {src}")
     manifest = Manifest(product_id=product_id, version=version, entry=entry, name=name,
                         files=tuple(f for f, _ in files),
-                        created_at=datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+                        created_at=datetime.now(UTC).replace(microsecond=0).isoformat())
     manifest_bytes = manifest.to_json_bytes()
     signature = {
         "kid": kid_for(_public_raw(signing_key.public_key())),

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from .errors import Busy, Tampered
@@ -53,7 +53,7 @@ JOURNAL_KEY = "journal_key"
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # built once: it is on every check
@@ -84,7 +84,7 @@ class State:
 
     # -- opening --------------------------------------------------------------------------
     @classmethod
-    def open(cls, home: Path) -> "State":
+    def open(cls, home: Path) -> State:
         ensure_home(home)
         lock_fd = os.open(lock_path(home), os.O_RDWR | os.O_CREAT | OPEN_FLAGS, 0o600)
         try:
@@ -98,7 +98,7 @@ class State:
             raise
 
     @classmethod
-    def _open_locked(cls, home: Path, lock_fd: int) -> "State":
+    def _open_locked(cls, home: Path, lock_fd: int) -> State:
         store = open_secret_store(home)
         db_path = database_path(home)
         anchor = store.get_anchor()
@@ -130,7 +130,7 @@ class State:
             raise
 
     @classmethod
-    def _initialise(cls, home, store, conn, lock_fd, device_key, journal_key) -> "State":
+    def _initialise(cls, home, store, conn, lock_fd, device_key, journal_key) -> State:
         from .codes import device_id_for, raw_public_x25519  # cryptography only at set-up
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
         from cryptography.hazmat.primitives import serialization
@@ -238,7 +238,7 @@ class State:
                     self._conn.execute("ROLLBACK")
                 raise
         # Committed and synced: only now may anyone be told "allowed".
-        for (row_seq, row_at, kind, _text, _mac_hex), (_kind, body) in zip(rows, entries):
+        for (row_seq, row_at, kind, _text, _mac_hex), (_kind, body) in zip(rows, entries, strict=True):
             self.model.apply(row_seq, row_at, kind, body, at=moment)
             if kind == "checkpoint":
                 self._checkpoint_seq = row_seq

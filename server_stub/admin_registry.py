@@ -5,7 +5,7 @@ The command modules (admin_cli, admin_store_cli) import this table; admin_cli
 builds the parser from it. Nothing here imports a command module."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 COMMANDS: dict[str, tuple[str, list[tuple[tuple, dict]], Callable]] = {}
 

@@ -126,7 +126,7 @@ class SignInDialog(QDialog):
                         retry_after_sign_in=False)
 
 
-def activation_text(me: "Me", pricing) -> str:
+def activation_text(me: Me, pricing) -> str:
     """What an inactive account must do to become active."""
     minimum = me.min_tokens
     return (f"Your account is not active yet. Buy at least {pricing.tokens_text(minimum)} "

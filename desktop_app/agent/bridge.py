@@ -14,7 +14,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from desktop_app.agent.replies import AgentDevice, AgentFailure, AgentStatus, Doctor, GateAnswer, Installed, Trusted
 from desktop_app.wire import ReplyError, parse

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
 
 from desktop_app.api.replies import (Account, Category, Declined, Device, Ledger, License, LicenseCode, Me, OrderList, Product,
                                      Quote, Receipt, Session, Shortage, TokenOffers, TokenPurchase, Transfer,
@@ -114,7 +115,7 @@ class ApiClient:
         self._local = threading.local()
 
     # -- plumbing ---------------------------------------------------------
-    def _session(self) -> "requests.Session":
+    def _session(self) -> requests.Session:
         s = getattr(self._local, "session", None)
         if s is None:
             import requests   # imported on first use, on a worker thread: a faster start
@@ -154,7 +155,7 @@ class ApiClient:
         except ReplyError as exc:
             raise AnswerNotUnderstood(exc.user_message, resp.status_code, {"detail": str(exc)}) from exc
 
-    def _answer(self, resp: "requests.Response", auth: bool) -> Any:
+    def _answer(self, resp: requests.Response, auth: bool) -> Any:
         try:
             body = resp.json() if resp.content else {}
         except ValueError:

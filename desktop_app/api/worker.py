@@ -8,13 +8,14 @@ delivers them queued.
 from __future__ import annotations
 
 import traceback
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 from desktop_app.api.client import ApiError
 
-_live_relays: set["_Relay"] = set()
+_live_relays: set[_Relay] = set()
 
 
 class _Relay(QObject):

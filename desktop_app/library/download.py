@@ -17,7 +17,8 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import requests
 import urllib3
@@ -130,7 +131,7 @@ class _SavableSha256:
         return {"openssl": self._version.decode("ascii", "replace"), "ctx": self._ctx.raw.hex()}
 
     @classmethod
-    def restore(cls, saved: dict | None) -> "_SavableSha256 | None":
+    def restore(cls, saved: dict | None) -> _SavableSha256 | None:
         if not saved or not cls.available() or saved.get("openssl") != cls._version.decode("ascii", "replace"):
             return None
         try:
@@ -151,7 +152,7 @@ class _Hasher:
 
     def __init__(self, existing: Path | None = None, upto: int = 0, *, start: int = 0, initial=None):
         import queue
-        self._queue: "queue.Queue[bytes | None]" = queue.Queue(maxsize=64)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
         self._hash = initial if initial is not None else _new_sha256()
         self.count = start                  # bytes hashed so far (on the hashing thread)
         self._existing = existing
@@ -296,7 +297,7 @@ class Download:
                         raise DownloadError("The download stopped: the server cannot be reached. "
                                             "It will continue from where it stopped.") from exc
                     if self._pause.wait(min(self.retry_wait * 2 ** (failures - 1), 10)):
-                        raise DownloadPaused()
+                        raise DownloadPaused() from None
                     # re-sync with the disk: the bytes counted are the bytes written
                     hasher.abandon()
                     received = self.received_bytes()
@@ -309,7 +310,7 @@ class Download:
             raise
         return self._finish(hasher.hexdigest(), received, state)
 
-    def _resumed_hasher(self, state: dict, received: int) -> "_Hasher":
+    def _resumed_hasher(self, state: dict, received: int) -> _Hasher:
         """After a restart: continue from the saved hash state and hash only the bytes written
         after it; without a usable saved state, hash the whole part again (on the hashing
         thread, while the rest is being received)."""
@@ -320,7 +321,7 @@ class Download:
             return _Hasher(self.part, received, start=start, initial=restored)
         return _Hasher(self.part if received else None, received)
 
-    def _save_hash_state(self, state: dict, hasher: "_Hasher") -> None:
+    def _save_hash_state(self, state: dict, hasher: _Hasher) -> None:
         checkpoint = hasher.checkpoint() if hasher is not None else None
         if checkpoint is not None and state:
             state["hash_state"] = checkpoint

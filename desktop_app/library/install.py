@@ -33,7 +33,7 @@ class InstallError(Exception):
         self.user_message = message
 
 
-def trusted_keys(vendor_key: "VendorKey | None") -> dict:
+def trusted_keys(vendor_key: VendorKey | None) -> dict:
     if vendor_key is None:
         raise InstallError("The vendor's key is not known yet; connect to the store once to install programs.")
     pf = _pf()
@@ -44,7 +44,7 @@ def trusted_keys(vendor_key: "VendorKey | None") -> dict:
                                  for b64 in dict.fromkeys([vendor_key.public_key, *listed])))
 
 
-def install_downloaded(package_file: Path, programs_root: Path, product_id, vendor_key: "VendorKey | None"):
+def install_downloaded(package_file: Path, programs_root: Path, product_id, vendor_key: VendorKey | None):
     """Verify the package and install it for this user. Returns the InstalledProgram."""
     pf = _pf()
     try:

@@ -244,7 +244,7 @@ class LibraryPage(QWidget):
         run_async(lambda: installer.uninstall(root, e.product_id), done,
                   lambda err: self.banner.show_message(err.user_message, "error"))
 
-    def open_code_dialog(self) -> "CodeDialog":
+    def open_code_dialog(self) -> CodeDialog:
         dialog = CodeDialog(self.state, self)
         dialog.installed.connect(lambda text: (self.banner.show_message(text, "success"),
                                                self.state.refresh_library()))

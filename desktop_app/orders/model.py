@@ -7,7 +7,8 @@ every change and announced with ``totalsChanged``; AT comes from the wallet.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 

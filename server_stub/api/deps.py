@@ -16,7 +16,8 @@
 """
 from __future__ import annotations
 
-from typing import Annotated, Callable, Iterator, TypeVar
+from typing import Annotated, TypeVar
+from collections.abc import Callable, Iterator
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer

@@ -63,18 +63,18 @@ def problems(*entries: int | tuple[int, type[Problem], str]) -> dict[int | str, 
     return out
 
 
-def problem_response(status: int, body: dict, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
-def json_answer(status: int, body: dict) -> JSONResponse:
+def json_answer(status: int, body: dict[str, Any]) -> JSONResponse:
     """An operation's stored (or replayed) answer: JSON, or problem details for a refusal."""
     if status >= 400:
         return problem_response(status, as_problem(status, body))
     return JSONResponse(status_code=status, content=body)
 
 
-def document_problems(spec: dict) -> dict:
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
     components = spec.setdefault("components", {}).setdefault("schemas", {})
     for model in sorted(_MODELS, key=lambda m: m.__name__):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -56,7 +56,7 @@ class Settings:
     trusted_proxies: str = ""
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         values = {}
         for f in fields(cls):
             raw = os.environ.get(ENV_PREFIX + f.name.upper())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Protocol
 
 from .errors import Invalid
@@ -77,7 +77,7 @@ def parse_card(number: str, expiry: str, cvc: str, now: datetime | None = None) 
         year += 2000
     if not 1 <= month <= 12:
         raise Invalid("card_expiry month must be 01-12")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if (year, month) < (now.year, now.month):
         raise Invalid("card has expired")
     if not re.fullmatch(r"\d{3,4}", cvc or ""):

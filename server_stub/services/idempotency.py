@@ -21,7 +21,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy import insert, select

@@ -13,8 +13,8 @@ never-expiring standard tokens last, then the vendor-granted negative draw.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Sequence
+from datetime import datetime, timedelta, UTC
+from collections.abc import Sequence
 
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -105,7 +105,7 @@ def wallet_lot(db: Session, user_id: int, kind: str = TokenKind.STANDARD,
                expires_at: datetime | None = None) -> LedgerAccount:
     """The lot account for (kind, expiry), created on first use (caller holds the lock)."""
     if expires_at is not None:
-        expires_at = expires_at.astimezone(timezone.utc).replace(microsecond=0)  # one lot per instant
+        expires_at = expires_at.astimezone(UTC).replace(microsecond=0)  # one lot per instant
     return _user_account(db, user_id, _lot_code(user_id, kind, expires_at), purpose=WALLET,
                          token_kind=kind, expires_at=expires_at)
 
@@ -288,7 +288,7 @@ def _expiry_key(lot: LedgerAccount):
             0 if lot.token_kind == TokenKind.INCENTIVE else 1, lot.id)
 
 
-_NEVER = datetime.max.replace(tzinfo=timezone.utc)
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def spend_capacity(wallet: Wallet, lines: Sequence[SpendLine]) -> int:
@@ -307,7 +307,7 @@ def plan_spend(db: Session, user: User, lines: Sequence[SpendLine]) -> SpendPlan
     """Which lots pay for `lines`, in the spend order. Raises InsufficientTokens."""
     for line in lines:
         if line.tokens < 0 or line.tokens > MAX_TOKENS:
-            raise Invalid("token amounts must be between 0 and %d" % MAX_TOKENS)
+            raise Invalid(f"token amounts must be between 0 and {MAX_TOKENS}")
     wallet = load_wallet(db, user)
     required = sum(line.tokens for line in lines)
     capacity = spend_capacity(wallet, lines)

@@ -4,6 +4,8 @@ of a number of tokens (FIG 3, 4, 17). Tokens are integers, cash integer cents,
 discounts integer basis points (1% = 100 bp): never floats."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from ..models.user import User
@@ -58,7 +60,7 @@ def percent_to_bp(percent: float) -> int:
     return bp
 
 
-def bundle_view(p: TokenPolicy, user: User | None, b: Bundle) -> dict:
+def bundle_view(p: TokenPolicy, user: User | None, b: Bundle) -> dict[str, Any]:
     """A bundle with its price for `user` (the preferred discount added when it applies)."""
     gross, amount = purchase_amount(p.token_price_cents, b.tokens, discount_bp(p, user, b))
     return {"id": b.id, "name": b.name, "tokens": b.tokens, "discount_percent": bp_to_percent(b.discount_bp),

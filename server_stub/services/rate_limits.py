@@ -39,7 +39,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import BigInteger, and_, bindparam, case, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -346,5 +346,5 @@ def signed_in_caller(db: Session, token: str, guard_name: str, address: str) -> 
     if user is None:
         return None
     now = _now_ms()
-    wait = max([0, *(rate.wait_ms(tat, now) for rate, tat in zip(rates, found[2:]))])
+    wait = max([0, *(rate.wait_ms(tat, now) for rate, tat in zip(rates, found[2:], strict=True))])
     return Caller(user, address, guard_name, wait)

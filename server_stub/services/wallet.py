@@ -214,7 +214,7 @@ def _user(db: Session, username: str) -> User:
 
 def set_negative_limit(db: Session, username: str, tokens: int) -> User:
     if not 0 <= tokens <= MAX_PURCHASE_TOKENS:
-        raise Invalid("limit must be between 0 and %d" % MAX_PURCHASE_TOKENS)
+        raise Invalid(f"limit must be between 0 and {MAX_PURCHASE_TOKENS}")
     user = _user(db, username)
     ledger.lock_wallets(db, user.id)
     debt = ledger.load_wallet(db, user).debt

@@ -4,7 +4,7 @@ uninstall, and all of it off-line (the store server cannot be reached)."""
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,7 @@ def agent(app_home):
 def issue(agent: AgentBridge, vendor_key, *, uses=3, serial=1, low=1) -> str:
     device = agent.device()
     grant = codes.Grant(license_id="lic-7", serial=serial, product_id=PRODUCT, device_id=device.device_id,
-                        kind="uses", issued_at=datetime.now(timezone.utc), store_url=f"tokenrent://product/{PRODUCT}",
+                        kind="uses", issued_at=datetime.now(UTC), store_url=f"tokenrent://product/{PRODUCT}",
                         uses=uses, low_threshold=low, product_name="Software C")
     return codes.issue_code(grant, vendor_key, base64.b64decode(device.public_key))
 

@@ -267,7 +267,7 @@ def test_hand_packaged_program_learns_its_product_from_the_install(agent, tmp_pa
 
 
 def license_of(agent: AgentHome, product_id: str) -> dict:
-    return next(l for l in agent.cli_json("status")["licenses"] if l["product_id"] == product_id)
+    return next(row for row in agent.cli_json("status")["licenses"] if row["product_id"] == product_id)
 
 
 def start_on_a_slow_image(agent: AgentHome, tmp_path: Path, *extra: str):

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -102,7 +102,7 @@ class AgentHome:
         if serial is None:
             serial = self.serials.get(license_id, 0) + 1
         self.serials[license_id] = max(serial, self.serials.get(license_id, 0))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if kind == "time" and "expires_at" not in terms:
             terms["expires_at"] = now + timedelta(days=terms.pop("days", 30))
         terms.pop("days", None)

@@ -1,7 +1,7 @@
 """The authorization-code format: published vectors, round trips, and every refusal."""
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ VECTORS = sorted((Path(__file__).parent / "vectors").glob("*.json"))
 
 def _grant(device_public: bytes, **over) -> codes.Grant:
     fields = dict(license_id="L1", serial=1, product_id="4", device_id=codes.device_id_for(device_public),
-                  kind="uses", issued_at=datetime(2026, 11, 23, 12, tzinfo=timezone.utc),
+                  kind="uses", issued_at=datetime(2026, 11, 23, 12, tzinfo=UTC),
                   store_url="tokenrent://product/4", uses=10, low_threshold=2, product_name="Editor")
     fields.update(over)
     return codes.Grant(**fields)
@@ -183,7 +183,7 @@ def test_unsupported_binary_version(keys):
 
 @pytest.mark.parametrize("over", [
     {"kind": "rent"}, {"serial": 0}, {"serial": True}, {"uses": None}, {"uses": -1},
-    {"expires_at": datetime(2027, 1, 1, tzinfo=timezone.utc)}, {"device_id": "XYZ"},
+    {"expires_at": datetime(2027, 1, 1, tzinfo=UTC)}, {"device_id": "XYZ"},
     {"issued_at": datetime(2026, 1, 1)}, {"license_id": ""}, {"low_threshold": -2},
 ])
 def test_invalid_grants_are_refused_at_construction(keys, over):

@@ -3,7 +3,7 @@ binary is refused (before decryption) even when the text's check digits are reco
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -16,7 +16,7 @@ VENDOR = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 DEVICE = X25519PrivateKey.from_private_bytes(bytes(range(33, 65)))
 DEVICE_PUBLIC = codes.raw_public_x25519(DEVICE)
 TRUSTED = {codes.kid_for(codes.raw_public_ed25519(VENDOR)): VENDOR.public_key()}
-BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 text_field = st.text(min_size=1, max_size=40)
 grants = st.builds(

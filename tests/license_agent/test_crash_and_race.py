@@ -106,7 +106,7 @@ def test_two_processes_race_for_the_last_use(agent_home):
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
         codes = sorted(p.wait(timeout=60) for p in procs)
         assert codes == [0, 3], codes
-    assert all(l["remaining"] == 0 for l in agent_home.ok("status", "--json").json["licenses"])
+    assert all(row["remaining"] == 0 for row in agent_home.ok("status", "--json").json["licenses"])
 
 
 def test_many_processes_spend_exactly_what_they_were_told(agent_home):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +22,7 @@ class Vendor:
         agent.trust(base64.b64encode(codes.raw_public_ed25519(self.key)).decode())
 
     def code(self, product_id="4", kind="uses", license_id=None, serial=1, issued_at=None, **terms) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         grant = codes.Grant(license_id=license_id or f"L-{product_id}-{kind}", serial=serial,
                             product_id=product_id, device_id=self.device["device_id"], kind=kind,
                             issued_at=issued_at or now, store_url=f"tokenrent://product/{product_id}",
@@ -45,7 +45,7 @@ def vendor(agent):
 
 
 def later(**delta):
-    return datetime.now(timezone.utc) + timedelta(**delta)
+    return datetime.now(UTC) + timedelta(**delta)
 
 
 def test_permanent_runs_without_counting(agent, vendor):
@@ -225,5 +225,5 @@ def test_status_has_history_for_charts(agent, vendor):
     vendor.install(kind="uses", uses=5)
     agent.check("4"), agent.check("4")
     lic = agent.status()["licenses"][0]
-    assert lic["history"] == [{"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "used": 2}]
+    assert lic["history"] == [{"date": datetime.now(UTC).strftime("%Y-%m-%d"), "used": 2}]
     assert lic["remaining"] == 3 and lic["used"] == 2 and lic["total"] == 5

@@ -6,7 +6,7 @@ import base64
 import json
 import shutil
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,7 +19,7 @@ from .conftest import EXPECT_KEYRING
 
 
 def remaining(agent_home, product="4"):
-    return {l["product_id"]: l["remaining"] for l in agent_home.ok("status", "--json").json["licenses"]}[product]
+    return {row["product_id"]: row["remaining"] for row in agent_home.ok("status", "--json").json["licenses"]}[product]
 
 
 def assert_tampered(result, *words):
@@ -68,7 +68,7 @@ def test_older_serial(agent_home):
 
 def test_code_issued_in_the_future(agent_home):
     result = agent_home.cli("install", agent_home.code("4", "permanent",
-                                                         issued_at=datetime.now(timezone.utc) + timedelta(hours=1)))
+                                                         issued_at=datetime.now(UTC) + timedelta(hours=1)))
     assert_tampered(result, "future")
 
 
@@ -252,7 +252,7 @@ needs_faketime = pytest.mark.usefixtures("faketime_available")
 def test_faketime_really_moves_the_agents_clock(agent_home):
     """Without this, a libfaketime that loads but does nothing would make the clock tests pass vacuously."""
     agent_home.install("4", "permanent")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for shift, expected in (("-1d", now - timedelta(days=1)), ("+3d", now + timedelta(days=3))):
         seen = datetime.fromisoformat(agent_home.ok("status", "--json", faketime=shift).json["clock"]["now"]
                                       .replace("Z", "+00:00"))
@@ -278,7 +278,7 @@ def test_clock_moved_back_does_not_touch_uses_processings_or_permanent(agent_hom
     assert permanent.returncode == 0 and permanent.json["allowed"] and permanent.json["clock_behind"] is False
     status = agent_home.cli("status", "--json", **back).json
     assert status["clock"]["behind"] is True
-    usable = {l["product_id"]: l["usable"] for l in status["licenses"]}
+    usable = {row["product_id"]: row["usable"] for row in status["licenses"]}
     assert usable["5"] and usable["6"] and usable["7"], usable
     assert agent_home.cli("check", "4", "--json").returncode == 0   # the clock right again: the rental runs
 
@@ -300,7 +300,7 @@ def test_clock_moved_back_refuses_time_rentals_only(agent_home):
 
 @needs_faketime
 def test_clock_moved_back_after_expiry_is_caught(agent_home):
-    agent_home.install("4", "time", expires_at=datetime.now(timezone.utc) + timedelta(days=2))
+    agent_home.install("4", "time", expires_at=datetime.now(UTC) + timedelta(days=2))
     expired = agent_home.cli("check", "4", "--json", faketime="+3d")   # the day after expiry
     assert expired.returncode == 3 and expired.json["expired"]
     assert agent_home.cli("check", "4", faketime="+1d").returncode == 4   # "back" to before expiry: refused

@@ -2,7 +2,7 @@
 Codes are opened with the real code module and the keys the server lists."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 
@@ -39,11 +39,11 @@ def test_purchase_is_permanent(server, cat):                                    
 def test_time_rental_starts_at_the_order_and_extends_from_the_later_end(server, cat):  # b, h
     user = server.new_user(tokens=300)
     keys = register_device(server, user)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     d = _only(order(server, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7}]))
     g1 = open_code(server, keys, d["authorization_code"])
     assert g1.kind == "time" and g1.serial == 1 and g1.low_threshold == 86400
-    assert before + timedelta(days=7) - timedelta(seconds=5) <= g1.expires_at <= datetime.now(timezone.utc) + timedelta(days=7)
+    assert before + timedelta(days=7) - timedelta(seconds=5) <= g1.expires_at <= datetime.now(UTC) + timedelta(days=7)
     # extension while running: adds to the current end, not to now
     d2 = _only(order(server, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 30,
                                            "license_id": d["license_id"]}]))
@@ -66,17 +66,17 @@ def test_expired_time_rental_extends_from_now(server_factory):
     # the rental ended a while ago (the vendor's database says so)
     import sqlalchemy as sa
     engine = sa.create_engine(srv.db_url)
-    past = datetime.now(timezone.utc) - timedelta(days=3)
+    past = datetime.now(UTC) - timedelta(days=3)
     with engine.begin() as c:
         c.execute(sa.text("UPDATE store_licenses SET expires_at = :t WHERE id = :i"),
                   {"t": past if srv.backend == "postgres" else past.replace(tzinfo=None), "i": d["license_id"]})
     engine.dispose()
-    assert [l["active"] for l in licenses_of(srv, user)] == [False]
-    start = datetime.now(timezone.utc)
+    assert [row["active"] for row in licenses_of(srv, user)] == [False]
+    start = datetime.now(UTC)
     d2 = _only(order(srv, user, keys, [{"offer_id": cat.offers[("time", "rent_time")], "quantity": 7,
                                         "license_id": d["license_id"]}]))
     g = open_code(srv, keys, d2["authorization_code"])
-    assert start + timedelta(days=7) - timedelta(seconds=5) <= g.expires_at <= datetime.now(timezone.utc) + timedelta(days=7)
+    assert start + timedelta(days=7) - timedelta(seconds=5) <= g.expires_at <= datetime.now(UTC) + timedelta(days=7)
 
 
 @pytest.mark.parametrize("short,kind,field,first,second", [
@@ -196,7 +196,7 @@ def test_codes_install_in_the_real_agent_and_extensions_replace_them(server, cat
                                                      "device_id": dev["device_id"]})
     d2 = r.json()["deliveries"][0]
     assert agent.json("install", d2["authorization_code"])["status"] == "extended"
-    lic = next(l for l in agent.json("status")["licenses"] if l["product_id"] == str(pid))
+    lic = next(row for row in agent.json("status")["licenses"] if row["product_id"] == str(pid))
     assert lic["total"] == 60 and lic["remaining"] == 57          # the agent's own count survives
     # the older code is refused now
     assert agent.run("install", d["authorization_code"]).returncode != 0
@@ -233,7 +233,7 @@ def test_vendor_key_rotation(server_factory, tmp_path):
         codes.open_code(old["authorization_code"], keys.private, only_new)
     # the CLI rotates too, and lists every key
     out = srv.admin_cli("rotate-key")
-    assert '"previous_kid": "%s"' % now["kid"] in out.stdout
+    assert f'"previous_kid": "{now["kid"]}"' in out.stdout
     assert len(srv.api("GET", "/v1/vendor-key").json()["keys"]) == 3
 
 

@@ -11,6 +11,7 @@ from tests.support.server import TestUser
 from tests.support.store import (
     Agent, available, licenses_of, make_catalog, open_code, order, register_device,
 )
+from datetime import UTC
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_fig8_fig9_example_through_the_api_and_into_the_real_agent(server_factor
         res = agent.json("install", x["authorization_code"])
         assert res["status"] == "installed"
     status = agent.json("status")
-    by_product = {str(l["product_id"]): l for l in status["licenses"]}
+    by_product = {str(row["product_id"]): row for row in status["licenses"]}
     assert by_product[str(a["id"])]["kind"] == "permanent"
     assert by_product[str(d["id"])]["kind"] == "processings"
     assert agent.json("check", str(a["id"]))["allowed"] is True
@@ -157,7 +158,7 @@ def test_concurrent_orders_never_overspend(server, cat):
     codes = sorted(a.status_code for a in answers)
     assert codes.count(201) == 5 and codes.count(402) == 7, codes
     assert available(server, user) == 0
-    assert sum(l["uses"] for l in licenses_of(server, user)) == 5 * 50
+    assert sum(row["uses"] for row in licenses_of(server, user)) == 5 * 50
     assert server.ledger_check()["ok"]
 
 
@@ -397,7 +398,7 @@ def test_sales_report_counts_what_was_sold(server_factory):
     assert srv.api("GET", "/v1/admin/sales", user).status_code == 403
     rep = srv.api("GET", "/v1/admin/sales", srv.admin()).json()
     assert rep["orders"] == 2 and rep["tokens"] == 190
-    lines = {(l["product_id"], l["kind"]): l for l in rep["lines"]}
+    lines = {(row["product_id"], row["kind"]): row for row in rep["lines"]}
     assert lines[(cat.products["proc"], "rent_processings")]["items_sold"] == 2
     assert lines[(cat.products["proc"], "rent_processings")]["tokens"] == 90
     assert lines[(cat.products["perm"], "purchase")]["cash_cents"] == 1000
@@ -411,7 +412,7 @@ def test_sales_report_since_and_until(server):
     orders, so the windows are drawn tightly around this test's orders.)"""
     import json
     import time
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     own = make_catalog(server)
     admin = server.admin()
@@ -420,7 +421,7 @@ def test_sales_report_since_and_until(server):
 
     def now():
         time.sleep(0.05)
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     t0 = now()
     assert order(server, user, keys, [{"offer_id": own.offers[("perm", "purchase")]}]).status_code == 201
@@ -438,8 +439,8 @@ def test_sales_report_since_and_until(server):
         return r.json()
 
     def mine(rep):
-        return {(l["product_id"], l["kind"]): (l["items_sold"], l["tokens"]) for l in rep["lines"]
-                if l["product_id"] in own.products.values()}
+        return {(row["product_id"], row["kind"]): (row["items_sold"], row["tokens"]) for row in rep["lines"]
+                if row["product_id"] in own.products.values()}
 
     perm, proc = (own.products["perm"], "purchase"), (own.products["proc"], "rent_processings")
     rep = report(t0, t1)

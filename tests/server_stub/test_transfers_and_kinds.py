@@ -1,7 +1,7 @@
 """Transfers (FIG 11), token kinds, expiry, statement."""
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 
 from tests.support.server import TestUser
 
@@ -100,7 +100,7 @@ def test_idempotent_transfer_applied_once(server):
 
 def test_expired_tokens_leave_by_a_ledger_transfer(server):
     u = server.new_user(tokens=100)
-    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).isoformat()
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
     server.grant(u, 40, kind="incentive", expires_at=soon)
     me = server.me(u)
     assert me["available_tokens"] == 140
@@ -132,7 +132,7 @@ def test_grant_expiry_far_away_or_without_an_offset_is_refused(server):
 
 def test_a_grant_expires_at_the_instant_given_whatever_its_offset(server):
     u = server.register()
-    when = (datetime.now(timezone.utc) + timedelta(days=30)).replace(microsecond=0)
+    when = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     server.grant(u, 7, kind="incentive", expires_at=when.astimezone(timezone(timedelta(hours=5))).isoformat())
     server.grant(u, 3, kind="incentive", expires_at=when.isoformat())
     expiring = server.me(u)["tokens"]["expiring"]

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -75,7 +75,7 @@ class AgentHome:
         from license_agent.codes import Grant, issue_code
         license_id = license_id or f"lic-{product_id}"
         self.serials[license_id] = self.serials.get(license_id, 0) + 1
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         grant = Grant(license_id=license_id, serial=self.serials[license_id], product_id=str(product_id),
                       device_id=self.device()["device_id"], kind=kind, issued_at=now,
                       store_url=f"tokenrent://product/{product_id}",

@@ -132,7 +132,7 @@ class Server:
         self._admin: TestUser | None = None
 
     # -- process
-    def start(self, timeout: float = 60) -> "Server":
+    def start(self, timeout: float = 60) -> Server:
         cmd = [sys.executable, "-m", "server_stub", "serve", "--db", self.db_url,
                "--port", str(self.port), "--workers", str(self.workers)]
         if self.demo:

@@ -27,7 +27,7 @@ class DeviceKeys:
     name: str = "test computer"
 
     @classmethod
-    def new(cls, name: str = "test computer") -> "DeviceKeys":
+    def new(cls, name: str = "test computer") -> DeviceKeys:
         return cls(X25519PrivateKey.generate(), name)
 
     @property

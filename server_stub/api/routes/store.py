@@ -33,7 +33,6 @@ _NO_DEVICE = (404, Problem, "no such device, offer, license or product of yours"
 # Answers with keys that are sometimes absent (offers' tiers/unit or tokens/cash_cents,
 # deliveries' download fields, saved items' quantity/license_id, a current key's
 # retired_at) are serialized with exclude_unset: an absent key stays absent.
-_SPARSE = {"response_model_exclude_unset": True}
 
 
 # ---------------------------------------------------------------- catalog
@@ -45,13 +44,13 @@ def categories(db: DbSession):
 
 
 @router.get("/products", response_model=list[ProductOut], responses=problems((404, Problem, "no such category"), 422),
-            **_SPARSE)
+            response_model_exclude_unset=True)
 def products(db: DbSession, category_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
     """FIG 7: products with their offers (tokens and cash equivalent)."""
     return catalog.list_products(db, category_id)
 
 
-@router.get("/products/{product_id}", response_model=ProductDetailOut, responses=problems(404, 422), **_SPARSE)
+@router.get("/products/{product_id}", response_model=ProductDetailOut, responses=problems(404, 422), response_model_exclude_unset=True)
 def product(product_id: IdPath, db: DbSession):
     p = catalog.get_product(db, product_id)
     out = catalog.product_views(db, [p])[0]
@@ -61,7 +60,7 @@ def product(product_id: IdPath, db: DbSession):
     return out
 
 
-@router.get("/vendor-key", response_model=VendorKeyOut, responses=problems(503), **_SPARSE)
+@router.get("/vendor-key", response_model=VendorKeyOut, responses=problems(503), response_model_exclude_unset=True)
 def vendor_key(db: DbSession):
     """The key new codes are signed with (`kid`, `public_key`: base64 raw
     Ed25519) and every key the agent should trust (`keys`)."""
@@ -136,25 +135,25 @@ _DL_RESPONSES = {200: {"description": "the file", "content": {"application/octet
                      "schema": {"type": "string", "format": "binary"}}}},
                  206: {"description": "a byte range"}, 304: {"description": "not modified"},
                  **problems((400, Problem, "a malformed Range header"),
-                            (416, Problem, "the Range starts beyond the file (with `Content-Range: bytes */SIZE`)"),(403, Problem, "only a holder of a license for the product may download it"),
+                            (416, Problem, "the Range starts beyond the file (with `Content-Range: bytes */SIZE`)"),
+                            (403, Problem, "only a holder of a license for the product may download it"),
                             (404, Problem, "no such product, or no published version (or file) of it"), 422)}
 # The answer is the file (a FileResponse): documented as octet-stream, not JSON.
-_DL = {"responses": _DL_RESPONSES, "response_class": Response}
 
 
 # GET and HEAD registered separately: one api_route with both methods gives
 # two OpenAPI operations with the same operationId (an invalid document).
-@router.get("/products/{product_id}/download", **_DL, operation_id="download_latest")
-@router.head("/products/{product_id}/download", **_DL, operation_id="download_latest_head")
+@router.get("/products/{product_id}/download", responses=_DL_RESPONSES, response_class=Response, operation_id="download_latest")
+@router.head("/products/{product_id}/download", responses=_DL_RESPONSES, response_class=Response, operation_id="download_latest_head")
 def download_latest(product_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
     """The latest published file of a product. HTTP Range and If-Range resume a
     download; the ETag is the file's SHA-256."""
     return _file_answer(request, _licensed_version(db, user, product_id, None))
 
 
-@router.get("/products/{product_id}/versions/{version_id}/download", **_DL,
+@router.get("/products/{product_id}/versions/{version_id}/download", responses=_DL_RESPONSES, response_class=Response,
             operation_id="download_version")
-@router.head("/products/{product_id}/versions/{version_id}/download", **_DL,
+@router.head("/products/{product_id}/versions/{version_id}/download", responses=_DL_RESPONSES, response_class=Response,
              operation_id="download_version_head")
 def download_version(product_id: IdPath, version_id: IdPath, request: Request, user: CurrentUser, db: DbSession):
     return _file_answer(request, _licensed_version(db, user, product_id, version_id))
@@ -220,26 +219,26 @@ def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: Idempoten
     return answer(outcome)
 
 
-@router.get("/orders", response_model=list[ReceiptOut], **_SPARSE)
+@router.get("/orders", response_model=list[ReceiptOut], response_model_exclude_unset=True)
 def my_orders(user: CurrentUser, db: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 100,
               before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None):
     """The user's receipts, newest first."""
     return orders.list_orders(db, user.id, limit, before_id)
 
 
-@router.get("/orders/{order_id}", response_model=ReceiptOut, responses=problems(404, 422), **_SPARSE)
+@router.get("/orders/{order_id}", response_model=ReceiptOut, responses=problems(404, 422), response_model_exclude_unset=True)
 def my_order(order_id: IdPath, user: CurrentUser, db: DbSession):
     """A receipt: items, tokens, cash equivalent, balance after, deliveries."""
     return orders.receipt(db, orders.owned_order(db, user.id, order_id))
 
 
-@router.get("/order-list", response_model=OrderListOut, **_SPARSE)
+@router.get("/order-list", response_model=OrderListOut, response_model_exclude_unset=True)
 def get_order_list(user: CurrentUser, db: DbSession):
     """FIG 10 step 907: the saved, uncompleted order list."""
     return orders.get_order_list(db, user.id)
 
 
-@router.put("/order-list", response_model=OrderListOut, responses=problems(_NO_DEVICE, 422), **_SPARSE)
+@router.put("/order-list", response_model=OrderListOut, responses=problems(_NO_DEVICE, 422), response_model_exclude_unset=True)
 def put_order_list(body: OrderListPut, user: CurrentUser, db: WriteDb):
     """Save the order list (an empty list clears it). Placing an order clears it."""
     return orders.put_order_list(db, user.id, [i.model_dump(exclude_none=True) for i in body.items])

@@ -1,7 +1,7 @@
 """accounts, sessions, ledger, wallet, idempotency
 
 Revision ID: 0001_wallet
-Revises: 
+Revises:
 Create Date: 2026-11-23 19:11:25.288221
 """
 from alembic import op
