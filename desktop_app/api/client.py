@@ -45,10 +45,11 @@ class ApiError(Exception):
         404, 422 ...). That answer is final for its Idempotency-Key: a retry with the same key
         gets it again, forever. The user's next try is a new request with a NEW key.
 
-        Not after a lost answer (see answer_lost), nor after 401 (sign in again and the same
-        request goes on), 409 (also what a key still in use by a running request gets: a new
-        key could run the operation twice) or 429 (refused before it ran; nothing stored)."""
-        return not self.answer_lost and self.status not in (401, 409, 429)
+        409 is such a refusal too (the server makes a request whose key is still in use wait
+        for the first one and replays its answer; it never answers 409 for that). Not after a
+        lost answer (see answer_lost), nor after 401 (sign in again and the same request goes
+        on) or 429 (refused before it ran; nothing stored)."""
+        return not self.answer_lost and self.status not in (401, 429)
 
 
 class NetworkError(ApiError):
