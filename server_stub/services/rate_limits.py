@@ -329,16 +329,21 @@ class Caller:
             raise _refusal(_guard(self.guard), self.wait_ms)
 
 
+# the two rate-limit rows a guarded sign-in joins, aliased once (an alias per request cost
+# ~2% of a transfer's CPU)
+_ACCOUNT_ROW = aliased(RateLimit, name="limit_account")
+_ADDRESS_ROW = aliased(RateLimit, name="limit_address")
+
+
 def signed_in_caller(db: Session, token: str, guard_name: str, address: str) -> Caller | None:
     """The bearer token's live user with the guard's limit state, read in ONE
     statement (the session lookup every authenticated call makes anyway, with
     the two rate-limit rows outer-joined): gating adds no round trip."""
     guard = _guard(guard_name)
     query, rates = session_query(token), []
-    for bucket, rate, subject in ((f"{guard.name}:account", guard.per_account, User.username),
-                                  (f"{guard.name}:address", guard.per_address, address)):
+    for row, bucket, rate, subject in ((_ACCOUNT_ROW, f"{guard.name}:account", guard.per_account, User.username),
+                                       (_ADDRESS_ROW, f"{guard.name}:address", guard.per_address, address)):
         if rate is not None:
-            row = aliased(RateLimit)
             query = query.outerjoin(row, and_(row.bucket == bucket, row.subject == subject)).add_columns(row.tat_ms)
             rates.append(rate)
     found = db.execute(query).first()
