@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from .codes import store_link
+from .code_terms import store_link
 from .model import License, Model, time_text
 
 CLOCK_TOLERANCE = timedelta(minutes=5)      # clock may be this much behind the latest time seen

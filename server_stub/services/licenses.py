@@ -9,9 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from license_agent.codes import LicenseKind
-
-from license_agent.codes import Grant, issue_code
+from license_agent.codes import Grant, LicenseKind, issue_code
 
 from ..models.base import utcnow
 from ..models.store import Device, License, Product
