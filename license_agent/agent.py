@@ -14,6 +14,7 @@ from .errors import EXIT_DENIED, EXIT_INVALID, EXIT_OK, BadInput, InvalidCode, T
 from .model import time_text
 from .paths import agent_home, socket_path
 from .state import DEVICE_KEY, State, utc_now
+from .vocabulary import InstallOutcome
 
 _PRODUCT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _RESERVATION_ID = re.compile(r"^r-[0-9a-f]{16}$")
@@ -113,7 +114,7 @@ class Agent:
                                   f"(this machine says {time_text(now)}); check the clock", code="issued_in_future")
             payload = grant.to_payload()
             existing = self.model.licenses.get(grant.license_id)
-            outcome = "installed"
+            outcome = InstallOutcome.INSTALLED
             if existing is not None:
                 if existing.product_id != grant.product_id:
                     raise InvalidCode(f"license {grant.license_id} belongs to product {existing.product_id}, "
@@ -123,13 +124,13 @@ class Agent:
                                       f"than serial {existing.serial} already installed", code="older_serial")
                 if grant.serial == existing.serial:
                     if _same_terms(existing.grant, payload):
-                        outcome = "unchanged"
+                        outcome = InstallOutcome.UNCHANGED
                     else:
                         raise InvalidCode(f"license {grant.license_id} serial {grant.serial} is already installed "
                                           f"with different terms", code="conflicting_code")
                 else:
-                    outcome = "extended"
-            if outcome != "unchanged":
+                    outcome = InstallOutcome.EXTENDED
+            if outcome != InstallOutcome.UNCHANGED:
                 append("install", {"grant": payload, "code_digest": digest})
         lic = self.model.licenses[grant.license_id]
         return {"status": outcome, "license": gate.license_summary(self.model, lic, utc_now())}

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from .code_terms import store_link
 from .model import License, Model, time_text
+from .vocabulary import GateReason
 
 CLOCK_TOLERANCE = timedelta(minutes=5)      # clock may be this much behind the latest time seen
 CLOCK_RECORD_STEP = timedelta(minutes=1)    # a time check records the clock when it moved this much
@@ -140,7 +141,7 @@ def decide(model: Model, product_id: str, now: datetime, action: str, amount: in
     checked), "consume" (before ``amount`` processings), "reserve" (hold ``amount``)."""
     views = [view(model, lic, now) for lic in model.licenses.values() if lic.product_id == product_id]
     if not views:
-        return Decision(_answer(product_id, None, False, "no_license",
+        return Decision(_answer(product_id, None, False, GateReason.NO_LICENSE,
                                 f"no license for product {product_id} is installed"
                                 f"; buy one at {store_link(product_id)}"))
     # Any answer about a time rental records the clock (also a refusal: rolling the clock back
@@ -161,21 +162,21 @@ def _decide(model, product_id, now, action, amount, ttl, reservation_id, views) 
             continue
         kind = candidate.lic.kind
         if kind in ("permanent", "time"):
-            return Decision(_answer(product_id, candidate, True, "ok", _ok_message(candidate, 0)))
+            return Decision(_answer(product_id, candidate, True, GateReason.OK, _ok_message(candidate, 0)))
         if candidate.remaining < wanted:
             continue
         if action == "check" and kind == "processings":  # 1104-1106: the run only needs some left
-            return Decision(_answer(product_id, candidate, True, "ok", _ok_message(candidate, 0)))
+            return Decision(_answer(product_id, candidate, True, GateReason.OK, _ok_message(candidate, 0)))
         spent = _after_spending(model, candidate, now, wanted)
         if action == "reserve":
             expires = effective_now(model, now) + timedelta(seconds=ttl)
             entry = ("reserve", {"license_id": candidate.lic.license_id, "reservation_id": reservation_id,
                                  "n": wanted, "expires_at": time_text(expires)})
-            answer = _answer(product_id, spent, True, "ok", _ok_message(spent, wanted, reserved=True))
+            answer = _answer(product_id, spent, True, GateReason.OK, _ok_message(spent, wanted, reserved=True))
             answer.update(reservation_id=reservation_id, reserved=wanted, reservation_expires_at=time_text(expires))
         else:
             entry = ("consume", {"license_id": candidate.lic.license_id, "n": wanted})
-            answer = _answer(product_id, spent, True, "ok", _ok_message(spent, wanted))
+            answer = _answer(product_id, spent, True, GateReason.OK, _ok_message(spent, wanted))
         answer["consumed"] = 0 if action == "reserve" else wanted
         return Decision(answer, [entry])
     return Decision(_denial(product_id, views, wanted))
@@ -195,7 +196,7 @@ def _denial(product_id: str, views: list[View], wanted: int) -> dict:
     behind = [v for v in views if v.clock_behind]
     if behind and all(v.clock_behind or not v.usable for v in views):
         best = behind[0]
-        return _answer(product_id, best, False, "clock_behind",
+        return _answer(product_id, best, False, GateReason.CLOCK_BEHIND,
                        "the system clock is behind the latest time this agent has seen; time rentals "
                        "are refused until the clock is right")
     best = max(views, key=lambda v: (v.lic.installed_seq))
@@ -203,14 +204,14 @@ def _denial(product_id: str, views: list[View], wanted: int) -> dict:
     if best.expired:
         message = (f"the rental of {_name(best)} expired at {time_text(best.lic.expires_at)}; "
                    f"buy more time at {best.lic.store_url}")
-        reason = "expired"
+        reason = GateReason.EXPIRED
     elif best.used_up:
         message = f"no {unit} of {_name(best)} are left; buy more at {best.lic.store_url}"
-        reason = "used_up"
+        reason = GateReason.USED_UP
     else:
         message = (f"only {_count(best.remaining, unit)} of {_name(best)} left, {wanted} needed; "
                    f"buy more at {best.lic.store_url}")
-        reason = "not_enough"
+        reason = GateReason.NOT_ENOUGH
     return _answer(product_id, best, False, reason, message)
 
 
@@ -236,7 +237,7 @@ def _ok_message(v: View, spent: int, reserved: bool = False) -> str:
     return f"{done}{_count(v.remaining, unit)} of {_name(v)} left"
 
 
-def _answer(product_id: str, v: View | None, allowed: bool, reason: str, message: str) -> dict:
+def _answer(product_id: str, v: View | None, allowed: bool, reason: GateReason, message: str) -> dict:
     lic = v.lic if v else None
     return {
         "product_id": product_id,
@@ -254,7 +255,7 @@ def _answer(product_id: str, v: View | None, allowed: bool, reason: str, message
         "message": message,
         "expired": bool(v and v.expired),
         "used_up": bool(v and v.used_up),
-        "clock_behind": reason == "clock_behind",
+        "clock_behind": reason == GateReason.CLOCK_BEHIND,
         "store_url": lic.store_url if lic else store_link(product_id),
         "consumed": 0,
     }

@@ -8,28 +8,13 @@ The agent's ids are text (``license_id``, ``product_id``), as on its command lin
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from desktop_app.wire import Reply
 from license_agent.code_terms import LicenseKind
+from license_agent.vocabulary import GateReason, InstallOutcome
 
 __all__ = ["AgentDevice", "AgentFailure", "AgentLicense", "AgentStatus", "Clock", "Doctor", "GateAnswer", "GateReason",
            "InstallOutcome", "Installed", "LicenseKind", "Trusted", "UseDay"]
-
-
-class GateReason(StrEnum):
-    OK = "ok"
-    NO_LICENSE = "no_license"
-    EXPIRED = "expired"
-    USED_UP = "used_up"
-    NOT_ENOUGH = "not_enough"
-    CLOCK_BEHIND = "clock_behind"
-
-
-class InstallOutcome(StrEnum):
-    INSTALLED = "installed"
-    EXTENDED = "extended"
-    UNCHANGED = "unchanged"
 
 
 class AgentDevice(Reply):
