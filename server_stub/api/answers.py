@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
+from ..services.errors import as_problem
 from ..services.idempotency import Outcome
-from .problems import json_answer
+from .problems import problem_response
 
 
 def answer(outcome: Outcome) -> JSONResponse:
     # The stored (or replayed) body as is: the route's response_model documents
     # it; FastAPI does not re-validate a Response. A refusal (status >= 400) is
     # problem details (application/problem+json), as the app's ApiError handler sends it.
-    return json_answer(outcome.status_code, outcome.body)
+    if outcome.status_code >= 400:
+        return problem_response(outcome.status_code, as_problem(outcome.status_code, outcome.body))
+    return JSONResponse(status_code=outcome.status_code, content=outcome.body)

@@ -1,7 +1,7 @@
 """Errors on the wire: RFC 9457 problem details (application/problem+json).
 
 - problem_response(): the one renderer; every 4xx/5xx the app sends comes out of it
-  (app.py's exception handlers, and stored idempotent answers through json_answer()).
+  (app.py's exception handlers, and stored idempotent answers through api/answers.py answer()).
 - problems(401, 404, ...): an operation's `responses=` for the error statuses it
   really returns, each referencing a problem model of schemas/common.py.
 - document_problems(): completes /openapi.json: the problem models as components,
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from ..schemas.common import (
     FieldError, LockedProblem, Problem, ShortageProblem, ValidationProblem,
 )
-from ..services.errors import PROBLEM_MEDIA_TYPE, as_problem
+from ..services.errors import PROBLEM_MEDIA_TYPE
 
 _DESCRIPTIONS = {
     400: "the body is not JSON",
@@ -65,13 +65,6 @@ def problems(*entries: int | tuple[int, type[Problem], str]) -> dict[int | str, 
 
 def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
-
-
-def json_answer(status: int, body: dict[str, Any]) -> JSONResponse:
-    """An operation's stored (or replayed) answer: JSON, or problem details for a refusal."""
-    if status >= 400:
-        return problem_response(status, as_problem(status, body))
-    return JSONResponse(status_code=status, content=body)
 
 
 def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
