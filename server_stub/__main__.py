@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from
     # 127.0.0.1; which proxies are trusted is TOKENRENT_TRUSTED_PROXIES' business.
     uvicorn.run("server_stub.app:create_app", factory=True, host=a.host, port=a.port,
-                workers=a.workers, log_level="warning", access_log=False, proxy_headers=False)
+                workers=a.workers, log_level="warning", access_log=False, proxy_headers=False,
+                timeout_keep_alive=s.keep_alive_seconds)
     return 0
 
 

@@ -54,6 +54,10 @@ class Settings:
     # Comma-separated addresses or networks (CIDR) of reverse proxies whose
     # X-Forwarded-For names the client; empty: the socket peer is the client.
     trusted_proxies: str = ""
+    # How long an idle keep-alive connection stays open. Longer than the idle
+    # time of clients and proxies (nginx 60 s upstream, AWS ALB 60 s), so the
+    # server is never the side that closes a connection a client is reusing.
+    keep_alive_seconds: int = 75
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

@@ -160,7 +160,7 @@ def test_logs_are_json_and_hold_no_secrets(server_factory):
                                               "pin": "97531"})
     srv.api("POST", "/v1/token-purchases", u, json={"tokens": 100, "method": "card",
             "card_number": "4242424242424242", "card_expiry": "12/40", "card_cvc": "987"})
-    log = srv.log_text()
+    log = srv.wait_for_log('"path": "/v1/token-purchases"')
     for secret in ("Sup3r-Secret-Pw!", "97531", u.token, "4242424242424242", "987\""):
         assert secret not in log, secret
     lines = [ln for ln in log.splitlines() if ln.startswith("{")]

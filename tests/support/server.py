@@ -167,6 +167,14 @@ class Server:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def wait_for_log(self, needle: str, timeout: float = 10) -> str:
+        """The log once it holds `needle`. The access line of a request is written
+        after its answer has been sent, so a client can read the log before it."""
+        deadline = time.monotonic() + timeout
+        while needle not in (text := self.log_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return text
+
     # -- HTTP
     def api(self, method: str, path: str, user: TestUser | str | None = None, **kw) -> requests.Response:
         """One request. `user` is a TestUser or a raw token; json=..., headers=... as in requests."""
