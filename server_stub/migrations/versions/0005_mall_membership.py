@@ -12,7 +12,7 @@ user's tokens until the saga ends).
 from alembic import op
 import sqlalchemy as sa
 
-from server_stub.models.base import UTCDateTime
+from server_stub.models.base import UTCDateTime, utcnow
 
 revision = '0005_mall_membership'
 down_revision = '0004_rate_limits'
@@ -83,9 +83,19 @@ def upgrade() -> None:
     sa.UniqueConstraint('quote_id', name=op.f('uq_exchanges_quote_id'))
     )
     op.create_index(op.f('ix_exchanges_user_id'), 'exchanges', ['user_id'], unique=False)
+    # tokens that left for other members, and tokens issued here for exchanges from them
+    accounts = sa.table('ledger_accounts', sa.column('code', sa.String), sa.column('purpose', sa.String),
+                        sa.column('currency', sa.String), sa.column('balance', sa.Integer),
+                        sa.column('created_at', UTCDateTime(timezone=True)))
+    now = utcnow()
+    op.bulk_insert(accounts, [
+        {"code": code, "purpose": "vendor", "currency": "token", "balance": 0, "created_at": now}
+        for code in ("vendor:exchanged_out", "vendor:exchanged_in")
+    ])
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM ledger_accounts WHERE code IN ('vendor:exchanged_out', 'vendor:exchanged_in')")
     op.drop_index(op.f('ix_exchanges_user_id'), table_name='exchanges')
     op.drop_table('exchanges')
     op.drop_index(op.f('ix_exchange_quotes_user_id'), table_name='exchange_quotes')
