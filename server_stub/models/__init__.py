@@ -10,4 +10,4 @@ from .store import (  # noqa: F401
     Category, Device, License, Offer, OfferTier, Order, OrderItem, Product, ProductVersion,
     SavedOrderList, VendorKey,
 )
-from .mall import Exchange, ExchangeQuote, MallLink, MallMembership  # noqa: F401
+from .mall import Exchange, ExchangeQuote, MallAssertionUse, MallLink, MallMembership  # noqa: F401

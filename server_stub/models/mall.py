@@ -80,3 +80,14 @@ class Exchange(Base):
     reason: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MallAssertionUse(Base):
+    """An assertion from another member, spent: each `jti` opens one session,
+    once (kept until the assertion would have expired anyway)."""
+
+    __tablename__ = "mall_assertion_uses"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

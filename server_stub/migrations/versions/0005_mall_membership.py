@@ -83,6 +83,13 @@ def upgrade() -> None:
     sa.UniqueConstraint('quote_id', name=op.f('uq_exchanges_quote_id'))
     )
     op.create_index(op.f('ix_exchanges_user_id'), 'exchanges', ['user_id'], unique=False)
+    op.create_table('mall_assertion_uses',
+    sa.Column('jti', sa.String(length=64), nullable=False),
+    sa.Column('issuer', sa.String(length=64), nullable=False),
+    sa.Column('expires_at', UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('jti', name=op.f('pk_mall_assertion_uses'))
+    )
+    op.create_index(op.f('ix_mall_assertion_uses_expires_at'), 'mall_assertion_uses', ['expires_at'], unique=False)
     # tokens that left for other members, and tokens issued here for exchanges from them
     accounts = sa.table('ledger_accounts', sa.column('code', sa.String), sa.column('purpose', sa.String),
                         sa.column('currency', sa.String), sa.column('balance', sa.Integer),
@@ -96,6 +103,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM ledger_accounts WHERE code IN ('vendor:exchanged_out', 'vendor:exchanged_in')")
+    op.drop_index(op.f('ix_mall_assertion_uses_expires_at'), table_name='mall_assertion_uses')
+    op.drop_table('mall_assertion_uses')
     op.drop_index(op.f('ix_exchanges_user_id'), table_name='exchanges')
     op.drop_table('exchanges')
     op.drop_index(op.f('ix_exchange_quotes_user_id'), table_name='exchange_quotes')
