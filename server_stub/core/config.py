@@ -21,6 +21,12 @@ class Settings:
     db_url: str = ""                     # empty: SQLite file in data_dir
     data_dir: str = ""                   # empty: the platform's user data dir
     signing_key_path: str = ""           # empty: <data_dir>/vendor_signing_key.pem
+    # The mall network's Ed25519 key (signs server-to-server calls), never the
+    # code-signing key above (docs/mall.md "Identities and keys").
+    network_key_path: str = ""           # empty: <data_dir>/network_key.pem
+    # A PEM bundle of the CAs that other servers' TLS certificates are checked
+    # against (the mall client and the storefront); empty: the system's CAs.
+    ca_file: str = ""
     public_url: str = "http://127.0.0.1:8700"
     session_ttl_seconds: int = 12 * 3600
     max_failed_attempts: int = 5         # failed logins (or PINs) in a row before a lock
@@ -93,6 +99,12 @@ class Settings:
         if self.signing_key_path:
             return Path(self.signing_key_path)
         return self.resolved_data_dir / "vendor_signing_key.pem"
+
+    @property
+    def resolved_network_key_path(self) -> Path:
+        if self.network_key_path:
+            return Path(self.network_key_path)
+        return self.resolved_data_dir / "network_key.pem"
 
 
 def _parse(name: str, type_, raw: str):

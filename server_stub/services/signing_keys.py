@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from license_agent.codes import kid_for
 
 from ..core.config import get_settings
+from ..core.key_files import KeyFileError, fsync_dir, read_private, write_private, write_side
 from ..models.base import utcnow
 from ..models.store import VendorKey
 from .errors import ApiError
@@ -56,59 +57,6 @@ def _loaded(private: Ed25519PrivateKey) -> LoadedKey:
     return LoadedKey(private, kid_for(raw), base64.b64encode(raw).decode("ascii"))
 
 
-def _pem(private: Ed25519PrivateKey) -> bytes:
-    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-
-
-def _write_side(path: Path, private: Ed25519PrivateKey, tag: str) -> Path:
-    """Write the key 0600 from the first byte, fsynced, to a side file next
-    to `path` (same directory, so a rename onto `path` is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    side = path.with_name(f".{path.name}.{tag}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_pem(private))
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        side.unlink(missing_ok=True)
-        raise
-    return side
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_private(path: Path, private: Ed25519PrivateKey, replace: bool) -> bool:
-    """Write the key 0600 from the first byte. Without `replace`, an existing
-    file wins (two processes starting at once agree on one key)."""
-    tmp = _write_side(path, private, "new")
-    try:
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)   # atomic "create if absent"
-            except FileExistsError:
-                return False
-        _fsync_dir(path.parent)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _identity(path: Path) -> tuple:
     st = path.stat()
     return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)
@@ -118,7 +66,7 @@ def current_key(create: bool = False) -> LoadedKey:
     """The key new codes are signed with. Raises SigningKeyUnavailable (503)."""
     path = key_path()
     if create and not path.exists():
-        _write_private(path, Ed25519PrivateKey.generate(), replace=False)
+        write_private(path, Ed25519PrivateKey.generate(), replace=False)
     try:
         ident = _identity(path)
     except OSError as e:
@@ -128,15 +76,11 @@ def current_key(create: bool = False) -> LoadedKey:
         if hit is not None and hit[0] == ident:
             return hit[1]
     try:
-        if ident[-1] & 0o077:
-            raise SigningKeyUnavailable(f"the vendor signing key {path} must not be readable by others (chmod 600)")
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except SigningKeyUnavailable:
-        raise
-    except (OSError, ValueError, TypeError) as e:
+        key = read_private(path, "vendor signing key")
+    except KeyFileError as e:
+        raise SigningKeyUnavailable(str(e)) from None
+    except OSError as e:
         raise SigningKeyUnavailable(f"the vendor signing key cannot be read: {e}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyUnavailable("the vendor signing key is not an Ed25519 key")
     loaded = _loaded(key)
     with _lock:
         _cache[str(path)] = (ident, loaded)
@@ -177,7 +121,7 @@ def rotate(db: Session) -> dict:
         r.retired_at = utcnow()
     db.flush()
     created_at = row.created_at
-    side = _write_side(path, new.private, f"rotate-{new.kid}")
+    side = write_side(path, new.private, f"rotate-{new.kid}")
     try:
         db.commit()
         os.replace(side, path)
@@ -186,7 +130,7 @@ def rotate(db: Session) -> dict:
                                     f"the previous key stays in use, rotate again") from None
     finally:
         side.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return {"kid": new.kid, "public_key": new.public_b64, "previous_kid": old.kid, "created_at": created_at}
 
 
