@@ -9,6 +9,7 @@ service tests. See tests/mall/conftest.py for the fixtures.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,8 +21,27 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.support.server import ROOT, create_pg_database, drop_pg_database, free_port
+
+
+def code_key(key: Ed25519PrivateKey | None = None) -> dict[str, str]:
+    """A code-signing key entry {kid, public_key} as a vendor publishes it."""
+    from license_agent.codes import kid_for, raw_public_ed25519
+
+    raw = raw_public_ed25519(key or Ed25519PrivateKey.generate())
+    return {"kid": kid_for(raw), "public_key": base64.b64encode(raw).decode("ascii")}
+
+
+def join_body(invitation: str, network_key: Ed25519PrivateKey, name: str = "Vendor",
+              base_url: str = "http://127.0.0.1:9/", token_name: str = "Coin", value_cents: int = 10) -> dict[str, Any]:
+    """The body of POST /v1/mall/members for a vendor whose network key is `network_key`."""
+    from server_stub.network.keys import public_key_text
+
+    return {"invitation": invitation, "name": name, "base_url": base_url,
+            "network_key": public_key_text(network_key), "code_keys": [code_key()],
+            "token": {"name": token_name, "value_cents": value_cents}}
 
 
 def database_url(backend: str, workdir: Path) -> tuple[str, str | None]:
@@ -115,6 +135,26 @@ class Msp:
     def post(self, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
         return self.http.post(self.base_url + path, **kw)
+
+    def signed(self, method: str, path: str, key: Ed25519PrivateKey, key_id: str, body: Any = None,
+               headers: dict[str, str] | None = None) -> requests.Response:
+        """A request signed as the mall network signs them (RFC 9421), by `key` as `key_id`."""
+        from server_stub.network.signatures import sign_request
+
+        url = self.base_url + path
+        data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        sent.update(sign_request(method, url, sent, data, key_id, key))
+        return self.http.request(method, url, data=data, headers=sent, timeout=30)
+
+    def join(self, body: dict[str, Any], key: Ed25519PrivateKey, key_id: str = "joining") -> requests.Response:
+        return self.signed("POST", "/v1/mall/members", key, key_id, body)
+
+    def msp_public_key(self) -> Any:
+        """The MSP's network public key, from its directory."""
+        from server_stub.network.keys import parse_public_key
+
+        return parse_public_key(self.get("/v1/mall/directory").json()["msp"]["network_key"])
 
     # -- operator CLI
     def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
