@@ -36,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--public-url")
     sp.add_argument("--log-level", default=None)
     admin_cli.add_parser(sub)
+    from .mall import cli as mall_cli
+
+    mall_cli.add_parser(sub)
     a = parser.parse_args(argv)
+    if a.command == "msp":
+        return mall_cli.run(a)
 
     if getattr(a, "log_level", None):
         os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
-import sys
 from datetime import datetime
 
-from fastapi.encoders import jsonable_encoder
 from sqlalchemy import select
 
-from .admin_registry import COMMANDS, arg, command
+from .admin_registry import VENDOR, arg, command
 from .db import write_session
 from .models.wallet import TokenPurchase
 from .services import accounts, ledger, wallet
@@ -131,20 +128,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("admin", help="vendor operator commands")
     p.add_argument("--db", help="database URL (default: the SQLite file in the data dir)")
     p.add_argument("--data-dir")
-    cmds = p.add_subparsers(dest="admin_command", required=True)
-    for name, (help_text, args, _fn) in COMMANDS.items():
-        cp = cmds.add_parser(name, help=help_text)
-        for names, kw in args:
-            cp.add_argument(*names, **kw)
+    VENDOR.add_parsers(p, "admin_command")
 
 
 def run(a: argparse.Namespace) -> int:
-    _help, _args, fn = COMMANDS[a.admin_command]
-    try:
-        with write_session() as db:
-            result = fn(db, a)
-    except ApiError as e:
-        print(json.dumps(e.body()), file=sys.stderr)
-        return 2
-    print(json.dumps(jsonable_encoder(result), indent=2))
-    return 0
+    return VENDOR.run(a.admin_command, a, write_session)

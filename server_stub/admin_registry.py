@@ -1,23 +1,71 @@
-"""The table of `tokenrent-server admin ...` commands, and the one way to add
-one: a function taking (db, args), decorated with
-@command("name", "help", arg("x", ...), ...), returning a JSON-able result.
-The command modules (admin_cli, admin_store_cli) import this table; admin_cli
-builds the parser from it. Nothing here imports a command module."""
+"""Tables of operator commands, and the one way to add one: a function taking
+(db, args), decorated with @command("name", "help", arg("x", ...), ...),
+returning a JSON-able result (or a str, printed as it is).
+
+`COMMANDS` / `command` are the vendor's table (`tokenrent-server admin ...`:
+the command modules admin_cli, admin_store_cli import them; admin_cli builds
+the parser from it). The MSP keeps its own table (server_stub/mall/admin_cli.py,
+`tokenrent-server msp admin ...`), so neither lists the other's commands.
+Both run the same way: one write transaction per command; a refusal (ApiError)
+prints its problem details on stderr, exits 2 and changes nothing.
+Nothing here imports a command module."""
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
-COMMANDS: dict[str, tuple[str, list[tuple[tuple, dict]], Callable]] = {}
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy.orm import Session
+
+from .services.errors import ApiError
+
+Arg = tuple[tuple[str, ...], dict[str, Any]]
+Command = Callable[[Session, argparse.Namespace], Any]
 
 
-def arg(*names, **kw):
+def arg(*names: str, **kw: Any) -> Arg:
     return (names, kw)
 
 
-def command(name: str, help: str, *args):
-    def deco(fn):
-        if name in COMMANDS:
-            raise RuntimeError(f"admin command {name!r} is registered twice")
-        COMMANDS[name] = (help, list(args), fn)
-        return fn
-    return deco
+class CommandTable:
+    def __init__(self) -> None:
+        self.commands: dict[str, tuple[str, list[Arg], Command]] = {}
+
+    def command(self, name: str, help: str, *args: Arg) -> Callable[[Command], Command]:
+        def deco(fn: Command) -> Command:
+            if name in self.commands:
+                raise RuntimeError(f"admin command {name!r} is registered twice")
+            self.commands[name] = (help, list(args), fn)
+            return fn
+        return deco
+
+    def add_parsers(self, parser: argparse.ArgumentParser, dest: str) -> None:
+        """One sub-command of `parser` per command, its choice stored in `dest`."""
+        cmds = parser.add_subparsers(dest=dest, required=True)
+        for name, (help_text, args, _fn) in self.commands.items():
+            cp = cmds.add_parser(name, help=help_text)
+            for names, kw in args:
+                cp.add_argument(*names, **kw)
+
+    def run(self, name: str, a: argparse.Namespace,
+            session: Callable[[], AbstractContextManager[Session]]) -> int:
+        """Run command `name` in one write transaction (`session()`); prints the result on stdout."""
+        _help, _args, fn = self.commands[name]
+        try:
+            with session() as db:
+                result = fn(db, a)
+        except ApiError as e:
+            print(json.dumps(e.body()), file=sys.stderr)
+            return 2
+        print(result if isinstance(result, str) else json.dumps(jsonable_encoder(result), indent=2))
+        return 0
+
+
+VENDOR = CommandTable()
+COMMANDS = VENDOR.commands
+command = VENDOR.command
+

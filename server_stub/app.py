@@ -35,18 +35,10 @@ def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
                    for route in app.router.routes)]
 
 
-def create_app() -> FastAPI:
-    settings = get_settings()
-    setup_logging(settings.log_level)
-    app = FastAPI(title="TokenRent vendor server", version="0.1.0",
-                  description="Accounts, the token wallet and the store (see docs/api.md).")
-    app.include_router(api_router)
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error leaves as problem details (RFC 9457), rendered in one place,
+    and /openapi.json documents them. The vendor's app and the MSP's install it."""
 
-    @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
-    def health() -> HealthOut:
-        return HealthOut(status="ok")
-
-    # Every error leaves as problem details (RFC 9457), rendered in one place.
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
         headers = {"WWW-Authenticate": "Bearer", **exc.headers} if exc.status_code == 401 else exc.headers
@@ -81,5 +73,19 @@ def create_app() -> FastAPI:
         return app.openapi_schema or document_problems(published())
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    app = FastAPI(title="TokenRent vendor server", version="0.1.0",
+                  description="Accounts, the token wallet and the store (see docs/api.md).")
+    app.include_router(api_router)
+
+    @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
+    def health() -> HealthOut:
+        return HealthOut(status="ok")
+
+    install_problem_handlers(app)
     app.add_middleware(AccessLogMiddleware)
     return app

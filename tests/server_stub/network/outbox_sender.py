@@ -3,7 +3,7 @@ table made from OutboxColumns and an OutboxWorker delivering to
 outbox_receiver.py over plain HTTP.
 
     python -m tests.server_stub.network.outbox_sender --db URL --receiver URL --count N --name W
-        [--enqueue] [--lease S] [--batch B] [--pause-after-answer S]
+        [--enqueue] [--lease S] [--batch B] [--pause-after-answer S] [--go-file F]
 
 --enqueue: message i (outbox_support.message_id(i)) is enqueued in one transaction with
   counter "enqueued" += amount(i); one already there is skipped, so a restart goes on where
@@ -11,12 +11,14 @@ outbox_receiver.py over plain HTTP.
 The handler of kind "add", in the transaction that marks a message delivered: counter
 "confirmed" += n on a 201, "refused" += 1 on a 409; the row's delivered_by = W.
 Exits 0 once everything is enqueued and nothing is pending.
+--go-file: wait until F exists before working (two workers start together).
 --pause-after-answer sleeps between the answer and its recording (a wider window for kill -9).
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -86,7 +88,10 @@ def main() -> None:
     p.add_argument("--lease", type=float, default=2.0)
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--pause-after-answer", type=float, default=0.0)
+    p.add_argument("--go-file")
     args = p.parse_args()
+    while args.go_file and not Path(args.go_file).exists():
+        time.sleep(0.01)
     worker = OutboxWorker(SenderOutbox, lambda: write_session(args.db), http_deliver(args.receiver, args.pause_after_answer),
                           {KIND: add_handler(args.name)}, batch=args.batch, lease_seconds=args.lease,
                           poll_seconds=0.1, max_backoff_seconds=0.5)

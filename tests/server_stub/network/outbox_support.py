@@ -176,13 +176,15 @@ class Receiver(Process):
 
 
 def sender(db_url: str, receiver_url: str, workdir: Path, *, name: str, count: int, enqueue: bool,
-           lease: float = 2.0, batch: int = 10, pause_after_answer: float = 0.0) -> Process:
+           lease: float = 2.0, batch: int = 10, pause_after_answer: float = 0.0, go_file: Path | None = None) -> Process:
     """outbox_sender.py: enqueues `count` messages (when `enqueue`) and delivers
     until none is pending, then exits 0."""
     args = ["--db", db_url, "--receiver", receiver_url, "--count", str(count), "--name", name,
             "--lease", str(lease), "--batch", str(batch), "--pause-after-answer", str(pause_after_answer)]
     if enqueue:
         args.append("--enqueue")
+    if go_file:
+        args += ["--go-file", str(go_file)]
     return Process("tests.server_stub.network.outbox_sender", args, workdir / f"sender-{name}.log")
 
 

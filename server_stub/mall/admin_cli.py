@@ -1,0 +1,120 @@
+"""`tokenrent-server msp admin ...`: the MSP operator's commands. They work on
+the MSP's database directly, in one write transaction each, through the same
+services as the HTTP routes; a refusal exits 2 with its problem details on
+stderr and changes nothing (admin_registry.CommandTable).
+
+The table is the MSP's own (`MSP_COMMANDS`): the vendor's `admin` lists none of these."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ..admin_registry import CommandTable, arg
+from ..services.errors import Conflict, Invalid
+from . import books, directory, members
+from .identity import msp_key
+from .schemas import BooksReportOut, FeesChange, InvitationOut, MemberOut
+from .vocabulary import Accepts, RoyaltyMode
+
+MSP_COMMANDS = CommandTable()
+command = MSP_COMMANDS.command
+
+
+def _changed(db: Session, member: Any) -> dict[str, Any]:
+    """What a change command prints: the member object and the directory's version after it."""
+    view = members.member_views(db, [member])[0]
+    return {**view.model_dump(mode="json"), "directory_version": members.directory_version(db)[0]}
+
+
+@command("invite", "create a one-time invitation for a vendor (the code is printed once)", arg("name"))
+def _invite(db: Session, a: argparse.Namespace) -> InvitationOut:
+    code, inv = members.invite(db, a.name)
+    return InvitationOut(invitation=code, name=inv.name, expires_at=inv.expires_at)
+
+
+def _table(rows: list[MemberOut], extra: dict[str, dict[str, Any]]) -> str:
+    head = ("member", "status", "name", "token", "cents", "svc bp", "roy bp", "fixed", "mode", "parent", "groups",
+            "base url")
+    lines = [head]
+    for m in rows:
+        lines.append((m.member_id, m.status.value, m.name, m.token.name, str(m.token.value_cents),
+                      str(m.fees.service_charge_bp), str(m.fees.royalty_bp), str(m.fees.fixed_fee_cents),
+                      m.fees.royalty_mode.value, m.parent or "-", ",".join(m.groups) or "-", m.base_url))
+        if extra[m.member_id]["blocked_reason"]:
+            lines.append(("", "", f"blocked: {extra[m.member_id]['blocked_reason']}") + ("",) * (len(head) - 3))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+@command("members", "list the members (a table; --json: their member objects)",
+         arg("--json", action="store_true", help="print JSON"))
+def _members(db: Session, a: argparse.Namespace) -> Any:
+    rows = members.all_members(db)
+    views = members.member_views(db, rows)
+    extra = {m.member_id: {"blocked_reason": m.blocked_reason, "joined_at": m.joined_at} for m in rows}
+    if a.json:
+        return [{**v.model_dump(mode="json"), **extra[v.member_id]} for v in views]
+    return _table(views, extra) if views else "no members yet"
+
+
+@command("block", "block a member: it takes no new operations (those in flight finish)",
+         arg("member"), arg("--reason", required=True))
+def _block(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    return _changed(db, members.block(db, a.member, a.reason))
+
+
+@command("unblock", "unblock a member", arg("member"))
+def _unblock(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    return _changed(db, members.unblock(db, a.member))
+
+
+@command("set-fees", "change a member's fee schedule (the options given change, the others stay)",
+         arg("member"), arg("--service-charge-bp", type=int), arg("--royalty-bp", type=int),
+         arg("--fixed-cents", type=int), arg("--royalty-mode", choices=list(RoyaltyMode)))
+def _set_fees(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    change = members.validated(FeesChange, service_charge_bp=a.service_charge_bp, royalty_bp=a.royalty_bp,
+                               fixed_fee_cents=a.fixed_cents, royalty_mode=a.royalty_mode)
+    return _changed(db, members.set_fees(db, a.member, change))
+
+
+@command("set-parent", "set (or with --none clear) a member's franchise parent",
+         arg("member"), arg("parent", nargs="?"), arg("--none", action="store_true", help="no parent"))
+def _set_parent(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    if (a.parent is None) == (not a.none):
+        raise Invalid("give a PARENT member or --none, not both")
+    return _changed(db, members.set_parent(db, a.member, None if a.none else a.parent))
+
+
+@command("group-add", "put a member in a group (created with its first member)", arg("group"), arg("member"))
+def _group_add(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    return _changed(db, members.group_add(db, a.group, a.member))
+
+
+@command("group-remove", "take a member out of a group (an empty group is gone)", arg("group"), arg("member"))
+def _group_remove(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    return _changed(db, members.group_remove(db, a.group, a.member))
+
+
+@command("accepts", "whose tokens a member accepts: all, or only the listed members",
+         arg("member"), arg("mode", choices=list(Accepts)), arg("members", nargs="*"))
+def _accepts(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    return _changed(db, members.set_accepts(db, a.member, Accepts(a.mode), a.members))
+
+
+@command("directory", "print the directory, with its signed entries")
+def _directory(db: Session, a: argparse.Namespace) -> Any:
+    return directory.current(db, msp_key()).model_dump(mode="json")
+
+
+@command("verify-books", "check the books: every asset sums to zero, cached balances equal the transfers "
+                         "(exit 2 when they do not)")
+def _verify_books(db: Session, a: argparse.Namespace) -> BooksReportOut:
+    r = books.verify(db)
+    report = BooksReportOut(ok=r.ok, totals=r.totals, mismatched_accounts=r.mismatched_accounts,
+                            negative_accounts=r.negative_accounts, wrong_asset_transfers=r.wrong_asset_transfers)
+    if not r.ok:
+        raise Conflict("the books do not balance", report=report.model_dump(mode="json"))
+    return report

@@ -1,0 +1,37 @@
+"""The MSP's FastAPI application factory (uvicorn:
+server_stub.mall.app:create_app, factory=True). Problem details, logs and
+sessions are the vendor server's; the routes and the database are the MSP's."""
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+from ..app import install_problem_handlers
+from ..core.config import get_settings
+from ..logs import AccessLogMiddleware, setup_logging
+from ..network.signed_routes import MALL_PREFIX, SignAnswersMiddleware
+from ..schemas.common import HealthOut
+from .identity import msp_key
+from .routes import router
+from .vocabulary import MSP_ID
+
+
+def _signer() -> tuple[str, Ed25519PrivateKey]:
+    return MSP_ID, msp_key()
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    app = FastAPI(title="TokenRent Mall Service Provider", version="0.1.0",
+                  description="Members, the directory and the records of the mall network (see docs/mall.md).")
+    app.include_router(router)
+
+    @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
+    def health() -> HealthOut:
+        return HealthOut(status="ok")
+
+    install_problem_handlers(app)
+    app.add_middleware(SignAnswersMiddleware, prefix=MALL_PREFIX, signer=_signer)
+    app.add_middleware(AccessLogMiddleware)
+    return app

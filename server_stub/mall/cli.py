@@ -1,0 +1,89 @@
+"""`tokenrent-server msp serve` (migrate the MSP's database, make sure its
+network key exists, run uvicorn) and `tokenrent-server msp admin ...` (the
+operator's commands, admin_cli.py).
+
+Settings are the vendor server's (core/config.Settings, TOKENRENT_*), with two
+MSP defaults: the database is `<data_dir>/mall.db` and the network key
+`<data_dir>/msp_network_key.pem`, so an MSP beside a vendor shares neither."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+
+from ..core.config import Settings, set_settings
+
+DEFAULT_PORT = 8800
+DB_FILE_NAME = "mall.db"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's own generic
+    from .admin_cli import MSP_COMMANDS
+
+    msp = sub.add_parser("msp", help="the Mall Service Provider: its server and operator commands")
+    actions = msp.add_subparsers(dest="msp_command", required=True)
+    sp = actions.add_parser("serve", help="run the MSP's HTTP server (migrates its database first)")
+    sp.add_argument("--db", help=f"database URL; default: SQLite {DB_FILE_NAME} in the data dir")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=DEFAULT_PORT)
+    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--demo", action="store_true", help="demo data (none yet: the demo mall comes later)")
+    sp.add_argument("--data-dir")
+    sp.add_argument("--network-key", help="path of the MSP's network key file")
+    sp.add_argument("--public-url")
+    sp.add_argument("--log-level", default=None)
+    ap = actions.add_parser("admin", help="MSP operator commands")
+    ap.add_argument("--db", help=f"database URL (default: SQLite {DB_FILE_NAME} in the data dir)")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--network-key", help="path of the MSP's network key file")
+    MSP_COMMANDS.add_parsers(ap, "msp_admin_command")
+
+
+def settings_from(a: argparse.Namespace) -> Settings:
+    s = Settings.from_env(db_url=a.db, data_dir=a.data_dir, network_key_path=a.network_key,
+                          public_url=getattr(a, "public_url", None))
+    if not s.db_url:
+        s = replace(s, db_url=f"sqlite:///{s.resolved_data_dir / DB_FILE_NAME}")
+    if not s.network_key_path:
+        from .identity import KEY_FILE_NAME
+
+        s = replace(s, network_key_path=str(s.resolved_data_dir / KEY_FILE_NAME))
+    if a.msp_command == "serve" and s.public_url == Settings.public_url:
+        s = replace(s, public_url=f"http://{a.host}:{a.port}")
+    os.environ.update(s.to_env())   # uvicorn workers (other processes) read the same settings
+    set_settings(s)
+    if s.resolved_db_url.startswith("sqlite"):
+        s.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    return s
+
+
+def run(a: argparse.Namespace) -> int:
+    if getattr(a, "log_level", None):
+        os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level
+    s = settings_from(a)
+    from ..db import write_session
+    from ..logs import log, setup_logging
+    from . import migrate
+    from .identity import msp_key, msp_public_text
+
+    setup_logging(s.log_level)
+    migrate.upgrade(s.resolved_db_url)
+    msp_key()   # the key exists (0600, created atomically) before any worker starts
+    if a.msp_command == "admin":
+        from .admin_cli import MSP_COMMANDS
+
+        return MSP_COMMANDS.run(a.msp_admin_command, a, write_session)
+
+    if a.demo:
+        log("demo mall: no demo members yet (tokenrent-server msp admin invite NAME admits a vendor)")
+    from ..db import dispose_engines
+
+    dispose_engines()   # don't hand pooled connections to forked workers
+    log("msp serving", host=a.host, port=a.port, workers=a.workers, db=s.resolved_db_url.split("@")[-1],
+        msp_key=msp_public_text())
+    import uvicorn
+
+    uvicorn.run("server_stub.mall.app:create_app", factory=True, host=a.host, port=a.port,
+                workers=a.workers, log_level="warning", access_log=False, proxy_headers=False,
+                timeout_keep_alive=s.keep_alive_seconds)
+    return 0

@@ -1,0 +1,269 @@
+"""The MSP's records (FIG 14, 19; claims 11, 14, 15, 31, 32) and its books.
+
+Their own DeclarativeBase (`MallBase`): the MSP has its own database and
+migrations (server_stub/mall/migrations), never the vendor's tables. The
+naming convention, amounts and UTC times are the vendor's (models/base.py).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from ..models.base import NAMING, Amount, UTCDateTime, utcnow
+from .vocabulary import Accepts, MemberStatus, MovementStatus, PeriodStatus, RoyaltyMode
+
+MEMBER_ID = String(16)          # "m-" + 10 characters; "msp" for the MSP itself
+OPERATION_ID = String(36)       # a UUID in its canonical text form
+
+
+class MallBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# ---------------------------------------------------------------- members (FIG 14, 19)
+
+class Member(MallBase):
+    """A vendor server that joined the mall."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint("token_value_cents > 0", name="positive_token_value"),
+        CheckConstraint("service_charge_bp >= 0 AND royalty_bp >= 0 AND fixed_fee_cents >= 0",
+                        name="fees_not_negative"),
+    )
+
+    member_id: Mapped[str] = mapped_column(MEMBER_ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    base_url: Mapped[str] = mapped_column(String(300))
+    network_key: Mapped[str] = mapped_column(String(64), unique=True)   # "ed25519:" + base64url
+    code_keys: Mapped[list[dict[str, str]]] = mapped_column(JSON)        # [{kid, public_key}]
+    token_name: Mapped[str] = mapped_column(String(50))
+    token_value_cents: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=MemberStatus.ACTIVE)
+    blocked_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    parent_member_id: Mapped[str | None] = mapped_column(
+        ForeignKey("members.member_id"), nullable=True, index=True)   # franchise parent
+    accepts: Mapped[str] = mapped_column(String(16), default=Accepts.ALL)
+    # fee schedule (claims 15, 32): basis points of the moved value, plus fixed cents per operation
+    service_charge_bp: Mapped[int] = mapped_column(Integer, default=0)
+    royalty_bp: Mapped[int] = mapped_column(Integer, default=0)
+    fixed_fee_cents: Mapped[int] = mapped_column(Integer, default=0)
+    royalty_mode: Mapped[str] = mapped_column(String(16), default=RoyaltyMode.INVOICE)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invitation(MallBase):
+    """A one-time code the operator hands to a vendor; only its SHA-256 is kept."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)   # sha-256 hex of the code
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    member_id: Mapped[str | None] = mapped_column(ForeignKey("members.member_id"), nullable=True)
+
+
+class Group(MallBase):
+    """A group of members (FIG 19 record 2104, claim 11): group tokens are accepted across it."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupMember(MallBase):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True, index=True)
+
+
+class Acceptance(MallBase):
+    """`member_id` accepts the tokens of `accepted_member_id` (when its `accepts` is listed)."""
+
+    __tablename__ = "acceptances"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    accepted_member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+
+
+class DirectoryState(MallBase):
+    """One row: the directory's version, bumped by every change that alters it
+    (members.bump_directory), and when that happened (the directory's issued_at)."""
+
+    __tablename__ = "directory_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# ---------------------------------------------------------------- records (FIG 14, 19)
+
+class CustomerRecord(MallBase):
+    """A customer of the mall: who they are at their home member. No secrets."""
+
+    __tablename__ = "customer_records"
+    __table_args__ = (UniqueConstraint("home_member_id", "home_user_id", name="uq_customer_records_home"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    home_member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    home_user_id: Mapped[str] = mapped_column(String(64))   # the assertion's `sub`
+    full_name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TokenRecord(MallBase):
+    """Claim 14: how many of one member's tokens were issued, spent, exchanged
+    in and out, and expired. Circulation is derived, never stored."""
+
+    __tablename__ = "token_records"
+    __table_args__ = (
+        CheckConstraint("issued >= 0 AND spent >= 0 AND exchanged_in >= 0 AND exchanged_out >= 0 "
+                        "AND expired >= 0", name="counts_not_negative"),
+    )
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    issued: Mapped[int] = mapped_column(Amount, default=0)
+    spent: Mapped[int] = mapped_column(Amount, default=0)
+    exchanged_in: Mapped[int] = mapped_column(Amount, default=0)
+    exchanged_out: Mapped[int] = mapped_column(Amount, default=0)
+    expired: Mapped[int] = mapped_column(Amount, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def circulation(self) -> int:
+        return self.issued + self.exchanged_in - self.spent - self.exchanged_out - self.expired
+
+
+class Movement(MallBase):
+    """Claim 31: every cross-member operation, keyed by its global id."""
+
+    __tablename__ = "movements"
+    __table_args__ = (
+        CheckConstraint("tokens_from >= 0 AND tokens_to >= 0 AND value_cents >= 0", name="amounts_not_negative"),
+        Index("ix_movements_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operation_id: Mapped[str] = mapped_column(OPERATION_ID, unique=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    from_member: Mapped[str] = mapped_column(ForeignKey("members.member_id"), index=True)
+    to_member: Mapped[str] = mapped_column(ForeignKey("members.member_id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer_records.id"), nullable=True, index=True)
+    tokens_from: Mapped[int] = mapped_column(Amount)
+    tokens_to: Mapped[int] = mapped_column(Amount)
+    value_cents: Mapped[int] = mapped_column(Amount)
+    status: Mapped[str] = mapped_column(String(16), default=MovementStatus.PENDING)
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class FeeRecord(MallBase):
+    """Claims 15, 32: a fee accrued by one operation, exactly, in 1/100 cents;
+    `period_id` is set when the period it falls in closes."""
+
+    __tablename__ = "fee_records"
+    __table_args__ = (
+        UniqueConstraint("operation_id", "member_id", "kind", name="uq_fee_records_operation"),
+        Index("ix_fee_records_member_period", "member_id", "period_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    operation_id: Mapped[str] = mapped_column(OPERATION_ID, index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    amount_micro_cents: Mapped[int] = mapped_column(Amount)   # 1 cent = 100 units
+    period_id: Mapped[int | None] = mapped_column(ForeignKey("periods.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- books
+
+class MallAccount(MallBase):
+    """An account of the MSP's double-entry books. `asset` is "cent" or
+    "token:<member_id>"; `balance` caches the sum of its transfers (books.py
+    keeps it, books.verify proves it). Only accounts that may go negative
+    (issuance, positions between members) ever do."""
+
+    __tablename__ = "mall_accounts"
+    __table_args__ = (
+        CheckConstraint("negative_allowed OR balance >= 0", name="not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(100), unique=True)
+    asset: Mapped[str] = mapped_column(String(24))
+    owner_member_id: Mapped[str | None] = mapped_column(ForeignKey("members.member_id"), nullable=True,
+                                                        index=True)   # None: the MSP's own
+    negative_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    balance: Mapped[int] = mapped_column(Amount, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MallTransfer(MallBase):
+    """One immutable movement of `amount` of `asset` between two accounts."""
+
+    __tablename__ = "mall_transfers"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="positive_amount"),
+        CheckConstraint("from_account_id <> to_account_id", name="distinct_accounts"),
+        Index("ix_mall_transfers_from", "from_account_id", "id"),
+        Index("ix_mall_transfers_to", "to_account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_account_id: Mapped[int] = mapped_column(ForeignKey("mall_accounts.id"))
+    to_account_id: Mapped[int] = mapped_column(ForeignKey("mall_accounts.id"))
+    amount: Mapped[int] = mapped_column(Amount)
+    asset: Mapped[str] = mapped_column(String(24))
+    operation_id: Mapped[str | None] = mapped_column(OPERATION_ID, nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- settlement (FIG 15 steps 9-10, FIG 16)
+
+class Period(MallBase):
+    """A settlement period; closing it writes one Statement per member."""
+
+    __tablename__ = "periods"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=PeriodStatus.OPEN)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Statement(MallBase):
+    """One member's position for a closed period, in whole cents; the fee
+    residue below a cent is carried to the next period."""
+
+    __tablename__ = "statements"
+    __table_args__ = (UniqueConstraint("period_id", "member_id", name="uq_statements_period_member"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("periods.id"))
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), index=True)
+    owed_cents: Mapped[int] = mapped_column(Amount, default=0)       # others owe this member
+    owing_cents: Mapped[int] = mapped_column(Amount, default=0)      # this member owes others
+    fees_cents: Mapped[int] = mapped_column(Amount, default=0)
+    rounding_gain_cents: Mapped[int] = mapped_column(Amount, default=0)
+    net_cents: Mapped[int] = mapped_column(Amount, default=0)
+    residue_micro_cents: Mapped[int] = mapped_column(Amount, default=0)   # carried forward
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

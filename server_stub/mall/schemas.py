@@ -1,0 +1,148 @@
+"""The MSP's request and answer models, one family per entity: members
+(join and the member object of the directory), the directory, the operator's
+invitations and reports. Request models are strict (schemas/common.StrictModel)."""
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from license_agent.codes import kid_for
+
+from ..schemas.common import FROM_JSON, StrictModel
+from .vocabulary import Accepts, MemberStatus, RoyaltyMode
+
+MemberId = Annotated[str, Field(pattern=r"^m-[a-z2-7]{10}$", description="`m-` + 10 lowercase base32 characters")]
+NetworkKeyText = Annotated[str, Field(pattern=r"^ed25519:[A-Za-z0-9_-]{43}$",
+                                      description="`ed25519:` + base64url (no padding) of the raw 32-byte key")]
+Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f]$")]
+TokenName = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f]$")]
+BaseUrl = Annotated[str, Field(min_length=8, max_length=300, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+                               description="the member server's base URL, http(s), no query or fragment")]
+MAX_TOKEN_VALUE_CENTS = 1_000_000
+BASIS_POINTS = 10_000   # 100 %
+
+
+# ---------------------------------------------------------------- members
+
+class CodeKey(StrictModel):
+    """One of a member's code-signing public keys (the authorization codes' `kid`)."""
+
+    kid: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$", description="license_agent.codes.kid_for of the key")]
+    public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$", description="base64 raw Ed25519")]
+
+    @model_validator(mode="after")
+    def _kid_matches(self) -> CodeKey:
+        try:
+            raw = base64.b64decode(self.public_key, validate=True)
+        except binascii.Error as e:
+            raise ValueError("public_key is not base64") from e
+        if kid_for(raw) != self.kid:
+            raise ValueError(f"kid {self.kid} is not the kid of this public_key ({kid_for(raw)})")
+        return self
+
+
+class TokenTerms(StrictModel):
+    name: TokenName
+    value_cents: Annotated[int, Field(ge=1, le=MAX_TOKEN_VALUE_CENTS, description="one token's cash value")]
+
+
+class JoinIn(StrictModel):
+    """POST /v1/mall/members, signed (RFC 9421, keyid `joining`) by `network_key`."""
+
+    invitation: Annotated[str, Field(min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+    name: Name
+    base_url: BaseUrl
+    network_key: NetworkKeyText
+    code_keys: Annotated[list[CodeKey], Field(min_length=1, max_length=20)]
+    token: TokenTerms
+
+    @field_validator("code_keys")
+    @classmethod
+    def _distinct_kids(cls, keys: list[CodeKey]) -> list[CodeKey]:
+        if len({k.kid for k in keys}) != len(keys):
+            raise ValueError("a kid is listed twice")
+        return keys
+
+
+class JoinOut(BaseModel):
+    member_id: str
+    msp_key: str = Field(description="the MSP's network key, to pin")
+    directory_version: int
+
+
+class TokenOut(BaseModel):
+    name: str
+    value_cents: int
+
+
+class FeesOut(BaseModel):
+    service_charge_bp: int
+    royalty_bp: int
+    fixed_fee_cents: int
+    royalty_mode: RoyaltyMode
+
+
+class AcceptsOut(BaseModel):
+    mode: Accepts
+    members: list[str] = Field(description="whose tokens the member accepts when `mode` is listed")
+
+
+class MemberOut(BaseModel):
+    """The member object: in the directory, in its signed entry, at GET /v1/mall/members/{id}."""
+
+    member_id: str
+    name: str
+    base_url: str
+    network_key: str
+    code_keys: list[CodeKey]
+    token: TokenOut
+    status: MemberStatus
+    groups: list[str]
+    parent: str | None = Field(description="the franchise parent's member id")
+    accepts: AcceptsOut
+    fees: FeesOut
+
+
+# ---------------------------------------------------------------- directory
+
+class MspOut(BaseModel):
+    member_id: Literal["msp"] = "msp"   # vocabulary.MSP_ID
+    network_key: str
+
+
+class DirectoryOut(BaseModel):
+    version: int
+    issued_at: datetime = Field(description="when this version came to be")
+    msp: MspOut
+    members: list[MemberOut]
+    entries: dict[str, str] = Field(description="member id -> its member object as a JWT (EdDSA, the MSP's "
+                                                "network key; plus iss `msp`, iat, ver)")
+
+
+# ---------------------------------------------------------------- operator
+
+class InvitationOut(BaseModel):
+    invitation: str = Field(description="the one-time code: shown once, only its SHA-256 is kept")
+    name: str
+    expires_at: datetime
+
+
+class FeesChange(StrictModel):
+    """set-fees: the fields given change, the others stay."""
+
+    service_charge_bp: Annotated[int, Field(ge=0, le=BASIS_POINTS)] | None = None
+    royalty_bp: Annotated[int, Field(ge=0, le=BASIS_POINTS)] | None = None
+    fixed_fee_cents: Annotated[int, Field(ge=0, le=MAX_TOKEN_VALUE_CENTS)] | None = None
+    royalty_mode: Annotated[RoyaltyMode, FROM_JSON] | None = None
+
+
+class BooksReportOut(BaseModel):
+    ok: bool
+    totals: dict[str, int]
+    mismatched_accounts: list[str]
+    negative_accounts: list[str]
+    wrong_asset_transfers: list[int]

@@ -1,0 +1,75 @@
+"""The MSP's words on the wire and in its records, in one place (as
+server_stub/vocabulary.py is the vendor's). A StrEnum member equals its string,
+so stored rows and JSON carry the plain values."""
+from __future__ import annotations
+
+from enum import StrEnum
+
+MSP_ID = "msp"                  # the MSP's own id in signatures, directory entries and accounts
+JOINING_KEY_ID = "joining"      # keyid of a join request: signed by the key it brings
+MEMBER_ID_PREFIX = "m-"
+MEMBER_ID_LENGTH = 12           # "m-" + 10 lowercase base32 characters
+
+
+class MemberStatus(StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"     # takes no new operations; those in flight finish
+
+
+class Accepts(StrEnum):
+    """Whose tokens a member accepts (FIG 19 record 2104)."""
+
+    ALL = "all"             # every member's
+    LISTED = "listed"       # only the members in its Acceptance rows
+
+
+class RoyaltyMode(StrEnum):
+    """How a member pays the MSP's royalty (FIG 13)."""
+
+    DEPOSIT = "deposit"     # debited at once from its deposit at the MSP
+    INVOICE = "invoice"     # invoiced at the end of the period
+
+
+class MovementKind(StrEnum):
+    """A cross-member operation (claim 31)."""
+
+    EXCHANGE = "exchange"           # Token-A into Token-B (FIG 15)
+    OPEN_PAYMENT = "open_payment"   # open tokens accepted by a member (FIG 18-20)
+
+
+class MovementStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class FeeKind(StrEnum):
+    """What a fee record is for (claims 15, 32)."""
+
+    ROYALTY = "royalty"
+    SERVICE_CHARGE = "service_charge"
+    MESSAGE_FEE = "message_fee"
+
+
+class PeriodStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class BookEntryKind(StrEnum):
+    """Why a transfer in the MSP's books happened (MallTransfer.kind)."""
+
+    DEPOSIT = "deposit"                 # a member pays cash into its deposit at the MSP
+    COMPENSATION = "compensation"       # the member whose tokens left owes the issuing one (claim 1)
+    SERVICE_CHARGE = "service_charge"
+    ROYALTY = "royalty"
+    MESSAGE_FEE = "message_fee"
+    OPEN_TOKEN_ISSUE = "open_token_issue"   # open tokens into a customer's account (FIG 18)
+    OPEN_PAYMENT = "open_payment"           # open tokens spent at a member (FIG 20)
+    SETTLEMENT = "settlement"           # a period's positions cleared (FIG 16)
+    PAYOUT = "payout"
+
+
+# What a book account counts: cents, or one member's token (books.token_asset).
+CENT_ASSET = "cent"
+TOKEN_ASSET_PREFIX = "token:"
