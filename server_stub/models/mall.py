@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..network.outbox import InboxColumns, OutboxColumns
 from ..vocabulary import ExchangeStatus
 from .base import Amount, Base, UTCDateTime, utcnow
 
@@ -91,3 +92,15 @@ class MallAssertionUse(Base):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     issuer: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class MallOutboxMessage(OutboxColumns, Base):
+    """Messages this vendor sends to the MSP (server_stub/network/outbox.py)."""
+
+    __tablename__ = "mall_outbox"
+
+
+class MallInboxMessage(InboxColumns, Base):
+    """Messages this vendor received, with the answer it gave (first answer final)."""
+
+    __tablename__ = "mall_inbox"

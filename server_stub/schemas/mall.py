@@ -65,3 +65,12 @@ class ExchangeOut(BaseModel):
     reason: str
     created_at: datetime
     finished_at: datetime | None
+
+
+class AssertionCreate(StrictModel):
+    audience: MemberId = Field(description='a member id, or "msp"')
+
+
+class AssertionOut(BaseModel):
+    assertion: str = Field(description="a JWT (EdDSA) for POST /v1/sessions at the audience; used once")
+    expires_at: datetime

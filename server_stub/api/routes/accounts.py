@@ -5,9 +5,11 @@ from fastapi import APIRouter, status
 from fastapi import Response
 
 from ...db import write_session
-from ...services import accounts, ledger, pricing, rate_limits
+from ...services import accounts, ledger, mall_assertions, pricing, rate_limits
 from ...schemas.common import Problem
-from ...schemas.user import AccountCreate, AccountOut, CurrentSessionOut, MeOut, SessionCreate, SessionOut
+from ...schemas.user import (
+    AccountCreate, AccountOut, CurrentSessionOut, MallSessionCreate, MeOut, SessionCreate, SessionOut,
+)
 from ..deps import BearerToken, ClientAddress, CurrentUser, DbSession, WriteDb
 from ..problems import problems
 
@@ -23,8 +25,17 @@ def register(body: AccountCreate, db: WriteDb, address: ClientAddress):
 
 
 @router.post("/sessions", response_model=SessionOut,
-             responses=problems((401, Problem, "wrong username or password"), 422, 423, 429))
-def sign_in(body: SessionCreate, address: ClientAddress):
+             responses=problems((401, Problem, "wrong username or password, or the assertion is refused"),
+                                (403, Problem, "the assertion's home member is blocked in the mall"),
+                                (409, Problem, "an assertion, but this store has not joined a mall"),
+                                422, 423, 429))
+def sign_in(body: SessionCreate | MallSessionCreate, address: ClientAddress):
+    """With a username and password; or, at another member of the mall, with
+    an assertion from the user's home member (docs/mall.md)."""
+    if isinstance(body, MallSessionCreate):
+        with write_session() as db:
+            token, expires = mall_assertions.session_from_assertion(db, body.assertion)
+        return SessionOut(token=token, expires_at=expires)
     with rate_limits.sign_in_attempt(address, body.username):
         token, expires = accounts.authenticate(body.username, body.password)
     return SessionOut(token=token, expires_at=expires)

@@ -90,6 +90,39 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('jti', name=op.f('pk_mall_assertion_uses'))
     )
     op.create_index(op.f('ix_mall_assertion_uses_expires_at'), 'mall_assertion_uses', ['expires_at'], unique=False)
+    RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    op.create_table('mall_outbox',
+    sa.Column('id', RowId, nullable=False),
+    sa.Column('message_id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('destination', sa.String(length=64), nullable=False),
+    sa.Column('method', sa.String(length=8), nullable=False),
+    sa.Column('path', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', UTCDateTime(timezone=True), nullable=False),
+    sa.Column('claimed_until', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('answer_status', sa.Integer(), nullable=True),
+    sa.Column('answer_body', sa.Text(), nullable=True),
+    sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.String(length=300), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mall_outbox')),
+    sa.UniqueConstraint('message_id', name=op.f('uq_mall_outbox_message_id'))
+    )
+    op.create_index('ix_mall_outbox_due', 'mall_outbox', ['status', 'next_attempt_at'], unique=False)
+    op.create_table('mall_inbox',
+    sa.Column('id', RowId, nullable=False),
+    sa.Column('sender', sa.String(length=64), nullable=False),
+    sa.Column('message_id', sa.String(length=64), nullable=False),
+    sa.Column('body_digest', sa.String(length=64), nullable=False),
+    sa.Column('answer_status', sa.Integer(), nullable=False),
+    sa.Column('answer_body', sa.Text(), nullable=False),
+    sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_mall_inbox')),
+    sa.UniqueConstraint('sender', 'message_id', name='uq_mall_inbox_sender_message_id')
+    )
     # tokens that left for other members, and tokens issued here for exchanges from them
     accounts = sa.table('ledger_accounts', sa.column('code', sa.String), sa.column('purpose', sa.String),
                         sa.column('currency', sa.String), sa.column('balance', sa.Integer),
@@ -103,6 +136,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DELETE FROM ledger_accounts WHERE code IN ('vendor:exchanged_out', 'vendor:exchanged_in')")
+    op.drop_table('mall_inbox')
+    op.drop_index('ix_mall_outbox_due', table_name='mall_outbox')
+    op.drop_table('mall_outbox')
     op.drop_index(op.f('ix_mall_assertion_uses_expires_at'), table_name='mall_assertion_uses')
     op.drop_table('mall_assertion_uses')
     op.drop_index(op.f('ix_exchanges_user_id'), table_name='exchanges')
