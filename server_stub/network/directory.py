@@ -40,6 +40,8 @@ class MemberEntry:
         try:
             token = raw["token"]
             accepts = raw.get("accepts", "all")
+            if isinstance(accepts, Mapping):      # the MSP's form: {"mode": "all" | "listed", "members": [...]}
+                accepts = "all" if accepts.get("mode") == "all" else list(accepts.get("members") or ())
             entry = cls(
                 member_id=str(raw["member_id"]), name=str(raw["name"]), base_url=str(raw["base_url"]).rstrip("/"),
                 network_key=str(raw["network_key"]), token_name=str(token["name"]),

@@ -29,6 +29,13 @@ MEMBERSHIP_ROW = 1
 LINKED_USERNAME = "~{member}~{user}"
 
 
+class UnknownMember(NotFound):
+    """A member id our copy of the directory does not hold (yet)."""
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__(f"no member {member_id} in the mall")
+
+
 class NotInMall(Conflict):
     def __init__(self) -> None:
         super().__init__("this store has not joined a mall")
@@ -63,8 +70,8 @@ def store_directory(db: Session, row: MallMembership, raw: dict[str, Any]) -> Di
         raise Forbidden("the directory names another MSP key than the one this store pinned")
     if parsed.version > row.directory_version or not row.directory_json:
         row.directory_version, row.directory_json = parsed.version, json.dumps(raw)
-        row.directory_fetched_at = utcnow()
-        db.flush()
+    row.directory_fetched_at = utcnow()
+    db.flush()
     return parsed
 
 
@@ -123,7 +130,7 @@ def _members_for_exchange(row: MallMembership, d: Directory, to_member: str) -> 
     if me is None:
         raise Forbidden("this store is no longer in the mall's directory")
     if to is None:
-        raise NotFound(f"no member {to_member} in the mall")
+        raise UnknownMember(to_member)
     if to.member_id == me.member_id:
         raise Invalid("exchange into another member's tokens, not this store's own")
     if not me.active:

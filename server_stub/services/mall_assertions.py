@@ -19,7 +19,7 @@ from ..network.directory import MSP_ID
 from ..network.keys import parse_public_key
 from . import mall
 from .accounts import open_session, require_active
-from .errors import ApiError, Forbidden, Invalid, NotFound
+from .errors import ApiError, Forbidden, Invalid
 
 ASSERTION_TTL = timedelta(minutes=5)
 CLOCK_LEEWAY_SECONDS = 30
@@ -41,7 +41,7 @@ def issue_assertion(db: Session, user: User, audience: str, network_key: Any) ->
     if audience != MSP_ID:
         target = d.member(audience)
         if target is None:
-            raise NotFound(f"no member {audience} in the mall")
+            raise mall.UnknownMember(audience)
         if not target.active:
             raise Forbidden(f"{target.name} is blocked in the mall")
     now = utcnow().replace(microsecond=0)
@@ -52,9 +52,12 @@ def issue_assertion(db: Session, user: User, audience: str, network_key: Any) ->
     return token, expires
 
 
-def session_from_assertion(db: Session, assertion: str) -> tuple[str, datetime]:
+def session_from_assertion(db: Session, assertion: str, *, refuse_unknown_issuer: bool = True
+                           ) -> tuple[str, datetime]:
     """At the audience: check the assertion, spend it, and open a session for
-    the linked account of its subject (created on first use)."""
+    the linked account of its subject (created on first use). An issuer our
+    copy of the directory lacks is refused, or (refuse_unknown_issuer=False)
+    raises UnknownMember, so that the caller reads the directory and asks again."""
     row, d = mall.directory(db)
     try:
         header = jwt.get_unverified_header(assertion)
@@ -64,6 +67,8 @@ def session_from_assertion(db: Session, assertion: str) -> tuple[str, datetime]:
     if header.get("alg") != ALGORITHM or header.get("typ") != TYPE:
         raise AssertionRefused("the assertion is not a mall assertion (EdDSA)")
     member = d.member(issuer)
+    if member is None and not refuse_unknown_issuer:
+        raise mall.UnknownMember(issuer)
     if member is None or issuer == row.member_id:
         raise AssertionRefused("the assertion's issuer is not another member of this mall")
     if not member.active:

@@ -11,11 +11,12 @@ The delivery worker runs in every server process (started by the app).
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,9 @@ from ..network.types import Answer, Unreachable
 from . import mall
 from .errors import ApiError, Conflict, Invalid
 from .idempotency import Outcome
+from .mall import UnknownMember
+
+T = TypeVar("T")
 
 
 class MessageKind(StrEnum):
@@ -183,6 +187,41 @@ def client() -> MallClient:
 
 def _deliver(destination: str, method: str, path: str, body: Any, message_id: str) -> Answer:
     return client().send(method, _destination_url(destination, path), body, idempotency_key=message_id)
+
+
+DIRECTORY_MAX_AGE = timedelta(seconds=60)
+
+
+def refresh_directory(force: bool = False) -> None:
+    """Read the MSP's directory again when our copy is older than a minute
+    (or now: an unknown member). If the MSP does not answer, the copy stays."""
+    with read_session() as db:
+        row = mall.membership(db)
+    if row is None:
+        return
+    if not force and row.directory_fetched_at is not None and utcnow() - row.directory_fetched_at < DIRECTORY_MAX_AGE:
+        return
+    try:
+        answer = client().send("GET", row.msp_url + "/v1/mall/directory")
+    except Unreachable as e:
+        log("the MSP's directory could not be read", logging.WARNING, error=str(e)[:300])
+        return
+    if answer.status == 200:
+        with write_session() as db:
+            current = mall.membership(db)
+            assert current is not None
+            mall.store_directory(db, current, answer.body)
+
+
+def with_fresh_directory(operation: Callable[[], T]) -> T:
+    """Run `operation` on a copy of the directory at most a minute old; if it
+    meets a member we do not know, read the directory now and run it again."""
+    refresh_directory()
+    try:
+        return operation()
+    except UnknownMember:
+        refresh_directory(force=True)
+        return operation()
 
 
 _worker: outbox.OutboxWorker | None = None

@@ -157,7 +157,7 @@ def test_a_member_that_does_not_accept_our_tokens_refuses_the_quote(db_url):
     u = make_user("ivy", standard=300)
     with write_session() as db:
         d = directory(version=3)
-        d["members"][1]["accepts"] = [BLOCKED]
+        d["members"][1]["accepts"] = {"mode": "listed", "members": [BLOCKED]}
         mall.store_directory(db, mall.membership(db), d)
     with pytest.raises(ApiError) as e:
         quote(u)

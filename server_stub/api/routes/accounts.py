@@ -1,11 +1,13 @@
 """Accounts and sessions (FIG 3, 5)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, status
 from fastapi import Response
 
 from ...db import write_session
-from ...services import accounts, ledger, mall_assertions, pricing, rate_limits
+from ...services import accounts, ledger, mall, mall_assertions, mall_saga, pricing, rate_limits
 from ...schemas.common import Problem
 from ...schemas.user import (
     AccountCreate, AccountOut, CurrentSessionOut, MallSessionCreate, MeOut, SessionCreate, SessionOut,
@@ -33,8 +35,15 @@ def sign_in(body: SessionCreate | MallSessionCreate, address: ClientAddress):
     """With a username and password; or, at another member of the mall, with
     an assertion from the user's home member (docs/mall.md)."""
     if isinstance(body, MallSessionCreate):
-        with write_session() as db:
-            token, expires = mall_assertions.session_from_assertion(db, body.assertion)
+        def sign_on(refuse_unknown_issuer: bool = False) -> tuple[str, datetime]:
+            with write_session() as db:
+                return mall_assertions.session_from_assertion(db, body.assertion,
+                                                              refuse_unknown_issuer=refuse_unknown_issuer)
+        try:
+            token, expires = sign_on()
+        except mall.UnknownMember:   # a member newer than our copy of the directory: read it, then decide
+            mall_saga.refresh_directory(force=True)
+            token, expires = sign_on(refuse_unknown_issuer=True)
         return SessionOut(token=token, expires_at=expires)
     with rate_limits.sign_in_attempt(address, body.username):
         token, expires = accounts.authenticate(body.username, body.password)

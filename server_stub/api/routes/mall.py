@@ -14,7 +14,8 @@ from ...services import mall, mall_assertions, mall_saga
 from ...services.errors import NotFound
 from ...services.idempotency import run_idempotent
 from ..answers import answer
-from ..deps import CurrentUser, DbSession, IdempotencyKey, WriteDb
+from ...db import read_session, write_session
+from ..deps import CurrentUser, DbSession, IdempotencyKey
 from ..problems import problems
 
 router = APIRouter(tags=["mall"])
@@ -31,10 +32,14 @@ def mall_members(db: DbSession):
 @router.post("/exchange-quotes", status_code=201, response_model=ExchangeQuoteOut,
              responses=problems((403, Problem, "a member is blocked, or does not accept this store's tokens"),
                                 (404, Problem, "no such member"), _NOT_IN_MALL, 422))
-def quote_exchange(body: ExchangeQuoteCreate, user: CurrentUser, db: WriteDb):
+def quote_exchange(body: ExchangeQuoteCreate, user: CurrentUser):
     """The rate for N of this store's tokens into another member's, locked
-    for five minutes: N' move, M arrive (docs/mall.md, money)."""
-    return mall.quote_view(mall.quote_exchange(db, user, body.to_member, body.tokens))
+    for five minutes: N' move, M arrive (docs/mall.md, money). Quoted on a
+    copy of the MSP's directory at most a minute old."""
+    def quote():
+        with write_session() as db:
+            return mall.quote_view(mall.quote_exchange(db, user, body.to_member, body.tokens))
+    return mall_saga.with_fresh_directory(quote)
 
 
 @router.post("/exchanges", status_code=201, response_model=ExchangeOut,
@@ -69,9 +74,12 @@ def one_exchange(exchange_id: str, user: CurrentUser, db: DbSession):
 @router.post("/mall-assertions", status_code=201, response_model=AssertionOut,
              responses=problems((403, Problem, "the audience is blocked"), (404, Problem, "no such member"),
                                 _NOT_IN_MALL, 422))
-def assertion_for(body: AssertionCreate, user: CurrentUser, db: DbSession):
+def assertion_for(body: AssertionCreate, user: CurrentUser):
     """A five-minute, single-use assertion that the signed-in user is ours,
     for `audience` (another member, or the MSP): POST it to /v1/sessions
     there to shop without registering again."""
-    token, expires = mall_assertions.issue_assertion(db, user, body.audience, mall_saga.network_key())
+    def issue():
+        with read_session() as db:
+            return mall_assertions.issue_assertion(db, user, body.audience, mall_saga.network_key())
+    token, expires = mall_saga.with_fresh_directory(issue)
     return AssertionOut(assertion=token, expires_at=expires)
