@@ -322,10 +322,10 @@ class OutboxWorker:
                 row.delivered_at = now
                 row.claimed_until = None
             return 1
-        except Exception as e:  # rolled back: sending again gets the same (final) answer, and we try again
-            log("outbox handler failed", logging.ERROR, kind=claimed.kind, message_id=claimed.message_id,
+        except Exception as e:  # the handler (or the database) failed: rolled back; the resend gets the same answer
+            log("outbox answer not recorded", logging.ERROR, kind=claimed.kind, message_id=claimed.message_id,
                 status=answer.status, error=repr(e)[:300])
-            self._failed(claimed, f"handler raised {e!r}")
+            self._failed(claimed, f"answer not recorded: {e!r}")
             return 0
 
     def backoff_seconds(self, attempts: int) -> float:

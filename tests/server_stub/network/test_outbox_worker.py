@@ -184,9 +184,9 @@ def test_a_handler_that_raises_rolls_back_and_the_resend_gets_the_same_answer(se
         assert worker.run_once() == 0
         row = _rows(sender_db)["k-flaky"]
         assert row.status == OutboxStatus.PENDING and row.attempts == 1 and row.delivered_by is None
-        assert row.last_error == "handler raised RuntimeError('the handler failed')"
+        assert row.last_error == "answer not recorded: RuntimeError('the handler failed')"
         assert counters(sender_db, SenderCounter)["confirmed"] == 0
-        assert any(r.getMessage() == "outbox handler failed" for r in seen)
+        assert any(r.getMessage() == "outbox answer not recorded" for r in seen)
         _force_due(sender_db)
         assert worker.run_once() == 1
     finally:
