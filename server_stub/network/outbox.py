@@ -54,13 +54,21 @@ _RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 # The Idempotency-Key a message travels under: printable ASCII without spaces.
 MESSAGE_ID_PATTERN = re.compile(r"^[\x21-\x7e]{1,64}$")
+# Messages are commands (they change something at the receiver), so never GET.
 METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-REUSED_KEY_CODE = "idempotency_key_reused"
 
 
 class OutboxStatus(StrEnum):
     PENDING = "pending"        # no final answer yet
     DELIVERED = "delivered"    # answered; answer_status/answer_body hold the final answer
+
+
+class InboxRefusal(StrEnum):
+    """The `code` of the inbox's own 422 answers (problem details); neither is stored."""
+
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"   # the message id came before with another body
+    INVALID_MESSAGE_ID = "invalid_message_id"
+    INVALID_BODY = "invalid_body"                       # not JSON as we store it (NaN, Infinity)
 
 
 def canonical_json(body: Any) -> str:
@@ -228,6 +236,8 @@ class OutboxWorker:
                 claimed, _final = self._round()
             except Exception as e:  # the database is away for a while: the thread must outlive it
                 log("outbox round failed", logging.ERROR, table=self.model.__name__, error=repr(e)[:300])
+                self._stop.wait(max(self.poll_seconds, 1.0))
+                continue
             if claimed < self.batch:   # a full batch: more may be due, go on at once
                 self._wake.wait(self.poll_seconds)
 
@@ -298,8 +308,8 @@ class OutboxWorker:
             self._failed(claimed, f"no handler for kind {claimed.kind!r}")
             log("outbox message has no handler", logging.ERROR, kind=claimed.kind, message_id=claimed.message_id)
             return 0
-        answer_body = canonical_json(answer.body)
         try:
+            answer_body = canonical_json(answer.body)
             with self.write_session() as db:
                 row = self._locked_pending(db, claimed.id)
                 if row is None:   # another worker recorded it first (the same final answer)
@@ -312,10 +322,10 @@ class OutboxWorker:
                 row.delivered_at = now
                 row.claimed_until = None
             return 1
-        except Exception as e:  # rolled back: sending again gets the same (final) answer, and we try again
-            log("outbox handler failed", logging.ERROR, kind=claimed.kind, message_id=claimed.message_id,
+        except Exception as e:  # the handler (or the database) failed: rolled back; the resend gets the same answer
+            log("outbox answer not recorded", logging.ERROR, kind=claimed.kind, message_id=claimed.message_id,
                 status=answer.status, error=repr(e)[:300])
-            self._failed(claimed, f"handler raised {e!r}")
+            self._failed(claimed, f"answer not recorded: {e!r}")
             return 0
 
     def backoff_seconds(self, attempts: int) -> float:
@@ -330,10 +340,15 @@ class OutboxWorker:
         error = error[:300]
         with self.write_session() as db:
             row = self._locked_pending(db, claimed.id)
-            if row is not None:
-                row.next_attempt_at = utcnow() + timedelta(seconds=self.backoff_seconds(row.attempts))
-                row.claimed_until = None
-                row.last_error = error
+            if row is None:
+                return error
+            wait = self.backoff_seconds(row.attempts)
+            row.next_attempt_at = utcnow() + timedelta(seconds=wait)
+            row.claimed_until = None
+            row.last_error = error
+            attempts = row.attempts
+        log("outbox message not answered", logging.WARNING, kind=claimed.kind, message_id=claimed.message_id,
+            destination=claimed.destination, attempts=attempts, retry_in_seconds=round(wait, 1), error=error)
         return error
 
     def _release(self, rows: list[_Claimed]) -> None:
@@ -347,9 +362,8 @@ class OutboxWorker:
 
 # ------------------------------------------------------------------ receiver
 
-def _reused_key(message_id: str) -> Answer:
-    return Answer(422, problem_body(422, f"message {message_id} was already received with another body",
-                                    "invalid-request", code=REUSED_KEY_CODE))
+def _refused(refusal: InboxRefusal, detail: str) -> Answer:
+    return Answer(422, problem_body(422, detail, "invalid-request", code=refusal))
 
 
 def receive(write_session: WriteSession, model: type[InboxColumns], *, sender: str, message_id: str, body: Any,
@@ -364,9 +378,12 @@ def receive(write_session: WriteSession, model: type[InboxColumns], *, sender: s
     `idempotency_key_reused`. Of two concurrent firsts one applies; the other
     waits on the unique (sender, message_id) and replays its answer."""
     if not MESSAGE_ID_PATTERN.match(message_id) or not 1 <= len(sender) <= 64:
-        return Answer(422, problem_body(422, "the message id must be 1-64 printable ASCII characters without spaces",
-                                        "invalid-request", code="invalid_message_id"))
-    digest = body_digest(body)
+        return _refused(InboxRefusal.INVALID_MESSAGE_ID,
+                        "the message id must be 1-64 printable ASCII characters without spaces")
+    try:
+        digest = body_digest(body)
+    except (TypeError, ValueError):
+        return _refused(InboxRefusal.INVALID_BODY, "the body is not plain JSON")
     m = model
     for _attempt in range(3):
         inserted = False
@@ -376,7 +393,8 @@ def receive(write_session: WriteSession, model: type[InboxColumns], *, sender: s
                                     .where(m.sender == sender, m.message_id == message_id)).first()
                 if stored is not None:
                     if stored.body_digest != digest:
-                        return _reused_key(message_id)
+                        return _refused(InboxRefusal.IDEMPOTENCY_KEY_REUSED,
+                                        f"message {message_id} was already received with another body")
                     return Answer(stored.answer_status, json.loads(stored.answer_body))
                 # The row first: a concurrent first waits here until we commit,
                 # then fails on the unique key and replays our answer; apply runs once.

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server_stub.db import get_engine, read_session, write_session
-from server_stub.network.outbox import REUSED_KEY_CODE, body_digest, receive
+from server_stub.network.outbox import InboxRefusal, body_digest, receive
 from server_stub.network.types import Answer
 from server_stub.services.errors import problem_body
 from tests.server_stub.network.outbox_support import (
@@ -87,7 +87,7 @@ def test_another_body_under_the_same_id_is_refused_and_changes_nothing(db_url):
     first = _receive(db_url, "k2", {"n": 3}, apply)
     reused = _receive(db_url, "k2", {"n": 4}, apply)
     assert reused.status == 422
-    assert reused.body["code"] == REUSED_KEY_CODE and reused.body["status"] == 422
+    assert reused.body["code"] == InboxRefusal.IDEMPOTENCY_KEY_REUSED and reused.body["status"] == 422
     assert len(calls) == 1 and counters(db_url, ReceiverCounter)["applied"] == 3
     # the stored answer is still the first one (the 422 is not stored)
     assert _receive(db_url, "k2", {"n": 3}, apply) == first
@@ -116,7 +116,14 @@ def test_apply_raising_stores_nothing_and_a_retry_applies(db_url):
 def test_a_malformed_message_id_is_refused_and_changes_nothing(db_url, message_id):
     apply, calls = _adder(1)
     answer = _receive(db_url, message_id, {"n": 1}, apply)
-    assert answer.status == 422 and answer.body["code"] == "invalid_message_id"
+    assert answer.status == 422 and answer.body["code"] == InboxRefusal.INVALID_MESSAGE_ID
+    assert calls == [] and _inbox_rows(db_url) == []
+
+
+def test_a_body_that_is_not_plain_json_is_refused_and_changes_nothing(db_url):
+    apply, calls = _adder(1)
+    answer = _receive(db_url, "k-nan", {"n": float("nan")}, apply)   # json.loads accepts NaN; we do not
+    assert answer.status == 422 and answer.body["code"] == InboxRefusal.INVALID_BODY
     assert calls == [] and _inbox_rows(db_url) == []
 
 
