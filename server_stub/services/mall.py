@@ -9,11 +9,12 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models.base import utcnow
-from ..models.mall import Exchange, ExchangeQuote, MallLink, MallMembership
+from ..models.ledger import LedgerTransfer
+from ..models.mall import Exchange, ExchangeQuote, MallInboxMessage, MallLink, MallMembership, MallOutboxMessage
 from ..models.user import User
 from ..network.directory import Directory, DirectoryError, MemberEntry
 from ..network.money import UNITS_PER_CENT, ExchangeRefused, FeeSchedule, exchange_amounts, split_value
@@ -246,3 +247,37 @@ def issue_for_exchange(db: Session, *, operation_id: str, home_member_id: str, h
     ledger.credit_tokens(db, user, tokens, ledger.EXCHANGED_IN, TransferKind.EXCHANGE_IN,
                          f"exchanged in from {from_member_name} ({operation_id})", token_kind=TokenKind.STANDARD)
     return {"operation_id": operation_id, "user_id": user.id, "tokens": tokens}
+
+
+# ---------------------------------------------------------------- audit (docs/mall.md)
+
+def _vendor_balance(db: Session, code: str) -> int:
+    """A vendor account's balance: what came in less what went out (vendor
+    balances are not cached, services/ledger.py)."""
+    ref = ledger.vendor_account(db, code)
+    t = LedgerTransfer
+    came = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.to_account_id == ref.id))
+    went = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.from_account_id == ref.id))
+    return int(came or 0) - int(went or 0)
+
+
+def audit_view(db: Session) -> dict[str, Any]:
+    """What the MSP's audit compares with its own records: this ledger's
+    conservation, the tokens that left and arrived by exchanges, every
+    exchange out of this store and every issue into it."""
+    report = ledger.verify_ledger(db)
+    row = membership(db)
+    exchanges = [{"operation_id": x.id, "status": x.status, "tokens_from": x.tokens_from, "tokens_to": x.tokens_to,
+                  "value_cents": x.value_cents} for x in db.scalars(select(Exchange).order_by(Exchange.created_at))]
+    issues = []
+    for m in db.scalars(select(MallInboxMessage).where(MallInboxMessage.answer_status == 200)):
+        body = json.loads(m.answer_body)
+        if isinstance(body, dict) and "tokens" in body and "operation_id" in body:
+            issues.append({"operation_id": body["operation_id"], "tokens": body["tokens"]})
+    pending = db.scalar(select(func.count()).select_from(MallOutboxMessage)
+                        .where(MallOutboxMessage.status == "pending"))
+    return {"member_id": row.member_id if row else None, "ledger_ok": report.ok, "ledger_totals": report.totals,
+            "outbox_pending": int(pending or 0),
+            "exchanged_out_tokens": _vendor_balance(db, ledger.EXCHANGED_OUT),
+            "exchanged_in_tokens": -_vendor_balance(db, ledger.EXCHANGED_IN),
+            "exchanges": exchanges, "issues": issues}

@@ -133,3 +133,26 @@ def test_a_member_that_is_down_leaves_the_exchange_pending_until_it_returns(netw
     assert a.me(u)["available_tokens"] == 0          # held, not lost
     b.start()
     assert wait_for(a, u, r.json()["id"], timeout=120)["status"] == "completed"
+
+
+def test_the_audit_holds_after_exchanges_and_finds_a_forged_record(msp_factory, server_factory):
+    # its own MSP: the audit asks every member, and the module's shared MSP knows stopped ones
+    msp = msp_factory()
+    a, b = server_factory(), server_factory()
+    join(msp, a, "Mall A", 10, "Token-A")
+    b_id = join(msp, b, "Mall B", 5, "Token-B")
+    u = funded_user(a, 300)
+    ids = [exchange(a, u, b_id, 100)[1]["id"] for _ in range(2)]
+    for x in ids:
+        assert wait_for(a, u, x)["status"] == "completed"
+    out = msp.admin_json("audit")
+    assert out["ok"] is True and out["completed"] >= 2
+    # a token record at the MSP that disagrees with a member is found
+    import sqlalchemy as sa
+    engine = sa.create_engine(msp.db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE token_records SET exchanged_in = exchanged_in + 1 WHERE member_id = :m"),
+                     {"m": b_id})
+    engine.dispose()
+    res = msp.admin("audit", check=False)
+    assert res.returncode == 2 and b_id in res.stderr and "issued for exchanges" in res.stderr

@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 
 from ...network.signed_routes import signed_caller
 from ...network.types import Answer
-from ...services import mall_saga
+from ...services import mall, mall_saga
+from ..deps import DbSession
 from ..problems import problem_response, problems
 
 router = APIRouter(prefix="/mall", tags=["mall network (server to server)"])
@@ -39,3 +40,10 @@ def exchange_result(body: Message, caller: MspCaller, message_id: MessageId):
     """The MSP: the exchange `operation_id` out of this store completed
     (the held tokens leave) or failed (they go back)."""
     return _sent(mall_saga.receive_exchange_result(caller, message_id, body))
+
+
+@router.get("/audit", responses=problems(401, 409))
+def audit(_caller: MspCaller, db: DbSession):
+    """The MSP's audit (tokenrent-server msp admin audit): this store's ledger
+    check, its exchange totals, its exchanges and the issues it applied."""
+    return mall.audit_view(db)
