@@ -10,7 +10,7 @@ from desktop_app.store.page import StorePage
 from license_agent.code_terms import product_of_store_link, store_link
 from desktop_app.widgets.common import Banner
 
-PAGES = ["Store", "Order list", "Library", "Wallet", "Settings"]
+PAGES = ["Store", "Order list", "Library", "Wallet", "Settings", "Malls"]
 
 
 class MainWindow(QMainWindow):
@@ -44,13 +44,13 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(self.store)
         # Order list, Library, Wallet and Settings are built when first needed: a faster start.
         self._lazy: dict[int, QWidget] = {}
-        for _ in range(4):
+        for _ in range(len(PAGES) - 1):
             self.pages.addWidget(QWidget())
         self.nav = QListWidget(objectName="nav")
         self.nav.addItems(PAGES)
         self.nav.setFixedWidth(self.nav.sizeHintForColumn(0) + 40)
         self.nav.currentRowChanged.connect(self._page_changed)
-        for i in range(len(PAGES)):   # Ctrl+1..5 jump to a page
+        for i in range(len(PAGES)):   # Ctrl+1..6 jump to a page
             act = QAction(self, shortcut=QKeySequence(f"Ctrl+{i + 1}"))
             act.triggered.connect(lambda _=False, i=i: self.nav.setCurrentRow(i))
             self.addAction(act)
@@ -101,10 +101,14 @@ class MainWindow(QMainWindow):
             elif index == 3:
                 from desktop_app.wallet.page import WalletPage
                 page = WalletPage(self.state)
-            else:
+            elif index == 4:
                 from desktop_app.settings.page import SettingsPage
                 page = SettingsPage(self.state, self.demo_url)
                 page.notifications.setText(self.notifier.describe())   # which backend notices use
+            else:
+                from desktop_app.mall.page import MallPage
+                page = MallPage(self.state)
+                page.browse.connect(self.browse_member)
             placeholder = self.pages.widget(index)
             current = self.pages.currentIndex()
             self.pages.insertWidget(index, page)
@@ -130,6 +134,10 @@ class MainWindow(QMainWindow):
     def settings_page(self):
         return self._page(4)
 
+    @property
+    def malls(self):
+        return self._page(5)
+
     # -- navigation ---------------------------------------------------------------
     def _page_changed(self, row: int) -> None:
         if row >= 1:
@@ -139,6 +147,8 @@ class MainWindow(QMainWindow):
             self.wallet.refresh()
         elif row == 2:
             self.state.refresh_library()
+        elif row == 5:
+            self.malls.refresh()
 
     def show_page(self, page: QWidget) -> None:
         self.nav.setCurrentRow(self.pages.indexOf(page))
@@ -202,6 +212,21 @@ class MainWindow(QMainWindow):
                 "warning")
         else:
             self.offline_banner.clear_message()
+
+    # -- the mall ---------------------------------------------------------------
+    def browse_member(self, member) -> None:
+        """Another member's store on the Store page, its prices in three forms (FIG 17)."""
+        mall = self.state.mall
+        if mall.mall is not None and member.member_id == mall.mall.member_id:
+            self.store.browse_home()
+            self.show_page(self.store)
+            return
+
+        def opened(browsed) -> None:
+            self.store.browse_store(browsed)
+            self.show_page(self.store)
+
+        mall.open_store(member, opened)
 
     # -- order flow -------------------------------------------------------------
     def add_to_order(self, product, offer, tier_index: int = 0, license_id=None) -> None:
