@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
 
         # wiring
         self.store.addToOrder.connect(self.add_to_order)
+        self.store.addAtMember.connect(self.buy_at_member)
         state.meChanged.connect(self._me_changed)
         state.offlineChanged.connect(self._offline_changed)
         state.message.connect(self.banner.show_message)
@@ -227,6 +228,24 @@ class MainWindow(QMainWindow):
             self.show_page(self.store)
 
         mall.open_store(member, opened)
+
+    def buy_at_member(self, member, product, offer, tier_index: int = 0):
+        """An offer of another member's store: ordered there, paid with its tokens."""
+        if not self.state.signed_in:
+            self.ask_sign_in(self.tr("Sign in to buy at {name}.").format(name=member.name))
+            return None
+        from desktop_app.mall.buy import BuyAtMemberDialog
+        dialog = BuyAtMemberDialog(self.state, member, product, offer, tier_index, self)
+        dialog.ordered.connect(lambda receipt: self._ordered_at_member(member, receipt))
+        self.member_order_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _ordered_at_member(self, member, receipt) -> None:
+        self.banner.show_message(self.tr("ORDER CONFIRMED at {name} (order {id}).").format(
+            name=member.name, id=receipt.id), "success")
+        self.state.install_codes(receipt.deliveries)   # the agent says so if it does not trust that store's key
+        self.state.mall.refresh_balances()
 
     # -- order flow -------------------------------------------------------------
     def add_to_order(self, product, offer, tier_index: int = 0, license_id=None) -> None:

@@ -149,3 +149,58 @@ def test_browsing_b_shows_its_products_in_token_b_cash_and_home_tokens(qtbot, ma
     store.home_button.click()
     assert store.browsed is None and not store.home_button.isVisible()
     assert grid.rowCount() == len(mall_app.state.products)
+
+
+def browse_b(qtbot, app, net):
+    page, model = open_malls(qtbot, app, net)
+    page.select(net.b_id)
+    page.browse_button.click()
+    store = app.window.store
+    qtbot.waitUntil(lambda: store.browsed is not None, timeout=20000)
+    return store, model
+
+
+def b_offer(store, name="Software A", kind="purchase"):
+    product = next(p for p in store.browsed.products if p.name == name)
+    return product, next(o for o in product.offers if o.kind == kind)
+
+
+def test_buying_at_b_when_short_offers_an_exchange_then_the_order_goes_through(qtbot, mall_app, net):
+    user = funded_user(net.a, 500)
+    sign_in(qtbot, mall_app, user)
+    store, model = browse_b(qtbot, mall_app, net)
+    product, offer = b_offer(store)
+    price = offer.tokens
+    store.details.show_product(product)
+    add = store.details.findChild(type(store.home_button), f"add_{offer.id}")
+    add.click()                                          # at B: its own order flow, not the home order list
+    dialog = mall_app.window.member_order_dialog
+    qtbot.waitUntil(lambda: dialog.quote is not None, timeout=20000)
+    assert dialog.quote.required_tokens == price and dialog.quote.available_tokens == 0
+    assert dialog.exchange_button.isVisible() and f"{price:,} Token-B" in dialog.banner.text()
+    # placing anyway: B refuses (402) and the shortage names B's numbers; the next try is a new key
+    first_key = dialog.idempotency_key
+    dialog.place_button.click()
+    qtbot.waitUntil(lambda: not dialog.busy and dialog.idempotency_key != first_key, timeout=20000)
+    assert dialog.shortage == price
+    # the fourth way: an exchange from Token-A, rounded up to whole home tokens
+    exchange = dialog.open_exchange()
+    assert exchange.member.currentData() == net.b_id
+    assert exchange.tokens.value() == -(-price * 5 // 10)
+    exchange.quote_button.click()
+    qtbot.waitUntil(lambda: exchange.quote is not None, timeout=20000)
+    assert exchange.quote.tokens_to >= price
+    exchange.confirm_button.click()
+    qtbot.waitUntil(lambda: dialog.quote is not None and dialog.quote.shortage == 0
+                    and dialog.quote.available_tokens >= price, timeout=60000)
+    assert not dialog.exchange_button.isVisible()
+    with qtbot.waitSignal(dialog.ordered, timeout=30000) as ordered:
+        dialog.place_button.click()
+    receipt = ordered.args[0]
+    assert [i.product_name for i in receipt.items] == ["Software A"] and receipt.required_tokens == price
+    # B's books say so: the Token-B the exchange brought, less the price
+    at_b = exchange.quote.tokens_to - price
+    qtbot.waitUntil(lambda: model.balance(net.b_id) is not None and model.balance(net.b_id).tokens == at_b,
+                    timeout=30000)
+    assert "ORDER CONFIRMED at Mall B" in mall_app.window.banner.text() or \
+        "refused a code" in mall_app.window.banner.text()
