@@ -29,6 +29,7 @@ class ExchangeDialog(QDialog):
         self.mall_state = state.mall
         self.setWindowTitle(self.tr("Exchange tokens"))
         self.setAccessibleName(self.tr("Exchange tokens"))
+        self.setMinimumWidth(480)
         self.quote: ExchangeQuote | None = None
         self.idempotency_key = new_idempotency_key()
         self.busy = False
