@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     mall_cli.add_parser(sub)
     a = parser.parse_args(argv)
     if a.command == "msp":
-        return mall_cli.run(a)
+        return mall_cli.run(a, parser)
 
     if getattr(a, "log_level", None):
         os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level

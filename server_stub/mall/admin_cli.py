@@ -37,7 +37,7 @@ def _invite(db: Session, a: argparse.Namespace) -> InvitationOut:
 def _table(rows: list[MemberOut], extra: dict[str, dict[str, Any]]) -> str:
     head = ("member", "status", "name", "token", "cents", "svc bp", "roy bp", "fixed", "mode", "parent", "groups",
             "base url")
-    lines = [head]
+    lines: list[tuple[str, ...]] = [head]
     for m in rows:
         lines.append((m.member_id, m.status.value, m.name, m.token.name, str(m.token.value_cents),
                       str(m.fees.service_charge_bp), str(m.fees.royalty_bp), str(m.fees.fixed_fee_cents),

@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     sp.add_argument("--network-key", help="path of the MSP's network key file")
     sp.add_argument("--public-url")
     sp.add_argument("--log-level", default=None)
+    sp.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM, with its chain)")
+    sp.add_argument("--tls-key", help="the certificate's private key (PEM)")
     ap = actions.add_parser("admin", help="MSP operator commands")
     ap.add_argument("--db", help=f"database URL (default: SQLite {DB_FILE_NAME} in the data dir)")
     ap.add_argument("--data-dir")
@@ -49,7 +51,7 @@ def settings_from(a: argparse.Namespace) -> Settings:
 
         s = replace(s, network_key_path=str(s.resolved_data_dir / KEY_FILE_NAME))
     if a.msp_command == "serve" and s.public_url == Settings.public_url:
-        s = replace(s, public_url=f"http://{a.host}:{a.port}")
+        s = replace(s, public_url=f"{'https' if a.tls_cert else 'http'}://{a.host}:{a.port}")
     os.environ.update(s.to_env())   # uvicorn workers (other processes) read the same settings
     set_settings(s)
     if s.resolved_db_url.startswith("sqlite"):
@@ -57,7 +59,9 @@ def settings_from(a: argparse.Namespace) -> Settings:
     return s
 
 
-def run(a: argparse.Namespace) -> int:
+def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if a.msp_command == "serve" and bool(a.tls_cert) != bool(a.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     if getattr(a, "log_level", None):
         os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level
     s = settings_from(a)
@@ -80,10 +84,10 @@ def run(a: argparse.Namespace) -> int:
 
     dispose_engines()   # don't hand pooled connections to forked workers
     log("msp serving", host=a.host, port=a.port, workers=a.workers, db=s.resolved_db_url.split("@")[-1],
-        msp_key=msp_public_text())
+        public_url=s.public_url, msp_key=msp_public_text())
     import uvicorn
 
     uvicorn.run("server_stub.mall.app:create_app", factory=True, host=a.host, port=a.port,
                 workers=a.workers, log_level="warning", access_log=False, proxy_headers=False,
-                timeout_keep_alive=s.keep_alive_seconds)
+                timeout_keep_alive=s.keep_alive_seconds, ssl_certfile=a.tls_cert, ssl_keyfile=a.tls_key)
     return 0
