@@ -12,7 +12,8 @@ from .core.config import Settings, set_settings
 def _settings_from(a: argparse.Namespace) -> Settings:
     s = Settings.from_env(db_url=a.db, data_dir=getattr(a, "data_dir", None),
                           signing_key_path=getattr(a, "signing_key", None),
-                          public_url=getattr(a, "public_url", None))
+                          public_url=getattr(a, "public_url", None),
+                          tls_cert_file=getattr(a, "tls_cert", None), tls_key_file=getattr(a, "tls_key", None))
     os.environ.update(s.to_env())  # uvicorn workers (other processes) read the same settings
     set_settings(s)
     if not s.db_url or s.resolved_db_url.startswith("sqlite"):
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--data-dir")
     sp.add_argument("--signing-key", help="path of the vendor signing key file")
     sp.add_argument("--public-url")
+    sp.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain); needs --tls-key")
+    sp.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     sp.add_argument("--log-level", default=None)
     admin_cli.add_parser(sub)
     from .mall import cli as mall_cli
@@ -52,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         rate_limits.policy(s)  # a mistyped limit or proxy list stops the server here, named
     except ValueError as e:
         parser.error(str(e))
+    if a.command == "serve" and (s.tls_cert_file or s.tls_key_file):
+        from .core.tls import check_server_files
+
+        try:
+            check_server_files(s.tls_cert_file, s.tls_key_file)   # before anything starts, named
+        except ValueError as e:
+            parser.error(str(e))
     from . import migrate
     from .logs import log, setup_logging
 
@@ -75,12 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             notes = demo.load(db)
         log("demo data ready", changes=notes, accounts=demo.credentials_text())
     if s.public_url == Settings.public_url:
-        os.environ["TOKENRENT_PUBLIC_URL"] = f"http://{a.host}:{a.port}"
+        scheme = "https" if s.tls_cert_file else "http"
+        os.environ["TOKENRENT_PUBLIC_URL"] = f"{scheme}://{a.host}:{a.port}"
         set_settings(Settings.from_env())  # this process serves too (workers=1): links must use the real port
     from .db import dispose_engines
 
     dispose_engines()  # don't hand pooled connections to forked workers
-    log("serving", host=a.host, port=a.port, workers=a.workers,
+    log("serving", host=a.host, port=a.port, workers=a.workers, tls=bool(s.tls_cert_file),
         db=s.resolved_db_url.split("@")[-1])
     import uvicorn
 
@@ -88,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     # 127.0.0.1; which proxies are trusted is TOKENRENT_TRUSTED_PROXIES' business.
     uvicorn.run("server_stub.app:create_app", factory=True, host=a.host, port=a.port,
                 workers=a.workers, log_level="warning", access_log=False, proxy_headers=False,
-                timeout_keep_alive=s.keep_alive_seconds)
+                timeout_keep_alive=s.keep_alive_seconds,
+                ssl_certfile=s.tls_cert_file or None, ssl_keyfile=s.tls_key_file or None)
     return 0
 
 

@@ -122,6 +122,7 @@ def _verify(db, a):
 
 # The store's commands register on import; imported after the wallet's so --help lists those first.
 from . import admin_store_cli  # noqa: E402,F401
+from . import admin_mall_cli  # noqa: E402,F401
 
 
 def add_parser(sub) -> None:

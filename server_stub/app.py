@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +14,9 @@ from .api.main import api_router
 from .api.problems import document_problems, problem_response
 from .core.config import get_settings
 from .logs import AccessLogMiddleware, setup_logging
+from .network.signed_routes import SignAnswersMiddleware
 from .schemas.common import HealthOut
+from .services import mall_saga
 from .services.errors import ApiError, problem_body
 
 
@@ -75,10 +79,18 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # the mall's delivery worker: messages left by an earlier run go on at once
+    mall_saga.start_worker(only_if_joined=True)
+    yield
+    mall_saga.stop_worker()
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     setup_logging(settings.log_level)
-    app = FastAPI(title="TokenRent vendor server", version="0.1.0",
+    app = FastAPI(title="TokenRent vendor server", version="0.1.0", lifespan=_lifespan,
                   description="Accounts, the token wallet and the store (see docs/api.md).")
     app.include_router(api_router)
 
@@ -87,5 +99,6 @@ def create_app() -> FastAPI:
         return HealthOut(status="ok")
 
     install_problem_handlers(app)
+    app.add_middleware(SignAnswersMiddleware, signer=mall_saga.joined)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -112,6 +112,8 @@ class TransferKind(StrEnum):
     HOLD = "hold"                          # an order reserves its tokens
     RELEASE = "release"                    # a voided hold gives them back
     SPEND = "spend"                        # a posted hold: the tokens went to the vendor
+    EXCHANGE_OUT = "exchange_out"          # a completed exchange: the tokens left for another member
+    EXCHANGE_IN = "exchange_in"            # tokens issued here for an exchange from another member
     # cents, vendor accounts only (never on a user's statement)
     CARD_PAYMENT = "card_payment"
     OFFLINE_PAYMENT = "offline_payment"
@@ -124,3 +126,11 @@ class Currency(StrEnum):
 
     TOKEN = "token"
     CENT = "cent"
+
+
+class ExchangeStatus(StrEnum):
+    """An exchange between members (docs/mall.md, exchange saga)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"

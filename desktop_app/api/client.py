@@ -12,6 +12,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable
 
+from desktop_app.api.tls import ca_verify
 from desktop_app.api.replies import (Account, Category, Declined, Device, Ledger, License, LicenseCode, Me, OrderList, Product,
                                      Quote, Receipt, Session, Shortage, TokenOffers, TokenPurchase, Transfer,
                                      VendorKey)
@@ -143,7 +144,7 @@ class ApiClient:
         import requests
         try:
             resp = session.request(method, self.url(path), json=json, params=params,
-                                           headers=headers, timeout=self.timeout)
+                                           headers=headers, timeout=self.timeout, verify=ca_verify())
         except requests.Timeout as exc:
             raise NetworkError("The server did not answer in time. Check your connection and try again.") from exc
         except requests.RequestException as exc:

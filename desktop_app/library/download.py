@@ -23,6 +23,8 @@ from collections.abc import Callable
 import requests
 import urllib3
 
+from desktop_app.api.tls import ca_verify
+
 CHUNK = 1024 * 1024
 CHECKPOINT_BYTES = 32 * 1024 * 1024   # how often the hash state is written down while receiving
 
@@ -334,7 +336,8 @@ class Download:
             headers["Range"] = f"bytes={received}-"
             if state.get("etag"):
                 headers["If-Range"] = state["etag"]
-        with self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout) as resp:
+        with self.session.get(self.url, headers=headers, stream=True, timeout=self.timeout,
+                              verify=ca_verify()) as resp:
             if resp.status_code == 416 and received:
                 # Range not satisfiable: we may already have everything
                 total = state.get("total_size")

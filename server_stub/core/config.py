@@ -27,6 +27,10 @@ class Settings:
     # A PEM bundle of the CAs that other servers' TLS certificates are checked
     # against (the mall client and the storefront); empty: the system's CAs.
     ca_file: str = ""
+    # Serve HTTPS with this PEM certificate chain and its key (`serve --tls-cert
+    # --tls-key`); both empty: plain HTTP, e.g. behind a TLS-terminating proxy.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     public_url: str = "http://127.0.0.1:8700"
     session_ttl_seconds: int = 12 * 3600
     max_failed_attempts: int = 5         # failed logins (or PINs) in a row before a lock
@@ -64,6 +68,9 @@ class Settings:
     # time of clients and proxies (nginx 60 s upstream, AWS ALB 60 s), so the
     # server is never the side that closes a connection a client is reusing.
     keep_alive_seconds: int = 75
+    # The mall (docs/mall.md): an issue message reaching a member after this
+    # many seconds is refused, so an exchange never hangs on a member that is down.
+    mall_issue_deadline_seconds: int = 600
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

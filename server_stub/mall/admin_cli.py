@@ -118,3 +118,14 @@ def _verify_books(db: Session, a: argparse.Namespace) -> BooksReportOut:
     if not r.ok:
         raise Conflict("the books do not balance", report=report.model_dump(mode="json"))
     return report
+
+
+@command("audit", "read every member's audit and check them against the MSP's records (after quiescence)")
+def _audit(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    from .audit import run_audit
+
+    db.rollback()   # the audit reads in its own sessions and talks to the members; no transaction stays open
+    report = run_audit()
+    if not report.ok:
+        raise Conflict("the audit found problems", problems=report.problems)
+    return {"ok": True, "members": report.members, "completed": report.completed, "failed": report.failed}

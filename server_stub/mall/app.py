@@ -3,6 +3,9 @@ server_stub.mall.app:create_app, factory=True). Problem details, logs and
 sessions are the vendor server's; the routes and the database are the MSP's."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
@@ -12,6 +15,8 @@ from ..logs import AccessLogMiddleware, setup_logging
 from ..network.signed_routes import MALL_PREFIX, SignAnswersMiddleware
 from ..schemas.common import HealthOut
 from .identity import msp_key
+from . import saga
+from .exchange_routes import router as exchange_router
 from .routes import router
 from .vocabulary import MSP_ID
 
@@ -20,12 +25,20 @@ def _signer() -> tuple[str, Ed25519PrivateKey]:
     return MSP_ID, msp_key()
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    saga.start_worker()   # messages left by an earlier run go on at once
+    yield
+    saga.stop_worker()
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     setup_logging(settings.log_level)
-    app = FastAPI(title="TokenRent Mall Service Provider", version="0.1.0",
+    app = FastAPI(title="TokenRent Mall Service Provider", version="0.1.0", lifespan=_lifespan,
                   description="Members, the directory and the records of the mall network (see docs/mall.md).")
     app.include_router(router)
+    app.include_router(exchange_router)
 
     @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> HealthOut:

@@ -15,6 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ..models.base import NAMING, Amount, UTCDateTime, utcnow
+from ..network.outbox import InboxColumns, OutboxColumns
 from .vocabulary import Accepts, MemberStatus, MovementStatus, PeriodStatus, RoyaltyMode
 
 MEMBER_ID = String(16)          # "m-" + 10 characters; "msp" for the MSP itself
@@ -267,3 +268,17 @@ class Statement(MallBase):
     residue_micro_cents: Mapped[int] = mapped_column(Amount, default=0)   # carried forward
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# ---------------------------------------------------------------- messages (server_stub/network/outbox.py)
+
+class MspOutboxMessage(OutboxColumns, MallBase):
+    """What the MSP sends to members (issues, results), delivered by its worker."""
+
+    __tablename__ = "msp_outbox"
+
+
+class MspInboxMessage(InboxColumns, MallBase):
+    """What members sent the MSP, with the first answer it gave (final)."""
+
+    __tablename__ = "msp_inbox"

@@ -10,3 +10,6 @@ from .store import (  # noqa: F401
     Category, Device, License, Offer, OfferTier, Order, OrderItem, Product, ProductVersion,
     SavedOrderList, VendorKey,
 )
+from .mall import (  # noqa: F401
+    Exchange, ExchangeQuote, MallAssertionUse, MallInboxMessage, MallLink, MallMembership, MallOutboxMessage,
+)

@@ -38,6 +38,13 @@ class SessionCreate(StrictModel):
     password: Annotated[str, Field(min_length=1, max_length=128)]
 
 
+class MallSessionCreate(StrictModel):
+    """Sign in at another member of the mall with an assertion from the home
+    member (POST /v1/mall-assertions there): no password, no registration here."""
+
+    assertion: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
 class SessionOut(BaseModel):
     token: str
     expires_at: datetime

@@ -35,6 +35,8 @@ EXPIRED = "vendor:expired"        # expired tokens go here
 SALES = "vendor:sales"            # cents: what users owe / paid for tokens
 CASH = "vendor:cash"              # cents received
 RECEIVABLES = "vendor:receivables"  # cents owed for tokens credited before payment
+EXCHANGED_OUT = "vendor:exchanged_out"  # tokens that left for another member (exchanges)
+EXCHANGED_IN = "vendor:exchanged_in"    # tokens issued here for exchanges from other members
 
 MAX_TOKENS = 1_000_000_000
 MAX_TOKEN_LIFETIME = timedelta(days=100 * 366)  # a lot expiring later than this is a typo
@@ -359,7 +361,12 @@ def hold(db: Session, user: User, lines: Sequence[SpendLine], reference: str, me
     """Reserve tokens for an order (caller holds the user's lock: lock_wallets).
     Post it when the licenses are issued, void it if issuing fails. `memo` is
     what the user's statement says (the hold is the line that takes the tokens)."""
-    plan = plan_spend(db, user, lines)
+    return hold_plan(db, user, plan_spend(db, user, lines), reference, memo)
+
+
+def hold_plan(db: Session, user: User, plan: SpendPlan, reference: str, memo: str = "") -> LedgerHold:
+    """Reserve the lots a plan takes (plan_spend, or plan_transferable for
+    tokens that leave the user, as an exchange's do)."""
     h = LedgerHold(user_id=user.id, amount=plan.total, status=HoldStatus.HELD, reference=reference[:100])
     db.add(h)
     db.flush()
@@ -378,12 +385,13 @@ def _settle(db: Session, hold_id: int, user_id: int | None = None) -> LedgerHold
     return h
 
 
-def post_hold(db: Session, hold_id: int, memo: str = "", dest_code: str = REVENUE) -> LedgerHold:
-    """The held tokens go to the vendor (revenue)."""
+def post_hold(db: Session, hold_id: int, memo: str = "", dest_code: str = REVENUE,
+              kind: TransferKind = TransferKind.SPEND) -> LedgerHold:
+    """The held tokens go to the vendor (revenue; or, for an exchange, out)."""
     h = _settle(db, hold_id)
     if h.amount > 0:
         post_transfer(db, hold_account(db, h.user_id), vendor_account(db, dest_code), h.amount,
-                      TransferKind.SPEND, memo or f"spent on {h.reference}", hold_id=h.id)
+                      kind, memo or f"spent on {h.reference}", hold_id=h.id)
     h.status, h.settled_at = HoldStatus.POSTED, utcnow()
     db.flush()
     return h

@@ -18,7 +18,7 @@ from tests.support.server import drop_pg_database
 
 
 def test_one_head_and_every_revision_is_the_msps():
-    assert migrate.heads() == ["m0001"]
+    assert len(migrate.heads()) == 1
     script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
     assert all(rev.revision.startswith("m") for rev in script.walk_revisions())
 
@@ -30,7 +30,7 @@ def test_an_empty_database_upgrades_to_head_and_matches_the_models(backend, tmp_
         migrate.upgrade(url)
         migrate.upgrade(url)   # a second start finds nothing to do
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["m0001"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == migrate.heads()
             assert conn.execute(text("SELECT id, version FROM directory_state")).all() == [(1, 1)]
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), MallBase.metadata)
             tables = set(inspect(conn).get_table_names())

@@ -112,23 +112,35 @@ class TestUser:
 
 # ------------------------------------------------------------------ server
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate chain and key, and the CA bundle clients trust
+    (tests/server_stub/network/test_client_tls.py makes them with trustme)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 class Server:
     """A running `python -m server_stub serve` process and helpers."""
 
     def __init__(self, db_url: str, workdir: Path, env: dict | None = None, demo: bool = False,
-                 workers: int = 1, backend: str = "sqlite"):
+                 workers: int = 1, backend: str = "sqlite", tls: TlsFiles | None = None):
         self.db_url = db_url
+        self.tls = tls
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend = backend
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.log_path = self.workdir / f"server-{self.port}.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
                     "TOKENRENT_DATA_DIR": str(self.workdir / "data"), **(env or {})}
         self.demo, self.workers = demo, workers
         self.proc: subprocess.Popen | None = None
         self.http = requests.Session()
+        self.http.verify = str(tls.ca) if tls else True
         self._admin: TestUser | None = None
 
     # -- process
@@ -137,6 +149,8 @@ class Server:
                "--port", str(self.port), "--workers", str(self.workers)]
         if self.demo:
             cmd.append("--demo")
+        if self.tls:
+            cmd += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -144,7 +158,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                if requests.get(self.base_url + "/v1/health", timeout=1).status_code == 200:
+                if requests.get(self.base_url + "/v1/health", timeout=1, verify=self.http.verify).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
@@ -184,6 +198,7 @@ class Server:
         elif isinstance(user, str):
             headers["Authorization"] = f"Bearer {user}"
         kw.setdefault("timeout", 60)
+        kw.setdefault("verify", self.http.verify)   # per request: REQUESTS_CA_BUNDLE would override the Session's
         return self.http.request(method, self.base_url + path, headers=headers, **kw)
 
     def register(self, username: str | None = None, password: str = "correct horse 1",
@@ -253,7 +268,7 @@ class Server:
 
 
 def start_server(backend: str, workdir: Path, env: dict | None = None, demo: bool = False,
-                 workers: int = 1) -> tuple[Server, callable]:
+                 workers: int = 1, tls: TlsFiles | None = None) -> tuple[Server, callable]:
     """Start a server on a fresh database of `backend` ("sqlite" | "postgres").
     Returns (server, cleanup)."""
     if backend == "sqlite":
@@ -264,7 +279,7 @@ def start_server(backend: str, workdir: Path, env: dict | None = None, demo: boo
         drop = name
     else:
         raise ValueError(backend)
-    srv = Server(url, workdir, env=env, demo=demo, workers=workers, backend=backend)
+    srv = Server(url, workdir, env=env, demo=demo, workers=workers, backend=backend, tls=tls)
     try:
         srv.start()
     except Exception:

@@ -1,13 +1,17 @@
 """Accounts and sessions (FIG 3, 5)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, status
 from fastapi import Response
 
 from ...db import write_session
-from ...services import accounts, ledger, pricing, rate_limits
+from ...services import accounts, ledger, mall, mall_assertions, mall_saga, pricing, rate_limits
 from ...schemas.common import Problem
-from ...schemas.user import AccountCreate, AccountOut, CurrentSessionOut, MeOut, SessionCreate, SessionOut
+from ...schemas.user import (
+    AccountCreate, AccountOut, CurrentSessionOut, MallSessionCreate, MeOut, SessionCreate, SessionOut,
+)
 from ..deps import BearerToken, ClientAddress, CurrentUser, DbSession, WriteDb
 from ..problems import problems
 
@@ -23,8 +27,24 @@ def register(body: AccountCreate, db: WriteDb, address: ClientAddress):
 
 
 @router.post("/sessions", response_model=SessionOut,
-             responses=problems((401, Problem, "wrong username or password"), 422, 423, 429))
-def sign_in(body: SessionCreate, address: ClientAddress):
+             responses=problems((401, Problem, "wrong username or password, or the assertion is refused"),
+                                (403, Problem, "the assertion's home member is blocked in the mall"),
+                                (409, Problem, "an assertion, but this store has not joined a mall"),
+                                422, 423, 429))
+def sign_in(body: SessionCreate | MallSessionCreate, address: ClientAddress):
+    """With a username and password; or, at another member of the mall, with
+    an assertion from the user's home member (docs/mall.md)."""
+    if isinstance(body, MallSessionCreate):
+        def sign_on(refuse_unknown_issuer: bool = False) -> tuple[str, datetime]:
+            with write_session() as db:
+                return mall_assertions.session_from_assertion(db, body.assertion,
+                                                              refuse_unknown_issuer=refuse_unknown_issuer)
+        try:
+            token, expires = sign_on()
+        except mall.UnknownMember:   # a member newer than our copy of the directory: read it, then decide
+            mall_saga.refresh_directory(force=True)
+            token, expires = sign_on(refuse_unknown_issuer=True)
+        return SessionOut(token=token, expires_at=expires)
     with rate_limits.sign_in_attempt(address, body.username):
         token, expires = accounts.authenticate(body.username, body.password)
     return SessionOut(token=token, expires_at=expires)

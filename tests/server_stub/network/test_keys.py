@@ -107,3 +107,13 @@ def test_the_network_key_path_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("TOKENRENT_NETWORK_KEY_PATH", str(tmp_path / "elsewhere.pem"))
     assert Settings.from_env(data_dir=str(tmp_path)).resolved_network_key_path == tmp_path / "elsewhere.pem"
     assert Settings().resolved_signing_key_path != Settings().resolved_network_key_path
+
+
+def test_a_known_key_reads_as_its_known_text():
+    """RFC 9421's test key (B.1.4): its raw public bytes in base64url, as docs/mall.md shows."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    rfc_key = load_pem_public_key(b"-----BEGIN PUBLIC KEY-----\n"
+                                  b"MCowBQYDK2VwAyEAJrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=\n"
+                                  b"-----END PUBLIC KEY-----\n")
+    assert public_key_text(rfc_key) == "ed25519:JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs"

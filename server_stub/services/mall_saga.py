@@ -1,0 +1,256 @@
+"""This vendor's steps in the network's sagas, carried by the outbox and the
+inbox (docs/mall.md, "Exchange saga"):
+
+- as the home member A: confirming an exchange writes the hold, the exchange
+  and the message to the MSP in one transaction; a refusal by the MSP fails
+  the exchange at once; the MSP's result (a message to us) posts or voids it;
+- as the receiving member B: the MSP's issue message credits the linked
+  account, once, unless it arrives after its deadline.
+
+The delivery worker runs in every server process (started by the app).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from ..core.config import get_settings
+from ..db import read_session, write_session
+from ..logs import log
+from ..models.base import utcnow
+from ..models.mall import MallInboxMessage, MallOutboxMessage
+from ..models.user import User
+from ..network import outbox
+from ..network.client import MallClient
+from ..network.directory import MSP_ID
+from ..network.keys import load_or_create_network_key, parse_public_key
+from ..network.types import Answer, Unreachable
+from . import mall
+from .errors import ApiError, Conflict, Invalid
+from .idempotency import Outcome
+from .mall import UnknownMember
+
+T = TypeVar("T")
+
+
+class MessageKind(StrEnum):
+    """What this vendor sends (the outbox's `kind` picks the answer's handler)."""
+
+    EXCHANGE_REQUEST = "exchange.request"
+
+
+EXCHANGES_PATH = "/v1/mall/exchanges"
+
+
+# ---------------------------------------------------------------- as the home member
+
+def start_exchange(db: Session, user_id: int, quote_id: str) -> Outcome:
+    x, quote = mall.confirm_exchange(db, user_id, quote_id)
+    row = mall.membership(db)
+    assert row is not None
+    user = db.get(User, user_id)
+    assert user is not None
+    outbox.enqueue(db, MallOutboxMessage, kind=MessageKind.EXCHANGE_REQUEST, destination=MSP_ID, method="POST",
+                   path=EXCHANGES_PATH, message_id=x.id, body={
+                       "operation_id": x.id, "from_member": row.member_id, "to_member": x.to_member_id,
+                       "customer": {"home_member": row.member_id, "home_user_id": str(user.id),
+                                    "full_name": user.full_name},
+                       "tokens_from": x.tokens_from, "tokens_to": x.tokens_to,
+                       "value_from_cents": quote.value_from_cents, "value_to_cents": quote.value_to_cents,
+                       "value_cents": x.value_cents, "quote_expires_at": quote.expires_at.isoformat()})
+    return mall.confirmed(x)
+
+
+def _on_exchange_request_answer(db: Session, message: Any, answer: Answer) -> None:
+    """The MSP took the exchange (its result comes later as a message), or
+    refused it: then it failed and the tokens are back at once."""
+    if answer.status < 400:
+        return
+    detail = answer.body.get("detail", "") if isinstance(answer.body, dict) else ""
+    mall.finish_exchange(db, message.message_id, completed=False, reason=f"refused by the MSP: {detail}")
+
+
+HANDLERS: dict[str, outbox.Handler] = {MessageKind.EXCHANGE_REQUEST: _on_exchange_request_answer}
+
+
+def _applied(fn: Callable[[Session], dict[str, Any]]) -> Callable[[Session], Answer]:
+    """A service call as an inbox `apply`: its refusals are answers (stored, final)."""
+    def apply(db: Session) -> Answer:
+        try:
+            return Answer(200, fn(db))
+        except ApiError as e:
+            return Answer(e.status_code, e.body())
+    return apply
+
+
+def receive_exchange_result(sender: str, message_id: str, body: dict[str, Any]) -> Answer:
+    def finish(db: Session) -> dict[str, Any]:
+        status = body.get("status")
+        if status not in ("completed", "failed"):
+            raise Invalid("status must be completed or failed")
+        x = mall.finish_exchange(db, str(body.get("operation_id", "")), status == "completed",
+                                 str(body.get("reason", "")))
+        return {"operation_id": x.id, "status": x.status}
+    return outbox.receive(write_session, MallInboxMessage, sender=sender, message_id=message_id, body=body,
+                          apply=_applied(finish))
+
+
+# ---------------------------------------------------------------- as the receiving member
+
+def receive_issue(sender: str, message_id: str, body: dict[str, Any]) -> Answer:
+    def issue(db: Session) -> dict[str, Any]:
+        try:
+            not_after = datetime.fromisoformat(str(body["not_after"]))
+            customer = body["customer"]
+            tokens = int(body["tokens"])
+        except (KeyError, TypeError, ValueError):
+            raise Invalid("an issue needs not_after, customer and tokens") from None
+        if not_after.tzinfo is None:
+            raise Invalid("not_after needs a time-zone offset")
+        if utcnow() > not_after:
+            # after its deadline the MSP may have failed the operation: never issue late
+            raise Conflict("the issue arrived after its deadline", reason="past_deadline")
+        _, d = mall.directory(db)
+        home = d.member(str(customer.get("home_member", "")))
+        return mall.issue_for_exchange(
+            db, operation_id=str(body.get("operation_id", message_id)),
+            home_member_id=str(customer.get("home_member", "")), home_user_id=str(customer.get("home_user_id", "")),
+            full_name=str(customer.get("full_name", "")), tokens=tokens,
+            from_member_name=home.name if home else str(customer.get("home_member", "")))
+    return outbox.receive(write_session, MallInboxMessage, sender=sender, message_id=message_id, body=body,
+                          apply=_applied(issue))
+
+
+# ---------------------------------------------------------------- keys, the client and the worker
+
+def network_key():
+    return load_or_create_network_key(get_settings().resolved_network_key_path)
+
+
+def msp_key_resolver(key_id: str):
+    """Only the MSP signs what it sends us, with the key pinned at joining."""
+    if key_id != MSP_ID:
+        return None
+    with read_session() as db:
+        row = mall.membership(db)
+    return parse_public_key(row.msp_key) if row is not None else None
+
+
+def _destination_url(destination: str, path: str) -> str:
+    with read_session() as db:
+        row, d = mall.directory(db)
+    if destination == MSP_ID:
+        return row.msp_url + path
+    member = d.member(destination)
+    if member is None:
+        raise Unreachable(f"no member {destination} in the directory")
+    return member.base_url + path
+
+
+_joined: tuple[str, Any] | None = None
+
+
+def joined() -> tuple[str, Any] | None:
+    """(this store's member id, its network key) once it has joined a mall;
+    read once per process (a membership does not change once made)."""
+    global _joined
+    if _joined is None:
+        with read_session() as db:
+            row = mall.membership(db)
+        if row is not None:
+            _joined = (row.member_id, network_key())
+    return _joined
+
+
+def _member_id() -> str:
+    me = joined()
+    if me is None:
+        raise Unreachable("this store has not joined a mall")
+    return me[0]
+
+
+_client: MallClient | None = None
+
+
+def client() -> MallClient:
+    global _client
+    if _client is None:
+        _client = MallClient(_member_id, network_key(), msp_key_resolver, ca_file=get_settings().ca_file or None)
+    return _client
+
+
+def _deliver(destination: str, method: str, path: str, body: Any, message_id: str) -> Answer:
+    return client().send(method, _destination_url(destination, path), body, idempotency_key=message_id)
+
+
+DIRECTORY_MAX_AGE = timedelta(seconds=60)
+
+
+def refresh_directory(force: bool = False) -> None:
+    """Read the MSP's directory again when our copy is older than a minute
+    (or now: an unknown member). If the MSP does not answer, the copy stays."""
+    with read_session() as db:
+        row = mall.membership(db)
+    if row is None:
+        return
+    if not force and row.directory_fetched_at is not None and utcnow() - row.directory_fetched_at < DIRECTORY_MAX_AGE:
+        return
+    try:
+        answer = client().send("GET", row.msp_url + "/v1/mall/directory")
+    except Unreachable as e:
+        log("the MSP's directory could not be read", logging.WARNING, error=str(e)[:300])
+        return
+    if answer.status == 200:
+        with write_session() as db:
+            current = mall.membership(db)
+            assert current is not None
+            mall.store_directory(db, current, answer.body)
+
+
+def with_fresh_directory(operation: Callable[[], T]) -> T:
+    """Run `operation` on a copy of the directory at most a minute old; if it
+    meets a member we do not know, read the directory now and run it again."""
+    refresh_directory()
+    try:
+        return operation()
+    except UnknownMember:
+        refresh_directory(force=True)
+        return operation()
+
+
+_worker: outbox.OutboxWorker | None = None
+_worker_lock = threading.Lock()
+
+
+def start_worker(only_if_joined: bool = False) -> None:
+    """At start-up (only_if_joined: an idle store polls nothing), and on the
+    first message a process sends."""
+    global _worker
+    if only_if_joined and joined() is None:
+        return
+    with _worker_lock:
+        if _worker is None:
+            _worker = outbox.OutboxWorker(MallOutboxMessage, write_session, _deliver, HANDLERS)
+            _worker.start()
+            log("mall outbox worker started")
+
+
+def stop_worker() -> None:
+    global _worker
+    with _worker_lock:
+        if _worker is not None:
+            _worker.stop()
+            _worker = None
+
+
+def wake() -> None:
+    if _worker is None:
+        start_worker()
+    assert _worker is not None
+    _worker.wake()
