@@ -34,17 +34,17 @@ def _insert_ignoring_conflict(db: Session, model: type, index: list[str], **valu
 
 # ---------------------------------------------------------------- customers
 
-def customer(db: Session, home_member_id: str, home_user_id: str, full_name: str) -> CustomerRecord:
+def customer(db: Session, home_member_id: str, home_user_id: str, full_name: str = "") -> CustomerRecord:
     """The customer record of (home member, home user), created on first use;
-    a new full name replaces the old one (people's names change)."""
-    if not home_user_id or len(home_user_id) > 64 or not full_name.strip() or len(full_name) > 100:
-        raise Invalid("a customer needs a home user id (1-64 characters) and a full name (1-100)")
+    a full name given replaces the stored one (people's names change), none keeps it."""
+    if not home_user_id or len(home_user_id) > 64 or len(full_name) > 100:
+        raise Invalid("a customer needs a home user id of 1-64 characters and a full name of at most 100")
     _insert_ignoring_conflict(db, CustomerRecord, ["home_member_id", "home_user_id"], home_member_id=home_member_id,
                               home_user_id=home_user_id, full_name=full_name, created_at=utcnow())
     record = db.scalars(select(CustomerRecord).where(CustomerRecord.home_member_id == home_member_id,
                                                      CustomerRecord.home_user_id == home_user_id)
                         .execution_options(populate_existing=True)).one()
-    if record.full_name != full_name:
+    if full_name and record.full_name != full_name:
         record.full_name = full_name
         db.flush()
     return record
