@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_mall.add_parser(sub)
     a = parser.parse_args(argv)
     if a.command == "msp":
-        return mall_cli.run(a)
+        return mall_cli.run(a, parser)
     if a.command == "demo-mall":
         return demo_mall.run(a)
 

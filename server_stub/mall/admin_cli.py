@@ -37,16 +37,16 @@ def _invite(db: Session, a: argparse.Namespace) -> InvitationOut:
 def _table(rows: list[MemberOut], extra: dict[str, dict[str, Any]]) -> str:
     head = ("member", "status", "name", "token", "cents", "svc bp", "roy bp", "fixed", "mode", "parent", "groups",
             "base url")
-    lines = [head]
-    for m in rows:
-        lines.append((m.member_id, m.status.value, m.name, m.token.name, str(m.token.value_cents),
-                      str(m.fees.service_charge_bp), str(m.fees.royalty_bp), str(m.fees.fixed_fee_cents),
-                      m.fees.royalty_mode.value, m.parent or "-", ",".join(m.groups) or "-", m.base_url))
+    cells = [head] + [(m.member_id, m.status.value, m.name, m.token.name, str(m.token.value_cents),
+                       str(m.fees.service_charge_bp), str(m.fees.royalty_bp), str(m.fees.fixed_fee_cents),
+                       m.fees.royalty_mode.value, m.parent or "-", ",".join(m.groups) or "-", m.base_url)
+                      for m in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells]
+    for i, m in enumerate(rows, start=1):   # a block's reason on the line under its member
         if extra[m.member_id]["blocked_reason"]:
-            lines.append(("", "", f"blocked: {extra[m.member_id]['blocked_reason']}") + ("",) * (len(head) - 3))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)
+            lines[i] += "\n" + " " * (widths[0] + 2) + f"blocked: {extra[m.member_id]['blocked_reason']}"
+    return "\n".join(lines)
 
 
 @command("members", "list the members (a table; --json: their member objects)",

@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     sp.add_argument("--network-key", help="path of the MSP's network key file")
     sp.add_argument("--public-url")
     sp.add_argument("--log-level", default=None)
+    sp.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM, with its chain)")
+    sp.add_argument("--tls-key", help="the certificate's private key (PEM)")
     ap = actions.add_parser("admin", help="MSP operator commands")
     ap.add_argument("--db", help=f"database URL (default: SQLite {DB_FILE_NAME} in the data dir)")
     ap.add_argument("--data-dir")
@@ -41,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def settings_from(a: argparse.Namespace) -> Settings:
     s = Settings.from_env(db_url=a.db, data_dir=a.data_dir, network_key_path=a.network_key,
-                          public_url=getattr(a, "public_url", None))
+                          public_url=getattr(a, "public_url", None), tls_cert_file=getattr(a, "tls_cert", None),
+                          tls_key_file=getattr(a, "tls_key", None))
     if not s.db_url:
         s = replace(s, db_url=f"sqlite:///{s.resolved_data_dir / DB_FILE_NAME}")
     if not s.network_key_path:
@@ -49,7 +52,7 @@ def settings_from(a: argparse.Namespace) -> Settings:
 
         s = replace(s, network_key_path=str(s.resolved_data_dir / KEY_FILE_NAME))
     if a.msp_command == "serve" and s.public_url == Settings.public_url:
-        s = replace(s, public_url=f"http://{a.host}:{a.port}")
+        s = replace(s, public_url=f"{'https' if s.tls_cert_file else 'http'}://{a.host}:{a.port}")
     os.environ.update(s.to_env())   # uvicorn workers (other processes) read the same settings
     set_settings(s)
     if s.resolved_db_url.startswith("sqlite"):
@@ -57,10 +60,17 @@ def settings_from(a: argparse.Namespace) -> Settings:
     return s
 
 
-def run(a: argparse.Namespace) -> int:
+def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if getattr(a, "log_level", None):
         os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level
     s = settings_from(a)
+    if a.msp_command == "serve" and (s.tls_cert_file or s.tls_key_file):
+        from ..core.tls import check_server_files
+
+        try:
+            check_server_files(s.tls_cert_file, s.tls_key_file)   # before anything starts, named
+        except ValueError as e:
+            parser.error(str(e))
     from ..db import write_session
     from ..logs import log, setup_logging
     from . import migrate
@@ -80,10 +90,11 @@ def run(a: argparse.Namespace) -> int:
 
     dispose_engines()   # don't hand pooled connections to forked workers
     log("msp serving", host=a.host, port=a.port, workers=a.workers, db=s.resolved_db_url.split("@")[-1],
-        msp_key=msp_public_text())
+        tls=bool(s.tls_cert_file), public_url=s.public_url, msp_key=msp_public_text())
     import uvicorn
 
     uvicorn.run("server_stub.mall.app:create_app", factory=True, host=a.host, port=a.port,
                 workers=a.workers, log_level="warning", access_log=False, proxy_headers=False,
-                timeout_keep_alive=s.keep_alive_seconds)
+                timeout_keep_alive=s.keep_alive_seconds, ssl_certfile=s.tls_cert_file or None,
+                ssl_keyfile=s.tls_key_file or None)
     return 0

@@ -48,7 +48,7 @@ def current(db: Session, key: Ed25519PrivateKey) -> DirectoryOut:
     PostgreSQL reads each statement afresh: a version that moved while the
     members were read is built again, so a body never mixes two versions."""
     msp = MspOut(network_key=public_key_text(key))
-    where = str(db.get_bind().url)
+    where = db.get_bind().engine.url.render_as_string()
     version, issued_at = members.directory_version(db)
     while True:
         with _lock:

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header
+from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
 from ..api.problems import problem_response, problems
-from ..network.signed_routes import signed_caller
 from ..network.types import Answer
 from . import saga
+from .deps import SignedMemberId
 
 router = APIRouter(prefix="/v1/mall", tags=["mall"])
 
-MemberCaller = Annotated[str, Depends(signed_caller(saga.member_keys))]
 MessageId = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64,
                                   pattern=r"^[\x21-\x7e]{1,64}$")]
 
@@ -25,7 +24,7 @@ def _sent(answer: Answer) -> JSONResponse:
 
 
 @router.post("/exchanges", status_code=202, responses=problems(401, 403, 404, 409, 422))
-def exchange(body: Annotated[dict[str, Any], Body()], caller: MemberCaller, message_id: MessageId):
+def exchange(body: Annotated[dict[str, Any], Body()], caller: SignedMemberId, message_id: MessageId) -> JSONResponse:
     """A home member's exchange (FIG 15): 202 pending (the other member is
     asked to issue; the result comes back as a message), or a final refusal."""
     return _sent(saga.receive_exchange(caller, message_id, body))

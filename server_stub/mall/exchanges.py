@@ -16,10 +16,8 @@ from ..models.base import utcnow
 from ..network import outbox
 from ..network.money import ExchangeRefused, FeeSchedule, exchange_amounts, split_value
 from ..services.errors import Conflict, Forbidden, Invalid, NotFound
-from . import books
-from .models import (
-    Acceptance, CustomerRecord, FeeRecord, Member, MspOutboxMessage, Movement, TokenRecord,
-)
+from . import books, records
+from .models import Acceptance, Member, MspOutboxMessage, Movement
 from .vocabulary import (
     CENT_ASSET, Accepts, BookEntryKind, FeeKind, MemberStatus, MovementKind, MovementStatus,
 )
@@ -81,25 +79,6 @@ def _schedule(m: Member) -> FeeSchedule:
     return FeeSchedule(m.service_charge_bp, m.royalty_bp, m.fixed_fee_cents)
 
 
-def _token_record(db: Session, member_id: str) -> TokenRecord:
-    rec = db.get(TokenRecord, member_id, with_for_update=True)
-    if rec is None:
-        rec = TokenRecord(member_id=member_id, issued=0, spent=0, exchanged_in=0, exchanged_out=0, expired=0)
-        db.add(rec)
-        db.flush()
-    return rec
-
-
-def _customer(db: Session, c: Customer) -> CustomerRecord:
-    rec = db.scalar(select(CustomerRecord).where(CustomerRecord.home_member_id == c.home_member,
-                                                 CustomerRecord.home_user_id == c.home_user_id))
-    if rec is None:
-        rec = CustomerRecord(home_member_id=c.home_member, home_user_id=c.home_user_id, full_name=c.full_name)
-        db.add(rec)
-        db.flush()
-    return rec
-
-
 def accept_exchange(db: Session, sender: str, raw: Any, now: datetime | None = None) -> dict[str, Any]:
     """Step 2: check the request against the directory, record the movement
     (pending) and send the issue to the other member with a deadline."""
@@ -131,10 +110,12 @@ def accept_exchange(db: Session, sender: str, raw: Any, now: datetime | None = N
     # the request must be what the money rules give for its N' (the quote's N may have been larger)
     if (x.tokens_to, x.tokens_from, x.value_cents) != (req.tokens_to, req.tokens_from, req.value_cents):
         raise Invalid("the amounts do not follow the exchange rule (docs/mall.md)")
-    customer = _customer(db, req.customer)
-    db.add(Movement(operation_id=req.operation_id, kind=MovementKind.EXCHANGE, from_member=home.member_id,
-                    to_member=other.member_id, customer_id=customer.id, tokens_from=req.tokens_from,
-                    tokens_to=req.tokens_to, value_cents=req.value_cents, status=MovementStatus.PENDING))
+    customer = records.customer(db, req.customer.home_member, req.customer.home_user_id, req.customer.full_name)
+    movement, created = records.start_movement(db, records.MovementTerms(
+        req.operation_id, MovementKind.EXCHANGE, home.member_id, other.member_id, req.tokens_from, req.tokens_to,
+        req.value_cents, customer.id))
+    if not created:   # recorded already (sent again under another message id): its state, nothing twice
+        return {"operation_id": req.operation_id, "status": movement.status}
     not_after = now + timedelta(seconds=get_settings().mall_issue_deadline_seconds)
     outbox.enqueue(db, MspOutboxMessage, kind=MessageKind.ISSUE, destination=other.member_id, method="POST",
                    path=ISSUES_PATH, message_id=f"{req.operation_id}:issue", body={
@@ -166,9 +147,9 @@ def complete(db: Session, operation_id: str) -> Movement:
     if mv.status != MovementStatus.PENDING:
         return mv
     home, other = _member(db, mv.from_member), _member(db, mv.to_member)
-    out_rec, in_rec = _token_record(db, home.member_id), _token_record(db, other.member_id)
-    out_rec.exchanged_out += mv.tokens_from
-    in_rec.exchanged_in += mv.tokens_to
+    counts = {home.member_id: {"exchanged_out": mv.tokens_from}, other.member_id: {"exchanged_in": mv.tokens_to}}
+    for member_id in sorted(counts):   # one order of row locks for every operation: no deadlock
+        records.count_tokens(db, member_id, **counts[member_id])
     payer = books.account(db, f"member:{home.member_id}:position", CENT_ASSET, owner_member_id=home.member_id,
                           negative_allowed=True)
     payee = books.account(db, f"member:{other.member_id}:position", CENT_ASSET, owner_member_id=other.member_id,
@@ -179,9 +160,8 @@ def complete(db: Session, operation_id: str) -> Movement:
     for kind, units in ((FeeKind.SERVICE_CHARGE, split.service_charge_units), (FeeKind.ROYALTY, split.royalty_units),
                         (FeeKind.MESSAGE_FEE, split.fixed_fee_units)):
         if units:
-            db.add(FeeRecord(member_id=other.member_id, operation_id=operation_id, kind=kind,
-                             amount_micro_cents=units))
-    mv.status, mv.completed_at = MovementStatus.COMPLETED, utcnow()
+            records.add_fee(db, other.member_id, operation_id, kind, units)
+    mv = records.finish_movement(db, operation_id, MovementStatus.COMPLETED)
     _tell_home(db, mv)
     db.flush()
     return mv
@@ -193,7 +173,7 @@ def fail(db: Session, operation_id: str, reason: str) -> Movement:
     mv = _movement(db, operation_id)
     if mv.status != MovementStatus.PENDING:
         return mv
-    mv.status, mv.reason = MovementStatus.FAILED, reason[:300]
+    mv = records.finish_movement(db, operation_id, MovementStatus.FAILED, reason[:300])
     _tell_home(db, mv, reason[:300])
     db.flush()
     return mv

@@ -26,7 +26,7 @@ from ..models.base import utcnow
 from ..services.errors import Conflict, Forbidden, Invalid, NotFound
 from .models import Acceptance, DirectoryState, Group, GroupMember, Invitation, Member, TokenRecord
 from .schemas import (
-    MAX_TOKEN_VALUE_CENTS, AcceptsOut, CodeKey, FeesChange, FeesOut, JoinIn, MemberOut, TokenOut,
+    MAX_TOKEN_VALUE_CENTS, AcceptsOut, CodeKey, FeesChange, FeesOut, JoinIn, MemberChange, MemberOut, TokenOut,
 )
 from .vocabulary import MEMBER_ID_PREFIX, Accepts, MemberStatus, RoyaltyMode
 
@@ -134,6 +134,29 @@ def get_member(db: Session, member_id: str, *, lock: bool = False) -> Member:
     member = db.scalar(q.with_for_update() if lock else q)
     if member is None:
         raise NotFound(f"no member {member_id}")
+    return member
+
+
+def require_active(db: Session, member_id: str) -> Member:
+    """The member, if it may start an operation: a blocked one gets 403 (`reason` member_blocked)."""
+    member = get_member(db, member_id)
+    if member.status == MemberStatus.BLOCKED:
+        raise Forbidden(f"{member_id} is blocked: it starts no new operations", reason="member_blocked")
+    return member
+
+
+def update_own(db: Session, member_id: str, change: MemberChange) -> Member:
+    """A member changes its own name, base URL or code-signing keys (after a
+    rotation the vendor sends every key it still trusts). The version moves
+    only if a value did."""
+    given = change.model_dump(exclude_none=True)
+    if not given:
+        raise Invalid("give at least one of name, base_url, code_keys")
+    member = get_member(db, member_id, lock=True)
+    if any(getattr(member, field) != value for field, value in given.items()):
+        for field, value in given.items():
+            setattr(member, field, value)
+        bump_directory(db)
     return member
 
 

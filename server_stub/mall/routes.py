@@ -15,10 +15,11 @@ from ..network.keys import parse_public_key
 from ..network.signed_routes import signed_caller
 from ..network.signatures import KeyResolver
 from ..schemas.common import Problem
-from ..services.errors import Invalid
+from ..services.errors import Forbidden, Invalid
 from . import directory, members
 from .identity import msp_key, msp_public_text
-from .schemas import DirectoryOut, JoinIn, JoinOut, MemberId, MemberOut
+from .deps import SignedMemberId
+from .schemas import DirectoryOut, JoinIn, JoinOut, MemberChange, MemberId, MemberOut
 from .vocabulary import JOINING_KEY_ID
 
 router = APIRouter(prefix="/v1/mall", tags=["mall"])
@@ -63,6 +64,18 @@ def get_directory(request: Request, db: DbSession) -> Response:
     if _none_match(request.headers.get("if-none-match"), str(current.version)):
         return Response(status_code=304, headers=headers)
     return JSONResponse(current.model_dump(mode="json"), headers=headers)
+
+
+@router.patch("/members/{member_id}", response_model=MemberOut,
+              responses=problems((401, Problem, "not signed by a member (`reason` says why)"),
+                                 (403, Problem, "a member changes only its own record"), 422))
+def update_member(member_id: Annotated[MemberId, Path()], body: MemberChange, caller: SignedMemberId,
+                  db: WriteDb) -> MemberOut:
+    """A member changes its own name, base URL or code-signing keys (all it
+    still trusts, after a key rotation); the directory's version moves."""
+    if caller != member_id:
+        raise Forbidden("a member changes only its own record")
+    return members.member_views(db, [members.update_own(db, member_id, body)])[0]
 
 
 @router.get("/members/{member_id}", response_model=MemberOut, responses=problems((404, Problem, "no such member")))

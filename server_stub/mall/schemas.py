@@ -8,7 +8,7 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from license_agent.codes import kid_for
 
@@ -45,6 +45,15 @@ class CodeKey(StrictModel):
         return self
 
 
+def _distinct_kids(keys: list[CodeKey]) -> list[CodeKey]:
+    if len({k.kid for k in keys}) != len(keys):
+        raise ValueError("a kid is listed twice")
+    return keys
+
+
+CodeKeys = Annotated[list[CodeKey], Field(min_length=1, max_length=20), AfterValidator(_distinct_kids)]
+
+
 class TokenTerms(StrictModel):
     name: TokenName
     value_cents: Annotated[int, Field(ge=1, le=MAX_TOKEN_VALUE_CENTS, description="one token's cash value")]
@@ -57,15 +66,16 @@ class JoinIn(StrictModel):
     name: Name
     base_url: BaseUrl
     network_key: NetworkKeyText
-    code_keys: Annotated[list[CodeKey], Field(min_length=1, max_length=20)]
+    code_keys: CodeKeys
     token: TokenTerms
 
-    @field_validator("code_keys")
-    @classmethod
-    def _distinct_kids(cls, keys: list[CodeKey]) -> list[CodeKey]:
-        if len({k.kid for k in keys}) != len(keys):
-            raise ValueError("a kid is listed twice")
-        return keys
+
+class MemberChange(StrictModel):
+    """PATCH /v1/mall/members/{member_id}, signed by that member: the fields given change."""
+
+    name: Name | None = None
+    base_url: BaseUrl | None = None
+    code_keys: CodeKeys | None = None
 
 
 class JoinOut(BaseModel):

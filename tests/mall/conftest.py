@@ -5,7 +5,8 @@ through the shared `backend` fixture (tests/conftest.py):
   server_stub.db's sessions use it); dropped after the test.
 - `msp`: one real `msp serve` process per backend for the module; tests share it,
   so each creates its own members and never counts global rows.
-- `msp_factory`: a dedicated MSP (extra env, extra `msp serve` arguments), stopped after the test.
+- `msp_factory`: a dedicated MSP (extra env, extra `msp serve` arguments; `ca_file` for one
+  started with --tls-cert), stopped after the test.
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ def msp(backend, tmp_path_factory):
 def msp_factory(backend, tmp_path):
     cleanups = []
 
-    def make(env=None, extra_args=()):
-        srv, cleanup = start_msp(backend, tmp_path / f"msp{len(cleanups)}", env=env, extra_args=tuple(extra_args))
+    def make(env=None, extra_args=(), ca_file=None):
+        srv, cleanup = start_msp(backend, tmp_path / f"msp{len(cleanups)}", env=env, extra_args=tuple(extra_args),
+                                 ca_file=ca_file)
         cleanups.append(cleanup)
         return srv
 

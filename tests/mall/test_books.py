@@ -4,6 +4,7 @@ change nothing, verify() catching a broken cache, concurrent spends."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 
 import pytest
@@ -16,6 +17,7 @@ from server_stub.mall import books
 from server_stub.mall.models import MallAccount, MallTransfer
 from server_stub.mall.vocabulary import CENT_ASSET, BookEntryKind
 from server_stub.services.errors import ApiError
+from tests.support.msp import Msp
 
 _run = itertools.count(1)
 ASSETS = [CENT_ASSET, books.token_asset("m-aaaaaaaaaa"), books.token_asset("m-bbbbbbbbbb")]
@@ -92,18 +94,25 @@ def test_refusals_name_the_problem_and_write_nothing(mall_db):
         books.account(db, "member:m-x:deposit", CENT_ASSET, negative_allowed=True)
 
 
-def test_verify_finds_a_cache_that_disagrees_with_the_transfers(mall_db):
+def test_verify_finds_a_cache_that_disagrees_with_the_transfers(mall_db, tmp_path):
+    operator = Msp(mall_db, tmp_path / "operator")   # `msp admin` on this database (no server needed)
     with write_session() as db:
         a = books.account(db, "msp:a", CENT_ASSET, negative_allowed=True)
         b = books.account(db, "msp:b", CENT_ASSET)
         books.post(db, a, b, 40, kind=BookEntryKind.DEPOSIT)
     with read_session() as db:
         assert books.verify(db).ok
+    assert operator.admin_json("verify-books") == {"ok": True, "totals": {"cent": 0}, "mismatched_accounts": [],
+                                                   "negative_accounts": [], "wrong_asset_transfers": []}
     with write_session() as db:   # what a bug (or a hand edit) would do
         db.execute(update(MallAccount).where(MallAccount.code == "msp:b").values(balance=41))
     with read_session() as db:
         report = books.verify(db)
     assert not report.ok and report.mismatched_accounts == ["msp:b"]
+    refused = operator.admin("verify-books", check=False)
+    assert refused.returncode == 2 and refused.stdout == ""
+    problem = json.loads(refused.stderr.strip().splitlines()[-1])
+    assert problem["detail"] == "the books do not balance" and problem["report"]["mismatched_accounts"] == ["msp:b"]
     with write_session() as db:   # a transfer whose asset is not its accounts'
         db.add(MallTransfer(from_account_id=a.id, to_account_id=b.id, amount=1, asset="token:m-z",
                             kind=BookEntryKind.DEPOSIT))

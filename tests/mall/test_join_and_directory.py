@@ -4,6 +4,8 @@ the member with an entry that verifies with the MSP's key only; every bad
 join is refused and creates nothing."""
 from __future__ import annotations
 
+import threading
+
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -150,3 +152,25 @@ def test_unknown_member_and_health(msp):
     r = msp.get("/v1/mall/members/m-zzzzzzzzzz")
     assert r.status_code == 404 and r.headers["Content-Type"] == "application/problem+json"
     assert msp.get("/v1/mall/members/not-an-id").status_code == 422
+
+
+def test_one_invitation_admits_one_vendor_when_several_race(msp):
+    code = invitation(msp, "Race")
+    members = count_rows(msp, "members")
+    keys = [Ed25519PrivateKey.generate() for _ in range(6)]
+    start = threading.Barrier(len(keys))
+    statuses: list[int] = []
+
+    def attempt(key: Ed25519PrivateKey) -> None:
+        racer = Msp(msp.db_url, msp.workdir)   # its own connection
+        racer.base_url = msp.base_url
+        start.wait()
+        statuses.append(racer.join(join_body(code, key, name="Race"), key).status_code)
+
+    threads = [threading.Thread(target=attempt, args=(k,)) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201] + [403] * (len(keys) - 1)
+    assert count_rows(msp, "members") == members + 1

@@ -79,19 +79,22 @@ class Msp:
     """A running `python -m server_stub msp serve` process and helpers."""
 
     def __init__(self, db_url: str, workdir: Path, env: dict[str, str] | None = None, backend: str = "sqlite",
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), ca_file: str | None = None):
         self.db_url = db_url
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend = backend
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        # with --tls-cert among extra_args: HTTPS, checked against ca_file
+        self.base_url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
         self.log_path = self.workdir / f"msp-{self.port}.log"
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
                     "TOKENRENT_DATA_DIR": str(self.workdir / "data"), **(env or {})}
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.http = requests.Session()
+        # per request: a session's `verify` loses to REQUESTS_CA_BUNDLE in the environment
+        self.verify: str | bool = ca_file or True
 
     # -- process
     def start(self, timeout: float = 60) -> Msp:
@@ -104,7 +107,7 @@ class Msp:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"msp exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                if requests.get(self.base_url + "/v1/health", timeout=1).status_code == 200:
+                if self.get("/v1/health", timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
@@ -130,11 +133,11 @@ class Msp:
     # -- HTTP
     def get(self, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
-        return self.http.get(self.base_url + path, **kw)
+        return self.http.get(self.base_url + path, verify=self.verify, **kw)
 
     def post(self, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
-        return self.http.post(self.base_url + path, **kw)
+        return self.http.post(self.base_url + path, verify=self.verify, **kw)
 
     def signed(self, method: str, path: str, key: Ed25519PrivateKey, key_id: str, body: Any = None,
                headers: dict[str, str] | None = None) -> requests.Response:
@@ -145,7 +148,7 @@ class Msp:
         data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode("utf-8")
         sent = {"Content-Type": "application/json", **(headers or {})}
         sent.update(sign_request(method, url, sent, data, key_id, key))
-        return self.http.request(method, url, data=data, headers=sent, timeout=30)
+        return self.http.request(method, url, data=data, headers=sent, timeout=30, verify=self.verify)
 
     def join(self, body: dict[str, Any], key: Ed25519PrivateKey, key_id: str = "joining") -> requests.Response:
         return self.signed("POST", "/v1/mall/members", key, key_id, body)
@@ -170,11 +173,11 @@ class Msp:
 
 
 def start_msp(backend: str, workdir: Path, env: dict[str, str] | None = None,
-              extra_args: tuple[str, ...] = ()) -> tuple[Msp, Callable[[], None]]:
+              extra_args: tuple[str, ...] = (), ca_file: str | None = None) -> tuple[Msp, Callable[[], None]]:
     """Start an MSP on a fresh database of `backend`. Returns (msp, cleanup)."""
     Path(workdir).mkdir(parents=True, exist_ok=True)
     url, drop = database_url(backend, workdir)
-    msp = Msp(url, workdir, env=env, backend=backend, extra_args=extra_args)
+    msp = Msp(url, workdir, env=env, backend=backend, extra_args=extra_args, ca_file=ca_file)
     try:
         msp.start()
     except Exception:
