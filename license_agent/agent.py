@@ -76,6 +76,9 @@ class Agent:
             return {"device_id": device_id, "public_key": base64.b64encode(public).decode()}
 
     def trust(self, public_key_b64: str) -> dict:
+        """A vendor key pinned by hand, or (text with two dots) a member's MSP-signed directory entry."""
+        if isinstance(public_key_b64, str) and public_key_b64.strip().count(".") == 2:
+            return self.trust_entry(public_key_b64)
         from .codes import kid_for
         key = _decode_public_key(public_key_b64)
         kid = kid_for(key)
@@ -84,6 +87,49 @@ class Agent:
             if added:
                 append("trust", {"kid": kid, "public_key": base64.b64encode(key).decode()})
         return {"kid": kid, "added": added, "trusted_kids": sorted(self.model.trusted)}
+
+    def trust_mall(self, msp_key: str, replace: bool = False) -> dict:
+        """Pins the MSP's network key: it vouches for members' code keys from then on. One mall
+        per agent; another key only with ``replace`` (keys it vouched for before stay trusted)."""
+        from .mall_trust import parse_msp_key
+        key = parse_msp_key(msp_key)
+        with self.state.writing() as append:
+            pinned = self.model.msp_key
+            if pinned is not None and pinned != key and not replace:
+                raise BadInput(f"another mall key is pinned ({pinned}); use --replace to pin {key} instead",
+                               code="mall_key_conflict")
+            added = pinned != key
+            if added:
+                append("trust_mall", {"network_key": key, "replaces": pinned})
+        return {"msp_key": key, "added": added, "replaced": pinned if added else None}
+
+    def trust_entry(self, entry: str) -> dict:
+        """Trusts the code keys a member's directory entry lists, if the pinned MSP key signed it
+        and the member is active; each key is journalled with the member's id."""
+        from .mall_trust import verify_entry
+        with self.state.writing() as append:
+            msp_key = self.model.msp_key
+            if msp_key is None:
+                raise InvalidCode("no mall key is pinned: run  license-agent trust --mall MSP_KEY  first",
+                                  code="no_mall_key")
+            member = verify_entry(entry, msp_key)
+            seen = self.model.member_versions.get(member.member_id)
+            if seen is not None and member.version < seen:
+                raise InvalidCode(f"this entry of member {member.member_id} is from directory version "
+                                  f"{member.version}, older than version {seen} already trusted", code="stale_entry")
+            for key in member.keys:
+                owner = self.model.key_members.get(key.kid)
+                if owner is not None and owner != member.member_id:
+                    raise InvalidCode(f"code key {key.kid} is already trusted for member {owner}, "
+                                      f"not {member.member_id}", code="conflicting_entry")
+            added = [key.kid for key in member.keys if self.model.key_members.get(key.kid) != member.member_id]
+            for key in member.keys:
+                if key.kid in added:
+                    append("trust", {"kid": key.kid, "public_key": key.public_key, "member_id": member.member_id,
+                                     "ver": member.version})
+        return {"member_id": member.member_id, "name": member.name, "directory_version": member.version,
+                "kids": [key.kid for key in member.keys], "added": added, "skipped": list(member.skipped),
+                "trusted_kids": sorted(self.model.trusted)}
 
     def _trusted_keys(self) -> dict:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -213,6 +259,8 @@ class Agent:
                 "licenses": [gate.license_summary(model, lic, now)
                              for lic in sorted(model.licenses.values(), key=lambda one: one.installed_seq)],
                 "trusted_keys": sorted(model.trusted),
+                "mall_key": model.msp_key,
+                "trusted_members": dict(sorted(model.key_members.items())),
                 "clock": {"now": time_text(now), "latest_seen": time_text(model.max_seen) if model.max_seen else None,
                           "behind": gate.clock_is_behind(model, now)},
                 "journal_entries": self.state.head_seq,

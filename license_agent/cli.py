@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("device", "show this device's id and public key")
-    command("trust", "pin a vendor public key (base64, raw Ed25519)").add_argument("public_key")
+    p = command("trust", "pin a vendor public key (base64, raw Ed25519), or trust the code keys of a member's "
+                         "MSP-signed directory entry (a JWT; '-' reads it from stdin)")
+    p.add_argument("public_key", metavar="KEY|ENTRY")
+    p.add_argument("--mall", action="store_true", help="KEY is the mall's (MSP's) network key 'ed25519:...' to pin")
+    p.add_argument("--replace", action="store_true", help="with --mall: replace another pinned mall key")
     command("install", "install an authorization code (or '-' to read it from stdin)").add_argument("code")
     command("status", "list the installed licenses and what remains")
     command("check", "the gate before each run (FIG 12)").add_argument("product_id")
@@ -97,9 +101,7 @@ def _dispatch(args, as_json: bool) -> int:
             _out(data, as_json, f"device_id:  {data['device_id']}\npublic_key: {data['public_key']}")
             return EXIT_OK
         if args.command == "trust":
-            data = agent.trust(args.public_key)
-            _out(data, as_json, f"{'trusted' if data['added'] else 'already trusted'}: vendor key {data['kid']}")
-            return EXIT_OK
+            return _trust(agent, args, as_json)
         if args.command == "install":
             text = sys.stdin.read() if args.code == "-" else args.code
             data = agent.install(text)
@@ -125,6 +127,24 @@ def _dispatch(args, as_json: bool) -> int:
                 prefix += " (warning)"
             print(f"{prefix}: {answer['message']}", file=sys.stdout if code == EXIT_OK else sys.stderr)
         return code
+
+
+def _trust(agent, args, as_json: bool) -> int:
+    text = sys.stdin.read() if args.public_key == "-" else args.public_key
+    if args.replace and not args.mall:
+        raise BadInput("--replace is for --mall only")
+    if args.mall:
+        data = agent.trust_mall(text, replace=args.replace)
+        _out(data, as_json, f"{'pinned' if data['added'] else 'already pinned'}: mall key {data['msp_key']}"
+                            + (f" (replacing {data['replaced']})" if data["replaced"] else ""))
+    elif text.strip().count(".") == 2:
+        data = agent.trust_entry(text)
+        _out(data, as_json, f"trusted: member {data['member_id']} ({data['name']}), code keys "
+                            f"{', '.join(data['kids'])}{'' if data['added'] else ' (already trusted)'}")
+    else:
+        data = agent.trust(text)
+        _out(data, as_json, f"{'trusted' if data['added'] else 'already trusted'}: vendor key {data['kid']}")
+    return EXIT_OK
 
 
 def _amount(text: str) -> int:

@@ -70,7 +70,10 @@ _ERRORS = {"bad_input": BadInput, "malformed_code": BadInput, "tampered": Tamper
            "secret_store_unavailable": SecretStoreUnavailable, "busy": Busy,
            **{code: InvalidCode for code in ("invalid_code", "older_serial", "conflicting_code", "issued_in_future",
                                              "untrusted_signer", "bad_signature", "wrong_device", "decryption_failed",
-                                             "unsupported_version")}}
+                                             "unsupported_version", "no_mall_key", "bad_entry_signature",
+                                             "member_not_active", "bad_entry_keys", "stale_entry",
+                                             "conflicting_entry")},
+           **{code: BadInput for code in ("malformed_entry", "bad_mall_key", "mall_key_conflict")}}
 
 
 def _check_peer_is_us(sock) -> None:
@@ -242,6 +245,12 @@ class Client:
 
     def trust(self, public_key_b64: str) -> Answer:
         return self._call("trust", public_key=public_key_b64)
+
+    def trust_mall(self, msp_key: str, replace: bool = False) -> Answer:
+        return self._call("trust_mall", msp_key=msp_key, replace=replace)
+
+    def trust_entry(self, entry: str) -> Answer:
+        return self._call("trust_entry", entry=entry)
 
     def device(self) -> Answer:
         return self._call("device")

@@ -61,6 +61,9 @@ class Model:
         self.device_id = ""
         self.backend = ""
         self.trusted: dict = {}             # kid -> base64 raw Ed25519 public key
+        self.msp_key: str | None = None     # the pinned mall key ("ed25519:..."), vouching for members' keys
+        self.key_members: dict = {}         # kid -> member id, for keys trusted through a directory entry
+        self.member_versions: dict = {}     # member id -> the directory version of its latest trusted entry
         self.licenses: dict = {}            # license_id -> License
         self.reservations: dict = {}        # reservation_id -> Reservation
         self.max_seen: datetime | None = None   # the latest wall-clock time ever recorded
@@ -73,6 +76,7 @@ class Model:
                     "installed_at": time_text(lic.installed_at), "consumed": lic.consumed, "history": lic.history}
         return {
             "device_id": self.device_id, "backend": self.backend, "trusted": self.trusted,
+            "msp_key": self.msp_key, "key_members": self.key_members, "member_versions": self.member_versions,
             "max_seen": time_text(self.max_seen) if self.max_seen else None,
             "licenses": [license_data(lic) for lic in self.licenses.values()],
             "reservations": [{"reservation_id": r.reservation_id, "license_id": r.license_id, "n": r.amount,
@@ -84,6 +88,9 @@ class Model:
         self.device_id = data["device_id"]
         self.backend = data["backend"]
         self.trusted = dict(data["trusted"])
+        self.msp_key = data.get("msp_key")                  # absent from checkpoints before the mall
+        self.key_members = dict(data.get("key_members", {}))
+        self.member_versions = dict(data.get("member_versions", {}))
         self.max_seen = parse_time(data["max_seen"]) if data["max_seen"] else None
         self.licenses = {}
         for item in data["licenses"]:
@@ -119,6 +126,11 @@ class Model:
             self.backend = body["backend"]
         elif kind == "trust":
             self.trusted[body["kid"]] = body["public_key"]
+            if "member_id" in body:
+                self.key_members[body["kid"]] = body["member_id"]
+                self.member_versions[body["member_id"]] = body["ver"]
+        elif kind == "trust_mall":
+            self.msp_key = body["network_key"]
         elif kind == "install":
             grant = body["grant"]
             previous = self.licenses.get(grant["license_id"])

@@ -38,6 +38,10 @@ def dispatch(agent, request) -> dict:
             result, code = agent.device(), EXIT_OK
         elif op == "trust":
             result, code = agent.trust(request.get("public_key")), EXIT_OK
+        elif op == "trust_entry":
+            result, code = agent.trust_entry(request.get("entry")), EXIT_OK
+        elif op == "trust_mall":
+            result, code = agent.trust_mall(request.get("msp_key"), bool(request.get("replace", False))), EXIT_OK
         elif op == "install":
             result, code = agent.install(request.get("code")), EXIT_OK
         else:

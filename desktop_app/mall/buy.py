@@ -14,6 +14,7 @@ import platform
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton, QVBoxLayout
 
+from desktop_app.agent.bridge import AgentError
 from desktop_app.api.client import ApiError, ShortOfTokens, needs_new_key, new_idempotency_key
 from desktop_app.api.replies import MallMember, Offer, Product, Quote, Receipt
 from desktop_app.mall.rates import MemberPricing
@@ -113,8 +114,11 @@ class BuyAtMemberDialog(QDialog):
         self.place_button.setEnabled(False)
         sessions, member, items, key, agent = self.state.mall.sessions, self.member, self.items, \
             self.idempotency_key, self.state.agent
+        trust, mall = self.state.mall.trust, self.state.mall.mall
 
         def order(client):
+            if mall is not None:   # before paying: the agent must accept the codes this member issues
+                trust.trust_member(mall.msp_url, member.member_id)
             device = agent.device()
             registered = client.register_device(device.public_key, platform.node() or "this computer")
             return client.place_order(items, registered.device_id, [], key)
@@ -124,9 +128,13 @@ class BuyAtMemberDialog(QDialog):
             self.ordered.emit(receipt)
             self.accept()
 
-        def failed(error: ApiError) -> None:
+        def failed(error: ApiError | AgentError) -> None:
             self.busy = False
             self.place_button.setEnabled(True)
+            if isinstance(error, AgentError):     # nothing was ordered: the agent would refuse its codes
+                self.banner.show_message(self.tr("The license agent does not trust {name}'s programs: {why}").format(
+                    name=self.member.name, why=error.user_message), "error")
+                return
             if needs_new_key(error):
                 self.idempotency_key = new_idempotency_key()   # refused: that answer is final for its key
             if isinstance(error, ShortOfTokens):

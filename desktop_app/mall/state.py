@@ -8,10 +8,12 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop_app.api.client import ApiError, NetworkError, SessionExpired
+from desktop_app.api.worker import run_async
 from desktop_app.api.replies import Category, Exchange, Mall, MallMember, Product
 from desktop_app.mall.model import Balance, ExchangeModel, MallMembersModel
 from desktop_app.mall.rates import MemberPricing
 from desktop_app.mall.sessions import MemberSessions
+from desktop_app.mall.trust import MallTrust
 
 
 class BrowsedStore:
@@ -40,6 +42,8 @@ class MallState(QObject):
         self.members = MallMembersModel(self)
         self.exchanges = ExchangeModel(self)
         self.mall: Mall | None = None
+        self.trust = MallTrust(app_state.agent, timeout=app_state.api.timeout)
+        self.pinned_msp_url: str | None = None   # the MSP whose key the agent was given (this run)
         self._poll = QTimer(self, interval=self.POLL_MS, singleShot=True)
         self._poll.timeout.connect(self._poll_pending)
         self._polling = False
@@ -56,6 +60,7 @@ class MallState(QObject):
             self.members.set_mall(mall)
             self.exchanges.set_mall(mall)
             self.mallChanged.emit(mall)
+            self.pin_mall_key()
             if self.app.signed_in:
                 self.refresh_balances(on_done)
                 self.refresh_exchanges()
@@ -72,6 +77,20 @@ class MallState(QObject):
                 self.problem.emit(error.user_message)
 
         self.app.call(api.mall, done, failed)
+
+    def pin_mall_key(self) -> None:
+        """The MSP's key into the agent, once per MSP: trust on first use (docs/user-guide.md)."""
+        mall, trust = self.mall, self.trust
+        if mall is None or self.pinned_msp_url == mall.msp_url:
+            return
+        self.pinned_msp_url = mall.msp_url
+
+        def failed(error) -> None:
+            self.pinned_msp_url = None          # tried again on the next refresh
+            self.problem.emit(self.tr("The license agent could not pin the mall's key: {why}").format(
+                why=getattr(error, "user_message", str(error))))
+
+        run_async(lambda: trust.pin_mall(mall.msp_url), None, failed)   # not app.call: the MSP is not the home
 
     def refresh_balances(self, on_done: Callable[[], None] | None = None) -> None:
         mall, sessions, api = self.mall, self.sessions, self.app.api
