@@ -20,6 +20,7 @@ class Options:
     server: str = ""
     product: str | None = None
     demo_user: bool = True
+    demo: str = "mall"      # with no server: "mall" (the demo mall, signed in at its home member) or "single"
 
 
 class StoreApp:
@@ -35,7 +36,8 @@ class StoreApp:
         self.paths = (paths or app_paths()).ensure()
         self.settings = load_settings(self.paths)
         self.server_url = (options.server or self.settings.server_url).rstrip("/")
-        self.demo = None             # DemoServer, when this app started one
+        self.demo = None             # DemoMall or DemoServer, when this app started one
+        self._auto_sign_in = False   # signing in as the demo mall's home user
         self.state = AppState(self.paths, self.settings, self.server_url or "http://127.0.0.1:0",
                               demo=not self.server_url)
         self.window = MainWindow(self.state, demo_url="")
@@ -63,9 +65,14 @@ class StoreApp:
         if self.server_url:
             self._server_ready(self.server_url)
             return
-        self.window.banner.show_message("Starting the local demo store…", "info")
-        from desktop_app.demo_server import DemoServer
-        self.demo = DemoServer(self.paths.demo_db)
+        from desktop_app.demo_server import DemoMall, DemoServer
+        if self.options.demo == "single":
+            self.window.banner.show_message("Starting the local demo store…", "info")
+            self.demo = DemoServer(self.paths.demo_db)
+        else:
+            self.window.banner.show_message("Starting the local demo mall (its servers start in the "
+                                            "background)…", "info")
+            self.demo = DemoMall(self.paths.data_dir / "demo-mall")
         try:
             self.demo.launch()                     # on this (main) thread, see DemoServer.launch
         except Exception as exc:
@@ -117,16 +124,37 @@ class StoreApp:
         self.window.banner.show_message(f"{error} You can set a store server address in Settings.", "error")
 
     def _server_ready(self, url: str) -> None:
+        from desktop_app.demo_server import DemoMall
         self.state.api.base_url = url.rstrip("/")
-        if self.demo is not None:
+        if isinstance(self.demo, DemoMall):
+            home, user = self.demo.home_member, self.demo.home_user
+            self.window.banner.show_message(
+                f"This is the local demo mall: {len(self.demo.info['members'])} stores and a mall service "
+                f"provider on this computer. You shop at {home['name']} ({url}) as “{user['username']}”.", "info")
+            # the demo user's password is known: no keyring look-up, no dialog (another user: as usual)
+            self._auto_sign_in = self.settings.last_username in ("", user["username"])
+            if self._auto_sign_in:
+                self.state.sign_in(user["username"], user["password"], self._auto_signed_in, self._auto_sign_in_failed)
+        elif self.demo is not None:
             self.window.banner.show_message(
                 f"This is the local demo store ({url}). Sign in as “{self.DEMO_USERNAME}” "
                 f"(password “{self.DEMO_PASSWORD}”) or create your own account.", "info")
         self.state.load_catalog(self._catalog_loaded)
-        self.state.resume_session(self._session_resumed)
+        if not self._auto_sign_in:
+            self.state.resume_session(self._session_resumed)
         # Unfinished downloads continue: those from other hosts now, those from the store
         # server once the session is back (resumed from the keyring, or signed in again).
         self._resume_downloads()
+
+    def _auto_signed_in(self, _me) -> None:
+        self._auto_sign_in = False
+        self._session_resumed(_me)
+
+    def _auto_sign_in_failed(self, error) -> None:
+        self._auto_sign_in = False
+        self.window.banner.show_message(f"Could not sign in to the demo mall: {error}", "error")
+        if self.ready and not self.state.signed_in:
+            self.window.ask_sign_in()
 
     def _resume_downloads(self) -> None:
         if self.state.cache.data.get("downloads"):
@@ -142,7 +170,7 @@ class StoreApp:
         self.ready = True
         if self.options.product:
             self.window.open_product(self.options.product)
-        if not self.state.signed_in and not self.state.api.token:
+        if not self.state.signed_in and not self.state.api.token and not self._auto_sign_in:
             dialog = self.window.ask_sign_in()
             if self.demo is not None and not self.settings.last_username:
                 dialog.username.setText(self.DEMO_USERNAME)

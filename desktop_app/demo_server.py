@@ -1,10 +1,12 @@
-"""The local demo server: `tokenrent` with no server configured starts
-`python -m server_stub serve --demo` on a free loopback port, with an embedded
-SQLite database in the user data dir. A separate process: desktop_app never
-imports server_stub.
+"""The local demo servers: `tokenrent` with no server configured starts the demo
+mall, `python -m server_stub demo-mall` (the MSP and four vendors, each on its own
+SQLite database under the user data dir; DemoMall), and signs in at its home member.
+DemoServer, one vendor alone (`serve --demo` on a free port), stays for what wants
+only that. Separate processes: desktop_app never imports server_stub.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -35,20 +37,7 @@ class DemoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        args = ["serve", "--demo", "--db", f"sqlite:///{self.db_path}", "--port", str(self.port)]
-        if not getattr(sys, "frozen", False):
-            return [sys.executable, "-m", "server_stub", *args]
-        # a frozen storefront: the demo server is a separate program, when it was bundled
-        import shutil
-        for candidate in (Path(sys.executable).with_name("tokenrent-server"),
-                          Path(sys.executable).with_name("tokenrent-server.exe")):
-            if candidate.exists():
-                return [str(candidate), *args]
-        found = shutil.which("tokenrent-server")
-        if found:
-            return [found, *args]
-        raise DemoServerError("This installation has no local demo store. "
-                              "Enter your store's address in Settings.")
+        return server_command(["serve", "--demo", "--db", f"sqlite:///{self.db_path}", "--port", str(self.port)])
 
     def launch(self) -> None:
         """Start the process (quick; call on the main thread: on Linux the server is told to
@@ -104,6 +93,98 @@ class DemoServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def server_command(args: list[str]) -> list[str]:
+    """`tokenrent-server ARGS` as this storefront can run it."""
+    if not getattr(sys, "frozen", False):
+        return [sys.executable, "-m", "server_stub", *args]
+    # a frozen storefront: the demo server is a separate program, when it was bundled
+    import shutil
+    for candidate in (Path(sys.executable).with_name("tokenrent-server"),
+                      Path(sys.executable).with_name("tokenrent-server.exe")):
+        if candidate.exists():
+            return [str(candidate), *args]
+    found = shutil.which("tokenrent-server")
+    if found:
+        return [found, *args]
+    raise DemoServerError("This installation has no local demo store. "
+                          "Enter your store's address in Settings.")
+
+
+class DemoMall:
+    """`tokenrent-server demo-mall --dir DIR` in the background. `wait_ready` reads its one JSON
+    line: the MSP, the members, the demo users (the first one is the home user)."""
+
+    def __init__(self, root: Path, log_path: Path | None = None):
+        self.root = Path(root)
+        self.log_path = log_path or self.root.with_suffix(".log")
+        self.process: subprocess.Popen | None = None
+        self.info: dict = {}
+
+    @property
+    def home_member(self) -> dict:
+        home = self.info["users"][0]["member_id"]
+        return next(m for m in self.info["members"] if m["member_id"] == home)
+
+    @property
+    def home_user(self) -> dict:
+        return self.info["users"][0]
+
+    @property
+    def url(self) -> str:
+        return self.home_member["url"]
+
+    def launch(self) -> None:
+        """Start it (quick; on the main thread, as DemoServer.launch says)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        command = server_command(["demo-mall", "--dir", str(self.root)])
+        log = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        try:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log,
+                                            stdin=subprocess.DEVNULL, env=env,
+                                            preexec_fn=_end_with_parent if sys.platform == "linux" else None)
+        except OSError as exc:
+            raise DemoServerError(f"Could not start the demo mall: {exc}") from exc
+        finally:
+            log.close()
+
+    def start(self) -> str:
+        if self.process is None:
+            self.launch()
+        return self.wait_ready()
+
+    def wait_ready(self) -> str:
+        """Blocking (call from a worker thread): until every server of the mall answers (demo-mall
+        has its own start-up limit). Returns the home member's URL."""
+        if self.process is None or self.process.stdout is None:
+            raise DemoServerError("the demo mall was not launched")
+        line = self.process.stdout.readline()
+        if not line:
+            code = self.process.wait()
+            raise DemoServerError(f"The demo mall stopped at start-up (exit code {code}); see {self.log_path}")
+        try:
+            self.info = json.loads(line)
+            return self.url
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            self.stop()
+            raise DemoServerError(f"The demo mall said something unexpected ({exc}); see {self.log_path}") from exc
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()       # demo-mall stops its servers
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()        # its servers end with it (PR_SET_PDEATHSIG)
+                proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _end_with_parent() -> None:

@@ -10,7 +10,7 @@ from desktop_app.store.page import StorePage
 from license_agent.code_terms import product_of_store_link, store_link
 from desktop_app.widgets.common import Banner
 
-PAGES = ["Store", "Order list", "Library", "Wallet", "Settings"]
+PAGES = ["Store", "Order list", "Library", "Wallet", "Settings", "Malls"]
 
 
 class MainWindow(QMainWindow):
@@ -44,13 +44,13 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(self.store)
         # Order list, Library, Wallet and Settings are built when first needed: a faster start.
         self._lazy: dict[int, QWidget] = {}
-        for _ in range(4):
+        for _ in range(len(PAGES) - 1):
             self.pages.addWidget(QWidget())
         self.nav = QListWidget(objectName="nav")
         self.nav.addItems(PAGES)
         self.nav.setFixedWidth(self.nav.sizeHintForColumn(0) + 40)
         self.nav.currentRowChanged.connect(self._page_changed)
-        for i in range(len(PAGES)):   # Ctrl+1..5 jump to a page
+        for i in range(len(PAGES)):   # Ctrl+1..6 jump to a page
             act = QAction(self, shortcut=QKeySequence(f"Ctrl+{i + 1}"))
             act.triggered.connect(lambda _=False, i=i: self.nav.setCurrentRow(i))
             self.addAction(act)
@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
 
         # wiring
         self.store.addToOrder.connect(self.add_to_order)
+        self.store.addAtMember.connect(self.buy_at_member)
         state.meChanged.connect(self._me_changed)
         state.offlineChanged.connect(self._offline_changed)
         state.message.connect(self.banner.show_message)
@@ -101,10 +102,14 @@ class MainWindow(QMainWindow):
             elif index == 3:
                 from desktop_app.wallet.page import WalletPage
                 page = WalletPage(self.state)
-            else:
+            elif index == 4:
                 from desktop_app.settings.page import SettingsPage
                 page = SettingsPage(self.state, self.demo_url)
                 page.notifications.setText(self.notifier.describe())   # which backend notices use
+            else:
+                from desktop_app.mall.page import MallPage
+                page = MallPage(self.state)
+                page.browse.connect(self.browse_member)
             placeholder = self.pages.widget(index)
             current = self.pages.currentIndex()
             self.pages.insertWidget(index, page)
@@ -130,6 +135,10 @@ class MainWindow(QMainWindow):
     def settings_page(self):
         return self._page(4)
 
+    @property
+    def malls(self):
+        return self._page(5)
+
     # -- navigation ---------------------------------------------------------------
     def _page_changed(self, row: int) -> None:
         if row >= 1:
@@ -139,6 +148,8 @@ class MainWindow(QMainWindow):
             self.wallet.refresh()
         elif row == 2:
             self.state.refresh_library()
+        elif row == 5:
+            self.malls.refresh()
 
     def show_page(self, page: QWidget) -> None:
         self.nav.setCurrentRow(self.pages.indexOf(page))
@@ -202,6 +213,39 @@ class MainWindow(QMainWindow):
                 "warning")
         else:
             self.offline_banner.clear_message()
+
+    # -- the mall ---------------------------------------------------------------
+    def browse_member(self, member) -> None:
+        """Another member's store on the Store page, its prices in three forms (FIG 17)."""
+        mall = self.state.mall
+        if mall.mall is not None and member.member_id == mall.mall.member_id:
+            self.store.browse_home()
+            self.show_page(self.store)
+            return
+
+        def opened(browsed) -> None:
+            self.store.browse_store(browsed)
+            self.show_page(self.store)
+
+        mall.open_store(member, opened)
+
+    def buy_at_member(self, member, product, offer, tier_index: int = 0):
+        """An offer of another member's store: ordered there, paid with its tokens."""
+        if not self.state.signed_in:
+            self.ask_sign_in(self.tr("Sign in to buy at {name}.").format(name=member.name))
+            return None
+        from desktop_app.mall.buy import BuyAtMemberDialog
+        dialog = BuyAtMemberDialog(self.state, member, product, offer, tier_index, self)
+        dialog.ordered.connect(lambda receipt: self._ordered_at_member(member, receipt))
+        self.member_order_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _ordered_at_member(self, member, receipt) -> None:
+        self.banner.show_message(self.tr("ORDER CONFIRMED at {name} (order {id}).").format(
+            name=member.name, id=receipt.id), "success")
+        self.state.install_codes(receipt.deliveries)   # the agent says so if it does not trust that store's key
+        self.state.mall.refresh_balances()
 
     # -- order flow -------------------------------------------------------------
     def add_to_order(self, product, offer, tier_index: int = 0, license_id=None) -> None:

@@ -33,6 +33,15 @@ class Pricing:
         cents = self.cash_cents(tokens)
         return f"{text} ({format_cents(cents, self.currency)})" if cents is not None else text
 
+    def cell_text(self, tokens: int) -> str:
+        """A grid cell: '180 ($18.00)'."""
+        cents = self.cash_cents(tokens)
+        return f"{int(tokens):,}" + (f" ({format_cents(cents, self.currency)})" if cents is not None else "")
+
+    def tooltip(self) -> str:
+        """How prices are shown (another member's store says how it converts them)."""
+        return ""
+
 
 def format_cents(cents: int, currency: str = "USD") -> str:
     sign = "-" if cents < 0 else ""

@@ -60,6 +60,8 @@ class AppState(QObject):
         self._pending_retries: list[Callable[[], None]] = []
         self._session_user = settings.last_username   # whose work the caches and retries hold
         self._low_now: set[str] = set()    # licenses known to be under their threshold
+        from desktop_app.mall.state import MallState
+        self.mall = MallState(self)         # the mall network: members, sessions there, exchanges
 
     # -- background calls ---------------------------------------------------
     def call(self, fn: Callable[[], Any], on_done: Callable[[Any], None] | None = None,

@@ -42,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     from .mall import cli as mall_cli
 
     mall_cli.add_parser(sub)
+    from . import demo_mall
+
+    demo_mall.add_parser(sub)
     a = parser.parse_args(argv)
     if a.command == "msp":
         return mall_cli.run(a, parser)
+    if a.command == "demo-mall":
+        return demo_mall.run(a)
 
     if getattr(a, "log_level", None):
         os.environ["TOKENRENT_LOG_LEVEL"] = a.log_level

@@ -65,7 +65,41 @@ PRODUCTS = [
 ]
 
 
-def load_store_demo(db: Session) -> list[str]:
+# The demo mall (server_stub/demo_mall.py): Mall A1 (the home member) carries PRODUCTS above;
+# every other member its own products, none of them in two stores.
+MALL_PRODUCTS: dict[str, list[tuple]] = {
+    "a": [  # the franchisor's own store
+        ("Computer Aided Design (CAD)", "FrameCAD Pro", "Franchise Tools Demo",
+         "3-D frame design for the whole franchise. Buy it, or rent it by time.", False,
+         {OfferKind.PURCHASE: 900, OfferKind.RENT_TIME: [(30, 90), (365, 700)]}, 3 * DAY),
+        ("Scanned Document Enhancement", "OCR Batch", "Franchise Tools Demo",
+         "Text recognition for scanned pages, rented by number of processings.", False,
+         {OfferKind.RENT_PROCESSINGS: [(200, 15), (2_000, 120)]}, 40),
+    ],
+    "a2": [
+        ("Computer Aided Design (CAD)", "PlotStation", "Vector Works Demo",
+         "Plot and print large drawings. Buy it, or rent it by uses.", False,
+         {OfferKind.PURCHASE: 300, OfferKind.RENT_USES: [(10, 20), (100, 150)]}, 3),
+        ("Engineering Document Management Systems (EDMS)", "RevTrack", "Archive Systems Demo",
+         "Revision control for engineering drawings. Rent by time, then keep it.", False,
+         {OfferKind.RENT_TIME: [(30, 60), (180, 300)], OfferKind.CONVERT: 400}, 5 * DAY),
+    ],
+    "b": [
+        ("Language Translators", "PhraseBook Live", "Babel West Demo",
+         "Speech and text translation, rented by number of uses.", False,
+         {OfferKind.RENT_USES: [(20, 40), (100, 160)]}, 5),
+        ("Computer Games", "Star Harbor", "Arcade West Demo",
+         "A space trading game: rent it for a week, or buy it.", True,
+         {OfferKind.PURCHASE: 180, OfferKind.RENT_TIME: [(7, 30)]}, DAY),
+        ("Computer Games", "Word Forge", "Arcade West Demo",
+         "A word puzzle game. Buy it.", False,
+         {OfferKind.PURCHASE: 80}, None),
+    ],
+}
+
+
+def load_store_demo(db: Session, products: list[tuple] | None = None) -> list[str]:
+    """FIG 6's categories and `products` (default: PRODUCTS, with the example programs' packages)."""
     notes = []
     cats = {}
     for position, name in enumerate(CATEGORIES, 1):
@@ -74,7 +108,7 @@ def load_store_demo(db: Session) -> list[str]:
             c = catalog.create_category(db, name, position=position)
             notes.append(f"category {name}")
         cats[name] = c
-    for category, name, publisher, description, on_sale, offers, low in PRODUCTS:
+    for category, name, publisher, description, on_sale, offers, low in (PRODUCTS if products is None else products):
         if db.scalar(select(Product).where(Product.name == name)) is not None:
             continue
         p = catalog.create_product(db, cats[category].id, name, description, publisher, on_sale)
@@ -84,7 +118,8 @@ def load_store_demo(db: Session) -> list[str]:
             else:
                 catalog.put_offer(db, p.id, kind, tokens=price)
         notes.append(f"product {name}")
-    notes += publish_demo_packages(db)
+    if products is None:
+        notes += publish_demo_packages(db)
     return notes
 
 

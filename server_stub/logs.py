@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from .models.base import utcnow
+from .db_types import utcnow
 
 logger = logging.getLogger("tokenrent")
 

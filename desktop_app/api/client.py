@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable
 
 from desktop_app.api.tls import ca_verify
-from desktop_app.api.replies import (Account, Category, Declined, Device, Ledger, License, LicenseCode, Me, OrderList, Product,
-                                     Quote, Receipt, Session, Shortage, TokenOffers, TokenPurchase, Transfer,
-                                     VendorKey)
+from desktop_app.api.replies import (Account, Category, Declined, Device, Exchange, ExchangeQuote, Ledger, License,
+                                     LicenseCode, Mall, MallAssertion, Me, OrderList, Product, Quote, Receipt,
+                                     Session, Shortage, TokenOffers, TokenPurchase, Transfer, VendorKey)
 from desktop_app.wire import ReplyError, parse
 
 if TYPE_CHECKING:
@@ -283,6 +283,33 @@ class ApiClient:
 
     def vendor_key(self) -> VendorKey:
         return self.request("GET", "/v1/vendor-key", auth=False, shape=VendorKey)
+
+    # -- the mall network (docs/mall.md) --------------------------------------
+    def mall(self) -> Mall:
+        return self.request("GET", "/v1/mall", auth=False, shape=Mall)
+
+    def exchange_quote(self, to_member: str, tokens: int) -> ExchangeQuote:
+        return self.request("POST", "/v1/exchange-quotes", json={"to_member": to_member, "tokens": tokens},
+                            shape=ExchangeQuote)
+
+    def confirm_exchange(self, quote_id: str, idempotency_key: str) -> Exchange:
+        return self.request("POST", "/v1/exchanges", json={"quote_id": quote_id},
+                            idempotency_key=idempotency_key, shape=Exchange)
+
+    def exchanges(self) -> list[Exchange]:
+        return self.request("GET", "/v1/exchanges", shape=list[Exchange])
+
+    def exchange(self, exchange_id: str) -> Exchange:
+        return self.request("GET", f"/v1/exchanges/{exchange_id}", shape=Exchange)
+
+    def mall_assertion(self, audience: str) -> MallAssertion:
+        return self.request("POST", "/v1/mall-assertions", json={"audience": audience}, shape=MallAssertion)
+
+    def sign_in_with_assertion(self, assertion: str) -> Session:
+        """At another member: a session for the user's linked account there, no password."""
+        answer = self.request("POST", "/v1/sessions", json={"assertion": assertion}, auth=False, shape=Session)
+        self.token = answer.token
+        return answer
 
     def ping(self) -> bool:
         try:

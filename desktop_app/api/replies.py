@@ -425,3 +425,86 @@ class LicenseCode(Reply):
     device_id: str
     kid: str
     authorization_code: str
+
+
+# ---------------------------------------------------------------- the mall network (docs/mall.md)
+
+class ExchangeStatus(StrEnum):
+    """An exchange of this store's tokens into another member's (FIG 15)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class MemberToken(Reply):
+    name: str
+    value_cents: int            # the cash value of one token, in cents (the MSP's directory)
+
+
+class MallMember(Reply):
+    member_id: str
+    name: str
+    base_url: str
+    token: MemberToken
+    status: str                 # "active" or "blocked"
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+class Mall(Reply):
+    """GET /v1/mall: the members as the home store last read the MSP's directory."""
+
+    member_id: str              # the home store's own member id
+    msp_url: str
+    directory_version: int
+    members: list[MallMember]
+
+    def member(self, member_id: str) -> MallMember | None:
+        return next((m for m in self.members if m.member_id == member_id), None)
+
+    @property
+    def home(self) -> MallMember | None:
+        return self.member(self.member_id)
+
+
+class ExchangeQuote(Reply):
+    """201 POST /v1/exchange-quotes: N asked, N' move, M arrive; locked until expires_at."""
+
+    quote_id: str
+    to_member: str
+    tokens_asked: int
+    tokens_from: int
+    tokens_to: int
+    value_from_cents: int
+    value_to_cents: int
+    value_cents: int
+    fees_cents: int
+    expires_at: datetime
+
+
+class Exchange(Reply):
+    """201 POST /v1/exchanges, GET /v1/exchanges[/{id}]."""
+
+    id: str
+    status: str                 # ExchangeStatus (text: a later status is shown, not fatal)
+    to_member: str
+    tokens_from: int
+    tokens_to: int
+    value_cents: int
+    reason: str
+    created_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status == ExchangeStatus.PENDING
+
+
+class MallAssertion(Reply):
+    """201 POST /v1/mall-assertions: a single-use, five-minute assertion for one member."""
+
+    assertion: str
+    expires_at: datetime

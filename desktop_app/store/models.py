@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from desktop_app.api.replies import Category, Offer, OfferKind, Product
-from desktop_app.money import format_cents
 from PySide6.QtCore import QAbstractListModel, QAbstractProxyModel, QAbstractTableModel, QModelIndex, Qt
 
 # FIG 7's column headings: offer kind -> heading
@@ -175,13 +174,12 @@ class ProductTableModel(QAbstractTableModel):
                 return ""
             prefix = "from " if len(offer.tiers) > 1 else ""
             tokens = offer.price_tokens
-            cents = self.pricing.cash_cents(tokens) if self.pricing is not None else None
-            cash = f" ({format_cents(cents, self.pricing.currency)})" if cents is not None else ""
-            return f"✓ {prefix}{tokens:,}{cash}"
+            return f"✓ {prefix}{self.pricing.cell_text(tokens) if self.pricing is not None else f'{tokens:,}'}"
         if role == OfferRole:
             return offer
         if role == Qt.ItemDataRole.ToolTipRole and offer is not None:
-            return offer_summary(offer)
+            how = self.pricing.tooltip() if self.pricing is not None else ""
+            return offer_summary(offer) + (f"\n{how}" if how else "")
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return "available" if offer else "not available"
         return None

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLay
                                QWidget)
 
 from desktop_app.api.replies import Offer, OfferKind, Product
+from desktop_app.widgets.common import Banner
 from desktop_app.store.models import (KIND_COLUMNS, KIND_LABELS, CategoryModel, IdRole,
                                       OfferRole, ProductFilterProxy, ProductRole, ProductTableModel)
 
@@ -21,6 +22,7 @@ class ProductDetails(QGroupBox):
         super().__init__("Product", parent)
         self.state = state
         self.product: Product | None = None
+        self.pricing_override = None      # another member's store: its MemberPricing (desktop_app.mall.rates)
         self.name = QLabel(objectName="product_name")
         self.name.setStyleSheet("font-size:16pt;font-weight:600;")
         self.description = QLabel(wordWrap=True)
@@ -60,7 +62,8 @@ class ProductDetails(QGroupBox):
     def update_held(self) -> None:
         """What the user already holds of this product (from the library)."""
         product = self.product
-        held = [e for e in self.state.entries if product and e.product_id == str(product.id)]
+        held = [e for e in self.state.entries if product and e.product_id == str(product.id)] \
+            if self.pricing_override is None else []    # the library's ids are the home store's
         if not held:
             self.held.hide()
             return
@@ -76,7 +79,7 @@ class ProductDetails(QGroupBox):
         outer.addWidget(label)
         box = QHBoxLayout()
         outer.addLayout(box)
-        pricing = self.state.pricing
+        pricing = self.pricing_override or self.state.pricing
         tiers = offer.tiers
         combo = None
         if tiers:
@@ -87,11 +90,14 @@ class ProductDetails(QGroupBox):
             unit = offer.unit
             for t in tiers:
                 combo.addItem(f"{t.quantity:,} {unit} — {pricing.tokens_text(t.tokens)}")
+            combo.setToolTip(pricing.tooltip())
             label.setBuddy(combo)
             outer.insertWidget(1, combo)
             box.addStretch(1)
         else:
-            box.addWidget(QLabel(pricing.tokens_text(offer.price_tokens)), 1)
+            price = QLabel(pricing.tokens_text(offer.price_tokens), objectName=f"price_{offer.id}")
+            price.setToolTip(pricing.tooltip())
+            box.addWidget(price, 1)
         button = QPushButton("Add to order")
         button.setObjectName(f"add_{offer.id}")
         button.setAccessibleName(f"Add {product.name} {KIND_LABELS[offer.kind]} to order")
@@ -102,10 +108,12 @@ class ProductDetails(QGroupBox):
 
 class StorePage(QWidget):
     addToOrder = Signal(object, object, int)
+    addAtMember = Signal(object, object, object, int)   # MallMember, product, offer, tier: buy at that store
 
     def __init__(self, state, parent=None):
         super().__init__(parent)
         self.state = state
+        self.browsed = None                 # another member's store on show (desktop_app.mall.state.BrowsedStore)
         self.categories = CategoryModel(self)
         self.products = ProductTableModel(self)
         self.proxy = ProductFilterProxy(self)
@@ -156,7 +164,16 @@ class StorePage(QWidget):
 
         self.details = ProductDetails(state)
         self.details.setMinimumWidth(280)
-        self.details.addOffer.connect(self.addToOrder)
+        self.details.addOffer.connect(self._add_offer)
+
+        # browsing another member of the mall: say whose store this is, and the way back
+        self.browse_banner = Banner(objectName="store_browse_banner")
+        self.home_button = QPushButton(self.tr("Back to &your store"), objectName="store_home")
+        self.home_button.clicked.connect(self.browse_home)
+        self.home_button.hide()
+        browse_bar = QHBoxLayout()
+        browse_bar.addWidget(self.browse_banner, 1)
+        browse_bar.addWidget(self.home_button)
 
         filters = QHBoxLayout()
         filters.addWidget(self.search, 2)
@@ -177,6 +194,7 @@ class StorePage(QWidget):
         self.category_view.setMinimumWidth(120)
         self.split = split
         layout = QVBoxLayout(self)
+        layout.addLayout(browse_bar)
         layout.addWidget(split)
         self.setTabOrder(self.search, self.kind_filter)
         self.setTabOrder(self.kind_filter, self.category_view)
@@ -187,13 +205,49 @@ class StorePage(QWidget):
         state.libraryChanged.connect(self.details.update_held)
 
     def _pricing_changed(self, pricing) -> None:
+        if self.browsed is not None:
+            return                     # the home store's prices; another member's are on show
         self.products.set_pricing(pricing)
         self.details.show_product(self.details.product)
 
+    # -- another member's store ------------------------------------------------------
+    def browse_store(self, browsed) -> None:
+        """Show another member's catalog, its prices in its tokens, cash and home tokens."""
+        self.browsed = browsed
+        self.details.pricing_override = browsed.pricing
+        self.products.set_pricing(browsed.pricing)
+        self.details.show_product(None)
+        member = browsed.member
+        self.browse_banner.show_message(self.tr(
+            "You are browsing {name}. Prices are in {token}, with their cash value and their worth in "
+            "your {home} at today's rate (rounded up).").format(
+            name=member.name, token=member.token.name, home=browsed.pricing.home.token.name), "info")
+        self.browse_banner.setToolTip(browsed.pricing.tooltip())
+        self.home_button.show()
+        self.reload()
+
+    def browse_home(self) -> None:
+        if self.browsed is None:
+            return
+        self.browsed = None
+        self.details.pricing_override = None
+        self.products.set_pricing(self.state.pricing)
+        self.details.show_product(None)
+        self.browse_banner.clear_message()
+        self.home_button.hide()
+        self.reload()
+
+    def _add_offer(self, product, offer, tier: int) -> None:
+        if self.browsed is not None:
+            self.addAtMember.emit(self.browsed.member, product, offer, tier)
+        else:
+            self.addToOrder.emit(product, offer, tier)
+
     def reload(self) -> None:
         current = self.details.product
-        self.categories.set_categories(self.state.categories)
-        self.products.set_products(self.state.products)
+        source = self.browsed if self.browsed is not None else self.state
+        self.categories.set_categories(source.categories)
+        self.products.set_products(source.products)
         self.category_view.setCurrentIndex(self.categories.index(0))
         self._fit_categories()
         for column in range(1, self.products.columnCount()):
@@ -237,7 +291,7 @@ class StorePage(QWidget):
         offer = index.data(OfferRole)
         product = index.data(ProductRole)
         if offer is not None and product is not None:
-            self.addToOrder.emit(product, offer, 0)
+            self._add_offer(product, offer, 0)
 
     def show_product(self, product_id) -> bool:
         """Select a product (tokenrent --product ID). Clears filters that would hide it."""

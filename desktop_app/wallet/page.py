@@ -291,9 +291,11 @@ class WalletPage(QWidget):
         top.addWidget(self.balance, 1)
         for b in (self.buy_button, self.transfer_button, self.refresh_button):
             top.addWidget(b)
+        self.mall_box = self._mall_box(state)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.chart)
         split.addWidget(self.table)
+        split.addWidget(self.mall_box)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(top)
@@ -302,6 +304,28 @@ class WalletPage(QWidget):
         state.meChanged.connect(self._me_changed)
         state.pricingChanged.connect(lambda _p: self._me_changed(state.me))
         self._me_changed(state.me)
+
+    def _mall_box(self, state) -> QGroupBox:
+        """Across the mall: the tokens at each member (their own answers) and the exchanges."""
+        box = QGroupBox(self.tr("Your tokens across the mall"), objectName="wallet_mall")
+        members = QTableView(objectName="wallet_mall_members")
+        members.setAccessibleName(self.tr("Your tokens at each store of the mall"))
+        exchanges = QTableView(objectName="wallet_exchanges")
+        exchanges.setAccessibleName(self.tr("Your exchanges"))
+        members.setModel(state.mall.members)
+        exchanges.setModel(state.mall.exchanges)
+        for view in (members, exchanges):
+            view.verticalHeader().hide()
+            view.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
+            view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+            view.horizontalHeader().setStretchLastSection(True)
+        self.mall_members, self.exchanges = members, exchanges
+        row = QHBoxLayout(box)
+        row.addWidget(members, 3)
+        row.addWidget(exchanges, 2)
+        box.setVisible(state.mall.mall is not None)
+        state.mall.mallChanged.connect(lambda mall: box.setVisible(mall is not None))
+        return box
 
     def _me_changed(self, me) -> None:
         if not me:
@@ -321,6 +345,7 @@ class WalletPage(QWidget):
         if not self.state.signed_in:
             return
         self.state.refresh_me()
+        self.state.mall.refresh()
         self.state.call(self.state.api.ledger, self._statement)
         self.state.call(self.state.api.token_purchases, self._purchases, lambda _e: None)
 

@@ -88,6 +88,15 @@ def _set_parent(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     return _changed(db, members.set_parent(db, a.member, None if a.none else a.parent))
 
 
+@command("franchise-value", "FIG 16: set one token value (cents) for every sub-mall of PARENT",
+         arg("parent"), arg("cents", type=int))
+def _franchise_value(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    children = members.franchise_value(db, a.parent, a.cents)
+    return {"parent": a.parent, "value_cents": a.cents,
+            "members": [v.model_dump(mode="json") for v in members.member_views(db, children)],
+            "directory_version": members.directory_version(db)[0]}
+
+
 @command("group-add", "put a member in a group (created with its first member)", arg("group"), arg("member"))
 def _group_add(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     return _changed(db, members.group_add(db, a.group, a.member))

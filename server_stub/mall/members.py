@@ -26,7 +26,7 @@ from ..models.base import utcnow
 from ..services.errors import Conflict, Forbidden, Invalid, NotFound
 from .models import Acceptance, DirectoryState, Group, GroupMember, Invitation, Member, TokenRecord
 from .schemas import (
-    AcceptsOut, CodeKey, FeesChange, FeesOut, JoinIn, MemberChange, MemberOut, TokenOut,
+    MAX_TOKEN_VALUE_CENTS, AcceptsOut, CodeKey, FeesChange, FeesOut, JoinIn, MemberChange, MemberOut, TokenOut,
 )
 from .vocabulary import MEMBER_ID_PREFIX, Accepts, MemberStatus, RoyaltyMode
 
@@ -212,6 +212,24 @@ def set_parent(db: Session, member_id: str, parent_id: str | None) -> Member:
         member.parent_member_id = parent_id
         bump_directory(db)
     return member
+
+
+def franchise_value(db: Session, parent_id: str, cents: int) -> list[Member]:
+    """FIG 16: the parent sets one token value for all its sub-malls (its direct
+    children). Returns the children; the directory's version moves once when a value changed."""
+    if not 0 < cents <= MAX_TOKEN_VALUE_CENTS:
+        raise Invalid(f"a token value is 1 to {MAX_TOKEN_VALUE_CENTS} cents")
+    get_member(db, parent_id)
+    children = list(db.scalars(select(Member).where(Member.parent_member_id == parent_id)
+                               .order_by(Member.member_id).with_for_update()))
+    if not children:
+        raise Invalid(f"{parent_id} has no sub-malls (msp admin set-parent CHILD {parent_id} makes one)")
+    changed = [c for c in children if c.token_value_cents != cents]
+    for child in changed:
+        child.token_value_cents = cents
+    if changed:
+        bump_directory(db)
+    return children
 
 
 def _group(db: Session, name: str) -> Group | None:

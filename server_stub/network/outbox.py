@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from ..logs import log
-from ..models.base import UTCDateTime, utcnow
+from ..db_types import UTCDateTime, utcnow
 from ..services.errors import problem_body
 from .types import Answer, Unreachable
 
@@ -194,9 +195,9 @@ class OutboxWorker:
 
     def __init__(self, model: type[OutboxColumns], write_session: WriteSession, deliver: Deliver,
                  handlers: Mapping[str, Handler], *, batch: int = 20, lease_seconds: float = 30,
-                 poll_seconds: float = 0.5, max_backoff_seconds: float = 300):
-        if batch < 1 or lease_seconds <= 0 or poll_seconds <= 0 or max_backoff_seconds <= 0:
-            raise ValueError("batch, lease_seconds, poll_seconds and max_backoff_seconds must be positive")
+                 poll_seconds: float = 0.5, max_backoff_seconds: float = 300, senders: int = 8):
+        if batch < 1 or lease_seconds <= 0 or poll_seconds <= 0 or max_backoff_seconds <= 0 or senders < 1:
+            raise ValueError("batch, lease_seconds, poll_seconds, max_backoff_seconds and senders must be positive")
         self.model = model
         self.write_session = write_session
         self.deliver = deliver
@@ -205,6 +206,9 @@ class OutboxWorker:
         self.lease = timedelta(seconds=lease_seconds)
         self.poll_seconds = poll_seconds
         self.max_backoff_seconds = max_backoff_seconds
+        self.senders = senders
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -223,6 +227,10 @@ class OutboxWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def wake(self) -> None:
         """Deliver now: call after the transaction that enqueued commits."""
@@ -238,7 +246,9 @@ class OutboxWorker:
                 log("outbox round failed", logging.ERROR, table=self.model.__name__, error=repr(e)[:300])
                 self._stop.wait(max(self.poll_seconds, 1.0))
                 continue
-            if claimed < self.batch:   # a full batch: more may be due, go on at once
+            # Anything claimed: go round again at once. More may be due (a full batch),
+            # and the handlers of this round may have enqueued the saga's next message.
+            if claimed == 0:
                 self._wake.wait(self.poll_seconds)
 
     # -- one round
@@ -254,29 +264,44 @@ class OutboxWorker:
 
     def _round(self) -> tuple[int, int]:
         rows = self._claim()
+        if not rows:
+            return 0, 0
         started = time.monotonic()
-        final = 0
         down: dict[str, str] = {}   # destination -> why it gave no answer in this round
-        for i, row in enumerate(rows):
+
+        def send(row: _Claimed) -> int:
             if time.monotonic() - started > self.lease.total_seconds() / 2:
-                # the leases of the rest run out soon: another worker may take them, so do not send them too
-                self._release(rows[i:])
-                break
+                # its lease runs out soon: another worker may take it, so do not send it too
+                self._release([row])
+                return 0
             if row.destination in down:   # it just failed: its other messages wait their backoff too
                 self._failed(row, f"not sent: {row.destination} unreachable in this round ({down[row.destination]})")
-                continue
+                return 0
             try:
                 answer = self.deliver(row.destination, row.method, row.path, json.loads(row.body), row.message_id)
             except Unreachable as e:
                 down[row.destination] = self._failed(row, f"unreachable: {e}")
-                continue
+                return 0
             except Exception as e:  # a fault in the deliver function: logged, tried again like Unreachable
                 log("outbox delivery failed", logging.ERROR, kind=row.kind, message_id=row.message_id,
                     destination=row.destination, error=repr(e)[:300])
                 self._failed(row, f"deliver raised {e!r}")
-                continue
-            final += self._record(row, answer)
+                return 0
+            return self._record(row, answer)
+
+        # A round's messages go out side by side: one slow receiver (or a saga's long
+        # chain of hops) must not hold the others back behind it.
+        if self.senders == 1 or len(rows) == 1:
+            final = sum(send(row) for row in rows)
+        else:
+            final = sum(self._senders().map(send, rows))
         return len(rows), final
+
+    def _senders(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.senders, thread_name_prefix=f"outbox-send-{self.model.__name__}")
+            return self._pool
 
     def _claim(self) -> list[_Claimed]:
         """Lease the due rows: one statement, committed before any delivery.

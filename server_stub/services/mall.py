@@ -199,7 +199,7 @@ def confirm_exchange(db: Session, user_id: int, quote_id: str) -> tuple[Exchange
     plan = ledger.plan_transferable(db, user, quote.tokens_from)
     exchange_id = str(uuid.uuid4())
     hold = ledger.hold_plan(db, user, plan, reference=f"exchange {exchange_id}",
-                            memo=f"exchange into {quote.tokens_to} {to.token_name} at {to.name} (pending)")
+                            memo=f"held for an exchange into {quote.tokens_to} {to.token_name} at {to.name}")
     x = Exchange(id=exchange_id, user_id=user.id, quote_id=quote.id, to_member_id=to.member_id,
                  tokens_from=quote.tokens_from, tokens_to=quote.tokens_to, value_cents=quote.value_cents,
                  hold_id=hold.id, status=ExchangeStatus.PENDING)

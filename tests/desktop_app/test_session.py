@@ -68,8 +68,36 @@ def test_product_links():
     assert parse_args(["--product", "5", "--server", "http://x:1"]).server == "http://x:1"
 
 
-def test_no_server_configured_starts_the_local_demo_store(qtbot, app_home):
+def test_no_server_configured_starts_the_demo_mall_and_signs_in_at_a1(qtbot, app_home):
+    """`tokenrent` with no server: the window is up at once, the demo mall (the MSP and four
+    vendors, real processes) starts in the background, and the app signs in as the home demo
+    user at Mall A1, whose mall it shows."""
     app = StoreApp(Options())
+    app.start()
+    try:
+        assert app.window.isVisible() and "demo mall" in app.window.banner.text()   # before any server answers
+        qtbot.waitUntil(lambda: app.ready and app.state.me is not None, timeout=240000)
+        assert app.demo is not None and app.demo.process.poll() is None
+        assert app.demo.root == app.paths.data_dir / "demo-mall" and (app.demo.root / "msp").is_dir()
+        home = app.demo.home_member
+        assert home["name"] == "Mall A1" and app.state.api.base_url == home["url"]
+        assert app.state.me.username == "demo" and app.state.available_tokens == 500
+        assert getattr(app.window, "sign_in_dialog", None) is None or not app.window.sign_in_dialog.isVisible()
+        assert "Mall A1" in app.window.banner.text()
+        import requests
+        mall = requests.get(home["url"] + "/v1/mall", timeout=30).json()
+        assert mall["member_id"] == home["member_id"] and len(mall["members"]) == 4
+    finally:
+        from desktop_app.api.worker import pending_jobs
+        qtbot.waitUntil(lambda: pending_jobs() == 0, timeout=60000)
+        app.window.close()
+        proc = app.demo.process if app.demo else None
+        app.stop()
+        assert proc is None or proc.poll() is not None       # the demo mall ends with the app
+
+
+def test_the_single_vendor_demo_store_still_starts(qtbot, app_home):
+    app = StoreApp(Options(demo="single"))
     app.start()
     try:
         qtbot.waitUntil(lambda: app.ready, timeout=90000)
@@ -101,9 +129,10 @@ def test_a_link_goes_to_the_running_storefront(qtbot, store_app, store_server):
     assert store_app.window.pages.currentWidget() is store_app.window.store
 
 
-def _demo_server_pids(db_path) -> list[int]:
-    """Processes whose command line names this demo database (Linux /proc)."""
-    needle = f"sqlite:///{db_path}".encode()
+def _demo_server_pids(root) -> list[int]:
+    """Processes whose command line names this demo mall's folder (Linux /proc): demo-mall
+    (its --dir) and each of its servers (their databases)."""
+    needle = str(root).encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -124,23 +153,23 @@ def _start_tokenrent(home):
            "QT_QPA_PLATFORM": "offscreen", "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
     proc = subprocess.Popen([sys.executable, "-m", "desktop_app"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = home / "data" / "demo.sqlite3"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not _demo_server_pids(db):
+    root = home / "data" / "demo-mall"
+    deadline = time.monotonic() + 240
+    logs = [root / name / "server.log" for name in ("msp", "a1", "a", "a2", "b")]
+    # wait until all serve (the MSP and four vendors, besides demo-mall): the app is in its event loop
+    while time.monotonic() < deadline and not (
+            len(_demo_server_pids(root)) >= 6 and all("serving" in (p.read_text() if p.exists() else "") for p in logs)):
         time.sleep(0.2)
-    assert _demo_server_pids(db), "the demo server did not start"
-    log = home / "data" / "demo.log"        # wait until it serves: the app is in its event loop
-    while time.monotonic() < deadline and '"serving"' not in (log.read_text() if log.exists() else ""):
-        time.sleep(0.2)
-    assert '"serving"' in log.read_text(), "the demo server never served"
+    assert len(_demo_server_pids(root)) >= 6, "the demo mall did not start"
     time.sleep(1)
-    return proc, db
+    return proc, root
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc to find the processes")
 def test_the_demo_server_ends_with_the_app(tmp_path):
-    """`tokenrent` (the real command, a real process): the demo server it started ends when
-    the app is asked to stop (SIGTERM) and when the app is killed outright (SIGKILL)."""
+    """`tokenrent` (the real command, a real process): the demo mall it started (demo-mall and
+    its five servers) ends when the app is asked to stop (SIGTERM) and when the app is killed
+    outright (SIGKILL)."""
     import signal
     import time
     for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -1,0 +1,190 @@
+"""Network benchmark (issue 11): exchanges through the whole saga (vendor A,
+the MSP, vendor B, back to A) against the same run's local transfers at A.
+
+    .venv/bin/python bench/network.py [--seconds 10] [--clients 16] [--backends sqlite,postgres]
+
+Three real processes (MSP, A, B), each on its own database, joined with
+invitations. Phase 1: PIN-checked transfers between users of A (the floor).
+Phase 2: each client quotes and confirms exchanges of Token-A into Token-B;
+an exchange counts once A reports it completed (the time from confirm to
+completed is measured by polling GET /v1/exchanges/{id}). Printed: rates,
+p50/p99, the CPU of all three server processes per operation, and the cost
+ratio exchange/transfer (target: at most 3x). After the run: the network
+audit (`msp admin audit`) must hold, and every user's balance at A must be
+its start less what its completed exchanges moved.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.ledger import pct, run_phase, server_cpu_seconds  # noqa: E402
+from tests.support.msp import start_msp  # noqa: E402
+from tests.support.server import TestUser, pg_unavailable_reason, start_server  # noqa: E402
+
+USERS = 16
+START_TOKENS = 1_000_000
+
+
+def join(msp, vendor, name: str, value_cents: int, token_name: str) -> str:
+    code = msp.admin_json("invite", name)["invitation"]
+    out = json.loads(vendor.admin_cli("join-mall", msp.base_url, "--invitation", code, "--name", name,
+                                      "--base-url", vendor.base_url, "--token-name", token_name,
+                                      "--value-cents", str(value_cents)).stdout)
+    return out["member_id"]
+
+
+def cpu(procs) -> float:
+    return sum(server_cpu_seconds(p.proc.pid) for p in procs)
+
+
+def bench_backend(backend: str, seconds: float, clients: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-network-{backend}-"))
+    msp, stop_msp = start_msp(backend, tmp / "msp")
+    a, stop_a = start_server(backend, tmp / "a")
+    b, stop_b = start_server(backend, tmp / "b")
+    procs = (msp, a, b)
+    try:
+        join(msp, a, "Mall A", 10, "Token-A")
+        b_id = join(msp, b, "Mall B", 5, "Token-B")
+        users: list[TestUser] = [a.new_user(tokens=START_TOKENS) for _ in range(USERS)]
+        moved = {u.username: 0 for u in users}
+        lock = threading.Lock()
+        done_latency: list[float] = []
+        exchanges: list[tuple[TestUser, str, int]] = []
+        polls = [0]
+
+        def transfer(s: requests.Session, rng: random.Random) -> None:
+            u = rng.choice(users)
+            v = rng.choice([x for x in users if x is not u])
+            n = rng.randint(1, 40)
+            r = s.post(a.base_url + "/v1/transfers", headers={**u.headers, "Idempotency-Key": uuid.uuid4().hex},
+                       json={"to_username": v.username, "to_full_name": v.full_name, "tokens": n, "pin": u.pin},
+                       timeout=60)
+            if r.status_code != 201:
+                raise RuntimeError(f"transfer {r.status_code} {r.text[:100]}")
+            with lock:
+                moved[u.username] -= n
+                moved[v.username] += n
+
+        def exchange(s: requests.Session, rng: random.Random) -> None:
+            u = rng.choice(users)
+            q = s.post(a.base_url + "/v1/exchange-quotes", headers=u.headers, timeout=60,
+                       json={"to_member": b_id, "tokens": rng.randint(1, 40)})
+            if q.status_code != 201:
+                raise RuntimeError(f"quote {q.status_code} {q.text[:100]}")
+            t0 = time.perf_counter()
+            r = s.post(a.base_url + "/v1/exchanges", headers={**u.headers, "Idempotency-Key": uuid.uuid4().hex},
+                       json={"quote_id": q.json()["quote_id"]}, timeout=60)
+            if r.status_code != 201:
+                raise RuntimeError(f"exchange {r.status_code} {r.text[:100]}")
+            x = r.json()
+            wait = 0.01
+            while x["status"] == "pending":   # polls back off (each is a GET the servers' CPU pays for)
+                time.sleep(wait)
+                wait = min(wait * 2, 0.2)
+                x = s.get(a.base_url + f"/v1/exchanges/{x['id']}", headers=u.headers, timeout=60).json()
+                with lock:
+                    polls[0] += 1
+            if x["status"] != "completed":
+                raise RuntimeError(f"exchange {x['status']}: {x.get('reason')}")
+            with lock:
+                done_latency.append(time.perf_counter() - t0)
+                exchanges.append((u, x["id"], x["tokens_from"]))
+                moved[u.username] -= x["tokens_from"]
+
+        def poll_like(s: requests.Session, rng: random.Random) -> None:   # what one status poll costs
+            u = rng.choice(users)
+            if s.get(a.base_url + "/v1/exchanges", headers=u.headers, timeout=60).status_code != 200:
+                raise RuntimeError("GET /v1/exchanges")
+
+        run_phase(1.0, clients, transfer)                     # warm-up
+        exchange(requests.Session(), random.Random(0))        # the first one reads the directory
+        start = {k: v for k, v in moved.items()}
+        g0 = cpu(procs)
+        g_n, _g_lat, g_err = run_phase(min(seconds, 5), clients, poll_like)
+        c0 = cpu(procs)
+        t_n, t_lat, t_err = run_phase(seconds, clients, transfer)
+        c1 = cpu(procs)
+        x_n, x_lat, x_err = run_phase(seconds, clients, exchange)
+        c2 = cpu(procs)
+        del start
+        # quiescence, then the checks
+        deadline = time.monotonic() + 60
+        audit = None
+        while time.monotonic() < deadline:
+            res = msp.admin("audit", check=False)
+            if res.returncode == 0:
+                audit = json.loads(res.stdout)
+                break
+            time.sleep(1)
+        off = [u.username for u in users if a.me(u)["available_tokens"] != START_TOKENS + moved[u.username]]
+        result = {
+            "backend": backend, "transfer_rps": t_n / seconds, "transfer_p50": pct(t_lat, 50),
+            "transfer_p99": pct(t_lat, 99), "exchange_rps": x_n / seconds, "exchange_p50": pct(x_lat, 50),
+            "exchange_p99": pct(x_lat, 99), "confirm_to_completed_p50": pct(done_latency, 50),
+            "confirm_to_completed_p99": pct(done_latency, 99),
+            "transfer_cpu_ms": (c1 - c0) * 1000 / max(t_n, 1), "exchange_cpu_ms": (c2 - c1) * 1000 / max(x_n, 1),
+            "errors": g_err + t_err + x_err, "audit": audit, "users_off": off,
+            "poll_cpu_ms": (c0 - g0) * 1000 / max(g_n, 1),
+            "polls_per_exchange": polls[0] / max(len(exchanges), 1),
+        }
+        result["exchange_cpu_ms_without_polls"] = (result["exchange_cpu_ms"]
+                                                   - result["polls_per_exchange"] * result["poll_cpu_ms"])
+        result["cost_ratio"] = result["exchange_cpu_ms"] / result["transfer_cpu_ms"] if t_n else float("nan")
+        result["cost_ratio_without_polls"] = (result["exchange_cpu_ms_without_polls"] / result["transfer_cpu_ms"]
+                                              if t_n else float("nan"))
+        result["ok"] = audit is not None and audit.get("ok") is True and not off and not result["errors"]
+        return result
+    finally:
+        stop_a()
+        stop_b()
+        stop_msp()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    a = ap.parse_args()
+    os.environ.setdefault("TOKENRENT_RATE_LIMITS_ENABLED", "false")
+    ok = True
+    for backend in a.backends.split(","):
+        if backend == "postgres" and (reason := pg_unavailable_reason()):
+            print(f"[{backend}] skipped: {reason}")
+            continue
+        r = bench_backend(backend, a.seconds, a.clients)
+        ok = ok and r["ok"]
+        print(f"[{backend}] {a.clients} clients, {a.seconds:.0f} s per phase")
+        print(f"  local transfers at A      : {r['transfer_rps']:8.1f} /s  p50 {r['transfer_p50']:7.1f} ms  "
+              f"p99 {r['transfer_p99']:7.1f} ms")
+        print(f"  exchanges A -> MSP -> B   : {r['exchange_rps']:8.1f} /s  p50 {r['exchange_p50']:7.1f} ms  "
+              f"p99 {r['exchange_p99']:7.1f} ms (quote + confirm + until completed)")
+        print(f"  confirm -> completed      : p50 {r['confirm_to_completed_p50']:.1f} ms, "
+              f"p99 {r['confirm_to_completed_p99']:.1f} ms")
+        print(f"  CPU of the 3 servers / op : transfer {r['transfer_cpu_ms']:.2f} ms, exchange "
+              f"{r['exchange_cpu_ms']:.2f} ms -> cost ratio {r['cost_ratio']:.2f}x (target <= 3x; the exchange "
+              f"includes its quote and {r['polls_per_exchange']:.1f} status polls)")
+        print(f"  without the status polls : exchange {r['exchange_cpu_ms_without_polls']:.2f} ms -> "
+              f"{r['cost_ratio_without_polls']:.2f}x (a poll costs {r['poll_cpu_ms']:.2f} ms)")
+        print(f"  audit: {r['audit']}  users off: {len(r['users_off'])}  errors: {len(r['errors'])} "
+              f"{r['errors'][:3]}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
