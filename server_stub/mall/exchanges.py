@@ -16,10 +16,10 @@ from ..models.base import utcnow
 from ..network import outbox
 from ..network.money import ExchangeRefused, FeeSchedule, exchange_amounts, split_value
 from ..services.errors import Conflict, Forbidden, Invalid, NotFound
-from . import books, records
+from . import books, members, records
 from .models import Acceptance, Member, MspOutboxMessage, Movement
 from .vocabulary import (
-    CENT_ASSET, Accepts, BookEntryKind, FeeKind, MemberStatus, MovementKind, MovementStatus,
+    CENT_ASSET, Accepts, BookEntryKind, FeeKind, MovementKind, MovementStatus,
 )
 
 # A quote's locked rate is honoured this long after it expired, for a request
@@ -61,13 +61,6 @@ class ExchangeRequest(BaseModel):
     quote_expires_at: AwareDatetime
 
 
-def _member(db: Session, member_id: str) -> Member:
-    m = db.get(Member, member_id)
-    if m is None:
-        raise NotFound(f"no member {member_id}")
-    return m
-
-
 def _accepts(db: Session, receiver: Member, sender_id: str) -> bool:
     if receiver.accepts == Accepts.ALL:
         return True
@@ -89,12 +82,9 @@ def accept_exchange(db: Session, sender: str, raw: Any, now: datetime | None = N
         raise Invalid(f"not an exchange request: {e.errors()[0]['msg']}") from None
     if req.from_member != sender or req.customer.home_member != sender:
         raise Forbidden("a member asks exchanges only for its own users")
-    home, other = _member(db, req.from_member), _member(db, req.to_member)
-    if home.member_id == other.member_id:
+    if req.from_member == req.to_member:
         raise Invalid("an exchange goes to another member")
-    for m in (home, other):
-        if m.status != MemberStatus.ACTIVE:
-            raise Forbidden(f"{m.name} is blocked in the mall: it takes no new operations")
+    home, other = members.require_active(db, req.from_member), members.require_active(db, req.to_member)
     if not _accepts(db, other, home.member_id):
         raise Forbidden(f"{other.name} does not accept {home.token_name}")
     locked = now <= req.quote_expires_at
@@ -146,7 +136,7 @@ def complete(db: Session, operation_id: str) -> Movement:
     mv = _movement(db, operation_id)
     if mv.status != MovementStatus.PENDING:
         return mv
-    home, other = _member(db, mv.from_member), _member(db, mv.to_member)
+    home, other = members.get_member(db, mv.from_member), members.get_member(db, mv.to_member)
     counts = {home.member_id: {"exchanged_out": mv.tokens_from}, other.member_id: {"exchanged_in": mv.tokens_to}}
     for member_id in sorted(counts):   # one order of row locks for every operation: no deadlock
         records.count_tokens(db, member_id, **counts[member_id])

@@ -141,7 +141,8 @@ def require_active(db: Session, member_id: str) -> Member:
     """The member, if it may start an operation: a blocked one gets 403 (`reason` member_blocked)."""
     member = get_member(db, member_id)
     if member.status == MemberStatus.BLOCKED:
-        raise Forbidden(f"{member_id} is blocked: it starts no new operations", reason="member_blocked")
+        raise Forbidden(f"{member.name} ({member_id}) is blocked in the mall: it takes no new operations",
+                        reason="member_blocked")
     return member
 
 
