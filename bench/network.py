@@ -119,8 +119,10 @@ def bench_backend(backend: str, seconds: float, clients: int) -> dict:
         c0 = cpu(procs)
         t_n, t_lat, t_err = run_phase(seconds, clients, transfer)
         c1 = cpu(procs)
+        per0 = [server_cpu_seconds(p.proc.pid) for p in procs]
         x_n, x_lat, x_err = run_phase(seconds, clients, exchange)
         c2 = cpu(procs)
+        per1 = [server_cpu_seconds(p.proc.pid) for p in procs]
         del start
         # quiescence, then the checks
         deadline = time.monotonic() + 60
@@ -140,6 +142,8 @@ def bench_backend(backend: str, seconds: float, clients: int) -> dict:
             "transfer_cpu_ms": (c1 - c0) * 1000 / max(t_n, 1), "exchange_cpu_ms": (c2 - c1) * 1000 / max(x_n, 1),
             "errors": g_err + t_err + x_err, "audit": audit, "users_off": off,
             "poll_cpu_ms": (c0 - g0) * 1000 / max(g_n, 1),
+            "exchange_cpu_ms_by_server": {name: (after - before) * 1000 / max(x_n, 1) for name, before, after
+                                          in zip(("msp", "a", "b"), per0, per1, strict=True)},
             "polls_per_exchange": polls[0] / max(len(exchanges), 1),
         }
         result["exchange_cpu_ms_without_polls"] = (result["exchange_cpu_ms"]
@@ -181,6 +185,9 @@ def main() -> int:
               f"includes its quote and {r['polls_per_exchange']:.1f} status polls)")
         print(f"  without the status polls : exchange {r['exchange_cpu_ms_without_polls']:.2f} ms -> "
               f"{r['cost_ratio_without_polls']:.2f}x (a poll costs {r['poll_cpu_ms']:.2f} ms)")
+        by = r["exchange_cpu_ms_by_server"]
+        print(f"  exchange CPU by server    : A {by['a']:.1f} ms (its quote, confirm and polls), "
+              f"MSP {by['msp']:.1f} ms, B {by['b']:.1f} ms")
         print(f"  audit: {r['audit']}  users off: {len(r['users_off'])}  errors: {len(r['errors'])} "
               f"{r['errors'][:3]}")
     return 0 if ok else 1
