@@ -18,6 +18,7 @@ from .identity import msp_key
 from . import saga
 from .exchange_routes import router as exchange_router
 from .routes import router
+from .settlement_routes import router as settlement_router
 from .vocabulary import MSP_ID
 
 
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
                   description="Members, the directory and the records of the mall network (see docs/mall.md).")
     app.include_router(router)
     app.include_router(exchange_router)
+    app.include_router(settlement_router)
 
     @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> HealthOut:

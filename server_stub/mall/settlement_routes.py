@@ -1,0 +1,40 @@
+"""The MSP's routes for FIG 13 notices and settlement statements (signed by
+the member, docs/api.md "The MSP"). Thin: each calls one service."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header
+from fastapi.responses import JSONResponse
+
+from sqlalchemy.orm import Session
+
+from ..api.problems import problem_response, problems
+from ..db import write_session
+from ..network import outbox
+from ..network.signed_routes import signed_caller
+from ..network.types import Answer
+from ..services.errors import ApiError
+from . import notifications, saga
+from .models import MspInboxMessage
+
+router = APIRouter(prefix="/v1/mall", tags=["mall"])
+
+MemberCaller = Annotated[str, Depends(signed_caller(saga.member_keys))]
+MessageId = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64,
+                                  pattern=r"^[\x21-\x7e]{1,64}$")]
+
+
+@router.post("/notices", responses=problems(401, 404, 422))
+def notice(body: Annotated[dict[str, Any], Body()], caller: MemberCaller, message_id: MessageId) -> JSONResponse:
+    """FIG 13 step 5: a member's token sale or spend, applied once (the first answer is final)."""
+    def apply(db: Session) -> Answer:
+        try:
+            return Answer(200, notifications.record_notice(db, caller, message_id, body))
+        except ApiError as e:
+            return Answer(e.status_code, e.body())
+    answer = outbox.receive(write_session, MspInboxMessage, sender=caller, message_id=message_id, body=body,
+                            apply=apply)
+    if answer.status >= 400:
+        return problem_response(answer.status, answer.body)
+    return JSONResponse(status_code=answer.status, content=answer.body)
