@@ -15,7 +15,7 @@ from ..logs import AccessLogMiddleware, setup_logging
 from ..network.signed_routes import MALL_PREFIX, SignAnswersMiddleware
 from ..schemas.common import HealthOut
 from .identity import msp_key
-from . import saga
+from . import saga, settlement
 from .exchange_routes import router as exchange_router
 from .routes import router
 from .settlement_routes import router as settlement_router
@@ -29,7 +29,10 @@ def _signer() -> tuple[str, Ed25519PrivateKey]:
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     saga.start_worker()   # messages left by an earlier run go on at once
+    scheduler = settlement.Scheduler()
+    scheduler.start()
     yield
+    scheduler.stop()
     saga.stop_worker()
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Header, Path, Query
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from sqlalchemy.orm import Session
 
 from ..api.problems import problem_response, problems
-from ..db import write_session
+from ..db import read_session, write_session
 from ..network import outbox
 from ..network.signed_routes import signed_caller
 from ..network.types import Answer
 from ..services.errors import ApiError
-from . import notifications, saga
+from . import notifications, saga, settlement
 from .models import MspInboxMessage
 
 router = APIRouter(prefix="/v1/mall", tags=["mall"])
@@ -38,3 +38,27 @@ def notice(body: Annotated[dict[str, Any], Body()], caller: MemberCaller, messag
     if answer.status >= 400:
         return problem_response(answer.status, answer.body)
     return JSONResponse(status_code=answer.status, content=answer.body)
+
+
+Format = Annotated[str, Query(pattern="^(json|csv)$", description="json (default) or csv")]
+
+
+def _rendered(rows: list[dict[str, Any]], fmt: str) -> Any:
+    if fmt == "csv":
+        return PlainTextResponse(settlement.as_csv(rows), media_type="text/csv")
+    return rows
+
+
+@router.get("/statements", responses=problems(401))
+def my_statements(caller: MemberCaller, format: Format = "json") -> Any:
+    """The calling member's statements of the closed periods, oldest first."""
+    with read_session() as db:
+        return _rendered(settlement.statements(db, member_id=caller), format)
+
+
+@router.get("/statements/{statement_id}", responses=problems(401, 404))
+def my_statement(statement_id: Annotated[int, Path(ge=1)], caller: MemberCaller, format: Format = "json") -> Any:
+    """One of the calling member's statements (another member's is a 404)."""
+    with read_session() as db:
+        row = settlement.member_statement(db, caller, statement_id)
+    return _rendered([row], format) if format == "csv" else row
