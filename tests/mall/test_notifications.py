@@ -150,3 +150,26 @@ def test_a_vendor_in_a_mall_tells_the_msp_its_sales_and_spends(msp, server_facto
     assert royalty_units > 0
     assert msp.admin_json("verify-books")["ok"] is True
     assert json.loads(vendor.admin_cli("verify-ledger").stdout)["ok"] is True
+
+
+def test_a_notice_sent_again_gets_its_first_answer_and_counts_once(msp):
+    key = Ed25519PrivateKey.generate()
+    code = msp.admin_json("invite", "Replayer")["invitation"]
+    joined = msp.join(join_body(code, key, name="Replayer"), key)
+    assert joined.status_code == 201, joined.text
+    member_id = joined.json()["member_id"]
+    msp.admin("set-fees", member_id, "--royalty-bp", "1000")
+    body = {"event": "sale", "tokens": 50, "cents": 505, "at": AT}
+    first = msp.signed("POST", "/v1/mall/notices", key, member_id, body, headers={"Idempotency-Key": "sale:1"})
+    again = msp.signed("POST", "/v1/mall/notices", key, member_id, body, headers={"Idempotency-Key": "sale:1"})
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and first.json()["royalty_micro_cents"] == 5050
+    other = msp.signed("POST", "/v1/mall/notices", key, member_id, {**body, "tokens": 51},
+                       headers={"Idempotency-Key": "sale:1"})
+    assert other.status_code == 422
+    bad = msp.signed("POST", "/v1/mall/notices", key, member_id, {**body, "cents": -1},
+                     headers={"Idempotency-Key": "sale:2"})
+    assert bad.status_code == 422
+    unsigned = msp.post("/v1/mall/notices", json=body, headers={"Idempotency-Key": "sale:3"})
+    assert unsigned.status_code == 401
+    assert _records(msp, member_id)["issued"] == 50
