@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from ..network.money import UNITS_PER_CENT, royalty_units, whole_cents
 from ..services.errors import Invalid, NotFound
-from . import books
-from .models import FeeRecord, MallAccount, Member, TokenNotice, TokenRecord
+from . import books, records
+from .models import MallAccount, Member, TokenNotice
 from .vocabulary import CENT_ASSET, BookEntryKind, FeeKind, NoticeEvent, RoyaltyMode
 
 NOTICE_NAMESPACE = uuid.UUID("5d0c4a8e-2f3b-4c61-9a57-7f0f5b1e9c11")   # operation ids of notices
@@ -60,15 +60,6 @@ def _member(db: Session, member_id: str) -> Member:
     return m
 
 
-def token_record(db: Session, member_id: str) -> TokenRecord:
-    rec = db.get(TokenRecord, member_id, with_for_update=True)
-    if rec is None:
-        rec = TokenRecord(member_id=member_id, issued=0, spent=0, exchanged_in=0, exchanged_out=0, expired=0)
-        db.add(rec)
-        db.flush()
-    return rec
-
-
 def record_notice(db: Session, sender: str, message_id: str, raw: Any) -> dict[str, Any]:
     """Apply one notice (inside the inbox's transaction: at most once)."""
     try:
@@ -76,11 +67,10 @@ def record_notice(db: Session, sender: str, message_id: str, raw: Any) -> dict[s
     except ValidationError as e:
         raise Invalid(f"not a notice: {e.errors()[0]['msg']}") from None
     member = _member(db, sender)    # a blocked member's notices count too: the sales happened
-    rec = token_record(db, member.member_id)
     operation_id = str(uuid.uuid5(NOTICE_NAMESPACE, f"{member.member_id}:{message_id}"))
     royalty = paid = 0
     if notice.event == NoticeEvent.SALE:
-        rec.issued += notice.tokens
+        records.count_tokens(db, member.member_id, issued=notice.tokens)
         royalty = royalty_units(notice.cents, member.royalty_bp)
         if member.royalty_mode == RoyaltyMode.DEPOSIT and royalty:
             deposit = deposit_account(db, member.member_id)
@@ -89,10 +79,9 @@ def record_notice(db: Session, sender: str, message_id: str, raw: Any) -> dict[s
                 books.post(db, deposit, earnings_account(db), paid, kind=BookEntryKind.ROYALTY,
                            operation_id=operation_id)
         if royalty:
-            db.add(FeeRecord(member_id=member.member_id, operation_id=operation_id, kind=FeeKind.ROYALTY,
-                             amount_micro_cents=royalty))
+            records.add_fee(db, member.member_id, operation_id, FeeKind.ROYALTY, royalty)
     else:
-        rec.spent += notice.tokens
+        records.count_tokens(db, member.member_id, spent=notice.tokens)
     db.add(TokenNotice(member_id=member.member_id, message_id=message_id, operation_id=operation_id,
                        event=notice.event, tokens=notice.tokens, cents=notice.cents, occurred_at=notice.at,
                        royalty_micro_cents=royalty, paid_from_deposit_cents=paid))

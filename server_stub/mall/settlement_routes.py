@@ -4,29 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
-
 from sqlalchemy.orm import Session
 
 from ..api.problems import problem_response, problems
 from ..db import read_session, write_session
 from ..network import outbox
-from ..network.signed_routes import signed_caller
 from ..network.types import Answer
 from ..services.errors import ApiError
-from . import notifications, saga, settlement
+from . import notifications, settlement
+from .deps import SignedMemberId
+from .exchange_routes import MessageId
 from .models import MspInboxMessage
 
 router = APIRouter(prefix="/v1/mall", tags=["mall"])
 
-MemberCaller = Annotated[str, Depends(signed_caller(saga.member_keys))]
-MessageId = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64,
-                                  pattern=r"^[\x21-\x7e]{1,64}$")]
-
-
 @router.post("/notices", responses=problems(401, 404, 422))
-def notice(body: Annotated[dict[str, Any], Body()], caller: MemberCaller, message_id: MessageId) -> JSONResponse:
+def notice(body: Annotated[dict[str, Any], Body()], caller: SignedMemberId, message_id: MessageId) -> JSONResponse:
     """FIG 13 step 5: a member's token sale or spend, applied once (the first answer is final)."""
     def apply(db: Session) -> Answer:
         try:
@@ -50,14 +45,14 @@ def _rendered(rows: list[dict[str, Any]], fmt: str) -> Any:
 
 
 @router.get("/statements", responses=problems(401))
-def my_statements(caller: MemberCaller, format: Format = "json") -> Any:
+def my_statements(caller: SignedMemberId, format: Format = "json") -> Any:
     """The calling member's statements of the closed periods, oldest first."""
     with read_session() as db:
         return _rendered(settlement.statements(db, member_id=caller), format)
 
 
 @router.get("/statements/{statement_id}", responses=problems(401, 404))
-def my_statement(statement_id: Annotated[int, Path(ge=1)], caller: MemberCaller, format: Format = "json") -> Any:
+def my_statement(statement_id: Annotated[int, Path(ge=1)], caller: SignedMemberId, format: Format = "json") -> Any:
     """One of the calling member's statements (another member's is a 404)."""
     with read_session() as db:
         row = settlement.member_statement(db, caller, statement_id)
