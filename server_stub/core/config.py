@@ -71,6 +71,8 @@ class Settings:
     # The mall (docs/mall.md): an issue message reaching a member after this
     # many seconds is refused, so an exchange never hangs on a member that is down.
     mall_issue_deadline_seconds: int = 600
+    # The MSP closes its settlement period this often (FIG 15 steps 9-10; the demo: minutes).
+    msp_settlement_seconds: int = 86400
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

@@ -138,3 +138,6 @@ def _audit(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     if not report.ok:
         raise Conflict("the audit found problems", problems=report.problems)
     return {"ok": True, "members": report.members, "completed": report.completed, "failed": report.failed}
+
+
+from . import settlement_cli  # noqa: E402,F401  (its commands join MSP_COMMANDS)

@@ -15,9 +15,10 @@ from ..logs import AccessLogMiddleware, setup_logging
 from ..network.signed_routes import MALL_PREFIX, SignAnswersMiddleware
 from ..schemas.common import HealthOut
 from .identity import msp_key
-from . import saga
+from . import saga, settlement
 from .exchange_routes import router as exchange_router
 from .routes import router
+from .settlement_routes import router as settlement_router
 from .vocabulary import MSP_ID
 
 
@@ -28,7 +29,10 @@ def _signer() -> tuple[str, Ed25519PrivateKey]:
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     saga.start_worker()   # messages left by an earlier run go on at once
+    scheduler = settlement.Scheduler()
+    scheduler.start()
     yield
+    scheduler.stop()
     saga.stop_worker()
 
 
@@ -39,6 +43,7 @@ def create_app() -> FastAPI:
                   description="Members, the directory and the records of the mall network (see docs/mall.md).")
     app.include_router(router)
     app.include_router(exchange_router)
+    app.include_router(settlement_router)
 
     @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> HealthOut:

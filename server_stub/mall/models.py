@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint,
+    JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint, text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -242,6 +242,11 @@ class Period(MallBase):
     """A settlement period; closing it writes one Statement per member."""
 
     __tablename__ = "periods"
+    __table_args__ = (
+        # one open period: two processes opening the next one at once end with one
+        Index("uq_periods_one_open", "status", unique=True, sqlite_where=text("status = 'open'"),
+              postgresql_where=text("status = 'open'")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -268,6 +273,77 @@ class Statement(MallBase):
     residue_micro_cents: Mapped[int] = mapped_column(Amount, default=0)   # carried forward
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PeriodSummary(MallBase):
+    """A closed period's MSP line (the MSP is no member row) and the proof
+    that the period's nets summed to zero."""
+
+    __tablename__ = "period_summaries"
+
+    period_id: Mapped[int] = mapped_column(ForeignKey("periods.id"), primary_key=True)
+    msp_net_cents: Mapped[int] = mapped_column(Amount)
+    msp_residue_micro_cents: Mapped[int] = mapped_column(Amount)
+    members_net_cents: Mapped[int] = mapped_column(Amount)   # always -msp_net_cents
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SettledMovement(MallBase):
+    """A completed movement taken into a period's statements (once)."""
+
+    __tablename__ = "settled_movements"
+
+    movement_id: Mapped[int] = mapped_column(ForeignKey("movements.id"), primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("periods.id"), index=True)
+
+
+class TokenNotice(MallBase):
+    """FIG 13 step 5: a member's token sale or spend, told once (its message id);
+    a sale's royalty in 1/100 cents and what its deposit paid of it at once."""
+
+    __tablename__ = "token_notices"
+    __table_args__ = (
+        UniqueConstraint("member_id", "message_id", name="uq_token_notices_member_message"),
+        CheckConstraint("tokens > 0 AND cents >= 0 AND royalty_micro_cents >= 0 AND paid_from_deposit_cents >= 0",
+                        name="amounts_not_negative"),
+        Index("ix_token_notices_member_period", "member_id", "period_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    message_id: Mapped[str] = mapped_column(String(64))
+    operation_id: Mapped[str] = mapped_column(OPERATION_ID, unique=True)   # the royalty FeeRecord's
+    event: Mapped[str] = mapped_column(String(8))
+    tokens: Mapped[int] = mapped_column(Amount)
+    cents: Mapped[int] = mapped_column(Amount, default=0)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    royalty_micro_cents: Mapped[int] = mapped_column(Amount, default=0)
+    paid_from_deposit_cents: Mapped[int] = mapped_column(Amount, default=0)
+    period_id: Mapped[int | None] = mapped_column(ForeignKey("periods.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PayoutInstruction(MallBase):
+    """One payment to (pay) or debit of (debit) a member for a closed period,
+    through the bank (settlement.Bank); `instruction_key` is the bank's
+    idempotency key, so a retry never pays twice."""
+
+    __tablename__ = "payout_instructions"
+    __table_args__ = (
+        UniqueConstraint("period_id", "member_id", name="uq_payout_instructions_period_member"),
+        CheckConstraint("cents > 0", name="positive_cents"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period_id: Mapped[int] = mapped_column(ForeignKey("periods.id"))
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    cents: Mapped[int] = mapped_column(Amount)
+    instruction_key: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    bank_reference: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 # ---------------------------------------------------------------- messages (server_stub/network/outbox.py)

@@ -56,6 +56,23 @@ class PeriodStatus(StrEnum):
     CLOSED = "closed"
 
 
+class NoticeEvent(StrEnum):
+    """What a member tells the MSP about its own tokens (FIG 13 step 5)."""
+
+    SALE = "sale"       # tokens sold to a customer (card, or credited off-line)
+    SPEND = "spend"     # tokens spent in the member's store
+
+
+class PayoutDirection(StrEnum):
+    PAY = "pay"         # the member is paid its positive net
+    DEBIT = "debit"     # the member's account is debited its negative net
+
+
+class PayoutStatus(StrEnum):
+    PENDING = "pending"   # recorded, not yet accepted by the bank
+    SENT = "sent"         # the bank accepted it (its reference recorded)
+
+
 class BookEntryKind(StrEnum):
     """Why a transfer in the MSP's books happened (MallTransfer.kind)."""
 

@@ -100,6 +100,21 @@ def split_value(value_cents: int, payer_schedule: FeeSchedule) -> Split:
                  service_charge_units=service, royalty_units=royalty, fixed_fee_units=fixed)
 
 
+def royalty_units(sale_cents: int, royalty_bp: int) -> int:
+    """FIG 13: the MSP's royalty on a member's token sale, floored to a unit
+    (1/100 cent); the member keeps what the floor leaves."""
+    if sale_cents < 0 or not 0 <= royalty_bp <= BASIS_POINTS:
+        raise ValueError("sale_cents must not be negative and royalty_bp must be 0..10000")
+    return sale_cents * UNITS_PER_CENT * royalty_bp // BASIS_POINTS
+
+
+def whole_cents(units: int) -> int:
+    """The whole cents in a non-negative number of units (what can be paid now)."""
+    if units < 0:
+        raise ValueError("units must not be negative")
+    return units // UNITS_PER_CENT
+
+
 @dataclass(frozen=True)
 class StatementLine:
     """A member's position for a period rounded to cents, and the residue

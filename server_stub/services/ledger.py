@@ -25,6 +25,7 @@ from ..models.base import utcnow
 from ..models.ledger import HOLD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer
 from ..models.user import User
 from ..vocabulary import Currency, HoldStatus, TokenKind, TransferKind
+from . import mall_notices
 from .errors import Conflict, InsufficientTokens, Invalid, NotFound
 
 # The vendor's accounts (created by the first migration).
@@ -393,6 +394,8 @@ def post_hold(db: Session, hold_id: int, memo: str = "", dest_code: str = REVENU
         post_transfer(db, hold_account(db, h.user_id), vendor_account(db, dest_code), h.amount,
                       kind, memo or f"spent on {h.reference}", hold_id=h.id)
     h.status, h.settled_at = HoldStatus.POSTED, utcnow()
+    if dest_code == REVENUE:
+        mall_notices.spend(db, h.id, h.amount, h.settled_at)   # FIG 13 step 5, once in a mall
     db.flush()
     return h
 

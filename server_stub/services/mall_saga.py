@@ -31,7 +31,7 @@ from ..network.client import MallClient
 from ..network.directory import MSP_ID
 from ..network.keys import load_or_create_network_key, parse_public_key
 from ..network.types import Answer, Unreachable
-from . import mall
+from . import mall, mall_notices
 from .errors import ApiError, Conflict, Invalid
 from .idempotency import Outcome
 from .mall import UnknownMember
@@ -76,7 +76,8 @@ def _on_exchange_request_answer(db: Session, message: Any, answer: Answer) -> No
     mall.finish_exchange(db, message.message_id, completed=False, reason=f"refused by the MSP: {detail}")
 
 
-HANDLERS: dict[str, outbox.Handler] = {MessageKind.EXCHANGE_REQUEST: _on_exchange_request_answer}
+HANDLERS: dict[str, outbox.Handler] = {MessageKind.EXCHANGE_REQUEST: _on_exchange_request_answer,
+                                       **mall_notices.HANDLERS}
 
 
 def _applied(fn: Callable[[Session], dict[str, Any]]) -> Callable[[Session], Answer]:
@@ -226,12 +227,14 @@ def with_fresh_directory(operation: Callable[[], T]) -> T:
 
 _worker: outbox.OutboxWorker | None = None
 _worker_lock = threading.Lock()
+_serving = False   # this process is a server (its app started): it may start the worker later
 
 
 def start_worker(only_if_joined: bool = False) -> None:
     """At start-up (only_if_joined: an idle store polls nothing), and on the
     first message a process sends."""
-    global _worker
+    global _worker, _serving
+    _serving = _serving or only_if_joined
     if only_if_joined and joined() is None:
         return
     with _worker_lock:
@@ -247,6 +250,13 @@ def stop_worker() -> None:
         if _worker is not None:
             _worker.stop()
             _worker = None
+
+
+def wake_if_serving() -> None:
+    """After a commit that enqueued a message outside the saga's routes (a
+    token notice): a server delivers it now; a CLI leaves it to the server's worker."""
+    if _serving:
+        wake()
 
 
 def wake() -> None:

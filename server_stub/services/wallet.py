@@ -13,7 +13,7 @@ from ..models.base import utcnow
 from ..models.user import User
 from ..models.wallet import Bundle, TokenPolicy, TokenPurchase
 from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
-from . import ledger
+from . import ledger, mall_notices
 from .accounts import activate_if_funded, check_pin, find_user, require_active
 from .cards import parse_card, processor
 from .errors import CardDeclined, Conflict, Invalid, Locked, NotFound
@@ -128,6 +128,7 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
     purchase.credited_at = purchase.settled_at = utcnow()
     _credit_wallet(db, user, purchase.tokens, ledger.ISSUANCE, TransferKind.PURCHASE,
                    f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
+    mall_notices.sale(db, purchase.id, purchase.tokens, purchase.amount_cents)
     ledger.move_cents(db, ledger.SALES, ledger.CASH, purchase.amount_cents, TransferKind.CARD_PAYMENT,
                       f"purchase {purchase.id}", purchase_id=purchase.id)
     body = purchase_view(purchase)
@@ -147,6 +148,7 @@ def _locked_purchase(db: Session, purchase_id: int) -> tuple[TokenPurchase, User
 def _credit_purchase_tokens(db: Session, p: TokenPurchase, user: User, memo: str) -> None:
     _credit_wallet(db, user, p.tokens, ledger.ISSUANCE, TransferKind.PURCHASE, memo, purchase_id=p.id)
     p.credited_at = utcnow()
+    mall_notices.sale(db, p.id, p.tokens, p.amount_cents, p.credited_at)
 
 
 def confirm_purchase(db: Session, purchase_id: int) -> TokenPurchase:

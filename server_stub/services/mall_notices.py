@@ -1,0 +1,84 @@
+"""FIG 13 step 5 at the vendor: once this store has joined a mall, every token
+sale and every spend in the store is told to the MSP, never on the user's
+path: the caller's transaction (the purchase credited, the order's hold
+posted) also writes an outbox message, and the delivery worker sends it later
+(POST /v1/mall/notices at the MSP; server_stub/mall/notifications.py).
+A store in no mall writes nothing; the check costs one primary-key read until
+it has joined, and nothing after (membership is never undone)."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from ..logs import log
+from ..models.base import utcnow
+from ..models.mall import MallMembership, MallOutboxMessage
+from ..network import outbox
+from ..network.directory import MSP_ID
+from ..network.types import Answer
+
+NOTICES_PATH = "/v1/mall/notices"
+MEMBERSHIP_ROW = 1
+
+
+class NoticeKind(StrEnum):
+    """The outbox kinds of notices (their answers' handler is `HANDLERS`)."""
+
+    SALE = "notice.sale"
+    SPEND = "notice.spend"
+
+
+_joined: set[str] = set()   # databases (URL) whose store has joined a mall
+
+
+def in_mall(db: Session) -> bool:
+    url = db.get_bind().engine.url.render_as_string(hide_password=True)
+    if url in _joined:
+        return True
+    if db.get(MallMembership, MEMBERSHIP_ROW) is None:
+        return False
+    _joined.add(url)
+    return True
+
+
+def _wake_worker(_session: Session) -> None:
+    from . import mall_saga   # imported late: mall_saga imports the services that import this module
+
+    mall_saga.wake_if_serving()
+
+
+def _enqueue(db: Session, kind: NoticeKind, message_id: str, body: dict[str, Any]) -> None:
+    outbox.enqueue(db, MallOutboxMessage, kind=kind, destination=MSP_ID, method="POST", path=NOTICES_PATH,
+                   message_id=message_id, body=body)
+    if not event.contains(db, "after_commit", _wake_worker):
+        event.listen(db, "after_commit", _wake_worker, once=True)
+
+
+def sale(db: Session, purchase_id: int, tokens: int, cents: int, at: datetime | None = None) -> None:
+    """A token purchase was credited (by card, or off-line when paid or on credit)."""
+    if in_mall(db):
+        _enqueue(db, NoticeKind.SALE, f"sale:{purchase_id}",
+                 {"event": "sale", "tokens": tokens, "cents": cents, "at": (at or utcnow()).isoformat()})
+
+
+def spend(db: Session, hold_id: int, tokens: int, at: datetime | None = None) -> None:
+    """Tokens were spent in the store (an order's hold posted to revenue)."""
+    if tokens > 0 and in_mall(db):
+        _enqueue(db, NoticeKind.SPEND, f"spend:{hold_id}",
+                 {"event": "spend", "tokens": tokens, "at": (at or utcnow()).isoformat()})
+
+
+def _on_notice_answer(_db: Session, message: Any, answer: Answer) -> None:
+    """Nothing to do when the MSP took it; a refusal is final, so say so."""
+    if answer.status >= 400:
+        detail = answer.body.get("detail", "") if isinstance(answer.body, dict) else ""
+        log("the MSP refused a token notice", logging.ERROR, message_id=message.message_id,
+            status=answer.status, detail=detail)
+
+
+HANDLERS: dict[str, outbox.Handler] = {NoticeKind.SALE: _on_notice_answer, NoticeKind.SPEND: _on_notice_answer}
