@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from server_stub.db import read_session, write_session
-from server_stub.mall import books, exchanges, notifications, settlement
+from server_stub.mall import books, exchanges, members, notifications, settlement
 from server_stub.mall.models import Movement, PayoutInstruction, Period, PeriodSummary, Statement
 from server_stub.mall.vocabulary import MSP_ID, RoyaltyMode
 from server_stub.network.money import exchange_amounts
@@ -24,8 +24,8 @@ from tests.mall.test_notifications import AT, add_member
 
 def exchanged(db, home: str, other: str, tokens: int) -> str:
     """A completed exchange of `tokens` of home's tokens (as the saga would leave it at the MSP)."""
-    va = exchanges._member(db, home).token_value_cents
-    vb = exchanges._member(db, other).token_value_cents
+    va = members.get_member(db, home).token_value_cents
+    vb = members.get_member(db, other).token_value_cents
     x = exchange_amounts(tokens, va, vb)
     op = str(uuid.uuid4())
     exchanges.accept_exchange(db, home, {
