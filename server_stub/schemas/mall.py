@@ -74,3 +74,40 @@ class AssertionCreate(StrictModel):
 class AssertionOut(BaseModel):
     assertion: str = Field(description="a JWT (EdDSA) for POST /v1/sessions at the audience; used once")
     expires_at: datetime
+
+
+# ---- server to server (signed by the MSP; docs/mall.md)
+
+class IssueOut(BaseModel):
+    operation_id: str
+    user_id: int = Field(description="the linked account that got the tokens")
+    tokens: int
+
+
+class ExchangeResultOut(BaseModel):
+    operation_id: str
+    status: ExchangeStatus
+
+
+class AuditExchange(BaseModel):
+    operation_id: str
+    status: ExchangeStatus
+    tokens_from: int
+    tokens_to: int
+    value_cents: int
+
+
+class AuditIssue(BaseModel):
+    operation_id: str
+    tokens: int
+
+
+class MemberAuditOut(BaseModel):
+    member_id: str | None
+    ledger_ok: bool
+    ledger_totals: dict[str, int]
+    outbox_pending: int
+    exchanged_out_tokens: int
+    exchanged_in_tokens: int
+    exchanges: list[AuditExchange]
+    issues: list[AuditIssue]

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header
 from fastapi.responses import JSONResponse
 
 from ...network.signed_routes import signed_caller
+from ...schemas.mall import ExchangeResultOut, IssueOut, MemberAuditOut
 from ...network.types import Answer
 from ...services import mall, mall_saga
 from ..deps import DbSession
@@ -28,21 +29,21 @@ def _sent(answer: Answer) -> JSONResponse:
     return JSONResponse(status_code=answer.status, content=answer.body)
 
 
-@router.post("/issues", responses=problems(401, 409, 422))
+@router.post("/issues", response_model=IssueOut, responses=problems(401, 409, 422))
 def issue(body: Message, caller: MspCaller, message_id: MessageId):
     """The MSP: credit `tokens` to the linked account of `customer` for an
     exchange into this store, unless the message came after `not_after`."""
     return _sent(mall_saga.receive_issue(caller, message_id, body))
 
 
-@router.post("/exchange-results", responses=problems(401, 404, 409, 422))
+@router.post("/exchange-results", response_model=ExchangeResultOut, responses=problems(401, 404, 409, 422))
 def exchange_result(body: Message, caller: MspCaller, message_id: MessageId):
     """The MSP: the exchange `operation_id` out of this store completed
     (the held tokens leave) or failed (they go back)."""
     return _sent(mall_saga.receive_exchange_result(caller, message_id, body))
 
 
-@router.get("/audit", responses=problems(401, 409))
+@router.get("/audit", response_model=MemberAuditOut, responses=problems(401, 409))
 def audit(_caller: MspCaller, db: DbSession):
     """The MSP's audit (tokenrent-server msp admin audit): this store's ledger
     check, its exchange totals, its exchanges and the issues it applied."""
