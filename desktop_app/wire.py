@@ -54,8 +54,8 @@ class Reply:
                 value = getattr(type(self), name, _MISSING)
                 if value is _MISSING:
                     raise TypeError(f"{type(self).__name__}: {name} is required")
-                if isinstance(value, list):
-                    value = list(value)
+                if isinstance(value, (list, dict)):
+                    value = type(value)(value)   # a default is never shared between replies
             object.__setattr__(self, name, value)
         if values:
             raise TypeError(f"{type(self).__name__}: unknown fields {sorted(values)}")
@@ -86,6 +86,8 @@ def dump(value: Any) -> Any:
         return {n: dump(getattr(value, n)) for n in value.__fields__}
     if isinstance(value, (list, tuple)):
         return [dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: dump(v) for k, v in value.items()}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
@@ -128,6 +130,13 @@ def _convert(shape: Any, data: Any, where: str) -> Any:
             raise ReplyError(where, f"expected a list, got {type(data).__name__}")
         (item,) = typing.get_args(shape)
         return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(data)]
+    if origin is dict:   # a JSON object with string keys, e.g. the agent's kid -> member map
+        if not isinstance(data, dict):
+            raise ReplyError(where, f"expected an object, got {type(data).__name__}")
+        key, item = typing.get_args(shape)
+        if key is not str:
+            raise ReplyError(where, "unsupported type: object keys are strings")
+        return {str(k): _convert(item, v, f"{where}[{k!r}]") for k, v in data.items()}
     if isinstance(shape, type) and issubclass(shape, Reply):
         if not isinstance(data, dict):
             raise ReplyError(where, f"expected an object, got {type(data).__name__}")

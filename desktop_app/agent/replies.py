@@ -86,6 +86,8 @@ class AgentStatus(Reply):
     trusted_keys: list[str]
     clock: Clock
     journal_entries: int
+    mall_key: str | None = None                 # the pinned MSP key ("ed25519:..."), once pinned
+    trusted_members: dict[str, str] = {}        # kid -> the member whose MSP entry vouched for it
 
 
 class GateAnswer(Reply):

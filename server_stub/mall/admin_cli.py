@@ -11,15 +11,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..admin_registry import CommandTable, arg
+from ..admin_registry import arg
 from ..services.errors import Conflict, Invalid
 from . import books, directory, members
 from .identity import msp_key
 from .schemas import BooksReportOut, FeesChange, InvitationOut, MemberOut
 from .vocabulary import Accepts, RoyaltyMode
-
-MSP_COMMANDS = CommandTable()
-command = MSP_COMMANDS.command
+from .commands import command
 
 
 def _changed(db: Session, member: Any) -> dict[str, Any]:
@@ -140,4 +138,3 @@ def _audit(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     return {"ok": True, "members": report.members, "completed": report.completed, "failed": report.failed}
 
 
-from . import settlement_cli  # noqa: E402,F401  (its commands join MSP_COMMANDS)

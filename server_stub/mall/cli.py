@@ -18,7 +18,8 @@ DB_FILE_NAME = "mall.db"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # argparse's own generic
-    from .admin_cli import MSP_COMMANDS
+    from . import admin_cli, settlement_cli  # noqa: F401  (their commands join the table)
+    from .commands import MSP_COMMANDS
 
     msp = sub.add_parser("msp", help="the Mall Service Provider: its server and operator commands")
     actions = msp.add_subparsers(dest="msp_command", required=True)
@@ -80,7 +81,8 @@ def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     migrate.upgrade(s.resolved_db_url)
     msp_key()   # the key exists (0600, created atomically) before any worker starts
     if a.msp_command == "admin":
-        from .admin_cli import MSP_COMMANDS
+        from . import admin_cli, settlement_cli  # noqa: F401  (their commands join the table)
+        from .commands import MSP_COMMANDS
 
         return MSP_COMMANDS.run(a.msp_admin_command, a, write_session)
 

@@ -1,6 +1,6 @@
 """`tokenrent-server msp admin ...` commands for FIG 13 and settlement:
 deposits, token records, periods, statements and payouts. Registered in the
-MSP's own command table (admin_cli.MSP_COMMANDS), which imports this module."""
+MSP's own command table (commands.MSP_COMMANDS); cli.py imports this module."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..admin_registry import arg
 from ..services.errors import Conflict
 from . import notifications, settlement
-from .admin_cli import command
+from .commands import command
 from .models import Member, Period, TokenRecord
 
 

@@ -8,6 +8,7 @@ it has joined, and nothing after (membership is never undone)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -46,10 +47,22 @@ def in_mall(db: Session) -> bool:
     return True
 
 
-def _wake_worker(_session: Session) -> None:
-    from . import mall_saga   # imported late: mall_saga imports the services that import this module
+# Set by mall_saga (which imports this module, so this one must not import it back):
+# what wakes the process's outbox worker once a notice is committed.
+def _no_worker() -> None:
+    """Until mall_saga registers the real one (a CLI process has no worker)."""
 
-    mall_saga.wake_if_serving()
+
+_waker: Callable[[], None] = _no_worker
+
+
+def set_waker(waker: Callable[[], None]) -> None:
+    global _waker
+    _waker = waker
+
+
+def _wake_worker(_session: Session) -> None:
+    _waker()
 
 
 def _enqueue(db: Session, kind: NoticeKind, message_id: str, body: dict[str, Any]) -> None:

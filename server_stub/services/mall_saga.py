@@ -264,3 +264,6 @@ def wake() -> None:
         start_worker()
     assert _worker is not None
     _worker.wake()
+
+
+mall_notices.set_waker(wake_if_serving)
