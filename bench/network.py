@@ -33,18 +33,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.ledger import pct, run_phase, server_cpu_seconds  # noqa: E402
 from tests.support.msp import start_msp  # noqa: E402
+from tests.support.network import join  # noqa: E402
 from tests.support.server import TestUser, pg_unavailable_reason, start_server  # noqa: E402
 
 USERS = 16
 START_TOKENS = 1_000_000
 
-
-def join(msp, vendor, name: str, value_cents: int, token_name: str) -> str:
-    code = msp.admin_json("invite", name)["invitation"]
-    out = json.loads(vendor.admin_cli("join-mall", msp.base_url, "--invitation", code, "--name", name,
-                                      "--base-url", vendor.base_url, "--token-name", token_name,
-                                      "--value-cents", str(value_cents)).stdout)
-    return out["member_id"]
 
 
 def cpu(procs) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
+from ..network.types import Answer
 from ..services.errors import as_problem
 from ..services.idempotency import Outcome
 from .problems import problem_response
@@ -16,3 +17,11 @@ def answer(outcome: Outcome) -> JSONResponse:
     if outcome.status_code >= 400:
         return problem_response(outcome.status_code, as_problem(outcome.status_code, outcome.body))
     return JSONResponse(status_code=outcome.status_code, content=outcome.body)
+
+
+def sent(message_answer: Answer) -> JSONResponse:
+    """The answer to a server-to-server message (the inbox's), as a response:
+    problem details for a refusal, as answer() sends a stored refusal."""
+    if message_answer.status >= 400:
+        return problem_response(message_answer.status, message_answer.body)
+    return JSONResponse(status_code=message_answer.status, content=message_answer.body)

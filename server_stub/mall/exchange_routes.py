@@ -6,8 +6,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from ..api.problems import problem_response, problems
-from ..network.types import Answer
+from ..api.answers import sent
+from ..api.problems import problems
 from . import saga
 from .deps import SignedMemberId
 
@@ -17,14 +17,9 @@ MessageId = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_len
                                   pattern=r"^[\x21-\x7e]{1,64}$")]
 
 
-def _sent(answer: Answer) -> JSONResponse:
-    if answer.status >= 400:
-        return problem_response(answer.status, answer.body)
-    return JSONResponse(status_code=answer.status, content=answer.body)
-
 
 @router.post("/exchanges", status_code=202, responses=problems(401, 403, 404, 409, 422))
 def exchange(body: Annotated[dict[str, Any], Body()], caller: SignedMemberId, message_id: MessageId) -> JSONResponse:
     """A home member's exchange (FIG 15): 202 pending (the other member is
     asked to issue; the result comes back as a message), or a final refusal."""
-    return _sent(saga.receive_exchange(caller, message_id, body))
+    return sent(saga.receive_exchange(caller, message_id, body))

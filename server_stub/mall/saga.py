@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -19,7 +18,6 @@ from ..network.client import MallClient
 from ..network.keys import parse_public_key
 from ..network.signatures import KeyResolver
 from ..network.types import Answer, Unreachable
-from ..services.errors import ApiError
 from . import exchanges
 from .identity import msp_key
 from .models import Member, MspInboxMessage, MspOutboxMessage
@@ -38,24 +36,11 @@ def member_keys() -> KeyResolver:
     return member_key
 
 
-def _applied(fn: Callable[[Session], dict[str, Any]], status: int = 200) -> Callable[[Session], Answer]:
-    def apply(db: Session) -> Answer:
-        try:
-            return Answer(status, fn(db))
-        except ApiError as e:
-            return Answer(e.status_code, e.body())
-    return apply
-
-
 def receive_exchange(sender: str, message_id: str, body: Any) -> Answer:
     answer = outbox.receive(write_session, MspInboxMessage, sender=sender, message_id=message_id, body=body,
-                            apply=_applied(lambda db: exchanges.accept_exchange(db, sender, body), 202))
+                            apply=outbox.applied(lambda db: exchanges.accept_exchange(db, sender, body), 202))
     wake()
     return answer
-
-
-def _detail(answer: Answer) -> str:
-    return str(answer.body.get("detail", "")) if isinstance(answer.body, dict) else ""
 
 
 def _on_issue_answer(db: Session, message: Any, answer: Answer) -> None:
@@ -63,13 +48,13 @@ def _on_issue_answer(db: Session, message: Any, answer: Answer) -> None:
     if answer.status < 400:
         exchanges.complete(db, operation_id)
     else:
-        exchanges.fail(db, operation_id, f"{message.destination} refused the issue: {_detail(answer)}")
+        exchanges.fail(db, operation_id, f"{message.destination} refused the issue: {answer.detail}")
 
 
 def _on_result_answer(_db: Session, message: Any, answer: Answer) -> None:
     if answer.status >= 400:   # final at the member; nothing more the MSP can do but say so
         log("a member refused an exchange result", logging.ERROR, member=message.destination,
-            message_id=message.message_id, status=answer.status, detail=_detail(answer))
+            message_id=message.message_id, status=answer.status, detail=answer.detail)
 
 
 HANDLERS: dict[str, outbox.Handler] = {exchanges.MessageKind.ISSUE: _on_issue_answer,

@@ -6,13 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy.orm import Session
 
-from ..api.problems import problem_response, problems
+from ..api.answers import sent
+from ..api.problems import problems
 from ..db import read_session, write_session
 from ..network import outbox
-from ..network.types import Answer
-from ..services.errors import ApiError
 from . import notifications, settlement
 from .deps import SignedMemberId
 from .exchange_routes import MessageId
@@ -23,16 +21,9 @@ router = APIRouter(prefix="/v1/mall", tags=["mall"])
 @router.post("/notices", responses=problems(401, 404, 422))
 def notice(body: Annotated[dict[str, Any], Body()], caller: SignedMemberId, message_id: MessageId) -> JSONResponse:
     """FIG 13 step 5: a member's token sale or spend, applied once (the first answer is final)."""
-    def apply(db: Session) -> Answer:
-        try:
-            return Answer(200, notifications.record_notice(db, caller, message_id, body))
-        except ApiError as e:
-            return Answer(e.status_code, e.body())
-    answer = outbox.receive(write_session, MspInboxMessage, sender=caller, message_id=message_id, body=body,
-                            apply=apply)
-    if answer.status >= 400:
-        return problem_response(answer.status, answer.body)
-    return JSONResponse(status_code=answer.status, content=answer.body)
+    return sent(outbox.receive(
+        write_session, MspInboxMessage, sender=caller, message_id=message_id, body=body,
+        apply=outbox.applied(lambda db: notifications.record_notice(db, caller, message_id, body))))
 
 
 Format = Annotated[str, Query(pattern="^(json|csv)$", description="json (default) or csv")]

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from ..logs import log
 from ..db_types import UTCDateTime, utcnow
-from ..services.errors import problem_body
+from ..services.errors import ApiError, problem_body
 from .types import Answer, Unreachable
 
 WriteSession = Callable[[], AbstractContextManager[Session]]
@@ -386,6 +386,17 @@ class OutboxWorker:
 
 
 # ------------------------------------------------------------------ receiver
+
+def applied(fn: Callable[[Session], Any], status: int = 200) -> Callable[[Session], Answer]:
+    """A service call as `receive`'s apply: its result is the answer (`status`),
+    and a refusal it raises (ApiError) is an answer too, stored and final."""
+    def apply(db: Session) -> Answer:
+        try:
+            return Answer(status, fn(db))
+        except ApiError as e:
+            return Answer(e.status_code, e.body())
+    return apply
+
 
 def _refused(refusal: InboxRefusal, detail: str) -> Answer:
     return Answer(422, problem_body(422, detail, "invalid-request", code=refusal))

@@ -13,6 +13,11 @@ class Answer:
     status: int
     body: Any
 
+    @property
+    def detail(self) -> str:
+        """A refusal's `detail` (problem details), or "" when the body has none."""
+        return str(self.body.get("detail", "")) if isinstance(self.body, dict) else ""
+
 
 class Unreachable(Exception):
     """No final answer: the connection failed or timed out, or the answer was a

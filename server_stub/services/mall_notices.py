@@ -89,9 +89,8 @@ def spend(db: Session, hold_id: int, tokens: int, at: datetime | None = None) ->
 def _on_notice_answer(_db: Session, message: Any, answer: Answer) -> None:
     """Nothing to do when the MSP took it; a refusal is final, so say so."""
     if answer.status >= 400:
-        detail = answer.body.get("detail", "") if isinstance(answer.body, dict) else ""
         log("the MSP refused a token notice", logging.ERROR, message_id=message.message_id,
-            status=answer.status, detail=detail)
+            status=answer.status, detail=answer.detail)
 
 
 HANDLERS: dict[str, outbox.Handler] = {NoticeKind.SALE: _on_notice_answer, NoticeKind.SPEND: _on_notice_answer}

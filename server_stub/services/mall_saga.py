@@ -32,7 +32,7 @@ from ..network.directory import MSP_ID
 from ..network.keys import load_or_create_network_key, parse_public_key
 from ..network.types import Answer, Unreachable
 from . import mall, mall_notices
-from .errors import ApiError, Conflict, Invalid
+from .errors import Conflict, Invalid
 from .idempotency import Outcome
 from .mall import UnknownMember
 
@@ -72,22 +72,11 @@ def _on_exchange_request_answer(db: Session, message: Any, answer: Answer) -> No
     refused it: then it failed and the tokens are back at once."""
     if answer.status < 400:
         return
-    detail = answer.body.get("detail", "") if isinstance(answer.body, dict) else ""
-    mall.finish_exchange(db, message.message_id, completed=False, reason=f"refused by the MSP: {detail}")
+    mall.finish_exchange(db, message.message_id, completed=False, reason=f"refused by the MSP: {answer.detail}")
 
 
 HANDLERS: dict[str, outbox.Handler] = {MessageKind.EXCHANGE_REQUEST: _on_exchange_request_answer,
                                        **mall_notices.HANDLERS}
-
-
-def _applied(fn: Callable[[Session], dict[str, Any]]) -> Callable[[Session], Answer]:
-    """A service call as an inbox `apply`: its refusals are answers (stored, final)."""
-    def apply(db: Session) -> Answer:
-        try:
-            return Answer(200, fn(db))
-        except ApiError as e:
-            return Answer(e.status_code, e.body())
-    return apply
 
 
 def receive_exchange_result(sender: str, message_id: str, body: dict[str, Any]) -> Answer:
@@ -99,7 +88,7 @@ def receive_exchange_result(sender: str, message_id: str, body: dict[str, Any]) 
                                  str(body.get("reason", "")))
         return {"operation_id": x.id, "status": x.status}
     return outbox.receive(write_session, MallInboxMessage, sender=sender, message_id=message_id, body=body,
-                          apply=_applied(finish))
+                          apply=outbox.applied(finish))
 
 
 # ---------------------------------------------------------------- as the receiving member
@@ -125,7 +114,7 @@ def receive_issue(sender: str, message_id: str, body: dict[str, Any]) -> Answer:
             full_name=str(customer.get("full_name", "")), tokens=tokens,
             from_member_name=home.name if home else str(customer.get("home_member", "")))
     return outbox.receive(write_session, MallInboxMessage, sender=sender, message_id=message_id, body=body,
-                          apply=_applied(issue))
+                          apply=outbox.applied(issue))
 
 
 # ---------------------------------------------------------------- keys, the client and the worker

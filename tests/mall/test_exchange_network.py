@@ -12,17 +12,11 @@ import uuid
 
 import pytest
 
+from tests.support.network import join
 from tests.support.server import TestUser
 
 pytestmark = pytest.mark.timeout(600)
 
-
-def join(msp, vendor, name, value_cents, token_name):
-    code = msp.admin_json("invite", name)["invitation"]
-    out = json.loads(vendor.admin_cli("join-mall", msp.base_url, "--invitation", code, "--name", name,
-                                      "--base-url", vendor.base_url, "--token-name", token_name,
-                                      "--value-cents", str(value_cents)).stdout)
-    return out["member_id"]
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header
-from fastapi.responses import JSONResponse
 
 from ...network.signed_routes import signed_caller
 from ...schemas.mall import ExchangeResultOut, IssueOut, MemberAuditOut
-from ...network.types import Answer
 from ...services import mall, mall_saga
+from ..answers import sent
 from ..deps import DbSession
-from ..problems import problem_response, problems
+from ..problems import problems
 
 router = APIRouter(prefix="/mall", tags=["mall network (server to server)"])
 
@@ -23,24 +22,19 @@ MessageId = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_len
 Message = Annotated[dict[str, Any], Body()]
 
 
-def _sent(answer: Answer) -> JSONResponse:
-    if answer.status >= 400:
-        return problem_response(answer.status, answer.body)
-    return JSONResponse(status_code=answer.status, content=answer.body)
-
 
 @router.post("/issues", response_model=IssueOut, responses=problems(401, 409, 422))
 def issue(body: Message, caller: MspCaller, message_id: MessageId):
     """The MSP: credit `tokens` to the linked account of `customer` for an
     exchange into this store, unless the message came after `not_after`."""
-    return _sent(mall_saga.receive_issue(caller, message_id, body))
+    return sent(mall_saga.receive_issue(caller, message_id, body))
 
 
 @router.post("/exchange-results", response_model=ExchangeResultOut, responses=problems(401, 404, 409, 422))
 def exchange_result(body: Message, caller: MspCaller, message_id: MessageId):
     """The MSP: the exchange `operation_id` out of this store completed
     (the held tokens leave) or failed (they go back)."""
-    return _sent(mall_saga.receive_exchange_result(caller, message_id, body))
+    return sent(mall_saga.receive_exchange_result(caller, message_id, body))
 
 
 @router.get("/audit", response_model=MemberAuditOut, responses=problems(401, 409))
