@@ -139,7 +139,10 @@ def _run(args: Sequence[str], log: Path) -> str:
 
 
 def _port_free(port: int) -> bool:
+    """Free for a server to listen on: with SO_REUSEADDR, as uvicorn binds, so connections
+    the last run closed (TIME_WAIT for a minute) do not make a port look taken."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

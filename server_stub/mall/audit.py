@@ -3,8 +3,9 @@ after quiescence, read every member's signed GET /v1/mall/audit and check
 against the MSP's own records that
 
 - every book sums to zero: the MSP's (per asset) and each member's ledger;
-- each member's exchange totals equal the MSP's token records (claim 14):
-  the tokens that left it by exchanges, and those it issued for them;
+- each member's exchange totals and circulation equal the MSP's token
+  records (claim 14): the tokens that left it by exchanges, those it issued
+  for them, and the tokens its users hold;
 - every completed movement moved exactly its amounts at both ends (claim 31):
   the home member posted its exchange with those amounts, the other member
   applied the issue with those tokens; every failed one moved nothing;
@@ -43,7 +44,7 @@ def run_audit() -> AuditReport:
     report = AuditReport()
     with read_session() as db:
         members = {m.member_id: m.base_url.rstrip("/") for m in db.scalars(select(Member))}
-        records = {r.member_id: (r.exchanged_out, r.exchanged_in) for r in db.scalars(select(TokenRecord))}
+        records = {r.member_id: (r.exchanged_out, r.exchanged_in, r.circulation) for r in db.scalars(select(TokenRecord))}
         movements = db.scalars(select(Movement)).all()
         pending_out = db.scalar(select(func.count()).select_from(MspOutboxMessage)
                                 .where(MspOutboxMessage.status == "pending"))
@@ -68,7 +69,10 @@ def run_audit() -> AuditReport:
             report.problem(f"{member_id} has {answer.body['outbox_pending']} outbox messages still pending")
         if not answer.body.get("ledger_ok"):
             report.problem(f"{member_id}'s ledger does not balance: {answer.body.get('ledger_totals')}")
-        out, came = records.get(member_id, (0, 0))
+        out, came, circulation = records.get(member_id, (0, 0, 0))
+        if answer.body.get("circulation_tokens") != circulation:
+            report.problem(f"{member_id}: its users hold {answer.body.get('circulation_tokens')} tokens, "
+                           f"the MSP's record says {circulation}")
         if answer.body.get("exchanged_out_tokens") != out:
             report.problem(f"{member_id}: {answer.body.get('exchanged_out_tokens')} tokens left by exchanges, "
                            f"the MSP's record says {out}")

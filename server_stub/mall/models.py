@@ -126,17 +126,20 @@ class CustomerRecord(MallBase):
 
 
 class TokenRecord(MallBase):
-    """Claim 14: how many of one member's tokens were issued, spent, exchanged
-    in and out, and expired. Circulation is derived, never stored."""
+    """Claim 14: how many of one member's tokens were issued (sold, paid or on
+    credit), granted free, spent, exchanged in and out, and expired.
+    Circulation is derived, never stored."""
 
     __tablename__ = "token_records"
     __table_args__ = (
         CheckConstraint("issued >= 0 AND spent >= 0 AND exchanged_in >= 0 AND exchanged_out >= 0 "
                         "AND expired >= 0", name="counts_not_negative"),
+        CheckConstraint("granted >= 0", name="granted_not_negative"),
     )
 
     member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
     issued: Mapped[int] = mapped_column(Amount, default=0)
+    granted: Mapped[int] = mapped_column(Amount, default=0, server_default="0")
     spent: Mapped[int] = mapped_column(Amount, default=0)
     exchanged_in: Mapped[int] = mapped_column(Amount, default=0)
     exchanged_out: Mapped[int] = mapped_column(Amount, default=0)
@@ -145,7 +148,7 @@ class TokenRecord(MallBase):
 
     @property
     def circulation(self) -> int:
-        return self.issued + self.exchanged_in - self.spent - self.exchanged_out - self.expired
+        return self.issued + self.granted + self.exchanged_in - self.spent - self.exchanged_out - self.expired
 
 
 class Movement(MallBase):

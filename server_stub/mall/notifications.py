@@ -1,6 +1,8 @@
-"""FIG 13 step 5 at the MSP: members tell it their token sales and spends
-(POST /v1/mall/notices, signed, through the inbox: applied once). The MSP
-counts them in the member's token record (claim 14) and records the royalty
+"""FIG 13 step 5 at the MSP: members tell it their token sales, free grants,
+spends and expiries, and once their counts when they joined (POST
+/v1/mall/notices, signed, through the inbox: applied once). The MSP counts
+them in the member's token record (claim 14), so that its circulation equals
+the member's (the audit compares them), and records the royalty
 owed on a sale (claims 15, 32): in `deposit` mode the whole cents of it are
 debited at once from the member's deposit at the MSP (what the deposit cannot
 cover, and the part below a cent, is invoiced on the period's statement); in
@@ -8,7 +10,7 @@ cover, and the part below a cent, is invoiced on the period's statement); in
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
@@ -35,9 +37,36 @@ class Notice(BaseModel):
 
     @model_validator(mode="after")
     def _cents_only_on_sales(self) -> Notice:
-        if self.event == NoticeEvent.SPEND and self.cents:
-            raise ValueError("a spend carries no cents")
+        if self.event == NoticeEvent.OPENING:
+            raise ValueError("an opening carries counts, not tokens")
+        if self.event != NoticeEvent.SALE and self.cents:
+            raise ValueError(f"a {self.event.value} carries no cents")
         return self
+
+
+Count = Annotated[int, Field(ge=0, le=10**15)]
+
+
+class OpeningNotice(BaseModel):
+    """A member's counts at the moment it joined (services/mall.record_membership)."""
+
+    model_config = ConfigDict(extra="forbid")
+    event: Literal[NoticeEvent.OPENING]
+    issued: Count
+    granted: Count
+    spent: Count
+    expired: Count
+    at: AwareDatetime
+
+
+_COUNTED = {NoticeEvent.SALE: "issued", NoticeEvent.GRANT: "granted", NoticeEvent.SPEND: "spent",
+            NoticeEvent.EXPIRY: "expired"}
+
+
+def _first_error(e: ValidationError) -> str:
+    error = e.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
 def bank_account(db: Session) -> MallAccount:
@@ -62,10 +91,12 @@ def _member(db: Session, member_id: str) -> Member:
 
 def record_notice(db: Session, sender: str, message_id: str, raw: Any) -> dict[str, Any]:
     """Apply one notice (inside the inbox's transaction: at most once)."""
+    if isinstance(raw, dict) and raw.get("event") == NoticeEvent.OPENING:
+        return _record_opening(db, sender, raw)
     try:
         notice = Notice.model_validate(raw)
     except ValidationError as e:
-        raise Invalid(f"not a notice: {e.errors()[0]['msg']}") from None
+        raise Invalid(f"not a notice: {_first_error(e)}") from None
     member = _member(db, sender)    # a blocked member's notices count too: the sales happened
     operation_id = str(uuid.uuid5(NOTICE_NAMESPACE, f"{member.member_id}:{message_id}"))
     royalty = paid = 0
@@ -81,13 +112,26 @@ def record_notice(db: Session, sender: str, message_id: str, raw: Any) -> dict[s
         if royalty:
             records.add_fee(db, member.member_id, operation_id, FeeKind.ROYALTY, royalty)
     else:
-        records.count_tokens(db, member.member_id, spent=notice.tokens)
+        records.count_tokens(db, member.member_id, **{_COUNTED[notice.event]: notice.tokens})
     db.add(TokenNotice(member_id=member.member_id, message_id=message_id, operation_id=operation_id,
                        event=notice.event, tokens=notice.tokens, cents=notice.cents, occurred_at=notice.at,
                        royalty_micro_cents=royalty, paid_from_deposit_cents=paid))
     db.flush()
     return {"event": notice.event.value, "tokens": notice.tokens, "royalty_micro_cents": royalty,
             "paid_from_deposit_cents": paid, "invoiced_micro_cents": royalty - paid * UNITS_PER_CENT}
+
+
+def _record_opening(db: Session, sender: str, raw: Any) -> dict[str, Any]:
+    """The counts a member had when it joined, added to its (new) token record once."""
+    try:
+        opening = OpeningNotice.model_validate(raw)
+    except ValidationError as e:
+        raise Invalid(f"not an opening notice: {_first_error(e)}") from None
+    member = _member(db, sender)
+    counts = {"issued": opening.issued, "granted": opening.granted, "spent": opening.spent,
+              "expired": opening.expired}
+    record = records.count_tokens(db, member.member_id, **counts)
+    return {"event": opening.event.value, **counts, "circulation": record.circulation}
 
 
 def record_deposit(db: Session, member_id: str, cents: int) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..services.errors import Conflict, Invalid, NotFound
 from .models import CustomerRecord, FeeRecord, Movement, TokenRecord
 from .vocabulary import FeeKind, MovementKind, MovementStatus
 
-TOKEN_COUNTS = ("issued", "spent", "exchanged_in", "exchanged_out", "expired")
+TOKEN_COUNTS = ("issued", "granted", "spent", "exchanged_in", "exchanged_out", "expired")
 
 
 def _insert_ignoring_conflict(db: Session, model: type, index: list[str], **values: object) -> bool:
@@ -60,7 +60,7 @@ def token_record(db: Session, member_id: str) -> TokenRecord:
 
 
 def count_tokens(db: Session, member_id: str, **counts: int) -> TokenRecord:
-    """Add to a member's token counts (issued=, spent=, exchanged_in=,
+    """Add to a member's token counts (issued=, granted=, spent=, exchanged_in=,
     exchanged_out=, expired=; each >= 0), in one UPDATE."""
     unknown = set(counts) - set(TOKEN_COUNTS)
     if unknown:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..admin_registry import arg
 from ..services.errors import Conflict
-from . import notifications, settlement
+from . import notifications, records, settlement
 from .commands import command
 from .models import Member, Period, TokenRecord
 
@@ -31,8 +31,7 @@ def _token_records(db: Session, a: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for m in db.scalars(query):
         rec = db.get(TokenRecord, m.member_id)
-        counts = {f: getattr(rec, f) if rec else 0 for f in ("issued", "spent", "exchanged_in", "exchanged_out",
-                                                                "expired")}
+        counts = {f: getattr(rec, f) if rec else 0 for f in records.TOKEN_COUNTS}
         deposit = notifications.find_deposit(db, m.member_id)
         out.append({"member_id": m.member_id, **counts, "circulation": rec.circulation if rec else 0,
                     "deposit_cents": int(deposit.balance) if deposit else 0})

@@ -60,7 +60,10 @@ class NoticeEvent(StrEnum):
     """What a member tells the MSP about its own tokens (FIG 13 step 5)."""
 
     SALE = "sale"       # tokens sold to a customer (card, or credited off-line)
+    GRANT = "grant"     # free tokens given by the member (registration, an operator's grant)
     SPEND = "spend"     # tokens spent in the member's store
+    EXPIRY = "expiry"   # an expired lot went back to the member
+    OPENING = "opening"  # the member's counts when it joined the mall
 
 
 class PayoutDirection(StrEnum):

@@ -109,5 +109,6 @@ class MemberAuditOut(BaseModel):
     outbox_pending: int
     exchanged_out_tokens: int
     exchanged_in_tokens: int
+    circulation_tokens: int          # what its users hold: the MSP's token record must agree
     exchanges: list[AuditExchange]
     issues: list[AuditIssue]

@@ -172,9 +172,11 @@ def move_cents(db: Session, source_code: str, dest_code: str, cents: int, kind: 
 
 def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: str,
                   memo: str, token_kind: str = TokenKind.STANDARD,
-                  expires_at: datetime | None = None, purchase_id: int | None = None) -> None:
-    """Put tokens into a user's wallet (caller holds the user's lock). The
-    ledger only moves tokens: the caller applies accounts.activate_if_funded."""
+                  expires_at: datetime | None = None, purchase_id: int | None = None) -> int:
+    """Put tokens into a user's wallet (caller holds the user's lock); the
+    transfer's id. The ledger only moves tokens: the caller applies
+    accounts.activate_if_funded. Free tokens are told to the MSP once the
+    store is in a mall (its circulation counts them)."""
     if expires_at is not None:
         now = utcnow()
         if expires_at.tzinfo is None:
@@ -182,8 +184,11 @@ def credit_tokens(db: Session, user: User, tokens: int, source_code: str, kind: 
         if not now < expires_at <= now + MAX_TOKEN_LIFETIME:
             raise Invalid("expires_at must be in the future and at most 100 years away")
     lot = wallet_lot(db, user.id, token_kind, expires_at)
-    post_transfer(db, vendor_account(db, source_code), lot, tokens, kind, memo,
-                  purchase_id=purchase_id)
+    transfer_id = post_transfer(db, vendor_account(db, source_code), lot, tokens, kind, memo,
+                                purchase_id=purchase_id)
+    if source_code == PROMOTIONS:
+        mall_notices.grant(db, transfer_id, tokens)
+    return transfer_id
 
 
 # ---------------------------------------------------------------- balances
@@ -251,10 +256,35 @@ def expire_due_lots(db: Session, user_id: int) -> int:
     expired = vendor_account(db, EXPIRED)
     total = 0
     for lot in due:
-        total += lot.balance
-        post_transfer(db, lot, expired, lot.balance, TransferKind.EXPIRY,
-                      f"{lot.token_kind} tokens expired {lot.expires_at:%Y-%m-%d %H:%M} UTC")
+        tokens = lot.balance
+        total += tokens
+        transfer_id = post_transfer(db, lot, expired, tokens, TransferKind.EXPIRY,
+                                    f"{lot.token_kind} tokens expired {lot.expires_at:%Y-%m-%d %H:%M} UTC")
+        mall_notices.expiry(db, transfer_id, tokens)
     return total
+
+
+def vendor_balance(db: Session, code: str) -> int:
+    """A vendor account's balance: what came in less what went out (vendor
+    balances are not cached: every request would contend on their rows)."""
+    ref = vendor_account(db, code)
+    t = LedgerTransfer
+    came = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.to_account_id == ref.id))
+    went = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.from_account_id == ref.id))
+    return int(came or 0) - int(went or 0)
+
+
+def circulation(db: Session) -> int:
+    """The tokens users hold (wallets and holds, negative draws included):
+    what the vendor's token accounts gave out, less what came back."""
+    t = LedgerTransfer
+    user_token_accounts = select(LedgerAccount.id).where(LedgerAccount.owner_user_id.is_not(None),
+                                                         LedgerAccount.currency == Currency.TOKEN)
+    came = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.to_account_id.in_(user_token_accounts),
+                                                                        t.from_account_id.not_in(user_token_accounts)))
+    went = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.from_account_id.in_(user_token_accounts),
+                                                                        t.to_account_id.not_in(user_token_accounts)))
+    return int(came or 0) - int(went or 0)
 
 
 def has_due_lots(db: Session, user_id: int) -> bool:

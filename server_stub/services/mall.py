@@ -9,17 +9,16 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ..models.base import utcnow
-from ..models.ledger import LedgerTransfer
 from ..models.mall import Exchange, ExchangeQuote, MallInboxMessage, MallLink, MallMembership, MallOutboxMessage
 from ..models.user import User
 from ..network.directory import Directory, DirectoryError, MemberEntry
 from ..network.money import UNITS_PER_CENT, ExchangeRefused, FeeSchedule, exchange_amounts, split_value
 from ..vocabulary import AccountStatus, ExchangeStatus, Role, TokenKind, TransferKind
-from . import ledger
+from . import ledger, mall_notices
 from .accounts import require_active
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .idempotency import Outcome
@@ -54,10 +53,19 @@ def record_membership(db: Session, *, member_id: str, msp_url: str, msp_key: str
     and the first copy of the directory."""
     if membership(db) is not None:
         raise Conflict("this store has already joined a mall")
+    # No token may move while the store joins, so that the opening counts told to the MSP and
+    # the notices of every later sale, grant, spend and expiry add up to its circulation. On
+    # SQLite the write transaction already excludes every other writer.
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("LOCK TABLE ledger_transfers IN SHARE ROW EXCLUSIVE MODE"))
     row = MallMembership(id=MEMBERSHIP_ROW, member_id=member_id, msp_url=msp_url.rstrip("/"), msp_key=msp_key,
                          directory_version=0, directory_json="")
     db.add(row)
     store_directory(db, row, directory)
+    mall_notices.opening(db, issued=-ledger.vendor_balance(db, ledger.ISSUANCE),
+                         granted=-ledger.vendor_balance(db, ledger.PROMOTIONS),
+                         spent=ledger.vendor_balance(db, ledger.REVENUE),
+                         expired=ledger.vendor_balance(db, ledger.EXPIRED))
     return row
 
 
@@ -251,16 +259,6 @@ def issue_for_exchange(db: Session, *, operation_id: str, home_member_id: str, h
 
 # ---------------------------------------------------------------- audit (docs/mall.md)
 
-def _vendor_balance(db: Session, code: str) -> int:
-    """A vendor account's balance: what came in less what went out (vendor
-    balances are not cached, services/ledger.py)."""
-    ref = ledger.vendor_account(db, code)
-    t = LedgerTransfer
-    came = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.to_account_id == ref.id))
-    went = db.scalar(select(func.coalesce(func.sum(t.amount), 0)).where(t.from_account_id == ref.id))
-    return int(came or 0) - int(went or 0)
-
-
 def audit_view(db: Session) -> dict[str, Any]:
     """What the MSP's audit compares with its own records: this ledger's
     conservation, the tokens that left and arrived by exchanges, every
@@ -278,6 +276,7 @@ def audit_view(db: Session) -> dict[str, Any]:
                         .where(MallOutboxMessage.status == "pending"))
     return {"member_id": row.member_id if row else None, "ledger_ok": report.ok, "ledger_totals": report.totals,
             "outbox_pending": int(pending or 0),
-            "exchanged_out_tokens": _vendor_balance(db, ledger.EXCHANGED_OUT),
-            "exchanged_in_tokens": -_vendor_balance(db, ledger.EXCHANGED_IN),
+            "exchanged_out_tokens": ledger.vendor_balance(db, ledger.EXCHANGED_OUT),
+            "exchanged_in_tokens": -ledger.vendor_balance(db, ledger.EXCHANGED_IN),
+            "circulation_tokens": ledger.circulation(db),
             "exchanges": exchanges, "issues": issues}

@@ -1,7 +1,10 @@
 """FIG 13 step 5 at the vendor: once this store has joined a mall, every token
-sale and every spend in the store is told to the MSP, never on the user's
-path: the caller's transaction (the purchase credited, the order's hold
-posted) also writes an outbox message, and the delivery worker sends it later
+sale, free grant, spend and expiry in the store is told to the MSP (with the
+counts at the moment of joining as the opening), so that the MSP's token
+record equals the store's circulation (claim 14); never on the user's path:
+the caller's transaction (the purchase credited, the tokens granted, the
+order's hold posted, the lot expired) also writes an outbox message, and the
+delivery worker sends it later
 (POST /v1/mall/notices at the MSP; server_stub/mall/notifications.py).
 A store in no mall writes nothing; the check costs one primary-key read until
 it has joined, and nothing after (membership is never undone)."""
@@ -31,7 +34,10 @@ class NoticeKind(StrEnum):
     """The outbox kinds of notices (their answers' handler is `HANDLERS`)."""
 
     SALE = "notice.sale"
+    GRANT = "notice.grant"
     SPEND = "notice.spend"
+    EXPIRY = "notice.expiry"
+    OPENING = "notice.opening"
 
 
 _joined: set[str] = set()   # databases (URL) whose store has joined a mall
@@ -86,6 +92,27 @@ def spend(db: Session, hold_id: int, tokens: int, at: datetime | None = None) ->
                  {"event": "spend", "tokens": tokens, "at": (at or utcnow()).isoformat()})
 
 
+def grant(db: Session, transfer_id: int, tokens: int, at: datetime | None = None) -> None:
+    """Free tokens were put into a wallet (registration, an operator's grant)."""
+    if in_mall(db):
+        _enqueue(db, NoticeKind.GRANT, f"grant:{transfer_id}",
+                 {"event": "grant", "tokens": tokens, "at": (at or utcnow()).isoformat()})
+
+
+def expiry(db: Session, transfer_id: int, tokens: int, at: datetime | None = None) -> None:
+    """An expired lot went back to the vendor."""
+    if in_mall(db):
+        _enqueue(db, NoticeKind.EXPIRY, f"expiry:{transfer_id}",
+                 {"event": "expiry", "tokens": tokens, "at": (at or utcnow()).isoformat()})
+
+
+def opening(db: Session, *, issued: int, granted: int, spent: int, expired: int) -> None:
+    """The store's counts when it joins (in the joining transaction, where no token moves)."""
+    _enqueue(db, NoticeKind.OPENING, "opening",
+             {"event": "opening", "issued": issued, "granted": granted, "spent": spent, "expired": expired,
+              "at": utcnow().isoformat()})
+
+
 def _on_notice_answer(_db: Session, message: Any, answer: Answer) -> None:
     """Nothing to do when the MSP took it; a refusal is final, so say so."""
     if answer.status >= 400:
@@ -93,4 +120,4 @@ def _on_notice_answer(_db: Session, message: Any, answer: Answer) -> None:
             status=answer.status, detail=answer.detail)
 
 
-HANDLERS: dict[str, outbox.Handler] = {NoticeKind.SALE: _on_notice_answer, NoticeKind.SPEND: _on_notice_answer}
+HANDLERS: dict[str, outbox.Handler] = {kind: _on_notice_answer for kind in NoticeKind}

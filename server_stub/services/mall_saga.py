@@ -217,14 +217,34 @@ def with_fresh_directory(operation: Callable[[], T]) -> T:
 _worker: outbox.OutboxWorker | None = None
 _worker_lock = threading.Lock()
 _serving = False   # this process is a server (its app started): it may start the worker later
+_join_watch: threading.Event | None = None
+JOIN_POLL_SECONDS = 5.0
+
+
+def _watch_for_joining(stop: threading.Event) -> None:
+    """A server started before its operator ran join-mall (in another process) starts its
+    worker once the membership is there: the notices the CLI queued must not wait for the
+    store's next sale. One primary-key read every few seconds until then, nothing after."""
+    while not stop.wait(JOIN_POLL_SECONDS):
+        try:
+            if joined() is not None:
+                start_worker()
+                return
+        except Exception as e:   # a database hiccup: look again next time
+            log("could not read the mall membership", logging.WARNING, error=str(e)[:300])
 
 
 def start_worker(only_if_joined: bool = False) -> None:
-    """At start-up (only_if_joined: an idle store polls nothing), and on the
-    first message a process sends."""
-    global _worker, _serving
+    """At start-up (only_if_joined: an idle store polls nothing but its membership), and
+    on the first message a process sends."""
+    global _worker, _serving, _join_watch
     _serving = _serving or only_if_joined
     if only_if_joined and joined() is None:
+        with _worker_lock:
+            if _join_watch is None:
+                _join_watch = threading.Event()
+                threading.Thread(target=_watch_for_joining, args=(_join_watch,), name="mall-join-watch",
+                                 daemon=True).start()
         return
     with _worker_lock:
         if _worker is None:
@@ -234,8 +254,11 @@ def start_worker(only_if_joined: bool = False) -> None:
 
 
 def stop_worker() -> None:
-    global _worker
+    global _worker, _join_watch
     with _worker_lock:
+        if _join_watch is not None:
+            _join_watch.set()
+            _join_watch = None
         if _worker is not None:
             _worker.stop()
             _worker = None

@@ -1,12 +1,12 @@
-"""FIG 13 step 5: vendors tell the MSP their token sales and spends, never on
-the user's path, and the MSP records them with the royalty owed (deposit mode:
+"""FIG 13 step 5: vendors tell the MSP their token sales, grants, spends and
+expiries (and their counts when they join), never on the user's path, and the MSP records them with the royalty owed (deposit mode:
 debited at once; invoice mode: for the statement). In process on both
 databases for the MSP's rules; then a real vendor and a real `msp serve`."""
 from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -92,6 +92,39 @@ def test_a_bad_notice_is_refused_and_changes_nothing(mall_db, body, words):
         assert db.scalar(select(func.count()).select_from(TokenNotice)) == 0
 
 
+def test_grants_expiries_and_the_opening_count_in_the_circulation_and_owe_no_royalty(mall_db):
+    with write_session() as db:
+        m = add_member(db, "Counter", 10, royalty_bp=500)
+    with write_session() as db:
+        opened = notifications.record_notice(db, m, "opening", {"event": "opening", "issued": 90, "granted": 12,
+                                                                "spent": 30, "expired": 2, "at": AT})
+        notifications.record_notice(db, m, "grant:4", {"event": "grant", "tokens": 8, "at": AT})
+        notifications.record_notice(db, m, "expiry:5", {"event": "expiry", "tokens": 3, "at": AT})
+    assert opened["circulation"] == 90 + 12 - 30 - 2
+    with read_session() as db:
+        rec = db.get(TokenRecord, m)
+        assert (rec.issued, rec.granted, rec.spent, rec.expired, rec.circulation) == (90, 20, 30, 5, 75)
+        assert db.scalar(select(func.count()).select_from(FeeRecord)) == 0   # free tokens earn no royalty
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"event": "opening", "issued": -1, "granted": 0, "spent": 0, "expired": 0, "at": AT}, "greater than or equal"),
+    ({"event": "opening", "issued": 1, "granted": 0, "spent": 0, "at": AT}, "expired: Field required"),
+    ({"event": "opening", "issued": 1, "granted": 0, "spent": 0, "expired": 0, "tokens": 5, "at": AT},
+     "tokens: Extra inputs"),
+    ({"event": "grant", "tokens": 5, "cents": 10, "at": AT}, "a grant carries no cents"),
+])
+def test_a_bad_opening_or_grant_is_refused_and_changes_nothing(mall_db, body, words):
+    with write_session() as db:
+        m = add_member(db, "Strict", 10)
+    with pytest.raises(ApiError) as e, write_session() as db:
+        notifications.record_notice(db, m, "opening", body)
+    assert e.value.status_code == 422 and words in e.value.body()["detail"], e.value.body()
+    with read_session() as db:
+        rec = db.get(TokenRecord, m)
+        assert (rec.issued, rec.granted, rec.spent, rec.expired) == (0, 0, 0, 0)
+
+
 def test_a_deposit_for_no_member_or_of_no_cents_is_refused(mall_db):
     with write_session() as db:
         m = add_member(db, "Payer", 10)
@@ -118,14 +151,18 @@ def _wait(fn, timeout=60):
         time.sleep(0.2)
 
 
-def test_a_vendor_in_a_mall_tells_the_msp_its_sales_and_spends(msp, server_factory):
+def test_a_vendor_in_a_mall_tells_the_msp_its_sales_grants_spends_and_expiries(msp, server_factory):
     vendor = server_factory()
-    # before joining nothing is queued: a store in no mall sends nothing
+    # before joining nothing is queued: a store in no mall sends nothing; what it sold and gave
+    # until then reaches the MSP once, as the opening counts of joining
     early = vendor.register()
     r = vendor.api("POST", "/v1/token-purchases", early, json={
         "tokens": 10, "method": "card", "card_number": "4242424242424242", "card_expiry": "12/40", "card_cvc": "123"})
     assert r.status_code == 201, r.text
+    vendor.admin_cli("grant", early.username, "7", "--kind", "incentive")
     member_id = join(msp, vendor, "Notifier", 10, "Note")
+    opening = _wait(lambda: (lambda x: x if x["granted"] == 7 else None)(_records(msp, member_id)))
+    assert opening and (opening["issued"], opening["granted"], opening["circulation"]) == (10, 7, 17), opening
     msp.admin("set-fees", member_id, "--royalty-bp", "300", "--royalty-mode", "deposit")
     msp.admin("deposit", member_id, "100")
     u = vendor.register()
@@ -142,9 +179,16 @@ def test_a_vendor_in_a_mall_tells_the_msp_its_sales_and_spends(msp, server_facto
     placed = order(vendor, u, keys, [{"offer_id": cat.offers[("uses", "rent_uses")], "quantity": 10}])
     assert placed.status_code == 201, placed.text
     spent = placed.json()["required_tokens"]
-    rec = _wait(lambda: (lambda x: x if x["issued"] == 600 and x["spent"] == spent else None)(_records(msp, member_id)))
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    vendor.admin_cli("grant", u.username, "25", "--kind", "incentive", "--expires-at", soon.isoformat())
+    vendor.admin_cli("grant", u.username, "3")
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.5)
+    vendor.admin_cli("grant", u.username, "1")   # touching the wallet sweeps the expired lot
+    rec = _wait(lambda: (lambda x: x if x["issued"] == 610 and x["spent"] == spent and x["expired"] == 25
+                         and x["granted"] == 7 + 25 + 3 + 1 else None)(_records(msp, member_id)))
     assert rec, _records(msp, member_id)
-    assert rec["circulation"] == 600 - spent
+    assert rec["circulation"] == 610 + 7 + 3 + 1 - spent
+    assert msp.admin_json("audit")["ok"] is True
     royalty_units = paid_cents * 100 * 300 // 10_000 + off_cents * 100 * 300 // 10_000
     assert rec["deposit_cents"] == 100 - min(100, paid_cents * 3 // 100 + off_cents * 3 // 100)
     assert royalty_units > 0
