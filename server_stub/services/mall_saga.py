@@ -127,9 +127,13 @@ def msp_key_resolver(key_id: str):
     """Only the MSP signs what it sends us, with the key pinned at joining."""
     if key_id != MSP_ID:
         return None
-    with read_session() as db:
-        row = mall.membership(db)
-    return parse_public_key(row.msp_key) if row is not None else None
+    global _msp_key
+    if _msp_key is None:
+        with read_session() as db:
+            row = mall.membership(db)
+        if row is not None:
+            _msp_key = parse_public_key(row.msp_key)
+    return _msp_key
 
 
 def _destination_url(destination: str, path: str) -> str:
@@ -144,11 +148,12 @@ def _destination_url(destination: str, path: str) -> str:
 
 
 _joined: tuple[str, Any] | None = None
+_msp_key: Any = None   # the MSP's public key pinned at joining, read once per process
 
 
 def joined() -> tuple[str, Any] | None:
-    """(this store's member id, its network key) once it has joined a mall;
-    read once per process (a membership does not change once made)."""
+    """(this store's member id, its network key) once it has joined a mall: the signer of
+    our answers; read once per process (a membership does not change once made)."""
     global _joined
     if _joined is None:
         with read_session() as db:
