@@ -41,6 +41,10 @@ QTimer.singleShot(0, lambda: (print("shown", flush=True), app.quit()))
 app.exec()
 """
 
+# What `./scripts/run` does with no server configured: the window first, the demo mall (MSP and
+# four vendors) started in the background by demo-mall; it ends with the window (PDEATHSIG).
+STORE_DEMO_MALL = STORE.replace('Options(server="http://127.0.0.1:9")', "Options()")
+
 
 def time_to_shown(code: str, env: dict) -> float:
     start = time.perf_counter()
@@ -61,12 +65,16 @@ def bench_cold_start(runs: int = 7) -> dict:
         env = {**os.environ, "TOKENRENT_HOME": home, "LICENSE_AGENT_HOME": str(Path(home) / "agent"),
                "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
         time_to_shown(BARE, env), time_to_shown(STORE, env)       # warm the OS file cache for both
-        bare, store = [], []
+        time_to_shown(STORE_DEMO_MALL, env)                         # and the demo mall's data, made once
+        time.sleep(3)
+        bare, store, mall = [], [], []
         for _ in range(runs):                                       # interleaved: same conditions
             bare.append(time_to_shown(BARE, env))
             store.append(time_to_shown(STORE, env))
-    b, s = statistics.median(bare), statistics.median(store)
-    return {"bare_s": b, "store_s": s, "ratio": s / b}
+            mall.append(time_to_shown(STORE_DEMO_MALL, env))
+            time.sleep(2)                                           # the demo mall's servers stop
+    b, s, m = statistics.median(bare), statistics.median(store), statistics.median(mall)
+    return {"bare_s": b, "store_s": s, "ratio": s / b, "mall_s": m, "mall_ratio": m / b}
 
 
 def bench_filter() -> dict:
@@ -204,8 +212,13 @@ def bench_download(size_mb: int = 64, runs: int = 3, bytes_per_second: int = 0) 
 
 def main() -> int:
     cold = bench_cold_start()
+    if "--cold-start-only" in sys.argv:
+        print(f"cold start: bare {cold['bare_s'] * 1000:.0f} ms, store {cold['store_s'] * 1000:.0f} ms "
+              f"({cold['ratio']:.2f}x), with the demo mall {cold['mall_s'] * 1000:.0f} ms ({cold['mall_ratio']:.2f}x)")
+        return 0
     print(f"cold start: bare QMainWindow {cold['bare_s'] * 1000:.0f} ms, TokenRent main window "
-          f"{cold['store_s'] * 1000:.0f} ms -> {cold['ratio']:.2f}x (target <= 2x)")
+          f"{cold['store_s'] * 1000:.0f} ms -> {cold['ratio']:.2f}x (target <= 2x); with the demo mall "
+          f"starting behind it (./scripts/run) {cold['mall_s'] * 1000:.0f} ms -> {cold['mall_ratio']:.2f}x")
     flt = bench_filter()
     print(f"filter 10,000 products: median {flt['median_ms']:.1f} ms, p95 {flt['p95_ms']:.1f} ms, "
           f"max {flt['max_ms']:.1f} ms per keystroke (target <= 16 ms); bare substring scan "
