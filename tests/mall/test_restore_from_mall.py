@@ -206,6 +206,7 @@ def test_a_vendor_that_lost_its_database_is_rebuilt_from_the_msps_backup(msp_fac
         with engine.begin() as conn:
             body = conn.execute(sa.text("SELECT body FROM member_backups WHERE member_id = :m"),
                                 {"m": a_id}).scalar_one()
+            assert "$argon2" not in body      # the MSP's copy holds no password or PIN hash it could read
             forged = body.replace(f'"username":"{u3.username}"', '"username":"mallory"')
             assert forged != body
             conn.execute(sa.text("UPDATE member_backups SET body = :b WHERE member_id = :m"), {"b": forged, "m": a_id})
@@ -330,3 +331,14 @@ def test_backups_are_taken_periodically_when_something_changed(msp, server_facto
                                 ).scalar_one() == n
     finally:
         engine.dispose()
+
+
+def test_credentials_are_sealed_to_the_vendors_own_network_key():
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    hashes = {"1": ["$argon2id$password", "$argon2id$pin"]}
+    sealed = mall_backup.seal_credentials(key, "m-aaaaaaaaaa", hashes)
+    assert "argon2" not in json.dumps(sealed) and sealed["alg"] == "AES-256-GCM/HKDF-SHA256"
+    assert mall_backup.open_credentials(key, "m-aaaaaaaaaa", sealed) == hashes
+    assert mall_backup.open_credentials(other, "m-aaaaaaaaaa", sealed) is None     # another key: lost
+    assert mall_backup.open_credentials(key, "m-bbbbbbbbbb", sealed) is None       # bound to the member id
+    assert mall_backup.seal_credentials(key, "m-aaaaaaaaaa", hashes) != sealed      # a fresh nonce each time
