@@ -382,7 +382,12 @@ NOT_RESTORED = [
     "Orders, licenses and token purchases: not in the backup; the users' licenses on their machines stay valid.",
     "The ledger history before the backup: each balance is one opening `restore` transfer from "
     "vendor:restored (per currency), which ends at zero.",
-    "The catalog: load it again from the vendor's catalog source (admin catalog commands).",
+    "The catalog (categories, products, offers, published files): load it again from the vendor's catalog "
+    "source (admin add-category, add-product, set-offer, publish).",
+    "Trusted code-signing keys: the current key file (data dir) is recorded again on first use; keys "
+    "rotated out before the loss are not trusted here again (the MSP's directory still lists them).",
+    "Idempotency records, rate-limit counters and used assertions: a request retried with an "
+    "Idempotency-Key from before the loss runs again.",
     "The token policy and bundles: set them again (admin set-policy, admin set-bundle).",
     "Changes after the backup was taken, except the exchanges the MSP ended since (applied).",
 ]
