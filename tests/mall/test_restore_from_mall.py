@@ -342,3 +342,99 @@ def test_credentials_are_sealed_to_the_vendors_own_network_key():
     assert mall_backup.open_credentials(other, "m-aaaaaaaaaa", sealed) is None     # another key: lost
     assert mall_backup.open_credentials(key, "m-bbbbbbbbbb", sealed) is None       # bound to the member id
     assert mall_backup.seal_credentials(key, "m-aaaaaaaaaa", hashes) != sealed      # a fresh nonce each time
+
+
+def _directory(me: str, other: str, msp_key: str) -> dict:
+    def member(member_id: str, value: int) -> dict:
+        return {"member_id": member_id, "name": member_id, "base_url": "http://127.0.0.1:9",
+                "network_key": public_key_text(Ed25519PrivateKey.generate()),
+                "token": {"name": "T", "value_cents": value}, "status": "active"}
+    return {"version": 3, "msp": {"network_key": msp_key}, "members": [member(me, 10), member(other, 5)]}
+
+
+def test_restore_ends_every_hold_and_refuses_what_does_not_add_up(backend, tmp_path):
+    """In-process, on both databases: the restore's rules the network test does not reach. An
+    exchange in flight at the snapshot that failed at the MSP, or that the MSP never heard of,
+    gives the tokens back; one the MSP completed after the snapshot that the user can no longer
+    pay is a warning; a lot expired since is expired on first use; a backup that does not sum to
+    zero, or is not this member's, whole and signed, restores nothing; another network key
+    cannot open the credentials, and the report says so."""
+    from server_stub.db import read_session, write_session
+    from server_stub.models.user import User
+    from server_stub.services import accounts, ledger, mall, wallet
+    from server_stub.services.errors import Conflict
+    from tests.support.server import migrated_database
+
+    me, other = "m-aaaaaaaaaa", "m-bbbbbbbbbb"
+    msp_key = public_key_text(Ed25519PrivateKey.generate())
+    key = Ed25519PrivateKey.generate()
+    directory = _directory(me, other, msp_key)
+    for sub in ("src", "dst", "data"):
+        (tmp_path / sub).mkdir()
+    with migrated_database(backend, tmp_path / "src", data_dir=str(tmp_path / "data")) as src, \
+            migrated_database(backend, tmp_path / "dst", data_dir=str(tmp_path / "data")) as dst:
+        with write_session(src) as db:
+            mall.record_membership(db, member_id=me, msp_url="http://127.0.0.1:9", msp_key=msp_key,
+                                   directory=directory)
+            u = accounts.create_user(db, username="carol", password="old password 1", pin="2468",
+                                     full_name="Carol", email="c@example.com")
+        with write_session(src) as db:
+            wallet.grant_tokens(db, "carol", 100)
+            wallet.grant_tokens(db, "carol", 30, expires_at=datetime.now(UTC) + timedelta(seconds=3))
+        pending = []
+        for tokens in (20, 10):
+            with write_session(src) as db:
+                user = db.get(User, u.id)
+                q = mall.quote_exchange(db, user, other, tokens)
+                pending.append(mall.confirm_exchange(db, u.id, q.id)[0].id)
+        with read_session(src) as db:
+            snap, fingerprint = mall_backup.snapshot(db, me, key)
+        message = mall_backup.signed_message(snap, fingerprint, key)
+        after = str(uuid.uuid4())
+        answer = {"member_id": me, "sha256": message["sha256"], "backup": message, "pending_movements": 0,
+                  "movements_since": [
+                      {"operation_id": pending[0], "from_member": me, "to_member": other, "status": "failed",
+                       "tokens_from": 20, "tokens_to": 40, "value_cents": 200},
+                      {"operation_id": after, "from_member": me, "to_member": other, "status": "completed",
+                       "tokens_from": 5000, "tokens_to": 10000, "value_cents": 50000,
+                       "customer": {"home_member": me, "home_user_id": str(u.id), "full_name": "Carol"}}]}
+
+        def users() -> int:
+            with read_session(dst) as db:
+                return len(db.scalars(sa.select(User)).all())
+
+        # not this member's, changed, or signed by another key: refused before anything is written
+        with pytest.raises(Conflict, match="not m-bbbbbbbbbb's"):
+            mall_backup.verify_backup(answer, other, key.public_key())
+        changed = json.loads(json.dumps(answer))
+        changed["backup"]["snapshot"]["users"][0]["full_name"] = "Mallory"
+        with pytest.raises(Conflict, match="digest"):
+            mall_backup.verify_backup(changed, me, key.public_key())
+        with pytest.raises(Conflict, match="not signed"):
+            mall_backup.verify_backup(answer, me, Ed25519PrivateKey.generate().public_key())
+        # accounts that do not sum to zero: nothing restored
+        unbalanced = json.loads(json.dumps(snap))
+        next(a for a in unbalanced["accounts"] if a["owner_user_id"])["balance"] += 1
+        with pytest.raises(Conflict, match="do not sum to zero"), write_session(dst) as db:
+            mall_backup.restore(db, answer=answer, snap=unbalanced, directory=directory,
+                                msp_url="http://127.0.0.1:9", msp_key=msp_key, key=key)
+        assert users() == 0
+
+        time.sleep(3)   # the 30 expiring tokens are past their expiry now
+        lost_key = Ed25519PrivateKey.generate()
+        with write_session(dst) as db:
+            report = mall_backup.restore(db, answer=answer, snap=mall_backup.verify_backup(
+                answer, me, key.public_key()), directory=directory, msp_url="http://127.0.0.1:9",
+                msp_key=msp_key, key=lost_key)
+        assert report["restored"]["credentials"] == "lost"
+        assert any("new password and PIN" in s for s in report["not_restored"])
+        assert [x["operation_id"] for x in report["applied_after_backup"]] == pending
+        assert len(report["warnings"]) == 1 and after in report["warnings"][0]
+        with write_session(dst) as db:
+            carol = db.get(User, u.id)
+            assert carol is not None and carol.password_hash.startswith("!")   # no password matches
+            ledger.lock_wallets(db, u.id)                                      # first use: the lot expires
+            assert ledger.available_tokens(db, carol) == 100                   # both exchanges' tokens back
+            statuses = {x: db.get(mall_backup.Exchange, x).status for x in pending}
+            assert statuses == {pending[0]: "failed", pending[1]: "failed"}
+            assert ledger.verify_ledger(db).ok
