@@ -102,15 +102,20 @@ def store_backup(db: Session, sender: str, message_id: str, raw: Any) -> dict[st
         # an older (or the same) snapshot arriving late: the newer one stays
         return {**_summary(current), "stored": False}
     body = canonical_json(raw)
+    known: dict[Any, Any] = {}   # the customers as the stored backup named them: only changes are written
     if current is None:
         current = MemberBackup(member_id=member.member_id)
         db.add(current)
+    else:
+        known = {u.get("id"): u.get("full_name") for u in
+                 BackupMessage.model_validate_json(current.body).snapshot.get("users", [])}
     current.message_id, current.ledger_head, current.taken_at = message_id, head.ledger_head, head.taken_at
     current.received_at, current.sha256, current.size_bytes = utcnow(), msg.sha256, len(body.encode())
     current.users, current.body = len(head.users), body
     linked = {int(link["user_id"]) for link in head.links if "user_id" in link}
     for user in head.users:   # the member's own customers; linked accounts are other members' customers
-        if user.get("id") not in linked and user.get("role", "user") == "user":
+        if user.get("id") not in linked and user.get("role", "user") == "user" \
+                and known.get(user.get("id"), object()) != user.get("full_name"):
             records.customer(db, member.member_id, str(user["id"]), str(user.get("full_name", ""))[:100])
     db.flush()
     return {**_summary(current), "stored": True}

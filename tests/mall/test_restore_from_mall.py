@@ -193,6 +193,12 @@ def test_a_vendor_that_lost_its_database_is_rebuilt_from_the_msps_backup(msp_fac
         assert time.monotonic() < deadline
         time.sleep(0.3)
 
+    # the network key file is gone too: the MSP would not know this store; refused
+    key_file = a.workdir / "data" / "network_key.pem"
+    key_file.rename(key_file.with_suffix(".away"))
+    no_key = restore(a, msp, a_id)
+    key_file.with_suffix(".away").rename(key_file)
+    assert no_key.returncode == 2 and "network key file" in no_key.stderr and count_users(a) == 0, no_key.stderr
     # a wrong MSP key: the MSP's answers do not verify; refused, nothing changed
     wrong = restore(a, msp, a_id, msp_key=public_key_text(Ed25519PrivateKey.generate()))
     assert wrong.returncode == 2 and count_users(a) == 0, wrong.stderr
@@ -276,14 +282,15 @@ def test_an_older_snapshot_never_replaces_a_newer_one_and_a_forged_or_huge_one_i
     assert older.status_code == 200 and (older.json()["stored"], older.json()["ledger_head"]) == (False, 10)
     same_head_earlier = send(snap(10, now - timedelta(seconds=1)))
     assert same_head_earlier.json()["stored"] is False
-    newer = send(snap(10, now + timedelta(seconds=2)))     # users change without ledger transfers
-    assert newer.json()["stored"] is True
+    newer = snap(10, now + timedelta(seconds=2))           # users change without ledger transfers
+    newer["users"][0]["full_name"] = "Seven Jr"
+    assert send(newer).json()["stored"] is True
     # the customer record of the member's own user is kept at the MSP
     engine = msp_engine(msp)
     try:
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT full_name FROM customer_records WHERE home_member_id = :m "
-                                        "AND home_user_id = '7'"), {"m": a_id}).scalar_one() == "Seven"
+                                        "AND home_user_id = '7'"), {"m": a_id}).scalar_one() == "Seven Jr"
     finally:
         engine.dispose()
     # signed by another key than the member's: refused (and stored as the final answer)
