@@ -25,6 +25,7 @@ from .errors import Conflict, Forbidden, Invalid, NotFound
 from .idempotency import Outcome
 
 QUOTE_TTL = timedelta(minutes=5)
+BACKUP_KIND = "backup.snapshot"   # the outbox kind of FIG 14's backups (mall_backup.BackupKind)
 MEMBERSHIP_ROW = 1
 # Local usernames never hold "~" (schemas/user.py), so these cannot collide.
 LINKED_USERNAME = "~{member}~{user}"
@@ -274,8 +275,9 @@ def audit_view(db: Session) -> dict[str, Any]:
         body = json.loads(m.answer_body)
         if isinstance(body, dict) and "tokens" in body and "operation_id" in body:
             issues.append({"operation_id": body["operation_id"], "tokens": body["tokens"]})
+    # FIG 14's backups move nothing: one waiting for the MSP is no operation in flight
     pending = db.scalar(select(func.count()).select_from(MallOutboxMessage)
-                        .where(MallOutboxMessage.status == "pending"))
+                        .where(MallOutboxMessage.status == "pending", MallOutboxMessage.kind != BACKUP_KIND))
     return {"member_id": row.member_id if row else None, "ledger_ok": report.ok, "ledger_totals": report.totals,
             "outbox_pending": int(pending or 0),
             "exchanged_out_tokens": _vendor_balance(db, ledger.EXCHANGED_OUT),

@@ -63,7 +63,7 @@ RESTORED = {Currency.TOKEN: "vendor:restored", Currency.CENT: "vendor:restored:c
 
 
 class BackupKind(StrEnum):
-    SNAPSHOT = "backup.snapshot"
+    SNAPSHOT = mall.BACKUP_KIND
 
 
 # ---------------------------------------------------------------- sealing credentials
