@@ -141,6 +141,8 @@ def _run(args: Sequence[str], log: Path) -> str:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # as uvicorn binds: connections of the last run in TIME_WAIT do not hold the port
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
