@@ -160,6 +160,7 @@ def _restore_from_mall(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     key = mall_saga.network_key()
     msp_url = a.msp_url.rstrip("/")
     client = _client(a.member_id, a.msp_key)
+    _msp_key_of(msp_url, a.msp_key)   # another key: said plainly (its signed answers would not verify either)
     directory = _send(client, "GET", msp_url + "/v1/mall/directory")
     answer = _send(client, "GET", msp_url + mall_backup.LATEST_PATH)
     snap = mall_backup.verify_backup(answer, a.member_id, key.public_key())

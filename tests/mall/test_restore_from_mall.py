@@ -201,7 +201,7 @@ def test_a_vendor_that_lost_its_database_is_rebuilt_from_the_msps_backup(msp_fac
     assert no_key.returncode == 2 and "network key file" in no_key.stderr and count_users(a) == 0, no_key.stderr
     # a wrong MSP key: the MSP's answers do not verify; refused, nothing changed
     wrong = restore(a, msp, a_id, msp_key=public_key_text(Ed25519PrivateKey.generate()))
-    assert wrong.returncode == 2 and count_users(a) == 0, wrong.stderr
+    assert wrong.returncode == 2 and "--msp-key" in wrong.stderr and count_users(a) == 0, wrong.stderr
     # another member cannot read A's backup; B has none of its own
     b_key = network_key_of(b)
     assert msp.signed("GET", f"/v1/mall/backups/latest?member={a_id}", b_key, b_id).status_code == 403
@@ -263,6 +263,8 @@ def test_a_vendor_that_lost_its_database_is_rebuilt_from_the_msps_backup(msp_fac
 
 def test_an_older_snapshot_never_replaces_a_newer_one_and_a_forged_or_huge_one_is_refused(msp, server_factory):
     a = server_factory(env=NO_BACKUPS)
+    alone = a.admin_cli("backup-to-mall", check=False)     # not in a mall yet: nothing to back up to
+    assert alone.returncode == 2 and "not joined a mall" in alone.stderr
     a_id = join(msp, a, "Mall A", 10, "Token-A")
     key = network_key_of(a)
 
