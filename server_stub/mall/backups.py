@@ -27,6 +27,7 @@ from ..models.base import utcnow
 from ..network.keys import parse_public_key
 from ..network.outbox import body_digest, canonical_json
 from ..services.errors import ApiError, Forbidden, Invalid, NotFound
+from ..vocabulary import Role
 from . import records
 from .models import CustomerRecord, MemberBackup, Member, Movement, MspOutboxMessage
 from .vocabulary import MovementStatus
@@ -114,7 +115,7 @@ def store_backup(db: Session, sender: str, message_id: str, raw: Any) -> dict[st
     current.users, current.body = len(head.users), body
     linked = {int(link["user_id"]) for link in head.links if "user_id" in link}
     for user in head.users:   # the member's own customers; linked accounts are other members' customers
-        if user.get("id") not in linked and user.get("role", "user") == "user" \
+        if user.get("id") not in linked and user.get("role", Role.USER) == Role.USER \
                 and known.get(user.get("id"), object()) != user.get("full_name"):
             records.customer(db, member.member_id, str(user["id"]), str(user.get("full_name", ""))[:100])
     db.flush()
@@ -154,7 +155,7 @@ def latest_backup(db: Session, caller: str, member_id: str | None = None) -> dic
     mine = or_(Movement.from_member == caller, Movement.to_member == caller)
     pending = db.scalar(select(func.count()).select_from(Movement)
                         .where(mine, Movement.status == MovementStatus.PENDING))
-    in_flight = [str(x.get("id")) for x in message.snapshot.get("exchanges", []) if x.get("status") == "pending"]
+    in_flight = [str(x.get("id")) for x in message.snapshot.get("exchanges", []) if x.get("status") == MovementStatus.PENDING]
     ended = db.scalars(select(Movement).where(
         mine, Movement.status != MovementStatus.PENDING,
         or_(Movement.completed_at > b.taken_at, Movement.operation_id.in_(in_flight)))

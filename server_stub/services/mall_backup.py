@@ -487,7 +487,7 @@ def restore(db: Session, *, answer: dict[str, Any], snap: dict[str, Any], direct
         x = exchange_of_hold.get(h["id"])
         if x is not None and x["status"] == ExchangeStatus.PENDING:
             mv = movements.get(x["id"])
-            if mv is not None and mv["status"] == "completed":
+            if mv is not None and mv["status"] == ExchangeStatus.COMPLETED:
                 mall.finish_exchange(db, x["id"], True, "")
                 applied.append({"operation_id": x["id"], "applied": "exchange out completed at the MSP"})
             else:
@@ -504,7 +504,7 @@ def restore(db: Session, *, answer: dict[str, Any], snap: dict[str, Any], direct
     issued = {m["message_id"].removesuffix(":issue") for m in snap.get("inbox", []) if m["answer_status"] < 400}
     row, d = mall.directory(db)
     for mv in answer.get("movements_since", []):
-        if mv["status"] != "completed":
+        if mv["status"] != ExchangeStatus.COMPLETED:
             continue
         op = mv["operation_id"]
         customer = mv.get("customer") or {}

@@ -329,11 +329,14 @@ def test_backups_are_taken_periodically_when_something_changed(msp, server_facto
     second = wait_head(lambda h: h > first)
     grant(a, u, 5)
     wait_head(lambda h: h > second)
-    # nothing changed: no new backups pile up in the outbox
+    # nothing changed: no new backups pile up in the outbox; the delivered ones' bodies are dropped
     engine = sa.create_engine(normalize_url(a.db_url))
     try:
         with engine.connect() as conn:
             n = conn.execute(sa.text("SELECT COUNT(*) FROM mall_outbox WHERE kind = 'backup.snapshot'")).scalar_one()
+            pruned = conn.execute(sa.text("SELECT COUNT(*) FROM mall_outbox WHERE kind = 'backup.snapshot' "
+                                          "AND body = :pruned"), {"pruned": '{"pruned":true}'}).scalar_one()
+            assert n >= 3 and pruned >= n - 2, (n, pruned)
         time.sleep(3)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT COUNT(*) FROM mall_outbox WHERE kind = 'backup.snapshot'")
