@@ -16,7 +16,8 @@ from .core.config import get_settings
 from .logs import AccessLogMiddleware, setup_logging
 from .network.signed_routes import SignAnswersMiddleware
 from .schemas.common import HealthOut
-from .services import mall_saga
+from .db import read_session, write_session
+from .services import mall_backup, mall_saga
 from .services.errors import ApiError, problem_body
 
 
@@ -83,7 +84,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # the mall's delivery worker: messages left by an earlier run go on at once
     mall_saga.start_worker(only_if_joined=True)
+    backups = mall_backup.BackupScheduler(get_settings().mall_backup_seconds, read_session, write_session,
+                                          mall_saga.network_key, mall_saga.joined, mall_saga.wake)
+    backups.start()   # FIG 14: the records to the MSP when they changed
     yield
+    backups.stop()
     mall_saga.stop_worker()
 
 

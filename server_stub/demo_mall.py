@@ -113,6 +113,7 @@ def _end_with_parent() -> None:
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.removeprefix("TOKENRENT_") not in PER_SERVER_ENV}
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENRENT_MALL_BACKUP_SECONDS", "60")   # FIG 14: the demo backs up every minute
     return env
 
 

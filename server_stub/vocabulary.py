@@ -114,6 +114,7 @@ class TransferKind(StrEnum):
     SPEND = "spend"                        # a posted hold: the tokens went to the vendor
     EXCHANGE_OUT = "exchange_out"          # a completed exchange: the tokens left for another member
     EXCHANGE_IN = "exchange_in"            # tokens issued here for an exchange from another member
+    RESTORE = "restore"                    # an opening balance rebuilt from the MSP's backup (FIG 14)
     # cents, vendor accounts only (never on a user's statement)
     CARD_PAYMENT = "card_payment"
     OFFLINE_PAYMENT = "offline_payment"

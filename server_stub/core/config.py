@@ -71,6 +71,9 @@ class Settings:
     # The mall (docs/mall.md): an issue message reaching a member after this
     # many seconds is refused, so an exchange never hangs on a member that is down.
     mall_issue_deadline_seconds: int = 600
+    # FIG 14: a member backs its records up to the MSP this often, when they changed (0: never;
+    # `admin backup-to-mall` on demand). docs/mall.md, "FIG 14: backups and restore".
+    mall_backup_seconds: int = 300
     # The MSP closes its settlement period this often (FIG 15 steps 9-10; the demo: minutes).
     msp_settlement_seconds: int = 86400
 

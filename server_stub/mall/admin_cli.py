@@ -138,3 +138,4 @@ def _audit(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     return {"ok": True, "members": report.members, "completed": report.completed, "failed": report.failed}
 
 
+from . import backups_cli  # noqa: E402,F401  (FIG 14's command joins the table)

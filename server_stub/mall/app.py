@@ -16,6 +16,7 @@ from ..network.signed_routes import MALL_PREFIX, SignAnswersMiddleware
 from ..schemas.common import HealthOut
 from .identity import msp_key
 from . import saga, settlement
+from .backup_routes import router as backup_router
 from .exchange_routes import router as exchange_router
 from .routes import router
 from .settlement_routes import router as settlement_router
@@ -44,6 +45,7 @@ def create_app() -> FastAPI:
     app.include_router(router)
     app.include_router(exchange_router)
     app.include_router(settlement_router)
+    app.include_router(backup_router)
 
     @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> HealthOut:

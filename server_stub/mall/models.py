@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, UniqueConstraint, text,
+    JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -361,3 +361,25 @@ class MspInboxMessage(InboxColumns, MallBase):
     """What members sent the MSP, with the first answer it gave (final)."""
 
     __tablename__ = "msp_inbox"
+
+
+# ---------------------------------------------------------------- backups (FIG 14: server_stub/mall/backups.py)
+
+class MemberBackup(MallBase):
+    """The latest signed snapshot of a member's customer and token records
+    (one row per member; only a later snapshot replaces it). `body` is the
+    message as the member sent it (canonical JSON), which the MSP cannot
+    change unnoticed: the member checks its own signature over `sha256`."""
+
+    __tablename__ = "member_backups"
+    __table_args__ = (CheckConstraint("ledger_head >= 0 AND size_bytes > 0", name="sizes_not_negative"),)
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    ledger_head: Mapped[int] = mapped_column(Amount)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Amount)
+    users: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)

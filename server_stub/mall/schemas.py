@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
@@ -156,3 +156,52 @@ class BooksReportOut(BaseModel):
     mismatched_accounts: list[str]
     negative_accounts: list[str]
     wrong_asset_transfers: list[int]
+
+
+# ---------------------------------------------------------------- backups (FIG 14, backups.py)
+
+class BackupStoredOut(BaseModel):
+    """The MSP's answer to a backup: the one it keeps now (`stored`: this one
+    replaced it; false: the stored one is later and stays)."""
+
+    member_id: str
+    message_id: str
+    ledger_head: int
+    taken_at: datetime
+    received_at: datetime
+    sha256: str
+    size_bytes: int
+    users: int
+    stored: bool
+
+
+class BackupMovementOut(BaseModel):
+    operation_id: str
+    kind: str
+    from_member: str
+    to_member: str
+    tokens_from: int
+    tokens_to: int
+    value_cents: int
+    status: str
+    completed_at: datetime | None
+    customer: dict[str, str] | None
+    issue_body: dict[str, Any] | None
+
+
+class BackupLatestOut(BaseModel):
+    """GET /v1/mall/backups/latest: the member's own backup as it sent it, and
+    its movements the snapshot may not show (docs/mall.md, FIG 14)."""
+
+    member_id: str
+    message_id: str
+    ledger_head: int
+    taken_at: datetime
+    received_at: datetime
+    sha256: str
+    size_bytes: int
+    users: int
+    backup: dict[str, Any] = Field(description="the message as the member sent it: snapshot, sha256, signature")
+    pending_movements: int = Field(description="movements of this member not ended yet: a restore waits")
+    movements_since: list[BackupMovementOut] = Field(description="movements that ended after the snapshot, "
+                                                                 "or were pending in it")

@@ -24,6 +24,7 @@ from .errors import Conflict, Forbidden, Invalid, NotFound
 from .idempotency import Outcome
 
 QUOTE_TTL = timedelta(minutes=5)
+BACKUP_KIND = "backup.snapshot"   # the outbox kind of FIG 14's backups (mall_backup.BackupKind)
 MEMBERSHIP_ROW = 1
 # Local usernames never hold "~" (schemas/user.py), so these cannot collide.
 LINKED_USERNAME = "~{member}~{user}"
@@ -48,9 +49,11 @@ def membership(db: Session) -> MallMembership | None:
 
 
 def record_membership(db: Session, *, member_id: str, msp_url: str, msp_key: str,
-                      directory: dict[str, Any]) -> MallMembership:
+                      directory: dict[str, Any], opening: bool = True) -> MallMembership:
     """What join-mall learnt: who this vendor is in the mall, the MSP it pins,
-    and the first copy of the directory."""
+    and the first copy of the directory; and (`opening`) the counts it joins with,
+    for the MSP. A restore (mall_backup) records an old membership: the MSP has
+    had that member's opening since it joined."""
     if membership(db) is not None:
         raise Conflict("this store has already joined a mall")
     # No token may move while the store joins, so that the opening counts told to the MSP and
@@ -62,10 +65,11 @@ def record_membership(db: Session, *, member_id: str, msp_url: str, msp_key: str
                          directory_version=0, directory_json="")
     db.add(row)
     store_directory(db, row, directory)
-    mall_notices.opening(db, issued=-ledger.vendor_balance(db, ledger.ISSUANCE),
-                         granted=-ledger.vendor_balance(db, ledger.PROMOTIONS),
-                         spent=ledger.vendor_balance(db, ledger.REVENUE),
-                         expired=ledger.vendor_balance(db, ledger.EXPIRED))
+    if opening:
+        mall_notices.opening(db, issued=-ledger.vendor_balance(db, ledger.ISSUANCE),
+                             granted=-ledger.vendor_balance(db, ledger.PROMOTIONS),
+                             spent=ledger.vendor_balance(db, ledger.REVENUE),
+                             expired=ledger.vendor_balance(db, ledger.EXPIRED))
     return row
 
 
@@ -272,8 +276,9 @@ def audit_view(db: Session) -> dict[str, Any]:
         body = json.loads(m.answer_body)
         if isinstance(body, dict) and "tokens" in body and "operation_id" in body:
             issues.append({"operation_id": body["operation_id"], "tokens": body["tokens"]})
+    # FIG 14's backups move nothing: one waiting for the MSP is no operation in flight
     pending = db.scalar(select(func.count()).select_from(MallOutboxMessage)
-                        .where(MallOutboxMessage.status == "pending"))
+                        .where(MallOutboxMessage.status == "pending", MallOutboxMessage.kind != BACKUP_KIND))
     return {"member_id": row.member_id if row else None, "ledger_ok": report.ok, "ledger_totals": report.totals,
             "outbox_pending": int(pending or 0),
             "exchanged_out_tokens": ledger.vendor_balance(db, ledger.EXCHANGED_OUT),
