@@ -64,6 +64,13 @@ def _block(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     return _changed(db, members.block(db, a.member, a.reason))
 
 
+@command("rekey", "record a member's new network public key (FIG 14: it lost its key file; "
+         "check who asks out of band first)", arg("member"), arg("network_key", help="ed25519:..."),
+         arg("--reason", required=True))
+def _rekey(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    return _changed(db, members.rekey(db, a.member, a.network_key, a.reason))
+
+
 @command("unblock", "unblock a member", arg("member"))
 def _unblock(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     return _changed(db, members.unblock(db, a.member))

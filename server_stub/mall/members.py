@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..models.base import utcnow
+from ..network.keys import parse_public_key
 from ..services.errors import Conflict, Forbidden, Invalid, NotFound
 from .models import Acceptance, DirectoryState, Group, GroupMember, Invitation, Member, TokenRecord
 from .schemas import (
@@ -169,6 +170,27 @@ def block(db: Session, member_id: str, reason: str) -> Member:
     if member.status == MemberStatus.BLOCKED:
         raise Conflict(f"{member_id} is already blocked ({member.blocked_reason})")
     member.status, member.blocked_reason = MemberStatus.BLOCKED, reason
+    bump_directory(db)
+    return member
+
+
+def rekey(db: Session, member_id: str, network_key: str, reason: str) -> Member:
+    """FIG 14 after a vendor lost its network key file too: the operator, having checked
+    the vendor's identity out of band, records its new network public key. Every message
+    signed with the old key is refused from then on (the directory's version moves)."""
+    reason = reason.strip()
+    if not reason or len(reason) > 300:
+        raise Invalid("a new network key needs a reason of 1 to 300 characters")
+    try:
+        parse_public_key(network_key)
+    except ValueError as e:
+        raise Invalid(f"not a network public key: {e}") from None
+    member = get_member(db, member_id, lock=True)
+    if member.network_key == network_key:
+        raise Conflict(f"{member_id} already has this network key")
+    if db.scalar(select(Member.member_id).where(Member.network_key == network_key)) is not None:
+        raise Conflict("another member has this network key")
+    member.network_key = network_key
     bump_directory(db)
     return member
 
