@@ -201,7 +201,7 @@ def test_an_old_state_keeps_working_and_gains_issuers(tmp_path, monkeypatch):
     assert new.ok("check", "1", "--json").json["remaining"] == 2    # bare ids work as they did
     assert new.ok("install", b_license_1, "--json").json["license"]["product_ref"] == f"{B}/9"
     # now B's license 1 for its product 1 installs beside the home's (the old agent refused it)
-    assert new.ok("install", new.code("1", "uses", license_id="1", uses=4, signer=b_key),
+    assert new.ok("install", new.code("1", "uses", license_id="3", uses=4, signer=b_key),
                   "--json").json["license"]["issuer"] == B
     assert new.ok("check", f"{B}/1", "--json").json["remaining"] == 3
     assert new.ok("check", "home/1", "--json").json["remaining"] == 1
