@@ -280,6 +280,9 @@ class Agent:
                 "trusted_keys": sorted(model.trusted),
                 "mall_key": model.msp_key,
                 "trusted_members": dict(sorted(model.key_members.items())),
+                # the keys themselves (base64 raw Ed25519), so a member's program packages can be
+                # checked against the code keys the mall vouched for (the storefront does)
+                "public_keys": dict(sorted(model.trusted.items())),
                 "clock": {"now": time_text(now), "latest_seen": time_text(model.max_seen) if model.max_seen else None,
                           "behind": gate.clock_is_behind(model, now)},
                 "journal_entries": self.state.head_seq,
