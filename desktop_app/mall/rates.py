@@ -53,7 +53,11 @@ class MemberPricing(Pricing):
             value=format_cents(self.member.token.value_cents, self.currency), home=self.home.token.name,
             home_value=format_cents(self.home.token.value_cents, self.currency))
 
+    # a grid cell is two lines (the store page makes its rows two lines high while browsing):
+    # on one line the three forms made the grid scroll sideways at 1280x800
+    CELL_LINES = 2
+
     def cell_text(self, tokens: int) -> str:
-        """A grid cell: '40 B ($2.00 · 20 A)', short enough for a column."""
+        """A grid cell: '40 ($2.00)' over '≈ 20 Token-A', narrow enough for four columns."""
         cash = format_cents(int(tokens) * self.member.token.value_cents, self.currency)
-        return f"{int(tokens):,} ({cash} · {self.home_tokens(tokens):,} {self.home.token.name})"
+        return f"{int(tokens):,} ({cash})\n≈ {self.home_tokens(tokens):,} {self.home.token.name}"

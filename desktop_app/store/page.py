@@ -224,6 +224,7 @@ class StorePage(QWidget):
             name=member.name, token=member.token.name, home=browsed.pricing.home.token.name), "info")
         self.browse_banner.setToolTip(browsed.pricing.tooltip())
         self.home_button.show()
+        self._set_cell_lines(getattr(browsed.pricing, "CELL_LINES", 1))
         self.reload()
 
     def browse_home(self) -> None:
@@ -235,7 +236,16 @@ class StorePage(QWidget):
         self.details.show_product(None)
         self.browse_banner.clear_message()
         self.home_button.hide()
+        self._set_cell_lines(1)
         self.reload()
+
+    def _set_cell_lines(self, lines: int) -> None:
+        """Rows as high as the prices' lines (another member's prices take two)."""
+        header = self.table.verticalHeader()
+        if not hasattr(self, "_one_line_height"):
+            self._one_line_height = header.defaultSectionSize()
+        extra = self.table.fontMetrics().lineSpacing() * (lines - 1)
+        header.setDefaultSectionSize(self._one_line_height + extra)
 
     def _add_offer(self, product, offer, tier: int) -> None:
         if self.browsed is not None:

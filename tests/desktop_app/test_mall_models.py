@@ -56,5 +56,5 @@ def test_prices_at_another_member_are_rounded_up_to_whole_home_tokens():
     assert home_tokens_for(0, 7, 10) == 0
     pricing = MemberPricing(c, a)
     assert pricing.tokens_text(3) == "3 Token-C ($0.21, 3 Token-A at today's rate)"
-    assert pricing.cell_text(1000) == "1,000 ($70.00 · 700 Token-A)"
+    assert pricing.cell_text(1000) == "1,000 ($70.00)\n≈ 700 Token-A"
     assert "rounded up" in pricing.tooltip()
