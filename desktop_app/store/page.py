@@ -97,6 +97,7 @@ class ProductDetails(QGroupBox):
         else:
             price = QLabel(pricing.tokens_text(offer.price_tokens), objectName=f"price_{offer.id}")
             price.setToolTip(pricing.tooltip())
+            price.setWordWrap(True)        # another member's price has three forms: wrap, never clip
             box.addWidget(price, 1)
         button = QPushButton("Add to order")
         button.setObjectName(f"add_{offer.id}")

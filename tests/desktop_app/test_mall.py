@@ -218,7 +218,7 @@ def test_buying_at_b_when_short_offers_an_exchange_then_the_order_goes_through(q
 def test_short_at_b_the_shortage_dialog_buys_token_b_by_card_there(qtbot, mall_app, net):
     """The shortage dialog's "buy tokens" at another member buys that member's tokens by card at
     its server (through the session there); then the order goes through, paid with them."""
-    user = funded_user(net.a, 50)
+    user = funded_user(net.a, 100)
     sign_in(qtbot, mall_app, user)
     store, model = browse_b(qtbot, mall_app, net)
     product, offer = b_offer(store)
@@ -226,7 +226,10 @@ def test_short_at_b_the_shortage_dialog_buys_token_b_by_card_there(qtbot, mall_a
     store.details.show_product(product)
     store.details.findChild(type(store.home_button), f"add_{offer.id}").click()
     dialog = mall_app.window.member_order_dialog
-    qtbot.waitUntil(lambda: dialog.quote is not None, timeout=20000)
+    try:
+        qtbot.waitUntil(lambda: dialog.quote is not None, timeout=20000)
+    except Exception:
+        raise AssertionError(f"no quote: {dialog.banner.text()!r}") from None
     dialog.place_button.click()
     qtbot.waitUntil(lambda: getattr(dialog, "shortage_dialog", None) is not None, timeout=20000)
     home_before = mall_app.state.me.available_tokens
