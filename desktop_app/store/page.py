@@ -62,8 +62,10 @@ class ProductDetails(QGroupBox):
     def update_held(self) -> None:
         """What the user already holds of this product (from the library)."""
         product = self.product
-        held = [e for e in self.state.entries if product and e.product_id == str(product.id)] \
-            if self.pricing_override is None else []    # the library's ids are the home store's
+        # the licenses of the store on show: every store numbers its products from 1
+        member = getattr(self.pricing_override, "member", None)
+        issuer = member.member_id if member is not None else None
+        held = [e for e in self.state.entries if product and e.product_id == str(product.id) and e.issuer == issuer]
         if not held:
             self.held.hide()
             return

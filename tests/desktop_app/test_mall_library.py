@@ -133,3 +133,8 @@ def test_the_same_product_from_home_and_from_b_lives_side_by_side(qtbot, mall_ap
     qtbot.waitUntil(lambda: store.browsed is not None and store.details.product is not None
                     and str(store.details.product.id) == pid, timeout=30000)
     assert store.browsed.member.member_id == net.b_id
+    # the product page says what the user holds of that store's product, not of the other's
+    assert "3 of 10 uses left" in store.details.held.text() and "9 of 10" not in store.details.held.text()
+    store.browse_home()
+    assert store.show_product(pid)
+    assert "9 of 10 uses left" in store.details.held.text() and "3 of 10" not in store.details.held.text()
