@@ -140,10 +140,14 @@ class BuyAtMemberDialog(QDialog):
                                  purchase=purchase,
                                  title=self.tr("Buy {token} at {name}").format(token=member.token.name,
                                                                                name=member.name))
-        dialog.purchased.connect(lambda _answer: (self.refresh_quote(), self.state.mall.refresh_balances()))
+        dialog.purchased.connect(self._bought_tokens)
         self.buy_dialog = dialog
         dialog.open()
         return dialog
+
+    def _bought_tokens(self, _answer: TokenPurchase) -> None:
+        self.refresh_quote()
+        self.state.mall.refresh_balances()
 
     def open_exchange(self):
         from desktop_app.mall.exchange import ExchangeDialog
