@@ -208,9 +208,8 @@ class LibraryPage(QWidget):
         known = self.state.cache.data.get("download_urls", {}).get(pid)
         if known:
             return known
-        issuer, bare = split_ref(pid)
-        if issuer:     # another member's: its own download route (the receipt's link, when known, above)
-            return {"url": f"/v1/products/{bare}/download", "sha256": None, "size": None}
+        if split_ref(pid)[0]:   # another member's: the link its receipt gave (above), the only one known here
+            return None
         product = self.state.product(product_key)
         version = product.latest_version if product is not None else None
         if version is not None:
