@@ -208,3 +208,12 @@ def test_an_old_state_keeps_working_and_gains_issuers(tmp_path, monkeypatch):
     # an agent from before issuers cannot read this state any more rather than miscount it
     downgraded = old.cli("check", "1")
     assert downgraded.returncode == 4, downgraded
+
+
+def test_store_links_name_the_member():
+    from license_agent.code_terms import product_of_store_link, product_ref, split_ref, store_link
+    assert store_link(4) == "tokenrent://product/4" and store_link("4", B) == f"tokenrent://product/{B}/4"
+    assert product_of_store_link(store_link("4", B)) == f"{B}/4" and product_of_store_link(store_link(4)) == "4"
+    assert product_of_store_link("tokenrent://product/a/b/c") is None
+    assert product_of_store_link("https://example.com/product/4") is None
+    assert split_ref(product_ref("4", B)) == (B, "4") and split_ref("4") == (None, "4")
