@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
                 page = LibraryPage(self.state)
                 page.extend.connect(lambda product, offer, license_id:
                                     self.add_to_order(product, offer, 0, license_id))
+                page.extendAtMember.connect(self.extend_at_member)
             elif index == 3:
                 from desktop_app.wallet.page import WalletPage
                 page = WalletPage(self.state)
@@ -249,17 +250,39 @@ class MainWindow(QMainWindow):
 
         mall.open_store(member, opened)
 
-    def buy_at_member(self, member, product, offer, tier_index: int = 0):
-        """An offer of another member's store: ordered there, paid with its tokens."""
+    def buy_at_member(self, member, product, offer, tier_index: int = 0, license_id: int | None = None):
+        """An offer of another member's store: ordered there, paid with its tokens (``license_id``:
+        extending or converting the user's license there)."""
         if not self.state.signed_in:
             self.ask_sign_in(self.tr("Sign in to buy at {name}.").format(name=member.name))
             return None
         from desktop_app.mall.buy import BuyAtMemberDialog
-        dialog = BuyAtMemberDialog(self.state, member, product, offer, tier_index, self)
+        dialog = BuyAtMemberDialog(self.state, member, product, offer, tier_index, self, license_id=license_id)
         dialog.ordered.connect(lambda receipt: self._ordered_at_member(member, receipt))
         self.member_order_dialog = dialog
         dialog.open()
         return dialog
+
+    def extend_at_member(self, entry, kind) -> None:
+        """Extend or convert another member's license: that member's offer of ``kind`` for the
+        product, ordered at its store (its catalog is read off the UI thread first)."""
+        mall = self.state.mall.mall
+        member = mall.member(entry.issuer) if mall is not None else None
+        if member is None:
+            self.banner.show_message(self.tr("That store is not known yet; open the Malls page, then try again."),
+                                     "error")
+            return
+
+        def opened(browsed) -> None:
+            product = next((p for p in browsed.products if str(p.id) == entry.product_id), None)
+            offer = product.offer_of_kind(kind) if product is not None else None
+            if offer is None:
+                self.banner.show_message(self.tr("{name} offers no way to do that for {product} now.").format(
+                    name=member.name, product=entry.name), "error")
+                return
+            self.buy_at_member(member, product, offer, 0, license_id=entry.license.id)
+
+        self.state.mall.open_store(member, opened)
 
     def _ordered_at_member(self, member, receipt) -> None:
         self.banner.show_message(self.tr("ORDER CONFIRMED at {name} (order {id}).").format(

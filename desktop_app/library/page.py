@@ -25,6 +25,7 @@ from license_agent.code_terms import LicenseKind, split_ref
 
 class LibraryPage(QWidget):
     extend = Signal(object, object, object)     # product, offer, license_id -> order list
+    extendAtMember = Signal(object, object)     # LibraryEntry, OfferKind: ordered at that member's store
     openProduct = Signal(object)            # product id -> store
 
     def __init__(self, state, parent=None):
@@ -136,9 +137,13 @@ class LibraryPage(QWidget):
             self.chart.title = "What is left, over time"
             self.chart.set_points(self.state.cache.history(history_key(e)), until=time.time())
         self.buttons["launch"].setEnabled(e.installed)
-        self.buttons["extend"].setEnabled(self._offer_for(e, RENTAL_OFFER_KIND.get(e.kind)) is not None)
-        self.buttons["convert"].setEnabled(e.kind != LicenseKind.PERMANENT
-                                           and self._offer_for(e, OfferKind.CONVERT) is not None)
+        if e.issuer is not None:   # another member's: its store has the offers (read when asked)
+            self.buttons["extend"].setEnabled(e.license is not None and e.kind in RENTAL_OFFER_KIND)
+            self.buttons["convert"].setEnabled(e.license is not None and e.kind != LicenseKind.PERMANENT)
+        else:
+            self.buttons["extend"].setEnabled(self._offer_for(e, RENTAL_OFFER_KIND.get(e.kind)) is not None)
+            self.buttons["convert"].setEnabled(e.kind != LicenseKind.PERMANENT
+                                               and self._offer_for(e, OfferKind.CONVERT) is not None)
         running = self.downloads.is_running(e.product_key)
         self.buttons["download"].setEnabled(not e.installed and not running)
         self.buttons["pause"].setEnabled(running)
@@ -186,6 +191,9 @@ class LibraryPage(QWidget):
 
     def _order_for(self, kind: OfferKind | None, refusal: str) -> None:
         e = self.selected()
+        if e is not None and e.issuer is not None and kind is not None and e.license is not None:
+            self.extendAtMember.emit(e, kind)   # that member's offer, ordered there with its tokens
+            return
         offer = self._offer_for(e, kind) if e is not None else None
         if offer is None:
             self.banner.show_message(refusal, "error")

@@ -30,7 +30,7 @@ class BuyAtMemberDialog(QDialog):
     ordered = Signal(object)              # Receipt from the member's server
 
     def __init__(self, state, member: MallMember, product: Product, offer: Offer, tier_index: int = 0,
-                 parent=None):
+                 parent=None, *, license_id: int | None = None):
         super().__init__(parent)
         self.state = state
         self.member = member
@@ -38,6 +38,8 @@ class BuyAtMemberDialog(QDialog):
         self.items = [{"offer_id": offer.id}]
         if offer.tiers:
             self.items[0]["quantity"] = offer.tiers[min(tier_index, len(offer.tiers) - 1)].quantity
+        if license_id is not None:      # an extension or conversion of the user's license there
+            self.items[0]["license_id"] = license_id
         self.idempotency_key = new_idempotency_key()
         self.busy = False
         self.shortage: int = 0

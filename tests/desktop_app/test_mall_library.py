@@ -138,3 +138,18 @@ def test_the_same_product_from_home_and_from_b_lives_side_by_side(qtbot, mall_ap
     store.browse_home()
     assert store.show_product(pid)
     assert "9 of 10 uses left" in store.details.held.text() and "3 of 10" not in store.details.held.text()
+
+    # extending B's license from the Library orders at B, for that license; the home one does not move
+    window.show_page(page)
+    assert page.select_product(f"{net.b_id}/{pid}")
+    assert page.buttons["extend"].isEnabled()
+    page.buttons["extend"].click()
+    qtbot.waitUntil(lambda: window.member_order_dialog is not dialog, timeout=30000)
+    extension = window.member_order_dialog
+    assert extension.items[0]["license_id"] == b_entry.license.id
+    qtbot.waitUntil(lambda: extension.quote is not None and extension.quote.shortage == 0, timeout=20000)
+    with qtbot.waitSignal(extension.ordered, timeout=60000) as again:
+        extension.place_button.click()
+    delivered = again.args[0].deliveries[0]
+    assert delivered.license_id == b_entry.license.id and delivered.serial == 2
+    qtbot.waitUntil(lambda: left(app) == {f"home/{pid}": 9, f"{net.b_id}/{pid}": 13}, timeout=30000)
