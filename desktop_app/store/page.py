@@ -90,8 +90,9 @@ class ProductDetails(QGroupBox):
             combo.setObjectName(f"tiers_{offer.id}")
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             unit = offer.unit
+            text = getattr(pricing, "choice_text", pricing.tokens_text)   # another member's: shorter
             for t in tiers:
-                combo.addItem(f"{t.quantity:,} {unit} — {pricing.tokens_text(t.tokens)}")
+                combo.addItem(f"{t.quantity:,} {unit} — {text(t.tokens)}")
             combo.setToolTip(pricing.tooltip())
             label.setBuddy(combo)
             outer.insertWidget(1, combo)
