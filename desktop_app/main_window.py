@@ -155,12 +155,16 @@ class MainWindow(QMainWindow):
     def show_page(self, page: QWidget) -> None:
         self.nav.setCurrentRow(self.pages.indexOf(page))
 
-    def open_product(self, product_id) -> bool:
+    def open_product(self, product_id, *, directory_read: bool = False) -> bool:
         """tokenrent --product ID / tokenrent://product/ID: the product's page; MEMBER/ID (a mall
-        member's link, as the agent gives for that member's licenses): that member's store."""
+        member's link, as the agent gives for that member's licenses): that member's store (the
+        mall's directory is read first when this run has not read it yet)."""
         member_id, bare = split_ref(str(product_id))
         mall = self.state.mall.mall
         if member_id is not None and member_id != HOME_ISSUER and not (mall is not None and member_id == mall.member_id):
+            if mall is None and not directory_read:
+                self.state.mall.refresh(lambda: self.open_product(product_id, directory_read=True))
+                return True
             member = mall.member(member_id) if mall is not None else None
             if member is None:
                 self.banner.show_message(self.tr("That store ({id}) is not in your mall.").format(id=member_id),

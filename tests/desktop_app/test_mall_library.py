@@ -153,3 +153,15 @@ def test_the_same_product_from_home_and_from_b_lives_side_by_side(qtbot, mall_ap
     delivered = again.args[0].deliveries[0]
     assert delivered.license_id == b_entry.license.id and delivered.serial == 2
     qtbot.waitUntil(lambda: left(app) == {f"home/{pid}": 9, f"{net.b_id}/{pid}": 13}, timeout=30000)
+
+
+def test_a_members_link_opens_its_store_before_the_mall_was_shown(qtbot, mall_app, net):  # noqa: F811
+    """A notice's link clicked right after start (the mall's directory not read yet this run)."""
+    sign_in(qtbot, mall_app, funded_user(net.a, 100))
+    assert mall_app.state.mall.mall is None
+    store = mall_app.window.store
+    assert mall_app.window.open_link(f"tokenrent://product/{net.b_id}/1")
+    qtbot.waitUntil(lambda: store.browsed is not None and store.details.product is not None, timeout=30000)
+    assert store.browsed.member.member_id == net.b_id and str(store.details.product.id) == "1"
+    assert not mall_app.window.open_link("tokenrent://product/m-nosuchmemb/1")   # not in this mall: said
+    assert "not in your mall" in mall_app.window.banner.text()
