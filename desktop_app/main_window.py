@@ -7,7 +7,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QMainWindow, QP
 
 from desktop_app.api.replies import PurchaseStatus
 from desktop_app.store.page import StorePage
-from license_agent.code_terms import product_of_store_link, store_link
+from license_agent.code_terms import HOME_ISSUER, product_of_store_link, product_ref, split_ref, store_link
 from desktop_app.widgets.common import Banner
 
 PAGES = ["Store", "Order list", "Library", "Wallet", "Settings", "Malls"]
@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
                 page = LibraryPage(self.state)
                 page.extend.connect(lambda product, offer, license_id:
                                     self.add_to_order(product, offer, 0, license_id))
+                page.extendAtMember.connect(self.extend_at_member)
             elif index == 3:
                 from desktop_app.wallet.page import WalletPage
                 page = WalletPage(self.state)
@@ -154,12 +155,36 @@ class MainWindow(QMainWindow):
     def show_page(self, page: QWidget) -> None:
         self.nav.setCurrentRow(self.pages.indexOf(page))
 
-    def open_product(self, product_id) -> bool:
-        """tokenrent --product ID / tokenrent://product/ID: the product's page."""
+    def open_product(self, product_id, *, directory_read: bool = False) -> bool:
+        """tokenrent --product ID / tokenrent://product/ID: the product's page; MEMBER/ID (a mall
+        member's link, as the agent gives for that member's licenses): that member's store (the
+        mall's directory is read first when this run has not read it yet)."""
+        member_id, bare = split_ref(str(product_id))
+        mall = self.state.mall.mall
+        if member_id is not None and member_id != HOME_ISSUER and not (mall is not None and member_id == mall.member_id):
+            if mall is None and not directory_read:
+                self.state.mall.refresh(lambda: self.open_product(product_id, directory_read=True))
+                return True
+            member = mall.member(member_id) if mall is not None else None
+            if member is None:
+                self.banner.show_message(self.tr("That store ({id}) is not in your mall.").format(id=member_id),
+                                         "error")
+                return False
+
+            def opened(browsed) -> None:
+                self.store.browse_store(browsed)
+                self.show_page(self.store)
+                if not self.store.show_product(bare):
+                    self.banner.show_message(self.tr("Product {id} is not in {name}'s store.").format(
+                        id=bare, name=member.name), "error")
+
+            self.state.mall.open_store(member, opened)
+            return True
+        self.store.browse_home()
         self.show_page(self.store)
-        found = self.store.show_product(product_id)
+        found = self.store.show_product(bare)
         if not found:
-            self.banner.show_message(f"Product {product_id} is not in the store.", "error")
+            self.banner.show_message(f"Product {bare} is not in the store.", "error")
         return found
 
     # -- session ------------------------------------------------------------------
@@ -229,23 +254,55 @@ class MainWindow(QMainWindow):
 
         mall.open_store(member, opened)
 
-    def buy_at_member(self, member, product, offer, tier_index: int = 0):
-        """An offer of another member's store: ordered there, paid with its tokens."""
+    def buy_at_member(self, member, product, offer, tier_index: int = 0, license_id: int | None = None):
+        """An offer of another member's store: ordered there, paid with its tokens (``license_id``:
+        extending or converting the user's license there)."""
         if not self.state.signed_in:
             self.ask_sign_in(self.tr("Sign in to buy at {name}.").format(name=member.name))
             return None
         from desktop_app.mall.buy import BuyAtMemberDialog
-        dialog = BuyAtMemberDialog(self.state, member, product, offer, tier_index, self)
+        dialog = BuyAtMemberDialog(self.state, member, product, offer, tier_index, self, license_id=license_id)
         dialog.ordered.connect(lambda receipt: self._ordered_at_member(member, receipt))
         self.member_order_dialog = dialog
         dialog.open()
         return dialog
+
+    def extend_at_member(self, entry, kind) -> None:
+        """Extend or convert another member's license: that member's offer of ``kind`` for the
+        product, ordered at its store (its catalog is read off the UI thread first)."""
+        mall = self.state.mall.mall
+        member = mall.member(entry.issuer) if mall is not None else None
+        if member is None:
+            self.banner.show_message(self.tr("That store is not known yet; open the Malls page, then try again."),
+                                     "error")
+            return
+
+        def opened(browsed) -> None:
+            product = next((p for p in browsed.products if str(p.id) == entry.product_id), None)
+            offer = product.offer_of_kind(kind) if product is not None else None
+            if offer is None:
+                self.banner.show_message(self.tr("{name} offers no way to do that for {product} now.").format(
+                    name=member.name, product=entry.name), "error")
+                return
+            self.buy_at_member(member, product, offer, 0, license_id=entry.license.id)
+
+        self.state.mall.open_store(member, opened)
 
     def _ordered_at_member(self, member, receipt) -> None:
         self.banner.show_message(self.tr("ORDER CONFIRMED at {name} (order {id}).").format(
             name=member.name, id=receipt.id), "success")
         self.state.install_codes(receipt.deliveries)   # the agent says so if it does not trust that store's key
         self.state.mall.refresh_balances()
+        # its programs come from that member's server, as products of that member (MEMBER/ID)
+        downloads = self.state.cache.data.setdefault("download_urls", {})
+        installed = self.state.installed_product_ids()
+        for d in receipt.deliveries:
+            if d.download_url is not None:
+                key = product_ref(d.product_id, member.member_id)
+                downloads[key] = {"url": d.download_url, "sha256": d.sha256, "size": d.size}
+                if key not in installed:
+                    self.library.start_download(key, downloads[key])
+        self.state.cache.save()
 
     # -- order flow -------------------------------------------------------------
     def add_to_order(self, product, offer, tier_index: int = 0, license_id=None) -> None:
@@ -294,4 +351,6 @@ class MainWindow(QMainWindow):
     def notify_low(self, entry) -> None:
         """A rental crossed its running-low threshold (AppState says so once per crossing)."""
         text = f"{entry.name}: {entry.left_text()}. Extend it in the Library to keep going."
-        self.notifier.notify("TokenRent: rental running low", text, store_link(entry.product_id))
+        # a member's license leads to that member's store (the agent's link names it)
+        link = entry.store_url if entry.issuer else store_link(entry.product_id)
+        self.notifier.notify("TokenRent: rental running low", text, link)

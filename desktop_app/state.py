@@ -9,6 +9,7 @@ user keeps their place).
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from desktop_app.api.session_store import SessionStore
 from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
 from desktop_app.library.cache import LibraryCache
-from desktop_app.library.model import build_entries
+from desktop_app.library.model import build_entries, history_key
 from desktop_app.money import Pricing
 from desktop_app.paths import AppPaths
 from desktop_app.settings.config import Settings, save_settings
+from license_agent.code_terms import product_ref
 
 
 class AppState(QObject):
@@ -128,7 +130,7 @@ class AppState(QObject):
                 # Someone else signed in: calls made for the previous user are never replayed
                 # on this account, and the previous user's library is not shown.
                 self._pending_retries = []
-                self.cache.data.update(licenses=[], history={}, username=username)
+                self.cache.data.update(licenses=[], member_licenses={}, history={}, username=username)
                 self.userChanged.emit()
             self._session_user = username
             self.settings.last_username = username
@@ -245,6 +247,7 @@ class AppState(QObject):
     def after_sign_in(self) -> None:
         """Register this device, trust the vendor key, install every code the server has."""
         api, agent, cache, root = self.api, self.agent, self.cache, self.install_dir
+        member_licenses = self.member_licenses
 
         def work():
             device = agent.device()
@@ -252,7 +255,8 @@ class AppState(QObject):
             vendor_key = api.vendor_key()
             agent.trust(vendor_key.public_key)
             licenses = api.licenses()
-            held = {a.license_id: a.serial for a in agent.status().licenses}
+            # the home store's licenses only: another member's license 1 is not this one
+            held = {a.license_id: a.serial for a in agent.status().licenses if a.issuer is None}
             problems = []
             for lic in licenses:
                 if lic.device_id is not None and lic.device_id != device.device_id:
@@ -267,14 +271,15 @@ class AppState(QObject):
                         raise
                     problems.append(f"{lic.product_name}: {exc.user_message}")
             status = agent.status().licenses
-            return (device.device_id, vendor_key, licenses, status, problems,
-                    _installed_ids(root, licenses, status))
+            members = member_licenses(status)
+            return (device.device_id, vendor_key, licenses, status, problems, members,
+                    _installed_ids(root, licenses, status, members))
 
         def done(value):
-            self.device_id, vendor_key, licenses, status, problems, installed_ids = value
+            self.device_id, vendor_key, licenses, status, problems, members, installed_ids = value
             cache.set_vendor_key(vendor_key)
             cache.data["username"] = self.me.username if self.me is not None else ""
-            self._update_library(licenses, status, installed_ids)
+            self._update_library(licenses, status, installed_ids, members=members)
             if problems:
                 self.message.emit("Some licenses could not be brought to this computer: "
                                   + "; ".join(problems), "warning")
@@ -288,6 +293,7 @@ class AppState(QObject):
         """Server licenses when on-line; the agent's own counts always (no network needed)."""
         api, agent, cache, root = self.api, self.agent, self.cache, self.install_dir
         signed_in = self.api.token is not None
+        member_licenses = self.member_licenses if signed_in else (lambda _status: {})
 
         def work():
             licenses = None
@@ -300,13 +306,15 @@ class AppState(QObject):
                 status = agent.status().licenses
             except AgentError:
                 status = None
-            return licenses, status, _installed_ids(root, licenses or cache.licenses, status or cache.agent)
+            members = member_licenses(status or cache.agent) if licenses is not None else {}
+            return licenses, status, members, _installed_ids(root, licenses or cache.licenses, status or cache.agent,
+                                                             members or cache.member_licenses)
 
         def done(value):
-            licenses, status, installed_ids = value
+            licenses, status, members, installed_ids = value
             if signed_in:
                 self.set_offline(licenses is None)
-            self._update_library(licenses, status, installed_ids)
+            self._update_library(licenses, status, installed_ids, members=members)
             if on_done:
                 on_done()
 
@@ -314,22 +322,48 @@ class AppState(QObject):
 
     def load_cached_library(self) -> None:
         cache, root = self.cache, self.install_dir
-        run_async(lambda: _installed_ids(root, cache.licenses, cache.agent),
+        run_async(lambda: _installed_ids(root, cache.licenses, cache.agent, cache.member_licenses),
                   lambda ids: self._update_library(None, None, ids, record=False))
 
+    def member_licenses(self, status: list[AgentLicense]) -> dict[str, list[License]]:
+        """Each member's own list of the user's licenses there (GET /v1/licenses through the
+        session there), for the members whose licenses the agent holds. A member that cannot be
+        reached keeps its cached list. Blocking: a worker thread."""
+        mall, sessions = self.mall.mall, self.mall.sessions
+        found: dict[str, list[License]] = {}
+        if mall is None:
+            return found
+        for member_id in sorted({a.issuer for a in status if a.issuer}):
+            member = mall.member(member_id)
+            if member is None or member_id == mall.member_id:
+                continue
+            try:
+                found[member_id] = sessions.call(member, lambda c: c.licenses())
+            except SessionExpired:
+                raise
+            except ApiError:
+                continue        # not reachable, or it refused: the agent's view (and the cache) stand
+        return found
+
     def _update_library(self, licenses: list[License] | None, status: list[AgentLicense] | None,
-                        installed_ids: set[str], record: bool = True) -> None:
+                        installed_ids: set[str], record: bool = True,
+                        members: dict[str, list[License]] | None = None) -> None:
         lic = licenses if licenses is not None else self.cache.licenses
         st = status if status is not None else self.cache.agent
-        self.entries = build_entries(lic, st, installed_ids, device_id=self.device_id)
+        known_members = {**self.cache.member_licenses, **(members or {})}
+        names = {m.member_id: m.name for m in self.mall.mall.members} if self.mall.mall is not None else {}
+        entries = build_entries(lic, st, installed_ids, device_id=self.device_id, member_licenses=known_members)
+        self.entries = [replace(e, store_name=names.get(e.issuer, "")) if e.issuer else e for e in entries]
         if record:
-            self.cache.record(licenses, status, {e.license_id: e.remaining for e in self.entries
+            if members:
+                self.cache.record_members(members)
+            self.cache.record(licenses, status, {history_key(e): e.remaining for e in self.entries
                                                  if e.remaining is not None})
         self.libraryChanged.emit()
         # one notice per threshold crossing, not per poll: a license notifies when it goes
         # from above to under its threshold; an extension (back above) arms it again
         for e in self.entries:
-            key = e.license_id
+            key = history_key(e)
             if e.warning and key not in self._low_now:
                 self._low_now.add(key)
                 self.lowRental.emit(e)
@@ -337,7 +371,8 @@ class AppState(QObject):
                 self._low_now.discard(key)
 
     def installed_product_ids(self) -> set[str]:
-        return {str(e.product_id) for e in self.entries if e.installed}
+        """Product keys (LibraryEntry.product_key: the bare id for the home store's)."""
+        return {e.product_key for e in self.entries if e.installed}
 
     def install_codes(self, deliveries: list[Delivery], on_done=None) -> None:
         agent = self.agent
@@ -359,7 +394,11 @@ class AppState(QObject):
         run_async(work, done)
 
 
-def _installed_ids(root: Path, licenses: list[License], status: list[AgentLicense]) -> set[str]:
-    """Which of these products are installed here (disk reads: call on a worker thread)."""
-    product_ids = {str(x.product_id) for x in [*licenses, *status]}
-    return {pid for pid in product_ids if installer.installed(root, pid) is not None}
+def _installed_ids(root: Path, licenses: list[License], status: list[AgentLicense],
+                   members: dict[str, list[License]] | None = None) -> set[str]:
+    """Which of these products are installed here, as product keys (bare ids at home, `MEMBER/ID`
+    at another member): disk reads, call on a worker thread."""
+    keys = {str(x.product_id) for x in licenses}
+    keys |= {product_ref(a.product_id, a.issuer) for a in status}
+    keys |= {product_ref(lic.product_id, member) for member, listed in (members or {}).items() for lic in listed}
+    return {key for key in keys if installer.installed(root, key) is not None}

@@ -11,12 +11,14 @@ from pathlib import Path
 
 from . import gate
 from .errors import EXIT_DENIED, EXIT_INVALID, EXIT_OK, BadInput, InvalidCode, Tampered
-from .model import time_text
+from .code_terms import HOME_ISSUER
+from .model import FORMAT_ISSUERS, time_text
 from .paths import agent_home, socket_path
 from .state import DEVICE_KEY, State, utc_now
 from .vocabulary import InstallOutcome
 
 _PRODUCT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_ISSUER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")   # a member id, or home
 _RESERVATION_ID = re.compile(r"^r-[0-9a-f]{16}$")
 MAX_AMOUNT = 1_000_000_000
 
@@ -29,8 +31,15 @@ def exit_code_for(answer: dict) -> int:
 
 
 def valid_product_id(product_id) -> str:
+    """A product id, or a reference `ISSUER/PRODUCT_ID` naming the store that issued its license
+    (a member id, or `home` for keys pinned by hand)."""
+    if isinstance(product_id, str) and product_id.count("/") == 1:
+        issuer, _, bare = product_id.partition("/")
+        if _ISSUER.match(issuer) and _PRODUCT_ID.match(bare):
+            return product_id
     if not isinstance(product_id, str) or not _PRODUCT_ID.match(product_id):
-        raise BadInput(f"product id {product_id!r} is not valid (1-128 letters, digits, '.', '_', ':' or '-')")
+        raise BadInput(f"product id {product_id!r} is not valid (1-128 letters, digits, '.', '_', ':' or '-', "
+                       f"optionally after a store: MEMBER_ID/PRODUCT_ID)")
     return product_id
 
 
@@ -113,6 +122,8 @@ class Agent:
                 raise InvalidCode("no mall key is pinned: run  license-agent trust --mall MSP_KEY  first",
                                   code="no_mall_key")
             member = verify_entry(entry, msp_key)
+            if member.member_id == HOME_ISSUER:   # the name of the home scope in product references
+                raise BadInput(f"a member may not be called {HOME_ISSUER!r}", code="malformed_entry")
             seen = self.model.member_versions.get(member.member_id)
             if seen is not None and member.version < seen:
                 raise InvalidCode(f"this entry of member {member.member_id} is from directory version "
@@ -147,6 +158,7 @@ class Agent:
             raise BadInput(str(exc), code="malformed_code") from None
         except codes.CodeError as exc:
             raise InvalidCode(str(exc), code=_error_code(exc)) from None
+        kid = codes.read_header(text).kid
         with self.state.writing() as append:
             try:
                 grant = codes.open_code(text, self._device_private_key(), self._trusted_keys())
@@ -159,7 +171,10 @@ class Agent:
                 raise InvalidCode(f"the code was issued at {time_text(grant.issued_at)}, in the future "
                                   f"(this machine says {time_text(now)}); check the clock", code="issued_in_future")
             payload = grant.to_payload()
-            existing = self.model.licenses.get(grant.license_id)
+            # Every store numbers its licenses from 1: a license is its issuer's (the member the
+            # mall vouched for the code's key, or the home scope for keys pinned by hand).
+            issuer = self.model.issuer_of(kid)
+            existing = self.model.licenses.get((issuer, grant.license_id))
             outcome = InstallOutcome.INSTALLED
             if existing is not None:
                 if existing.product_id != grant.product_id:
@@ -177,8 +192,11 @@ class Agent:
                 else:
                     outcome = InstallOutcome.EXTENDED
             if outcome != InstallOutcome.UNCHANGED:
-                append("install", {"grant": payload, "code_digest": digest})
-        lic = self.model.licenses[grant.license_id]
+                if issuer and self.model.format < FORMAT_ISSUERS:
+                    append("format", {"version": FORMAT_ISSUERS})
+                append("install", {"grant": payload, "code_digest": digest, "kid": kid,
+                                   **({"issuer": issuer} if issuer else {})})
+        lic = self.model.licenses[(issuer, grant.license_id)]
         return {"status": outcome, "license": gate.license_summary(self.model, lic, utc_now())}
 
     # -- the gate --------------------------------------------------------------------------
@@ -233,7 +251,7 @@ class Agent:
         return self._after_reservation(reservation, "released", 0, lapsed)
 
     def _after_reservation(self, reservation, outcome: str, committed: int, lapsed: bool) -> dict:
-        lic = self.model.licenses[reservation.license_id]
+        lic = self.model.licenses[reservation.license_key]
         summary = gate.license_summary(self.model, lic, utc_now(), history_days=0)
         returned = 0 if lapsed else reservation.amount - committed
         if lapsed:
@@ -244,7 +262,8 @@ class Agent:
         return {"reservation_id": reservation.reservation_id, "outcome": "lapsed" if lapsed else outcome,
                 "allowed": not (lapsed and outcome == "released"), "committed": committed, "returned": returned,
                 "product_id": lic.product_id, "license_id": lic.license_id, "remaining": summary["remaining"],
-                "message": message, "store_url": lic.store_url}
+                "message": message, "store_url": lic.store_url, "issuer": summary["issuer"],
+                "product_ref": summary["product_ref"]}
 
     # -- reports ---------------------------------------------------------------------------
     def status(self) -> dict:
@@ -261,6 +280,9 @@ class Agent:
                 "trusted_keys": sorted(model.trusted),
                 "mall_key": model.msp_key,
                 "trusted_members": dict(sorted(model.key_members.items())),
+                # the keys themselves (base64 raw Ed25519), so a member's program packages can be
+                # checked against the code keys the mall vouched for (the storefront does)
+                "public_keys": dict(sorted(model.trusted.items())),
                 "clock": {"now": time_text(now), "latest_seen": time_text(model.max_seen) if model.max_seen else None,
                           "behind": gate.clock_is_behind(model, now)},
                 "journal_entries": self.state.head_seq,

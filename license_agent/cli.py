@@ -167,7 +167,8 @@ def _status_text(data: dict) -> str:
     for lic in data["licenses"]:
         flags = [flag for flag in ("expired", "used_up", "warning") if lic[flag]]
         remaining = "permanent" if lic["remaining"] is None else f"{lic['remaining']} {lic['unit']} left"
-        lines.append(f"  {lic['product_id']:>6}  {lic['product_name'] or '-':<24} {lic['kind']:<11} "
+        product = lic["product_ref"] if lic.get("issuer") else lic["product_id"]   # a member's: say which store
+        lines.append(f"  {product:>6}  {lic['product_name'] or '-':<24} {lic['kind']:<11} "
                      f"{remaining}{'  [' + ', '.join(flags) + ']' if flags else ''}")
     return "\n".join(lines)
 
@@ -201,6 +202,9 @@ def _run(args) -> int:
         return code
     if answer["warning"]:
         print(f"{PROG}: warning: {answer['message']}", file=sys.stderr)
+    if "/" in args.product_id or answer.get("issuer"):
+        # the program's own gate (SDK) must name the same store's license as this run did
+        os.environ["TOKENRENT_PRODUCT_ID"] = answer["product_ref"]
     sys.stdout.flush()
     if _SPAWN:
         return _spawn(cmd)

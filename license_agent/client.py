@@ -73,7 +73,7 @@ _ERRORS = {"bad_input": BadInput, "malformed_code": BadInput, "tampered": Tamper
                                              "unsupported_version", "no_mall_key", "bad_entry_signature",
                                              "member_not_active", "bad_entry_keys", "stale_entry",
                                              "conflicting_entry")},
-           **{code: BadInput for code in ("malformed_entry", "bad_mall_key", "mall_key_conflict")}}
+           **{code: BadInput for code in ("malformed_entry", "bad_mall_key", "mall_key_conflict", "ambiguous_product")}}
 
 
 def _check_peer_is_us(sock) -> None:

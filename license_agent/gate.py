@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from .code_terms import store_link
+from .code_terms import HOME_ISSUER, product_ref, split_ref, store_link
+from .errors import BadInput
 from .model import License, Model, time_text
 from .vocabulary import GateReason
 
@@ -57,7 +58,7 @@ def reserved(model: Model, lic: License, now: datetime) -> tuple[int, int]:
     live = lapsed = 0
     moment = effective_now(model, now)
     for reservation in model.reservations.values():
-        if reservation.license_id == lic.license_id and reservation.state == "open":
+        if reservation.license_key == lic.key and reservation.state == "open":
             if reservation.expires_at > moment:
                 live += reservation.amount
             else:
@@ -135,15 +136,47 @@ _PREFERENCE = {
 }
 
 
-def decide(model: Model, product_id: str, now: datetime, action: str, amount: int = 1,
+def public_issuer(lic: License) -> str | None:
+    """The issuer as answers name it: the member id, or null for the home scope (keys pinned by hand)."""
+    return lic.issuer or None
+
+
+def license_ref(lic: License) -> str:
+    """The reference that names this license's product and no other issuer's: `ISSUER/PRODUCT_ID`."""
+    return product_ref(lic.product_id, lic.issuer or HOME_ISSUER)
+
+
+def select(model: Model, ref: str) -> tuple[str, str | None, list[License]]:
+    """(product id, issuer scope or None, its licenses) for a product reference. A bare id that
+    licenses of two issuers carry is refused (exit 2): which program is meant must be said."""
+    issuer, product_id = split_ref(ref)
+    if issuer is not None:
+        scope = "" if issuer == HOME_ISSUER else issuer
+        return product_id, scope, [lic for lic in model.licenses.values()
+                                   if lic.product_id == product_id and lic.issuer == scope]
+    found = [lic for lic in model.licenses.values() if lic.product_id == product_id]
+    issuers = sorted({lic.issuer for lic in found})
+    if len(issuers) > 1:
+        forms = ", ".join(product_ref(product_id, one or HOME_ISSUER) for one in issuers)
+        raise BadInput(f"product {product_id} is licensed by {len(issuers)} stores; name the one meant: {forms}",
+                       code="ambiguous_product")
+    return product_id, issuers[0] if issuers else None, found
+
+
+def decide(model: Model, ref: str, now: datetime, action: str, amount: int = 1,
            ttl: int = DEFAULT_RESERVATION_TTL, reservation_id: str | None = None) -> Decision:
     """FIG 12. action: "check" (before a run: a uses license spends one, processings are only
-    checked), "consume" (before ``amount`` processings), "reserve" (hold ``amount``)."""
-    views = [view(model, lic, now) for lic in model.licenses.values() if lic.product_id == product_id]
+    checked), "consume" (before ``amount`` processings), "reserve" (hold ``amount``).
+    ``ref``: a product id, or `ISSUER/PRODUCT_ID` (see select)."""
+    product_id, scope, found = select(model, ref)
+    views = [view(model, lic, now) for lic in found]
     if not views:
-        return Decision(_answer(product_id, None, False, GateReason.NO_LICENSE,
-                                f"no license for product {product_id} is installed"
-                                f"; buy one at {store_link(product_id)}"))
+        link = store_link(product_id, scope or None)
+        answer = _answer(product_id, None, False, GateReason.NO_LICENSE,
+                         f"no license for product {product_id} is installed; buy one at {link}")
+        answer.update(store_url=link, issuer=scope or None,
+                      product_ref=product_ref(product_id, HOME_ISSUER if scope == "" else scope))
+        return Decision(answer)
     # Any answer about a time rental records the clock (also a refusal: rolling the clock back
     # after seeing "expired" must be caught).
     clock = ([("clock", {})] if any(v.lic.kind == "time" for v in views)
@@ -171,15 +204,20 @@ def _decide(model, product_id, now, action, amount, ttl, reservation_id, views) 
         if action == "reserve":
             expires = effective_now(model, now) + timedelta(seconds=ttl)
             entry = ("reserve", {"license_id": candidate.lic.license_id, "reservation_id": reservation_id,
-                                 "n": wanted, "expires_at": time_text(expires)})
+                                 "n": wanted, "expires_at": time_text(expires), **_issuer_field(candidate.lic)})
             answer = _answer(product_id, spent, True, GateReason.OK, _ok_message(spent, wanted, reserved=True))
             answer.update(reservation_id=reservation_id, reserved=wanted, reservation_expires_at=time_text(expires))
         else:
-            entry = ("consume", {"license_id": candidate.lic.license_id, "n": wanted})
+            entry = ("consume", {"license_id": candidate.lic.license_id, "n": wanted, **_issuer_field(candidate.lic)})
             answer = _answer(product_id, spent, True, GateReason.OK, _ok_message(spent, wanted))
         answer["consumed"] = 0 if action == "reserve" else wanted
         return Decision(answer, [entry])
     return Decision(_denial(product_id, views, wanted))
+
+
+def _issuer_field(lic: License) -> dict:
+    """Entries name a member's license by its issuer too; the home scope's look as they always did."""
+    return {"issuer": lic.issuer} if lic.issuer else {}
 
 
 def _after_spending(model: Model, current: View, now: datetime, amount: int) -> View:
@@ -258,6 +296,8 @@ def _answer(product_id: str, v: View | None, allowed: bool, reason: GateReason, 
         "clock_behind": reason == GateReason.CLOCK_BEHIND,
         "store_url": lic.store_url if lic else store_link(product_id),
         "consumed": 0,
+        "issuer": public_issuer(lic) if lic else None,
+        "product_ref": license_ref(lic) if lic else product_id,
     }
 
 
@@ -273,5 +313,6 @@ def license_summary(model: Model, lic: License, now: datetime, history_days: int
         "issued_at": time_text(lic.issued_at), "installed_at": time_text(lic.installed_at),
         "low_threshold": v.threshold, "warning": v.warning, "expired": v.expired, "used_up": v.used_up,
         "usable": v.usable, "clock_behind": v.clock_behind, "store_url": lic.store_url,
+        "issuer": public_issuer(lic), "product_ref": license_ref(lic),
         "history": [{"date": day, "used": n} for day, n in sorted(lic.history.items()) if day >= since],
     }

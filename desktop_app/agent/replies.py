@@ -61,6 +61,8 @@ class AgentLicense(Reply):
     clock_behind: bool
     store_url: str
     history: list[UseDay]
+    issuer: str | None = None    # the mall member whose vouched key signed it; None: the home store
+    product_ref: str = ""        # `ISSUER/PRODUCT_ID` (`home/ID`): names this product at its store only
 
 
 class Installed(Reply):
@@ -88,6 +90,12 @@ class AgentStatus(Reply):
     journal_entries: int
     mall_key: str | None = None                 # the pinned MSP key ("ed25519:..."), once pinned
     trusted_members: dict[str, str] = {}        # kid -> the member whose MSP entry vouched for it
+    public_keys: dict[str, str] = {}            # kid -> base64 raw Ed25519 key, every trusted key
+
+    def member_keys(self, member_id: str) -> dict[str, str]:
+        """The code keys the mall vouched for as ``member_id``'s: {kid: base64 key}."""
+        return {kid: self.public_keys[kid] for kid, member in self.trusted_members.items()
+                if member == member_id and kid in self.public_keys}
 
 
 class GateAnswer(Reply):
@@ -111,6 +119,8 @@ class GateAnswer(Reply):
     clock_behind: bool
     store_url: str
     consumed: int
+    issuer: str | None = None
+    product_ref: str = ""
 
 
 class AgentFailure(Reply):

@@ -73,6 +73,16 @@ class LibraryCache:
     def vendor_key(self) -> VendorKey | None:
         return self._read("vendor_key", VendorKey | None, None)
 
+    @property
+    def member_licenses(self) -> dict[str, list[License]]:
+        """Each mall member's list of the user's licenses there, as last read."""
+        return self._read("member_licenses", dict[str, list[License]], {})
+
+    def record_members(self, members: dict[str, list[License]]) -> None:
+        known = dict(self.data.get("member_licenses") or {})
+        known.update({member: dump(listed) for member, listed in members.items()})
+        self.data["member_licenses"] = known
+
     def set_vendor_key(self, vendor_key: VendorKey) -> None:
         self.data["vendor_key"] = dump(vendor_key)
 

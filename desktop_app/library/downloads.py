@@ -1,7 +1,10 @@
 """Download manager: one resumable Download per product, on worker threads.
 
 Unfinished downloads are remembered in the library cache, so they continue
-after the app is restarted (the bytes already on disk are kept).
+after the app is restarted (the bytes already on disk are kept). Products are named by
+their product key: the bare id for the home store's, `MEMBER/ID` for another mall
+member's, which is fetched from that member's server through the session there and
+checked against that member's code keys as the license agent trusts them.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
+from license_agent.code_terms import split_ref
 
 
 def store_path(url: str) -> str:
@@ -52,30 +56,41 @@ class DownloadManager(QObject):
         return str(product_id) in self.active
 
     def destination(self, product_id):
-        return self.state.paths.downloads_dir / f"product-{product_id}.trpkg"
+        return self.state.paths.downloads_dir / f"product-{_file_part(product_id)}.trpkg"
 
     def received_on_disk(self, product_id) -> int:
         """Bytes of an unfinished download already on disk (blocking: a worker thread)."""
-        part = self.destination(product_id).with_name(f"product-{product_id}.trpkg.part")
+        part = self.destination(product_id).with_name(f"product-{_file_part(product_id)}.trpkg.part")
         try:
             return part.stat().st_size
         except OSError:
             return 0
 
-    def needs_session(self, url: str) -> bool:
-        """Links on the store server itself are fetched with the session token."""
+    def needs_session(self, url: str, product_id: str = "") -> bool:
+        """Links on the store server itself are fetched with the session token (another member's
+        with the session there, opened through the home session)."""
+        if split_ref(product_id)[0]:
+            return True
         return same_origin(self.state.api.url(store_path(url)), self.state.api.base_url)
 
     def start(self, product_id, url: str, sha256: str | None = None, size: int | None = None) -> None:
         pid = str(product_id)
         if pid in self.active:
             return
+        issuer = split_ref(pid)[0]
+        mall = self.state.mall.mall
+        member = mall.member(issuer) if issuer and mall is not None else None
+        if issuer and member is None:
+            self.failed.emit(pid, "That store of the mall is not known yet; open the Malls page, then try again.")
+            return
         self._pending[pid] = {"url": url, "sha256": sha256, "size": size}
         self.state.cache.save()
         dest = self.destination(pid)
-        full_url = self.state.api.url(store_path(url))
+        sessions, agent = self.state.mall.sessions, self.state.agent
+        server = sessions.public(member) if member is not None else self.state.api
+        full_url = server.url(store_path(url))
         # the session token goes only to the store server itself, never to another host
-        auth = self.state.api.auth_headers() if same_origin(full_url, self.state.api.base_url) else {}
+        auth = self.state.api.auth_headers() if member is None and same_origin(full_url, server.base_url) else {}
         handle = _Running(self._paused.pop(pid, None))   # paused in this session: keeps its hash so far
         self.active[pid] = handle
         last = [0.0]
@@ -93,6 +108,11 @@ class DownloadManager(QObject):
         def work():
             # the download engine (and requests with it) is loaded here, off the UI thread
             from desktop_app.library.download import Download, DownloadPaused
+            member_keys = None
+            if member is not None:     # the member's session and its keys: network and agent, so here
+                if same_origin(full_url, member.base_url):
+                    auth.update(sessions.client(member).auth_headers())
+                member_keys = agent.status().member_keys(member.member_id)
             download = handle.download
             if download is None or download.url != full_url:
                 download = Download(full_url, dest, expected_sha256=sha256, expected_size=size, headers=auth)
@@ -103,7 +123,7 @@ class DownloadManager(QObject):
                 raise DownloadPaused()
             path = download.run()
             try:
-                program = installer.install_downloaded(path, install_dir, pid, vendor_key)
+                program = installer.install_downloaded(path, install_dir, pid, vendor_key, member_keys)
             except installer.InstallError:
                 path.unlink(missing_ok=True)    # refused (tampered, wrong product, unknown key): never reused
                 raise
@@ -124,7 +144,7 @@ class DownloadManager(QObject):
         wait until the user is signed in (this is called again then)."""
         signed_in = self.state.signed_in and self.state.api.token is not None
         for pid, info in list(self._pending.items()):
-            if signed_in or not self.needs_session(info["url"]):
+            if signed_in or not self.needs_session(info["url"], pid):
                 self.resume(pid)
 
     def pause(self, product_id) -> None:
@@ -155,6 +175,11 @@ class DownloadManager(QObject):
             self._pending.pop(pid, None)   # a bad file is not resumed; the user may start over
             self.state.cache.save()
         self.failed.emit(pid, getattr(error, "user_message", str(error)))
+
+
+def _file_part(product_key) -> str:
+    """A product key as part of a file name (`MEMBER/ID` holds a slash)."""
+    return str(product_key).replace("/", "@")
 
 
 class _Running:

@@ -14,7 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QCoreApplication, QModelIndex, Q
 
 from desktop_app.agent.replies import AgentLicense
 from desktop_app.api.replies import License
-from license_agent.code_terms import LicenseKind
+from license_agent.code_terms import HOME_ISSUER, LicenseKind, product_ref, store_link
 
 EntryRole = Qt.ItemDataRole.UserRole + 20
 FractionRole = Qt.ItemDataRole.UserRole + 21   # 0..1 left, or None for permanent
@@ -36,6 +36,8 @@ class LibraryEntry:
     agent: AgentLicense | None    # None: not on this computer (yet, or bound to another one)
     installed: bool = False
     this_device: str | None = None    # this computer's device id, once known
+    issuer: str | None = None         # the mall member that issued it; None: the home store
+    store_name: str = ""              # that member's name, when the mall's directory is known
 
     @property
     def license_id(self) -> str:
@@ -44,7 +46,25 @@ class LibraryEntry:
 
     @property
     def product_id(self) -> str:
+        """The id at its own store (every store numbers from 1: see product_key)."""
         return str(self.license.product_id) if self.license is not None else self.agent.product_id
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        """What names this license among every store's: (issuer, license id)."""
+        return self.issuer, self.license_id
+
+    @property
+    def product_key(self) -> str:
+        """The product on this computer (install folder, downloads): the bare id for the home
+        store's, as always; `MEMBER/ID` for another member's."""
+        return product_ref(self.product_id, self.issuer)
+
+    @property
+    def agent_ref(self) -> str:
+        """The product as the agent must be asked about it (`home/ID` or `MEMBER/ID`): never
+        another store's license of the same product id."""
+        return product_ref(self.product_id, self.issuer or HOME_ISSUER)
 
     @property
     def name(self) -> str:
@@ -56,7 +76,10 @@ class LibraryEntry:
 
     @property
     def store_url(self) -> str:
-        return self.agent.store_url if self.agent is not None else self.license.store_url
+        """The agent's link (it names the member for a member's license), else the server's."""
+        if self.agent is not None:
+            return self.agent.store_url
+        return store_link(self.product_id, self.issuer) if self.issuer else self.license.store_url
 
     @property
     def agent_known(self) -> bool:
@@ -136,16 +159,28 @@ class LibraryEntry:
 
 
 def build_entries(licenses: list[License], agent: list[AgentLicense], installed_ids: set[str],
-                  device_id: str | None = None) -> list[LibraryEntry]:
-    """The server's licenses, each with the agent's view of it, then the licenses only the
-    agent holds (off-line, or a code pasted by hand before the server list was cached)."""
-    by_license = {a.license_id: a for a in agent}
-    listed = {str(lic.id) for lic in licenses}
-    entries = [LibraryEntry(lic, by_license.get(str(lic.id)), str(lic.product_id) in installed_ids, device_id)
-               for lic in licenses]
-    entries += [LibraryEntry(None, a, a.product_id in installed_ids, device_id)
-                for a in agent if a.license_id not in listed]
+                  device_id: str | None = None,
+                  member_licenses: dict[str, list[License]] | None = None) -> list[LibraryEntry]:
+    """The server's licenses (the home store's, then each member's), each with the agent's view
+    of it, then the licenses only the agent holds (off-line, or a code pasted by hand before the
+    server list was cached). Stores number licenses alike: they are matched by (issuer, id).
+    ``installed_ids``: the product keys installed here (LibraryEntry.product_key)."""
+    by_license = {(a.issuer, a.license_id): a for a in agent}
+    sources: list[tuple[str | None, list[License]]] = [(None, licenses), *(member_licenses or {}).items()]
+    entries = []
+    for issuer, listed in sources:
+        for lic in listed:
+            entries.append(LibraryEntry(lic, by_license.get((issuer, str(lic.id))),
+                                        product_ref(lic.product_id, issuer) in installed_ids, device_id, issuer))
+    known = {e.key for e in entries}
+    entries += [LibraryEntry(None, a, product_ref(a.product_id, a.issuer) in installed_ids, device_id, a.issuer)
+                for a in agent if (a.issuer, a.license_id) not in known]
     return entries
+
+
+def history_key(entry: LibraryEntry) -> str:
+    """The library cache's key of a license: its id at home (as before), `MEMBER/ID` elsewhere."""
+    return f"{entry.issuer}/{entry.license_id}" if entry.issuer else entry.license_id
 
 
 class LibraryModel(QAbstractTableModel):
@@ -167,9 +202,10 @@ class LibraryModel(QAbstractTableModel):
     def entry(self, row: int) -> LibraryEntry:
         return self._entries[row]
 
-    def row_of_product(self, product_id) -> int:
+    def row_of_product(self, product_key) -> int:
+        """The row of a product key (a bare id: the home store's; `MEMBER/ID`: that member's)."""
         for row, e in enumerate(self._entries):
-            if e.product_id == str(product_id):
+            if e.product_key == str(product_key):
                 return row
         return -1
 
@@ -196,7 +232,7 @@ class LibraryModel(QAbstractTableModel):
             return e.fraction
         if role == Qt.ItemDataRole.DisplayRole:
             if col == self.COL_NAME:
-                return e.name
+                return f"{e.name} ({e.store_name or e.issuer})" if e.issuer else e.name
             if col == self.COL_KIND:
                 return KIND_NAMES[e.kind]
             if col == self.COL_LEFT:

@@ -17,14 +17,15 @@ from desktop_app.api.worker import run_async
 from desktop_app.library import install as installer
 from desktop_app.library.downloads import DownloadManager
 from desktop_app.api.replies import RENTAL_OFFER_KIND, OfferKind
-from desktop_app.library.model import EntryRole, FractionRole, LibraryModel
+from desktop_app.library.model import EntryRole, FractionRole, LibraryModel, history_key
 from desktop_app.widgets.chart import LineChart
 from desktop_app.widgets.common import Banner, ProgressDelegate
-from license_agent.code_terms import LicenseKind
+from license_agent.code_terms import LicenseKind, split_ref
 
 
 class LibraryPage(QWidget):
     extend = Signal(object, object, object)     # product, offer, license_id -> order list
+    extendAtMember = Signal(object, object)     # LibraryEntry, OfferKind: ordered at that member's store
     openProduct = Signal(object)            # product id -> store
 
     def __init__(self, state, parent=None):
@@ -97,7 +98,7 @@ class LibraryPage(QWidget):
         current = self.selected()
         self.model.set_entries(self.state.entries)
         if current is not None:
-            row = self.model.row_of_product(current.product_id)
+            row = self.model.row_of_product(current.product_key)
             if row >= 0:
                 self.table.setCurrentIndex(self.model.index(row, 0))
         elif self.model.rowCount():
@@ -108,8 +109,8 @@ class LibraryPage(QWidget):
         index = self.table.currentIndex()
         return index.data(EntryRole) if index.isValid() else None
 
-    def select_product(self, product_id) -> bool:
-        row = self.model.row_of_product(product_id)
+    def select_product(self, product_key) -> bool:
+        row = self.model.row_of_product(product_key)
         if row >= 0:
             self.table.setCurrentIndex(self.model.index(row, 0))
         return row >= 0
@@ -134,19 +135,23 @@ class LibraryPage(QWidget):
                                    for day, used in e.history if day])
         else:
             self.chart.title = "What is left, over time"
-            self.chart.set_points(self.state.cache.history(e.license_id), until=time.time())
+            self.chart.set_points(self.state.cache.history(history_key(e)), until=time.time())
         self.buttons["launch"].setEnabled(e.installed)
-        self.buttons["extend"].setEnabled(self._offer_for(e, RENTAL_OFFER_KIND.get(e.kind)) is not None)
-        self.buttons["convert"].setEnabled(e.kind != LicenseKind.PERMANENT
-                                           and self._offer_for(e, OfferKind.CONVERT) is not None)
-        running = self.downloads.is_running(e.product_id)
+        if e.issuer is not None:   # another member's: its store has the offers (read when asked)
+            self.buttons["extend"].setEnabled(e.license is not None and e.kind in RENTAL_OFFER_KIND)
+            self.buttons["convert"].setEnabled(e.license is not None and e.kind != LicenseKind.PERMANENT)
+        else:
+            self.buttons["extend"].setEnabled(self._offer_for(e, RENTAL_OFFER_KIND.get(e.kind)) is not None)
+            self.buttons["convert"].setEnabled(e.kind != LicenseKind.PERMANENT
+                                               and self._offer_for(e, OfferKind.CONVERT) is not None)
+        running = self.downloads.is_running(e.product_key)
         self.buttons["download"].setEnabled(not e.installed and not running)
         self.buttons["pause"].setEnabled(running)
         self.buttons["uninstall"].setEnabled(e.installed)
-        pending = self.downloads.pending().get(str(e.product_id))
+        pending = self.downloads.pending().get(e.product_key)
         self.progress.setVisible(running or pending is not None)
         if pending is not None and not running:     # stopped (paused, off-line, closed app): how far
-            pid, total, downloads = str(e.product_id), int(pending.get("size") or -1), self.downloads
+            pid, total, downloads = e.product_key, int(pending.get("size") or -1), self.downloads
             run_async(lambda: downloads.received_on_disk(pid),
                       lambda received: self._progress(pid, received, total, stopped=True))
 
@@ -160,8 +165,10 @@ class LibraryPage(QWidget):
 
         def work():
             # reads the installed program's manifest (disk, crypto imports): on the worker thread
-            command, folder = installer.launch_command(root, e.product_id)
-            return agent.run(e.product_id, command, folder)
+            command, folder = installer.launch_command(root, e.product_key)
+            # the agent is asked about this store's license only (`home/ID`, `MEMBER/ID`): another
+            # store's product of the same id is never spent
+            return agent.run(e.agent_ref, command, folder)
 
         def done(result):
             if result.allowed:
@@ -175,14 +182,18 @@ class LibraryPage(QWidget):
 
     def _offer_for(self, e, kind: OfferKind | None):
         """The store's offer of that kind for this license's product, if the server knows the
-        license (extending and converting name it) and the product has one."""
-        product = self.state.product(e.product_id)
+        license (extending and converting name it) and the product has one. Another member's
+        license is extended at that member's store (its link), not in the home order list."""
+        product = self.state.product(e.product_id) if e.issuer is None else None
         if kind is None or e.license is None or product is None:
             return None
         return product.offer_of_kind(kind)
 
     def _order_for(self, kind: OfferKind | None, refusal: str) -> None:
         e = self.selected()
+        if e is not None and e.issuer is not None and kind is not None and e.license is not None:
+            self.extendAtMember.emit(e, kind)   # that member's offer, ordered there with its tokens
+            return
         offer = self._offer_for(e, kind) if e is not None else None
         if offer is None:
             self.banner.show_message(refusal, "error")
@@ -197,15 +208,17 @@ class LibraryPage(QWidget):
     def convert_selected(self) -> None:
         self._order_for(OfferKind.CONVERT, "This license cannot be converted right now.")
 
-    def download_url_for(self, product_id) -> dict | None:
-        pid = str(product_id)
+    def download_url_for(self, product_key) -> dict | None:
+        pid = str(product_key)
         pending = self.downloads.pending().get(pid)
         if pending:
             return pending
         known = self.state.cache.data.get("download_urls", {}).get(pid)
         if known:
             return known
-        product = self.state.product(product_id)
+        if split_ref(pid)[0]:   # another member's: the link its receipt gave (above), the only one known here
+            return None
+        product = self.state.product(product_key)
         version = product.latest_version if product is not None else None
         if version is not None:
             return {"url": f"/v1/products/{product.id}/download", "sha256": version.sha256, "size": version.size}
@@ -215,11 +228,11 @@ class LibraryPage(QWidget):
         e = self.selected()
         if e is None:
             return
-        info = self.download_url_for(e.product_id)
+        info = self.download_url_for(e.product_key)
         if info is None:
             self.banner.show_message("This program has nothing to download.", "error")
             return
-        self.start_download(e.product_id, info)
+        self.start_download(e.product_key, info)
 
     def start_download(self, product_id, info: dict) -> None:
         self.state.cache.data.setdefault("download_urls", {})[str(product_id)] = info
@@ -229,7 +242,7 @@ class LibraryPage(QWidget):
     def pause_selected(self) -> None:
         e = self.selected()
         if e is not None:
-            self.downloads.pause(e.product_id)
+            self.downloads.pause(e.product_key)
 
     def uninstall_selected(self) -> None:
         e = self.selected()
@@ -241,7 +254,7 @@ class LibraryPage(QWidget):
             self.banner.show_message(f"{e.name} was removed from this computer. Your license stays.", "success")
             self.state.refresh_library()
 
-        run_async(lambda: installer.uninstall(root, e.product_id), done,
+        run_async(lambda: installer.uninstall(root, e.product_key), done,
                   lambda err: self.banner.show_message(err.user_message, "error"))
 
     def open_code_dialog(self) -> CodeDialog:
@@ -254,7 +267,7 @@ class LibraryPage(QWidget):
 
     def _progress(self, pid: str, received: int, total: int, stopped: bool = False) -> None:
         e = self.selected()
-        if e is None or str(e.product_id) != pid:
+        if e is None or e.product_key != pid:
             return
         if stopped and self.downloads.is_running(pid):
             return      # it went on meanwhile: the live figures win
@@ -269,8 +282,9 @@ class LibraryPage(QWidget):
             self.progress.setRange(0, 0)
 
     def _download_note(self, pid: str, text: str, style: str = "info") -> None:
-        product = self.state.product(pid)
-        self.banner.show_message(f"{product.name if product is not None else 'Download'}: {text}", style)
+        entry = next((e for e in self.state.entries if e.product_key == pid), None)
+        name = entry.name if entry is not None else "Download"
+        self.banner.show_message(f"{name}: {text}", style)
         self._selection_changed()
 
 

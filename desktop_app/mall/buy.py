@@ -2,10 +2,14 @@
 through the session there (opened with the home member's assertion).
 
 The dialog shows that server's quote (what it costs there, what the user has there). When
-the member answers 402 (short of its tokens), the shortage offers an exchange from the home
-tokens (rounded up to whole home tokens; the exchange's own quote is exact), besides
-choosing something else or cancelling. The order's Idempotency-Key follows the rules of
-desktop_app.api.client: the same key after a lost answer, a new one after a refusal.
+the member answers 402 (short of its tokens), the home store's shortage dialog opens
+(desktop_app.orders.page.ShortageDialog, in the member's tokens) with the exchange from the
+home tokens as a fourth way (rounded up to whole home tokens; the exchange's own quote is
+exact): choose something else, buy the member's tokens there by card (when its server offers
+token purchases to the session there; otherwise hidden, and the dialog says why), or exchange.
+Saving the order for later is hidden: the order list is the home store's. The order's
+Idempotency-Key follows the rules of desktop_app.api.client: the same key after a lost answer,
+a new one after a refusal.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPushButton, QV
 
 from desktop_app.agent.bridge import AgentError
 from desktop_app.api.client import ApiError, ShortOfTokens, needs_new_key, new_idempotency_key
-from desktop_app.api.replies import MallMember, Offer, Product, Quote, Receipt
+from desktop_app.api.replies import MallMember, Offer, Product, Quote, Receipt, TokenOffers, TokenPurchase
 from desktop_app.mall.rates import MemberPricing
 from desktop_app.store.models import KIND_LABELS
 from desktop_app.widgets.common import Banner
@@ -26,7 +30,7 @@ class BuyAtMemberDialog(QDialog):
     ordered = Signal(object)              # Receipt from the member's server
 
     def __init__(self, state, member: MallMember, product: Product, offer: Offer, tier_index: int = 0,
-                 parent=None):
+                 parent=None, *, license_id: int | None = None):
         super().__init__(parent)
         self.state = state
         self.member = member
@@ -34,6 +38,8 @@ class BuyAtMemberDialog(QDialog):
         self.items = [{"offer_id": offer.id}]
         if offer.tiers:
             self.items[0]["quantity"] = offer.tiers[min(tier_index, len(offer.tiers) - 1)].quantity
+        if license_id is not None:      # an extension or conversion of the user's license there
+            self.items[0]["license_id"] = license_id
         self.idempotency_key = new_idempotency_key()
         self.busy = False
         self.shortage: int = 0
@@ -92,6 +98,59 @@ class BuyAtMemberDialog(QDialog):
             "or cancel.").format(short=self._text(shortage), name=self.member.name), "warning")
         self.exchange_button.show()
 
+    def short_of_tokens(self, error: ShortOfTokens) -> None:
+        """The home store's shortage dialog, for this member: first ask (off the UI thread)
+        whether its server sells its tokens to the session there by card."""
+        sessions, member = self.state.mall.sessions, self.member
+
+        def offers(client) -> TokenOffers:
+            return client.request("GET", "/v1/token-offers/mine", shape=TokenOffers)
+
+        def done(found: TokenOffers) -> None:
+            why = "" if "card" in found.payment_methods else self.tr(
+                "{name} does not sell its tokens by card here.").format(name=member.name)
+            self._open_shortage(error, found, why)
+
+        def failed(problem: ApiError) -> None:
+            self._open_shortage(error, None, self.tr("{name} does not sell its tokens to you here ({why}).").format(
+                name=member.name, why=problem.user_message))
+
+        self.state.call(lambda: sessions.call(member, offers), done, failed)
+
+    def _open_shortage(self, error: ShortOfTokens, offers: TokenOffers | None, buy_hidden: str):
+        from desktop_app.orders.page import ShortageDialog
+        dialog = ShortageDialog(self.state, error, self, member=self.member, pricing=self.pricing,
+                                buy_hidden=buy_hidden,
+                                save_hidden=self.tr("An order at another store is not kept in your order list."))
+        dialog.removeItems.connect(self.reject)
+        dialog.exchangeTokens.connect(lambda: self.open_exchange())
+        dialog.buyTokens.connect(lambda: self.open_buy_tokens(offers, error.shortage.shortage))
+        self.shortage_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def open_buy_tokens(self, offers: TokenOffers | None, suggested: int):
+        """The member's own tokens, bought by card at its server through the session there."""
+        from desktop_app.wallet.page import BuyTokensDialog
+        sessions, member = self.state.mall.sessions, self.member
+
+        def purchase(method, tokens, bundle_id, card, key) -> TokenPurchase:
+            return sessions.call(member, lambda c: c.buy_tokens(method=method, tokens=tokens, bundle_id=bundle_id,
+                                                                card=card, idempotency_key=key))
+
+        dialog = BuyTokensDialog(self.state, self, suggested_tokens=suggested, offers=offers, pricing=self.pricing,
+                                 purchase=purchase,
+                                 title=self.tr("Buy {token} at {name}").format(token=member.token.name,
+                                                                               name=member.name))
+        dialog.purchased.connect(self._bought_tokens)
+        self.buy_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _bought_tokens(self, _answer: TokenPurchase) -> None:
+        self.refresh_quote()
+        self.state.mall.refresh_balances()
+
     def open_exchange(self):
         from desktop_app.mall.exchange import ExchangeDialog
         home_tokens = self.pricing.home_tokens(self.shortage) if self.pricing is not None else self.shortage
@@ -139,6 +198,7 @@ class BuyAtMemberDialog(QDialog):
                 self.idempotency_key = new_idempotency_key()   # refused: that answer is final for its key
             if isinstance(error, ShortOfTokens):
                 self.show_shortage(error.shortage.shortage)
+                self.short_of_tokens(error)
             else:
                 self.banner.show_message(error.user_message, "error")
 

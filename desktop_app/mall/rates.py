@@ -45,6 +45,12 @@ class MemberPricing(Pricing):
         return _tr("{tokens} ({cash}, {home} at today's rate)").format(
             tokens=token_count_text(tokens, self.member.token.name), cash=cash, home=home)
 
+    def choice_text(self, tokens: int) -> str:
+        """A tier in a list box: '40 ($2.00, ≈ 20 Token-A)', the grid cell's forms on one line (the
+        product panel says whose tokens; the tooltip says the rest), so the closed box is not clipped."""
+        cash = format_cents(int(tokens) * self.member.token.value_cents, self.currency)
+        return f"{int(tokens):,} ({cash}, ≈ {self.home_tokens(tokens):,} {self.home.token.name})"
+
     def tooltip(self) -> str:
         return _tr("Prices are {member}'s, in {token}. The cash value is {value} a token; the {home} "
                    "figure is at today's rate ({home_value} a token), rounded up to whole tokens. "
@@ -53,7 +59,11 @@ class MemberPricing(Pricing):
             value=format_cents(self.member.token.value_cents, self.currency), home=self.home.token.name,
             home_value=format_cents(self.home.token.value_cents, self.currency))
 
+    # a grid cell is two lines (the store page makes its rows two lines high while browsing):
+    # on one line the three forms made the grid scroll sideways at 1280x800
+    CELL_LINES = 2
+
     def cell_text(self, tokens: int) -> str:
-        """A grid cell: '40 B ($2.00 · 20 A)', short enough for a column."""
+        """A grid cell: '40 ($2.00)' over '≈ 20 Token-A', narrow enough for four columns."""
         cash = format_cents(int(tokens) * self.member.token.value_cents, self.currency)
-        return f"{int(tokens):,} ({cash} · {self.home_tokens(tokens):,} {self.home.token.name})"
+        return f"{int(tokens):,} ({cash})\n≈ {self.home_tokens(tokens):,} {self.home.token.name}"

@@ -402,33 +402,58 @@ class ConfirmOrderDialog(QDialog):
 
 
 class ShortageDialog(QDialog):
-    """FIG 10: remove items, buy tokens now and come back, or save the list for later."""
+    """FIG 10: remove items, buy tokens now and come back, or save the list for later. For an
+    order at another member of the mall (``member``) the same dialog in that member's tokens,
+    with a fourth way: exchange home tokens for the rest. A way that does not apply there is
+    hidden and the dialog says why (``buy_hidden``, ``save_hidden``)."""
 
     removeItems = Signal()
     buyTokens = Signal()
     saveForLater = Signal()
+    exchangeTokens = Signal()            # only offered for an order at another member
 
-    def __init__(self, state, error: ShortOfTokens, parent=None):
+    def __init__(self, state, error: ShortOfTokens, parent=None, *, member=None, pricing=None,
+                 buy_hidden: str = "", save_hidden: str = ""):
         super().__init__(parent)
-        self.setWindowTitle("Not enough tokens")
-        pricing = state.pricing
+        pricing = pricing if pricing is not None else state.pricing
+        self.member = member
+        self.setWindowTitle("Not enough tokens" if member is None else
+                            self.tr("Not enough {token} at {name}").format(token=member.token.name, name=member.name))
         self.setMinimumWidth(520)
         figures = error.shortage          # the server's numbers (402 on POST /v1/orders)
+        at = "" if member is None else f" at {member.name}"
         text = QLabel(f"This order needs {pricing.tokens_text(figures.required_tokens)}; you have "
-                      f"{pricing.tokens_text(figures.available_tokens)}.\n"
+                      f"{pricing.tokens_text(figures.available_tokens)}{at}.\n"
                       f"You are short of {pricing.tokens_text(figures.shortage)}.", objectName="shortage_text")
         text.setWordWrap(True)
         self.shortage = figures.shortage
-        remove = QPushButton("&Remove items", objectName="shortage_remove")
-        buy = QPushButton("&Buy tokens now", objectName="shortage_buy")
+        remove = QPushButton("&Remove items" if member is None else self.tr("&Choose something else"),
+                             objectName="shortage_remove")
+        buy = QPushButton("&Buy tokens now" if member is None else
+                          self.tr("&Buy {token} by card").format(token=member.token.name), objectName="shortage_buy")
         save = QPushButton("&Save the order for later", objectName="shortage_save")
+        ways = [(remove, self.removeItems), (buy, self.buyTokens), (save, self.saveForLater)]
+        if member is not None:
+            exchange = QPushButton(self.tr("E&xchange your tokens for the rest"), objectName="shortage_exchange")
+            ways.append((exchange, self.exchangeTokens))
         buy.setDefault(True)
-        for button, signal in ((remove, self.removeItems), (buy, self.buyTokens), (save, self.saveForLater)):
+        for button, signal in ways:
             button.clicked.connect(signal)
             button.clicked.connect(self.accept)
+        self.ways = {button.objectName(): button for button, _signal in ways}
+        notes = []
+        for button, why in ((buy, buy_hidden), (save, save_hidden)):
+            if why:
+                button.hide()
+                notes.append(why)
         layout = QVBoxLayout(self)
         layout.addWidget(text)
+        if notes:
+            note = QLabel(" ".join(notes), objectName="shortage_hidden_ways")
+            note.setWordWrap(True)
+            layout.addWidget(note)
+            self.hidden_note = note
         row = QHBoxLayout()
-        for b in (remove, buy, save):
+        for b, _signal in ways:
             row.addWidget(b)
         layout.addLayout(row)

@@ -62,8 +62,10 @@ class ProductDetails(QGroupBox):
     def update_held(self) -> None:
         """What the user already holds of this product (from the library)."""
         product = self.product
-        held = [e for e in self.state.entries if product and e.product_id == str(product.id)] \
-            if self.pricing_override is None else []    # the library's ids are the home store's
+        # the licenses of the store on show: every store numbers its products from 1
+        member = getattr(self.pricing_override, "member", None)
+        issuer = member.member_id if member is not None else None
+        held = [e for e in self.state.entries if product and e.product_id == str(product.id) and e.issuer == issuer]
         if not held:
             self.held.hide()
             return
@@ -88,8 +90,9 @@ class ProductDetails(QGroupBox):
             combo.setObjectName(f"tiers_{offer.id}")
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
             unit = offer.unit
+            text = getattr(pricing, "choice_text", pricing.tokens_text)   # another member's: shorter
             for t in tiers:
-                combo.addItem(f"{t.quantity:,} {unit} — {pricing.tokens_text(t.tokens)}")
+                combo.addItem(f"{t.quantity:,} {unit} — {text(t.tokens)}")
             combo.setToolTip(pricing.tooltip())
             label.setBuddy(combo)
             outer.insertWidget(1, combo)
@@ -97,6 +100,7 @@ class ProductDetails(QGroupBox):
         else:
             price = QLabel(pricing.tokens_text(offer.price_tokens), objectName=f"price_{offer.id}")
             price.setToolTip(pricing.tooltip())
+            price.setWordWrap(True)        # another member's price has three forms: wrap, never clip
             box.addWidget(price, 1)
         button = QPushButton("Add to order")
         button.setObjectName(f"add_{offer.id}")
@@ -224,6 +228,7 @@ class StorePage(QWidget):
             name=member.name, token=member.token.name, home=browsed.pricing.home.token.name), "info")
         self.browse_banner.setToolTip(browsed.pricing.tooltip())
         self.home_button.show()
+        self._set_cell_lines(getattr(browsed.pricing, "CELL_LINES", 1))
         self.reload()
 
     def browse_home(self) -> None:
@@ -235,7 +240,16 @@ class StorePage(QWidget):
         self.details.show_product(None)
         self.browse_banner.clear_message()
         self.home_button.hide()
+        self._set_cell_lines(1)
         self.reload()
+
+    def _set_cell_lines(self, lines: int) -> None:
+        """Rows as high as the prices' lines (another member's prices take two)."""
+        header = self.table.verticalHeader()
+        if not hasattr(self, "_one_line_height"):
+            self._one_line_height = header.defaultSectionSize()
+        extra = self.table.fontMetrics().lineSpacing() * (lines - 1)
+        header.setDefaultSectionSize(self._one_line_height + extra)
 
     def _add_offer(self, product, offer, tier: int) -> None:
         if self.browsed is not None:

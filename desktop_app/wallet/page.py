@@ -37,23 +37,31 @@ def bundle_price_text(bundle: Bundle, pricing) -> str:
 
 
 class BuyTokensDialog(QDialog):
+    """Buys the home store's tokens; or, given ``offers``, ``pricing`` and ``purchase`` (a blocking
+    call ``(method, tokens, bundle_id, card, key) -> TokenPurchase``), another member's by card
+    through the session there (desktop_app.mall.buy)."""
+
     purchased = Signal(object)
 
-    def __init__(self, state, parent=None, *, suggested_tokens: int = 0):
+    def __init__(self, state, parent=None, *, suggested_tokens: int = 0, offers=None, pricing=None,
+                 purchase=None, title: str = "Buy tokens"):
         super().__init__(parent)
         self.state = state
-        self.setWindowTitle("Buy tokens")
-        self.bundles = list(state.token_offers.bundles) if state.token_offers is not None else []
+        self.setWindowTitle(title)
+        offers = offers if offers is not None else state.token_offers
+        self.pricing = pricing if pricing is not None else state.pricing
+        self._purchase = purchase
+        self.bundles = list(offers.bundles) if offers is not None else []
         self.idempotency_key = new_idempotency_key()
         self.banner = Banner(self)
 
         self.amount = QComboBox(objectName="buy_amount")
         self.amount.addItem("A number of tokens", None)
         for b in self.bundles:
-            self.amount.addItem(bundle_text(b, state.pricing), b.id)
+            self.amount.addItem(bundle_text(b, self.pricing), b.id)
         self.tokens = QSpinBox(objectName="buy_tokens")
         self.tokens.setRange(1, 1_000_000)
-        minimum = state.me.min_tokens if state.me is not None and not state.active else 0
+        minimum = state.me.min_tokens if purchase is None and state.me is not None and not state.active else 0
         self.tokens.setValue(max(suggested_tokens, minimum, 1))
         self.cash = QLabel(objectName="buy_cash")
         self._own_tokens = None        # the number the user typed, kept while a bundle is chosen
@@ -67,7 +75,7 @@ class BuyTokensDialog(QDialog):
         self.offline_radios = {}
         methods = QHBoxLayout()
         methods.addWidget(self.card_radio)
-        for key, label in OFFLINE_METHODS:
+        for key, label in OFFLINE_METHODS if purchase is None else ():   # another store's: by card only
             radio = QRadioButton(label, objectName=f"buy_{key}")
             self.offline_radios[key] = radio
             self.method_group.addButton(radio)
@@ -125,7 +133,7 @@ class BuyTokensDialog(QDialog):
 
     def _update_cash(self, *_):
         bundle = self._bundle()
-        pricing = self.state.pricing
+        pricing = self.pricing
         if bundle is None:
             if not self.tokens.isEnabled() and self._own_tokens is not None:
                 self._set_tokens(self._own_tokens)      # back from a bundle: the user's own number
@@ -160,7 +168,10 @@ class BuyTokensDialog(QDialog):
         tokens = None if bundle_id is not None else self.tokens.value()
         self.buy_button.setEnabled(False)
         self.banner.show_message("Sending…", "info")
-        api, key = self.state.api, self.idempotency_key
+        api, key, purchase = self.state.api, self.idempotency_key, self._purchase
+        if purchase is not None:
+            self.state.call(lambda: purchase(method, tokens, bundle_id, card, key), self._done, self._failed)
+            return
         self.state.call(lambda: api.buy_tokens(method=method, tokens=tokens, bundle_id=bundle_id, card=card,
                                                idempotency_key=key), self._done, self._failed)
 
@@ -174,7 +185,9 @@ class BuyTokensDialog(QDialog):
             self.buy_button.setText("&Buy again")
             self._new_key()
         else:
-            self.banner.show_message(f"Done. You now have {answer.available_tokens:,} tokens.", "success")
+            have = (f"{answer.available_tokens:,} tokens" if self._purchase is None
+                    else self.pricing.tokens_text(answer.available_tokens))
+            self.banner.show_message(f"Done. You now have {have}.", "success")
         self.purchased.emit(answer)
         if not pending:
             self.accept()

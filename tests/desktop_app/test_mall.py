@@ -137,7 +137,7 @@ def test_browsing_b_shows_its_products_in_token_b_cash_and_home_tokens(qtbot, ma
         tokens = purchase["tokens"]
         cents = tokens * 5
         home = -(-tokens * 5 // 10)        # Token-B at $0.05, Token-A at $0.10, rounded up
-        assert grid.index(row, 1).data() == f"✓ {tokens:,} (${cents // 100}.{cents % 100:02d} · {home:,} Token-A)"
+        assert grid.index(row, 1).data() == f"✓ {tokens:,} (${cents // 100}.{cents % 100:02d})\n≈ {home:,} Token-A"
         store.details.show_product(product)
         price = store.details.findChild(QLabel, f"price_{purchase['id']}")
         assert price.text() == (f"{tokens:,} Token-B (${cents // 100}.{cents % 100:02d}, "
@@ -183,8 +183,17 @@ def test_buying_at_b_when_short_offers_an_exchange_then_the_order_goes_through(q
     dialog.place_button.click()
     qtbot.waitUntil(lambda: not dialog.busy and dialog.idempotency_key != first_key, timeout=20000)
     assert dialog.shortage == price
-    # the fourth way: an exchange from Token-A, rounded up to whole home tokens
-    exchange = dialog.open_exchange()
+    # the home store's shortage dialog, in Token-B, with the exchange as a fourth way
+    qtbot.waitUntil(lambda: getattr(dialog, "shortage_dialog", None) is not None, timeout=20000)
+    shortage = dialog.shortage_dialog
+    assert shortage.shortage == price and "Mall B" in shortage.windowTitle()
+    assert f"{price:,} Token-B" in shortage.findChild(type(dialog.what), "shortage_text").text()
+    ways = shortage.ways
+    assert set(ways) == {"shortage_remove", "shortage_buy", "shortage_save", "shortage_exchange"}
+    assert not ways["shortage_buy"].isHidden()           # B sells Token-B by card to the session there
+    assert ways["shortage_save"].isHidden() and "order list" in shortage.hidden_note.text()
+    ways["shortage_exchange"].click()
+    exchange = dialog.exchange_dialog
     assert exchange.member.currentData() == net.b_id
     assert exchange.tokens.value() == -(-price * 5 // 10)
     exchange.quote_button.click()
@@ -204,3 +213,40 @@ def test_buying_at_b_when_short_offers_an_exchange_then_the_order_goes_through(q
                     timeout=30000)
     assert "ORDER CONFIRMED at Mall B" in mall_app.window.banner.text() or \
         "refused a code" in mall_app.window.banner.text()
+
+
+def test_short_at_b_the_shortage_dialog_buys_token_b_by_card_there(qtbot, mall_app, net):
+    """The shortage dialog's "buy tokens" at another member buys that member's tokens by card at
+    its server (through the session there); then the order goes through, paid with them."""
+    user = funded_user(net.a, 100)
+    sign_in(qtbot, mall_app, user)
+    store, model = browse_b(qtbot, mall_app, net)
+    product, offer = b_offer(store)
+    price = offer.tokens
+    store.details.show_product(product)
+    store.details.findChild(type(store.home_button), f"add_{offer.id}").click()
+    dialog = mall_app.window.member_order_dialog
+    try:
+        qtbot.waitUntil(lambda: dialog.quote is not None, timeout=20000)
+    except Exception:
+        raise AssertionError(f"no quote: {dialog.banner.text()!r}") from None
+    dialog.place_button.click()
+    qtbot.waitUntil(lambda: getattr(dialog, "shortage_dialog", None) is not None, timeout=20000)
+    home_before = mall_app.state.me.available_tokens
+    dialog.shortage_dialog.ways["shortage_buy"].click()
+    buy = dialog.buy_dialog
+    assert "Token-B" in buy.windowTitle() and buy.tokens.value() == price and not buy.offline_radios
+    buy.card_number.setText("4242424242424242")
+    buy.card_expiry.setText("12/39")
+    buy.card_cvc.setText("123")
+    with qtbot.waitSignal(buy.purchased, timeout=30000) as bought:
+        buy.buy_button.click()
+    assert bought.args[0].status == "completed" and bought.args[0].tokens == price
+    qtbot.waitUntil(lambda: dialog.quote is not None and dialog.quote.shortage == 0, timeout=30000)
+    with qtbot.waitSignal(dialog.ordered, timeout=30000):
+        dialog.place_button.click()
+    # B's tokens paid for it; the home tokens did not move
+    qtbot.waitUntil(lambda: model.balance(net.b_id) is not None and model.balance(net.b_id).tokens == 0,
+                    timeout=30000)
+    mall_app.state.refresh_me()
+    qtbot.waitUntil(lambda: mall_app.state.me.available_tokens == home_before, timeout=10000)

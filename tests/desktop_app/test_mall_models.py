@@ -56,5 +56,15 @@ def test_prices_at_another_member_are_rounded_up_to_whole_home_tokens():
     assert home_tokens_for(0, 7, 10) == 0
     pricing = MemberPricing(c, a)
     assert pricing.tokens_text(3) == "3 Token-C ($0.21, 3 Token-A at today's rate)"
-    assert pricing.cell_text(1000) == "1,000 ($70.00 · 700 Token-A)"
+    assert pricing.cell_text(1000) == "1,000 ($70.00)\n≈ 700 Token-A"
     assert "rounded up" in pricing.tooltip()
+
+
+def test_a_members_tier_choice_is_one_short_line():
+    from desktop_app.api.replies import MallMember, MemberToken
+    from desktop_app.mall.rates import MemberPricing
+    member = MallMember(member_id="m-b", name="Mall B", base_url="http://b", token=MemberToken(name="Token-B", value_cents=5),
+                        status="active")
+    home = MallMember(member_id="m-a", name="Mall A", base_url="http://a", token=MemberToken(name="Token-A", value_cents=10),
+                      status="active")
+    assert MemberPricing(member, home).choice_text(30) == "30 ($1.50, ≈ 15 Token-A)"
