@@ -42,6 +42,17 @@ def _create_admin(db, a):
     return {"id": user.id, "username": user.username, "role": user.role}
 
 
+@command("reset-credentials", "give a user a new password and PIN (ends lockouts, signs out every session)",
+         arg("username"), arg("--password", help="default: $TOKENRENT_NEW_PASSWORD, else asked"),
+         arg("--pin", help="default: $TOKENRENT_NEW_PIN, else asked"))
+def _reset_credentials(db, a):
+    from .schemas.user import CredentialsReset
+    body = CredentialsReset(password=_secret(a.password, "TOKENRENT_NEW_PASSWORD", "new password: "),
+                            pin=_secret(a.pin, "TOKENRENT_NEW_PIN", "new PIN: "))
+    user = accounts.reset_credentials(db, a.username, body.password, body.pin)
+    return {"username": user.username, "status": user.status, "sessions_revoked": True}
+
+
 @command("list-purchases", "list token purchases", arg("--status", default=None))
 def _list(db, a):
     q = select(TokenPurchase).order_by(TokenPurchase.id)

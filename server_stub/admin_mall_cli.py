@@ -111,6 +111,12 @@ def _mall_status(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     return mall.mall_view(db)
 
 
+@command("network-key", "this store's network public key (the key file is made if there is none)")
+def _network_key(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    return {"network_key": public_key_text(mall_saga.network_key()),
+            "path": str(get_settings().resolved_network_key_path)}
+
+
 @command("backup-to-mall", "FIG 14: send a backup of the customer and token records to the MSP now")
 def _backup_to_mall(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     row = mall.membership(db)

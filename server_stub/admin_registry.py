@@ -19,9 +19,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from .services.errors import ApiError
+from .services.errors import ApiError, Invalid
 
 Arg = tuple[tuple[str, ...], dict[str, Any]]
 Command = Callable[[Session, argparse.Namespace], Any]
@@ -58,6 +59,12 @@ class CommandTable:
         try:
             with session() as db:
                 result = fn(db, a)
+        except ValidationError as e:   # a command's input checked by its schema
+            error = e.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            print(json.dumps(Invalid(f"{where}: {error['msg']}" if where else str(error["msg"])).body()),
+                  file=sys.stderr)
+            return 2
         except ApiError as e:
             print(json.dumps(e.body()), file=sys.stderr)
             return 2

@@ -27,6 +27,13 @@ class AccountCreate(StrictModel):
     phone: Annotated[str, Field(max_length=32, pattern=r"^[0-9+() .-]*$")] | None = None
 
 
+class CredentialsReset(StrictModel):
+    """What an operator sets for a user who cannot sign in (admin reset-credentials)."""
+
+    password: Password
+    pin: Pin
+
+
 class AccountOut(BaseModel):
     id: int
     username: str

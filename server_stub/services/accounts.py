@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,7 +15,7 @@ from ..models.base import utcnow
 from ..models.user import User, UserSession
 from ..vocabulary import AccountStatus, Role, TokenKind, TransferKind
 from . import ledger
-from .errors import ApiError, Conflict, Locked
+from .errors import ApiError, Conflict, Locked, NotFound
 from .pricing import policy
 from .idempotency import KeepsWrites
 
@@ -194,6 +194,22 @@ def user_for_token(db: Session, token: str) -> User | None:
 def revoke_session(db: Session, token: str) -> None:
     db.execute(update(UserSession).where(UserSession.token_digest == token_digest(token))
                .values(revoked_at=utcnow()))
+
+
+def reset_credentials(db: Session, username: str, password: str, pin: str) -> User:
+    """An operator gives a user a new password and PIN (a restore whose credentials could
+    not be opened, a user who forgot both): the lockouts end and every session of the user
+    is revoked, so only the new password opens the account. The caller validated both
+    (schemas.user.CredentialsReset)."""
+    user = find_user(db, username)
+    if user is None:
+        raise NotFound("no such user")
+    user.password_hash, user.pin_hash = hash_secret(password), hash_pin(pin)
+    user.failed_logins, user.login_locked_until = 0, None
+    user.failed_pins, user.pin_locked_until = 0, None
+    db.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    db.flush()
+    return user
 
 
 def find_user(db: Session, username: str) -> User | None:

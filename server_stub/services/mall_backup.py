@@ -405,8 +405,8 @@ def restore(db: Session, *, answer: dict[str, Any], snap: dict[str, Any], direct
     if credentials is None:
         not_restored.append(
             "Passwords and PINs: the network key that sealed them is not this one; every user needs a new "
-            "password and PIN (there is no admin command to set them yet: the users register again, or the "
-            "operator resets them in the database).")
+            "password and PIN: `tokenrent-server admin reset-credentials USERNAME` gives each one (after "
+            "checking who asks).")
     # users, with their ids: lot codes (user:<id>:...) and the MSP's customer records stay valid
     for u in snap["users"]:
         password_hash, pin_hash = (credentials or {}).get(str(u["id"]), ("!" + uuid.uuid4().hex,) * 2)

@@ -57,3 +57,22 @@ def test_demo_data_is_idempotent(backend, server_factory):
         assert third.api("GET", "/v1/token-offers").json()["token_price_cents"] == 12
     finally:
         third.stop()
+
+
+def test_reset_credentials_gives_a_new_password_and_pin_and_signs_every_session_out(server):
+    u = server.register()
+    for _ in range(6):                                   # lock the sign-in out
+        server.api("POST", "/v1/sessions", json={"username": u.username, "password": "wrong password"})
+    bad = server.admin_cli("reset-credentials", u.username, "--password", "short", "--pin", "1234", check=False)
+    assert bad.returncode == 2 and "password" in bad.stderr   # the schema's rule, nothing changed
+    out = json.loads(server.admin_cli("reset-credentials", u.username, "--password", "a new password 9",
+                                      "--pin", "8642").stdout)
+    assert out["username"] == u.username and out["sessions_revoked"] is True
+    assert server.api("GET", "/v1/me", u).status_code == 401             # the old session is gone
+    assert server.api("POST", "/v1/sessions", json={"username": u.username, "password": u.password}
+                      ).status_code == 401
+    fresh = server.api("POST", "/v1/sessions", json={"username": u.username, "password": "a new password 9"})
+    assert fresh.status_code == 200, fresh.text                         # the lockout ended
+    res = server.admin_cli("reset-credentials", "no_such_user_zz", "--password", "long enough 1", "--pin", "1234",
+                           check=False)
+    assert res.returncode == 2 and "no such user" in res.stderr
