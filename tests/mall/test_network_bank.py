@@ -2,18 +2,22 @@
 real processes, each on its own database (SQLite or PostgreSQL), token values 10, 5 and 3 cents
 (so exchanges leave rounding gains) and a fee schedule each. Users of every vendor exchange
 into the other members' tokens, sign on there with their home's assertion and buy with those
-tokens, and buy tokens by card at home, from several threads at once, while a chaos thread
-kills -9 one server after another (each at least once) and restarts it on the same port and
-database. Every request that moves something carries an Idempotency-Key and is sent again with
-the same key after a connection error or a 5xx, until it has an answer; the first 2xx answer is
-the operation "acknowledged", recorded with its amounts.
+tokens, buy tokens by card and transfer tokens to each other at home, from several threads at
+once, while a chaos thread kills -9 one server after another (each at least once, sometimes two
+at once) and restarts it on the same port and database. Every request that moves something
+carries an Idempotency-Key and is sent again with the same key after a connection error or a
+5xx, until it has an answer; the first 2xx answer is the operation "acknowledged", recorded
+with its amounts. The MSP gives issues a 4 s deadline (an issue held up by a kill is refused
+and its exchange fails, tokens back) and closes a settlement period every 5 s, kills or not.
 
 Afterwards, once nothing is pending anywhere: `tokenrent-server msp audit` holds (run as the
-operator runs it), and the test checks what the audit cannot know: every acknowledged exchange
-ended completed or failed and moved exactly its quoted tokens at both ends, once; every
-acknowledged order and card purchase was applied once (balances, order lists, the MSP's token
-records); every vendor's ledger balances; the closed period's statements are what the completed
-exchanges, the fee schedules and the sales imply, and sum to zero with the MSP's line.
+operator runs it), and the test checks what the audit cannot know: no server answered a 5xx or
+logged a traceback; every acknowledged exchange ended completed or failed and moved exactly its
+quoted tokens at both ends, once; every acknowledged order, card purchase and transfer was
+applied once (balances, order lists, the MSP's token records); every vendor's ledger balances;
+each period's statements sum to zero with the MSP's line, and over all periods they are what
+the completed exchanges, the fee schedules and the sales imply (paid + carried = accrued);
+a forged token record makes `msp audit` exit 1.
 
 The seed is printed (and in every failure); TOKENRENT_BANK_SEED=N runs one again."""
 from __future__ import annotations
@@ -100,6 +104,8 @@ def call(http: requests.Session, base_url: str, method: str, path: str, token: s
 class BankUser:
     home: int                        # index into net.vendors
     username: str
+    full_name: str
+    pin: str
     token: str
     start_tokens: int
     sessions: dict[int, str] = field(default_factory=dict)    # vendor index -> session of the linked account
@@ -126,6 +132,14 @@ class AckedOrder:
 
 
 @dataclass(frozen=True)
+class AckedTransfer:
+    user: BankUser
+    to: BankUser
+    transfer_id: int
+    tokens: int
+
+
+@dataclass(frozen=True)
 class AckedPurchase:
     user: BankUser
     purchase_id: int
@@ -141,6 +155,7 @@ class Ledger:
     exchanges: list[AckedExchange] = field(default_factory=list)
     orders: list[AckedOrder] = field(default_factory=list)
     purchases: list[AckedPurchase] = field(default_factory=list)
+    transfers: list[AckedTransfer] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
     operations: int = 0
 
@@ -178,7 +193,7 @@ class Load:
             while self.take(keep_going):
                 user = rng.choice(self.users)
                 with user.lock:
-                    op = rng.choices((self.exchange, self.buy, self.purchase), weights=(5, 4, 1))[0]
+                    op = rng.choices((self.exchange, self.buy, self.purchase, self.transfer), weights=(5, 4, 1, 2))[0]
                     op(http, rng, user)
         finally:
             http.close()
@@ -252,6 +267,18 @@ class Load:
             return
         p = r.json()
         self.ledger.add(self.ledger.purchases, AckedPurchase(user, p["id"], p["tokens"], p["amount_cents"]))
+
+
+    def transfer(self, http: requests.Session, rng: random.Random, user: BankUser) -> None:
+        """FIG 11: to another user of the same store (local, no network message)."""
+        to = rng.choice([u for u in self.users if u.home == user.home and u is not user])
+        r = call(http, self.url(user.home), "POST", "/v1/transfers", user.token,
+                 {"to_username": to.username, "to_full_name": to.full_name, "tokens": rng.randint(1, 30),
+                  "pin": user.pin}, key=str(uuid.uuid4()))
+        if r.status_code != 201:
+            self.ledger.refuse(f"transfer {r.status_code}")
+            return
+        self.ledger.add(self.ledger.transfers, AckedTransfer(user, to, r.json()["id"], r.json()["tokens"]))
 
 
 # ---------------------------------------------------------------- chaos
@@ -404,7 +431,7 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
     for i, v in enumerate(vendors):
         for _ in range(USERS_PER_VENDOR):
             u = v.server.new_user(tokens=START_TOKENS)
-            users.append(BankUser(i, u.username, u.token, v.server.me(u)["available_tokens"]))
+            users.append(BankUser(i, u.username, u.full_name, u.pin, u.token, v.server.me(u)["available_tokens"]))
     offers = {i: _cheap_offers(v) for i, v in enumerate(vendors)}
     ledger = Ledger()
     load = Load(net, users, offers, ledger, seed)
@@ -440,7 +467,7 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
     assert sum(chaos.kills.values()) >= len(chaos.servers) + EXTRA_KILLS, fail(f"kills {dict(chaos.kills)}")
     quiet = wait_for_quiescence(net)
     print(f"load {load_seconds:.0f}s, {ledger.operations} operations: {len(ledger.exchanges)} exchanges, "
-          f"{len(ledger.orders)} orders, {len(ledger.purchases)} card purchases acknowledged; refused "
+          f"{len(ledger.orders)} orders, {len(ledger.purchases)} card purchases, {len(ledger.transfers)} transfers acknowledged; refused "
           f"{dict(ledger.refused)}; kills {dict(chaos.kills)}; resent {dict(RESENT)}; quiet after {quiet:.0f}s")
     assert len(ledger.exchanges) >= 10 and len(ledger.orders) >= 5, fail("too little was acknowledged")
     # kills show as connection errors; a server that answered never had a fault of its own
@@ -482,7 +509,9 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
         bought = sum(p.tokens for p in ledger.purchases if p.user is user)
         home = vendors[user.home]
         me = home.server.api("GET", "/v1/me", user.token).json()
-        want = user.start_tokens + bought - sum(x.tokens_from for x in mine)
+        moved = (sum(t.tokens for t in ledger.transfers if t.to is user)
+                 - sum(t.tokens for t in ledger.transfers if t.user is user))
+        want = user.start_tokens + bought + moved - sum(x.tokens_from for x in mine)
         assert me["available_tokens"] == want, fail(
             f"{user.username} has {me['available_tokens']} at {home.name}, the operations say {want}")
         assert me["tokens"]["held"] == 0, fail(f"{user.username} still has tokens held at {home.name}: {me}")
