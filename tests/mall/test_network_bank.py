@@ -33,6 +33,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -68,6 +69,7 @@ class NoAnswer(AssertionError):
 
 RESENT: Counter[str] = Counter()   # requests sent again (the server was down or died), by port and path
 FAULTS: list[str] = []             # 5xx answers: a server that answers is never allowed one
+IN_FLIGHT: Counter[str] = Counter()  # POSTs on their way, by base URL: the chaos thread aims at them
 _resent_lock = threading.Lock()
 
 
@@ -82,16 +84,25 @@ def call(http: requests.Session, base_url: str, method: str, path: str, token: s
         headers["Idempotency-Key"] = key
     deadline = time.monotonic() + ANSWER_DEADLINE
     last = ""
+    tries = 0
     while time.monotonic() < deadline:
+        with _resent_lock:
+            IN_FLIGHT[base_url] += method == "POST"
+        tries += 1
+        sent_at = datetime.now(UTC)
         try:
             r = http.request(method, base_url + path, json=body, headers=headers, timeout=30)
             if r.status_code < 500:
+                r.bank_resent_at = sent_at if tries > 1 else None   # type: ignore[attr-defined]
                 return r
             last = f"{r.status_code} {r.text[:200]}"
             with _resent_lock:
                 FAULTS.append(f"{method} {base_url}{path}: {last}")
         except requests.RequestException as e:
             last = f"{type(e).__name__}: {e}"[:300]
+        finally:
+            with _resent_lock:
+                IN_FLIGHT[base_url] -= method == "POST"
         with _resent_lock:
             RESENT[f"{base_url.rsplit(':', 1)[1]} {path.split('/')[2]}"] += 1
         time.sleep(0.25)
@@ -157,6 +168,7 @@ class Ledger:
     purchases: list[AckedPurchase] = field(default_factory=list)
     transfers: list[AckedTransfer] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
+    replayed: Counter[str] = field(default_factory=Counter)
     operations: int = 0
 
     def add(self, what: list[Any], item: Any) -> None:
@@ -166,6 +178,17 @@ class Ledger:
     def refuse(self, why: str) -> None:
         with self.lock:
             self.refused[why] += 1
+
+    def note_replay(self, what: str, r: requests.Response) -> None:
+        """A resent request whose answer was made before the resend: the first one had committed
+        when its server was killed, and the Idempotency-Key gave back its answer."""
+        resent_at = getattr(r, "bank_resent_at", None)
+        created = datetime.fromisoformat(r.json()["created_at"].replace("Z", "+00:00"))
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        if resent_at is not None and created < resent_at - timedelta(milliseconds=50):
+            with self.lock:
+                self.replayed[what] += 1
 
 
 class Load:
@@ -218,6 +241,7 @@ class Load:
             self.ledger.refuse(f"exchange {r.status_code} {r.json().get('reason', '')}".strip())
             return
         x = r.json()
+        self.ledger.note_replay("exchange", r)
         assert (x["tokens_from"], x["tokens_to"], x["value_cents"]) == (
             quote["tokens_from"], quote["tokens_to"], quote["value_cents"]), (quote, x)
         self.ledger.add(self.ledger.exchanges, AckedExchange(user, to, x["id"], x["tokens_from"], x["tokens_to"],
@@ -257,6 +281,7 @@ class Load:
             self.ledger.refuse(f"order {r.status_code}")
             return
         receipt = r.json()
+        self.ledger.note_replay("order", r)
         self.ledger.add(self.ledger.orders, AckedOrder(user, at, receipt["id"], receipt["required_tokens"]))
 
     def purchase(self, http: requests.Session, rng: random.Random, user: BankUser) -> None:
@@ -266,6 +291,7 @@ class Load:
             self.ledger.refuse(f"purchase {r.status_code}")
             return
         p = r.json()
+        self.ledger.note_replay("purchase", r)
         self.ledger.add(self.ledger.purchases, AckedPurchase(user, p["id"], p["tokens"], p["amount_cents"]))
 
 
@@ -296,6 +322,16 @@ class Chaos:
         self.first_round_done = threading.Event()
         self.error: BaseException | None = None
 
+    def aim(self, srv: Any) -> None:
+        """Most kills land while a POST to the server is on its way (a vendor's; the MSP is
+        always busy with the members' messages), up to 80 ms in: between its commit
+        and its answer now and then, which only the Idempotency-Key repairs."""
+        if self.rng.random() < 0.8:
+            deadline = time.monotonic() + 2
+            while not IN_FLIGHT[srv.base_url] and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(self.rng.uniform(0, 0.08))   # a POST takes some 30 ms (p50), 80 ms (p90)
+
     def run(self) -> None:
         try:
             first = self.rng.sample(self.servers, len(self.servers))
@@ -305,6 +341,7 @@ class Chaos:
                 victims = [first.pop() if first else self.rng.choice(self.servers)]
                 if self.rng.random() < 0.3:     # sometimes two are down at once
                     victims.append(self.rng.choice([s for s in self.servers if s not in victims]))
+                self.aim(victims[0][1])
                 for name, srv in victims:
                     print(f"kill -9 {name} (port {srv.port}) at {time.monotonic():.1f}")
                     srv.kill()
@@ -467,8 +504,9 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
     assert sum(chaos.kills.values()) >= len(chaos.servers) + EXTRA_KILLS, fail(f"kills {dict(chaos.kills)}")
     quiet = wait_for_quiescence(net)
     print(f"load {load_seconds:.0f}s, {ledger.operations} operations: {len(ledger.exchanges)} exchanges, "
-          f"{len(ledger.orders)} orders, {len(ledger.purchases)} card purchases, {len(ledger.transfers)} transfers acknowledged; refused "
-          f"{dict(ledger.refused)}; kills {dict(chaos.kills)}; resent {dict(RESENT)}; quiet after {quiet:.0f}s")
+          f"{len(ledger.orders)} orders, {len(ledger.purchases)} card purchases, {len(ledger.transfers)} "
+          f"transfers acknowledged; refused {dict(ledger.refused)}; answers replayed after a kill "
+          f"{dict(ledger.replayed)}; kills {dict(chaos.kills)}; resent {dict(RESENT)}; quiet after {quiet:.0f}s")
     assert len(ledger.exchanges) >= 10 and len(ledger.orders) >= 5, fail("too little was acknowledged")
     # kills show as connection errors; a server that answered never had a fault of its own
     assert not FAULTS, fail(f"5xx answers: {FAULTS[:5]}")
