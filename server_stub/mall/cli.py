@@ -1,6 +1,7 @@
 """`tokenrent-server msp serve` (migrate the MSP's database, make sure its
-network key exists, run uvicorn) and `tokenrent-server msp admin ...` (the
-operator's commands, admin_cli.py).
+network key exists, run uvicorn), `tokenrent-server msp admin ...` (the
+operator's commands, admin_cli.py) and `tokenrent-server msp audit` (the
+network's audit, audit.py).
 
 Settings are the vendor server's (core/config.Settings, TOKENRENT_*), with two
 MSP defaults: the database is `<data_dir>/mall.db` and the network key
@@ -40,6 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     ap.add_argument("--data-dir")
     ap.add_argument("--network-key", help="path of the MSP's network key file")
     MSP_COMMANDS.add_parsers(ap, "msp_admin_command")
+    au = actions.add_parser("audit", help="check the whole network after quiescence (DESIGN.md, Audit): "
+                                          "exit 0 when it holds, 1 with the problems printed when not")
+    au.add_argument("--db", help=f"database URL (default: SQLite {DB_FILE_NAME} in the data dir)")
+    au.add_argument("--data-dir")
+    au.add_argument("--network-key", help="path of the MSP's network key file")
 
 
 def settings_from(a: argparse.Namespace) -> Settings:
@@ -80,6 +86,8 @@ def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     setup_logging(s.log_level)
     migrate.upgrade(s.resolved_db_url)
     msp_key()   # the key exists (0600, created atomically) before any worker starts
+    if a.msp_command == "audit":
+        return _audit()
     if a.msp_command == "admin":
         from . import admin_cli, settlement_cli  # noqa: F401  (their commands join the table)
         from .commands import MSP_COMMANDS
@@ -100,3 +108,20 @@ def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 timeout_keep_alive=s.keep_alive_seconds, ssl_certfile=s.tls_cert_file or None,
                 ssl_keyfile=s.tls_key_file or None)
     return 0
+
+
+def _audit() -> int:
+    """`msp audit`: the report as JSON on stdout (with every problem), each problem
+    also a line on stderr; exit 1 when anything is wrong. (`msp admin audit`, the older
+    name, exits 2 like every refused admin command.)"""
+    import json
+    import sys
+
+    from .audit import run_audit
+
+    report = run_audit()
+    print(json.dumps({"ok": report.ok, "members": report.members, "completed": report.completed,
+                      "failed": report.failed, "problems": report.problems}, indent=2))
+    for problem in report.problems:
+        print(f"audit: {problem}", file=sys.stderr)
+    return 0 if report.ok else 1

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models.base import utcnow
@@ -119,20 +120,31 @@ def linked_user(db: Session, home_member_id: str, home_user_id: str, full_name: 
     """The local account of a user registered at another member, created on
     first use: no password and no PIN (it signs in only with an assertion from
     its home member), active at once (its home member registered it)."""
-    link = db.scalar(select(MallLink).where(MallLink.home_member_id == home_member_id,
-                                            MallLink.home_user_id == home_user_id))
-    if link is not None:
-        user = db.get(User, link.user_id)
-        assert user is not None
-        return user
+    def existing() -> User | None:
+        link = db.scalar(select(MallLink).where(MallLink.home_member_id == home_member_id,
+                                                MallLink.home_user_id == home_user_id))
+        return db.get(User, link.user_id) if link is not None else None
+
+    found = existing()
+    if found is not None:
+        return found
     unusable = "!" + secrets.token_hex(16)   # no argon2 hash: no password or PIN ever matches
     user = User(username=LINKED_USERNAME.format(member=home_member_id, user=home_user_id)[:32],
                 password_hash=unusable, pin_hash=unusable, full_name=full_name[:100] or "Mall user",
                 email="", role=Role.USER, status=AccountStatus.ACTIVE)
-    db.add(user)
-    db.flush()
-    db.add(MallLink(user_id=user.id, home_member_id=home_member_id, home_user_id=home_user_id))
-    db.flush()
+    try:
+        with db.begin_nested():
+            db.add(user)
+            db.flush()
+            db.add(MallLink(user_id=user.id, home_member_id=home_member_id, home_user_id=home_user_id))
+            db.flush()
+    except IntegrityError:
+        # created by a request at the same time (PostgreSQL: an issue and a sign-on, or two
+        # issues, for one new customer): its insert made ours wait, then fail; use its account
+        found = existing()
+        if found is None:
+            raise
+        return found
     return user
 
 

@@ -191,3 +191,49 @@ def test_issue_creates_one_linked_account_per_home_user(db_url):
         assert user.username.startswith("~") and user.status == "active"
         assert not accounts.pin_matches(user, "1234") and not accounts.pin_matches(user, user.pin_hash)
         assert ledger.verify_ledger(db).ok
+
+
+def test_two_requests_creating_one_linked_account_at_once_share_it(db_url):
+    """An issue and a sign-on (or two issues) for a new customer at the same moment
+    (found by tests/mall/test_network_bank.py): on PostgreSQL the second insert waits for the
+    first's and fails on the unique name; it takes the first's account instead of a 500.
+    On SQLite the second waits for the first's write transaction and finds the account."""
+    import threading
+    import time
+
+    from server_stub.models.mall import MallLink
+
+    flushed, release = threading.Event(), threading.Event()
+    ids: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def first():
+        try:
+            with write_session() as db:
+                ids["first"] = mall.linked_user(db, OTHER, "77", "Ann Home").id
+                flushed.set()
+                release.wait(10)   # commit only once the second is waiting on us
+        except BaseException as e:
+            errors.append(e)
+            flushed.set()
+
+    def second():
+        try:
+            with write_session() as db:
+                ids["second"] = mall.linked_user(db, OTHER, "77", "Ann Home").id
+        except BaseException as e:
+            errors.append(e)
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert flushed.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    time.sleep(0.5)
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert not errors, errors
+    assert ids["first"] == ids["second"]
+    with read_session() as db:
+        assert db.query(MallLink).filter(MallLink.home_user_id == "77").count() == 1

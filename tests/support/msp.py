@@ -127,6 +127,14 @@ class Msp:
             self._log.close()
         self.http.close()
 
+    def kill(self) -> None:
+        """kill -9: no shutdown, no clean-up; `start()` again serves the same port and database."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None:
+            self._log.close()
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
