@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.support.server import ROOT, create_pg_database, drop_pg_database, free_port
+from tests.support.server import ROOT, ServedProcess, create_pg_database, drop_pg_database, free_port
 
 
 def code_key(key: Ed25519PrivateKey | None = None) -> dict[str, str]:
@@ -75,7 +74,7 @@ def migrated_mall_database(backend: str, workdir: Path) -> Iterator[str]:
             drop_pg_database(drop)
 
 
-class Msp:
+class Msp(ServedProcess):
     """A running `python -m server_stub msp serve` process and helpers."""
 
     def __init__(self, db_url: str, workdir: Path, env: dict[str, str] | None = None, backend: str = "sqlite",
@@ -100,45 +99,9 @@ class Msp:
     def start(self, timeout: float = 60) -> Msp:
         cmd = [sys.executable, "-m", "server_stub", "msp", "serve", "--db", self.db_url,
                "--port", str(self.port), *self.extra_args]
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"msp exited with {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                if self.get("/v1/health", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"msp did not start in {timeout}s:\n{self.log_text()}")
+        self._launch(cmd, timeout, "msp")
+        return self
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self._log.close()
-        self.http.close()
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no clean-up; `start()` again serves the same port and database."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc is not None:
-            self._log.close()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    # -- HTTP
     def get(self, path: str, **kw: Any) -> requests.Response:
         kw.setdefault("timeout", 30)
         return self.http.get(self.base_url + path, verify=self.verify, **kw)

@@ -122,49 +122,34 @@ class TlsFiles:
     ca: Path
 
 
-class Server:
-    """A running `python -m server_stub serve` process and helpers."""
+class ServedProcess:
+    """What a served process of ours (`serve`, `msp serve`) is to a test: started on its port
+    until /v1/health answers, stopped, killed -9 and started again on the same port and
+    database, its log read. Subclasses set port, base_url, log_path, env, proc, http and
+    `verify` (given per request: a session's `verify` loses to REQUESTS_CA_BUNDLE)."""
 
-    def __init__(self, db_url: str, workdir: Path, env: dict | None = None, demo: bool = False,
-                 workers: int = 1, backend: str = "sqlite", tls: TlsFiles | None = None):
-        self.db_url = db_url
-        self.tls = tls
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.backend = backend
-        self.port = free_port()
-        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.log_path = self.workdir / f"server-{self.port}.log"
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
-                    "TOKENRENT_DATA_DIR": str(self.workdir / "data"), **(env or {})}
-        self.demo, self.workers = demo, workers
-        self.proc: subprocess.Popen | None = None
-        self.http = requests.Session()
-        self.http.verify = str(tls.ca) if tls else True
-        self._admin: TestUser | None = None
+    base_url: str
+    log_path: Path
+    env: dict
+    proc: subprocess.Popen | None
+    http: requests.Session
+    verify: str | bool
 
-    # -- process
-    def start(self, timeout: float = 60) -> Server:
-        cmd = [sys.executable, "-m", "server_stub", "serve", "--db", self.db_url,
-               "--port", str(self.port), "--workers", str(self.workers)]
-        if self.demo:
-            cmd.append("--demo")
-        if self.tls:
-            cmd += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+    def _launch(self, cmd: list[str], timeout: float, what: str) -> None:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()}")
+                raise RuntimeError(f"{what} exited with {self.proc.returncode}:\n{self.log_text()}")
             try:
-                if requests.get(self.base_url + "/v1/health", timeout=1, verify=self.http.verify).status_code == 200:
-                    return self
+                if requests.get(self.base_url + "/v1/health", timeout=1, verify=self.verify).status_code == 200:
+                    return
             except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log_text()}")
+        raise RuntimeError(f"{what} did not start in {timeout}s:\n{self.log_text()}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -188,6 +173,39 @@ class Server:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Server(ServedProcess):
+    """A running `python -m server_stub serve` process and helpers."""
+
+    def __init__(self, db_url: str, workdir: Path, env: dict | None = None, demo: bool = False,
+                 workers: int = 1, backend: str = "sqlite", tls: TlsFiles | None = None):
+        self.db_url = db_url
+        self.tls = tls
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.backend = backend
+        self.port = free_port()
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.log_path = self.workdir / f"server-{self.port}.log"
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1",
+                    "TOKENRENT_DATA_DIR": str(self.workdir / "data"), **(env or {})}
+        self.demo, self.workers = demo, workers
+        self.proc: subprocess.Popen | None = None
+        self.http = requests.Session()
+        self.http.verify = self.verify = str(tls.ca) if tls else True
+        self._admin: TestUser | None = None
+
+    # -- process
+    def start(self, timeout: float = 60) -> Server:
+        cmd = [sys.executable, "-m", "server_stub", "serve", "--db", self.db_url,
+               "--port", str(self.port), "--workers", str(self.workers)]
+        if self.demo:
+            cmd.append("--demo")
+        if self.tls:
+            cmd += ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+        self._launch(cmd, timeout, "server")
+        return self
 
     def wait_for_log(self, needle: str, timeout: float = 10) -> str:
         """The log once it holds `needle`. The access line of a request is written
