@@ -22,7 +22,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from .services.errors import ApiError, Invalid
+from .services.errors import ApiError, Invalid, first_error
 
 Arg = tuple[tuple[str, ...], dict[str, Any]]
 Command = Callable[[Session, argparse.Namespace], Any]
@@ -60,10 +60,7 @@ class CommandTable:
             with session() as db:
                 result = fn(db, a)
         except ValidationError as e:   # a command's input checked by its schema
-            error = e.errors()[0]
-            where = ".".join(str(part) for part in error["loc"])
-            print(json.dumps(Invalid(f"{where}: {error['msg']}" if where else str(error["msg"])).body()),
-                  file=sys.stderr)
+            print(json.dumps(Invalid(first_error(e)).body()), file=sys.stderr)
             return 2
         except ApiError as e:
             print(json.dumps(e.body()), file=sys.stderr)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ..models.base import utcnow
 from ..network.keys import parse_public_key
 from ..network.outbox import body_digest, canonical_json
-from ..services.errors import ApiError, Forbidden, Invalid, NotFound
+from ..services.errors import ApiError, Forbidden, Invalid, NotFound, first_error
 from ..vocabulary import Role
 from . import records
 from .models import CustomerRecord, MemberBackup, Member, Movement, MspOutboxMessage
@@ -76,8 +76,7 @@ def _parse(db: Session, sender: str, raw: Any) -> tuple[Member, BackupMessage, _
         msg = BackupMessage.model_validate(raw)
         head = _SnapshotHead.model_validate(msg.snapshot)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise Invalid(f"not a backup: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise Invalid(f"not a backup: {first_error(e)}") from None
     if head.schema_version != SCHEMA_VERSION:
         raise Invalid(f"a backup of schema version {head.schema_version}; this MSP reads {SCHEMA_VERSION}")
     if head.member_id != sender:

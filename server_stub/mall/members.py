@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..models.base import utcnow
 from ..network.keys import parse_public_key
-from ..services.errors import Conflict, Forbidden, Invalid, NotFound
+from ..services.errors import Conflict, Forbidden, Invalid, NotFound, first_error
 from .models import Acceptance, DirectoryState, Group, GroupMember, Invitation, Member, TokenRecord
 from .schemas import (
     MAX_TOKEN_VALUE_CENTS, AcceptsOut, CodeKey, FeesChange, FeesOut, JoinIn, MemberChange, MemberOut, TokenOut,
@@ -43,9 +43,7 @@ def validated(model: type[M], **values: object) -> M:
     try:
         return model.model_validate({k: v for k, v in values.items() if v is not None})
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "value"
-        raise Invalid(f"{where}: {first['msg']}") from None
+        raise Invalid(first_error(e)) from None
 
 
 # ---------------------------------------------------------------- the directory's version

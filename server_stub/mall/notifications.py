@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from sqlalchemy.orm import Session
 
 from ..network.money import UNITS_PER_CENT, royalty_units, whole_cents
-from ..services.errors import Invalid, NotFound
+from ..services.errors import Invalid, NotFound, first_error
 from . import books, records
 from .models import MallAccount, Member, TokenNotice
 from .vocabulary import CENT_ASSET, BookEntryKind, FeeKind, NoticeEvent, RoyaltyMode
@@ -63,12 +63,6 @@ _COUNTED = {NoticeEvent.SALE: "issued", NoticeEvent.GRANT: "granted", NoticeEven
             NoticeEvent.EXPIRY: "expired"}
 
 
-def _first_error(e: ValidationError) -> str:
-    error = e.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
-    return f"{where}: {error['msg']}" if where else str(error["msg"])
-
-
 def bank_account(db: Session) -> MallAccount:
     return books.account(db, BANK_ACCOUNT, CENT_ASSET, negative_allowed=True)
 
@@ -96,7 +90,7 @@ def record_notice(db: Session, sender: str, message_id: str, raw: Any) -> dict[s
     try:
         notice = Notice.model_validate(raw)
     except ValidationError as e:
-        raise Invalid(f"not a notice: {_first_error(e)}") from None
+        raise Invalid(f"not a notice: {first_error(e)}") from None
     member = _member(db, sender)    # a blocked member's notices count too: the sales happened
     operation_id = str(uuid.uuid5(NOTICE_NAMESPACE, f"{member.member_id}:{message_id}"))
     royalty = paid = 0
@@ -126,7 +120,7 @@ def _record_opening(db: Session, sender: str, raw: Any) -> dict[str, Any]:
     try:
         opening = OpeningNotice.model_validate(raw)
     except ValidationError as e:
-        raise Invalid(f"not an opening notice: {_first_error(e)}") from None
+        raise Invalid(f"not an opening notice: {first_error(e)}") from None
     member = _member(db, sender)
     counts = {"issued": opening.issued, "granted": opening.granted, "spent": opening.spent,
               "expired": opening.expired}

@@ -4,6 +4,10 @@ transaction back: nothing changes."""
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://tokenrent.example/problems/"
@@ -121,3 +125,10 @@ class TooManyRequests(ApiError):
     def __init__(self, detail: str, retry_after: int):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+def first_error(e: ValidationError) -> str:
+    """A schema's refusal in one line naming the field ("tokens: Input should be ...")."""
+    error = e.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "value"
+    return f"{where}: {error['msg']}"
