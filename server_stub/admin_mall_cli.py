@@ -92,13 +92,20 @@ def _join_mall(db: Session, a: argparse.Namespace) -> dict[str, Any]:
             "directory_version": directory.get("version")}
 
 
-@command("refresh-directory", "read the MSP's directory again now")
-def _refresh_directory(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+def _membership_terms(db: Session) -> tuple[str, str, str]:
+    """(member id, MSP URL, MSP key) of this store, with the command's transaction ended:
+    what follows calls the MSP, and no transaction stays open across a network call."""
     row = mall.membership(db)
     if row is None:
         raise mall.NotInMall()
-    member_id, msp_url, msp_key = row.member_id, row.msp_url, row.msp_key
+    terms = row.member_id, row.msp_url, row.msp_key
     db.rollback()
+    return terms
+
+
+@command("refresh-directory", "read the MSP's directory again now")
+def _refresh_directory(db: Session, a: argparse.Namespace) -> dict[str, Any]:
+    member_id, msp_url, msp_key = _membership_terms(db)
     raw = _send(_client(member_id, msp_key), "GET", msp_url + "/v1/mall/directory")
     row = mall.membership(db)
     assert row is not None
@@ -119,11 +126,7 @@ def _network_key(db: Session, a: argparse.Namespace) -> dict[str, Any]:
 
 @command("backup-to-mall", "FIG 14: send a backup of the customer and token records to the MSP now")
 def _backup_to_mall(db: Session, a: argparse.Namespace) -> dict[str, Any]:
-    row = mall.membership(db)
-    if row is None:
-        raise mall.NotInMall()
-    member_id, msp_url, msp_key = row.member_id, row.msp_url, row.msp_key
-    db.rollback()   # the snapshot and the outbox take their own transactions
+    member_id, msp_url, msp_key = _membership_terms(db)   # the snapshot and the outbox take their own transactions
     out = mall_backup.take_backup(read_session, write_session, mall_saga.network_key(), force=True)
     assert out is not None
     client = _client(member_id, msp_key)

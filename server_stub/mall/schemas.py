@@ -160,9 +160,8 @@ class BooksReportOut(BaseModel):
 
 # ---------------------------------------------------------------- backups (FIG 14, backups.py)
 
-class BackupStoredOut(BaseModel):
-    """The MSP's answer to a backup: the one it keeps now (`stored`: this one
-    replaced it; false: the stored one is later and stays)."""
+class BackupHeadOut(BaseModel):
+    """What the MSP says of the backup it keeps for a member."""
 
     member_id: str
     message_id: str
@@ -172,6 +171,12 @@ class BackupStoredOut(BaseModel):
     sha256: str
     size_bytes: int
     users: int
+
+
+class BackupStoredOut(BackupHeadOut):
+    """The MSP's answer to a backup: the one it keeps now (`stored`: this one
+    replaced it; false: the stored one is later and stays)."""
+
     stored: bool
 
 
@@ -189,18 +194,10 @@ class BackupMovementOut(BaseModel):
     issue_body: dict[str, Any] | None
 
 
-class BackupLatestOut(BaseModel):
+class BackupLatestOut(BackupHeadOut):
     """GET /v1/mall/backups/latest: the member's own backup as it sent it, and
     its movements the snapshot may not show (docs/mall.md, FIG 14)."""
 
-    member_id: str
-    message_id: str
-    ledger_head: int
-    taken_at: datetime
-    received_at: datetime
-    sha256: str
-    size_bytes: int
-    users: int
     backup: dict[str, Any] = Field(description="the message as the member sent it: snapshot, sha256, signature")
     pending_movements: int = Field(description="movements of this member not ended yet: a restore waits")
     movements_since: list[BackupMovementOut] = Field(description="movements that ended after the snapshot, "
