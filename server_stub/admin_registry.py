@@ -46,11 +46,17 @@ class CommandTable:
 
     def add_parsers(self, parser: argparse.ArgumentParser, dest: str) -> None:
         """One sub-command of `parser` per command, its choice stored in `dest`."""
+        # A command's argument with the dest of an option of `parser` (e.g. --network-key, the
+        # server's own key file) would silently replace that option's value: refuse it here.
+        taken = {action.dest for action in parser._actions}   # argparse has no public list
         cmds = parser.add_subparsers(dest=dest, required=True)
         for name, (help_text, args, _fn) in self.commands.items():
             cp = cmds.add_parser(name, help=help_text)
             for names, kw in args:
-                cp.add_argument(*names, **kw)
+                action = cp.add_argument(*names, **kw)
+                if action.dest in taken:
+                    raise RuntimeError(f"command {name}: its argument {action.dest!r} would hide the option "
+                                       f"of the same name")
 
     def run(self, name: str, a: argparse.Namespace,
             session: Callable[[], AbstractContextManager[Session]]) -> int:

@@ -65,10 +65,12 @@ def _block(db: Session, a: argparse.Namespace) -> dict[str, Any]:
 
 
 @command("rekey", "record a member's new network public key (FIG 14: it lost its key file; "
-         "check who asks out of band first)", arg("member"), arg("network_key", help="ed25519:..."),
+         "check who asks out of band first)", arg("member"),
+         # not `network_key`: that is the --network-key option's dest, the MSP's own key file
+         arg("new_network_key", metavar="NETWORK_KEY", help="the member's new public key, ed25519:..."),
          arg("--reason", required=True))
 def _rekey(db: Session, a: argparse.Namespace) -> dict[str, Any]:
-    return _changed(db, members.rekey(db, a.member, a.network_key, a.reason))
+    return _changed(db, members.rekey(db, a.member, a.new_network_key, a.reason))
 
 
 @command("unblock", "unblock a member", arg("member"))

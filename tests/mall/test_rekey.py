@@ -14,6 +14,7 @@ from server_stub.network.keys import public_key_text
 from server_stub.services.errors import ApiError
 from tests.mall.test_notifications import add_member
 from tests.support.msp import join_body
+from tests.support.server import ROOT
 
 
 def test_a_new_key_replaces_the_old_one_and_moves_the_directory(mall_db):
@@ -55,8 +56,12 @@ def test_the_old_key_signs_nothing_after_a_rekey(msp):
     code = msp.admin_json("invite", "Rekeyed")["invitation"]
     member_id = msp.join(join_body(code, old, name="Rekeyed"), old).json()["member_id"]
     new = Ed25519PrivateKey.generate()
-    out = msp.admin_json("rekey", member_id, public_key_text(new.public_key()), "--reason", "lost its key file")
+    new_text = public_key_text(new.public_key())
+    msp_key_before = msp.msp_public_key()
+    out = msp.admin_json("rekey", member_id, new_text, "--reason", "lost its key file")
     assert out["member_id"] == member_id
+    # the member's key is an argument, never taken for the path of the MSP's own key file
+    assert not (ROOT / new_text).exists() and msp.msp_public_key() == msp_key_before
     body = {"event": "grant", "tokens": 5, "at": "2026-12-01T12:00:00+00:00"}
     refused = msp.signed("POST", "/v1/mall/notices", old, member_id, body, headers={"Idempotency-Key": "grant:1"})
     taken = msp.signed("POST", "/v1/mall/notices", new, member_id, body, headers={"Idempotency-Key": "grant:1"})

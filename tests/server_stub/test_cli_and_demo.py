@@ -76,3 +76,23 @@ def test_reset_credentials_gives_a_new_password_and_pin_and_signs_every_session_
     res = server.admin_cli("reset-credentials", "no_such_user_zz", "--password", "long enough 1", "--pin", "1234",
                            check=False)
     assert res.returncode == 2 and "no such user" in res.stderr
+
+
+def test_a_command_argument_may_not_hide_an_option_of_its_parser():
+    import argparse
+
+    import pytest
+
+    from server_stub.admin_registry import CommandTable, arg
+
+    table = CommandTable()
+
+    @table.command("rekey", "a command whose positional shares the dest of --network-key",
+                   arg("network_key"))
+    def _rekey(db, a):
+        return {}
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--network-key")
+    with pytest.raises(RuntimeError, match="'network_key' would hide the option"):
+        table.add_parsers(parser, "command")
