@@ -91,7 +91,14 @@ def split_value(value_cents: int, payer_schedule: FeeSchedule) -> Split:
     what a floor leaves stays with the receiver, so the split is exact."""
     if value_cents < 0:
         raise ValueError("value_cents must not be negative")
-    value = value_cents * UNITS_PER_CENT
+    return split_units(value_cents * UNITS_PER_CENT, payer_schedule)
+
+
+def split_units(value: int, payer_schedule: FeeSchedule) -> Split:
+    """split_value of a value already in units (open-token portions are worth
+    fractions of a cent: docs/mall.md "Open tokens")."""
+    if value < 0:
+        raise ValueError("value must not be negative")
     service = value * payer_schedule.service_charge_bp // BASIS_POINTS
     royalty = value * payer_schedule.royalty_bp // BASIS_POINTS
     fixed = min(payer_schedule.fixed_fee_cents * UNITS_PER_CENT, value - service - royalty)
