@@ -257,6 +257,80 @@ class OutboxWorker:
         came back. Returns how many got their final answer in this round."""
         return self._round()[1]
 
+    def deliver_now(self, message_id: str, timeout: float) -> Answer | None:
+        """Deliver one message at once from the calling thread (a request that
+        needs the answer), and return its final answer, or None if none came
+        within `timeout` seconds.
+
+        The row is claimed as the worker claims rows (the same lease), so the
+        worker never sends it at the same time. Claimed by a worker already:
+        this waits for the worker's answer instead. The answer is recorded by
+        the kind's handler in the same write as always (exactly once, whoever
+        gets it). Sent but slower than `timeout`: the send goes on in a thread
+        of its own and records the answer when it comes; without an answer
+        (the receiver unreachable) the row waits its backoff for the worker."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        claimed = self._claim_one(message_id)
+        if claimed is not None:
+            done = threading.Event()
+
+            def send() -> None:
+                try:
+                    self._send(claimed)
+                finally:
+                    done.set()
+
+            threading.Thread(target=send, name=f"outbox-now-{self.model.__name__}", daemon=True).start()
+            done.wait(max(deadline - time.monotonic(), 0.0))
+        return self._wait_answer(message_id, deadline)
+
+    def _claim_one(self, message_id: str) -> _Claimed | None:
+        """Lease one pending row now (due or not: the caller wants it now),
+        unless a live lease holds it. None: delivered, unknown, or claimed."""
+        m = self.model
+        now = utcnow()
+        claim = (update(m).where(m.message_id == message_id, m.status == OutboxStatus.PENDING,
+                                 or_(m.claimed_until.is_(None), m.claimed_until < now))
+                 .values(claimed_until=now + self.lease, attempts=m.attempts + 1)
+                 .returning(m.id, m.message_id, m.kind, m.destination, m.method, m.path, m.body)
+                 .execution_options(synchronize_session=False))
+        with self.write_session() as db:
+            row = db.execute(claim).first()
+        return _Claimed(*row) if row is not None else None
+
+    def _wait_answer(self, message_id: str, deadline: float) -> Answer | None:
+        """The row's final answer once recorded (by anyone), waiting until `deadline`."""
+        m = self.model
+        while True:
+            with self.write_session() as db:
+                row = db.execute(select(m.status, m.answer_status, m.answer_body)
+                                 .where(m.message_id == message_id)).first()
+            if row is None:
+                return None
+            if row.status == OutboxStatus.DELIVERED and row.answer_status is not None:
+                return Answer(row.answer_status, json.loads(row.answer_body))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(0.05, left))
+
+    def _send(self, row: _Claimed, down: dict[str, str] | None = None) -> int:
+        """Deliver one claimed row and record what came back (1: a final answer).
+        Unreachable: `down` (the round's) learns why."""
+        try:
+            answer = self.deliver(row.destination, row.method, row.path, json.loads(row.body), row.message_id)
+        except Unreachable as e:
+            error = self._failed(row, f"unreachable: {e}")
+            if down is not None:
+                down[row.destination] = error
+            return 0
+        except Exception as e:  # a fault in the deliver function: logged, tried again like Unreachable
+            log("outbox delivery failed", logging.ERROR, kind=row.kind, message_id=row.message_id,
+                destination=row.destination, error=repr(e)[:300])
+            self._failed(row, f"deliver raised {e!r}")
+            return 0
+        return self._record(row, answer)
+
     def pending(self) -> int:
         m = self.model
         with self.write_session() as db:
@@ -277,17 +351,7 @@ class OutboxWorker:
             if row.destination in down:   # it just failed: its other messages wait their backoff too
                 self._failed(row, f"not sent: {row.destination} unreachable in this round ({down[row.destination]})")
                 return 0
-            try:
-                answer = self.deliver(row.destination, row.method, row.path, json.loads(row.body), row.message_id)
-            except Unreachable as e:
-                down[row.destination] = self._failed(row, f"unreachable: {e}")
-                return 0
-            except Exception as e:  # a fault in the deliver function: logged, tried again like Unreachable
-                log("outbox delivery failed", logging.ERROR, kind=row.kind, message_id=row.message_id,
-                    destination=row.destination, error=repr(e)[:300])
-                self._failed(row, f"deliver raised {e!r}")
-                return 0
-            return self._record(row, answer)
+            return self._send(row, down)
 
         # A round's messages go out side by side: one slow receiver (or a saga's long
         # chain of hops) must not hold the others back behind it.

@@ -324,3 +324,90 @@ def test_concurrent_claims_never_hand_one_message_to_two_workers(sender_db):
     rows = _rows(sender_db).values()
     assert all(r.status == OutboxStatus.DELIVERED and r.attempts == 1 for r in rows)
     assert len({r.delivered_by for r in rows}) == len(workers)
+
+
+# ------------------------------------------------------------------ deliver_now
+
+def test_deliver_now_sends_one_message_at_once_and_its_handler_records_the_answer(sender_db, receiver_db, receiver):
+    _enqueue(sender_db, [("now-1", {"n": 7}), ("later-1", {"n": 3})])
+    with write_session(sender_db) as db:   # not due for a while: deliver_now does not wait for the backoff
+        db.execute(update(SenderOutbox).values(next_attempt_at=utcnow() + timedelta(hours=1)))
+    worker = _worker(sender_db, http_deliver(receiver.url))
+    answer = worker.deliver_now("now-1", timeout=8)
+    assert answer is not None and answer.status == 201 and answer.body["n"] == 7
+    rows = _rows(sender_db)
+    assert rows["now-1"].status == OutboxStatus.DELIVERED and rows["now-1"].attempts == 1
+    assert rows["now-1"].delivered_by == "w1" and rows["now-1"].claimed_until is None
+    assert rows["later-1"].status == OutboxStatus.PENDING and _hits(receiver_db) == {"now-1": 1}
+    assert counters(sender_db, SenderCounter)["confirmed"] == 7
+    # again: the recorded answer, nothing sent, the handler not run twice
+    again = worker.deliver_now("now-1", timeout=1)
+    assert again == answer and _hits(receiver_db) == {"now-1": 1}
+    assert counters(sender_db, SenderCounter)["confirmed"] == 7
+    assert worker.deliver_now("no-such-message", timeout=0.2) is None
+
+
+def test_deliver_now_of_a_row_a_worker_claimed_waits_for_the_workers_answer(sender_db, receiver_db, receiver):
+    _enqueue(sender_db, [("now-2", {"n": 4})])
+    gate = threading.Event()
+    http = http_deliver(receiver.url)
+    sent: list[str] = []
+
+    def slow(destination, method, path, body, key) -> Answer:
+        sent.append(key)
+        gate.wait(10)
+        return http(destination, method, path, body, key)
+
+    worker = _worker(sender_db, slow, {KIND: add_handler("worker")})
+    now_side = _worker(sender_db, slow, {KIND: add_handler("request")})
+    t = threading.Thread(target=worker.run_once)
+    t.start()
+    _wait_until(lambda: sent == ["now-2"], 10, "the worker's claim")
+    assert now_side.deliver_now("now-2", timeout=0.3) is None   # the worker holds it and has no answer yet
+    gate.set()
+    answer = now_side.deliver_now("now-2", timeout=8)            # waits for the worker's answer
+    t.join(10)
+    assert answer is not None and answer.status == 201
+    assert sent == ["now-2"] and _hits(receiver_db) == {"now-2": 1}
+    row = _rows(sender_db)["now-2"]
+    assert row.delivered_by == "worker" and row.attempts == 1
+    assert counters(sender_db, SenderCounter)["confirmed"] == 4
+
+
+def test_deliver_now_past_its_timeout_records_the_late_answer_once(sender_db, receiver_db, receiver):
+    _enqueue(sender_db, [("now-3", {"n": 5})])
+    http = http_deliver(receiver.url)
+
+    def slow(destination, method, path, body, key) -> Answer:
+        time.sleep(1.0)
+        return http(destination, method, path, body, key)
+
+    worker = _worker(sender_db, slow)
+    started = time.monotonic()
+    assert worker.deliver_now("now-3", timeout=0.2) is None
+    assert time.monotonic() - started < 0.9
+    # the row stays claimed: a worker round does not send it a second time meanwhile
+    assert _worker(sender_db, http).run_once() == 0
+    _wait_until(lambda: _rows(sender_db)["now-3"].status == OutboxStatus.DELIVERED, 10, "the late answer")
+    assert _hits(receiver_db) == {"now-3": 1} and counters(sender_db, SenderCounter)["confirmed"] == 5
+    assert _rows(sender_db)["now-3"].attempts == 1
+
+
+def test_deliver_now_to_a_receiver_that_is_down_leaves_the_row_to_the_worker(sender_db, receiver_db, tmp_path):
+    port = free_port()
+    down = Receiver(receiver_db, tmp_path, port=port)
+    _enqueue(sender_db, [("now-4", {"n": 6})])
+    worker = _worker(sender_db, http_deliver(down.url))
+    before = utcnow()
+    assert worker.deliver_now("now-4", timeout=3) is None
+    row = _rows(sender_db)["now-4"]
+    assert row.status == OutboxStatus.PENDING and row.claimed_until is None and row.attempts == 1
+    # it waits its backoff (at least half a second after the try) like any unanswered message
+    assert row.last_error.startswith("unreachable") and row.next_attempt_at > before + timedelta(seconds=0.5)
+    down.start_and_wait()
+    try:
+        _force_due(sender_db)
+        assert worker.run_once() == 1
+    finally:
+        down.stop()
+    assert _hits(receiver_db) == {"now-4": 1} and counters(sender_db, SenderCounter)["confirmed"] == 6
