@@ -26,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..models.base import utcnow
 from ..services.errors import Conflict, Invalid
 from .models import MallAccount, MallTransfer
-from .vocabulary import CENT_ASSET, TOKEN_ASSET_PREFIX, BookEntryKind
+from .vocabulary import CENT_ASSET, OPEN_ASSET_PREFIX, TOKEN_ASSET_PREFIX, BookEntryKind
 
 MAX_AMOUNT = 10**15     # far above any real sum; a larger amount is a bug upstream, not money
 
@@ -41,7 +41,9 @@ def token_asset(member_id: str) -> str:
 
 
 def is_asset(text: str) -> bool:
-    return text == CENT_ASSET or (text.startswith(TOKEN_ASSET_PREFIX) and len(text) > len(TOKEN_ASSET_PREFIX))
+    """"cent", "token:<member>" or an open token's "open:<kind>[:<issuer>]" (open_money.asset_name)."""
+    return text == CENT_ASSET or any(text.startswith(prefix) and len(text) > len(prefix)
+                                     for prefix in (TOKEN_ASSET_PREFIX, OPEN_ASSET_PREFIX))
 
 
 def account(db: Session, code: str, asset: str, *, owner_member_id: str | None = None,

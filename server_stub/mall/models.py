@@ -79,6 +79,7 @@ class Group(MallBase):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
+    discount_bp: Mapped[int] = mapped_column(Integer, default=0, server_default="0")   # on its open tokens
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -169,6 +170,8 @@ class Movement(MallBase):
     tokens_from: Mapped[int] = mapped_column(Amount)
     tokens_to: Mapped[int] = mapped_column(Amount)
     value_cents: Mapped[int] = mapped_column(Amount)
+    # open payments: the exact value in 1/100 cents (value_cents is its whole cents)
+    value_micro_cents: Mapped[int | None] = mapped_column(Amount, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=MovementStatus.PENDING)
     reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -210,7 +213,7 @@ class MallAccount(MallBase):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(100), unique=True)
-    asset: Mapped[str] = mapped_column(String(24))
+    asset: Mapped[str] = mapped_column(String(100))
     owner_member_id: Mapped[str | None] = mapped_column(ForeignKey("members.member_id"), nullable=True,
                                                         index=True)   # None: the MSP's own
     negative_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -233,7 +236,7 @@ class MallTransfer(MallBase):
     from_account_id: Mapped[int] = mapped_column(ForeignKey("mall_accounts.id"))
     to_account_id: Mapped[int] = mapped_column(ForeignKey("mall_accounts.id"))
     amount: Mapped[int] = mapped_column(Amount)
-    asset: Mapped[str] = mapped_column(String(24))
+    asset: Mapped[str] = mapped_column(String(100))
     operation_id: Mapped[str | None] = mapped_column(OPERATION_ID, nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -383,3 +386,153 @@ class MemberBackup(MallBase):
     size_bytes: Mapped[int] = mapped_column(Amount)
     users: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
+
+
+# ---------------------------------------------------------------- open tokens (FIG 18-20, issue 12)
+
+class MspSettings(MallBase):
+    """One row: the open unit's cash value (fixed once any open token was issued)."""
+
+    __tablename__ = "msp_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),
+                      CheckConstraint("unit_value_cents > 0", name="positive_unit"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    unit_value_cents: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Brand(MallBase):
+    """A manufacturer's brand (FIG 19): `member_id` settles for it (for an
+    outside brand, the member the operator names)."""
+
+    __tablename__ = "brands"
+    __table_args__ = (CheckConstraint("discount_bp >= 0 AND discount_bp <= 10000 AND free_cap_units >= 0",
+                                      name="terms_in_range"),)
+
+    brand_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), index=True)
+    discount_bp: Mapped[int] = mapped_column(Integer, default=0)
+    free_cap_units: Mapped[int] = mapped_column(Amount, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BrandProduct(MallBase):
+    """The product list 2103: (member, its product id) is the brand's product."""
+
+    __tablename__ = "brand_products"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), primary_key=True)
+    product_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    brand_id: Mapped[str] = mapped_column(ForeignKey("brands.brand_id"), index=True)
+
+
+class GiftCertificate(MallBase):
+    """Record 2105: a gift certificate; only its code's SHA-256 is kept.
+    `lot_id` is the lot holding it (no foreign key: open_lots points back here)."""
+
+    __tablename__ = "gift_certificates"
+    __table_args__ = (CheckConstraint("face_units > 0", name="positive_face"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operation_id: Mapped[str] = mapped_column(OPERATION_ID, unique=True)
+    face_units: Mapped[int] = mapped_column(Amount)
+    buyer_customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"))
+    recipient_customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer_records.id"), nullable=True)
+    code_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    seller_member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    lot_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OpenLot(MallBase):
+    """One lot of open tokens of one customer (the contract's `open_lots`);
+    its balance is its book account's (`lot:<id>`, never negative).
+    `origin` says what made it, once: `issue:<operation>` or `change:<operation>:<lot>`."""
+
+    __tablename__ = "open_lots"
+    __table_args__ = (CheckConstraint("paid_bp >= 0 AND paid_bp <= 10000", name="paid_bp_in_range"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    asset: Mapped[str] = mapped_column(String(100))
+    issuer: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    seller_member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    paid_bp: Mapped[int] = mapped_column(Integer)
+    gift_certificate_id: Mapped[int | None] = mapped_column(ForeignKey("gift_certificates.id"), nullable=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("mall_accounts.id"), unique=True)
+    origin: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OpenPayment(MallBase):
+    """Open tokens accepted by a member (FIG 20): authorized (held), then
+    confirmed or voided; a confirmed one may be refunded."""
+
+    __tablename__ = "open_payments"
+    __table_args__ = (CheckConstraint("units > 0", name="positive_units"),
+                      Index("ix_open_payments_status_hold", "status", "hold_expires_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    operation_id: Mapped[str] = mapped_column(OPERATION_ID, unique=True)
+    member_id: Mapped[str] = mapped_column(ForeignKey("members.member_id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"), index=True)
+    units: Mapped[int] = mapped_column(Amount)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    hold_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OpenPaymentPortion(MallBase):
+    """What one lot gave one line of a payment (`portion`), or a certificate's
+    change (`change`: `lot_id` is the certificate's lot)."""
+
+    __tablename__ = "open_payment_portions"
+    __table_args__ = (CheckConstraint("tokens > 0", name="positive_tokens"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("open_payments.id"), index=True)
+    line: Mapped[int] = mapped_column(Integer)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("open_lots.id"), index=True)
+    tokens: Mapped[int] = mapped_column(Amount)
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class MspSession(MallBase):
+    """A customer's session at the MSP (from a home member's assertion); only the token's SHA-256."""
+
+    __tablename__ = "msp_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MspAssertionUse(MallBase):
+    """An assertion's `jti` spent at the MSP (once)."""
+
+    __tablename__ = "msp_assertion_uses"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(MEMBER_ID)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RedeemFailure(MallBase):
+    """A wrong gift-certificate code tried by a customer (the redeem lockout counts them)."""
+
+    __tablename__ = "redeem_failures"
+    __table_args__ = (Index("ix_redeem_failures_customer_at", "customer_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

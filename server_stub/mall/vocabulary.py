@@ -35,6 +35,7 @@ class MovementKind(StrEnum):
 
     EXCHANGE = "exchange"           # Token-A into Token-B (FIG 15)
     OPEN_PAYMENT = "open_payment"   # open tokens accepted by a member (FIG 18-20)
+    OPEN_REFUND = "open_refund"     # an open payment's cash reversed (same from/to as the payment)
 
 
 class MovementStatus(StrEnum):
@@ -93,3 +94,21 @@ class BookEntryKind(StrEnum):
 # What a book account counts: cents, or one member's token (books.token_asset).
 CENT_ASSET = "cent"
 TOKEN_ASSET_PREFIX = "token:"
+OPEN_ASSET_PREFIX = "open:"     # open tokens (issue 12): network.open_money.asset_name
+
+
+class OpenPaymentStatus(StrEnum):
+    AUTHORIZED = "authorized"   # the tokens are held (pending:<operation>:<lot>)
+    CONFIRMED = "confirmed"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+
+
+class PortionKind(StrEnum):
+    PORTION = "portion"         # what a lot gave a line
+    CHANGE = "change"           # what a gift certificate gives back as universal tokens
+
+
+class GiftCertificateStatus(StrEnum):
+    ACTIVE = "active"
+    SPENT = "spent"
