@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
@@ -287,16 +287,9 @@ class OutboxWorker:
     def _claim_one(self, message_id: str) -> _Claimed | None:
         """Lease one pending row now (due or not: the caller wants it now),
         unless a live lease holds it. None: delivered, unknown, or claimed."""
-        m = self.model
         now = utcnow()
-        claim = (update(m).where(m.message_id == message_id, m.status == OutboxStatus.PENDING,
-                                 or_(m.claimed_until.is_(None), m.claimed_until < now))
-                 .values(claimed_until=now + self.lease, attempts=m.attempts + 1)
-                 .returning(m.id, m.message_id, m.kind, m.destination, m.method, m.path, m.body)
-                 .execution_options(synchronize_session=False))
-        with self.write_session() as db:
-            row = db.execute(claim).first()
-        return _Claimed(*row) if row is not None else None
+        rows = self._lease(and_(self.model.message_id == message_id, *self._unleased(now)), now)
+        return rows[0] if rows else None
 
     def _wait_answer(self, message_id: str, deadline: float) -> Answer | None:
         """The row's final answer once recorded (by anyone), waiting until `deadline`."""
@@ -374,17 +367,25 @@ class OutboxWorker:
         m = self.model
         now = utcnow()
         due = (select(m.id)
-               .where(m.status == OutboxStatus.PENDING, m.next_attempt_at <= now,
-                      or_(m.claimed_until.is_(None), m.claimed_until < now))
+               .where(m.next_attempt_at <= now, *self._unleased(now))
                .order_by(m.id).limit(self.batch)
                .with_for_update(skip_locked=True))
-        claim = (update(m).where(m.id.in_(due.scalar_subquery()))
+        return sorted(self._lease(m.id.in_(due.scalar_subquery()), now), key=lambda r: r.id)
+
+    def _unleased(self, now: Any) -> tuple[Any, ...]:
+        """A pending row no live lease holds."""
+        m = self.model
+        return (m.status == OutboxStatus.PENDING, or_(m.claimed_until.is_(None), m.claimed_until < now))
+
+    def _lease(self, which: Any, now: Any) -> list[_Claimed]:
+        """Lease the rows `which` selects (one statement, committed before any delivery)."""
+        m = self.model
+        claim = (update(m).where(which)
                  .values(claimed_until=now + self.lease, attempts=m.attempts + 1)
                  .returning(m.id, m.message_id, m.kind, m.destination, m.method, m.path, m.body)
                  .execution_options(synchronize_session=False))
         with self.write_session() as db:
-            rows = [_Claimed(*r) for r in db.execute(claim).all()]
-        return sorted(rows, key=lambda r: r.id)
+            return [_Claimed(*r) for r in db.execute(claim).all()]
 
     def _locked_pending(self, db: Session, row_id: int) -> Any:
         """The row, locked (PostgreSQL), if it still waits for an answer."""
