@@ -13,3 +13,4 @@ from .store import (  # noqa: F401
 from .mall import (  # noqa: F401
     Exchange, ExchangeQuote, MallAssertionUse, MallInboxMessage, MallLink, MallMembership, MallOutboxMessage,
 )
+from .open_tokens import OpenTokenPurchase, OrderOpenPayment  # noqa: F401

@@ -126,6 +126,7 @@ class Order(Base):
     device_pk: Mapped[int | None] = mapped_column(ForeignKey("store_devices.id"), nullable=True)
     device_id: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=OrderStatus.COMPLETED)
+    payment: Mapped[str] = mapped_column(String(8), default="closed")   # closed | open | auto (issue 12)
     required_tokens: Mapped[int] = mapped_column(Amount)
     available_tokens: Mapped[int] = mapped_column(Amount)    # AT before the order
     balance_after: Mapped[int] = mapped_column(Amount)       # new AT
