@@ -316,7 +316,7 @@ def buy(db: Session, user_id: int, *, cat: Catalog | None, member_id: str, kind:
         raise Invalid(f"tokens must be between 1 and {MAX_OPEN_TOKENS}")
     lot_issuer, price = _price(cat, member_id, k, issuer, tokens)
     to = _recipient(db, user, recipient["username"], recipient["full_name"]) if recipient else None
-    p = OpenTokenPurchase(operation_id=uuid.uuid4().hex, user_id=user.id, kind=k, issuer=lot_issuer, tokens=tokens,
+    p = OpenTokenPurchase(operation_id=str(uuid.uuid4()), user_id=user.id, kind=k, issuer=lot_issuer, tokens=tokens,
                           price_cents=price, method=method, status=OpenPurchaseStatus.AWAITING_PAYMENT, reason="",
                           recipient_username=to.username if to else None,
                           recipient_full_name=to.full_name if to else None, answer_json="",
@@ -441,11 +441,12 @@ def give(db: Session, user_id: int, operation_id: str, *, member_id: str, userna
     if p.give_status == GiveStatus.PENDING:
         raise Conflict("a gift of this certificate is under way")
     to = _recipient(db, user, username, full_name)
-    p.give_operation_id, p.give_status, p.give_reason = uuid.uuid4().hex, GiveStatus.PENDING, ""
+    p.give_operation_id, p.give_status, p.give_reason = str(uuid.uuid4()), GiveStatus.PENDING, ""
     p.recipient_username, p.recipient_full_name, p.updated_at = to.username, to.full_name, utcnow()
     outbox.enqueue(db, MallOutboxMessage, kind=OpenMessageKind.GIFT, destination=MSP_ID, method="POST",
                    path=GIFTS_PATH, message_id=p.give_operation_id,
-                   body={"operation_id": p.give_operation_id, "gift_operation_id": p.operation_id,
+                   # the MSP's terms: operation_id is the certificate's sale, gift_operation_id this gift
+                   body={"operation_id": p.operation_id, "gift_operation_id": p.give_operation_id,
                          "from": _customer(member_id, user), "to": _customer(member_id, to)})
     db.flush()
     return Outcome(202, {"operation_id": p.give_operation_id, "gift_operation_id": p.operation_id})

@@ -25,7 +25,8 @@ router = APIRouter(tags=["open tokens"])
 
 NOT_IN_MALL = (409, Problem, "this store has not joined a mall")
 MSP_DOWN = (503, Problem, "the MSP did not answer (`reason` msp_unreachable): nothing was sold")
-OperationId = Annotated[str, Path(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]
+OperationId = Annotated[str, Path(min_length=36, max_length=36, description="the certificate's operation_id",
+                                  pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 
 
 def _member_and_catalog() -> tuple[str, open_tokens.Catalog | None]:
