@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..core.config import get_settings
 from ..db import read_session
 from ..models.base import utcnow
 from ..models.mall import MallLink, MallOutboxMessage
@@ -51,7 +52,6 @@ from .wallet import count_card_result, refuse_if_card_locked, same_name
 CATALOG_PATH = "/v1/mall/open-catalog"
 ISSUES_PATH = "/v1/mall/open-issues"
 GIFTS_PATH = "/v1/mall/open-gifts"
-CATALOG_MAX_AGE_SECONDS = 60.0
 # how long a request waits for the MSP's answer before it answers `pending` (the worker goes on)
 DELIVER_WAIT_SECONDS = 5.0
 MAX_OPEN_TOKENS = 1_000_000
@@ -159,13 +159,14 @@ _catalog: tuple[float, Catalog] | None = None
 _catalog_lock = threading.Lock()
 
 
-def catalog(max_age: float = CATALOG_MAX_AGE_SECONDS) -> Catalog:
+def catalog() -> Catalog:
     """The MSP's open catalog, read at most once a minute per process (outside any
-    transaction). Not in a mall: 409; the MSP does not answer: 503 `msp_unreachable`."""
+    transaction; settings.open_catalog_max_age_seconds). Not in a mall: 409; the MSP
+    does not answer: 503 `msp_unreachable`."""
     global _catalog
     with _catalog_lock:
         cached = _catalog
-    if cached is not None and time.monotonic() - cached[0] < max_age:
+    if cached is not None and time.monotonic() - cached[0] < get_settings().open_catalog_max_age_seconds:
         return cached[1]
     with read_session() as db:
         row = mall.membership(db)
