@@ -240,6 +240,34 @@ def test_a_gift_certificate_for_a_recipient_and_given_later(net):
     books_ok(net)
 
 
+def msp_token(net: MallNetwork, vendor: Server, user: TestUser) -> str:
+    """A customer session at the MSP, from the user's home member's assertion."""
+    a = vendor.api("POST", "/v1/mall-assertions", user, json={"audience": "msp"})
+    assert a.status_code == 201, a.text
+    r = net.msp.post("/v1/sessions", json={"assertion": a.json()["assertion"]})
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def test_a_certificate_redeemed_by_its_code_cannot_be_given(net):
+    """The code the vendor shows its buyer is the one the MSP knows (its digest): redeemed by
+    someone else at the MSP, the certificate is theirs, and the buyer's later gift is refused."""
+    buyer, friend, third = funded_user(net.a, 10), funded_user(net.a, 100), funded_user(net.a, 10)  # 100: active
+    cert = buy(net.a, buyer, kind="gift_certificate", value_cents=1200, **CARD)["body"]
+    token = msp_token(net, net.a, friend)
+    r = net.msp.post("/v1/open-wallet/redeem", json={"code": cert["gift_certificate"]["code"].lower()},
+                     headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    assert [lot["balance"] for lot in msp_lots(net, net.a_id, friend)] == [1200]
+    give = net.a.api("POST", f"/v1/gift-certificates/{cert['operation_id']}/give", buyer,
+                     json={"username": third.username, "full_name": third.full_name, "pin": buyer.pin})
+    assert give.status_code == 409 and give.json()["reason"] == "refused", give.text
+    assert "refused by the MSP" in give.json()["detail"]
+    after = net.a.api("GET", f"/v1/open-token-purchases/{cert['id']}", buyer).json()
+    assert after["gift_certificate"]["give_status"] == "refused" and after["recipient"] is None
+    assert msp_lots(net, net.a_id, third) == []
+
+
 def test_a_refusal_by_the_msp_fails_the_purchase_with_the_money_due_back(net):
     user = funded_user(net.a, 10)
     assert net.a.api("GET", "/v1/open-token-offers").status_code == 200   # A's catalog has the group
