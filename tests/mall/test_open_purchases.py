@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from tests.support.network import MallNetwork, funded_user, start_network
+from tests.support.network import THREE_MEMBERS, MallNetwork, funded_user, start_network
 from tests.support.server import Server, TestUser
 
 CATALOG_AGE = "TOKENRENT_OPEN_CATALOG_MAX_AGE_SECONDS"
@@ -22,11 +23,12 @@ BRAND, GROUP, B_GROUP, DOOMED_GROUP = "acme", "west", "east", "doomed"
 @pytest.fixture(scope="module")
 def net(backend, tmp_path_factory):
     # the vendors keep the MSP's catalog for the whole module: a test changes the MSP's terms
-    # behind a vendor's cached copy (a refusal by the MSP), and B never reads it before the MSP is down
+    # behind a vendor's cached copy (a refusal by the MSP); C reads it only while the MSP is down
     saved = os.environ.get(CATALOG_AGE)
     os.environ[CATALOG_AGE] = "3600"
     try:
-        network, cleanup = start_network(backend, tmp_path_factory.mktemp(f"open-sell-{backend}"))
+        network, cleanup = start_network(backend, tmp_path_factory.mktemp(f"open-sell-{backend}"),
+                                         members=THREE_MEMBERS)
     finally:
         if saved is None:
             os.environ.pop(CATALOG_AGE)
@@ -268,6 +270,33 @@ def test_a_certificate_redeemed_by_its_code_cannot_be_given(net):
     assert msp_lots(net, net.a_id, third) == []
 
 
+def test_a_linked_account_buys_at_its_home_member_only(net):
+    user = funded_user(net.a, 100)   # active: it may shop at B
+    a = net.a.api("POST", "/v1/mall-assertions", user, json={"audience": net.b_id}).json()["assertion"]
+    s = net.b.api("POST", "/v1/sessions", json={"assertion": a})
+    assert s.status_code == 200, s.text
+    r = net.b.api("POST", "/v1/open-token-purchases", s.json()["token"],
+                  json={"kind": "universal", "tokens": 10, "pin": user.pin, **CARD})
+    assert r.status_code == 403 and "home member" in r.json()["detail"], r.text
+    assert msp_lots(net, net.a_id, user) == []
+
+
+def test_the_gift_expiry_is_the_vendor_policy(net):
+    user = funded_user(net.a, 10)
+    net.a.admin_cli("set-gift-certificate-days", "30")
+    try:
+        assert net.a.api("GET", "/v1/open-token-offers").json()["gift_certificate"] == {"expires_in_days": 30}
+        cert = buy(net.a, user, kind="gift_certificate", value_cents=300, **CARD)["body"]
+        assert net.a.admin_cli("set-gift-certificate-days", "5000", check=False).returncode == 2
+    finally:
+        net.a.admin_cli("set-gift-certificate-days", "365")
+    expires = datetime.fromisoformat(cert["gift_certificate"]["expires_at"])
+    assert abs(expires - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=5)
+    (lot,) = msp_lots(net, net.a_id, user)
+    at_msp = lot["expires_at"] if isinstance(lot["expires_at"], datetime) else datetime.fromisoformat(lot["expires_at"])
+    assert at_msp.replace(tzinfo=UTC) == expires.replace(tzinfo=UTC)
+
+
 def test_a_refusal_by_the_msp_fails_the_purchase_with_the_money_due_back(net):
     user = funded_user(net.a, 10)
     assert net.a.api("GET", "/v1/open-token-offers").status_code == 200   # A's catalog has the group
@@ -284,12 +313,13 @@ def test_a_refusal_by_the_msp_fails_the_purchase_with_the_money_due_back(net):
 
 
 def test_msp_down_then_back_issues_once(net):
-    """Last in the module: it stops the MSP. B never read the catalog, so its offers are a 503;
-    A's catalog is cached: its card sale is paid, pending, and issued once the MSP is back."""
+    """It stops the MSP. C never read the catalog, so its offers are a 503; A's catalog is
+    cached: its card sale is paid, pending, and issued once the MSP is back."""
     user = funded_user(net.a, 10)
+    assert net.a.api("GET", "/v1/open-token-offers").status_code == 200
     net.msp.kill()
     try:
-        down = net.b.api("GET", "/v1/open-token-offers")
+        down = net.vendors[2].server.api("GET", "/v1/open-token-offers")
         assert down.status_code == 503 and down.json()["reason"] == "msp_unreachable", down.text
         r = buy(net.a, user, key="down-1", kind="universal", tokens=400, **CARD)
         assert r["status"] == 201 and r["body"]["status"] == "pending", r
