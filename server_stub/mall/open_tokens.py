@@ -438,8 +438,8 @@ def activity(db: Session, customer_id: int, *, limit: int = 50, before: str | No
     others = {t.from_account_id if t.to_account_id in by_account else t.to_account_id for t in transfers}
     counterpart = {a.id: a for a in db.scalars(select(MallAccount).where(MallAccount.id.in_(others)))}
     ops = {t.operation_id for t in transfers if t.operation_id}
-    paid_at = dict(db.execute(select(OpenPayment.operation_id, OpenPayment.member_id)
-                              .where(OpenPayment.operation_id.in_(ops))).tuples().all()) if ops else {}
+    paid_at = {op: member for op, member in db.execute(
+        select(OpenPayment.operation_id, OpenPayment.member_id).where(OpenPayment.operation_id.in_(ops)))}
     balance: dict[int, int] = {}
     entries: list[_Entry] = []
     for t in transfers:
