@@ -540,6 +540,10 @@ def redeem(db: Session, customer_id: int, code: str, now: datetime | None = None
     recorded and RETURNED as the refusal, so that the caller commits the record
     (the lockout counts it) before answering; other refusals raise."""
     now = now or utcnow()
+    # one order of row locks everywhere (certificate, then customer, then the lot): no deadlock with a gift
+    digest = open_money.gift_code_digest(code) if open_money.normalize_gift_code(code) else ""
+    cert = db.scalar(select(GiftCertificate).where(GiftCertificate.code_sha256 == digest).with_for_update()) \
+        if digest else None
     customer = db.scalar(select(CustomerRecord).where(CustomerRecord.id == customer_id).with_for_update())
     if customer is None:
         raise NotFound("no such customer")
@@ -547,9 +551,6 @@ def redeem(db: Session, customer_id: int, code: str, now: datetime | None = None
     if until is not None:
         raise Locked("too many wrong gift certificate codes: redeeming is locked for a while", reason="locked",
                      locked_until=until.isoformat())
-    digest = open_money.gift_code_digest(code) if open_money.normalize_gift_code(code) else ""
-    cert = db.scalar(select(GiftCertificate).where(GiftCertificate.code_sha256 == digest).with_for_update()) \
-        if digest else None
     if cert is None:
         db.add(RedeemFailure(customer_id=customer_id, at=now))
         db.flush()

@@ -251,3 +251,36 @@ def test_the_redeem_lock_lasts_fifteen_minutes_after_the_fifth_wrong_code(mall_d
             open_tokens.redeem(db, slow, "WRONG", now=t0 + timedelta(minutes=4 * i))
     with read_session() as db:
         assert open_tokens.redeem_locked_until(db, slow, t0 + timedelta(minutes=16.5)) is None
+
+
+def test_two_customers_redeeming_one_code_at_once_one_wins(mall_db):
+    import threading
+
+    seller = new_member("Race seller")
+    with write_session() as db:
+        buyer = records.customer(db, seller, "1", "Buyer").id
+        racers = [records.customer(db, seller, str(10 + i), f"Racer {i}").id for i in range(4)]
+        _cert, code = _certificate(db, seller, buyer, 500)
+    outcomes: list[object] = []
+    start = threading.Barrier(len(racers))
+
+    def race(customer_id: int) -> None:
+        start.wait()
+        try:
+            with write_session() as db:
+                outcomes.append(open_tokens.redeem(db, customer_id, code))
+        except ApiError as e:
+            outcomes.append(e.status_code)
+
+    threads = [threading.Thread(target=race, args=(c,)) for c in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    won = [o for o in outcomes if isinstance(o, RedeemOut)]
+    assert len(won) == 1 and won[0].moved and sorted(o for o in outcomes if isinstance(o, int)) == [409] * 3
+    with read_session() as db:
+        holders = [c for c in racers if open_lots.customer_lots(db, c)]
+        assert len(holders) == 1 and open_lots.customer_lots(db, buyer) == []
+        assert [e.what for e in open_tokens.activity(db, holders[0])] == ["received"]
+        assert books.verify(db).ok
