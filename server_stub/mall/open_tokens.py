@@ -550,7 +550,8 @@ def redeem(db: Session, customer_id: int, code: str, now: datetime | None = None
     until = redeem_locked_until(db, customer_id, now)
     if until is not None:
         raise Locked("too many wrong gift certificate codes: redeeming is locked for a while", reason="locked",
-                     locked_until=until.isoformat())
+                     locked_until=until.isoformat(),
+                     headers={"Retry-After": str(max(1, int((until - now).total_seconds()) + 1))})
     if cert is None:
         db.add(RedeemFailure(customer_id=customer_id, at=now))
         db.flush()

@@ -119,6 +119,7 @@ def test_five_wrong_codes_lock_redeeming(home):
     assert left == [4, 3, 2, 1, 0]
     locked = home.redeem(token, code)           # even the right code, while locked
     assert locked.status_code == 423 and locked.json()["reason"] == "locked"
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60 + 1
     assert home.wallet(token).json()["lots"] == []
     assert home.redeem(home.session(home.user()), code).status_code == 200   # another customer is not locked
 
