@@ -285,3 +285,38 @@ def test_two_customers_redeeming_one_code_at_once_one_wins(mall_db):
         assert len(holders) == 1 and open_lots.customer_lots(db, buyer) == []
         assert [e.what for e in open_tokens.activity(db, holders[0])] == ["received"]
         assert books.verify(db).ok
+
+
+def test_a_payment_waiting_on_a_redeem_does_not_spend_the_certificate_for_its_old_holder(mall_db):
+    import threading
+    import time
+
+    seller = new_member("Lock order seller")
+    with write_session() as db:
+        buyer = records.customer(db, seller, "1", "Buyer").id
+        friend = records.customer(db, seller, "2", "Friend").id
+        _cert, code = _certificate(db, seller, buyer, 800)
+    redeemed, release = threading.Event(), threading.Event()
+    seen: list[list[int]] = []
+
+    def redeem_and_hold() -> None:
+        with write_session() as db:
+            assert isinstance(open_tokens.redeem(db, friend, code), RedeemOut)
+            redeemed.set()
+            release.wait(10)          # commit only once the payment's read is waiting on the lot
+
+    def plan_for_buyer() -> None:
+        redeemed.wait(10)
+        with write_session() as db:  # what open payments do: lock the customer's lots, then plan
+            seen.append([b.lot.id for b in open_lots.customer_lots(db, buyer, for_update=True)])
+
+    a, b = threading.Thread(target=redeem_and_hold), threading.Thread(target=plan_for_buyer)
+    a.start()
+    b.start()
+    redeemed.wait(10)
+    time.sleep(0.5)
+    assert seen == []                  # still waiting for the redeem's locks
+    release.set()
+    a.join(20)
+    b.join(20)
+    assert seen == [[]]                # the lot had moved: nothing of it for the old holder
