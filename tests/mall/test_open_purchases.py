@@ -4,8 +4,10 @@ the MSP issues; what the MSP issued is read from its own database (its books and
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -133,6 +135,23 @@ def test_a_replay_answers_the_same_purchase_once(net):
     other = buy(net.a, user, key=key, kind="universal", tokens=301, **CARD)
     assert other["status"] == 422 and "different request" in other["body"]["detail"]
     assert [lot["balance"] for lot in msp_lots(net, net.a_id, user)] == [300]   # issued once
+    assert len(net.a.api("GET", "/v1/open-token-purchases", user).json()) == 1
+
+
+def test_parallel_requests_with_one_key_sell_once(net):
+    user = funded_user(net.a, 10)
+    barrier = threading.Barrier(4)
+
+    def send(_: int) -> dict:
+        barrier.wait()
+        return buy(net.a, user, key="parallel-1", kind="universal", tokens=250, **CARD)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, range(4)))
+    assert {a["status"] for a in answers} == {201}
+    assert len({a["body"]["id"] for a in answers}) == 1
+    assert wait_status(net.a, user, answers[0]["body"]["id"], "issued")["status"] == "issued"
+    assert [lot["balance"] for lot in msp_lots(net, net.a_id, user)] == [250]
     assert len(net.a.api("GET", "/v1/open-token-purchases", user).json()) == 1
 
 
