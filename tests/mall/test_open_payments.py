@@ -9,6 +9,7 @@ import uuid
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from server_stub.db import read_session, write_session
@@ -228,3 +229,38 @@ def test_signed_plan_and_payment_over_a_real_msp(msp):
     with read_session(msp.db_url) as db:
         assert balance(db, f"pending:{op}:{uni}") == 1000 and lot_balance(db, uni) == 200
         assert books.verify(db).ok
+
+
+def test_signed_result_and_refund_over_a_real_msp_and_the_audit_sees_open_payments(msp_factory):
+    msp = msp_factory()    # its own: `msp admin audit` asks every member, and these have no servers
+    s, _ = joined(msp, "Served seller")
+    a, a_key = joined(msp, "Served acceptor")
+    with write_session(msp.db_url) as db:
+        uni = give(db, s, OpenKind.UNIVERSAL, 700)
+    ops = [str(uuid.uuid4()) for _ in range(2)]
+    for op in ops:
+        r = msp.signed("POST", "/v1/mall/open-payments", a_key, a,
+                       {"operation_id": op, "customer": customer(s), "lines": lines(300)},
+                       headers={"Idempotency-Key": op})
+        assert r.status_code == 200, r.text
+    done = msp.signed("POST", "/v1/mall/open-payment-results", a_key, a,
+                      {"operation_id": ops[0], "status": "confirmed", "units": 300},
+                      headers={"Idempotency-Key": f"{ops[0]}:result"})
+    assert done.status_code == 200 and done.json()["status"] == "confirmed", done.text
+    wrong_key = msp.signed("POST", "/v1/mall/open-payment-results", a_key, a,
+                           {"operation_id": ops[1], "status": "voided", "units": 300},
+                           headers={"Idempotency-Key": ops[1]})
+    assert wrong_key.status_code == 422
+    refund_id = str(uuid.uuid4())
+    back = msp.signed("POST", "/v1/mall/open-refunds", a_key, a,
+                      {"refund_id": refund_id, "operation_id": ops[0], "reason": "returned"},
+                      headers={"Idempotency-Key": refund_id})
+    assert back.status_code == 200 and back.json() == {"refund_id": refund_id, "operation_id": ops[0],
+                                                       "status": "refunded", "units": 300}, back.text
+    with read_session(msp.db_url) as db:
+        assert lot_balance(db, uni) == 400 and balance(db, f"pending:{ops[1]}:{uni}") == 300
+    with write_session(msp.db_url) as db:   # forged: the held payment marked voided, its tokens still pending
+        db.execute(sa.update(OpenPayment).where(OpenPayment.operation_id == ops[1]).values(status="voided"))
+    res = msp.admin("audit", check=False)
+    assert res.returncode != 0
+    assert f"pending:{ops[1]}:{uni} holds 300, not 0 (voided payment)" in res.stdout + res.stderr
