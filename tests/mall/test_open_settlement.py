@@ -12,13 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from server_stub.db import read_session, write_session
-from server_stub.mall import audit, books, open_payments, settlement
+from server_stub.mall import audit, books, open_lots, open_payments, settlement
 from server_stub.mall.models import FeeRecord, Movement, OpenLot, OpenPayment
 from server_stub.mall.vocabulary import MSP_ID
 from server_stub.models.base import utcnow
 from server_stub.network.open_money import OpenKind
 from tests.mall.test_notifications import add_member
-from tests.mall.test_open_payments import balance, brand, give, lines, lot_balance, pay
+from tests.mall.test_open_payments import balance, brand, give, group, lines, lot_balance, pay
 from tests.mall.test_settlement import closed
 
 
@@ -274,8 +274,6 @@ def test_the_open_audit_passes_and_catches_forged_records(mall_db):
         problems = audit.open_problems(db)
     assert any(f"pending:{held}:" in p and "voided" in p for p in problems), problems
     with write_session() as db:   # forged: a second change lot for the confirmed payment's certificate
-        from server_stub.mall import open_lots
-
         cust = db.scalar(select(OpenPayment.customer_id).where(OpenPayment.operation_id == confirmed_op))
         open_lots.issue_lot(db, open_lots.LotTerms(
             customer_id=cust, kind=OpenKind.UNIVERSAL, issuer=None, tokens=5, seller_member_id=s, paid_bp=10000,
@@ -283,3 +281,31 @@ def test_the_open_audit_passes_and_catches_forged_records(mall_db):
     with read_session() as db:
         problems = audit.open_problems(db)
     assert f"change lot change:{confirmed_op}:999 belongs to no confirmed payment's change" in problems
+
+
+def test_sub_cent_values_settle_exactly_and_the_residue_carries(mall_db):
+    with write_session() as db:
+        s = add_member(db, "Group seller", 10)
+        a = add_member(db, "Group shop", 10)
+        group(db, "east", s, a)
+        give(db, s, OpenKind.GROUP, 7, issuer="east", paid_bp=9333)     # sold at 6.67 % off
+        give(db, a, OpenKind.UNIVERSAL, 50, seller=a)                   # A's own tokens, spent at A
+    op = authorized(a, s, 7)
+    assert result(a, op, "confirmed", 7).status == 200
+    with read_session() as db:   # 7 tokens x 1 cent x 93.33 % = 6.5331 cents: 6 posted, the rest on the statement
+        [mv] = db.scalars(select(Movement).where(Movement.from_member == s)).all()
+        assert (mv.value_cents, mv.value_micro_cents) == (6, 653)
+        assert balance(db, f"member:{a}:position") == 6
+    own_op, own_answer = pay(a, a, lines(50))
+    assert own_answer.status == 200
+    assert result(a, own_op, "confirmed", 50).status == 200
+    with read_session() as db:   # a member's own tokens spent in its own store owe nobody anything
+        assert db.scalars(select(Movement).where(Movement.from_member == a)).all() == []
+    with write_session() as db:
+        period = closed(db)
+    rows = statement_lines(period.id)
+    assert (rows[s]["net_cents"], rows[s]["residue_micro_cents"]) == (-6, -53)
+    assert (rows[a]["net_cents"], rows[a]["residue_micro_cents"]) == (6, 53)
+    assert rows[MSP_ID]["net_cents"] == 0
+    with read_session() as db:
+        assert books.verify(db).ok
