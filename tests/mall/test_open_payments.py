@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from server_stub.db import read_session, write_session
 from server_stub.mall import books, open_lots, open_payments, records
-from server_stub.mall.models import Brand, BrandProduct, Group, GroupMember, OpenPayment
+from server_stub.mall.models import Brand, BrandProduct, Group, GroupMember, OpenLot, OpenPayment
 from server_stub.models.base import utcnow
 from server_stub.network.open_money import OpenKind
 from tests.mall.test_notifications import add_member
@@ -80,7 +80,7 @@ def balance(db, code: str) -> int:
 
 
 def lot_balance(db, lot_id: int) -> int:
-    return balance(db, f"lot:{db.get(open_lots.OpenLot, lot_id).origin}")
+    return balance(db, f"lot:{db.get(OpenLot, lot_id).origin}")
 
 
 def members2():

@@ -309,3 +309,54 @@ def test_sub_cent_values_settle_exactly_and_the_residue_carries(mall_db):
     assert rows[MSP_ID]["net_cents"] == 0
     with read_session() as db:
         assert books.verify(db).ok
+
+
+def test_random_payments_results_and_refunds_keep_the_books_and_the_audit_whole(mall_db):
+    import random
+
+    rng = random.Random(12)
+    with write_session() as db:
+        s = add_member(db, "Random seller", 10, service_charge_bp=150, royalty_bp=75, fixed_fee_cents=1)
+        b = add_member(db, "Random brand", 10)
+        a = add_member(db, "Random shop", 10)
+        brand(db, "rnd", b, products={a: [1]}, free_cap_units=40)
+        group(db, "west", s, a)
+        for _ in range(3):
+            give(db, s, OpenKind.UNIVERSAL, rng.randint(100, 900))
+            give(db, s, OpenKind.GIFT_CERTIFICATE, rng.randint(200, 900), issuer=s)
+            give(db, s, OpenKind.MANUFACTURER, rng.randint(50, 300), issuer="rnd", paid_bp=8000)
+            give(db, s, OpenKind.MANUFACTURER_FREE, rng.randint(10, 80), issuer="rnd", paid_bp=0)
+            give(db, s, OpenKind.GROUP, rng.randint(50, 300), issuer="west", paid_bp=9500)
+    held: list[tuple[str, int]] = []
+    confirmed: list[str] = []
+    statuses = {200: 0, 402: 0, 409: 0}
+    for _ in range(40):
+        action = rng.choice(["pay", "pay", "confirm", "void", "refund"])
+        if action == "pay":
+            body = [{"line": i + 1, "product_id": rng.choice([1, 2]), "quantity": rng.randint(1, 3),
+                     "units": rng.randint(1, 400)} for i in range(rng.randint(1, 3))]
+            op, answer = pay(a, s, body)
+            statuses[answer.status] += 1
+            if answer.status == 200:
+                held.append((op, answer.body["units"]))
+        elif action in ("confirm", "void") and held:
+            op, units = held.pop(rng.randrange(len(held)))
+            answer = result(a, op, "confirmed" if action == "confirm" else "voided", units)
+            assert answer.status == 200, answer.body
+            if action == "confirm":
+                confirmed.append(op)
+        elif action == "refund" and confirmed:
+            answer = refund(a, confirmed.pop(rng.randrange(len(confirmed))))
+            statuses[answer.status] += 1
+            assert answer.status in (200, 409), answer.body
+            assert answer.status == 200 or answer.body["reason"] == "change_spent"
+        with read_session() as db:
+            assert books.verify(db).ok
+            assert audit.open_problems(db) == []
+    assert statuses[200] >= 10      # the run did pay, and not only refuse
+    with write_session() as db:
+        period = closed(db)
+    rows = statement_lines(period.id)
+    assert sum(r["net_cents"] for r in rows.values()) == 0
+    with read_session() as db:
+        assert books.verify(db).ok
