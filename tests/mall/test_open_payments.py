@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import sqlalchemy as sa
@@ -214,6 +214,8 @@ def test_signed_plan_and_payment_over_a_real_msp(msp):
     first = msp.signed("POST", "/v1/mall/open-payments", a_key, a, payment, headers={"Idempotency-Key": op})
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "authorized" and first.json()["balance_after"] == {"open:universal": 200}
+    hold = datetime.fromisoformat(first.json()["hold_expires_at"])    # the default hour, in UTC
+    assert hold.tzinfo is not None and timedelta(minutes=59) < hold - utcnow() <= timedelta(hours=1)
     again = msp.signed("POST", "/v1/mall/open-payments", a_key, a, payment, headers={"Idempotency-Key": op})
     assert (again.status_code, again.json()) == (200, first.json())
     other = msp.signed("POST", "/v1/mall/open-payments", a_key, a, {**payment, "lines": lines(1, product_id=3)},
