@@ -278,7 +278,8 @@ def _book_cash(db: Session, kind: MovementKind, movement_id: str, payer: str, re
         src, dst = settlement.position_account(db, payer), settlement.position_account(db, receiver)
         if reverse:
             src, dst = dst, src
-        books.post(db, src, dst, cents, kind=BookEntryKind.OPEN_PAYMENT, operation_id=movement_id)
+        books.post(db, src, dst, cents, kind=BookEntryKind.OPEN_REFUND if reverse else BookEntryKind.OPEN_PAYMENT,
+                   operation_id=movement_id)
     for member_id, fee_kind, units in fees:
         if units:
             records.add_fee(db, member_id, movement_id, fee_kind, units)
@@ -428,13 +429,13 @@ def refund(db: Session, caller: str, raw: Any, message_id: str, now: datetime | 
             raise Conflict("the change of this payment's gift certificate was already spent", reason="change_spent")
         books.post(db, open_lots.lot_account(db, change),
                    open_lots.issuance_account(db, change.asset, change.seller_member_id), tokens,
-                   kind=BookEntryKind.OPEN_PAYMENT, operation_id=op)
+                   kind=BookEntryKind.OPEN_REFUND, operation_id=op)
         books.post(db, open_lots.issuance_account(db, cert.asset, cert.seller_member_id),
-                   open_lots.lot_account(db, cert), tokens, kind=BookEntryKind.OPEN_PAYMENT, operation_id=op)
+                   open_lots.lot_account(db, cert), tokens, kind=BookEntryKind.OPEN_REFUND, operation_id=op)
     for lot_id, tokens in _by_asset(_per_lot(rows, PortionKind.PORTION), lots):
         lot = lots[lot_id]
         books.post(db, accepted_account(db, payment.member_id, lot.asset), open_lots.lot_account(db, lot), tokens,
-                   kind=BookEntryKind.OPEN_PAYMENT, operation_id=op)
+                   kind=BookEntryKind.OPEN_REFUND, operation_id=op)
     for lot in lots.values():
         if lot.expires_at is not None and lot.expires_at <= now:   # revived for a while (docs/mall.md policy)
             lot.expires_at = now + REFUND_REVIVAL

@@ -5,6 +5,7 @@ real `msp serve` with signed calls (plan, authorize, the first answer final)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 
@@ -266,3 +267,29 @@ def test_signed_result_and_refund_over_a_real_msp_and_the_audit_sees_open_paymen
     res = msp.admin("audit", check=False)
     assert res.returncode != 0
     assert f"pending:{ops[1]}:{uni} holds 300, not 0 (voided payment)" in res.stdout + res.stderr
+
+
+def test_a_served_msp_voids_a_hold_nobody_ended(msp_factory):
+    # a one-second hold and a scheduler round every second (msp_settlement_seconds / 10, at least 1 s)
+    msp = msp_factory(env={"TOKENRENT_MSP_OPEN_PAYMENT_HOLD_SECONDS": "1", "TOKENRENT_MSP_SETTLEMENT_SECONDS": "10"})
+    s, _ = joined(msp, "Idle seller")
+    a, a_key = joined(msp, "Idle acceptor")
+    with write_session(msp.db_url) as db:
+        uni = give(db, s, OpenKind.UNIVERSAL, 100)
+    op = str(uuid.uuid4())
+    r = msp.signed("POST", "/v1/mall/open-payments", a_key, a,
+                   {"operation_id": op, "customer": customer(s), "lines": lines(60)}, headers={"Idempotency-Key": op})
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 20
+    while True:
+        with read_session(msp.db_url) as db:
+            status = db.scalar(select(OpenPayment.status).where(OpenPayment.operation_id == op))
+            if status == "voided":
+                assert lot_balance(db, uni) == 100 and balance(db, f"pending:{op}:{uni}") == 0
+                break
+        assert time.monotonic() < deadline, f"the hold was not voided: {status}"
+        time.sleep(0.2)
+    late = msp.signed("POST", "/v1/mall/open-payment-results", a_key, a,
+                      {"operation_id": op, "status": "confirmed", "units": 60},
+                      headers={"Idempotency-Key": f"{op}:result"})
+    assert late.status_code == 409 and late.json()["reason"] == "expired"
