@@ -360,3 +360,52 @@ def test_random_payments_results_and_refunds_keep_the_books_and_the_audit_whole(
     assert sum(r["net_cents"] for r in rows.values()) == 0
     with read_session() as db:
         assert books.verify(db).ok
+
+
+def test_results_racing_each_other_and_the_expiry_end_a_payment_once(mall_db):
+    import threading
+
+    with write_session() as db:
+        s = add_member(db, "Race seller", 10)
+        a = add_member(db, "Race shop", 10)
+        give(db, s, OpenKind.GIFT_CERTIFICATE, 900, issuer=s)
+        give(db, s, OpenKind.UNIVERSAL, 900)
+    twice = authorized(a, s, 500)                  # the certificate, its change 400
+    raced = authorized(a, s, 300)                  # universal
+    with write_session() as db:   # `raced` expires now: the worker and a confirm meet
+        db.execute(sa.update(OpenPayment).where(OpenPayment.operation_id == raced)
+                   .values(hold_expires_at=utcnow() + timedelta(milliseconds=50)))
+    answers: dict[str, list] = {"twice": [], "raced": [], "expired": []}
+    barrier = threading.Barrier(4)
+
+    def run(name: str, fn) -> None:
+        barrier.wait()
+        answers[name].append(fn())
+
+    def expire() -> int:
+        import time
+
+        time.sleep(0.05)
+        with write_session() as db:
+            return open_payments.expire_holds(db)
+
+    threads = [threading.Thread(target=run, args=("twice", lambda: result(a, twice, "confirmed", 500))),
+               threading.Thread(target=run, args=("twice", lambda: result(a, twice, "confirmed", 500))),
+               threading.Thread(target=run, args=("raced", lambda: result(a, raced, "confirmed", 300))),
+               threading.Thread(target=run, args=("expired", expire))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    [first, second] = answers["twice"]
+    assert first.status == second.status == 200 and first.body == second.body
+    [race] = answers["raced"]
+    with read_session() as db:
+        change = db.scalars(select(OpenLot).where(OpenLot.origin.like(f"change:{twice}:%"))).all()
+        assert [lot_balance(db, lot.id) for lot in change] == [400]
+        status = db.scalar(select(OpenPayment.status).where(OpenPayment.operation_id == raced))
+        movements = db.scalars(select(Movement)).all()
+        assert status == ("confirmed" if race.status == 200 else "voided"), (race.status, race.body)
+        assert race.status == 200 or race.body["reason"] == "expired"
+        assert len(movements) == (2 if status == "confirmed" else 1)
+        assert books.verify(db).ok and audit.open_problems(db) == []
