@@ -53,6 +53,8 @@ def _claims(db: Session, assertion: str) -> tuple[Member, dict[str, Any]]:
                             options={"require": ["iss", "aud", "sub", "jti", "iat", "exp"]})
     except jwt.PyJWTError as e:
         raise AssertionRefused(f"assertion refused: {e}") from None
+    if not 1 <= len(str(claims["sub"])) <= 64:
+        raise AssertionRefused("the assertion's subject is not a home user id (1-64 characters)")
     lifetime = int(claims["exp"]) - int(claims["iat"])
     if not 0 < lifetime <= ASSERTION_TTL.total_seconds():
         raise AssertionRefused("the assertion lives longer than five minutes")
@@ -70,7 +72,7 @@ def open_session(db: Session, assertion: str, now: datetime | None = None) -> tu
                                    expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC)))
     except IntegrityError:
         raise AssertionRefused("this assertion was already used") from None
-    customer = records.customer(db, member.member_id, str(claims["sub"])[:64], str(claims.get("name") or "")[:100])
+    customer = records.customer(db, member.member_id, str(claims["sub"]), str(claims.get("name") or "")[:100])
     # what has expired is of no use to anyone: the customer's old sessions go
     db.execute(delete(MspSession).where(MspSession.customer_id == customer.id, MspSession.expires_at <= now))
     token = secrets.token_urlsafe(32)

@@ -414,11 +414,10 @@ def _holding(db: Session, customer_id: int) -> tuple[dict[int, OpenLot], list[Op
 
 def _held_by(customer_id: int, lot: OpenLot, moves: list[OpenLotMove], at: datetime) -> bool:
     """Whether the customer held `lot` at time `at` (from its moves)."""
-    holder: int | None = None
-    first = next((m for m in moves if m.lot_id == lot.id), None)
-    holder = first.from_customer_id if first is not None else lot.customer_id
-    for m in moves:
-        if m.lot_id == lot.id and m.at <= at:
+    own = [m for m in moves if m.lot_id == lot.id]        # in id order: the order they happened
+    holder = own[0].from_customer_id if own else lot.customer_id
+    for m in own:
+        if m.at <= at:
             holder = m.to_customer_id
     return holder == customer_id
 

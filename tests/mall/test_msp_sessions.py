@@ -142,6 +142,7 @@ def test_forged_foreign_and_malformed_assertions_are_refused(home):
         _forged(home, user, home.key, iss="m-zzzzzzzzzz"),               # no such member
         _forged(home, user, home.key, exp=datetime.now(UTC) - timedelta(minutes=2)),
         _forged(home, user, home.key, exp=datetime.now(UTC) + timedelta(hours=1)),   # lives too long
+        _forged(home, user, home.key, sub="x" * 65),                     # no home user id
         "not.a.jwt.at.all.but.long.enough",
     ]
     for assertion in refused:

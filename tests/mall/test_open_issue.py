@@ -182,15 +182,11 @@ OPEN_REFUSALS = [
     (("brands-add", "{brand}", "Acme", "{s}"), "does not change"),
     (("brands-add", "Bad:Id", "X", "{s}"), "brand_id"),
     (("brands-add", "fresh", "X", "{s}", "--discount-bp", "10001"), "discount_bp"),
-    (("brands-add", "fresh", "X", "m-zzzzzzzzzz"), "no member"),
     (("brand-products-add", "no-brand", "{s}", "1"), "no brand"),
-    (("brand-products-add", "{brand}", "{s}", "0"), "positive"),
     (("brand-products-remove", "{s}", "99"), "on no brand's list"),
-    (("group-discount", "no-such-group", "100"), "no group"),
     (("group-discount", "{group}", "10001"), "basis points"),
     (("grant-open", "manufacturer_free", "no-brand", "--customer", "{s}:1", "10"), "no brand"),
     (("grant-open", "manufacturer_free", "{brand}", "--customer", "{s}", "10"), "MEMBER:HOME_USER_ID"),
-    (("grant-open", "manufacturer_free", "{brand}", "--customer", "{s}:1", "0"), "1 to"),
     (("grant-open", "manufacturer_free", "{brand}", "--customer", "m-zzzzzzzzzz:1", "10"), "no member"),
     (("open-unit", "0"), "1 to"),
 ]
@@ -199,19 +195,18 @@ OPEN_REFUSALS = [
 def test_open_refusals_exit_2_and_change_nothing(msp, network):
     s, b, brand, group = network
     msp.admin("brand-products-add", brand, b.member_id, "5")
-    before = (msp.get("/v1/mall/open-catalog").json(), msp.admin_json("brand-products", s.member_id),
-              msp.admin_json("brand-products", b.member_id))
+    def state():
+        return (msp.get("/v1/mall/open-catalog").json(), b.get("/v1/mall/brand-products").json(),
+                s.get("/v1/mall/brand-products").json(), s.get("/v1/mall/open-outstanding").json())
+
+    before = state()
     for args, words in OPEN_REFUSALS:
         res = msp.admin(*(x.format(s=s.member_id, brand=brand, group=group) for x in args), check=False)
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert words in res.stderr, (args, res.stderr)
         assert res.stdout == ""
-    brand_conflict = msp.admin("brand-products-add", f"{brand}", b.member_id, "5", check=False)
-    assert brand_conflict.returncode == 0     # the same entry again is no change
-    after = (msp.get("/v1/mall/open-catalog").json(), msp.admin_json("brand-products", s.member_id),
-             msp.admin_json("brand-products", b.member_id))
-    assert after == before
-    assert s.get("/v1/mall/open-outstanding").json() == []
+    assert msp.admin_json("brand-products", b.member_id) == [{"product_id": 5, "brand_id": brand}]
+    assert state() == before and before[3] == []
 
 
 def test_the_operator_grants_free_tokens_once(msp, network):
