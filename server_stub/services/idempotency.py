@@ -29,7 +29,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..db import write_session
+from ..db import lock_users, write_session
 from ..models.base import utcnow
 from ..models.idempotency import IdempotencyRecord
 from ..models.user import User
@@ -133,13 +133,19 @@ def _refusal_answer(db: Session, user_id: int, key: str | None, fp: str, refusal
 
 
 def run_idempotent(user_id: int, key: str | None, scope: str, payload: Any,
-                   operation: Callable[[Session], Outcome]) -> Outcome:
+                   operation: Callable[[Session], Outcome], *, lock_user: bool = False) -> Outcome:
+    """`lock_user`: take the user's row lock (PostgreSQL) BEFORE reading the key, for an
+    operation with an effect outside the database (a card charge): a concurrent request with
+    the key then waits for the first to commit and replays it, instead of running (charging)
+    again and only then failing on the key."""
     key = validate_key(key)
     fp = fingerprint(scope, payload)
     for _attempt in range(3):
         try:
             with write_session() as db:
                 if key is not None:
+                    if lock_user:
+                        lock_users(db, [user_id])
                     earlier = _replay(db, user_id, key, fp)
                     if earlier is not None:
                         return earlier

@@ -153,6 +153,10 @@ def test_parallel_requests_with_one_key_sell_once(net):
     assert wait_status(net.a, user, answers[0]["body"]["id"], "issued")["status"] == "issued"
     assert [lot["balance"] for lot in msp_lots(net, net.a_id, user)] == [250]
     assert len(net.a.api("GET", "/v1/open-token-purchases", user).json()) == 1
+    # the others replayed without trying a purchase (a card charge) of their own: no purchase
+    # row was ever inserted and rolled back (PostgreSQL's sequence would show the gap)
+    after = buy(net.a, user, kind="universal", tokens=1, **CARD)["body"]
+    assert after["id"] == answers[0]["body"]["id"] + 1
 
 
 def test_off_line_purchase_waits_for_the_operator(net):

@@ -96,7 +96,8 @@ def buy_open_tokens(body: OpenPurchaseCreate, caller: CardCaller, idempotency_ke
     outcome = run_idempotent(
         user.id, idempotency_key, "POST /v1/open-token-purchases", fields,
         rate_limits.counting_declines(caller.address, user.username, lambda db: open_tokens.buy(
-            db, user.id, cat=cat, member_id=member, **fields, pin_verified=pin_ok)))
+            db, user.id, cat=cat, member_id=member, **fields, pin_verified=pin_ok)),
+        lock_user=True)   # a card is charged: a parallel duplicate must replay, not charge again
     return purchase_answer(outcome)
 
 
