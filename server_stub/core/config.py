@@ -76,6 +76,9 @@ class Settings:
     mall_backup_seconds: int = 300
     # The MSP closes its settlement period this often (FIG 15 steps 9-10; the demo: minutes).
     msp_settlement_seconds: int = 86400
+    # An open-token payment held at the MSP (authorized) and neither confirmed nor voided
+    # this long is voided by the MSP (docs/mall.md "Holds, results and refunds").
+    msp_open_payment_hold_seconds: int = 3600
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

@@ -30,7 +30,7 @@ from ..services.errors import ApiError, Forbidden, Invalid, NotFound, first_erro
 from ..vocabulary import Role
 from . import records
 from .models import CustomerRecord, MemberBackup, Member, Movement, MspOutboxMessage
-from .vocabulary import MovementStatus
+from .vocabulary import MovementKind, MovementStatus
 
 BACKUPS_PATH = "/v1/mall/backups"
 # A backup larger than this is refused (413) before its body is read. A user
@@ -155,8 +155,8 @@ def latest_backup(db: Session, caller: str, member_id: str | None = None) -> dic
     pending = db.scalar(select(func.count()).select_from(Movement)
                         .where(mine, Movement.status == MovementStatus.PENDING))
     in_flight = [str(x.get("id")) for x in message.snapshot.get("exchanges", []) if x.get("status") == MovementStatus.PENDING]
-    ended = db.scalars(select(Movement).where(
-        mine, Movement.status != MovementStatus.PENDING,
+    ended = db.scalars(select(Movement).where(   # exchanges only: open payments' cash is no member's ledger
+        mine, Movement.kind == MovementKind.EXCHANGE, Movement.status != MovementStatus.PENDING,
         or_(Movement.completed_at > b.taken_at, Movement.operation_id.in_(in_flight)))
         .order_by(Movement.id)).all()
     return {**_summary(b), "backup": message.model_dump(), "pending_movements": int(pending or 0),

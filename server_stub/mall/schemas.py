@@ -202,3 +202,95 @@ class BackupLatestOut(BackupHeadOut):
     pending_movements: int = Field(description="movements of this member not ended yet: a restore waits")
     movements_since: list[BackupMovementOut] = Field(description="movements that ended after the snapshot, "
                                                                  "or were pending in it")
+
+
+# ---------------------------------------------------------------- open payments (issue 12, helper B)
+# The accepting member's calls (docs/mall.md "Paying with open tokens"): a plan, a held
+# payment, its result and its refund. Units are open units (docs/plans: "Units and vocabulary").
+
+OperationId = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+                                   description="a UUID in its canonical lowercase text form")]
+OpenUnits = Annotated[int, Field(ge=1, le=10**12)]
+MAX_OPEN_LINES = 100
+
+
+class PayingCustomer(StrictModel):
+    """The customer record at the MSP: its home member and the user id there."""
+
+    home_member: MemberId
+    home_user_id: Annotated[str, Field(min_length=1, max_length=64)]
+    full_name: Annotated[str, Field(max_length=100)] = ""
+
+
+class OpenLineIn(StrictModel):
+    line: Annotated[int, Field(ge=1, le=MAX_OPEN_LINES)]
+    product_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    quantity: Annotated[int, Field(ge=1, le=10**6)]
+    units: OpenUnits
+
+
+class OpenPlanIn(StrictModel):
+    customer: PayingCustomer
+    lines: Annotated[list[OpenLineIn], Field(min_length=1, max_length=MAX_OPEN_LINES)]
+
+
+class OpenPaymentIn(OpenPlanIn):
+    operation_id: OperationId
+
+
+class OpenPaymentResultIn(StrictModel):
+    operation_id: OperationId
+    status: Literal["confirmed", "voided"]
+    units: OpenUnits
+    reason: Annotated[str, Field(max_length=300)] = ""
+
+
+class OpenRefundIn(StrictModel):
+    refund_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]{1,64}$")]
+    operation_id: OperationId
+    reason: Annotated[str, Field(max_length=300)] = ""
+
+
+class OpenPortionOut(BaseModel):
+    """What one lot gives one line (`line` 0: a certificate's change, paid back as universal tokens)."""
+
+    line: int
+    lot_id: int
+    kind: str
+    issuer: str | None
+    asset: str
+    tokens: int
+
+
+class OpenPlanBody(BaseModel):
+    portions: list[OpenPortionOut]
+    change: list[OpenPortionOut]
+    short_units: int
+    helpful_kinds: list[str]
+
+
+class OpenPlanOut(BaseModel):
+    plan: OpenPlanBody
+    unit_value_cents: int
+
+
+class OpenPaymentOut(BaseModel):
+    """A held payment (authorized), or its end (confirmed, voided, refunded)."""
+
+    operation_id: str
+    status: str
+    portions: list[OpenPortionOut]
+    change: list[OpenPortionOut]
+    units: int
+    hold_expires_at: datetime
+    reason: str | None = None
+    change_lots: list[int] = Field(default_factory=list, description="confirmed: the universal lots of the change")
+    balance_after: dict[str, int] = Field(default_factory=dict,
+                                          description="the customer's usable open units per asset after this")
+
+
+class OpenRefundOut(BaseModel):
+    refund_id: str
+    operation_id: str
+    status: str
+    units: int

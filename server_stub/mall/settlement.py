@@ -49,7 +49,8 @@ from .models import (
     FeeRecord, Member, Movement, PayoutInstruction, Period, PeriodSummary, SettledMovement, Statement, TokenNotice,
 )
 from .vocabulary import (
-    CENT_ASSET, MSP_ID, BookEntryKind, FeeKind, MovementStatus, PayoutDirection, PayoutStatus, PeriodStatus,
+    CENT_ASSET, MSP_ID, BookEntryKind, FeeKind, MovementKind, MovementStatus, PayoutDirection, PayoutStatus,
+    PeriodStatus,
 )
 
 MSP_POSITION = "msp:position"
@@ -125,6 +126,8 @@ class _Party:
     royalty_paid_from_deposit_cents: int = 0
     movements: int = 0
     notices: int = 0
+    open_fraction_units: int = 0     # open payments' value below a cent (their whole cents were posted)
+    open_movements: int = 0
 
     @property
     def royalty_invoiced_units(self) -> int:
@@ -133,7 +136,12 @@ class _Party:
     @property
     def position_units(self) -> int:
         return ((self.owed_cents - self.owing_cents) * UNITS_PER_CENT + self.service_charge_earned_units
-                - self.exchange_fees_paid_units - self.royalty_invoiced_units)
+                - self.exchange_fees_paid_units - self.royalty_invoiced_units + self.open_fraction_units)
+
+
+def _sign(mv: Movement) -> int:
+    """+1 for what a movement makes its from_member owe, -1 for an open refund (it gives it back)."""
+    return -1 if mv.kind == MovementKind.OPEN_REFUND else 1
 
 
 def _toward_zero(units: int) -> int:
@@ -175,21 +183,38 @@ def close_period(db: Session, now: datetime | None = None, *, only_if_due: bool 
     msp_fee_units = 0
     for mv in movements:
         payer, payee = parties[mv.from_member], parties[mv.to_member]
-        payer.owing_cents += mv.value_cents
-        payee.owed_cents += mv.value_cents
         payer.movements += 1
         payee.movements += 1
-        # token values never change at the MSP: what left was worth tokens_from x its value
-        payer.rounding_gain_cents += mv.tokens_from * all_members[mv.from_member].token_value_cents - mv.value_cents
+        if mv.kind == MovementKind.EXCHANGE:
+            payer.owing_cents += mv.value_cents
+            payee.owed_cents += mv.value_cents
+            # token values never change at the MSP: what left was worth tokens_from x its value
+            payer.rounding_gain_cents += mv.tokens_from * all_members[mv.from_member].token_value_cents - mv.value_cents
+            continue
+        # open tokens accepted (FIG 18 step 7): the whole cents were posted at confirm, the
+        # sub-cent rest counts here; a refund is the same pair and value, the other way
+        sign = _sign(mv)
+        fraction = int(mv.value_micro_cents or 0) - mv.value_cents * UNITS_PER_CENT
+        if sign > 0:
+            payer.owing_cents += mv.value_cents
+            payee.owed_cents += mv.value_cents
+        else:
+            payer.owed_cents += mv.value_cents
+            payee.owing_cents += mv.value_cents
+        payer.open_fraction_units -= sign * fraction
+        payee.open_fraction_units += sign * fraction
+        payer.open_movements += 1
+        payee.open_movements += 1
     for f in fees:
         of = by_operation.get(f.operation_id)
         if of is None:      # a notice's royalty: counted with the notice below
             continue
-        parties[f.member_id].exchange_fees_paid_units += f.amount_micro_cents
+        amount = _sign(of) * f.amount_micro_cents    # a refund gives its payment's fees back
+        parties[f.member_id].exchange_fees_paid_units += amount
         if f.kind == FeeKind.SERVICE_CHARGE:
-            parties[of.from_member].service_charge_earned_units += f.amount_micro_cents
+            parties[of.from_member].service_charge_earned_units += amount
         else:
-            msp_fee_units += f.amount_micro_cents
+            msp_fee_units += amount
     for n in notices:
         p = parties[n.member_id]
         p.notices += 1
@@ -216,7 +241,8 @@ def close_period(db: Session, now: datetime | None = None, *, only_if_due: bool 
                 "royalty_micro_cents": p.royalty_units,
                 "royalty_paid_from_deposit_cents": p.royalty_paid_from_deposit_cents,
                 "royalty_invoiced_micro_cents": p.royalty_invoiced_units,
-                "movements": p.movements, "notices": p.notices}))
+                "movements": p.movements, "notices": p.notices, "open_movements": p.open_movements,
+                "open_fraction_micro_cents": p.open_fraction_units}))
     msp_line = lines[MSP_ID]
     db.add(PeriodSummary(period_id=period.id, msp_net_cents=msp_line.net_cents,
                          msp_residue_micro_cents=msp_line.carried_units,
@@ -383,6 +409,12 @@ class Scheduler:
         return max(1.0, min(60.0, get_settings().msp_settlement_seconds / 10))
 
     def run_once(self) -> Period | None:
+        from . import open_payments   # here: open_payments books into this module's positions
+
+        with write_session() as db:   # open-token holds past their time are voided (docs/mall.md)
+            voided = open_payments.expire_holds(db)
+        if voided:
+            log("open payment holds expired", voided=voided)
         with write_session() as db:
             closed = close_period(db, only_if_due=True)
             closed_id = closed.id if closed is not None else None
