@@ -11,7 +11,7 @@ from license_agent.codes import LicenseKind
 
 from ..network.open_money import OpenKind
 from ..vocabulary import AccountStatus, ItemAction, OfferKind, OpenOrderStatus, OrderPayment, OrderStatus, RentalUnit
-from .common import SPACES, Absent, Id, Problem, StrictModel, no_default
+from .common import FROM_JSON, SPACES, Absent, Id, Problem, StrictModel, no_default
 
 DeviceIdText = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="hex device id (32 characters)")]
 Quantity = Annotated[int, Field(ge=1, le=1_000_000_000)]
@@ -42,14 +42,18 @@ _PAYMENT = Field(OrderPayment.CLOSED, description="closed: this member's tokens;
 class QuoteCreate(StrictModel):
     items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=50)]
     device_id: DeviceIdText | None = None
-    payment: OrderPayment = _PAYMENT
+    payment: Annotated[OrderPayment, FROM_JSON] = _PAYMENT
 
 
 class OrderCreate(StrictModel):
     items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=50)]
     device_id: DeviceIdText
     installed_product_ids: Annotated[list[Id], Field(max_length=50)] = []
-    payment: OrderPayment = _PAYMENT
+    payment: Annotated[OrderPayment, FROM_JSON] = _PAYMENT
+
+
+class CancelOrderIn(StrictModel):
+    reason: ShortText
 
 
 class OrderListPut(StrictModel):

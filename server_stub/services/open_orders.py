@@ -298,6 +298,16 @@ def start_order(db: Session, user: User, device: Device, plan: Plan, payment: st
     return Outcome(202, receipt(db, order, []))
 
 
+def wake_worker() -> None:
+    """After a commit that queued a refund (the admin API): the server sends it now."""
+    from . import mall_saga
+
+    with read_session() as db:
+        if mall.membership(db) is None:
+            return
+    mall_saga.wake()
+
+
 def deliver_and_wait(operation_id: str) -> None:
     """Send the authorization now from the request's thread (the handler records the answer)."""
     from . import mall_saga
@@ -552,16 +562,26 @@ def receipt_extras(db: Session, order: Order, out: dict[str, Any]) -> None:
             for (kind, issuer), tokens in by.items():
                 paid.append({"asset": open_money.asset_name(OpenKind(kind), issuer), "kind": kind, "issuer": issuer,
                              "tokens": tokens})
-            raw = auth.get("balance_after")
-            if isinstance(raw, list):
-                balance_after = {}
-                for b in raw:
-                    balance_after[str(b.get("kind"))] = balance_after.get(str(b.get("kind")), 0) + int(b["tokens"])
+            balance_after = _per_kind(auth.get("balance_after"))
         out["open_units"] = oop.units
         out["open_status"] = oop.status
         out["operation_id"] = oop.operation_id
     out["paid"] = paid
     out["open_balance_after"] = balance_after
+
+
+def _per_kind(raw: Any) -> dict[str, int] | None:
+    """The MSP's `balance_after` ({asset: tokens}, usable lots after the hold) summed per kind."""
+    if not isinstance(raw, dict):
+        return None
+    out: dict[str, int] = {}
+    for asset, tokens in raw.items():
+        try:
+            kind, _issuer = open_money.parse_asset(str(asset))
+        except open_money.OpenMoneyError:
+            continue
+        out[kind.value] = out.get(kind.value, 0) + int(tokens)
+    return out
 
 
 _member: str | None = None
