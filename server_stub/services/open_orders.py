@@ -543,29 +543,30 @@ def receipt_extras(db: Session, order: Order, out: dict[str, Any]) -> None:
     out["payment"] = order.payment
     member = _member_id_or_none(db)
     asset = f"token:{member}" if member else "token"
-    if order.payment == OrderPayment.CLOSED:
-        out["paid"] = [{"asset": asset, "kind": "closed", "issuer": member, "tokens": order.required_tokens}]
+    oop = operation_of(db, order.id) if order.payment != OrderPayment.CLOSED else None
+    done = order.status in (OrderStatus.COMPLETED, OrderStatus.CANCELLED)   # pending: held, not paid yet
+    if oop is None:   # a closed order (auto ones too, when this member's tokens paid it all)
+        out["paid"] = ([{"asset": asset, "kind": "closed", "issuer": member, "tokens": order.required_tokens}]
+                       if done else [])
         return
-    oop = operation_of(db, order.id)
     paid: list[dict[str, Any]] = []
-    closed = order.available_tokens - order.balance_after
+    closed = int(json.loads(oop.request_json).get("closed_tokens", 0)) if done else 0
     if closed > 0:
         paid.append({"asset": asset, "kind": "closed", "issuer": member, "tokens": closed})
     balance_after: dict[str, int] | None = None
-    if oop is not None:
-        auth = json.loads(oop.answer_json or "{}").get("msp", {}).get("body", {})
-        if order.status in (OrderStatus.COMPLETED, OrderStatus.CANCELLED) and isinstance(auth, dict):
-            by: dict[tuple[str, str | None], int] = {}
-            for p in auth.get("portions") or []:
-                k = (str(p.get("kind")), p.get("issuer"))
-                by[k] = by.get(k, 0) + int(p.get("tokens", 0))
-            for (kind, issuer), tokens in by.items():
-                paid.append({"asset": open_money.asset_name(OpenKind(kind), issuer), "kind": kind, "issuer": issuer,
-                             "tokens": tokens})
-            balance_after = _per_kind(auth.get("balance_after"))
-        out["open_units"] = oop.units
-        out["open_status"] = oop.status
-        out["operation_id"] = oop.operation_id
+    auth = json.loads(oop.answer_json or "{}").get("msp", {}).get("body", {})
+    if done and isinstance(auth, dict):
+        by: dict[tuple[str, str | None], int] = {}
+        for p in auth.get("portions") or []:
+            k = (str(p.get("kind")), p.get("issuer"))
+            by[k] = by.get(k, 0) + int(p.get("tokens", 0))
+        for (kind, issuer), tokens in by.items():
+            paid.append({"asset": open_money.asset_name(OpenKind(kind), issuer), "kind": kind, "issuer": issuer,
+                         "tokens": tokens})
+        balance_after = _per_kind(auth.get("balance_after"))
+    out["open_units"] = oop.units
+    out["open_status"] = oop.status
+    out["operation_id"] = oop.operation_id
     out["paid"] = paid
     out["open_balance_after"] = balance_after
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from server_stub.db import read_session, write_session
 from server_stub.mall import open_lots, records
-from server_stub.mall.models import Brand, BrandProduct, OpenLot, OpenPayment
+from server_stub.mall.models import OpenLot, OpenPayment
 from server_stub.network.open_money import OpenKind
 from tests.mall.test_exchange_network import sign_on_at
 from tests.support.network import MallNetwork, funded_user, start_network
@@ -37,10 +37,8 @@ def world(backend, tmp_path_factory):
     try:
         cat_a, cat_b = make_catalog(net.a), make_catalog(net.b)
         # product 2103: B's "perm" is brand acme's (A makes it); A and B are both in group north
-        with write_session(net.msp.db_url) as db:
-            db.add(Brand(brand_id="acme", name="Acme", member_id=net.a_id, discount_bp=1000, free_cap_units=0))
-            db.flush()
-            db.add(BrandProduct(member_id=net.b_id, product_id=cat_b.products["perm"], brand_id="acme"))
+        net.msp.admin("brands-add", "acme", "Acme", net.a_id, "--discount-bp", "1000")
+        net.msp.admin("brand-products-add", "acme", net.b_id, str(cat_b.products["perm"]))
         for m in (net.a_id, net.b_id):
             net.msp.admin("group-add", "north", m)
         for v in net.vendors:
@@ -119,7 +117,9 @@ def test_paid_wholly_in_open_tokens_at_another_member_with_every_kind(world):
     assert q["unit_value_cents"] == 1 and q["payment"] == "open"
     assert [i["split"] for i in q["items"]] == [{"closed_tokens": 0, "open_units": units[0]},
                                                 {"closed_tokens": 0, "open_units": units[1]}]
-    assert "group" in q["items"][0]["open_kinds"] and "universal" in q["items"][1]["open_kinds"]
+    assert q["items"][0]["open_kinds"] == ["manufacturer", "manufacturer_free", "group", "gift_certificate",
+                                           "universal"]                 # acme's product at B
+    assert q["items"][1]["open_kinds"] == ["group", "gift_certificate", "universal"]
     assert q["open_plan_error"] is None and q["open_plan"]["short_units"] == 0 and q["payable"] is True
     # no single kind pays 1050 units: combined, manufacturer first for acme's product, universal last
     by_kind: dict[str, int] = {}
