@@ -308,13 +308,13 @@ def wake_worker() -> None:
     mall_saga.wake()
 
 
-def deliver_and_wait(operation_id: str) -> None:
+def deliver_and_wait(operation_id: str, timeout: float = AUTHORIZE_WAIT) -> None:
     """Send the authorization now from the request's thread (the handler records the answer)."""
     from . import mall_saga
 
     mall_saga.start_worker()
-    assert mall_saga._worker is not None
-    mall_saga._worker.deliver_now(operation_id, AUTHORIZE_WAIT)
+    if mall_saga._worker is not None:
+        mall_saga._worker.deliver_now(operation_id, timeout)
 
 
 def finish_request(user_id: int, order_id: int) -> Outcome:
@@ -351,6 +351,13 @@ def final_outcome(db: Session, order: Order) -> Outcome:
 def wait_for_order(user_id: int, order_id: int, wait: float) -> None:
     """GET /v1/orders/{id}?wait=: return once the order is no longer pending, or after `wait` s."""
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_ORDER_WAIT)
+    with read_session() as db:
+        order = db.get(Order, order_id)
+        oop = operation_of(db, order_id) if order is not None and order.user_id == user_id else None
+        pending = oop is not None and order is not None and order.status == OrderStatus.PENDING
+    if pending and oop is not None:
+        # the client waits anyway: ask the MSP now rather than at the message's next backoff
+        deliver_and_wait(oop.operation_id, max(deadline - time.monotonic(), 0.0))
     while True:
         with read_session() as db:
             order = db.get(Order, order_id)

@@ -297,3 +297,40 @@ def test_msp_down_answers_202_then_the_order_completes_once_it_is_back(world):
         assert db.scalar(select(OpenLot.id).where(OpenLot.customer_id == cust.id, OpenLot.kind == "universal")
                          .order_by(OpenLot.id.desc()).limit(1)) is not None
     assert available(a, u) == 0 and a.ledger_check()["ok"] is True
+
+
+def test_a_license_met_meanwhile_voids_both_the_closed_hold_and_the_authorization(world):
+    w, net = world, world.net
+    a = net.a
+    u = funded_user(a, 10)
+    uid = str(a.me(u)["id"])
+    give(net, net.a_id, uid, OpenKind.UNIVERSAL, 5000)
+    rent = [{"offer_id": w.cat_a.offers[("time", "rent_time")], "quantity": 7}]      # 15 tokens
+    keys = register_device(a, u)
+    assert a.api("POST", "/v1/quotes", u, json={"items": rent, "payment": "auto"}).status_code == 200
+    net.msp.stop()
+    try:
+        key = uuid.uuid4().hex
+        r = place(a, u, keys.device_id, rent, "auto", key)
+        assert r.status_code == 202, r.text                   # 10 closed tokens held, 5 tokens' worth open
+        a.admin_cli("grant", u.username, "250", "--kind", "standard")
+        # meanwhile the same product bought outright on the same device: the rental can no longer apply
+        bought = place(a, u, keys.device_id, [{"offer_id": w.cat_a.offers[("time", "purchase")]}], "closed")
+        assert bought.status_code == 201, bought.text
+    finally:
+        net.msp.start()
+    order_id = r.json()["id"]
+
+    def done():
+        o = a.api("GET", f"/v1/orders/{order_id}", u, params={"wait": 5}).json()
+        return o if o["status"] != "pending" else None
+
+    final = wait_until(done, timeout=120)
+    assert final and final["status"] == "failed" and final["open_status"] == "voided", final
+    replay = place(a, u, keys.device_id, rent, "auto", key)
+    assert replay.status_code == 409 and replay.json()["reason"] == "local_failure"
+    assert "already permanent" in replay.json()["detail"]
+    assert available(a, u) == 10 and a.me(u)["tokens"]["held"] == 0     # the closed hold voided
+    assert wait_until(lambda: payment_status(net, final["operation_id"]) == "voided")
+    assert lots(net, net.a_id, uid) == {"open:universal": 5000}          # and the MSP's hold
+    assert a.ledger_check()["ok"] is True
