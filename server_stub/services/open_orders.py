@@ -341,10 +341,11 @@ def final_outcome(db: Session, order: Order) -> Outcome:
     from .orders import receipt
 
     oop = operation_of(db, order.id)
-    if order.status == OrderStatus.FAILED and oop is not None:
-        stored = json.loads(oop.answer_json or "{}").get("final")
+    if order.status == OrderStatus.FAILED:
+        stored = json.loads(oop.answer_json or "{}").get("final") if oop is not None else None
         if stored:
             return Outcome(int(stored["status"]), stored["body"])
+        return Outcome(409, Conflict(f"order {order.id} failed", reason="failed").body())
     return Outcome(201 if order.status != OrderStatus.PENDING else 202, jsonable_encoder(receipt(db, order)))
 
 
