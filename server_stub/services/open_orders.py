@@ -594,13 +594,19 @@ def _per_kind(raw: Any) -> dict[str, int] | None:
 
 
 _member: str | None = None
+_not_joined_until = 0.0
+NOT_JOINED_RECHECK = 10.0   # seconds: a store joins by a CLI in another process
 
 
 def _member_id_or_none(db: Session) -> str | None:
-    global _member
-    if _member is None:
+    """This store's member id (once joined it never changes), without a read per receipt."""
+    global _member, _not_joined_until
+    if _member is None and time.monotonic() >= _not_joined_until:
         row = mall.membership(db)
-        _member = row.member_id if row is not None else None
+        if row is None:
+            _not_joined_until = time.monotonic() + NOT_JOINED_RECHECK
+        else:
+            _member = row.member_id
     return _member
 
 
