@@ -9,20 +9,34 @@ against the MSP's own records that
 - every completed movement moved exactly its amounts at both ends (claim 31):
   the home member posted its exchange with those amounts, the other member
   applied the issue with those tokens; every failed one moved nothing;
-- nothing is pending: no movement, no message in any outbox.
+- nothing is pending: no movement, no message in any outbox;
+- open payments (`open_problems`, the MSP's own records only): no lot below zero,
+  nothing held past its hold (+ a grace for the scheduler's round), every
+  certificate's change lot made once and only for a confirmed payment, the pending
+  accounts of an ended payment at zero and of a held one holding its portions.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from ..db import read_session
+from ..models.base import utcnow
 from ..network.types import Unreachable
 from . import books
-from .models import Member, Movement, MspOutboxMessage, TokenRecord
-from .vocabulary import MovementStatus
+from .models import (
+    MallAccount, MallTransfer, Member, Movement, MspOutboxMessage, OpenLot, OpenPayment, OpenPaymentPortion,
+    TokenRecord,
+)
+from .vocabulary import BookEntryKind, MovementKind, MovementStatus, OpenPaymentStatus, PortionKind
+
+# A hold is voided by the settlement scheduler's round (at most a minute late); past this it is a fault.
+HOLD_GRACE = timedelta(minutes=5)
 
 
 @dataclass
@@ -45,10 +59,13 @@ def run_audit() -> AuditReport:
     with read_session() as db:
         members = {m.member_id: m.base_url.rstrip("/") for m in db.scalars(select(Member))}
         records = {r.member_id: (r.exchanged_out, r.exchanged_in, r.circulation) for r in db.scalars(select(TokenRecord))}
-        movements = db.scalars(select(Movement)).all()
+        # exchanges: open payments' movements are the MSP's alone (open_problems checks them)
+        movements = db.scalars(select(Movement).where(Movement.kind == MovementKind.EXCHANGE)).all()
         pending_out = db.scalar(select(func.count()).select_from(MspOutboxMessage)
                                 .where(MspOutboxMessage.status == "pending"))
         checked = books.verify(db)
+        for problem in open_problems(db):
+            report.problem(problem)
     report.members = len(members)
     if not checked.ok:
         report.problem(f"the MSP's books do not balance: {checked}")
@@ -114,3 +131,54 @@ def run_audit() -> AuditReport:
         if operation_id not in known:
             report.problem(f"{member_id} issued tokens for {operation_id}, unknown to the MSP")
     return report
+
+
+def open_problems(db: Session, now: datetime | None = None) -> list[str]:
+    """What is wrong with the MSP's open tokens and payments (books.verify covers
+    their sums): each problem as a sentence, none when all is well."""
+    now = now or utcnow()
+    problems: list[str] = []
+    for code, bal in db.execute(select(MallAccount.code, MallAccount.balance).join(
+            OpenLot, OpenLot.account_id == MallAccount.id).where(MallAccount.balance < 0)):
+        problems.append(f"open lot account {code} is below zero ({bal})")
+    balances = {code: int(bal) for code, bal in db.execute(
+        select(MallAccount.code, MallAccount.balance).where(MallAccount.code.like("pending:%")))}
+    portions: dict[int, list[OpenPaymentPortion]] = defaultdict(list)
+    for row in db.scalars(select(OpenPaymentPortion).order_by(OpenPaymentPortion.id)):
+        portions[row.payment_id].append(row)
+    change_lots = {lot.origin: lot for lot in db.scalars(select(OpenLot).where(OpenLot.origin.like("change:%")))}
+    made_with: dict[int, list[int]] = defaultdict(list)   # a lot's issue postings: exactly one, of its change
+    for account_id, amount in db.execute(
+            select(MallTransfer.to_account_id, MallTransfer.amount)
+            .where(MallTransfer.kind == BookEntryKind.OPEN_TOKEN_ISSUE,
+                   MallTransfer.to_account_id.in_([lot.account_id for lot in change_lots.values()]))):
+        made_with[account_id].append(int(amount))
+    expected_change: set[str] = set()
+    for p in db.scalars(select(OpenPayment).order_by(OpenPayment.id)):
+        held: dict[int, int] = defaultdict(int)
+        for row in portions[p.id]:
+            held[row.lot_id] += int(row.tokens)
+        if p.status == OpenPaymentStatus.AUTHORIZED and p.hold_expires_at + HOLD_GRACE < now:
+            problems.append(f"open payment {p.operation_id} is still held past its hold (+ grace)")
+        if sum(int(r.tokens) for r in portions[p.id] if r.kind == PortionKind.PORTION) != p.units:
+            problems.append(f"open payment {p.operation_id}: its portions do not sum to its {p.units} units")
+        for lot_id, tokens in sorted(held.items()):
+            code = f"pending:{p.operation_id}:{lot_id}"
+            want = tokens if p.status == OpenPaymentStatus.AUTHORIZED else 0
+            if balances.get(code, 0) != want:
+                problems.append(f"{code} holds {balances.get(code, 0)}, not {want} ({p.status} payment)")
+        for row in portions[p.id]:
+            if row.kind != PortionKind.CHANGE:
+                continue
+            origin = f"change:{p.operation_id}:{row.lot_id}"
+            lot = change_lots.get(origin)
+            if p.status in (OpenPaymentStatus.CONFIRMED, OpenPaymentStatus.REFUNDED):
+                expected_change.add(origin)
+                if lot is None:
+                    problems.append(f"open payment {p.operation_id}: no change lot {origin}")
+                elif made_with.get(lot.account_id) != [int(row.tokens)]:
+                    problems.append(f"change lot {origin} was not made once with its {row.tokens} tokens: "
+                                    f"{made_with.get(lot.account_id)}")
+    for origin in sorted(set(change_lots) - expected_change):
+        problems.append(f"change lot {origin} belongs to no confirmed payment's change")
+    return problems

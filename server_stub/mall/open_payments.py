@@ -152,6 +152,12 @@ def _per_lot(rows: Iterable[OpenPaymentPortion], kind: PortionKind | None = None
     return dict(sorted(out.items()))   # lot id order: one order of row locks
 
 
+def _by_asset(per_lot: dict[int, int], lots: dict[int, OpenLot]) -> list[tuple[int, int]]:
+    """Postings into or out of the member's shared `accepted:` accounts in one order
+    (asset, then lot): two transactions never wait on each other's in a cycle."""
+    return sorted(per_lot.items(), key=lambda item: (lots[item[0]].asset, item[0]))
+
+
 def _balance_after(db: Session, customer_id: int, now: datetime) -> dict[str, int]:
     out: dict[str, int] = defaultdict(int)
     for b in open_lots.customer_lots(db, customer_id):
@@ -272,7 +278,8 @@ def _book_cash(db: Session, kind: MovementKind, movement_id: str, payer: str, re
         src, dst = settlement.position_account(db, payer), settlement.position_account(db, receiver)
         if reverse:
             src, dst = dst, src
-        books.post(db, src, dst, cents, kind=BookEntryKind.OPEN_PAYMENT, operation_id=movement_id)
+        books.post(db, src, dst, cents, kind=BookEntryKind.OPEN_REFUND if reverse else BookEntryKind.OPEN_PAYMENT,
+                   operation_id=movement_id)
     for member_id, fee_kind, units in fees:
         if units:
             records.add_fee(db, member_id, movement_id, fee_kind, units)
@@ -283,7 +290,7 @@ def _confirm(db: Session, payment: OpenPayment, now: datetime) -> None:
     op = payment.operation_id
     rows = _rows(db, payment)
     lots = _lots(db, (r.lot_id for r in rows))
-    for lot_id, tokens in _per_lot(rows, PortionKind.PORTION).items():
+    for lot_id, tokens in _by_asset(_per_lot(rows, PortionKind.PORTION), lots):
         lot = lots[lot_id]
         books.post(db, pending_account(db, op, lot), accepted_account(db, payment.member_id, lot.asset), tokens,
                    kind=BookEntryKind.OPEN_PAYMENT, operation_id=op)
@@ -412,6 +419,8 @@ def refund(db: Session, caller: str, raw: Any, message_id: str, now: datetime | 
                        reason="not_confirmed")
     op = payment.operation_id
     rows = _rows(db, payment)
+    # the customer's lot accounts first, in id order, as a payment's authorization locks them
+    open_lots.customer_lots(db, payment.customer_id, with_empty=True, for_update=True)
     lots = _lots(db, (r.lot_id for r in rows))
     for cert_id, tokens in _per_lot(rows, PortionKind.CHANGE).items():
         cert = lots[cert_id]
@@ -420,13 +429,13 @@ def refund(db: Session, caller: str, raw: Any, message_id: str, now: datetime | 
             raise Conflict("the change of this payment's gift certificate was already spent", reason="change_spent")
         books.post(db, open_lots.lot_account(db, change),
                    open_lots.issuance_account(db, change.asset, change.seller_member_id), tokens,
-                   kind=BookEntryKind.OPEN_PAYMENT, operation_id=op)
+                   kind=BookEntryKind.OPEN_REFUND, operation_id=op)
         books.post(db, open_lots.issuance_account(db, cert.asset, cert.seller_member_id),
-                   open_lots.lot_account(db, cert), tokens, kind=BookEntryKind.OPEN_PAYMENT, operation_id=op)
-    for lot_id, tokens in _per_lot(rows, PortionKind.PORTION).items():
+                   open_lots.lot_account(db, cert), tokens, kind=BookEntryKind.OPEN_REFUND, operation_id=op)
+    for lot_id, tokens in _by_asset(_per_lot(rows, PortionKind.PORTION), lots):
         lot = lots[lot_id]
         books.post(db, accepted_account(db, payment.member_id, lot.asset), open_lots.lot_account(db, lot), tokens,
-                   kind=BookEntryKind.OPEN_PAYMENT, operation_id=op)
+                   kind=BookEntryKind.OPEN_REFUND, operation_id=op)
     for lot in lots.values():
         if lot.expires_at is not None and lot.expires_at <= now:   # revived for a while (docs/mall.md policy)
             lot.expires_at = now + REFUND_REVIVAL

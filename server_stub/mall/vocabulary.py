@@ -87,6 +87,7 @@ class BookEntryKind(StrEnum):
     MESSAGE_FEE = "message_fee"
     OPEN_TOKEN_ISSUE = "open_token_issue"   # open tokens into a customer's account (FIG 18)
     OPEN_PAYMENT = "open_payment"           # open tokens spent at a member (FIG 20)
+    OPEN_REFUND = "open_refund"             # a confirmed open payment undone (tokens and cents back)
     SETTLEMENT = "settlement"           # a period's positions cleared (FIG 16)
     PAYOUT = "payout"
 

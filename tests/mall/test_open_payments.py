@@ -5,15 +5,17 @@ real `msp serve` with signed calls (plan, authorize, the first answer final)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+import sqlalchemy as sa
 from sqlalchemy import select
 
 from server_stub.db import read_session, write_session
 from server_stub.mall import books, open_lots, open_payments, records
-from server_stub.mall.models import Brand, BrandProduct, Group, GroupMember, OpenPayment
+from server_stub.mall.models import Brand, BrandProduct, Group, GroupMember, OpenLot, OpenPayment
 from server_stub.models.base import utcnow
 from server_stub.network.open_money import OpenKind
 from tests.mall.test_notifications import add_member
@@ -79,7 +81,7 @@ def balance(db, code: str) -> int:
 
 
 def lot_balance(db, lot_id: int) -> int:
-    return balance(db, f"lot:{db.get(open_lots.OpenLot, lot_id).origin}")
+    return balance(db, f"lot:{db.get(OpenLot, lot_id).origin}")
 
 
 def members2():
@@ -213,6 +215,8 @@ def test_signed_plan_and_payment_over_a_real_msp(msp):
     first = msp.signed("POST", "/v1/mall/open-payments", a_key, a, payment, headers={"Idempotency-Key": op})
     assert first.status_code == 200, first.text
     assert first.json()["status"] == "authorized" and first.json()["balance_after"] == {"open:universal": 200}
+    hold = datetime.fromisoformat(first.json()["hold_expires_at"])    # the default hour, in UTC
+    assert hold.tzinfo is not None and timedelta(minutes=59) < hold - utcnow() <= timedelta(hours=1)
     again = msp.signed("POST", "/v1/mall/open-payments", a_key, a, payment, headers={"Idempotency-Key": op})
     assert (again.status_code, again.json()) == (200, first.json())
     other = msp.signed("POST", "/v1/mall/open-payments", a_key, a, {**payment, "lines": lines(1, product_id=3)},
@@ -228,3 +232,64 @@ def test_signed_plan_and_payment_over_a_real_msp(msp):
     with read_session(msp.db_url) as db:
         assert balance(db, f"pending:{op}:{uni}") == 1000 and lot_balance(db, uni) == 200
         assert books.verify(db).ok
+
+
+def test_signed_result_and_refund_over_a_real_msp_and_the_audit_sees_open_payments(msp_factory):
+    msp = msp_factory()    # its own: `msp admin audit` asks every member, and these have no servers
+    s, _ = joined(msp, "Served seller")
+    a, a_key = joined(msp, "Served acceptor")
+    with write_session(msp.db_url) as db:
+        uni = give(db, s, OpenKind.UNIVERSAL, 700)
+    ops = [str(uuid.uuid4()) for _ in range(2)]
+    for op in ops:
+        r = msp.signed("POST", "/v1/mall/open-payments", a_key, a,
+                       {"operation_id": op, "customer": customer(s), "lines": lines(300)},
+                       headers={"Idempotency-Key": op})
+        assert r.status_code == 200, r.text
+    done = msp.signed("POST", "/v1/mall/open-payment-results", a_key, a,
+                      {"operation_id": ops[0], "status": "confirmed", "units": 300},
+                      headers={"Idempotency-Key": f"{ops[0]}:result"})
+    assert done.status_code == 200 and done.json()["status"] == "confirmed", done.text
+    wrong_key = msp.signed("POST", "/v1/mall/open-payment-results", a_key, a,
+                           {"operation_id": ops[1], "status": "voided", "units": 300},
+                           headers={"Idempotency-Key": ops[1]})
+    assert wrong_key.status_code == 422
+    refund_id = str(uuid.uuid4())
+    back = msp.signed("POST", "/v1/mall/open-refunds", a_key, a,
+                      {"refund_id": refund_id, "operation_id": ops[0], "reason": "returned"},
+                      headers={"Idempotency-Key": refund_id})
+    assert back.status_code == 200 and back.json() == {"refund_id": refund_id, "operation_id": ops[0],
+                                                       "status": "refunded", "units": 300}, back.text
+    with read_session(msp.db_url) as db:
+        assert lot_balance(db, uni) == 400 and balance(db, f"pending:{ops[1]}:{uni}") == 300
+    with write_session(msp.db_url) as db:   # forged: the held payment marked voided, its tokens still pending
+        db.execute(sa.update(OpenPayment).where(OpenPayment.operation_id == ops[1]).values(status="voided"))
+    res = msp.admin("audit", check=False)
+    assert res.returncode != 0
+    assert f"pending:{ops[1]}:{uni} holds 300, not 0 (voided payment)" in res.stdout + res.stderr
+
+
+def test_a_served_msp_voids_a_hold_nobody_ended(msp_factory):
+    # a one-second hold and a scheduler round every second (msp_settlement_seconds / 10, at least 1 s)
+    msp = msp_factory(env={"TOKENRENT_MSP_OPEN_PAYMENT_HOLD_SECONDS": "1", "TOKENRENT_MSP_SETTLEMENT_SECONDS": "10"})
+    s, _ = joined(msp, "Idle seller")
+    a, a_key = joined(msp, "Idle acceptor")
+    with write_session(msp.db_url) as db:
+        uni = give(db, s, OpenKind.UNIVERSAL, 100)
+    op = str(uuid.uuid4())
+    r = msp.signed("POST", "/v1/mall/open-payments", a_key, a,
+                   {"operation_id": op, "customer": customer(s), "lines": lines(60)}, headers={"Idempotency-Key": op})
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 20
+    while True:
+        with read_session(msp.db_url) as db:
+            status = db.scalar(select(OpenPayment.status).where(OpenPayment.operation_id == op))
+            if status == "voided":
+                assert lot_balance(db, uni) == 100 and balance(db, f"pending:{op}:{uni}") == 0
+                break
+        assert time.monotonic() < deadline, f"the hold was not voided: {status}"
+        time.sleep(0.2)
+    late = msp.signed("POST", "/v1/mall/open-payment-results", a_key, a,
+                      {"operation_id": op, "status": "confirmed", "units": 60},
+                      headers={"Idempotency-Key": f"{op}:result"})
+    assert late.status_code == 409 and late.json()["reason"] == "expired"
