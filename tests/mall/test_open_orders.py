@@ -359,3 +359,26 @@ def test_an_authorization_too_close_to_its_hold_expiry_is_voided_not_completed(b
         assert lots(net, net.a_id, uid) == {"open:universal": 5000}
     finally:
         cleanup()
+
+
+def test_a_store_outside_a_mall_takes_auto_with_its_own_tokens_and_refuses_open(server):
+    cat = make_catalog(server)
+    u = server.new_user(tokens=150)
+    keys = register_device(server, u)
+    items = [{"offer_id": cat.offers[("perm", "purchase")]}]                   # 100 tokens
+    q = server.api("POST", "/v1/quotes", u, json={"items": items, "payment": "auto"}).json()
+    assert q["payable"] is True and q["items"][0]["split"]["closed_tokens"] == 100 and q["open_plan"] is None
+    r = place(server, u, keys.device_id, items, "open")
+    assert r.status_code == 409 and r.json()["reason"] == "not_in_mall"
+    assert available(server, u) == 150
+    r = place(server, u, keys.device_id, items, "auto")
+    assert r.status_code == 201, r.text
+    assert r.json()["payment"] == "auto" and [p["kind"] for p in r.json()["paid"]] == ["closed"]
+    assert available(server, u) == 50
+    dear = [{"offer_id": cat.offers[("time", "purchase")]}]                     # 250 tokens
+    short = server.api("POST", "/v1/quotes", u, json={"items": dear, "payment": "auto"}).json()
+    assert short["payable"] is False and "mall" in short["open_plan_error"]
+    assert short["items"][0]["split"] == {"closed_tokens": 50, "open_units": None}
+    r = place(server, u, keys.device_id, dear, "auto")
+    assert r.status_code == 409 and r.json()["reason"] == "not_in_mall"
+    assert available(server, u) == 50
