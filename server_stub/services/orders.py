@@ -335,6 +335,7 @@ def sales_report(db: Session, since: datetime | None = None, until: datetime | N
     q = (select(OrderItem.product_id, OrderItem.product_name, OrderItem.offer_kind,
                 func.count(), func.sum(OrderItem.tokens), func.sum(OrderItem.cash_cents))
          .join(Order, Order.id == OrderItem.order_id)
+         .where(Order.status == OrderStatus.COMPLETED)   # not pending, failed or cancelled ones
          .group_by(OrderItem.product_id, OrderItem.product_name, OrderItem.offer_kind)
          .order_by(OrderItem.product_id, OrderItem.offer_kind))
     if since is not None:
@@ -343,7 +344,8 @@ def sales_report(db: Session, since: datetime | None = None, until: datetime | N
         q = q.where(Order.created_at < until)
     rows = [{"product_id": r[0], "product_name": r[1], "kind": r[2], "items_sold": int(r[3]),
              "tokens": int(r[4] or 0), "cash_cents": int(r[5] or 0)} for r in db.execute(q).all()]
-    oq = select(func.count(), func.coalesce(func.sum(Order.required_tokens), 0))
+    oq = (select(func.count(), func.coalesce(func.sum(Order.required_tokens), 0))
+          .where(Order.status == OrderStatus.COMPLETED))
     if since is not None:
         oq = oq.where(Order.created_at >= since)
     if until is not None:

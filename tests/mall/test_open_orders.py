@@ -230,6 +230,12 @@ def test_cancel_order_gives_both_kinds_of_tokens_back_and_cancels_the_licenses(w
     assert a.api("GET", f"/v1/licenses/{lic}/code", u, params={"device_id": keys.device_id}).status_code == 200
 
     admin = a.admin()
+
+    def perm_sold() -> int:
+        lines = a.api("GET", "/v1/admin/sales", admin).json()["lines"]
+        return sum(x["items_sold"] for x in lines if x["product_id"] == w.cat_a.products["perm"])
+
+    sold_before = perm_sold()
     ck = uuid.uuid4().hex
     c = a.api("POST", f"/v1/admin/orders/{receipt['id']}/cancel", admin, headers={"Idempotency-Key": ck},
               json={"reason": "customer complaint"})
@@ -246,6 +252,8 @@ def test_cancel_order_gives_both_kinds_of_tokens_back_and_cancels_the_licenses(w
                   json={"reason": "customer complaint"})
     assert again.json() == c.json()
     assert '"cancelled"' in a.admin_cli("cancel-order", str(receipt["id"]), "--reason", "again").stdout
+    # the sales report counts completed orders only: this one is undone
+    assert perm_sold() == sold_before - 1
     assert available(a, u) == 50 and a.ledger_check()["ok"] is True
     # a failed order cannot be cancelled
     poor = funded_user(a, 1)
