@@ -137,6 +137,19 @@ def unit_value_cents(fetch: bool = True) -> int:
     return value
 
 
+_down_until = 0.0
+DOWN_SECONDS = 5.0   # after the MSP failed to answer, a quote does not wait for it again this long
+
+
+def _mark_down() -> None:
+    global _down_until
+    _down_until = time.monotonic() + DOWN_SECONDS
+
+
+def _msp_down() -> bool:
+    return time.monotonic() < _down_until
+
+
 def prefetch_unit(payment: str) -> None:
     """Before an order's write transaction: read the unit's value (cached after the first time).
     `open` needs it (409 not in a mall, 503 MSP away); `auto` may not (its own tokens may pay)."""
@@ -159,7 +172,10 @@ def brand_products(member_id: str) -> dict[int, str]:
     try:
         answer = _quick_client().send("GET", f"{_msp_url()}/v1/mall/brand-products?member={member_id}")
         rows = answer.body if answer.status == 200 and isinstance(answer.body, list) else None
-    except (Unreachable, Conflict):
+    except Unreachable:
+        _mark_down()
+        rows = None
+    except Conflict:
         rows = None
     if rows is None:
         return cached[1] if cached is not None else {}
@@ -267,7 +283,9 @@ def quote_extras(db: Session, user: User, plan: Plan, wallet: ledger.Wallet, pay
     answer["shortage"] = 0
     plan_body: dict[str, Any] | None = None
     lines = _msp_lines(plan, splits)
-    if unit and lines:
+    if unit and lines and _msp_down():
+        error = "the MSP did not answer a moment ago"   # one quote waits at most once for it
+    elif unit and lines:
         try:
             r = _quick_client().send("POST", _msp_url() + PLANS_PATH,
                                      {"customer": customer(db, user), "lines": lines})
@@ -276,6 +294,7 @@ def quote_extras(db: Session, user: User, plan: Plan, wallet: ledger.Wallet, pay
             else:
                 error = f"the MSP answered {r.status}: {r.detail}"[:300]
         except Unreachable as e:
+            _mark_down()
             error = f"the MSP did not answer in {PLAN_TIMEOUT:g} s: {e}"[:300]
     answer["open_plan"] = plan_body
     answer["open_plan_error"] = error if plan_body is None and lines else None
