@@ -17,7 +17,8 @@ from enum import StrEnum
 from desktop_app.wire import Reply, ReplyError, parse
 from license_agent.code_terms import LicenseKind
 
-__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OrderAction", "PurchaseStatus", "Reply", "ReplyError", "parse"]
+__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OpenKind", "OpenPurchaseStatus", "OrderAction", "OrderPayment",
+           "PurchaseStatus", "Reply", "ReplyError", "parse"]
 
 
 class OfferKind(StrEnum):
@@ -55,6 +56,33 @@ class OrderAction(StrEnum):
     NEW = "new"
     EXTEND = "extend"
     CONVERT = "convert"
+
+
+# Open tokens (issue 12): spelled here, as the storefront never imports server_stub;
+# tests/desktop_app/open check OpenKind against server_stub.network.open_money.OpenKind. Kinds
+# are read as text and compared with it, so a kind a later MSP adds is shown by its name.
+class OpenKind(StrEnum):
+    UNIVERSAL = "universal"                   # one value at every member
+    MANUFACTURER = "manufacturer"             # type 1: only the brand's products
+    MANUFACTURER_FREE = "manufacturer_free"   # type 2: given free, pays part of a brand's item
+    GROUP = "group"                           # accepted within one group of members
+    GIFT_CERTIFICATE = "gift_certificate"     # used whole; the change comes back as universal tokens
+
+
+class OrderPayment(StrEnum):
+    """`payment` of POST /v1/quotes and /v1/orders."""
+
+    CLOSED = "closed"          # the store's own tokens only (as before open tokens)
+    AUTO = "auto"              # the store's own tokens first, open tokens for the rest
+    OPEN = "open"              # open tokens only
+
+
+class OpenPurchaseStatus(StrEnum):
+    PENDING = "pending"                        # paid; the MSP has not issued yet
+    ISSUED = "issued"
+    AWAITING_PAYMENT = "awaiting_payment"      # an off-line method: waits for the payment
+    CANCELLED = "cancelled"
+    FAILED = "failed"
 
 
 # ---------------------------------------------------------------- accounts and sessions
@@ -285,6 +313,8 @@ class QuoteItem(Reply):
     action: OrderAction
     license_id: int | None      # the license extended or converted; null for a new one
     on_sale: bool
+    open_kinds: list[str] = []  # noqa: RUF012  OpenKind: the kinds that can pay this item here (issue 12)
+    split: Split | None = None  # with payment auto/open: closed tokens and open units of this item
 
 
 class Quote(Reply):
@@ -302,6 +332,13 @@ class Quote(Reply):
     exact_actions: bool         # the actions are for this device's licenses (a device was given or is the only one)
     device_id: str | None
     items: list[QuoteItem]
+    payment: str = OrderPayment.CLOSED          # OrderPayment
+    open_plan: OpenPlan | None = None           # the MSP's plan when open units are needed
+    open_plan_error: str | None = None          # why there is no plan (the MSP did not answer)
+
+    @property
+    def open_units(self) -> int:
+        return sum(i.split.open_units for i in self.items if i.split is not None)
 
 
 class ReceiptItem(Reply):
@@ -350,6 +387,14 @@ class Receipt(Reply):
     cash_cents: int
     items: list[ReceiptItem]
     deliveries: list[Delivery]
+    payment: str = OrderPayment.CLOSED          # OrderPayment (issue 12)
+    paid: list[PaidPart] = []                   # noqa: RUF012  what paid, per asset (closed and open)
+    open_balance_after: list[OpenBalanceAfter] = []   # noqa: RUF012  each open kind's balance after
+
+    @property
+    def pending(self) -> bool:
+        """202: the MSP has not answered yet; GET /v1/orders/{id}?wait= gives the final status."""
+        return self.status == "pending"
 
 
 class Problem(Reply):
@@ -508,3 +553,156 @@ class MallAssertion(Reply):
 
     assertion: str
     expires_at: datetime
+
+
+# ---------------------------------------------------------------- open tokens (issue 12, FIG 18-20)
+class OpenLot(Reply):
+    """A lot in GET /v1/open-wallet (at the MSP): one kind, issuer and expiry."""
+
+    lot_id: int
+    kind: str                   # OpenKind
+    issuer: str | None          # brand id, group name or selling member id; null for universal
+    issuer_name: str | None
+    tokens: int
+    value_cents: int            # tokens x the open unit's cash value (the MSP's figure)
+    expires_at: datetime | None
+    expired: bool
+
+
+class OpenGiftCertificate(Reply):
+    """A gift certificate in GET /v1/open-wallet: the fields the storefront shows."""
+
+    id: int
+    lot_id: int | None = None
+    value_cents: int | None = None
+    expires_at: datetime | None = None
+    status: str | None = None
+    code_hint: str | None = None
+
+
+class OpenWallet(Reply):
+    """GET /v1/open-wallet at the MSP: the customer's open account."""
+
+    unit_value_cents: int
+    value_cents: int
+    lots: list[OpenLot]
+    gift_certificates: list[OpenGiftCertificate] = []   # noqa: RUF012  (a copy per reply)
+
+
+class OpenActivityLine(Reply):
+    """GET /v1/open-wallet/activity: one movement of a lot, newest first, gift-card style."""
+
+    at: datetime
+    lot_id: int
+    kind: str                   # OpenKind
+    issuer: str | None
+    change: int                 # open units in (+) or out (-)
+    balance_after: int          # the open account's balance after this line, as the MSP counts it
+    what: str
+    member: str | None          # the member where it happened, if any
+
+
+class Redeemed(Reply):
+    """200 POST /v1/open-wallet/redeem: the certificate now the caller's."""
+
+    lot_id: int | None = None
+    tokens: int | None = None
+    value_cents: int | None = None
+    expires_at: datetime | None = None
+
+
+class OpenKindOffer(Reply):
+    kind: str                   # OpenKind
+    issuer: str | None
+    issuer_name: str | None
+    discount_bp: int
+    price_cents_per_1000: int
+
+
+class GiftCertificateTerms(Reply):
+    expires_in_days: int        # the selling store's policy, shown before purchase
+
+
+class OpenTokenOffers(Reply):
+    """GET /v1/open-token-offers at the home store: what it sells and at what price."""
+
+    unit_value_cents: int
+    kinds: list[OpenKindOffer]
+    gift_certificate: GiftCertificateTerms
+
+
+class SoldGiftCertificate(Reply):
+    code: str | None = None     # only to its buyer
+    expires_at: datetime
+
+
+class OpenTokenPurchase(Reply):
+    """201 POST /v1/open-token-purchases, GET /v1/open-token-purchases[/{id}]."""
+
+    id: int
+    kind: str                   # OpenKind
+    issuer: str | None
+    tokens: int
+    price_cents: int
+    status: str                 # OpenPurchaseStatus
+    operation_id: str | None = None     # names the certificate to give it later
+    invoice_number: str | None = None   # an off-line method
+    gift_certificate: SoldGiftCertificate | None = None
+
+
+class GiftGiven(Reply):
+    """POST /v1/gift-certificates/{operation_id}/give."""
+
+    status: str = ""
+
+
+class PlanPortion(Reply):
+    line: int                   # the order line (0 for change)
+    lot_id: int
+    kind: str                   # OpenKind
+    issuer: str | None
+    tokens: int
+
+
+class OpenPlan(Reply):
+    """The MSP's plan for the open part of an order (FIG 20A/B), as the quote carries it."""
+
+    portions: list[PlanPortion]
+    change: list[PlanPortion]
+    short_units: int
+    helpful_kinds: list[str]    # OpenKind: when short, the kinds that would pay these lines
+
+    def by_kind(self) -> list[tuple[str, str | None, int]]:
+        """(kind, issuer, tokens) in the plan's own order, each kind and issuer once."""
+        out: dict[tuple[str, str | None], int] = {}
+        for p in self.portions:
+            out[(p.kind, p.issuer)] = out.get((p.kind, p.issuer), 0) + p.tokens
+        return [(k, i, t) for (k, i), t in out.items()]
+
+
+class Split(Reply):
+    closed_tokens: int          # the store's own tokens for this line
+    open_units: int             # open units for the rest
+
+
+class PaidPart(Reply):
+    """A receipt's `paid`: closed tokens as asset `token:<member>`, kind `closed`."""
+
+    asset: str
+    kind: str
+    tokens: int
+    issuer: str | None = None
+
+
+class OpenBalanceAfter(Reply):
+    kind: str
+    tokens: int
+    issuer: str | None = None
+
+
+class OpenShort(Problem):
+    """402 on POST /v1/orders paid in open tokens: the MSP's plan was short."""
+
+    short_units: int
+    helpful_kinds: list[str]
+    reason: str = "short"

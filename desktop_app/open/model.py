@@ -1,0 +1,169 @@
+"""The open-token account (issue 12, FIG 18-20) as item models: the lots and the statement.
+
+Everything shown is the MSP's: each lot's tokens, cash value and whether it expired; each
+statement line's ``balance_after``. The storefront does not add up lots or lines again, and it
+never decides which kind pays (that is the MSP's plan, shown by the order dialog).
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+
+from desktop_app.api.replies import OpenActivityLine, OpenKind, OpenLot, OpenWallet
+from desktop_app.money import format_cents
+
+KIND_LABELS = {
+    OpenKind.UNIVERSAL: "Universal",
+    OpenKind.MANUFACTURER: "Manufacturer",
+    OpenKind.MANUFACTURER_FREE: "Manufacturer (free)",
+    OpenKind.GROUP: "Group",
+    OpenKind.GIFT_CERTIFICATE: "Gift certificate",
+}
+
+LotRole = Qt.ItemDataRole.UserRole + 30
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def kind_label(kind: str) -> str:
+    """A kind's name for people; a kind this storefront does not know yet by its own name."""
+    try:
+        return KIND_LABELS[OpenKind(kind)]
+    except ValueError:
+        return kind.replace("_", " ").capitalize()
+
+
+def kind_text(kind: str, issuer: str | None, issuer_name: str | None = None) -> str:
+    """'Universal', 'Manufacturer (Acme)', 'Gift certificate (Mall A)'."""
+    who = issuer_name or issuer
+    return f"{kind_label(kind)} ({who})" if who else kind_label(kind)
+
+
+def kinds_text(kinds: list[str]) -> str:
+    """'Universal, Group, Gift certificate' (the server's order)."""
+    return ", ".join(kind_label(k) for k in kinds)
+
+
+def units_text(units: int) -> str:
+    return f"{units:,} open token{'' if abs(units) == 1 else 's'}"
+
+
+def balance_series(lines: list[OpenActivityLine]) -> list[tuple[float, float]]:
+    """(time, balance after) for the chart, oldest first: the MSP's own balances."""
+    return [(line.at.timestamp(), float(line.balance_after)) for line in reversed(lines)]
+
+
+class _Table(QAbstractTableModel):
+    HEADERS: list[str] = []
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows())
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal \
+                and 0 <= section < len(self.HEADERS):
+            return self.HEADERS[section]
+        return None
+
+    def _rows(self) -> list:
+        raise NotImplementedError
+
+
+class OpenLotsModel(_Table):
+    """One row per lot: kind, issuer, expiry, tokens, cash value (GET /v1/open-wallet)."""
+
+    HEADERS = ["Kind", "Issuer", "Expires", "Open tokens", "Cash value"]
+    COL_KIND, COL_ISSUER, COL_EXPIRES, COL_TOKENS, COL_VALUE = range(5)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.wallet: OpenWallet | None = None
+
+    def _rows(self) -> list[OpenLot]:
+        return self.wallet.lots if self.wallet is not None else []
+
+    def set_wallet(self, wallet: OpenWallet | None) -> None:
+        self.beginResetModel()
+        self.wallet = wallet
+        self.endResetModel()
+
+    def lot(self, row: int) -> OpenLot:
+        return self._rows()[row]
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        rows = self._rows()
+        if not index.isValid() or not 0 <= index.row() < len(rows):
+            return None
+        lot, col = rows[index.row()], index.column()
+        if role == LotRole:
+            return lot
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == self.COL_KIND:
+                return kind_label(lot.kind)
+            if col == self.COL_ISSUER:
+                return lot.issuer_name or lot.issuer or "every store of the mall"
+            if col == self.COL_EXPIRES:
+                if lot.expires_at is None:
+                    return "never"
+                day = lot.expires_at.astimezone().strftime("%Y-%m-%d")
+                return f"expired {day}" if lot.expired else day
+            if col == self.COL_TOKENS:
+                return f"{lot.tokens:,}"
+            if col == self.COL_VALUE:
+                return format_cents(lot.value_cents)
+        if role == Qt.ItemDataRole.ForegroundRole and lot.expired:
+            from PySide6.QtGui import QColor
+            return QColor("#8a8a8a")        # an expired lot pays nothing (the MSP says which)
+        if role == Qt.ItemDataRole.ToolTipRole and lot.expired:
+            return "Expired: these tokens no longer pay for anything."
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.COL_TOKENS, self.COL_VALUE):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+class OpenActivityModel(_Table):
+    """The open account's statement, newest first, with the balance after each line."""
+
+    HEADERS = ["Date", "What", "Kind", "Open tokens", "Balance"]
+    COL_AT, COL_WHAT, COL_KIND, COL_CHANGE, COL_BALANCE = range(5)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.lines: list[OpenActivityLine] = []
+        self.member_names: dict[str, str] = {}     # member id -> name (the mall's directory)
+
+    def set_member_names(self, names: dict[str, str]) -> None:
+        self.member_names = dict(names)
+        if self.lines:
+            self.dataChanged.emit(self.index(0, self.COL_WHAT), self.index(len(self.lines) - 1, self.COL_WHAT))
+
+    def _rows(self) -> list[OpenActivityLine]:
+        return self.lines
+
+    def set_lines(self, lines: list[OpenActivityLine]) -> None:
+        self.beginResetModel()
+        self.lines = list(lines)          # the MSP sends newest first
+        self.endResetModel()
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid() or not 0 <= index.row() < len(self.lines):
+            return None
+        line, col = self.lines[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == self.COL_AT:
+                return line.at.astimezone().strftime("%Y-%m-%d %H:%M")
+            if col == self.COL_WHAT:
+                if not line.member:
+                    return line.what
+                return f"{line.what} at {self.member_names.get(line.member, line.member)}"
+            if col == self.COL_KIND:
+                return kind_text(line.kind, line.issuer)
+            if col == self.COL_CHANGE:
+                return ("+" if line.change > 0 else "") + f"{line.change:,}"
+            if col == self.COL_BALANCE:
+                return f"{line.balance_after:,}"
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.COL_CHANGE, self.COL_BALANCE):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
