@@ -1,0 +1,28 @@
+"""The open-token panel filled from replies of the contract's shapes: what it shows (the MSP's
+figures), its chart (the MSP's balance_after), and the certificates it offers to give."""
+from __future__ import annotations
+
+from desktop_app.api.replies import OpenActivityLine, OpenTokenPurchase, OpenWallet
+from desktop_app.open.page import OpenTokensPanel, givable
+from desktop_app.wire import parse
+from tests.desktop_app.open.test_model import ACTIVITY, WALLET
+
+
+def test_the_panel_shows_the_msps_figures(qtbot, state):
+    panel = OpenTokensPanel(state)
+    qtbot.addWidget(panel)
+    assert panel.total.text() == "Open tokens: —"
+    panel.set_account((parse(OpenWallet, WALLET), parse(list[OpenActivityLine], ACTIVITY)))
+    assert panel.total.text() == "Open tokens worth $45.00 (one open token is $0.01)"
+    assert panel.lots.rowCount() == 3 and panel.activity.rowCount() == 3
+    assert [y for _x, y in panel.chart.points()] == [2500.0, 5000.0, 4500.0]
+    state.meChanged.emit(None)                     # signed out: nothing of the last user stays
+    assert panel.lots.rowCount() == 0 and panel.chart.points() == [] and panel.total.text() == "Open tokens: —"
+
+
+def test_only_issued_certificates_with_an_operation_can_be_given():
+    base = {"id": 1, "kind": "gift_certificate", "issuer": "m-a", "tokens": 2500, "price_cents": 2500,
+            "status": "issued", "operation_id": "op-1"}
+    rows = parse(list[OpenTokenPurchase], [base, {**base, "id": 2, "status": "awaiting_payment"},
+                                           {**base, "id": 3, "kind": "universal"}, {**base, "id": 4, "operation_id": None}])
+    assert [p.id for p in givable(rows)] == [1]
