@@ -140,6 +140,7 @@ class BuyOpenTokensDialog(QDialog):
         self.gift = gift
         self.offers: OpenTokenOffers | None = None
         self.suggested_kind = suggested_kind
+        self.suggested_tokens = suggested_tokens
         self.last_answer: OpenTokenPurchase | None = None
         self.idempotency_key = new_idempotency_key()
         self.busy = False
@@ -218,6 +219,8 @@ class BuyOpenTokensDialog(QDialog):
             found = next((i for i in range(self.kind.count()) if self.kind.itemData(i).kind == self.suggested_kind), -1)
             if found >= 0:
                 self.kind.setCurrentIndex(found)
+        if self.gift and self.suggested_tokens:     # what the order was short of, in whole cents
+            self.value.setValue(max(1.0, self.suggested_tokens * offers.unit_value_cents / 100))
         days = offers.gift_certificate.expires_in_days
         self.expiry.setText(f"{gift_expiry(days).astimezone().strftime('%Y-%m-%d')} "
                             f"({days:,} days after the purchase; the store's policy)")

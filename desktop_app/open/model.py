@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
-from desktop_app.api.replies import OpenActivityLine, OpenKind, OpenLot, OpenWallet
+from desktop_app.api.replies import OpenActivityLine, OpenKind, OpenLot, OpenWallet, Quote, Receipt
 from desktop_app.money import format_cents
 
 KIND_LABELS = {
@@ -167,3 +167,43 @@ class OpenActivityModel(_Table):
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (self.COL_CHANGE, self.COL_BALANCE):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+
+# ---------------------------------------------------------------- an order's open part, in words
+# (the order dialog, the confirmation, the store's "Pays with": the server's figures, never redone)
+
+def plan_lines(quote: Quote) -> list[str]:
+    """The split of a quote before confirming: the store's own tokens, then each open kind the
+    MSP's plan takes (and a gift certificate's change), or why there is no plan."""
+    closed = sum(i.split.closed_tokens for i in quote.items if i.split is not None) \
+        if any(i.split is not None for i in quote.items) else quote.required_tokens
+    lines = [f"This store's tokens: {closed:,}"] if closed or quote.payment == "closed" else []
+    if quote.open_units == 0:
+        return lines
+    plan = quote.open_plan
+    if plan is None:
+        return [*lines, f"Open tokens: {units_text(quote.open_units)}, but the mall did not say which kinds "
+                        f"({quote.open_plan_error or 'no answer'})"]
+    if plan.short_units:
+        helpful = f"; these kinds would help: {kinds_text(plan.helpful_kinds)}" if plan.helpful_kinds else ""
+        return [*lines, f"Open tokens: {units_text(quote.open_units)} needed, you are short of "
+                        f"{units_text(plan.short_units)}{helpful}"]
+    lines += [f"{kind_text(kind, issuer)}: {units_text(tokens)}" for kind, issuer, tokens in plan.by_kind()]
+    lines += [f"Change from a gift certificate, back as universal tokens: {units_text(p.tokens)}"
+              for p in plan.change]
+    return lines
+
+
+def receipt_lines(receipt: Receipt) -> list[str]:
+    """The confirmation: the kinds that paid, and the balance left of each open kind."""
+    paid = []
+    for part in receipt.paid:
+        if part.kind == "closed":
+            paid.append(f"{part.tokens:,} of this store's tokens")
+        else:
+            paid.append(f"{units_text(part.tokens)} ({kind_text(part.kind, part.issuer)})")
+    lines = ["Paid with " + ", ".join(paid) + "."] if paid else []
+    if receipt.open_balance_after:
+        lines.append("Left: " + ", ".join(f"{kind_text(b.kind, b.issuer)} {b.tokens:,}"
+                                          for b in receipt.open_balance_after) + ".")
+    return lines
