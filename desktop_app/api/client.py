@@ -373,10 +373,10 @@ class ApiClient:
     def open_token_purchases(self) -> list[OpenTokenPurchase]:
         return self.request("GET", "/v1/open-token-purchases", shape=list[OpenTokenPurchase])
 
-    def give_gift_certificate(self, operation_id: str, username: str, full_name: str,
+    def give_gift_certificate(self, operation_id: str, username: str, full_name: str, pin: str,
                               idempotency_key: str) -> GiftGiven:
         return self.request("POST", f"/v1/gift-certificates/{operation_id}/give",
-                            json={"username": username, "full_name": full_name},
+                            json={"username": username, "full_name": full_name, "pin": pin},
                             idempotency_key=idempotency_key, shape=GiftGiven)
 
     # -- open tokens: at the MSP (a client of the MSP's URL with an MSP session) -----

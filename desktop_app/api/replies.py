@@ -17,7 +17,7 @@ from enum import StrEnum
 from desktop_app.wire import Reply, ReplyError, parse
 from license_agent.code_terms import LicenseKind
 
-__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OpenKind", "OpenPurchaseStatus", "OrderAction", "OrderPayment",
+__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OpenKind", "GiveStatus", "OpenPurchaseStatus", "OrderAction", "OrderPayment",
            "PurchaseStatus", "Reply", "ReplyError", "parse"]
 
 
@@ -82,7 +82,14 @@ class OpenPurchaseStatus(StrEnum):
     ISSUED = "issued"
     AWAITING_PAYMENT = "awaiting_payment"      # an off-line method: waits for the payment
     CANCELLED = "cancelled"
-    FAILED = "failed"
+    FAILED = "failed"                          # the MSP refused after payment: the money is due back
+    DECLINED = "declined"                      # the card was declined: nothing was sold
+
+
+class GiveStatus(StrEnum):
+    PENDING = "pending"         # sent to the MSP, no answer yet (202)
+    GIVEN = "given"
+    REFUSED = "refused"
 
 
 # ---------------------------------------------------------------- accounts and sessions
@@ -332,13 +339,13 @@ class Quote(Reply):
     exact_actions: bool         # the actions are for this device's licenses (a device was given or is the only one)
     device_id: str | None
     items: list[QuoteItem]
+    # payment open or auto only (issue 12): the split and the MSP's plan
     payment: str = OrderPayment.CLOSED          # OrderPayment
-    open_plan: OpenPlan | None = None           # the MSP's plan when open units are needed
+    closed_tokens: int | None = None            # this store's tokens the order would take
+    open_units: int | None = None               # open units it would take; null when the MSP's unit is unknown
+    unit_value_cents: int | None = None         # the open unit's cash value
+    open_plan: OpenPlan | None = None           # the MSP's plan when open units are needed; null when none
     open_plan_error: str | None = None          # why there is no plan (the MSP did not answer)
-
-    @property
-    def open_units(self) -> int:
-        return sum(i.split.open_units for i in self.items if i.split is not None)
 
 
 class ReceiptItem(Reply):
@@ -387,9 +394,12 @@ class Receipt(Reply):
     cash_cents: int
     items: list[ReceiptItem]
     deliveries: list[Delivery]
-    payment: str = OrderPayment.CLOSED          # OrderPayment (issue 12)
-    paid: list[PaidPart] = []                   # noqa: RUF012  what paid, per asset (closed and open)
-    open_balance_after: list[OpenBalanceAfter] = []   # noqa: RUF012  each open kind's balance after
+    payment: str                                # OrderPayment (issue 12)
+    paid: list[PaidPart]                        # what paid: this store's tokens (kind closed), open per kind
+    open_balance_after: dict[str, int] | None = None   # open kind -> tokens left, when the MSP told them
+    open_units: int | None = None               # open or auto orders that took open tokens
+    open_status: str | None = None              # the open part's status at the store
+    operation_id: str | None = None             # the MSP's operation of the open part
 
     @property
     def pending(self) -> bool:
@@ -632,28 +642,39 @@ class OpenTokenOffers(Reply):
 
 
 class SoldGiftCertificate(Reply):
-    code: str | None = None     # only to its buyer
-    expires_at: datetime
+    value_cents: int
+    expires_at: datetime | None
+    code: str | None            # the redemption code: to its buyer only, once issued
+    id: int | None              # the MSP's certificate id
+    give_status: str | None     # GiveStatus, once given
+    give_reason: str | None
 
 
 class OpenTokenPurchase(Reply):
-    """201 POST /v1/open-token-purchases, GET /v1/open-token-purchases[/{id}]."""
+    """201 (202 off-line) POST /v1/open-token-purchases, GET /v1/open-token-purchases[/{id}]."""
 
     id: int
+    operation_id: str           # the MSP's operation: names a gift certificate to give it
     kind: str                   # OpenKind
     issuer: str | None
     tokens: int
     price_cents: int
+    method: str
     status: str                 # OpenPurchaseStatus
-    operation_id: str | None = None     # names the certificate to give it later
-    invoice_number: str | None = None   # an off-line method
-    gift_certificate: SoldGiftCertificate | None = None
+    reason: str
+    refund_due: bool            # the MSP refused after payment: the money is owed back
+    invoice_number: str | None
+    created_at: datetime
+    gift_certificate: SoldGiftCertificate | None
 
 
 class GiftGiven(Reply):
-    """POST /v1/gift-certificates/{operation_id}/give."""
+    """200 (202 pending) POST /v1/gift-certificates/{operation_id}/give."""
 
-    status: str = ""
+    operation_id: str
+    gift_operation_id: str
+    status: str                 # GiveStatus
+    to_username: str | None
 
 
 class PlanPortion(Reply):
@@ -682,22 +703,16 @@ class OpenPlan(Reply):
 
 class Split(Reply):
     closed_tokens: int          # the store's own tokens for this line
-    open_units: int             # open units for the rest
+    open_units: int | None      # open units for the rest; null when the MSP's unit is unknown
 
 
 class PaidPart(Reply):
     """A receipt's `paid`: closed tokens as asset `token:<member>`, kind `closed`."""
 
     asset: str
-    kind: str
+    kind: str                   # "closed" or an OpenKind
+    issuer: str | None
     tokens: int
-    issuer: str | None = None
-
-
-class OpenBalanceAfter(Reply):
-    kind: str
-    tokens: int
-    issuer: str | None = None
 
 
 class OpenShort(Problem):

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDia
                                QStackedWidget, QVBoxLayout, QWidget)
 
 from desktop_app.api.client import ApiError, needs_new_key, new_idempotency_key
-from desktop_app.api.replies import (GiftGiven, OpenKind, OpenKindOffer, OpenPurchaseStatus, OpenTokenOffers,
+from desktop_app.api.replies import (GiftGiven, GiveStatus, OpenKind, OpenKindOffer, OpenPurchaseStatus, OpenTokenOffers,
                                      OpenTokenPurchase, Redeemed)
 from desktop_app.money import format_cents
 from desktop_app.open.model import kind_text, units_text
@@ -51,6 +51,10 @@ def price_cents(tokens: int, unit_value_cents: int, discount_bp: int) -> int:
 
 def normalize_code(code: str) -> str:
     return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def day_text(when: datetime | None) -> str:
+    return when.astimezone().strftime("%Y-%m-%d") if when is not None else "never"
 
 
 def gift_expiry(days: int, now: datetime | None = None) -> datetime:
@@ -319,9 +323,8 @@ class BuyOpenTokensDialog(QDialog):
             self.code.setText(certificate.code)
             self.code.show()
             self.banner.show_message(f"Your gift certificate's code is below; it expires on "
-                                     f"{certificate.expires_at.astimezone().strftime('%Y-%m-%d')}. Give the code "
-                                     f"to the recipient (or give the certificate by name from your wallet).",
-                                     "success")
+                                     f"{day_text(certificate.expires_at)}. Give the code to the recipient (or give "
+                                     f"the certificate by name from your wallet).", "success")
         self._new_key()                          # a next purchase is a new one
         self.buy_button.setText("&Buy again")
         self.purchased.emit(answer)
@@ -351,16 +354,20 @@ class GiveGiftDialog(QDialog):
         self.banner = Banner(self, objectName="give_banner")
         self.certificate = QComboBox(objectName="give_certificate")
         for p in certificates:
-            expires = p.gift_certificate.expires_at.astimezone().strftime("%Y-%m-%d") if p.gift_certificate else "?"
-            self.certificate.addItem(f"{format_cents(p.price_cents)} gift certificate, expires {expires}", p)
+            value = p.gift_certificate.value_cents if p.gift_certificate is not None else p.price_cents
+            expires = day_text(p.gift_certificate.expires_at if p.gift_certificate is not None else None)
+            self.certificate.addItem(f"{format_cents(value)} gift certificate, expires {expires}", p)
         self.username = QLineEdit(objectName="give_username")
         self.full_name = QLineEdit(objectName="give_full_name")
-        for signal in (self.certificate.currentIndexChanged, self.username.textChanged, self.full_name.textChanged):
+        self.pin = QLineEdit(objectName="give_pin", echoMode=QLineEdit.EchoMode.Password, maxLength=12)
+        for signal in (self.certificate.currentIndexChanged, self.username.textChanged, self.full_name.textChanged,
+                       self.pin.textChanged):
             signal.connect(self._new_key)
         form = QFormLayout()
         form.addRow("&Certificate:", self.certificate)
         form.addRow("Recipient's &username:", self.username)
         form.addRow("Recipient's &full name:", self.full_name)
+        form.addRow("Your &PIN:", self.pin)
         self.buttons = QDialogButtonBox()
         self.give_button = self.buttons.addButton("&Give", QDialogButtonBox.ButtonRole.AcceptRole)
         self.give_button.setObjectName("give_button")
@@ -379,14 +386,16 @@ class GiveGiftDialog(QDialog):
     def _new_key(self, *_: object) -> None:
         self.idempotency_key = new_idempotency_key()
 
-    def request(self) -> tuple[str, str, str] | str:
+    def request(self) -> tuple[str, str, str, str] | str:
         chosen = self.certificate.currentData()
-        if not isinstance(chosen, OpenTokenPurchase) or not chosen.operation_id:
+        if not isinstance(chosen, OpenTokenPurchase):
             return "Choose a gift certificate."
         username, full_name = self.username.text().strip(), self.full_name.text().strip()
         if not username or not full_name:
             return "Enter the recipient's username and full name (both must match their account)."
-        return chosen.operation_id, username, full_name
+        if not self.pin.text():
+            return "Enter your PIN to confirm."
+        return chosen.operation_id, username, full_name, self.pin.text()
 
     def give(self) -> None:
         if self.busy:
@@ -402,6 +411,13 @@ class GiveGiftDialog(QDialog):
 
     def _done(self, answer: GiftGiven) -> None:
         self.busy = False
+        if answer.status == GiveStatus.PENDING:
+            # the store has sent it to the mall, no answer yet: the same key asks again
+            self.give_button.setEnabled(True)
+            self.give_button.setText("&Check again")
+            self.banner.show_message("Sent; the mall has not answered yet. Check again in a moment (it is given "
+                                     "once).", "warning")
+            return
         self.given.emit(answer)
         self.accept()
 
@@ -410,7 +426,8 @@ class GiveGiftDialog(QDialog):
         self.give_button.setEnabled(True)
         if needs_new_key(error):
             self._new_key()
-        messages = {404: "No user of this store has that username and full name. Check both.",
+        messages = {403: "That PIN is not right.",
+                    404: "No user of this store has that username and full name. Check both.",
                     409: "That certificate cannot be given now (it was spent, redeemed or given already)."}
         self.banner.show_message(messages.get(error.status or 0, error.user_message), "error")
 

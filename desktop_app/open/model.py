@@ -175,18 +175,18 @@ class OpenActivityModel(_Table):
 def plan_lines(quote: Quote) -> list[str]:
     """The split of a quote before confirming: the store's own tokens, then each open kind the
     MSP's plan takes (and a gift certificate's change), or why there is no plan."""
-    closed = sum(i.split.closed_tokens for i in quote.items if i.split is not None) \
-        if any(i.split is not None for i in quote.items) else quote.required_tokens
+    closed = quote.closed_tokens if quote.closed_tokens is not None else quote.required_tokens
     lines = [f"This store's tokens: {closed:,}"] if closed or quote.payment == "closed" else []
-    if quote.open_units == 0:
+    if not quote.open_units and quote.open_plan is None and quote.open_plan_error is None:
         return lines
+    needed = units_text(quote.open_units) if quote.open_units is not None else "some open tokens"
     plan = quote.open_plan
     if plan is None:
-        return [*lines, f"Open tokens: {units_text(quote.open_units)}, but the mall did not say which kinds "
+        return [*lines, f"Open tokens: {needed}, but the mall did not say which kinds "
                         f"({quote.open_plan_error or 'no answer'})"]
     if plan.short_units:
         helpful = f"; these kinds would help: {kinds_text(plan.helpful_kinds)}" if plan.helpful_kinds else ""
-        return [*lines, f"Open tokens: {units_text(quote.open_units)} needed, you are short of "
+        return [*lines, f"Open tokens: {needed} needed, you are short of "
                         f"{units_text(plan.short_units)}{helpful}"]
     lines += [f"{kind_text(kind, issuer)}: {units_text(tokens)}" for kind, issuer, tokens in plan.by_kind()]
     lines += [f"Change from a gift certificate, back as universal tokens: {units_text(p.tokens)}"
@@ -204,6 +204,6 @@ def receipt_lines(receipt: Receipt) -> list[str]:
             paid.append(f"{units_text(part.tokens)} ({kind_text(part.kind, part.issuer)})")
     lines = ["Paid with " + ", ".join(paid) + "."] if paid else []
     if receipt.open_balance_after:
-        lines.append("Left: " + ", ".join(f"{kind_text(b.kind, b.issuer)} {b.tokens:,}"
-                                          for b in receipt.open_balance_after) + ".")
+        lines.append("Left: " + ", ".join(f"{kind_label(kind)} {tokens:,}"
+                                          for kind, tokens in receipt.open_balance_after.items()) + ".")
     return lines

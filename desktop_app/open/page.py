@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPus
                                QVBoxLayout, QWidget)
 
 from desktop_app.api.client import ApiClient, ApiError
-from desktop_app.api.replies import (OpenActivityLine, OpenKind, OpenPurchaseStatus, OpenTokenPurchase, OpenWallet,
+from desktop_app.api.replies import (GiveStatus, OpenActivityLine, OpenKind, OpenPurchaseStatus, OpenTokenPurchase, OpenWallet,
                                      Redeemed)
 from desktop_app.money import format_cents
 from desktop_app.open.dialogs import BuyOpenTokensDialog, GiveGiftDialog, RedeemDialog
@@ -28,9 +28,10 @@ ACTIVITY_LIMIT = 200
 
 
 def givable(purchases: list[OpenTokenPurchase]) -> list[OpenTokenPurchase]:
-    """The user's issued gift certificates, newest first: the ones the store can give."""
+    """The user's issued gift certificates not given yet: the ones the store can give (the MSP
+    refuses one spent or redeemed meanwhile)."""
     return [p for p in purchases if p.kind == OpenKind.GIFT_CERTIFICATE and p.status == OpenPurchaseStatus.ISSUED
-            and p.operation_id]
+            and p.gift_certificate is not None and p.gift_certificate.give_status != GiveStatus.GIVEN]
 
 
 class OpenTokensPanel(QGroupBox):

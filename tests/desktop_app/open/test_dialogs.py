@@ -81,11 +81,17 @@ def test_the_price_rounds_up_to_a_cent():
     assert price_cents(3, 5, 0) == 15
 
 
+PURCHASE = {"id": 1, "operation_id": "op-1", "kind": "gift_certificate", "issuer": "m-a", "tokens": 2500,
+            "price_cents": 2500, "method": "card", "status": "issued", "reason": "", "refund_due": False,
+            "invoice_number": None, "card_brand": "visa", "card_last4": "4242", "decline_code": None, "recipient": None,
+            "lots": [{"lot_id": 7, "kind": "gift_certificate", "tokens": 2500}], "created_at": "2026-12-02T10:00:00Z",
+            "issued_at": "2026-12-02T10:00:01Z", "user_id": 3,
+            "gift_certificate": {"value_cents": 2500, "expires_at": "2027-12-02T00:00:00Z",
+                                 "code": "ABCD-EFGH-IJKL-MNOP", "id": 4, "give_status": None, "give_reason": None}}
+
+
 def _purchase(**kw):
-    return parse(OpenTokenPurchase, {"id": 1, "kind": "gift_certificate", "issuer": "m-a", "tokens": 2500,
-                                     "price_cents": 2500, "status": "issued", "operation_id": "op-1",
-                                     "gift_certificate": {"code": "ABCD-EFGH-IJKL-MNOP",
-                                                          "expires_at": "2027-12-02T00:00:00Z"}, **kw})
+    return parse(OpenTokenPurchase, {**PURCHASE, **kw})
 
 
 def test_give_needs_a_certificate_and_both_names(qtbot, state):
@@ -100,7 +106,9 @@ def test_give_needs_a_certificate_and_both_names(qtbot, state):
     dialog.give()
     assert "full name" in dialog.banner.text() and not dialog.busy
     dialog.full_name.setText("Bob Jones")
-    assert dialog.request() == ("op-1", "bob", "Bob Jones")
+    assert dialog.request() == "Enter your PIN to confirm."
+    dialog.pin.setText("1234")
+    assert dialog.request() == ("op-1", "bob", "Bob Jones", "1234")
 
 
 def test_redeem_checks_the_codes_form_only(qtbot, state):

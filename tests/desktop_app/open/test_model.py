@@ -89,13 +89,14 @@ def test_a_closed_quote_and_receipt_still_parse_and_the_open_parts_read():
                         "split": {"closed_tokens": 40, "open_units": 600}}],
              "open_plan": {"portions": [{"line": 1, "lot_id": 3, "kind": "universal", "issuer": None,
                                          "tokens": 600}], "change": [], "short_units": 0, "helpful_kinds": []},
-             "open_plan_error": None}
+             "open_plan_error": None, "closed_tokens": 40, "open_units": 600, "unit_value_cents": 1}
     q = parse(Quote, quote)
     assert q.open_units == 600 and q.open_plan is not None and q.open_plan.by_kind() == [("universal", None, 600)]
-    closed = {k: v for k, v in quote.items() if k not in ("payment", "open_plan", "open_plan_error")}
+    closed = {k: v for k, v in quote.items()
+              if k not in ("payment", "open_plan", "open_plan_error", "closed_tokens", "open_units", "unit_value_cents")}
     closed["items"] = [{k: v for k, v in quote["items"][0].items() if k not in ("open_kinds", "split")}]
-    assert parse(Quote, closed).open_units == 0
+    assert parse(Quote, closed).open_units is None and parse(Quote, closed).payment == "closed"
     receipt = {"id": 5, "status": "pending", "created_at": "2026-12-02T10:00:00Z", "device_id": "d",
                "required_tokens": 100, "available_tokens": 40, "remaining_tokens": 0, "balance_after": 0,
-               "token_price_cents": 10, "cash_cents": 1000, "items": [], "deliveries": []}
+               "token_price_cents": 10, "cash_cents": 1000, "items": [], "deliveries": [], "payment": "open", "paid": []}
     assert parse(Receipt, receipt).pending and parse(Receipt, receipt).paid == []

@@ -19,7 +19,8 @@ ITEM = {"offer_id": 1, "product_id": 2, "product_name": "Software A", "kind": "p
         "split": {"closed_tokens": 40, "open_units": 600}}
 QUOTE = {"required_tokens": 100, "available_tokens": 40, "remaining_tokens": 0, "payable": True, "shortage": 0,
          "cash_cents": 1000, "token_price_cents": 10, "account_status": "active", "exact_actions": True,
-         "device_id": None, "payment": "auto", "items": [ITEM], "open_plan_error": None,
+         "device_id": None, "payment": "auto", "items": [ITEM], "open_plan_error": None, "closed_tokens": 40,
+         "open_units": 600, "unit_value_cents": 1,
          "open_plan": {"portions": [
              {"line": 1, "lot_id": 9, "kind": "manufacturer", "issuer": "acme", "tokens": 100},
              {"line": 1, "lot_id": 7, "kind": "gift_certificate", "issuer": "m-a", "tokens": 300},
@@ -51,7 +52,7 @@ def test_the_confirmation_names_the_kinds_used_and_the_balance_left():
         "token_price_cents": 10, "cash_cents": 1000, "items": [], "deliveries": [], "payment": "auto",
         "paid": [{"asset": "token:m-a", "kind": "closed", "issuer": None, "tokens": 40},
                  {"asset": "open:universal", "kind": "universal", "issuer": None, "tokens": 600}],
-        "open_balance_after": [{"kind": "universal", "issuer": None, "tokens": 1400}]})
+        "open_balance_after": {"universal": 1400}})
     assert receipt_lines(receipt) == ["Paid with 40 of this store's tokens, 600 open tokens (Universal).",
                                       "Left: Universal 1,400."]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from desktop_app.api.replies import OpenActivityLine, OpenTokenPurchase, OpenWallet
 from desktop_app.open.page import OpenTokensPanel, givable
 from desktop_app.wire import parse
+from tests.desktop_app.open.test_dialogs import PURCHASE
 from tests.desktop_app.open.test_model import ACTIVITY, WALLET
 
 
@@ -20,9 +21,10 @@ def test_the_panel_shows_the_msps_figures(qtbot, state):
     assert panel.lots.rowCount() == 0 and panel.chart.points() == [] and panel.total.text() == "Open tokens: —"
 
 
-def test_only_issued_certificates_with_an_operation_can_be_given():
-    base = {"id": 1, "kind": "gift_certificate", "issuer": "m-a", "tokens": 2500, "price_cents": 2500,
-            "status": "issued", "operation_id": "op-1"}
+def test_only_issued_certificates_not_given_yet_can_be_given():
+    base = PURCHASE
+    given = {**base["gift_certificate"], "give_status": "given"}
     rows = parse(list[OpenTokenPurchase], [base, {**base, "id": 2, "status": "awaiting_payment"},
-                                           {**base, "id": 3, "kind": "universal"}, {**base, "id": 4, "operation_id": None}])
+                                           {**base, "id": 3, "kind": "universal", "gift_certificate": None},
+                                           {**base, "id": 4, "gift_certificate": given}])
     assert [p.id for p in givable(rows)] == [1]
