@@ -18,6 +18,7 @@ from .identity import msp_key
 from . import saga, settlement
 from .backup_routes import router as backup_router
 from .exchange_routes import router as exchange_router
+from .open_routes import router as open_router
 from .routes import router
 from .settlement_routes import router as settlement_router
 from .vocabulary import MSP_ID
@@ -46,6 +47,7 @@ def create_app() -> FastAPI:
     app.include_router(exchange_router)
     app.include_router(settlement_router)
     app.include_router(backup_router)
+    app.include_router(open_router)
 
     @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> HealthOut:
