@@ -580,45 +580,80 @@ class OpenLot(Reply):
 
 
 class OpenGiftCertificate(Reply):
-    """A gift certificate in GET /v1/open-wallet: the fields the storefront shows."""
+    """A gift certificate in GET /v1/open-wallet: one the caller holds or bought."""
 
     id: int
-    lot_id: int | None = None
-    value_cents: int | None = None
-    expires_at: datetime | None = None
-    status: str | None = None
-    code_hint: str | None = None
+    code_hint: str              # names the certificate; reveals nothing of its code
+    seller_member_id: str
+    seller_name: str
+    face_units: int
+    face_cents: int
+    tokens: int                 # what is left in its lot (0 once spent)
+    expires_at: datetime | None
+    expired: bool
+    held: bool                  # the caller holds it (may spend it)
+    bought: bool                # the caller bought it
+    recipient_name: str | None
+    status: str
 
 
 class OpenWallet(Reply):
     """GET /v1/open-wallet at the MSP: the customer's open account."""
 
     unit_value_cents: int
-    value_cents: int
+    value_cents: int            # the face value of the lots not expired
     lots: list[OpenLot]
-    gift_certificates: list[OpenGiftCertificate] = []   # noqa: RUF012  (a copy per reply)
+    gift_certificates: list[OpenGiftCertificate]
+
+
+class ActivityWhat(StrEnum):
+    """What a line of the open statement was (read as text: a later one is shown by its name)."""
+
+    ISSUED = "issued"
+    GRANTED = "granted"
+    CHANGE = "change"
+    HELD = "held"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+    RECEIVED = "received"
+    GIVEN = "given"
+    OTHER = "other"
 
 
 class OpenActivityLine(Reply):
     """GET /v1/open-wallet/activity: one movement of a lot, newest first, gift-card style."""
 
+    entry_id: str               # `before=` this to read on
     at: datetime
     lot_id: int
     kind: str                   # OpenKind
     issuer: str | None
     change: int                 # open units in (+) or out (-)
-    balance_after: int          # the open account's balance after this line, as the MSP counts it
-    what: str
-    member: str | None          # the member where it happened, if any
+    balance_after: int          # the lot's balance after this line, as the MSP counts it
+    what: str                   # ActivityWhat
+    member: str | None          # the member it happened with (seller, accepting member)
+
+
+class IssuedLot(Reply):
+    lot_id: int
+    kind: str
+    asset: str
+    issuer: str | None
+    tokens: int
+    expires_at: datetime | None
+
+
+class CertificateRef(Reply):
+    id: int
+    code_hint: str
 
 
 class Redeemed(Reply):
-    """200 POST /v1/open-wallet/redeem: the certificate now the caller's."""
+    """200 POST /v1/open-wallet/redeem: the certificate and its lot, now the caller's."""
 
-    lot_id: int | None = None
-    tokens: int | None = None
-    value_cents: int | None = None
-    expires_at: datetime | None = None
+    gift_certificate: CertificateRef
+    lot: IssuedLot
+    moved: bool                 # false: the caller held it already
 
 
 class OpenKindOffer(Reply):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
-from desktop_app.api.replies import OpenActivityLine, OpenKind, OpenLot, OpenWallet, Quote, Receipt
+from desktop_app.api.replies import ActivityWhat, OpenActivityLine, OpenKind, OpenLot, OpenWallet, Quote, Receipt
 from desktop_app.money import format_cents
 
 KIND_LABELS = {
@@ -47,9 +47,37 @@ def units_text(units: int) -> str:
     return f"{units:,} open token{'' if abs(units) == 1 else 's'}"
 
 
-def balance_series(lines: list[OpenActivityLine]) -> list[tuple[float, float]]:
-    """(time, balance after) for the chart, oldest first: the MSP's own balances."""
-    return [(line.at.timestamp(), float(line.balance_after)) for line in reversed(lines)]
+WHAT_LABELS = {
+    ActivityWhat.ISSUED: "Bought", ActivityWhat.GRANTED: "Given free by the brand",
+    ActivityWhat.CHANGE: "Change from a gift certificate", ActivityWhat.HELD: "Paid for an order",
+    ActivityWhat.RELEASED: "Order not completed: given back", ActivityWhat.REFUNDED: "Refunded",
+    ActivityWhat.RECEIVED: "Received (a gift certificate)", ActivityWhat.GIVEN: "Given to someone else",
+    ActivityWhat.OTHER: "Other",
+}
+
+
+def what_label(what: str) -> str:
+    try:
+        return WHAT_LABELS[ActivityWhat(what)]
+    except ValueError:
+        return what.replace("_", " ").capitalize()
+
+
+def balance_series(lines: list[OpenActivityLine], lots: list[OpenLot]) -> list[tuple[float, float]]:
+    """(time, the open account's balance) for the chart, oldest first, from the MSP's figures:
+    each line gives its lot's balance after it (``balance_after``), so the account after a line is
+    that lot's balance plus every other lot's latest. A lot before its first line in the window had
+    ``balance_after - change``; a lot without lines in the window held what the wallet says."""
+    oldest_first = list(reversed(lines))
+    state: dict[int, int] = {}
+    for line in oldest_first:
+        state.setdefault(line.lot_id, line.balance_after - line.change)
+    quiet = sum(lot.tokens for lot in lots if lot.lot_id not in state and not lot.expired)
+    points = []
+    for line in oldest_first:
+        state[line.lot_id] = line.balance_after
+        points.append((line.at.timestamp(), float(quiet + sum(state.values()))))
+    return points
 
 
 class _Table(QAbstractTableModel):
@@ -126,7 +154,7 @@ class OpenLotsModel(_Table):
 class OpenActivityModel(_Table):
     """The open account's statement, newest first, with the balance after each line."""
 
-    HEADERS = ["Date", "What", "Kind", "Open tokens", "Balance"]
+    HEADERS = ["Date", "What", "Kind", "Open tokens", "Lot balance"]
     COL_AT, COL_WHAT, COL_KIND, COL_CHANGE, COL_BALANCE = range(5)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -155,9 +183,10 @@ class OpenActivityModel(_Table):
             if col == self.COL_AT:
                 return line.at.astimezone().strftime("%Y-%m-%d %H:%M")
             if col == self.COL_WHAT:
+                what = what_label(line.what)
                 if not line.member:
-                    return line.what
-                return f"{line.what} at {self.member_names.get(line.member, line.member)}"
+                    return what
+                return f"{what} at {self.member_names.get(line.member, line.member)}"
             if col == self.COL_KIND:
                 return kind_text(line.kind, line.issuer)
             if col == self.COL_CHANGE:

@@ -125,7 +125,7 @@ class OpenTokensPanel(QGroupBox):
         self.wallet = wallet
         self.lots.set_wallet(wallet)
         self.activity.set_lines(lines)
-        self.chart.set_points(balance_series(lines), until=time.time())
+        self.chart.set_points(balance_series(lines, wallet.lots), until=time.time())
         if self._read_failed:
             self.banner.clear_message()         # the last read's failure is over (a success note stays)
             self._read_failed = False

@@ -19,16 +19,19 @@ WALLET = {
         {"lot_id": 2, "kind": "manufacturer", "issuer": "acme", "issuer_name": "Acme", "tokens": 300,
          "value_cents": 300, "expires_at": "2025-01-01T00:00:00Z", "expired": True},
     ],
-    "gift_certificates": [{"id": 1, "lot_id": 7, "value_cents": 2500, "expires_at": "2027-12-01T00:00:00Z"}],
+    "gift_certificates": [{"id": 1, "code_hint": "9f86d081", "seller_member_id": "m-a", "seller_name": "Mall A",
+                           "face_units": 2500, "face_cents": 2500, "tokens": 2500, "expires_at": "2027-12-01T00:00:00Z",
+                           "expired": False, "held": True, "bought": False, "recipient_name": "Cap Tured",
+                           "status": "held"}],
 }
 
-ACTIVITY = [   # newest first, gift-card style
-    {"at": "2026-12-02T10:00:00Z", "lot_id": 3, "kind": "universal", "issuer": None, "change": -500,
-     "balance_after": 4500, "what": "order 12", "member": "m-b"},
-    {"at": "2026-12-01T10:00:00Z", "lot_id": 7, "kind": "gift_certificate", "issuer": "m-a", "change": 2500,
-     "balance_after": 5000, "what": "gift certificate redeemed", "member": None},
-    {"at": "2026-11-30T10:00:00Z", "lot_id": 3, "kind": "universal", "issuer": None, "change": 2500,
-     "balance_after": 2500, "what": "bought", "member": "m-a"},
+ACTIVITY = [   # newest first; balance_after is the lot's (gift-card style)
+    {"entry_id": "t-9", "at": "2026-12-02T10:00:00Z", "lot_id": 3, "kind": "universal", "issuer": None,
+     "change": -500, "balance_after": 2000, "what": "held", "member": "m-b"},
+    {"entry_id": "t-5", "at": "2026-12-01T10:00:00Z", "lot_id": 7, "kind": "gift_certificate", "issuer": "m-a",
+     "change": 2500, "balance_after": 2500, "what": "received", "member": None},
+    {"entry_id": "t-2", "at": "2026-11-30T10:00:00Z", "lot_id": 3, "kind": "universal", "issuer": None,
+     "change": 2500, "balance_after": 2500, "what": "issued", "member": "m-a"},
 ]
 
 
@@ -53,12 +56,17 @@ def test_activity_model_and_the_chart_use_the_msps_balances(qtmodeltester):
     model.set_lines(lines)
     model.set_member_names({"m-b": "Mall B"})
     qtmodeltester.check(model)
-    assert [model.data(model.index(r, 4)) for r in range(3)] == ["4,500", "5,000", "2,500"]
-    assert model.data(model.index(0, 1)) == "order 12 at Mall B"
-    assert model.data(model.index(1, 1)) == "gift certificate redeemed"
+    assert [model.data(model.index(r, 4)) for r in range(3)] == ["2,000", "2,500", "2,500"]   # each lot's own
+    assert model.data(model.index(0, 1)) == "Paid for an order at Mall B"
+    assert model.data(model.index(1, 1)) == "Received (a gift certificate)"
     assert model.data(model.index(0, 3)) == "-500" and model.data(model.index(1, 3)) == "+2,500"
     assert model.data(model.index(1, 2)) == "Gift certificate (m-a)"
-    assert [y for _x, y in balance_series(lines)] == [2500.0, 5000.0, 4500.0]      # oldest first
+    wallet = parse(OpenWallet, WALLET)
+    # the account after each line: that lot's balance and every other lot's latest, oldest first
+    assert [y for _x, y in balance_series(lines, wallet.lots)] == [2500.0, 5000.0, 4500.0]
+    # a lot with no line in the window counts with what the wallet says it holds (expired: nothing)
+    quiet = wallet.lots[0].replace(lot_id=99, tokens=100)
+    assert [y for _x, y in balance_series(lines, [*wallet.lots, quiet])] == [2600.0, 5100.0, 4600.0]
 
 
 def test_kind_names():
