@@ -134,6 +134,9 @@ class OrderPage(QWidget):
         buttons.addWidget(self.order_button)
         self._show_payment(state.mall.mall is not None)
         state.mall.mallChanged.connect(lambda mall: self._show_payment(mall is not None))
+        # open tokens are the mall's: read the directory once if this run has not yet
+        state.meChanged.connect(lambda me: self._read_mall() if me is not None else None)
+        self._read_mall()
         layout = QVBoxLayout(self)
         layout.addWidget(self.inactive_banner)
         layout.addWidget(self.banner)
@@ -165,6 +168,10 @@ class OrderPage(QWidget):
         self.payment_choice.setVisible(in_mall)
         if not in_mall and self.payment != OrderPayment.CLOSED:
             self.set_payment(OrderPayment.CLOSED)      # no mall: no open tokens
+
+    def _read_mall(self) -> None:
+        if self.state.signed_in and self.state.mall.mall is None:
+            self.state.mall.refresh()
 
     def set_payment(self, payment: str) -> None:
         if payment == self.payment:
