@@ -685,6 +685,17 @@ class SoldGiftCertificate(Reply):
     give_reason: str | None
 
 
+class PurchaseRecipient(Reply):
+    username: str
+    full_name: str
+
+
+class PurchasedLot(Reply):
+    lot_id: int
+    kind: str                   # OpenKind
+    tokens: int
+
+
 class OpenTokenPurchase(Reply):
     """201 (202 off-line) POST /v1/open-token-purchases, GET /v1/open-token-purchases[/{id}]."""
 
@@ -699,7 +710,14 @@ class OpenTokenPurchase(Reply):
     reason: str
     refund_due: bool            # the MSP refused after payment: the money is owed back
     invoice_number: str | None
+    card_brand: str | None
+    card_last4: str | None
+    decline_code: str | None
+    recipient: PurchaseRecipient | None     # a gift certificate bought for someone else
+    lots: list[PurchasedLot]                # what the MSP issued, once it has
     created_at: datetime
+    issued_at: datetime | None
+    user_id: int
     gift_certificate: SoldGiftCertificate | None
 
 

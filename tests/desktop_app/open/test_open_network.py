@@ -6,6 +6,7 @@ with open tokens (the split before confirming, the kinds on the receipt), and th
 dialog's kinds. Every figure checked is the servers' answer."""
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -226,3 +227,69 @@ def test_short_of_open_tokens_the_dialog_offers_the_kinds_that_would_help(qtbot,
     qtbot.waitUntil(lambda: buy.offers is not None, timeout=20000)
     assert buy.offer().kind == "universal" and buy.tokens.value() == short.short_units
     assert open_wallet_of(net, user)["lots"] == []                 # nothing was held or taken
+
+
+def test_the_open_replies_are_the_servers_own(net):
+    """Every open-token answer the storefront reads, taken from the live servers: it parses with
+    nothing unknown or missing, and the reply shapes agree with both OpenAPI documents (the
+    vendor's and the MSP's: field names and required fields; the 402's fields documented)."""
+    from desktop_app.api import replies as r
+    from desktop_app.wire import parse
+    from tests.desktop_app.test_replies import _response_schema, compare, unknown_fields
+
+    user, friend = funded_user(net.a, 10), funded_user(net.a, 10)
+    bought = buy_by_api(net.a, user, kind="universal", tokens=700)
+    gift = buy_by_api(net.a, user, kind="gift_certificate", value_cents=500)
+    other = buy_by_api(net.a, user, kind="gift_certificate", value_cents=300)
+    given = net.a.api("POST", f"/v1/gift-certificates/{gift['operation_id']}/give", user,
+                      headers={"Idempotency-Key": str(uuid.uuid4())},
+                      json={"username": friend.username, "full_name": friend.full_name, "pin": user.pin})
+    assert given.status_code == 200, given.text
+    assertion = net.a.api("POST", "/v1/mall-assertions", friend, json={"audience": "msp"}).json()["assertion"]
+    session = net.msp.post("/v1/sessions", json={"assertion": assertion})
+    auth = {"Authorization": f"Bearer {session.json()['token']}"}
+    redeemed = net.msp.post("/v1/open-wallet/redeem", headers=auth, json={"code": other["gift_certificate"]["code"]})
+    assert redeemed.status_code == 200, redeemed.text
+    captured = [
+        (r.OpenTokenOffers, net.a.api("GET", "/v1/open-token-offers").json()),
+        (r.OpenTokenPurchase, bought), (r.OpenTokenPurchase, gift),
+        (list[r.OpenTokenPurchase], net.a.api("GET", "/v1/open-token-purchases", user).json()),
+        (r.GiftGiven, given.json()), (r.Session, session.json()), (r.Redeemed, redeemed.json()),
+        (r.OpenWallet, net.msp.get("/v1/open-wallet", headers=auth).json()),
+        (list[r.OpenActivityLine], net.msp.get("/v1/open-wallet/activity", headers=auth).json()),
+    ]
+    problems = []
+    for shape, data in captured:
+        parse(shape, data)
+        problems += unknown_fields(shape, data, getattr(shape, "__name__", str(shape)))
+    # a purchase's lots are "the MSP's answer, as it gave it" (its schema allows more fields than
+    # it documents); the storefront reads none of them
+    problems = [p for p in problems if not re.search(r"\.lots\[\d+\]\.(asset|issuer|expires_at)$", p)]
+    assert problems == [], "\n".join(problems)
+    wallet = parse(r.OpenWallet, captured[7][1])
+    assert sorted(lot.tokens for lot in wallet.lots) == [300, 500]          # given and redeemed
+    assert {c.held for c in wallet.gift_certificates} == {True}
+
+    vendor, msp = net.a.api("GET", "/openapi.json").json(), net.msp.get("/openapi.json").json()
+    for doc, shape, method, path, status in [
+            (vendor, r.OpenTokenOffers, "get", "/v1/open-token-offers", "200"),
+            (vendor, r.OpenTokenPurchase, "post", "/v1/open-token-purchases", "201"),
+            (vendor, list[r.OpenTokenPurchase], "get", "/v1/open-token-purchases", "200"),
+            (vendor, r.GiftGiven, "post", "/v1/gift-certificates/{operation_id}/give", "200"),
+            (msp, r.Session, "post", "/v1/sessions", "200"),
+            (msp, r.OpenWallet, "get", "/v1/open-wallet", "200"),
+            (msp, list[r.OpenActivityLine], "get", "/v1/open-wallet/activity", "200"),
+            (msp, r.Redeemed, "post", "/v1/open-wallet/redeem", "200")]:
+        problems += compare(doc, shape, _response_schema(doc, method, path, status), f"{method} {path}", exact=True)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.xfail(strict=True, reason="POST /v1/orders documents only the closed 402 (Shortage), not the open "
+                                       "short's short_units and helpful_kinds (helper E's schema); remove when it does")
+def test_the_open_shortage_is_documented(net):
+    from desktop_app.api import replies as r
+    from tests.desktop_app.test_replies import _response_schema, compare
+
+    vendor = net.a.api("GET", "/openapi.json").json()
+    problems = compare(vendor, r.OpenShort, _response_schema(vendor, "post", "/v1/orders", "402"), "402", exact=False)
+    assert problems == [], "\n".join(problems)
