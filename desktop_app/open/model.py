@@ -161,6 +161,7 @@ class OpenActivityModel(_Table):
         super().__init__(parent)
         self.lines: list[OpenActivityLine] = []
         self.member_names: dict[str, str] = {}     # member id -> name (the mall's directory)
+        self.issuer_names: dict[str, str] = {}     # issuer -> its name, as the wallet's lots give it
 
     def set_member_names(self, names: dict[str, str]) -> None:
         self.member_names = dict(names)
@@ -170,9 +171,10 @@ class OpenActivityModel(_Table):
     def _rows(self) -> list[OpenActivityLine]:
         return self.lines
 
-    def set_lines(self, lines: list[OpenActivityLine]) -> None:
+    def set_lines(self, lines: list[OpenActivityLine], lots: list[OpenLot] | None = None) -> None:
         self.beginResetModel()
         self.lines = list(lines)          # the MSP sends newest first
+        self.issuer_names = {lot.issuer: lot.issuer_name for lot in lots or [] if lot.issuer and lot.issuer_name}
         self.endResetModel()
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
@@ -188,7 +190,8 @@ class OpenActivityModel(_Table):
                     return what
                 return f"{what} at {self.member_names.get(line.member, line.member)}"
             if col == self.COL_KIND:
-                return kind_text(line.kind, line.issuer)
+                name = self.issuer_names.get(line.issuer or "") or self.member_names.get(line.issuer or "")
+                return kind_text(line.kind, line.issuer, name)
             if col == self.COL_CHANGE:
                 return ("+" if line.change > 0 else "") + f"{line.change:,}"
             if col == self.COL_BALANCE:

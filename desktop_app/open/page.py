@@ -69,14 +69,14 @@ class OpenTokensPanel(QGroupBox):
         top.addWidget(self.total, 1)
         for b in (self.buy_button, self.gift_button, self.give_button, self.redeem_button):
             top.addWidget(b)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.lots_view)
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.chart)
-        right.addWidget(self.activity_view)
-        split.addWidget(right)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
+        top_row = QSplitter(Qt.Orientation.Horizontal)     # the lots beside their chart, the statement below
+        top_row.addWidget(self.lots_view)
+        top_row.addWidget(self.chart)
+        top_row.setStretchFactor(0, 3)
+        top_row.setStretchFactor(1, 2)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top_row)
+        split.addWidget(self.activity_view)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(top)
@@ -124,7 +124,7 @@ class OpenTokensPanel(QGroupBox):
         wallet, lines = account
         self.wallet = wallet
         self.lots.set_wallet(wallet)
-        self.activity.set_lines(lines)
+        self.activity.set_lines(lines, wallet.lots)
         self.chart.set_points(balance_series(lines, wallet.lots), until=time.time())
         if self._read_failed:
             self.banner.clear_message()         # the last read's failure is over (a success note stays)

@@ -618,7 +618,7 @@ class OpenShortageDialog(QDialog):
     def __init__(self, error: ShortOfOpenTokens, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Not enough open tokens")
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(640)
         short = error.short
         self.short_units = short.short_units
         self.helpful_kinds = list(short.helpful_kinds)
@@ -644,8 +644,11 @@ class OpenShortageDialog(QDialog):
             next(iter(self.buy_buttons.values())).setDefault(True)
         for button in (*self.buy_buttons.values(), remove, save):
             button.clicked.connect(self.accept)
-        row.addWidget(remove)
-        row.addWidget(save)
+        other_ways = QHBoxLayout()
+        other_ways.addWidget(remove)
+        other_ways.addWidget(save)
+        other_ways.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addWidget(text)
-        layout.addLayout(row)
+        layout.addLayout(row)          # buy what would help, or another way
+        layout.addLayout(other_ways)

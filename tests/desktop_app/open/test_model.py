@@ -60,7 +60,9 @@ def test_activity_model_and_the_chart_use_the_msps_balances(qtmodeltester):
     assert model.data(model.index(0, 1)) == "Paid for an order at Mall B"
     assert model.data(model.index(1, 1)) == "Received (a gift certificate)"
     assert model.data(model.index(0, 3)) == "-500" and model.data(model.index(1, 3)) == "+2,500"
-    assert model.data(model.index(1, 2)) == "Gift certificate (m-a)"
+    assert model.data(model.index(1, 2)) == "Gift certificate (m-a)"          # no name known: the id
+    model.set_lines(lines, parse(OpenWallet, WALLET).lots)
+    assert model.data(model.index(1, 2)) == "Gift certificate (Mall A)"       # the wallet's issuer name
     wallet = parse(OpenWallet, WALLET)
     # the account after each line: that lot's balance and every other lot's latest, oldest first
     assert [y for _x, y in balance_series(lines, wallet.lots)] == [2500.0, 5000.0, 4500.0]
