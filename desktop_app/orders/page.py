@@ -53,6 +53,7 @@ class TierDelegate(QStyledItemDelegate):
 
 
 TOTAL_STYLE = "font-size:14pt;font-weight:600;"
+PENDING_WAIT_SECONDS = 15.0     # an order waiting for the mall: how long the dialog waits before saying so
 
 PAYMENT_LABELS = {OrderPayment.CLOSED: "This store's tokens",
                   OrderPayment.AUTO: "This store's tokens, then open tokens",
@@ -497,8 +498,9 @@ class ConfirmOrderDialog(QDialog):
         self.banner.show_message("Placing your order…", "info")
         api, state = self.state.api, self.state
         items, installed, key, payment = self.items, self.installed_ids, self.idempotency_key, self.payment
-        state.call(lambda: api.place_order(items, state.device_id, installed, key, payment), self._placed,
-                   self._failed, retry_after_sign_in=False)
+        state.call(lambda: api.place_order(items, state.device_id, installed, key, payment,
+                                           wait_seconds=PENDING_WAIT_SECONDS),
+                   self._placed, self._failed, retry_after_sign_in=False)
 
     def _placed(self, answer: Receipt) -> None:
         self.placing = False

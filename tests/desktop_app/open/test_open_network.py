@@ -293,3 +293,37 @@ def test_the_open_shortage_is_documented(net):
     vendor = net.a.api("GET", "/openapi.json").json()
     problems = compare(vendor, r.OpenShort, _response_schema(vendor, "post", "/v1/orders", "402"), "402", exact=False)
     assert problems == [], "\n".join(problems)
+
+
+def test_an_order_waiting_for_the_mall_completes_once_with_the_same_key(qtbot, app, net):
+    """The MSP is down: the store answers 202 (pending); the dialog says so and keeps its key;
+    with the MSP back, "Check again" ends with the order completed, paid once."""
+    user = funded_user(net.a, 10)
+    buy_by_api(net.a, user, kind="universal", tokens=5000)
+    page = _order_page(qtbot, app, net, user)
+    page.set_payment("auto")
+    page.start_order()
+    dialog = page.confirm_dialog
+    qtbot.waitUntil(lambda: dialog.quote is not None, timeout=30000)
+    units, key = dialog.quote.open_units, dialog.idempotency_key
+    net.msp.stop()
+    try:
+        dialog.confirm_button.click()
+        qtbot.waitUntil(lambda: not dialog.placing, timeout=90000)
+        assert "waiting for the mall" in dialog.banner.text() and dialog.confirm_button.text() == "&Check again"
+        assert dialog.idempotency_key == key and dialog.isVisible()
+    finally:
+        net.msp.start()
+    placed = []
+    page.orderPlaced.connect(placed.append)
+
+    def check_again() -> bool:
+        if not placed and not dialog.placing and dialog.isVisible():
+            dialog.confirm_button.click()
+        return bool(placed)
+
+    qtbot.waitUntil(check_again, timeout=180000)
+    receipt = placed[0]["answer"]
+    assert receipt.status == "completed" and dialog.idempotency_key == key
+    assert sorted((p.kind, p.tokens) for p in receipt.paid) == [("closed", 10), ("universal", units)]
+    assert [lot["tokens"] for lot in open_wallet_of(net, user)["lots"]] == [5000 - units]      # taken once
