@@ -16,10 +16,10 @@ from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPus
                                QVBoxLayout, QWidget)
 
 from desktop_app.api.client import ApiClient, ApiError
-from desktop_app.api.replies import (GiveStatus, OpenActivityLine, OpenKind, OpenPurchaseStatus, OpenTokenPurchase, OpenWallet,
-                                     Redeemed)
+from desktop_app.api.replies import (GiveStatus, OpenActivityLine, OpenGiftCertificate, OpenKind, OpenPurchaseStatus,
+                                     OpenTokenPurchase, OpenWallet, Redeemed)
 from desktop_app.money import format_cents
-from desktop_app.open.dialogs import BuyOpenTokensDialog, GiveGiftDialog, RedeemDialog
+from desktop_app.open.dialogs import BuyOpenTokensDialog, GiveGiftDialog, RedeemDialog, day_text
 from desktop_app.open.model import OpenActivityModel, OpenLotsModel, balance_series
 from desktop_app.widgets.chart import LineChart
 from desktop_app.widgets.common import Banner
@@ -32,6 +32,17 @@ def givable(purchases: list[OpenTokenPurchase]) -> list[OpenTokenPurchase]:
     refuses one spent or redeemed meanwhile)."""
     return [p for p in purchases if p.kind == OpenKind.GIFT_CERTIFICATE and p.status == OpenPurchaseStatus.ISSUED
             and p.gift_certificate is not None and p.gift_certificate.give_status != GiveStatus.GIVEN]
+
+
+def certificate_lines(certificates: list[OpenGiftCertificate]) -> list[str]:
+    """'$25.00 from Mall A, $25.00 left, expires 2027-12-02 (yours)' per certificate, as the MSP says."""
+    out = []
+    for c in certificates:
+        whose = "yours" if c.held else (f"given to {c.recipient_name}" if c.recipient_name else "given")
+        expires = "expired" if c.expired else f"expires {day_text(c.expires_at)}"
+        out.append(f"{format_cents(c.face_cents)} from {c.seller_name}, {c.tokens:,} open tokens left, "
+                   f"{expires} ({whose})")
+    return out
 
 
 class OpenTokensPanel(QGroupBox):
@@ -50,6 +61,8 @@ class OpenTokensPanel(QGroupBox):
         self.banner = Banner(self, objectName="open_banner")
         self.total = QLabel(objectName="open_total")
         self.total.setStyleSheet("font-size:13pt;font-weight:600;")
+        self.certificates = QLabel(objectName="open_certificates", wordWrap=True)
+        self.certificates.hide()
         self.lots = OpenLotsModel(self)
         self.activity = OpenActivityModel(self)
         self.lots_view = self._table(self.lots, "open_lots", "Your open tokens: one line per kind, issuer and expiry")
@@ -80,6 +93,7 @@ class OpenTokensPanel(QGroupBox):
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(top)
+        layout.addWidget(self.certificates)
         layout.addWidget(split, 1)
         self._show_total()
         state.meChanged.connect(lambda me: self.clear() if me is None else None)
@@ -144,6 +158,7 @@ class OpenTokensPanel(QGroupBox):
         self.banner.show_message(f"Your open tokens could not be read: {error.user_message}", "error")
 
     def _show_total(self) -> None:
+        self._show_certificates()
         wallet = self.wallet
         if wallet is None:
             self.total.setText("Open tokens: —")
@@ -159,6 +174,12 @@ class OpenTokensPanel(QGroupBox):
         self.chart.set_points([])
         self.banner.clear_message()
         self._show_total()
+
+    def _show_certificates(self) -> None:
+        wallet = self.wallet
+        lines = certificate_lines(wallet.gift_certificates) if wallet is not None else []
+        self.certificates.setText("Gift certificates: " + "; ".join(lines) if lines else "")
+        self.certificates.setVisible(bool(lines))
 
     def _mall_changed(self, mall: Any) -> None:
         self.setVisible(mall is not None)
