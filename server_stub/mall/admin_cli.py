@@ -7,14 +7,13 @@ The table is the MSP's own (`MSP_COMMANDS`): the vendor's `admin` lists none of 
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ..admin_registry import arg
 from ..services.errors import Conflict, Invalid
-from ..models.base import utcnow
 from ..network.open_money import OpenKind
 from . import books, directory, members, open_tokens
 from .identity import msp_key
@@ -159,6 +158,13 @@ def _customer_ref(text: str) -> tuple[str, str]:
     return member, user
 
 
+def _aware_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError("give the time with its zone, e.g. 2027-01-31T00:00:00+00:00")
+    return t
+
+
 @command("brands-add", "add a brand (or change its name, discount and type 2 cap); MEMBER settles for it",
          arg("brand_id"), arg("name"), arg("member"), arg("--discount-bp", type=int, default=0),
          arg("--free-cap-units", type=int, default=0))
@@ -204,12 +210,12 @@ def _open_unit(db: Session, a: argparse.Namespace) -> Any:
 @command("grant-open", "give a customer free type 2 tokens of a brand (an outside brand's, from the operator)",
          arg("kind", choices=[OpenKind.MANUFACTURER_FREE.value]), arg("brand"),
          arg("--customer", required=True, help="MEMBER:HOME_USER_ID"), arg("tokens", type=int),
-         arg("--full-name", default=""), arg("--days", type=int, help="they expire in DAYS days (default: never)"),
+         arg("--full-name", default=""),
+         arg("--expires-at", type=_aware_time, help="ISO 8601 with its zone (default: never)"),
          arg("--operation-id", help="a UUID: the same grant again gives nothing twice"))
 def _grant_open(db: Session, a: argparse.Namespace) -> Any:
     member, user = _customer_ref(a.customer)
-    expires = None if a.days is None else utcnow() + timedelta(days=a.days)
-    return open_tokens.grant_free(db, a.brand, member, user, a.tokens, full_name=a.full_name, expires_at=expires,
+    return open_tokens.grant_free(db, a.brand, member, user, a.tokens, full_name=a.full_name, expires_at=a.expires_at,
                                   operation_id=a.operation_id)
 
 

@@ -147,3 +147,101 @@ def test_refusals_are_final_and_move_nothing(msp, network):
     assert forged.status_code == 401
     assert s.get("/v1/mall/open-outstanding").json() == before
     assert msp.admin_json("verify-books")["ok"]
+
+
+# ---------------------------------------------------------------- the catalog, the product list, the operator
+
+def test_the_catalog_and_the_product_list_follow_the_operator(msp, network):
+    s, b, brand, group = network
+    catalog = msp.get("/v1/mall/open-catalog").json()      # public: no signature
+    assert catalog["unit_value_cents"] == 1 and catalog["gift_certificate"] == {"max_days": 5 * 365 + 1}
+    assert {"brand_id": brand, "name": "Acme", "member_id": b.member_id, "discount_bp": 1000,
+            "free_cap_units": 50} in catalog["brands"]
+    assert {"name": group, "members": [s.member_id], "discount_bp": 500} in catalog["groups"]
+    out = msp.admin_json("brands-add", brand, "Acme Tools", b.member_id, "--discount-bp", "1500")
+    assert (out["name"], out["discount_bp"], out["free_cap_units"]) == ("Acme Tools", 1500, 0)
+    assert out in msp.admin_json("brands")
+    # a sale after the change takes the new discount
+    assert s.issue(s.sale("manufacturer", 100, 85, issuer=brand)).status_code == 200
+
+    assert msp.admin_json("brand-products-add", brand, b.member_id, "7") == {"product_id": 7, "brand_id": brand}
+    msp.admin("brand-products-add", brand, b.member_id, "7")           # already so: nothing changes
+    msp.admin("brand-products-add", brand, b.member_id, "3")
+    listed = b.get(f"/v1/mall/brand-products?member={b.member_id}")
+    assert listed.status_code == 200 and listed.json() == [{"product_id": 3, "brand_id": brand},
+                                                           {"product_id": 7, "brand_id": brand}]
+    assert s.get(f"/v1/mall/brand-products?member={b.member_id}").json() == listed.json()   # any member reads it
+    assert s.get("/v1/mall/brand-products").json() == []                                   # the caller's own
+    assert msp.get(f"/v1/mall/brand-products?member={b.member_id}").status_code == 401
+    assert b.get("/v1/mall/brand-products?member=m-zzzzzzzzzz").status_code == 404
+    msp.admin("brand-products-remove", b.member_id, "3")
+    assert b.get("/v1/mall/brand-products").json() == [{"product_id": 7, "brand_id": brand}]
+
+
+OPEN_REFUSALS = [
+    (("brands-add", "{brand}", "Acme", "{s}"), "does not change"),
+    (("brands-add", "Bad:Id", "X", "{s}"), "brand_id"),
+    (("brands-add", "fresh", "X", "{s}", "--discount-bp", "10001"), "discount_bp"),
+    (("brands-add", "fresh", "X", "m-zzzzzzzzzz"), "no member"),
+    (("brand-products-add", "no-brand", "{s}", "1"), "no brand"),
+    (("brand-products-add", "{brand}", "{s}", "0"), "positive"),
+    (("brand-products-remove", "{s}", "99"), "on no brand's list"),
+    (("group-discount", "no-such-group", "100"), "no group"),
+    (("group-discount", "{group}", "10001"), "basis points"),
+    (("grant-open", "manufacturer_free", "no-brand", "--customer", "{s}:1", "10"), "no brand"),
+    (("grant-open", "manufacturer_free", "{brand}", "--customer", "{s}", "10"), "MEMBER:HOME_USER_ID"),
+    (("grant-open", "manufacturer_free", "{brand}", "--customer", "{s}:1", "0"), "1 to"),
+    (("grant-open", "manufacturer_free", "{brand}", "--customer", "m-zzzzzzzzzz:1", "10"), "no member"),
+    (("open-unit", "0"), "1 to"),
+]
+
+
+def test_open_refusals_exit_2_and_change_nothing(msp, network):
+    s, b, brand, group = network
+    msp.admin("brand-products-add", brand, b.member_id, "5")
+    before = (msp.get("/v1/mall/open-catalog").json(), msp.admin_json("brand-products", s.member_id),
+              msp.admin_json("brand-products", b.member_id))
+    for args, words in OPEN_REFUSALS:
+        res = msp.admin(*(x.format(s=s.member_id, brand=brand, group=group) for x in args), check=False)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert words in res.stderr, (args, res.stderr)
+        assert res.stdout == ""
+    brand_conflict = msp.admin("brand-products-add", f"{brand}", b.member_id, "5", check=False)
+    assert brand_conflict.returncode == 0     # the same entry again is no change
+    after = (msp.get("/v1/mall/open-catalog").json(), msp.admin_json("brand-products", s.member_id),
+             msp.admin_json("brand-products", b.member_id))
+    assert after == before
+    assert s.get("/v1/mall/open-outstanding").json() == []
+
+
+def test_the_operator_grants_free_tokens_once(msp, network):
+    s, b, brand, _group = network
+    op = str(uuid.uuid4())
+    args = ("grant-open", "manufacturer_free", brand, "--customer", f"{s.member_id}:42", "300", "--expires-at",
+            later(30), "--full-name", "Ada Lovelace", "--operation-id", op)
+    lot = msp.admin_json(*args)
+    assert (lot["kind"], lot["issuer"], lot["tokens"]) == ("manufacturer_free", brand, 300)
+    assert lot["expires_at"] is not None
+    assert msp.admin_json(*args) == lot                    # the same grant again: the same lot, nothing twice
+    other = msp.admin(*args[:5], "301", *args[6:], check=False)
+    assert other.returncode == 2 and "idempotency_key_reused" in other.stderr
+    owed = b.get("/v1/mall/open-outstanding").json()       # the brand's member settles for them
+    assert [(x["asset"], x["tokens"], x["issued_tokens"]) for x in owed] == [
+        (f"open:manufacturer_free:{brand}", 300, 300)]
+    assert msp.admin_json("verify-books")["ok"]
+
+
+def test_the_open_unit_is_fixed_once_tokens_exist(msp_factory):
+    fresh = msp_factory()
+    seller = Seller(fresh, "Unit seller")
+    assert fresh.admin_json("open-unit", "5") == {"unit_value_cents": 5}
+    assert fresh.get("/v1/mall/open-catalog").json()["unit_value_cents"] == 5
+    cheap = seller.sale("universal", 100, 100)
+    assert seller.issue(cheap).json()["price_cents"] == 500        # 100 units of 5 cents
+    r = seller.issue(seller.sale("universal", 100, 500))
+    assert r.status_code == 200, r.text
+    refused = fresh.admin("open-unit", "1", check=False)
+    assert refused.returncode == 2 and "no longer changes" in refused.stderr
+    assert fresh.admin_json("open-unit", "5") == {"unit_value_cents": 5}   # what it is already
+    assert fresh.get("/v1/mall/open-catalog").json()["unit_value_cents"] == 5
+    assert seller.get("/v1/mall/open-outstanding").json()[0]["value_cents"] == 500
