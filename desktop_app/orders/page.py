@@ -135,8 +135,9 @@ class OrderPage(QWidget):
         buttons.addWidget(self.order_button)
         self._show_payment(state.mall.mall is not None)
         state.mall.mallChanged.connect(lambda mall: self._show_payment(mall is not None))
-        # open tokens are the mall's: read the directory once if this run has not yet
-        state.meChanged.connect(lambda me: self._read_mall() if me is not None else None)
+        # open tokens are the mall's: read the directory once per sign-in if nothing has yet
+        self._mall_asked = False
+        state.meChanged.connect(self._me_for_mall)
         self._read_mall()
         layout = QVBoxLayout(self)
         layout.addWidget(self.inactive_banner)
@@ -170,8 +171,15 @@ class OrderPage(QWidget):
         if not in_mall and self.payment != OrderPayment.CLOSED:
             self.set_payment(OrderPayment.CLOSED)      # no mall: no open tokens
 
+    def _me_for_mall(self, me) -> None:
+        if me is None:
+            self._mall_asked = False        # the next user's sign-in asks again
+        else:
+            self._read_mall()
+
     def _read_mall(self) -> None:
-        if self.state.signed_in and self.state.mall.mall is None:
+        if self.state.signed_in and self.state.mall.mall is None and not self._mall_asked:
+            self._mall_asked = True         # a store in no mall is asked once, not at every balance change
             self.state.mall.refresh()
 
     def set_payment(self, payment: str) -> None:
