@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable
 
 from desktop_app.api.tls import ca_verify
-from desktop_app.api.replies import (Account, Category, Declined, Device, Exchange, ExchangeQuote, Ledger, License,
-                                     LicenseCode, Mall, MallAssertion, Me, OrderList, Product, Quote, Receipt,
-                                     Session, Shortage, TokenOffers, TokenPurchase, Transfer, VendorKey)
+from desktop_app.api.replies import (Account, Category, Declined, Device, Exchange, ExchangeQuote, GiftGiven, Ledger,
+                                     License, LicenseCode, Mall, MallAssertion, Me, OpenActivityLine, OpenShort,
+                                     OpenTokenOffers, OpenTokenPurchase, OpenWallet, OrderList, OrderPayment, Product,
+                                     Quote, Receipt, Redeemed, Session, Shortage, TokenOffers, TokenPurchase, Transfer,
+                                     VendorKey)
 from desktop_app.wire import ReplyError, parse
 
 if TYPE_CHECKING:
@@ -86,6 +88,15 @@ class ShortOfTokens(ApiError):
     def __init__(self, user_message: str, status: int, body: dict, shortage: Shortage):
         super().__init__(user_message, status, body)
         self.shortage = shortage
+
+
+class ShortOfOpenTokens(ApiError):
+    """402 on an order paid in open tokens: the MSP's plan was short (``short_units``) and
+    ``helpful_kinds`` are the kinds that would pay these lines (FIG 20, the shortage dialog)."""
+
+    def __init__(self, user_message: str, status: int, body: dict, short: OpenShort):
+        super().__init__(user_message, status, body)
+        self.short = short
 
 
 class CardDeclined(ApiError):
@@ -173,7 +184,15 @@ class ApiClient:
                 raise SessionExpired("Your session has ended. Please sign in again.", status, body)
             raise ApiError(detail or "Wrong username or password.", status, body)
         if status == 402:
-            # the two 402s of the API: short of tokens (an order) carries FIG 8's numbers
+            # the 402s of the API: short of open tokens (the MSP's plan), short of tokens (an
+            # order: FIG 8's numbers), a declined card
+            if "short_units" in body:
+                try:
+                    short = parse(OpenShort, body, "402 problem")
+                except ReplyError as exc:
+                    raise AnswerNotUnderstood(exc.user_message, status, body) from exc
+                raise ShortOfOpenTokens(detail or "You do not have enough open tokens for this order.", status,
+                                        body, short)
             if "shortage" in body:
                 try:
                     shortage = parse(Shortage, body, "402 problem")
@@ -251,14 +270,35 @@ class ApiClient:
         return self.request("GET", "/v1/products", params=params, auth=False, shape=list[Product])
 
     # -- orders -----------------------------------------------------------
-    def quote(self, items: list[dict]) -> Quote:
-        return self.request("POST", "/v1/quotes", json={"items": items}, shape=Quote)
+    def quote(self, items: list[dict], payment: str = OrderPayment.CLOSED) -> Quote:
+        body: dict[str, Any] = {"items": items}
+        if payment != OrderPayment.CLOSED:
+            body["payment"] = str(payment)      # closed is the default: an older server is asked as before
+        return self.request("POST", "/v1/quotes", json=body, shape=Quote)
 
     def place_order(self, items: list[dict], device_id: str | None,
-                    installed_product_ids: Iterable[int], idempotency_key: str) -> Receipt:
-        return self.request("POST", "/v1/orders", idempotency_key=idempotency_key,
-                            json={"items": items, "device_id": device_id,
-                                  "installed_product_ids": list(installed_product_ids)}, shape=Receipt)
+                    installed_product_ids: Iterable[int], idempotency_key: str,
+                    payment: str = OrderPayment.CLOSED, wait_seconds: float = 60.0) -> Receipt:
+        """The receipt. An order paid in open tokens may answer 202 (pending: the MSP has not
+        answered within the store's wait); then the order is read again, each read waiting on
+        the server, until it is final or ``wait_seconds`` have passed (still pending then: the
+        store's worker finishes it, and the order list shows it)."""
+        body: dict[str, Any] = {"items": items, "device_id": device_id,
+                                "installed_product_ids": list(installed_product_ids)}
+        if payment != OrderPayment.CLOSED:
+            body["payment"] = str(payment)
+        receipt = self.request("POST", "/v1/orders", idempotency_key=idempotency_key, json=body, shape=Receipt)
+        import time
+        deadline = time.monotonic() + wait_seconds
+        while receipt.pending and time.monotonic() < deadline:
+            receipt = self.order(receipt.id, wait=min(10.0, max(1.0, deadline - time.monotonic())))
+        return receipt
+
+    def order(self, order_id: int, wait: float | None = None) -> Receipt:
+        """GET /v1/orders/{id}; ``wait``: the server holds the answer up to that many seconds
+        for a pending order to become final."""
+        params = {"wait": f"{wait:g}"} if wait else None
+        return self.request("GET", f"/v1/orders/{order_id}", params=params, shape=Receipt)
 
     def orders(self) -> list[Receipt]:
         return self.request("GET", "/v1/orders", shape=list[Receipt])
@@ -310,6 +350,47 @@ class ApiClient:
         answer = self.request("POST", "/v1/sessions", json={"assertion": assertion}, auth=False, shape=Session)
         self.token = answer.token
         return answer
+
+    # -- open tokens (issue 12): at the home store ------------------------------
+    def open_token_offers(self) -> OpenTokenOffers:
+        return self.request("GET", "/v1/open-token-offers", auth=False, shape=OpenTokenOffers)
+
+    def buy_open_tokens(self, *, kind: str, method: str, pin: str, idempotency_key: str,
+                        tokens: int | None = None, value_cents: int | None = None, issuer: str | None = None,
+                        card: dict | None = None, recipient: dict | None = None) -> OpenTokenPurchase:
+        """Open tokens of a kind (``tokens``), or a gift certificate (``value_cents``, and a
+        ``recipient`` {username, full_name} when it is for someone else)."""
+        body: dict[str, Any] = {"kind": kind, "method": method, "pin": pin}
+        for name, value in (("tokens", tokens), ("value_cents", value_cents), ("issuer", issuer),
+                            ("recipient", recipient)):
+            if value is not None:
+                body[name] = value
+        if card:
+            body.update(card)
+        return self.request("POST", "/v1/open-token-purchases", json=body, idempotency_key=idempotency_key,
+                            shape=OpenTokenPurchase)
+
+    def open_token_purchases(self) -> list[OpenTokenPurchase]:
+        return self.request("GET", "/v1/open-token-purchases", shape=list[OpenTokenPurchase])
+
+    def give_gift_certificate(self, operation_id: str, username: str, full_name: str, pin: str,
+                              idempotency_key: str) -> GiftGiven:
+        return self.request("POST", f"/v1/gift-certificates/{operation_id}/give",
+                            json={"username": username, "full_name": full_name, "pin": pin},
+                            idempotency_key=idempotency_key, shape=GiftGiven)
+
+    # -- open tokens: at the MSP (a client of the MSP's URL with an MSP session) -----
+    def open_wallet(self) -> OpenWallet:
+        return self.request("GET", "/v1/open-wallet", shape=OpenWallet)
+
+    def open_activity(self, limit: int = 200, before: str | None = None) -> list[OpenActivityLine]:
+        params: dict[str, Any] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return self.request("GET", "/v1/open-wallet/activity", params=params, shape=list[OpenActivityLine])
+
+    def redeem_gift_certificate(self, code: str) -> Redeemed:
+        return self.request("POST", "/v1/open-wallet/redeem", json={"code": code}, shape=Redeemed)
 
     def ping(self) -> bool:
         try:

@@ -17,7 +17,8 @@ from enum import StrEnum
 from desktop_app.wire import Reply, ReplyError, parse
 from license_agent.code_terms import LicenseKind
 
-__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OrderAction", "PurchaseStatus", "Reply", "ReplyError", "parse"]
+__all__ = ["AccountStatus", "LicenseKind", "OfferKind", "OpenKind", "GiveStatus", "OpenPurchaseStatus", "OrderAction", "OrderPayment",
+           "PurchaseStatus", "Reply", "ReplyError", "parse"]
 
 
 class OfferKind(StrEnum):
@@ -55,6 +56,40 @@ class OrderAction(StrEnum):
     NEW = "new"
     EXTEND = "extend"
     CONVERT = "convert"
+
+
+# Open tokens (issue 12): spelled here, as the storefront never imports server_stub;
+# tests/desktop_app/open check OpenKind against server_stub.network.open_money.OpenKind. Kinds
+# are read as text and compared with it, so a kind a later MSP adds is shown by its name.
+class OpenKind(StrEnum):
+    UNIVERSAL = "universal"                   # one value at every member
+    MANUFACTURER = "manufacturer"             # type 1: only the brand's products
+    MANUFACTURER_FREE = "manufacturer_free"   # type 2: given free, pays part of a brand's item
+    GROUP = "group"                           # accepted within one group of members
+    GIFT_CERTIFICATE = "gift_certificate"     # used whole; the change comes back as universal tokens
+
+
+class OrderPayment(StrEnum):
+    """`payment` of POST /v1/quotes and /v1/orders."""
+
+    CLOSED = "closed"          # the store's own tokens only (as before open tokens)
+    AUTO = "auto"              # the store's own tokens first, open tokens for the rest
+    OPEN = "open"              # open tokens only
+
+
+class OpenPurchaseStatus(StrEnum):
+    PENDING = "pending"                        # paid; the MSP has not issued yet
+    ISSUED = "issued"
+    AWAITING_PAYMENT = "awaiting_payment"      # an off-line method: waits for the payment
+    CANCELLED = "cancelled"
+    FAILED = "failed"                          # the MSP refused after payment: the money is due back
+    DECLINED = "declined"                      # the card was declined: nothing was sold
+
+
+class GiveStatus(StrEnum):
+    PENDING = "pending"         # sent to the MSP, no answer yet (202)
+    GIVEN = "given"
+    REFUSED = "refused"
 
 
 # ---------------------------------------------------------------- accounts and sessions
@@ -285,6 +320,8 @@ class QuoteItem(Reply):
     action: OrderAction
     license_id: int | None      # the license extended or converted; null for a new one
     on_sale: bool
+    open_kinds: list[str] = []  # noqa: RUF012  OpenKind: the kinds that can pay this item here (issue 12)
+    split: Split | None = None  # with payment auto/open: closed tokens and open units of this item
 
 
 class Quote(Reply):
@@ -302,6 +339,13 @@ class Quote(Reply):
     exact_actions: bool         # the actions are for this device's licenses (a device was given or is the only one)
     device_id: str | None
     items: list[QuoteItem]
+    # payment open or auto only (issue 12): the split and the MSP's plan
+    payment: str = OrderPayment.CLOSED          # OrderPayment
+    closed_tokens: int | None = None            # this store's tokens the order would take
+    open_units: int | None = None               # open units it would take; null when the MSP's unit is unknown
+    unit_value_cents: int | None = None         # the open unit's cash value
+    open_plan: OpenPlan | None = None           # the MSP's plan when open units are needed; null when none
+    open_plan_error: str | None = None          # why there is no plan (the MSP did not answer)
 
 
 class ReceiptItem(Reply):
@@ -350,6 +394,17 @@ class Receipt(Reply):
     cash_cents: int
     items: list[ReceiptItem]
     deliveries: list[Delivery]
+    payment: str                                # OrderPayment (issue 12)
+    paid: list[PaidPart]                        # what paid: this store's tokens (kind closed), open per kind
+    open_balance_after: dict[str, int] | None = None   # open kind -> tokens left, when the MSP told them
+    open_units: int | None = None               # open or auto orders that took open tokens
+    open_status: str | None = None              # the open part's status at the store
+    operation_id: str | None = None             # the MSP's operation of the open part
+
+    @property
+    def pending(self) -> bool:
+        """202: the MSP has not answered yet; GET /v1/orders/{id}?wait= gives the final status."""
+        return self.status == "pending"
 
 
 class Problem(Reply):
@@ -508,3 +563,214 @@ class MallAssertion(Reply):
 
     assertion: str
     expires_at: datetime
+
+
+# ---------------------------------------------------------------- open tokens (issue 12, FIG 18-20)
+class OpenLot(Reply):
+    """A lot in GET /v1/open-wallet (at the MSP): one kind, issuer and expiry."""
+
+    lot_id: int
+    kind: str                   # OpenKind
+    issuer: str | None          # brand id, group name or selling member id; null for universal
+    issuer_name: str | None
+    tokens: int
+    value_cents: int            # tokens x the open unit's cash value (the MSP's figure)
+    expires_at: datetime | None
+    expired: bool
+
+
+class OpenGiftCertificate(Reply):
+    """A gift certificate in GET /v1/open-wallet: one the caller holds or bought."""
+
+    id: int
+    code_hint: str              # names the certificate; reveals nothing of its code
+    seller_member_id: str
+    seller_name: str
+    face_units: int
+    face_cents: int
+    tokens: int                 # what is left in its lot (0 once spent)
+    expires_at: datetime | None
+    expired: bool
+    held: bool                  # the caller holds it (may spend it)
+    bought: bool                # the caller bought it
+    recipient_name: str | None
+    status: str
+
+
+class OpenWallet(Reply):
+    """GET /v1/open-wallet at the MSP: the customer's open account."""
+
+    unit_value_cents: int
+    value_cents: int            # the face value of the lots not expired
+    lots: list[OpenLot]
+    gift_certificates: list[OpenGiftCertificate]
+
+
+class ActivityWhat(StrEnum):
+    """What a line of the open statement was (read as text: a later one is shown by its name)."""
+
+    ISSUED = "issued"
+    GRANTED = "granted"
+    CHANGE = "change"
+    HELD = "held"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+    RECEIVED = "received"
+    GIVEN = "given"
+    OTHER = "other"
+
+
+class OpenActivityLine(Reply):
+    """GET /v1/open-wallet/activity: one movement of a lot, newest first, gift-card style."""
+
+    entry_id: str               # `before=` this to read on
+    at: datetime
+    lot_id: int
+    kind: str                   # OpenKind
+    issuer: str | None
+    change: int                 # open units in (+) or out (-)
+    balance_after: int          # the lot's balance after this line, as the MSP counts it
+    what: str                   # ActivityWhat
+    member: str | None          # the member it happened with (seller, accepting member)
+
+
+class IssuedLot(Reply):
+    lot_id: int
+    kind: str
+    asset: str
+    issuer: str | None
+    tokens: int
+    expires_at: datetime | None
+
+
+class CertificateRef(Reply):
+    id: int
+    code_hint: str
+
+
+class Redeemed(Reply):
+    """200 POST /v1/open-wallet/redeem: the certificate and its lot, now the caller's."""
+
+    gift_certificate: CertificateRef
+    lot: IssuedLot
+    moved: bool                 # false: the caller held it already
+
+
+class OpenKindOffer(Reply):
+    kind: str                   # OpenKind
+    issuer: str | None
+    issuer_name: str | None
+    discount_bp: int
+    price_cents_per_1000: int
+
+
+class GiftCertificateTerms(Reply):
+    expires_in_days: int        # the selling store's policy, shown before purchase
+
+
+class OpenTokenOffers(Reply):
+    """GET /v1/open-token-offers at the home store: what it sells and at what price."""
+
+    unit_value_cents: int
+    kinds: list[OpenKindOffer]
+    gift_certificate: GiftCertificateTerms
+
+
+class SoldGiftCertificate(Reply):
+    value_cents: int
+    expires_at: datetime | None
+    code: str | None            # the redemption code: to its buyer only, once issued
+    id: int | None              # the MSP's certificate id
+    give_status: str | None     # GiveStatus, once given
+    give_reason: str | None
+
+
+class PurchaseRecipient(Reply):
+    username: str
+    full_name: str
+
+
+class PurchasedLot(Reply):
+    lot_id: int
+    kind: str                   # OpenKind
+    tokens: int
+
+
+class OpenTokenPurchase(Reply):
+    """201 (202 off-line) POST /v1/open-token-purchases, GET /v1/open-token-purchases[/{id}]."""
+
+    id: int
+    operation_id: str           # the MSP's operation: names a gift certificate to give it
+    kind: str                   # OpenKind
+    issuer: str | None
+    tokens: int
+    price_cents: int
+    method: str
+    status: str                 # OpenPurchaseStatus
+    reason: str
+    refund_due: bool            # the MSP refused after payment: the money is owed back
+    invoice_number: str | None
+    card_brand: str | None
+    card_last4: str | None
+    decline_code: str | None
+    recipient: PurchaseRecipient | None     # a gift certificate bought for someone else
+    lots: list[PurchasedLot]                # what the MSP issued, once it has
+    created_at: datetime
+    issued_at: datetime | None
+    user_id: int
+    gift_certificate: SoldGiftCertificate | None
+
+
+class GiftGiven(Reply):
+    """200 (202 pending) POST /v1/gift-certificates/{operation_id}/give."""
+
+    operation_id: str
+    gift_operation_id: str
+    status: str                 # GiveStatus
+    to_username: str | None
+
+
+class PlanPortion(Reply):
+    line: int                   # the order line (0 for change)
+    lot_id: int
+    kind: str                   # OpenKind
+    issuer: str | None
+    tokens: int
+
+
+class OpenPlan(Reply):
+    """The MSP's plan for the open part of an order (FIG 20A/B), as the quote carries it."""
+
+    portions: list[PlanPortion]
+    change: list[PlanPortion]
+    short_units: int
+    helpful_kinds: list[str]    # OpenKind: when short, the kinds that would pay these lines
+
+    def by_kind(self) -> list[tuple[str, str | None, int]]:
+        """(kind, issuer, tokens) in the plan's own order, each kind and issuer once."""
+        out: dict[tuple[str, str | None], int] = {}
+        for p in self.portions:
+            out[(p.kind, p.issuer)] = out.get((p.kind, p.issuer), 0) + p.tokens
+        return [(k, i, t) for (k, i), t in out.items()]
+
+
+class Split(Reply):
+    closed_tokens: int          # the store's own tokens for this line
+    open_units: int | None      # open units for the rest; null when the MSP's unit is unknown
+
+
+class PaidPart(Reply):
+    """A receipt's `paid`: closed tokens as asset `token:<member>`, kind `closed`."""
+
+    asset: str
+    kind: str                   # "closed" or an OpenKind
+    issuer: str | None
+    tokens: int
+
+
+class OpenShort(Problem):
+    """402 on POST /v1/orders paid in open tokens: the MSP's plan was short."""
+
+    short_units: int
+    helpful_kinds: list[str]
+    reason: str = "short"

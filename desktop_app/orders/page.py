@@ -5,6 +5,11 @@ which count restricted tokens and a negative-draw limit), never RT and AT compar
 Idempotency keys: one per attempt to place an order; "Try again" after a lost answer sends
 the same key (never bought twice), a new attempt after a refusal sends a new one (the first
 answer is final for its key).
+
+Open tokens (issue 12): in a mall the order can be paid with this store's tokens only
+(``closed``), its tokens first and open tokens for the rest (``auto``) or open tokens only
+(``open``). Which open kinds pay is the MSP's plan, shown as the quote carries it before
+confirming; the receipt names the kinds that paid and what is left of each.
 """
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QDialogBut
                                QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QStyledItemDelegate, QTableView, QVBoxLayout, QWidget)
 
-from desktop_app.api.client import SessionExpired, ShortOfTokens, answer_lost, needs_new_key, new_idempotency_key
-from desktop_app.api.replies import Offer, OrderList, Product, Quote, Receipt
+from desktop_app.api.client import (SessionExpired, ShortOfOpenTokens, ShortOfTokens, answer_lost, needs_new_key,
+                                    new_idempotency_key)
+from desktop_app.api.replies import Offer, OpenKind, OrderList, OrderPayment, Product, Quote, Receipt
+from desktop_app.open.model import kinds_text, plan_lines, receipt_lines, units_text
 from desktop_app.orders.model import OrderLine, OrderListModel, TierChoicesRole, lines_from_items
 from desktop_app.widgets.common import Banner
 
@@ -46,6 +53,21 @@ class TierDelegate(QStyledItemDelegate):
 
 
 TOTAL_STYLE = "font-size:14pt;font-weight:600;"
+PENDING_WAIT_SECONDS = 15.0     # an order waiting for the mall: how long the dialog waits before saying so
+
+PAYMENT_LABELS = {OrderPayment.CLOSED: "This store's tokens",
+                  OrderPayment.AUTO: "This store's tokens, then open tokens",
+                  OrderPayment.OPEN: "Open tokens only"}
+
+
+def payment_combo(name: str, payment: str) -> QComboBox:
+    """The payment choice (shown only in a mall: open tokens are the mall's)."""
+    combo = QComboBox(objectName=name)
+    combo.setAccessibleName("Pay with")
+    for value, label in PAYMENT_LABELS.items():
+        combo.addItem(label, value.value)
+    combo.setCurrentIndex(max(0, combo.findData(str(payment))))
+    return combo
 
 
 def totals_grid(labels: dict[str, QLabel]) -> QGridLayout:
@@ -90,6 +112,14 @@ class OrderPage(QWidget):
         self.save_button = QPushButton("&Save list for later", objectName="order_save")
         self.order_button = QPushButton("&Order…", objectName="order_submit")
         self.order_button.setDefault(True)
+        self.payment: str = OrderPayment.CLOSED
+        self.payment_label = QLabel("&Pay with:")
+        self.payment_choice = payment_combo("order_payment", self.payment)
+        self.payment_label.setBuddy(self.payment_choice)
+        self.payment_choice.currentIndexChanged.connect(
+            lambda _i: self.set_payment(self.payment_choice.currentData()))
+        self.split = QLabel(objectName="order_split", wordWrap=True)
+        self.split.hide()
         self.remove_button.clicked.connect(self.remove_selected)
         self.table.installEventFilter(self)    # Delete in the table removes the selected items
         self._fitting = False            # FIG 10 "remove items": guiding the user until the order fits
@@ -100,7 +130,15 @@ class OrderPage(QWidget):
         buttons.addWidget(self.remove_button)
         buttons.addWidget(self.save_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.payment_label)
+        buttons.addWidget(self.payment_choice)
         buttons.addWidget(self.order_button)
+        self._show_payment(state.mall.mall is not None)
+        state.mall.mallChanged.connect(lambda mall: self._show_payment(mall is not None))
+        # open tokens are the mall's: read the directory once per sign-in if nothing has yet
+        self._mall_asked = False
+        state.meChanged.connect(self._me_for_mall)
+        self._read_mall()
         layout = QVBoxLayout(self)
         layout.addWidget(self.inactive_banner)
         layout.addWidget(self.banner)
@@ -109,6 +147,7 @@ class OrderPage(QWidget):
         layout.addWidget(self.table, 1)
         layout.addLayout(totals_grid(self.labels))
         layout.addWidget(self.cash)
+        layout.addWidget(self.split)
         layout.addLayout(buttons)
 
         self.model.pricing = state.pricing
@@ -124,6 +163,33 @@ class OrderPage(QWidget):
         self._quote_timer.timeout.connect(self._ask_quote)
         self.model.totalsChanged.connect(lambda _rt: self._lines_changed())
         self.update_totals()
+
+    # -- how the order is paid (issue 12) ------------------------------------------
+    def _show_payment(self, in_mall: bool) -> None:
+        self.payment_label.setVisible(in_mall)
+        self.payment_choice.setVisible(in_mall)
+        if not in_mall and self.payment != OrderPayment.CLOSED:
+            self.set_payment(OrderPayment.CLOSED)      # no mall: no open tokens
+
+    def _me_for_mall(self, me) -> None:
+        if me is None:
+            self._mall_asked = False        # the next user's sign-in asks again
+        else:
+            self._read_mall()
+
+    def _read_mall(self) -> None:
+        if self.state.signed_in and self.state.mall.mall is None and not self._mall_asked:
+            self._mall_asked = True         # a store in no mall is asked once, not at every balance change
+            self.state.mall.refresh()
+
+    def set_payment(self, payment: str) -> None:
+        if payment == self.payment:
+            return
+        self.payment = payment
+        self.payment_choice.blockSignals(True)
+        self.payment_choice.setCurrentIndex(max(0, self.payment_choice.findData(str(payment))))
+        self.payment_choice.blockSignals(False)
+        self._lines_changed()                 # another question for the store
 
     # -- lines ------------------------------------------------------------
     def add(self, product: Product, offer: Offer, tier_index: int = 0, license_id=None) -> int:
@@ -197,14 +263,14 @@ class OrderPage(QWidget):
     def _ask_quote(self) -> None:
         if not self.model.rowCount() or not self.state.signed_in:
             return
-        seq, items, api = self._quote_seq, self.model.items(), self.state.api
+        seq, items, api, payment = self._quote_seq, self.model.items(), self.state.api, self.payment
 
         def done(quote: Quote) -> None:
             if seq == self._quote_seq:
                 self.quote = quote
                 self.update_totals()
 
-        self.state.call(lambda: api.quote(items), done, lambda _e: None)
+        self.state.call(lambda: api.quote(items, payment), done, lambda _e: None)
 
     def update_totals(self, *_args) -> None:
         """RT, AT and what is left: the server's quote once it is in, the lines' own sum and
@@ -221,6 +287,9 @@ class OrderPage(QWidget):
         short = quote is not None and not quote.payable
         self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if short else ""))
         self.cash.setText(f"Order total: {pricing.tokens_text(rt)}")
+        split = plan_lines(quote) if quote is not None and quote.payment != OrderPayment.CLOSED else []
+        self.split.setText("\n".join(split))
+        self.split.setVisible(bool(split))
         self.order_button.setEnabled(bool(self.model.rowCount()))
         if self._fitting:
             self._fitting_hint()
@@ -274,8 +343,10 @@ class OrderPage(QWidget):
             self.banner.show_message("Your account is not active yet: buy the minimum tokens in the Wallet "
                                      "to activate it, then order.", "warning")
             return
-        dialog = ConfirmOrderDialog(self.state, self.model, self)
+        dialog = ConfirmOrderDialog(self.state, self.model, self, payment=self.payment)
         dialog.shortOfTokens.connect(lambda err: self.short_of_tokens(err))
+        dialog.shortOfOpenTokens.connect(lambda err: self.short_of_open_tokens(err))
+        dialog.paymentChanged.connect(self.set_payment)
         dialog.confirmed.connect(self._confirmed)
         self.confirm_dialog = dialog
         dialog.open()
@@ -284,7 +355,9 @@ class OrderPage(QWidget):
         lines = self.model.lines()
         self.model.clear()
         self.state.call(lambda: self.state.api.put_order_list([]), lambda _a: None, lambda _e: None)
-        self.banner.show_message("ORDER CONFIRMED. Your licenses are being installed on this computer.", "success")
+        paid = " ".join(receipt_lines(answer))
+        self.banner.show_message("ORDER CONFIRMED. " + (paid + " " if paid else "")
+                                 + "Your licenses are being installed on this computer.", "success")
         self.state.refresh_me()
         self.orderPlaced.emit({"answer": answer, "lines": lines})
 
@@ -294,7 +367,32 @@ class OrderPage(QWidget):
         dialog.removeItems.connect(lambda: self.start_removing(error))
         dialog.buyTokens.connect(self.goToWallet)
         dialog.saveForLater.connect(lambda: self.save_for_later())
+        dialog.payWithOpen.connect(self._pay_rest_with_open)
         dialog.open()
+
+    def _pay_rest_with_open(self) -> None:
+        """FIG 10 in a mall: the store's tokens first, open tokens for the rest; confirm again."""
+        self.set_payment(OrderPayment.AUTO)
+        self.start_order()
+
+    def short_of_open_tokens(self, error: ShortOfOpenTokens) -> OpenShortageDialog:
+        dialog = OpenShortageDialog(error, self)
+        self.open_shortage_dialog = dialog
+        dialog.removeItems.connect(lambda: self.start_removing())
+        dialog.saveForLater.connect(lambda: self.save_for_later())
+        dialog.buyOpenTokens.connect(self.open_buy_open_tokens)
+        dialog.open()
+        return dialog
+
+    def open_buy_open_tokens(self, kind: str, units: int):
+        """Buy the open tokens that would help, then ask the store again (the order stays)."""
+        from desktop_app.open.dialogs import BuyOpenTokensDialog
+        dialog = BuyOpenTokensDialog(self.state, self, gift=kind == OpenKind.GIFT_CERTIFICATE, suggested_kind=kind,
+                                     suggested_tokens=units)
+        dialog.purchased.connect(lambda _a: self._lines_changed())
+        self.buy_open_dialog = dialog
+        dialog.open()
+        return dialog
 
 
 class ConfirmOrderDialog(QDialog):
@@ -309,10 +407,15 @@ class ConfirmOrderDialog(QDialog):
 
     confirmed = Signal(object)
     shortOfTokens = Signal(object)
+    shortOfOpenTokens = Signal(object)   # ShortOfOpenTokens: the MSP's plan was short
+    paymentChanged = Signal(str)
 
-    def __init__(self, state, model: OrderListModel, parent=None):
+    def __init__(self, state, model: OrderListModel, parent=None, *, payment: str = OrderPayment.CLOSED):
         super().__init__(parent)
         self.state = state
+        self.payment = payment
+        self.quote: Quote | None = None
+        self._quote_seq = 0
         self.setWindowTitle("Confirm your order")
         self.items = model.items()
         self.installed_ids = model.installed_product_ids()
@@ -331,6 +434,11 @@ class ConfirmOrderDialog(QDialog):
                 what = f"{n}. {line.description()}: a new authorization code only ({why})."
             self.plan.addItem(what)
         self.labels = {k: QLabel("…", objectName=f"confirm_{k}") for k in ("rt", "at", "left")}
+        self.payment_choice = payment_combo("confirm_payment", payment)
+        self.payment_choice.setVisible(state.mall.mall is not None)
+        self.payment_choice.currentIndexChanged.connect(lambda _i: self.set_payment(self.payment_choice.currentData()))
+        self.split = QLabel(objectName="confirm_split", wordWrap=True)
+        self.split.setAccessibleName("How the order is paid")
         rt = model.required_tokens()
         self._show_totals(rt, state.available_tokens, state.available_tokens - rt, short=False)
         self.buttons = QDialogButtonBox()
@@ -343,10 +451,39 @@ class ConfirmOrderDialog(QDialog):
         layout.addWidget(self.banner)
         layout.addWidget(self.plan)
         layout.addLayout(totals_grid(self.labels))
+        pay = QHBoxLayout()
+        pay_label = QLabel("&Pay with:")
+        pay_label.setBuddy(self.payment_choice)
+        pay_label.setVisible(self.payment_choice.isVisibleTo(self))
+        pay.addWidget(pay_label)
+        pay.addWidget(self.payment_choice, 1)
+        layout.addLayout(pay)
+        layout.addWidget(self.split)
         layout.addWidget(self.buttons)
-        self.resize(760, 360)
+        self.resize(760, 400)
         # the server's own figures replace the local ones as soon as they arrive
-        state.call(lambda: state.api.quote(self.items), self._quoted, lambda e: None)
+        self._ask_quote()
+
+    def set_payment(self, payment: str) -> None:
+        """Another way to pay: another order (a new key) and another quote."""
+        if payment == self.payment or self.placing:
+            return
+        self.payment = payment
+        self.idempotency_key = new_idempotency_key()
+        self.paymentChanged.emit(payment)
+        self._ask_quote()
+
+    def _ask_quote(self) -> None:
+        self._quote_seq += 1
+        seq, state, items, payment = self._quote_seq, self.state, self.items, self.payment
+        self.quote = None
+        self.split.setText("Asking the store how the order is paid…" if payment != OrderPayment.CLOSED else "")
+
+        def done(quote: Quote) -> None:
+            if seq == self._quote_seq:
+                self._quoted(quote)
+
+        state.call(lambda: state.api.quote(items, payment), done, lambda e: None)
 
     def _show_totals(self, rt: int, at: int, left: int, short: bool) -> None:
         pricing = self.state.pricing
@@ -355,8 +492,10 @@ class ConfirmOrderDialog(QDialog):
         self.labels["left"].setStyleSheet(TOTAL_STYLE + ("color:#b00020;" if short else ""))
 
     def _quoted(self, quote: Quote) -> None:
+        self.quote = quote
         self._show_totals(quote.required_tokens, quote.available_tokens, quote.remaining_tokens,
                           short=not quote.payable)
+        self.split.setText("\n".join(plan_lines(quote)) if quote.payment != OrderPayment.CLOSED else "")
 
     def place(self) -> None:
         if self.placing:
@@ -366,12 +505,22 @@ class ConfirmOrderDialog(QDialog):
         self.confirm_button.setEnabled(False)
         self.banner.show_message("Placing your order…", "info")
         api, state = self.state.api, self.state
-        items, installed, key = self.items, self.installed_ids, self.idempotency_key
-        state.call(lambda: api.place_order(items, state.device_id, installed, key), self._placed, self._failed,
-                   retry_after_sign_in=False)
+        items, installed, key, payment = self.items, self.installed_ids, self.idempotency_key, self.payment
+        state.call(lambda: api.place_order(items, state.device_id, installed, key, payment,
+                                           wait_seconds=PENDING_WAIT_SECONDS),
+                   self._placed, self._failed, retry_after_sign_in=False)
 
     def _placed(self, answer: Receipt) -> None:
         self.placing = False
+        if answer.pending:
+            # the mall has not answered yet: the store finishes the order by itself; asking again
+            # sends the same key, so it is never bought twice
+            self.confirm_button.setEnabled(True)
+            self.confirm_button.setText("&Check again")
+            self.banner.show_message("Your order is waiting for the mall's answer about your open tokens. "
+                                     "It completes by itself; check again in a moment (it will not be "
+                                     "bought twice).", "warning")
+            return
         self.banner.show_message("ORDER CONFIRMED", "success")
         self.confirmed.emit(answer)
         self.accept()
@@ -393,6 +542,10 @@ class ConfirmOrderDialog(QDialog):
             self.reject()
             self.shortOfTokens.emit(error)
             return
+        if isinstance(error, ShortOfOpenTokens):
+            self.reject()
+            self.shortOfOpenTokens.emit(error)
+            return
         self.confirm_button.setEnabled(True)
         self.confirm_button.setText("&Try again")
         if answer_lost(error):
@@ -411,6 +564,7 @@ class ShortageDialog(QDialog):
     buyTokens = Signal()
     saveForLater = Signal()
     exchangeTokens = Signal()            # only offered for an order at another member
+    payWithOpen = Signal()               # in a mall: the store's tokens first, open tokens for the rest
 
     def __init__(self, state, error: ShortOfTokens, parent=None, *, member=None, pricing=None,
                  buy_hidden: str = "", save_hidden: str = ""):
@@ -436,6 +590,9 @@ class ShortageDialog(QDialog):
         if member is not None:
             exchange = QPushButton(self.tr("E&xchange your tokens for the rest"), objectName="shortage_exchange")
             ways.append((exchange, self.exchangeTokens))
+        elif state.mall.mall is not None:
+            use_open = QPushButton(self.tr("Pay the rest with &open tokens"), objectName="shortage_open")
+            ways.append((use_open, self.payWithOpen))
         buy.setDefault(True)
         for button, signal in ways:
             button.clicked.connect(signal)
@@ -457,3 +614,51 @@ class ShortageDialog(QDialog):
         for b, _signal in ways:
             row.addWidget(b)
         layout.addLayout(row)
+
+
+class OpenShortageDialog(QDialog):
+    """FIG 10 for open tokens: the MSP's plan was short. Says by how much and which kinds would
+    pay these lines (the MSP's ``helpful_kinds``), and offers to buy them, to remove items or to
+    save the order for later."""
+
+    removeItems = Signal()
+    saveForLater = Signal()
+    buyOpenTokens = Signal(str, int)      # kind, open units short
+
+    def __init__(self, error: ShortOfOpenTokens, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Not enough open tokens")
+        self.setMinimumWidth(640)
+        short = error.short
+        self.short_units = short.short_units
+        self.helpful_kinds = list(short.helpful_kinds)
+        helpful = (f" These kinds would pay for it: {kinds_text(self.helpful_kinds)}."
+                   if self.helpful_kinds else "")
+        text = QLabel(f"You are short of {units_text(short.short_units)} for this order.{helpful}",
+                      objectName="open_shortage_text", wordWrap=True)
+        remove = QPushButton("&Remove items", objectName="open_shortage_remove")
+        save = QPushButton("&Save the order for later", objectName="open_shortage_save")
+        remove.clicked.connect(self.removeItems)
+        save.clicked.connect(self.saveForLater)
+        self.buy_buttons: dict[str, QPushButton] = {}
+        row = QHBoxLayout()
+        from desktop_app.open.model import kind_label
+        for kind in self.helpful_kinds:
+            words = "Buy a gift certificate" if kind == OpenKind.GIFT_CERTIFICATE else \
+                f"Buy {kind_label(kind).lower()} open tokens"
+            button = QPushButton(words, objectName=f"open_shortage_buy_{kind}")
+            button.clicked.connect(lambda _c=False, k=kind: self.buyOpenTokens.emit(k, self.short_units))
+            self.buy_buttons[kind] = button
+            row.addWidget(button)
+        if self.buy_buttons:
+            next(iter(self.buy_buttons.values())).setDefault(True)
+        for button in (*self.buy_buttons.values(), remove, save):
+            button.clicked.connect(self.accept)
+        other_ways = QHBoxLayout()
+        other_ways.addWidget(remove)
+        other_ways.addWidget(save)
+        other_ways.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(text)
+        layout.addLayout(row)          # buy what would help, or another way
+        layout.addLayout(other_ways)

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLay
                                QLineEdit, QListView, QPushButton, QSplitter, QTableView, QVBoxLayout,
                                QWidget)
 
-from desktop_app.api.replies import Offer, OfferKind, Product
+from desktop_app.api.replies import Offer, OfferKind, OrderPayment, Product
 from desktop_app.widgets.common import Banner
 from desktop_app.store.models import (KIND_COLUMNS, KIND_LABELS, CategoryModel, IdRole,
                                       OfferRole, ProductFilterProxy, ProductRole, ProductTableModel)
@@ -28,11 +28,15 @@ class ProductDetails(QGroupBox):
         self.description = QLabel(wordWrap=True)
         self.held = QLabel(wordWrap=True, objectName="product_held")
         self.held.setStyleSheet("color:#14462b;")
+        self.pays_with = QLabel(wordWrap=True, objectName="product_pays_with")   # issue 12: the store's open_kinds
+        self.pays_with.hide()
+        self._pays_seq = 0
         self.offers_box = QVBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.name)
         layout.addWidget(self.description)
         layout.addWidget(self.held)
+        layout.addWidget(self.pays_with)
         layout.addLayout(self.offers_box)
         layout.addStretch(1)
         self.show_product(None)
@@ -46,6 +50,8 @@ class ProductDetails(QGroupBox):
                 old.hide()              # gone at once, deleted when Qt gets to it
                 old.setParent(None)
                 old.deleteLater()
+        self._pays_seq += 1                # an answer for the last product is not shown for this one
+        self.pays_with.hide()
         if product is None:
             self.held.hide()
             self.name.setText("Choose a product")
@@ -54,6 +60,7 @@ class ProductDetails(QGroupBox):
         self.name.setText(product.name)
         self.description.setText(product.description)
         self.update_held()
+        self.ask_pays_with(product)
         for offer in product.offers:
             if offer.kind == OfferKind.CONVERT:
                 continue  # conversion starts from a license in the Library
@@ -72,6 +79,34 @@ class ProductDetails(QGroupBox):
         more = ". Extend or convert it in the Library." if any(e.kind != "permanent" for e in held) else "."
         self.held.setText("You hold this: " + "; ".join(e.left_text() for e in held) + more)
         self.held.show()
+
+    def ask_pays_with(self, product: Product) -> None:
+        """"Pays with": the kinds of open tokens that can pay this product at its store, as that
+        store's quote says (``open_kinds``; only in a mall and signed in)."""
+        state = self.state
+        offer = next((o for o in product.offers if o.kind != OfferKind.CONVERT), None)
+        if offer is None or state.mall.mall is None or not state.signed_in:
+            return
+        item: dict = {"offer_id": offer.id}
+        if offer.tiers:
+            item["quantity"] = offer.tiers[0].quantity
+        seq, member = self._pays_seq, getattr(self.pricing_override, "member", None)
+        sessions, api = state.mall.sessions, state.api
+
+        def ask():
+            if member is None:
+                return api.quote([item], OrderPayment.AUTO)
+            return sessions.call(member, lambda c: c.quote([item], OrderPayment.AUTO))
+
+        def done(quote) -> None:
+            kinds = quote.items[0].open_kinds if quote.items else []
+            if seq != self._pays_seq or not kinds:
+                return
+            from desktop_app.open.model import kinds_text
+            self.pays_with.setText(f"Pays with this store's tokens, or open tokens: {kinds_text(kinds)}")
+            self.pays_with.show()
+
+        state.call(ask, done, lambda _e: None)      # a store without open tokens: nothing to say
 
     def _offer_row(self, product: Product, offer: Offer) -> QWidget:
         row = QWidget()

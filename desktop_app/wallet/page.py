@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDialog, QDialogButtonBo
 from desktop_app.api.client import needs_new_key, new_idempotency_key
 from desktop_app.api.replies import Bundle, Ledger, PurchaseStatus, TokenPurchase, Transfer
 from desktop_app.money import format_cents
+from desktop_app.open.page import OpenTokensPanel
 from desktop_app.wallet.model import LedgerModel, balance_series
 from desktop_app.widgets.chart import LineChart
 from desktop_app.widgets.common import Banner
@@ -309,6 +310,9 @@ class WalletPage(QWidget):
         split.addWidget(self.chart)
         split.addWidget(self.table)
         split.addWidget(self.mall_box)
+        self.open_panel = OpenTokensPanel(state, self)          # issue 12: beside the members' tokens
+        self.open_panel.setVisible(state.mall.mall is not None)
+        split.addWidget(self.open_panel)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(top)
@@ -359,6 +363,7 @@ class WalletPage(QWidget):
             return
         self.state.refresh_me()
         self.state.mall.refresh()
+        self.open_panel.refresh()
         self.state.call(self.state.api.ledger, self._statement)
         self.state.call(self.state.api.token_purchases, self._purchases, lambda _e: None)
 
