@@ -1,12 +1,12 @@
 """`tokenrent-server admin ...` commands for the store: catalog, offers,
-publishing program files, signing-key rotation, the sales report.
+publishing program files, signing-key rotation, the sales report, cancelling an order.
 (Registered in admin_registry's table; admin_cli imports this module.)"""
 from __future__ import annotations
 
 from datetime import datetime
 
 from .admin_registry import arg, command
-from .services import catalog, orders, signing_keys
+from .services import catalog, open_orders, orders, signing_keys
 from .services.errors import ApiError
 from .vocabulary import OfferKind
 
@@ -116,3 +116,9 @@ def _rotate(db, a):
          arg("--since"), arg("--until"))
 def _sales(db, a):
     return orders.sales_report(db, _aware(a.since), _aware(a.until))
+
+
+@command("cancel-order", "cancel a completed order: its tokens back (open tokens refunded by the MSP), "
+         "its licenses cancelled", arg("order_id", type=int), arg("--reason", required=True))
+def _cancel_order(db, a):
+    return open_orders.cancel_order(db, a.order_id, a.reason)

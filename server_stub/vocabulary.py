@@ -52,6 +52,27 @@ class ItemAction(StrEnum):
 
 class OrderStatus(StrEnum):
     COMPLETED = "completed"   # an order is placed whole or not at all
+    PENDING = "pending"       # paid partly in open tokens: waiting for the MSP's authorization
+    FAILED = "failed"         # the MSP refused (or a local failure voided it): nothing was taken
+    CANCELLED = "cancelled"   # by the operator after completion: tokens back, licenses cancelled
+
+
+class OrderPayment(StrEnum):
+    """What pays an order (issue 12; docs/mall.md "Orders paid with open tokens at a member")."""
+
+    CLOSED = "closed"   # this member's own tokens only (the default, as before)
+    OPEN = "open"       # open tokens at the MSP only
+    AUTO = "auto"       # this member's tokens first, the rest of each line in open tokens
+
+
+class OpenOrderStatus(StrEnum):
+    """The open part of an order (OrderOpenPayment.status)."""
+
+    AUTHORIZING = "authorizing"   # open.authorize queued or sent, no final answer yet
+    CONFIRMED = "confirmed"       # authorized, order completed, open.confirm queued
+    REFUSED = "refused"           # the MSP refused the authorization: nothing was held there
+    VOIDED = "voided"             # authorized, then voided (local failure, too late, cancelled)
+    REFUNDED = "refunded"         # the order was cancelled: open.refund queued
 
 
 class TokenKind(StrEnum):
@@ -115,6 +136,7 @@ class TransferKind(StrEnum):
     EXCHANGE_OUT = "exchange_out"          # a completed exchange: the tokens left for another member
     EXCHANGE_IN = "exchange_in"            # tokens issued here for an exchange from another member
     RESTORE = "restore"                    # an opening balance rebuilt from the MSP's backup (FIG 14)
+    REFUND = "refund"                      # a cancelled order's tokens back to the lots they came from
     # cents, vendor accounts only (never on a user's statement)
     CARD_PAYMENT = "card_payment"
     OFFLINE_PAYMENT = "offline_payment"

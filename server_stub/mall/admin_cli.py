@@ -7,15 +7,17 @@ The table is the MSP's own (`MSP_COMMANDS`): the vendor's `admin` lists none of 
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ..admin_registry import arg
 from ..services.errors import Conflict, Invalid
-from . import books, directory, members
+from ..network.open_money import OpenKind
+from . import books, directory, members, open_tokens
 from .identity import msp_key
-from .schemas import BooksReportOut, FeesChange, InvitationOut, MemberOut
+from .schemas import BooksReportOut, BrandIn, FeesChange, InvitationOut, MemberOut
 from .vocabulary import Accepts, RoyaltyMode
 from .commands import command
 
@@ -145,6 +147,76 @@ def _audit(db: Session, a: argparse.Namespace) -> dict[str, Any]:
     if not report.ok:
         raise Conflict("the audit found problems", problems=report.problems)
     return {"ok": True, "members": report.members, "completed": report.completed, "failed": report.failed}
+
+
+# ---------------------------------------------------------------- open tokens (open_tokens.py)
+
+def _customer_ref(text: str) -> tuple[str, str]:
+    member, sep, user = text.partition(":")
+    if not sep or not member or not user:
+        raise Invalid("--customer is MEMBER:HOME_USER_ID")
+    return member, user
+
+
+def _aware_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError("give the time with its zone, e.g. 2027-01-31T00:00:00+00:00")
+    return t
+
+
+@command("brands-add", "add a brand (or change its name, discount and type 2 cap); MEMBER settles for it",
+         arg("brand_id"), arg("name"), arg("member"), arg("--discount-bp", type=int, default=0),
+         arg("--free-cap-units", type=int, default=0))
+def _brands_add(db: Session, a: argparse.Namespace) -> Any:
+    return open_tokens.add_brand(db, members.validated(BrandIn, brand_id=a.brand_id, name=a.name, member_id=a.member,
+                                                       discount_bp=a.discount_bp, free_cap_units=a.free_cap_units))
+
+
+@command("brands", "list the brands (JSON)")
+def _brands(db: Session, a: argparse.Namespace) -> Any:
+    return open_tokens.all_brands(db)
+
+
+@command("brand-products-add", "put a member's product on a brand's list (the product list 2103)",
+         arg("brand"), arg("member"), arg("product_id", type=int))
+def _brand_products_add(db: Session, a: argparse.Namespace) -> Any:
+    return open_tokens.add_brand_product(db, a.brand, a.member, a.product_id)
+
+
+@command("brand-products-remove", "take a member's product off its brand's list", arg("member"),
+         arg("product_id", type=int))
+def _brand_products_remove(db: Session, a: argparse.Namespace) -> Any:
+    return open_tokens.remove_brand_product(db, a.member, a.product_id)
+
+
+@command("brand-products", "a member's products on brands' lists (JSON)", arg("member"))
+def _brand_products(db: Session, a: argparse.Namespace) -> Any:
+    return open_tokens.brand_products(db, a.member)
+
+
+@command("group-discount", "the discount (basis points) of a group's open tokens", arg("group"),
+         arg("bp", type=int))
+def _group_discount(db: Session, a: argparse.Namespace) -> Any:
+    return open_tokens.set_group_discount(db, a.group, a.bp)
+
+
+@command("open-unit", "the open unit's value in cents (refused once any open token was issued)",
+         arg("cents", type=int))
+def _open_unit(db: Session, a: argparse.Namespace) -> Any:
+    return open_tokens.set_unit_value(db, a.cents)
+
+
+@command("grant-open", "give a customer free type 2 tokens of a brand (an outside brand's, from the operator)",
+         arg("kind", choices=[OpenKind.MANUFACTURER_FREE.value]), arg("brand"),
+         arg("--customer", required=True, help="MEMBER:HOME_USER_ID"), arg("tokens", type=int),
+         arg("--full-name", default=""),
+         arg("--expires-at", type=_aware_time, help="ISO 8601 with its zone (default: never)"),
+         arg("--operation-id", help="a UUID: the same grant again gives nothing twice"))
+def _grant_open(db: Session, a: argparse.Namespace) -> Any:
+    member, user = _customer_ref(a.customer)
+    return open_tokens.grant_free(db, a.brand, member, user, a.tokens, full_name=a.full_name, expires_at=a.expires_at,
+                                  operation_id=a.operation_id)
 
 
 from . import backups_cli  # noqa: E402,F401  (FIG 14's command joins the table)

@@ -19,6 +19,7 @@ from . import saga, settlement
 from .backup_routes import router as backup_router
 from .exchange_routes import router as exchange_router
 from .open_payment_routes import router as open_payment_router
+from .open_routes import router as open_router
 from .routes import router
 from .settlement_routes import router as settlement_router
 from .vocabulary import MSP_ID
@@ -48,6 +49,7 @@ def create_app() -> FastAPI:
     app.include_router(settlement_router)
     app.include_router(backup_router)
     app.include_router(open_payment_router)
+    app.include_router(open_router)
 
     @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
     def health() -> HealthOut:

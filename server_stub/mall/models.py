@@ -536,3 +536,18 @@ class RedeemFailure(MallBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OpenLotMove(MallBase):
+    """A lot that changed holder without its tokens moving (a gift certificate
+    redeemed or given): the open wallet's activity shows it to both customers."""
+
+    __tablename__ = "open_lot_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("open_lots.id"), index=True)
+    from_customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"), index=True)
+    to_customer_id: Mapped[int] = mapped_column(ForeignKey("customer_records.id"), index=True)
+    tokens: Mapped[int] = mapped_column(Amount)          # the lot's balance when it moved
+    why: Mapped[str] = mapped_column(String(16))         # vocabulary.LotMoveReason
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -128,13 +128,13 @@ class LotBalance:
 def customer_lots(db: Session, customer_id: int, *, with_empty: bool = False,
                   for_update: bool = False) -> list[LotBalance]:
     """The customer's lots with their balances, in id order (with_empty: the
-    spent ones too). for_update locks the lots' accounts (a payment's plan)."""
+    spent ones too). for_update locks the lots and their accounts (a payment's plan)."""
     q = (select(OpenLot, MallAccount.balance).join(MallAccount, MallAccount.id == OpenLot.account_id)
          .where(OpenLot.customer_id == customer_id).order_by(OpenLot.id))
     if not with_empty:
         q = q.where(MallAccount.balance > 0)
-    if for_update:
-        q = q.with_for_update(of=MallAccount)
+    if for_update:   # the lot rows too: a certificate given away meanwhile is re-read, not spent
+        q = q.with_for_update(of=(OpenLot, MallAccount))
     return [LotBalance(lot, int(balance)) for lot, balance in db.execute(q).all()]
 
 

@@ -8,12 +8,13 @@ import binascii
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from license_agent.codes import kid_for
 
 from ..schemas.common import FROM_JSON, StrictModel
-from .vocabulary import Accepts, MemberStatus, RoyaltyMode
+from ..network.open_money import OpenKind
+from .vocabulary import Accepts, ActivityWhat, MemberStatus, RoyaltyMode
 
 MemberId = Annotated[str, Field(pattern=r"^m-[a-z2-7]{10}$", description="`m-` + 10 lowercase base32 characters")]
 NetworkKeyText = Annotated[str, Field(pattern=r"^ed25519:[A-Za-z0-9_-]{43}$",
@@ -294,3 +295,204 @@ class OpenRefundOut(BaseModel):
     operation_id: str
     status: str
     units: int
+
+
+# ---------------------------------------------------------------- open tokens: issuing, catalog, wallet
+# (server_stub/mall/open_tokens.py; docs/mall.md "Issuing open tokens"). The member messages are
+# validated from the inbox's stored JSON, so they are lax on types (datetimes from text) but take
+# no unknown field; the customer's own calls are StrictModels.
+
+OperationId = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+                                   description="a UUID in its canonical lowercase form")]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+OpenTokens = Annotated[int, Field(ge=1, le=10**12)]
+OpenIssuer = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^:\s]+$")]
+BrandId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,31}$",
+                               description="1-32 lowercase letters, digits, '.', '_' or '-'")]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenCustomerIn(_Message):
+    """A customer as its home member knows it (the MSP's customer record is made on first use)."""
+
+    home_member: MemberId
+    home_user_id: Annotated[str, Field(min_length=1, max_length=64)]
+    full_name: Annotated[str, Field(max_length=100)] = ""
+
+
+class GiftCertificateIn(_Message):
+    code_sha256: Sha256Hex = Field(description="open_money.gift_code_digest of the code the seller derived")
+    recipient: OpenCustomerIn | None = None
+
+
+class OpenIssueIn(_Message):
+    """POST /v1/mall/open-issues from the selling member (the customer's home member)."""
+
+    operation_id: OperationId
+    kind: OpenKind
+    issuer: OpenIssuer | None = None
+    tokens: OpenTokens
+    price_cents: Annotated[int, Field(ge=0, le=10**13)]
+    customer: OpenCustomerIn
+    recipient: OpenCustomerIn | None = Field(None, description="a gift certificate's recipient (or in gift_certificate)")
+    gift_certificate: GiftCertificateIn | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class OpenGiftIn(_Message):
+    """POST /v1/mall/open-gifts from the certificate's seller: give it to another of its customers."""
+
+    operation_id: OperationId = Field(description="the certificate's sale")
+    gift_operation_id: OperationId = Field(description="this gift (the Idempotency-Key)")
+    from_: OpenCustomerIn = Field(alias="from")
+    to: OpenCustomerIn
+
+
+class OpenLotOut(BaseModel):
+    lot_id: int
+    kind: OpenKind
+    asset: str
+    issuer: str | None
+    tokens: int
+    expires_at: datetime | None
+
+
+class GiftCertificateRef(BaseModel):
+    id: int
+    code_hint: str = Field(description="the first 8 hex digits of the code's SHA-256: names the "
+                                       "certificate, reveals nothing of its code")
+
+
+class OpenIssueOut(BaseModel):
+    operation_id: str
+    lots: list[OpenLotOut]
+    gift_certificate: GiftCertificateRef | None = None
+
+
+class OpenGiftOut(BaseModel):
+    operation_id: str
+    gift_operation_id: str
+    gift_certificate: GiftCertificateRef
+    lot: OpenLotOut
+    to: dict[str, str]
+
+
+class OutstandingOut(BaseModel):
+    """One asset of the calling member's open tokens not spent yet (its receivable towards the network)."""
+
+    asset: str
+    kind: OpenKind
+    issuer: str | None
+    issued_tokens: int = Field(description="minus the balance of issue:<asset>:<member>: every token it issued")
+    tokens: int = Field(description="in its customers' lots now")
+    held_tokens: int = Field(description="taken by payments not yet confirmed or voided")
+    value_micro_cents: int = Field(description="what it was paid for tokens + held_tokens (face x paid_bp), 1/100 cents")
+    value_cents: int = Field(description="value_micro_cents in whole cents (rounded down)")
+
+
+class BrandOut(BaseModel):
+    brand_id: str
+    name: str
+    member_id: str
+    discount_bp: int
+    free_cap_units: int
+
+
+class GroupOfferOut(BaseModel):
+    name: str
+    members: list[str]
+    discount_bp: int
+
+
+class GiftCertificateTermsOut(BaseModel):
+    max_days: int
+
+
+class OpenCatalogOut(BaseModel):
+    unit_value_cents: int
+    brands: list[BrandOut]
+    groups: list[GroupOfferOut]
+    gift_certificate: GiftCertificateTermsOut
+
+
+class BrandProductOut(BaseModel):
+    product_id: int
+    brand_id: str
+
+
+class BrandIn(StrictModel):
+    """brands-add: a brand (an outside brand settles through the member named)."""
+
+    brand_id: BrandId
+    name: Name
+    member_id: MemberId
+    discount_bp: Annotated[int, Field(ge=0, le=BASIS_POINTS)] = 0
+    free_cap_units: Annotated[int, Field(ge=0, le=10**12)] = 0
+
+
+class MspSessionIn(StrictModel):
+    assertion: Annotated[str, Field(min_length=20, max_length=4000)]
+
+
+class MspSessionOut(BaseModel):
+    token: str = Field(description="bearer token for the open wallet; only its SHA-256 is kept")
+    expires_at: datetime
+
+
+class RedeemIn(StrictModel):
+    code: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class WalletLotOut(BaseModel):
+    lot_id: int
+    kind: OpenKind
+    issuer: str | None
+    issuer_name: str | None
+    tokens: int
+    value_cents: int
+    expires_at: datetime | None
+    expired: bool
+
+
+class WalletCertificateOut(BaseModel):
+    id: int
+    code_hint: str
+    seller_member_id: str
+    seller_name: str
+    face_units: int
+    face_cents: int
+    tokens: int = Field(description="what is left in its lot (0 once spent)")
+    expires_at: datetime | None
+    expired: bool
+    held: bool = Field(description="the caller holds it (may spend it)")
+    bought: bool = Field(description="the caller bought it")
+    recipient_name: str | None
+    status: str
+
+
+class OpenWalletOut(BaseModel):
+    unit_value_cents: int
+    value_cents: int = Field(description="face value of the lots not expired")
+    lots: list[WalletLotOut]
+    gift_certificates: list[WalletCertificateOut]
+
+
+class ActivityOut(BaseModel):
+    entry_id: str = Field(description="`before=` this to read on")
+    at: datetime
+    lot_id: int
+    kind: OpenKind
+    issuer: str | None
+    change: int
+    balance_after: int = Field(description="the lot's balance after this line")
+    what: ActivityWhat
+    member: str | None = Field(description="the member it happened with (seller, accepting member)")
+
+
+class RedeemOut(BaseModel):
+    gift_certificate: GiftCertificateRef
+    lot: OpenLotOut
+    moved: bool = Field(description="false: the caller held it already")

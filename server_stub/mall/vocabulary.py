@@ -113,3 +113,24 @@ class PortionKind(StrEnum):
 class GiftCertificateStatus(StrEnum):
     ACTIVE = "active"
     SPENT = "spent"
+
+
+class LotMoveReason(StrEnum):
+    """Why a lot changed holder (OpenLotMove.why): its tokens stay, its customer changes."""
+
+    REDEEM = "redeem"           # the holder of the code redeemed the certificate
+    GIFT = "gift"               # the buyer's home member gave it to another of its customers
+
+
+class ActivityWhat(StrEnum):
+    """What a line of the open wallet's activity was (GET /v1/open-wallet/activity)."""
+
+    ISSUED = "issued"           # bought (or a certificate received at purchase)
+    GRANTED = "granted"         # given free by the operator (type 2 of an outside brand)
+    CHANGE = "change"           # a gift certificate's unused rest, as universal tokens
+    HELD = "held"               # taken for a payment (held until the member confirms or voids)
+    RELEASED = "released"       # a held payment's tokens given back (voided)
+    REFUNDED = "refunded"       # a confirmed payment's tokens given back
+    RECEIVED = "received"       # a lot that came to this customer (a certificate redeemed or given)
+    GIVEN = "given"             # a lot that went to another customer
+    OTHER = "other"

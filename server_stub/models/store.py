@@ -114,6 +114,8 @@ class License(Base):
     product_name: Mapped[str] = mapped_column(String(100), default="")   # as written in the codes
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # set when the order that made or changed it was cancelled (issue 12): no new codes
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Order(Base):

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 from license_agent.codes import LicenseKind
 
-from ..vocabulary import AccountStatus, ItemAction, OfferKind, OrderStatus, RentalUnit
-from .common import SPACES, Absent, Id, Problem, StrictModel, no_default
+from ..network.open_money import OpenKind
+from ..vocabulary import AccountStatus, ItemAction, OfferKind, OpenOrderStatus, OrderPayment, OrderStatus, RentalUnit
+from .common import FROM_JSON, SPACES, Absent, Id, Problem, StrictModel, no_default
 
 DeviceIdText = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="hex device id (32 characters)")]
 Quantity = Annotated[int, Field(ge=1, le=1_000_000_000)]
@@ -34,15 +35,25 @@ class OrderItemIn(StrictModel):
 Items = Annotated[list[OrderItemIn], Field(max_length=50)]
 
 
+_PAYMENT = Field(OrderPayment.CLOSED, description="closed: this member's tokens; open: open tokens at the MSP; "
+                 "auto: this member's tokens first, the rest of each item in open tokens")
+
+
 class QuoteCreate(StrictModel):
     items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=50)]
     device_id: DeviceIdText | None = None
+    payment: Annotated[OrderPayment, FROM_JSON] = _PAYMENT
 
 
 class OrderCreate(StrictModel):
     items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=50)]
     device_id: DeviceIdText
     installed_product_ids: Annotated[list[Id], Field(max_length=50)] = []
+    payment: Annotated[OrderPayment, FROM_JSON] = _PAYMENT
+
+
+class CancelOrderIn(StrictModel):
+    reason: ShortText
 
 
 class OrderListPut(StrictModel):
@@ -237,6 +248,30 @@ class QuoteItemOut(BaseModel):
     action: ItemAction
     license_id: int | None = Field(description="the license extended or converted; null for a new one")
     on_sale: bool
+    open_kinds: list[OpenKind] = Absent("payment open or auto: the open kinds that can pay this item here")
+    split: SplitOut = Absent("payment open or auto")
+
+
+class SplitOut(BaseModel):
+    closed_tokens: int = Field(description="paid with this member's tokens")
+    open_units: int | None = Field(description="the rest in open units; null when the MSP's unit is unknown")
+
+
+class OpenPortionOut(BaseModel):
+    line: int
+    lot_id: int
+    kind: OpenKind
+    issuer: str | None
+    tokens: int
+
+
+class OpenPlanOut(BaseModel):
+    """The MSP's plan (FIG 20A/B), nothing held."""
+
+    portions: list[OpenPortionOut]
+    change: list[OpenPortionOut]
+    short_units: int
+    helpful_kinds: list[OpenKind]
 
 
 class QuoteOut(BaseModel):
@@ -253,6 +288,12 @@ class QuoteOut(BaseModel):
     exact_actions: bool
     device_id: str | None
     items: list[QuoteItemOut]
+    payment: OrderPayment = Absent("payment open or auto")
+    closed_tokens: int = Absent("payment open or auto: this member's tokens the order would take")
+    open_units: int | None = Absent("payment open or auto: open units the order would take")
+    unit_value_cents: int | None = Absent("payment open or auto: the open unit's cash value")
+    open_plan: OpenPlanOut | None = Absent("payment open or auto: the MSP's plan; null when none")
+    open_plan_error: str | None = Absent("payment open or auto: why there is no plan")
 
 
 class ReceiptItemOut(BaseModel):
@@ -301,6 +342,21 @@ class ReceiptOut(BaseModel):
     cash_cents: int
     items: list[ReceiptItemOut]
     deliveries: list[DeliveryOut]
+    payment: OrderPayment
+    paid: list[PaidOut] = Field(description="what paid the order: this member's tokens (kind `closed`) and "
+                                            "open tokens per kind and issuer; empty while pending")
+    open_balance_after: dict[str, int] | None = Absent("open or auto orders: open tokens left per kind, "
+                                                       "when the MSP told them")
+    open_units: int = Absent("open or auto orders that took open tokens")
+    open_status: OpenOrderStatus = Absent("open or auto orders that took open tokens")
+    operation_id: str = Absent("open or auto orders that took open tokens: the MSP's operation")
+
+
+class PaidOut(BaseModel):
+    asset: str = Field(description="`token:<member>` for this member's tokens, else the open asset")
+    kind: str = Field(description="`closed`, or an open kind")
+    issuer: str | None
+    tokens: int
 
 
 class AdminReceiptOut(ReceiptOut):

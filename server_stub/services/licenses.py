@@ -21,8 +21,8 @@ from .errors import Conflict, NotFound
 
 def license_view(lic: License, device: Device | None, now: datetime | None = None) -> dict:
     now = now or utcnow()
-    active = True
-    if lic.kind == LicenseKind.TIME:
+    active = lic.cancelled_at is None
+    if active and lic.kind == LicenseKind.TIME:
         active = lic.expires_at is not None and lic.expires_at > now
     return {
         "id": lic.id, "product_id": lic.product_id, "product_name": lic.product_name, "kind": lic.kind,
@@ -72,6 +72,8 @@ def code_for(db: Session, user_id: int, license_id: int, device_id: str) -> dict
     """A fresh code with the license's current serial and totals, for the device
     it is bound to (a code for any other device would let one rental count twice)."""
     lic = owned(db, user_id, license_id)
+    if lic.cancelled_at is not None:
+        raise Conflict(f"license {lic.id} was cancelled with its order", reason="license_cancelled")
     device = owned_device(db, user_id, device_id)
     if lic.device_pk != device.id:
         bound = db.get(Device, lic.device_pk)

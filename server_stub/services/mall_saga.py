@@ -31,7 +31,7 @@ from ..network.client import MallClient
 from ..network.directory import MSP_ID
 from ..network.keys import load_or_create_network_key, parse_public_key
 from ..network.types import Answer, Unreachable
-from . import mall, mall_backup, mall_notices
+from . import mall, mall_backup, mall_notices, open_orders
 from .errors import Conflict, Invalid
 from .idempotency import Outcome
 from .mall import UnknownMember
@@ -76,7 +76,7 @@ def _on_exchange_request_answer(db: Session, message: Any, answer: Answer) -> No
 
 
 HANDLERS: dict[str, outbox.Handler] = {MessageKind.EXCHANGE_REQUEST: _on_exchange_request_answer,
-                                       **mall_notices.HANDLERS, **mall_backup.HANDLERS}
+                                       **mall_notices.HANDLERS, **mall_backup.HANDLERS, **open_orders.HANDLERS}
 
 
 def receive_exchange_result(sender: str, message_id: str, body: dict[str, Any]) -> Answer:

@@ -24,8 +24,8 @@ from license_agent.codes import LicenseKind
 from ..models.base import utcnow
 from ..models.store import Device, License, Offer, OfferTier, Order, OrderItem, Product, SavedOrderList
 from ..models.user import User
-from ..vocabulary import LICENSE_KIND_OF_OFFER, TIERED_OFFER_KINDS, ItemAction, OfferKind, OrderStatus
-from . import ledger, licenses
+from ..vocabulary import LICENSE_KIND_OF_OFFER, TIERED_OFFER_KINDS, ItemAction, OfferKind, OrderPayment, OrderStatus
+from . import ledger, licenses, open_orders
 from .accounts import require_active
 from .catalog import download_url, latest_version
 from .devices import owned as owned_device
@@ -124,6 +124,8 @@ def plan_items(db: Session, user_id: int, items, device: Device | None) -> Plan:
             target = by_license.get(license_id)
             if target is None:
                 lic = licenses.owned(db, user_id, license_id)
+                if lic.cancelled_at is not None:
+                    raise Conflict(f"item {n}: license {lic.id} was cancelled with its order")
                 if lic.product_id != product.id:
                     raise Invalid(f"item {n}: license {lic.id} is for another product than offer {offer.id}")
                 if device is not None and lic.device_pk != device.id:
@@ -138,7 +140,8 @@ def plan_items(db: Session, user_id: int, items, device: Device | None) -> Plan:
             target = by_product.get(product.id)
             if target is None:
                 lic = db.scalar(select(License).where(License.user_id == user_id, License.product_id == product.id,
-                                                      License.device_pk == device.id).order_by(License.id).limit(1))
+                                                      License.device_pk == device.id, License.cancelled_at.is_(None))
+                                      .order_by(License.id).limit(1))
                 if lic is not None:
                     target = by_license.setdefault(lic.id, Target(product, lic.kind, lic))
                     by_product[product.id] = target
@@ -182,7 +185,8 @@ def _only_device(db: Session, user_id: int) -> Device | None:
     return found[0] if len(found) == 1 else None
 
 
-def quote(db: Session, user: User, items, device_id: str | None = None) -> dict:
+def quote(db: Session, user: User, items, device_id: str | None = None,
+          payment: str = OrderPayment.CLOSED) -> dict:
     # The action an item takes depends on the device's licenses: without a
     # device_id, a user with one computer still gets the exact answer.
     device = owned_device(db, user.id, device_id) if device_id else _only_device(db, user.id)
@@ -191,13 +195,16 @@ def quote(db: Session, user: User, items, device_id: str | None = None) -> dict:
     price = token_price_cents(db)
     required, available = plan.required, wallet.total()
     capacity = ledger.spend_capacity(wallet, plan.spend_lines())
-    return {"required_tokens": required, "available_tokens": available,
-            "remaining_tokens": available - required,
-            "payable": required <= capacity, "shortage": max(0, required - capacity),
-            "cash_cents": cash_cents(required, price), "token_price_cents": price,
-            "account_status": user.status, "exact_actions": device is not None,
-            "device_id": device.device_id if device is not None else None,
-            "items": [i.view(price) for i in plan.items]}
+    out = {"required_tokens": required, "available_tokens": available,
+           "remaining_tokens": available - required,
+           "payable": required <= capacity, "shortage": max(0, required - capacity),
+           "cash_cents": cash_cents(required, price), "token_price_cents": price,
+           "account_status": user.status, "exact_actions": device is not None,
+           "device_id": device.device_id if device is not None else None,
+           "items": [i.view(price) for i in plan.items]}
+    if payment != OrderPayment.CLOSED:   # the closed quote asks the MSP nothing
+        open_orders.quote_extras(db, user, plan, wallet, payment, price, out)
+    return out
 
 
 # ---------------------------------------------------------------- order (FIG 9, 10)
@@ -225,7 +232,8 @@ def _deliveries(plan: Plan, device: Device, installed: set[int], codes: dict[int
     return out
 
 
-def place_order(db: Session, user_id: int, items, device_id: str, installed_product_ids) -> Outcome:
+def place_order(db: Session, user_id: int, items, device_id: str, installed_product_ids,
+                payment: str = OrderPayment.CLOSED, idempotency_key: str | None = None) -> Outcome:
     ledger.lock_wallets(db, user_id)
     user = db.get(User, user_id)
     require_active(user)
@@ -233,10 +241,14 @@ def place_order(db: Session, user_id: int, items, device_id: str, installed_prod
     plan = plan_items(db, user_id, items, device)
     price = token_price_cents(db)
     available = ledger.available_tokens(db, user)
+    if payment != OrderPayment.CLOSED and open_orders.needs_open(db, user, plan, payment, price):
+        return open_orders.start_order(db, user, device, plan, payment, price, available,
+                                       list(installed_product_ids or []), idempotency_key)
     installed = set(installed_product_ids or [])
     versions = {i.product.id: latest_version(db, i.product.id) for i in plan.items if i.product.id not in installed}
     now = utcnow()
     order = Order(user_id=user_id, device_pk=device.id, device_id=device.device_id, status=OrderStatus.COMPLETED,
+                  payment=payment,
                   required_tokens=plan.required, available_tokens=available, balance_after=available,
                   token_price_cents=price, cash_cents=cash_cents(plan.required, price), created_at=now)
     db.add(order)
@@ -288,7 +300,7 @@ def receipt(db: Session, order: Order, items: list[OrderItem] | None = None,
             deliveries: list[dict] | None = None) -> dict:
     if items is None:
         items = db.scalars(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.id)).all()
-    return {
+    out = {
         "id": order.id, "status": order.status, "created_at": order.created_at,
         "device_id": order.device_id,
         "required_tokens": order.required_tokens, "available_tokens": order.available_tokens,
@@ -299,6 +311,8 @@ def receipt(db: Session, order: Order, items: list[OrderItem] | None = None,
                    "cash_cents": i.cash_cents, "license_id": i.license_id} for i in items],
         "deliveries": deliveries if deliveries is not None else json.loads(order.deliveries_json or "[]"),
     }
+    open_orders.receipt_extras(db, order, out)
+    return out
 
 
 def owned_order(db: Session, user_id: int, order_id: int) -> Order:

@@ -98,7 +98,7 @@ DELIVERY = ["product_id", "product_name", "license_id", "serial", "kind", "devic
             "authorization_code", "installed"]
 DOWNLOAD = ["download_url", "version", "sha256", "size", "file_name"]
 RECEIPT = ["id", "status", "created_at", "device_id", "required_tokens", "available_tokens", "remaining_tokens",
-           "balance_after", "token_price_cents", "cash_cents", "items", "deliveries"]
+           "balance_after", "token_price_cents", "cash_cents", "items", "deliveries", "payment", "paid"]
 LICENSE = ["id", "product_id", "product_name", "kind", "serial", "device_id", "device_name", "starts_at",
            "expires_at", "uses", "processings", "low_threshold", "store_url", "active", "created_at", "updated_at"]
 

@@ -14,13 +14,15 @@ from ...models.store import Offer, Order
 from ...models.user import User
 from ...schemas.common import Problem, Rfc3339
 from ...schemas.store import (
-    AdminReceiptOut, CategoryCreate, CategoryOut, CategoryUpdate, KeyRotatedOut, OfferOut, OfferPut,
+    AdminReceiptOut, CancelOrderIn, CategoryCreate, CategoryOut, CategoryUpdate, KeyRotatedOut, OfferOut, OfferPut,
     ProductCreate, ProductOut, ProductUpdate, SalesReportOut, VersionOut,
 )
-from ...services import catalog, orders, signing_keys
+from ...services import catalog, open_orders, orders, signing_keys
+from ...services.idempotency import Outcome, run_idempotent
 from ...services.errors import Invalid, NotFound
 from ...vocabulary import OfferKind
-from ..deps import AdminUser, DbSession, IdPath, WriteDb
+from ..answers import answer
+from ..deps import AdminUser, DbSession, IdempotencyKey, IdPath, WriteDb
 from ..problems import ADMINS_ONLY, problems
 
 router = APIRouter(prefix="/admin", tags=["admin store"], responses=ADMINS_ONLY)
@@ -146,3 +148,22 @@ def all_orders(_admin: AdminUser, db: DbSession,
             raise NotFound("no such user")
         q = q.where(Order.user_id == user.id)
     return [{**orders.receipt(db, o), "user_id": o.user_id} for o in db.scalars(q).all()]
+
+
+@router.post("/orders/{order_id}/cancel", response_model=AdminReceiptOut,
+             responses=problems((404, Problem, "no such order"),
+                                (409, Problem, "the order is pending or failed (`reason` order_pending, order_failed)"),
+                                422))
+def cancel_order(order_id: IdPath, body: CancelOrderIn, admin: AdminUser, idempotency_key: IdempotencyKey = None):
+    """Cancel a completed order: its tokens back to the lots they came from, its open tokens
+    refunded by the MSP (through the outbox), its licenses cancelled. Exactly once per
+    Idempotency-Key; cancelling a cancelled order answers its receipt again."""
+    def cancel(db):
+        r = open_orders.cancel_order(db, order_id, body.reason)
+        order = db.get(Order, order_id)
+        return Outcome(200, {**r, "user_id": order.user_id})
+
+    outcome = run_idempotent(admin.id, idempotency_key, "POST /v1/admin/orders/cancel",
+                             {"order_id": order_id, **body.model_dump()}, cancel)
+    open_orders.wake_worker()
+    return answer(outcome)

@@ -19,7 +19,9 @@ from ...schemas.store import (
     LicenseOut, OrderCreate, OrderListOut, OrderListPut, ProductDetailOut, ProductOut, QuoteCreate, QuoteOut,
     ReceiptOut, VendorKeyOut, WrongDeviceProblem,
 )
-from ...services import catalog, devices, licenses, orders, signing_keys
+from ...db import read_session
+from ...services import catalog, devices, licenses, open_orders, orders, signing_keys
+from ...vocabulary import OrderPayment
 from ...services.errors import ApiError, Forbidden, NotFound
 from ...services.idempotency import run_idempotent
 from ..answers import answer
@@ -195,27 +197,40 @@ def remove_device(device_id: str, user: CurrentUser, db: WriteDb):
 
 # ---------------------------------------------------------------- quotes, orders
 
-@router.post("/quotes", response_model=QuoteOut, responses=problems(_NO_DEVICE, 409, 422))
+@router.post("/quotes", response_model=QuoteOut, responses=problems(_NO_DEVICE, 409, 422),
+             response_model_exclude_unset=True)
 def quote(body: QuoteCreate, user: CurrentUser, db: DbSession):
-    """FIG 8: RT, AT and what would remain, item by item. Moves nothing."""
+    """FIG 8: RT, AT and what would remain, item by item. Moves nothing. With `payment` open or
+    auto: per item the open kinds that can pay it and the split, and the MSP's plan (3 s at most)."""
     from ...models.user import User
 
-    return orders.quote(db, db.get(User, user.id), body.items, body.device_id)
+    return orders.quote(db, db.get(User, user.id), body.items, body.device_id, body.payment)
 
 
 @router.post("/orders", status_code=201, response_model=ReceiptOut,
-             responses=problems((402, ShortageProblem, "short of tokens: RT, AT, shortage"),
-                                (403, Problem, "the account is inactive (`type` .../account-inactive)"),
-                                _NO_DEVICE, 409, 422, 503))
+             responses={202: {"model": ReceiptOut, "description": "paid partly in open tokens and the MSP has not "
+                                                                  "answered yet: the order is `pending`"},
+                        **problems((402, ShortageProblem, "short of tokens: RT, AT, shortage (open tokens: "
+                                                          "`reason` short, `short_units`, `helpful_kinds`)"),
+                                   (403, Problem, "the account is inactive (`type` .../account-inactive)"),
+                                   _NO_DEVICE, 409, 422, 503)})
 def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
     """FIG 9, 10: hold the tokens, create or extend the licenses, issue their
-    codes for the device, post the hold. Exactly once per Idempotency-Key."""
+    codes for the device, post the hold. Exactly once per Idempotency-Key.
+    Open tokens (`payment` open or auto): the MSP authorizes them first; 202
+    `pending` when it has not answered in 8 s (GET /v1/orders/{id}?wait=)."""
+    payload = body.model_dump(exclude={"payment"} if body.payment == OrderPayment.CLOSED else None)
+    if body.payment != OrderPayment.CLOSED:
+        open_orders.unit_value_cents()   # read (or cached) before the write transaction, not inside it
     outcome = run_idempotent(
-        user.id, idempotency_key, "POST /v1/orders", body.model_dump(),
+        user.id, idempotency_key, "POST /v1/orders", payload,
         # a concurrent request with the same key that waited for the wallet lock
         # and then refused (tokens gone, license exists) replays the first answer
-        lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids),
+        lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids,
+                                      body.payment, idempotency_key),
     )
+    if outcome.status_code == 202:
+        outcome = open_orders.finish_request(user.id, int(outcome.body["id"]))
     return answer(outcome)
 
 
@@ -227,9 +242,14 @@ def my_orders(user: CurrentUser, db: DbSession, limit: Annotated[int, Query(ge=1
 
 
 @router.get("/orders/{order_id}", response_model=ReceiptOut, responses=problems(404, 422), response_model_exclude_unset=True)
-def my_order(order_id: IdPath, user: CurrentUser, db: DbSession):
-    """A receipt: items, tokens, cash equivalent, balance after, deliveries."""
-    return orders.receipt(db, orders.owned_order(db, user.id, order_id))
+def my_order(order_id: IdPath, user: CurrentUser,
+             wait: Annotated[float, Query(ge=0, le=open_orders.MAX_ORDER_WAIT)] = 0):
+    """A receipt: items, tokens, cash equivalent, balance after, deliveries.
+    `wait`: up to that many seconds (at most 10) for a pending order to complete or fail."""
+    if wait:
+        open_orders.wait_for_order(user.id, order_id, wait)
+    with read_session() as db:
+        return orders.receipt(db, orders.owned_order(db, user.id, order_id))
 
 
 @router.get("/order-list", response_model=OrderListOut, response_model_exclude_unset=True)

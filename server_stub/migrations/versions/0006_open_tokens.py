@@ -70,9 +70,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('store_orders') as batch:
         batch.add_column(sa.Column('payment', sa.String(length=8), nullable=False, server_default='closed'))
+    with op.batch_alter_table('store_licenses') as batch:
+        batch.add_column(sa.Column('cancelled_at', UTCDateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('store_licenses') as batch:
+        batch.drop_column('cancelled_at')
     with op.batch_alter_table('store_orders') as batch:
         batch.drop_column('payment')
     op.drop_table('order_open_payments')

@@ -165,6 +165,26 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_open_payment_portions_lot_id'), ['lot_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_open_payment_portions_payment_id'), ['payment_id'], unique=False)
 
+    op.create_table('open_lot_moves',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('lot_id', sa.Integer(), nullable=False),
+    sa.Column('from_customer_id', sa.Integer(), nullable=False),
+    sa.Column('to_customer_id', sa.Integer(), nullable=False),
+    sa.Column('tokens', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('why', sa.String(length=16), nullable=False),
+    sa.Column('at', server_stub.db_types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['from_customer_id'], ['customer_records.id'],
+        name=op.f('fk_open_lot_moves_from_customer_id_customer_records')),
+    sa.ForeignKeyConstraint(['lot_id'], ['open_lots.id'], name=op.f('fk_open_lot_moves_lot_id_open_lots')),
+    sa.ForeignKeyConstraint(['to_customer_id'], ['customer_records.id'],
+        name=op.f('fk_open_lot_moves_to_customer_id_customer_records')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_open_lot_moves'))
+    )
+    with op.batch_alter_table('open_lot_moves', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_open_lot_moves_from_customer_id'), ['from_customer_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_open_lot_moves_lot_id'), ['lot_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_open_lot_moves_to_customer_id'), ['to_customer_id'], unique=False)
+
     with op.batch_alter_table('groups', schema=None) as batch_op:
         batch_op.add_column(sa.Column('discount_bp', sa.Integer(), server_default='0', nullable=False))
 
@@ -210,6 +230,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_open_payment_portions_lot_id'))
 
     op.drop_table('open_payment_portions')
+    with op.batch_alter_table('open_lot_moves', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_open_lot_moves_to_customer_id'))
+        batch_op.drop_index(batch_op.f('ix_open_lot_moves_lot_id'))
+        batch_op.drop_index(batch_op.f('ix_open_lot_moves_from_customer_id'))
+
+    op.drop_table('open_lot_moves')
     with op.batch_alter_table('open_lots', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_open_lots_customer_id'))
 
