@@ -438,8 +438,8 @@ def activity(db: Session, customer_id: int, *, limit: int = 50, before: str | No
     others = {t.from_account_id if t.to_account_id in by_account else t.to_account_id for t in transfers}
     counterpart = {a.id: a for a in db.scalars(select(MallAccount).where(MallAccount.id.in_(others)))}
     ops = {t.operation_id for t in transfers if t.operation_id}
-    paid_at = dict(db.execute(select(OpenPayment.operation_id, OpenPayment.member_id)
-                              .where(OpenPayment.operation_id.in_(ops))).tuples().all()) if ops else {}
+    paid_at = {op: member for op, member in db.execute(
+        select(OpenPayment.operation_id, OpenPayment.member_id).where(OpenPayment.operation_id.in_(ops)))}
     balance: dict[int, int] = {}
     entries: list[_Entry] = []
     for t in transfers:
@@ -540,16 +540,18 @@ def redeem(db: Session, customer_id: int, code: str, now: datetime | None = None
     recorded and RETURNED as the refusal, so that the caller commits the record
     (the lockout counts it) before answering; other refusals raise."""
     now = now or utcnow()
+    # one order of row locks everywhere (certificate, then customer, then the lot): no deadlock with a gift
+    digest = open_money.gift_code_digest(code) if open_money.normalize_gift_code(code) else ""
+    cert = db.scalar(select(GiftCertificate).where(GiftCertificate.code_sha256 == digest).with_for_update()) \
+        if digest else None
     customer = db.scalar(select(CustomerRecord).where(CustomerRecord.id == customer_id).with_for_update())
     if customer is None:
         raise NotFound("no such customer")
     until = redeem_locked_until(db, customer_id, now)
     if until is not None:
         raise Locked("too many wrong gift certificate codes: redeeming is locked for a while", reason="locked",
-                     locked_until=until.isoformat())
-    digest = open_money.gift_code_digest(code) if open_money.normalize_gift_code(code) else ""
-    cert = db.scalar(select(GiftCertificate).where(GiftCertificate.code_sha256 == digest).with_for_update()) \
-        if digest else None
+                     locked_until=until.isoformat(),
+                     headers={"Retry-After": str(max(1, int((until - now).total_seconds()) + 1))})
     if cert is None:
         db.add(RedeemFailure(customer_id=customer_id, at=now))
         db.flush()
