@@ -15,8 +15,9 @@ from sqlalchemy import select
 
 from .admin_registry import VENDOR, arg, command
 from .db import write_session
+from .models.open_tokens import OpenTokenPurchase
 from .models.wallet import TokenPurchase
-from .services import accounts, ledger, wallet
+from .services import accounts, ledger, open_tokens, wallet
 from .services.errors import ApiError
 from .vocabulary import Role, TokenKind
 
@@ -76,6 +77,33 @@ def _credit(db, a):
 @command("cancel-purchase", "cancel a pending off-line purchase", arg("purchase_id", type=int))
 def _cancel(db, a):
     return wallet.purchase_view(wallet.cancel_purchase(db, a.purchase_id))
+
+
+@command("list-open-purchases", "list open-token purchases (sold here for the mall network)",
+         arg("--status", default=None, choices=list(open_tokens.OpenPurchaseStatus)))
+def _list_open(db, a):
+    q = select(OpenTokenPurchase).order_by(OpenTokenPurchase.id)
+    if a.status:
+        q = q.where(OpenTokenPurchase.status == a.status)
+    return [open_tokens.purchase_view(p) for p in db.scalars(q).all()]
+
+
+@command("confirm-open-purchase", "payment received for an off-line open-token purchase: the MSP issues it "
+         "(the running server delivers it)", arg("purchase_id", type=int))
+def _confirm_open(db, a):
+    return open_tokens.purchase_view(open_tokens.confirm(db, a.purchase_id, open_tokens.member_id(db)))
+
+
+@command("cancel-open-purchase", "cancel an unpaid off-line open-token purchase, or close a failed one "
+         "whose money was given back", arg("purchase_id", type=int))
+def _cancel_open(db, a):
+    return open_tokens.purchase_view(open_tokens.cancel(db, a.purchase_id))
+
+
+@command("set-gift-certificate-days", "the expiry of the gift certificates this store sells, in days",
+         arg("days", type=int))
+def _gift_days(db, a):
+    return {"gift_certificate_days": open_tokens.set_gift_certificate_days(db, a.days)}
 
 
 @command("grant", "grant free tokens to a user",

@@ -74,6 +74,8 @@ class Settings:
     # FIG 14: a member backs its records up to the MSP this often, when they changed (0: never;
     # `admin backup-to-mall` on demand). docs/mall.md, "FIG 14: backups and restore".
     mall_backup_seconds: int = 300
+    # How long a vendor keeps the MSP's open catalog (prices of open tokens) before reading it again.
+    open_catalog_max_age_seconds: int = 60
     # The MSP closes its settlement period this often (FIG 15 steps 9-10; the demo: minutes).
     msp_settlement_seconds: int = 86400
     # An open-token payment held at the MSP (authorized) and neither confirmed nor voided

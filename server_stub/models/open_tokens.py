@@ -36,6 +36,12 @@ class OpenTokenPurchase(Base):
     recipient_username: Mapped[str | None] = mapped_column(String(64), nullable=True)
     recipient_full_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     gift_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the code is derived again when shown (open_money.gift_code); its digest says it is still that code
+    gift_code_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # a later gift of the certificate (POST /v1/gift-certificates/{operation_id}/give)
+    give_operation_id: Mapped[str | None] = mapped_column(String(36), unique=True, nullable=True)
+    give_status: Mapped[str] = mapped_column(String(16), default="")
+    give_reason: Mapped[str] = mapped_column(String(300), default="")
     answer_json: Mapped[str] = mapped_column(Text, default="")    # the MSP's answer to the issue
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -21,6 +21,7 @@ class TokenPolicy(Base):
     min_tokens: Mapped[int] = mapped_column(Integer, default=100)          # MT
     preferred_discount_bp: Mapped[int] = mapped_column(Integer, default=0)  # basis points
     registration_grant_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    gift_certificate_days: Mapped[int] = mapped_column(Integer, default=365, server_default="365")  # open tokens
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -31,7 +31,7 @@ from ..network.client import MallClient
 from ..network.directory import MSP_ID
 from ..network.keys import load_or_create_network_key, parse_public_key
 from ..network.types import Answer, Unreachable
-from . import mall, mall_backup, mall_notices, open_orders
+from . import mall, mall_backup, mall_notices, open_orders, open_tokens
 from .errors import Conflict, Invalid
 from .idempotency import Outcome
 from .mall import UnknownMember
@@ -76,7 +76,8 @@ def _on_exchange_request_answer(db: Session, message: Any, answer: Answer) -> No
 
 
 HANDLERS: dict[str, outbox.Handler] = {MessageKind.EXCHANGE_REQUEST: _on_exchange_request_answer,
-                                       **mall_notices.HANDLERS, **mall_backup.HANDLERS, **open_orders.HANDLERS}
+                                       **mall_notices.HANDLERS, **mall_backup.HANDLERS, **open_orders.HANDLERS,
+                                       **open_tokens.HANDLERS}
 
 
 def receive_exchange_result(sender: str, message_id: str, body: dict[str, Any]) -> Answer:
@@ -269,6 +270,15 @@ def stop_worker() -> None:
             _worker = None
 
 
+def deliver_now(message_id: str, timeout: float) -> Answer | None:
+    """Deliver one queued message from the request that committed it, and its final
+    answer (recorded by its handler), or None after `timeout` (the worker goes on)."""
+    if _worker is None:
+        start_worker()
+    assert _worker is not None
+    return _worker.deliver_now(message_id, timeout)
+
+
 def wake_if_serving() -> None:
     """After a commit that enqueued a message outside the saga's routes (a
     token notice): a server delivers it now; a CLI leaves it to the server's worker."""
@@ -284,3 +294,4 @@ def wake() -> None:
 
 
 mall_notices.set_waker(wake_if_serving)
+open_tokens.connect(open_tokens.Network(client, network_key, deliver_now))

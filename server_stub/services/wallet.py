@@ -15,7 +15,7 @@ from ..models.wallet import Bundle, TokenPolicy, TokenPurchase
 from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
 from . import ledger, mall_notices
 from .accounts import activate_if_funded, check_pin, find_user, require_active
-from .cards import parse_card, processor
+from .cards import ChargeResult, parse_card, processor
 from .errors import CardDeclined, Conflict, Invalid, Locked, NotFound
 from .idempotency import KeepsWrites, Outcome
 from .pricing import (
@@ -104,25 +104,38 @@ class DeclinedPurchase(KeepsWrites, CardDeclined):
                          purchase_status=PurchaseStatus.DECLINED)
 
 
-def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expiry, cvc) -> Outcome:
-    s = get_settings()
+def refuse_if_card_locked(user: User) -> None:
+    """423 while card purchases are locked after repeated declines (FIG 3 step 115)."""
     if user.card_locked_until is not None and user.card_locked_until > utcnow():
         raise Locked("card purchases are refused for a while after repeated declines",
                      locked_until=user.card_locked_until.isoformat())
+
+
+def count_card_result(user: User, result: ChargeResult) -> None:
+    """FIG 3 step 115: declines count toward the card lockout; an approval resets the count.
+    Shared by every card sale (token purchases, open-token purchases)."""
+    if result.approved:
+        user.card_declines = 0
+        return
+    s = get_settings()
+    user.card_declines += 1
+    if user.card_declines >= s.max_card_declines:
+        user.card_locked_until = utcnow() + timedelta(seconds=s.card_lockout_seconds)
+        user.card_declines = 0
+
+
+def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expiry, cvc) -> Outcome:
+    refuse_if_card_locked(user)
     card = parse_card(number or "", expiry or "", cvc or "")
     purchase.card_brand, purchase.card_last4 = card.brand, card.last4
     db.add(purchase)
     db.flush()
     result = processor().charge(card, purchase.amount_cents, f"purchase-{purchase.id}")
+    count_card_result(user, result)
     if not result.approved:
         purchase.status, purchase.decline_code = PurchaseStatus.DECLINED, result.decline_code
-        user.card_declines += 1
-        if user.card_declines >= s.max_card_declines:  # FIG 3 step 115
-            user.card_locked_until = utcnow() + timedelta(seconds=s.card_lockout_seconds)
-            user.card_declines = 0
         db.flush()
         raise DeclinedPurchase(purchase, result.decline_code)
-    user.card_declines = 0
     purchase.processor_ref = result.reference
     purchase.status = PurchaseStatus.COMPLETED
     purchase.credited_at = purchase.settled_at = utcnow()
@@ -274,7 +287,7 @@ def upsert_bundle(db: Session, name: str, tokens: int, discount_percent: float, 
 
 # ---------------------------------------------------------------- transfers (FIG 11)
 
-def _same_name(a: str, b: str) -> bool:
+def same_name(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
@@ -289,7 +302,7 @@ def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str
     recipient = db.get(User, recipient_id, populate_existing=True) if recipient_id is not None else None
     require_active(sender)
     check_pin(sender, pin_verified)
-    if recipient is None or recipient.role != Role.USER or not _same_name(recipient.full_name, to_full_name):
+    if recipient is None or recipient.role != Role.USER or not same_name(recipient.full_name, to_full_name):
         raise NotFound("no user with that username and full name")
     if recipient.id == sender.id:
         raise Invalid("cannot transfer tokens to yourself")

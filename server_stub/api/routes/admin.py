@@ -7,20 +7,23 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from ...models.user import User
+from ...models.open_tokens import OpenTokenPurchase
 from ...models.wallet import TokenPurchase
 from ...schemas.common import Problem
+from ...schemas.open_tokens import OpenPurchaseOut
 from ...schemas.user import AccountCreate, AccountOut
 from ...schemas.wallet import (
     BundleAdminOut, BundleUpsert, GrantCreate, GrantOut, LedgerCheckOut, OffersOut, PolicyUpdate,
     TokenPurchaseOut, UserAdminOut, UserFlagsOut, UserFlagsUpdate,
 )
-from ...services import accounts, ledger, wallet
+from ...services import accounts, ledger, open_tokens, wallet
 from ...services.errors import NotFound
 from ...services.idempotency import Outcome, run_idempotent
 from ...vocabulary import PurchaseStatus, Role
 from ..answers import answer
 from ..deps import AdminUser, DbSession, IdempotencyKey, IdPath, WriteDb
 from ..problems import ADMINS_ONLY, problems
+from .open_tokens import purchase_answer
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ADMINS_ONLY)
 _SETTLE = problems((404, Problem, "no such token purchase"), (409, Problem, "the purchase is not in a state this allows"), 422)
@@ -61,6 +64,43 @@ def credit_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: Idem
 @router.post("/token-purchases/{purchase_id}/cancel", response_model=TokenPurchaseOut, responses=_SETTLE)
 def cancel_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
     return _settle(admin, idempotency_key, "cancel", purchase_id, wallet.cancel_purchase)
+
+
+# ---- open-token purchases (services/open_tokens.py): off-line payments, refunds after a refusal
+
+_OPEN_SETTLE = problems((404, Problem, "no such open-token purchase"),
+                        (409, Problem, "the purchase is not in a state this allows, or this store is not in a mall"),
+                        422)
+
+
+@router.get("/open-token-purchases", response_model=list[OpenPurchaseOut])
+def list_open_purchases(_admin: AdminUser, db: DbSession,
+                        status: Annotated[open_tokens.OpenPurchaseStatus | None, Query()] = None):
+    q = select(OpenTokenPurchase).order_by(OpenTokenPurchase.id.desc()).limit(500)
+    if status:
+        q = q.where(OpenTokenPurchase.status == status)
+    return [open_tokens.purchase_view(p) for p in db.scalars(q).all()]
+
+
+def _settle_open(admin: User, key: str | None, action: str, purchase_id: int, settle):
+    outcome = run_idempotent(admin.id, key, f"POST /v1/admin/open-token-purchases/{{id}}/{action}",
+                             {"purchase_id": purchase_id}, lambda db: Outcome(200, {"id": settle(db).id}))
+    return purchase_answer(outcome, buyer=False)
+
+
+@router.post("/open-token-purchases/{purchase_id}/confirm", response_model=OpenPurchaseOut, responses=_OPEN_SETTLE)
+def confirm_open_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
+    """Payment received for an off-line purchase: it goes to the MSP to be issued (the
+    answer says `issued`, or `pending` while the MSP has not answered)."""
+    return _settle_open(admin, idempotency_key, "confirm", purchase_id,
+                        lambda db: open_tokens.confirm(db, purchase_id, open_tokens.member_id(db)))
+
+
+@router.post("/open-token-purchases/{purchase_id}/cancel", response_model=OpenPurchaseOut, responses=_OPEN_SETTLE)
+def cancel_open_purchase(purchase_id: IdPath, admin: AdminUser, idempotency_key: IdempotencyKey = None):
+    """An off-line purchase never paid, or a failed one (`refund_due`) whose money was given back."""
+    return _settle_open(admin, idempotency_key, "cancel", purchase_id,
+                        lambda db: open_tokens.cancel(db, purchase_id))
 
 
 @router.post("/grants", status_code=201, response_model=GrantOut,

@@ -41,6 +41,10 @@ def upgrade() -> None:
     sa.Column('recipient_username', sa.String(length=64), nullable=True),
     sa.Column('recipient_full_name', sa.String(length=100), nullable=True),
     sa.Column('gift_expires_at', UTCDateTime(timezone=True), nullable=True),
+    sa.Column('gift_code_sha256', sa.String(length=64), nullable=True),
+    sa.Column('give_operation_id', sa.String(length=36), nullable=True),
+    sa.Column('give_status', sa.String(length=16), nullable=False),
+    sa.Column('give_reason', sa.String(length=300), nullable=False),
     sa.Column('answer_json', sa.Text(), nullable=False),
     sa.Column('created_at', UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', UTCDateTime(timezone=True), nullable=False),
@@ -48,8 +52,12 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_open_token_purchases_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_open_token_purchases')),
     sa.UniqueConstraint('operation_id', name=op.f('uq_open_token_purchases_operation_id')),
-    sa.UniqueConstraint('invoice_number', name=op.f('uq_open_token_purchases_invoice_number'))
+    sa.UniqueConstraint('invoice_number', name=op.f('uq_open_token_purchases_invoice_number')),
+    sa.UniqueConstraint('give_operation_id', name=op.f('uq_open_token_purchases_give_operation_id'))
     )
+    with op.batch_alter_table('token_policy') as batch:
+        # the vendor's expiry of the gift certificates it sells (days; GET /v1/open-token-offers)
+        batch.add_column(sa.Column('gift_certificate_days', sa.Integer(), nullable=False, server_default='365'))
     op.create_index(op.f('ix_open_token_purchases_user_id'), 'open_token_purchases', ['user_id'], unique=False)
     op.create_table('order_open_payments',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -80,5 +88,7 @@ def downgrade() -> None:
     with op.batch_alter_table('store_orders') as batch:
         batch.drop_column('payment')
     op.drop_table('order_open_payments')
+    with op.batch_alter_table('token_policy') as batch:
+        batch.drop_column('gift_certificate_days')
     op.drop_index(op.f('ix_open_token_purchases_user_id'), table_name='open_token_purchases')
     op.drop_table('open_token_purchases')
