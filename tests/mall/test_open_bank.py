@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -60,6 +61,7 @@ BRAND, FREE_CAP, GROUP = "acme", 3, "west"
 SETTLEMENT_SECONDS = 5
 QUIET_DEADLINE = 240
 ORDER_WAIT = 150                # seconds an order answered 202 may take to end
+MSP_AWAY = re.compile(r": 503 .*(msp_unreachable|the MSP cannot be reached)")
 
 
 # ---------------------------------------------------------------- what the load did
@@ -226,7 +228,8 @@ class OpenLoad(Load):
 def open_pending(net: MallNetwork) -> dict[str, int]:
     """The open rows still on their way, beside test_network_bank's outboxes and exchanges."""
     left = pending_work(net)
-    checks = [(net.msp.db_url, "msp", ("SELECT count(*) FROM open_payments WHERE status = 'authorized'",))]
+    checks: list[tuple[str, str, tuple[str, ...]]] = [
+        (net.msp.db_url, "msp", ("SELECT count(*) FROM open_payments WHERE status = 'authorized'",))]
     checks += [(v.server.db_url, v.name, ("SELECT count(*) FROM open_token_purchases WHERE status = 'pending'",
                                           "SELECT count(*) FROM open_token_purchases WHERE give_status = 'pending'",
                                           "SELECT count(*) FROM order_open_payments WHERE status = 'authorizing'",
@@ -369,7 +372,12 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
           f"refused {dict(ledger.refused)}; replayed {dict(ledger.replayed)}; kills {dict(chaos.kills)}; "
           f"resent {dict(RESENT)}; quiet after {quiet:.0f}s")
     assert len(ledger.open_purchases) >= 10 and len(ledger.open_orders) >= 5, fail("too little was acknowledged")
-    assert not FAULTS, fail(f"5xx answers: {FAULTS[:5]}")
+    # kills show as connection errors; a server that answered never had a fault of its own. A
+    # vendor that restarted while the MSP was down answers 503 `msp_unreachable` (nothing moved,
+    # try again: docs/mall.md) until it has read the open unit once
+    unreachable = [f for f in FAULTS if MSP_AWAY.search(f)]
+    faults_5xx = [f for f in FAULTS if not MSP_AWAY.search(f)]
+    assert not faults_5xx, fail(f"5xx answers: {faults_5xx[:5]}")
     faults = {name: srv.log_text().count("Traceback") for name, srv in chaos.servers}
     assert not any(faults.values()), fail(f"tracebacks in the servers' logs: {faults}")
 
@@ -450,9 +458,9 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
         for o in ledger.open_orders:
             if o.user is not user or o.operation_id is None or o.operation_id in refunded:
                 continue
-            for p in o.paid:
-                if p["kind"] != "closed":
-                    want[p["asset"]] -= p["tokens"]
+            for part in o.paid:
+                if part["kind"] != "closed":
+                    want[part["asset"]] -= part["tokens"]
             for asset, n in change_of[o.operation_id]:
                 want[asset] -= n
                 want[asset_name(OpenKind.UNIVERSAL, None)] += n
@@ -475,8 +483,8 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
     for row in net.msp.admin_json("statements"):
         periods[row["period_id"]] += row["net_cents"]
     assert all(n == 0 for n in periods.values()), fail(f"periods that do not sum to zero: {dict(periods)}")
-    print(f"{len(periods)} periods; {len(made)} change lots; refunds refused for spent change "
-          f"{len(change_spent)}; whole test {time.monotonic() - t0:.0f}s")
+    print(f"503 msp_unreachable answers {len(unreachable)}; {len(periods)} periods; {len(made)} change lots; "
+          f"refunds refused for spent change {len(change_spent)}; whole test {time.monotonic() - t0:.0f}s")
 
 
 def _vendor_rows(vendor: Vendor, sql: str, **params: Any) -> list[tuple[Any, ...]]:
