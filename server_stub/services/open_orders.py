@@ -115,12 +115,15 @@ def _msp_url() -> str:
     return row.msp_url
 
 
-def unit_value_cents() -> int:
+def unit_value_cents(fetch: bool = True) -> int:
     """The open unit's cash value, from the MSP's public open catalog. It cannot change once any open
-    token was issued (and none can pay before), so it is read once per process."""
+    token was issued (and none can pay before), so it is read once per process. `fetch=False`
+    (inside a write transaction): the cached value or 503, never a call."""
     url = _msp_url()
     if url in _unit_value:
         return _unit_value[url]
+    if not fetch:
+        raise MspUnavailable("the open unit's value could not be read from the MSP", reason="msp_unreachable")
     try:
         r = requests.get(url + "/v1/mall/open-catalog", timeout=PLAN_TIMEOUT, verify=get_settings().ca_file or True)
         value = int(r.json()["unit_value_cents"]) if r.status_code == 200 else 0
@@ -132,6 +135,18 @@ def unit_value_cents() -> int:
     with _cache_lock:
         _unit_value[url] = value
     return value
+
+
+def prefetch_unit(payment: str) -> None:
+    """Before an order's write transaction: read the unit's value (cached after the first time).
+    `open` needs it (409 not in a mall, 503 MSP away); `auto` may not (its own tokens may pay)."""
+    if payment == OrderPayment.OPEN:
+        unit_value_cents()
+    elif payment == OrderPayment.AUTO:
+        try:
+            unit_value_cents()
+        except ApiError:
+            pass   # start_order refuses it only if open units are needed
 
 
 def brand_products(member_id: str) -> dict[int, str]:
@@ -221,18 +236,27 @@ def quote_extras(db: Session, user: User, plan: Plan, wallet: ledger.Wallet, pay
                  token_price: int, answer: dict[str, Any]) -> None:
     """Add the open part to a quote (`answer`, built by orders.quote) in place."""
     answer["payment"] = payment
-    row, d = mall.directory(db)
-    me = d.member(row.member_id)
-    groups = me.groups if me is not None else ()
-    brands = brand_products(row.member_id)
     error: str | None = None
+    unit: int | None = None
+    groups: tuple[str, ...] = ()
+    brands: dict[int, str] = {}
     try:
-        unit: int | None = unit_value_cents()
-    except MspUnavailable as e:
-        unit, error = None, e.detail
+        row, d = mall.directory(db)
+    except mall.NotInMall as e:
+        if payment == OrderPayment.OPEN:
+            raise
+        error = e.detail   # auto: this store's own tokens only
+    else:
+        me = d.member(row.member_id)
+        groups = me.groups if me is not None else ()
+        brands = brand_products(row.member_id)
+        try:
+            unit = unit_value_cents()
+        except MspUnavailable as e:
+            error = e.detail
     splits = split(wallet, plan, payment, token_price, unit or 1)
     for item, s in zip(answer["items"], splits, strict=True):
-        kinds = open_money.kinds_for_product(brands.get(item["product_id"]), groups)
+        kinds = open_money.kinds_for_product(brands.get(item["product_id"]), groups) if unit else ()
         item["open_kinds"] = [k.value for k in kinds]
         item["split"] = {"closed_tokens": s.closed_tokens, "open_units": s.open_units if unit else None}
     closed_total = sum(s.closed_tokens for s in splits)
@@ -264,7 +288,7 @@ def start_order(db: Session, user: User, device: Device, plan: Plan, payment: st
                 available: int, installed: list[int], idempotency_key: str | None) -> Outcome:
     """In the caller's transaction (wallet locked): the pending order, the closed hold, the open
     payment and its `open.authorize` message. 202 with the pending receipt."""
-    unit = unit_value_cents()   # cached: read before the transaction by the route
+    unit = unit_value_cents(fetch=False)   # read before the transaction (prefetch_unit)
     wallet = ledger.load_wallet(db, user)
     splits = split(wallet, plan, payment, token_price, unit)
     closed_total = sum(s.closed_tokens for s in splits)
@@ -594,13 +618,19 @@ def _per_kind(raw: Any) -> dict[str, int] | None:
 
 
 _member: str | None = None
+_not_joined_until = 0.0
+NOT_JOINED_RECHECK = 10.0   # seconds: a store joins by a CLI in another process
 
 
 def _member_id_or_none(db: Session) -> str | None:
-    global _member
-    if _member is None:
+    """This store's member id (once joined it never changes), without a read per receipt."""
+    global _member, _not_joined_until
+    if _member is None and time.monotonic() >= _not_joined_until:
         row = mall.membership(db)
-        _member = row.member_id if row is not None else None
+        if row is None:
+            _not_joined_until = time.monotonic() + NOT_JOINED_RECHECK
+        else:
+            _member = row.member_id
     return _member
 
 

@@ -334,3 +334,51 @@ def test_a_license_met_meanwhile_voids_both_the_closed_hold_and_the_authorizatio
     assert wait_until(lambda: payment_status(net, final["operation_id"]) == "voided")
     assert lots(net, net.a_id, uid) == {"open:universal": 5000}          # and the MSP's hold
     assert a.ledger_check()["ok"] is True
+
+
+def test_an_authorization_too_close_to_its_hold_expiry_is_voided_not_completed(backend, tmp_path):
+    # an MSP that holds open payments only 2 minutes: within the vendor's 5-minute margin
+    net, cleanup = start_network(backend, tmp_path, msp_env={"TOKENRENT_MSP_OPEN_PAYMENT_HOLD_SECONDS": "120"})
+    try:
+        a = net.a
+        a.admin_cli("set-policy", "--min-tokens", "1")
+        cat = make_catalog(a)
+        u = funded_user(a, 5)
+        uid = str(a.me(u)["id"])
+        give(net, net.a_id, uid, OpenKind.UNIVERSAL, 5000)
+        keys = register_device(a, u)
+        r = place(a, u, keys.device_id, [{"offer_id": cat.offers[("perm", "purchase")]}], "auto")
+        assert r.status_code == 409, r.text
+        assert r.json()["reason"] == "local_failure" and "too late" in r.json()["detail"]
+        assert available(a, u) == 5 and a.me(u)["tokens"]["held"] == 0
+        assert [o["status"] for o in a.api("GET", "/v1/orders", u).json()] == ["failed"]
+        assert a.api("GET", "/v1/licenses", u).json() == []
+        with read_session(net.msp.db_url) as db:
+            op = db.scalar(select(OpenPayment.operation_id))
+        assert wait_until(lambda: payment_status(net, op) == "voided")
+        assert lots(net, net.a_id, uid) == {"open:universal": 5000}
+    finally:
+        cleanup()
+
+
+def test_a_store_outside_a_mall_takes_auto_with_its_own_tokens_and_refuses_open(server):
+    cat = make_catalog(server)
+    u = server.new_user(tokens=150)
+    keys = register_device(server, u)
+    items = [{"offer_id": cat.offers[("perm", "purchase")]}]                   # 100 tokens
+    q = server.api("POST", "/v1/quotes", u, json={"items": items, "payment": "auto"}).json()
+    assert q["payable"] is True and q["items"][0]["split"]["closed_tokens"] == 100 and q["open_plan"] is None
+    r = place(server, u, keys.device_id, items, "open")
+    assert r.status_code == 409 and r.json()["reason"] == "not_in_mall"
+    assert available(server, u) == 150
+    r = place(server, u, keys.device_id, items, "auto")
+    assert r.status_code == 201, r.text
+    assert r.json()["payment"] == "auto" and [p["kind"] for p in r.json()["paid"]] == ["closed"]
+    assert available(server, u) == 50
+    dear = [{"offer_id": cat.offers[("time", "purchase")]}]                     # 250 tokens
+    short = server.api("POST", "/v1/quotes", u, json={"items": dear, "payment": "auto"}).json()
+    assert short["payable"] is False and "mall" in short["open_plan_error"]
+    assert short["items"][0]["split"] == {"closed_tokens": 50, "open_units": None}
+    r = place(server, u, keys.device_id, dear, "auto")
+    assert r.status_code == 409 and r.json()["reason"] == "not_in_mall"
+    assert available(server, u) == 50

@@ -220,8 +220,7 @@ def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: Idempoten
     Open tokens (`payment` open or auto): the MSP authorizes them first; 202
     `pending` when it has not answered in 8 s (GET /v1/orders/{id}?wait=)."""
     payload = body.model_dump(exclude={"payment"} if body.payment == OrderPayment.CLOSED else None)
-    if body.payment != OrderPayment.CLOSED:
-        open_orders.unit_value_cents()   # read (or cached) before the write transaction, not inside it
+    open_orders.prefetch_unit(body.payment)   # read (or cached) before the write transaction, not inside it
     outcome = run_idempotent(
         user.id, idempotency_key, "POST /v1/orders", payload,
         # a concurrent request with the same key that waited for the wallet lock
