@@ -203,9 +203,12 @@ def offers(db: Session, cat: Catalog, member_id: str) -> dict[str, Any]:
         return {"kind": k, "issuer": issuer, "issuer_name": name, "discount_bp": discount_bp,
                 "price_cents_per_1000": sale_price_cents(1000, cat.unit_value_cents, discount_bp)}
 
+    # a kind at 100 % off is given, not sold: it is not offered
     kinds = [kind(OpenKind.UNIVERSAL, None, "Universal", 0)]
-    kinds += [kind(OpenKind.MANUFACTURER, b, name, bp) for b, (name, bp) in sorted(cat.brands.items())]
-    kinds += [kind(OpenKind.GROUP, g, g, bp) for g, (members, bp) in sorted(cat.groups.items()) if member_id in members]
+    kinds += [kind(OpenKind.MANUFACTURER, b, name, bp) for b, (name, bp) in sorted(cat.brands.items())
+              if bp < BASIS_POINTS]
+    kinds += [kind(OpenKind.GROUP, g, g, bp) for g, (members, bp) in sorted(cat.groups.items())
+              if member_id in members and bp < BASIS_POINTS]
     return {"unit_value_cents": cat.unit_value_cents, "kinds": kinds,
             "gift_certificate": {"expires_in_days": gift_certificate_days(db, cat)}}
 
@@ -316,6 +319,8 @@ def buy(db: Session, user_id: int, *, cat: Catalog | None, member_id: str, kind:
     if not 1 <= tokens <= MAX_OPEN_TOKENS:
         raise Invalid(f"tokens must be between 1 and {MAX_OPEN_TOKENS}")
     lot_issuer, price = _price(cat, member_id, k, issuer, tokens)
+    if price == 0:
+        raise Invalid("these tokens are free at the MSP's discount: they are given, not sold")
     to = _recipient(db, user, recipient["username"], recipient["full_name"]) if recipient else None
     p = OpenTokenPurchase(operation_id=str(uuid.uuid4()), user_id=user.id, kind=k, issuer=lot_issuer, tokens=tokens,
                           price_cents=price, method=method, status=OpenPurchaseStatus.AWAITING_PAYMENT, reason="",
@@ -508,6 +513,13 @@ def purchase_view(p: OpenTokenPurchase, secret: bytes | None = None) -> dict[str
             "id": cert.get("id") if isinstance(cert, dict) else None,
             "give_status": p.give_status or None, "give_reason": p.give_reason or None}
     return view
+
+
+def buyer_view(p: OpenTokenPurchase) -> dict[str, Any]:
+    """The purchase as its buyer sees it: an issued certificate with its code (the network
+    key is read only then, so a store outside a mall never makes one by listing)."""
+    issued_gift = p.kind == OpenKind.GIFT_CERTIFICATE and p.status == OpenPurchaseStatus.ISSUED
+    return purchase_view(p, gift_secret() if issued_gift else None)
 
 
 def own_purchase(db: Session, user_id: int, purchase_id: int) -> OpenTokenPurchase:

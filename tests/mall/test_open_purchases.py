@@ -17,7 +17,7 @@ from tests.support.server import Server, TestUser
 CATALOG_AGE = "TOKENRENT_OPEN_CATALOG_MAX_AGE_SECONDS"
 CARD = {"method": "card", "card_number": "4242 4242 4242 4242", "card_expiry": "12/39", "card_cvc": "123"}
 DECLINED = {**CARD, "card_number": "4000 0000 0000 0002"}
-BRAND, GROUP, B_GROUP, DOOMED_GROUP = "acme", "west", "east", "doomed"
+BRAND, FREE_BRAND, GROUP, B_GROUP, DOOMED_GROUP = "acme", "freebie", "west", "east", "doomed"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def net(backend, tmp_path_factory):
     msp = network.msp
     # A's brand at 10 % off, a group of A at 5 % off, one of B only, and a group A is taken out of later
     msp.admin("brands-add", BRAND, "Acme Software", network.a_id, "--discount-bp", "1000")
+    msp.admin("brands-add", FREE_BRAND, "Freebie", network.a_id, "--discount-bp", "10000")
     msp.admin("group-add", GROUP, network.a_id)
     msp.admin("group-discount", GROUP, "500")
     msp.admin("group-add", B_GROUP, network.b_id)
@@ -92,8 +93,8 @@ def test_offers_are_the_msp_catalog_at_this_member(net):
     assert kinds[("manufacturer", BRAND)]["issuer_name"] == "Acme Software"
     assert kinds[("group", GROUP)]["price_cents_per_1000"] == 950
     assert offers["gift_certificate"] == {"expires_in_days": 365}
-    # A is not in B's group: it does not sell its tokens
-    assert ("group", B_GROUP) not in kinds
+    # A is not in B's group: it does not sell its tokens; tokens at 100 % off are given, not sold
+    assert ("group", B_GROUP) not in kinds and ("manufacturer", FREE_BRAND) not in kinds
 
 
 def test_card_purchase_of_each_kind_is_issued_by_the_msp(net):
@@ -201,6 +202,7 @@ def test_refused_inputs_sell_nothing(net):
     # type 2 tokens are never sold; a brand that does not exist; a group A is not in
     assert buy(net.a, user, kind="manufacturer_free", issuer=BRAND, tokens=10, **CARD)["status"] == 422
     assert buy(net.a, user, kind="manufacturer", issuer="nobody", tokens=10, **CARD)["status"] == 422
+    assert buy(net.a, user, kind="manufacturer", issuer=FREE_BRAND, tokens=10, **CARD)["status"] == 422
     assert buy(net.a, user, kind="group", issuer=B_GROUP, tokens=10, **CARD)["status"] == 403
     # a recipient that is not a user here by that name; tokens for a certificate
     assert buy(net.a, user, kind="gift_certificate", value_cents=500,

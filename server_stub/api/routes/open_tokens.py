@@ -57,7 +57,7 @@ def purchase_answer(outcome: Outcome, *, buyer: bool = True) -> JSONResponse:
     with read_session() as db:
         p = db.get(OpenTokenPurchase, purchase_id)
         assert p is not None
-        view = open_tokens.purchase_view(p, open_tokens.gift_secret() if buyer else None)
+        view = open_tokens.buyer_view(p) if buyer else open_tokens.purchase_view(p)
     return JSONResponse(status_code=outcome.status_code, content=jsonable_encoder(view))
 
 
@@ -102,13 +102,12 @@ def buy_open_tokens(body: OpenPurchaseCreate, caller: CardCaller, idempotency_ke
 
 @router.get("/open-token-purchases", response_model=list[OpenPurchaseOut])
 def my_open_token_purchases(user: CurrentUser, db: DbSession):
-    secret = open_tokens.gift_secret()
-    return [open_tokens.purchase_view(p, secret) for p in open_tokens.own_purchases(db, user.id)]
+    return [open_tokens.buyer_view(p) for p in open_tokens.own_purchases(db, user.id)]
 
 
 @router.get("/open-token-purchases/{purchase_id}", response_model=OpenPurchaseOut, responses=problems(404, 422))
 def my_open_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
-    return open_tokens.purchase_view(open_tokens.own_purchase(db, user.id, purchase_id), open_tokens.gift_secret())
+    return open_tokens.buyer_view(open_tokens.own_purchase(db, user.id, purchase_id))
 
 
 @router.post(
