@@ -379,7 +379,9 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
     faults_5xx = [f for f in FAULTS if not MSP_AWAY.search(f)]
     assert not faults_5xx, fail(f"5xx answers: {faults_5xx[:5]}")
     faults = {name: srv.log_text().count("Traceback") for name, srv in chaos.servers}
-    assert not any(faults.values()), fail(f"tracebacks in the servers' logs: {faults}")
+    first = next((srv.log_text() for name, srv in chaos.servers if faults[name]), "")
+    assert not any(faults.values()), fail(f"tracebacks in the servers' logs: {faults}; the first:\n"
+                                          f"{first[first.find('Traceback'):][:4000]}")
 
     # 1. the operator's audit: every asset sums to zero, no lot negative, nothing held, change once
     res = msp_audit(net)
