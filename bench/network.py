@@ -12,6 +12,15 @@ p50/p99, the CPU of all three server processes per operation, and the cost
 ratio exchange/transfer (target: at most 3x). After the run: the network
 audit (`msp admin audit`) must hold, and every user's balance at A must be
 its start less what its completed exchanges moved.
+
+Open-token payments (issue 12), in the same run on fresh servers: users of A
+buy universal open tokens at A by card, sign on at B with A's assertion and
+rent a product at B paid wholly in open tokens (`payment: open`: B asks the
+MSP to authorize, issues the license and its code, then confirms), against
+local orders of the same product at A paid in Token-A (the floor). Printed:
+rates, p50/p99, the CPU of all three servers per order and the ratio open/local
+(target: at most 2x). After the run the audit must hold and every user's open
+tokens must be what they bought less what their acknowledged orders paid.
 """
 from __future__ import annotations
 
@@ -35,9 +44,12 @@ from bench.ledger import pct, run_phase, server_cpu_seconds  # noqa: E402
 from tests.support.msp import start_msp  # noqa: E402
 from tests.support.network import join  # noqa: E402
 from tests.support.server import TestUser, pg_unavailable_reason, start_server  # noqa: E402
+from tests.support.store import make_catalog, register_device  # noqa: E402
 
 USERS = 16
 START_TOKENS = 1_000_000
+OPEN_UNITS = 2_000_000           # universal open tokens each user buys ($20,000 at 1 cent)
+CARD = {"method": "card", "card_number": "4242424242424242", "card_expiry": "12/40", "card_cvc": "123"}
 
 
 
@@ -153,17 +165,145 @@ def bench_backend(backend: str, seconds: float, clients: int) -> dict:
         stop_msp()
 
 
+def _assertion_session(home, user: TestUser, other, other_id: str) -> TestUser:
+    r = home.api("POST", "/v1/mall-assertions", user, json={"audience": other_id})
+    r.raise_for_status()
+    s = other.api("POST", "/v1/sessions", json={"assertion": r.json()["assertion"]})
+    s.raise_for_status()
+    return TestUser(user.username, "", "", user.full_name, token=s.json()["token"])
+
+
+def _open_units_left(msp, home_id: str, user_id: str) -> int:
+    from server_stub.db import read_session
+    from server_stub.mall import open_lots, records
+    with read_session(msp.db_url) as db:
+        cust = records.customer(db, home_id, user_id)
+        return sum(b.tokens for b in open_lots.customer_lots(db, cust.id))
+
+
+def bench_open(backend: str, seconds: float, clients: int) -> dict:
+    """Orders at B paid in open tokens against local orders at A (the floor)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-open-{backend}-"))
+    msp, stop_msp = start_msp(backend, tmp / "msp")
+    a, stop_a = start_server(backend, tmp / "a")
+    b, stop_b = start_server(backend, tmp / "b")
+    procs = (msp, a, b)
+    try:
+        a_id = join(msp, a, "Mall A", 10, "Token-A")
+        b_id = join(msp, b, "Mall B", 5, "Token-B")
+        a.admin_cli("refresh-directory")
+        cat_a, cat_b = make_catalog(a), make_catalog(b)
+        offer_a, offer_b = cat_a.offers[("uses", "rent_uses")], cat_b.offers[("uses", "rent_uses")]
+        users = [a.new_user(tokens=START_TOKENS) for _ in range(USERS)]
+        shoppers = []
+        for u in users:
+            r = a.api("POST", "/v1/open-token-purchases", u, headers={"Idempotency-Key": uuid.uuid4().hex},
+                      json={"kind": "universal", "tokens": OPEN_UNITS, "pin": u.pin, **CARD})
+            if r.status_code not in (200, 201, 202) or r.json()["status"] not in ("issued", "pending"):
+                raise RuntimeError(f"open-token purchase {r.status_code} {r.text[:200]}")
+            user_id = str(a.me(u)["id"])
+            at_b = _assertion_session(a, u, b, b_id)
+            shoppers.append((u, user_id, register_device(a, u).device_id, at_b, register_device(b, at_b).device_id))
+        deadline = time.monotonic() + 60
+        while any(_open_units_left(msp, a_id, uid) != OPEN_UNITS for _, uid, *_ in shoppers):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the open-token purchases were not issued within 60 s")
+            time.sleep(0.5)
+        lock = threading.Lock()
+        paid = {uid: 0 for _, uid, *_ in shoppers}
+        statuses: dict[int, int] = {}
+
+        def local_order(s: requests.Session, rng: random.Random) -> None:
+            u, _uid, dev_a, _at_b, _dev_b = rng.choice(shoppers)
+            r = s.post(a.base_url + "/v1/orders", headers={**u.headers, "Idempotency-Key": uuid.uuid4().hex},
+                       json={"items": [{"offer_id": offer_a, "quantity": 10}], "device_id": dev_a}, timeout=60)
+            if r.status_code != 201:
+                raise RuntimeError(f"local order {r.status_code} {r.text[:100]}")
+
+        def open_order(s: requests.Session, rng: random.Random) -> None:
+            _u, uid, _dev_a, at_b, dev_b = rng.choice(shoppers)
+            r = s.post(b.base_url + "/v1/orders", headers={**at_b.headers, "Idempotency-Key": uuid.uuid4().hex},
+                       json={"items": [{"offer_id": offer_b, "quantity": 10}], "device_id": dev_b,
+                             "payment": "open"}, timeout=60)
+            with lock:
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+            if r.status_code != 201:
+                raise RuntimeError(f"open order {r.status_code} {r.text[:100]}")
+            units = sum(p["tokens"] for p in r.json()["paid"] if p["kind"] != "closed")
+            with lock:
+                paid[uid] += units
+
+        run_phase(1.0, clients, local_order)                   # warm-up of both paths
+        run_phase(1.0, clients, open_order)
+        base = {uid: _open_units_left(msp, a_id, uid) for _, uid, *_ in shoppers}
+        for k in paid:
+            paid[k] = 0
+        c0 = cpu(procs)
+        l_n, l_lat, l_err = run_phase(seconds, clients, local_order)
+        c1 = cpu(procs)
+        per0 = [server_cpu_seconds(p.proc.pid) for p in procs]
+        o_n, o_lat, o_err = run_phase(seconds, clients, open_order)
+        c2 = cpu(procs)
+        per1 = [server_cpu_seconds(p.proc.pid) for p in procs]
+        deadline = time.monotonic() + 60
+        audit = None
+        while time.monotonic() < deadline:
+            res = msp.admin("audit", check=False)
+            if res.returncode == 0:
+                audit = json.loads(res.stdout)
+                break
+            time.sleep(1)
+        off = [uid for _, uid, *_ in shoppers if _open_units_left(msp, a_id, uid) != base[uid] - paid[uid]]
+        result = {
+            "backend": backend, "local_rps": l_n / seconds, "local_p50": pct(l_lat, 50), "local_p99": pct(l_lat, 99),
+            "open_rps": o_n / seconds, "open_p50": pct(o_lat, 50), "open_p99": pct(o_lat, 99),
+            "local_cpu_ms": (c1 - c0) * 1000 / max(l_n, 1), "open_cpu_ms": (c2 - c1) * 1000 / max(o_n, 1),
+            "open_cpu_ms_by_server": {name: (after - before) * 1000 / max(o_n, 1) for name, before, after
+                                      in zip(("msp", "a", "b"), per0, per1, strict=True)},
+            "errors": l_err + o_err, "statuses": statuses, "audit": audit, "users_off": off,
+        }
+        result["cost_ratio"] = result["open_cpu_ms"] / result["local_cpu_ms"] if l_n else float("nan")
+        result["latency_ratio"] = result["open_p50"] / result["local_p50"] if l_n else float("nan")
+        result["ok"] = audit is not None and audit.get("ok") is True and not off and not result["errors"]
+        return result
+    finally:
+        stop_a()
+        stop_b()
+        stop_msp()
+
+
+def print_open(r: dict) -> None:
+    print(f"  local orders at A (Token-A): {r['local_rps']:8.1f} /s  p50 {r['local_p50']:7.1f} ms  "
+          f"p99 {r['local_p99']:7.1f} ms")
+    print(f"  orders at B in open tokens : {r['open_rps']:8.1f} /s  p50 {r['open_p50']:7.1f} ms  "
+          f"p99 {r['open_p99']:7.1f} ms (B -> MSP authorize, license + code, confirm)")
+    by = r["open_cpu_ms_by_server"]
+    print(f"  CPU of the 3 servers / order: local {r['local_cpu_ms']:.2f} ms, open {r['open_cpu_ms']:.2f} ms "
+          f"(B {by['b']:.1f}, MSP {by['msp']:.1f}, A {by['a']:.1f}) -> cost ratio {r['cost_ratio']:.2f}x, "
+          f"latency ratio (p50) {r['latency_ratio']:.2f}x (target <= 2x)")
+    print(f"  audit: {r['audit']}  users off: {len(r['users_off'])}  errors: {len(r['errors'])} {r['errors'][:3]} "
+          f"statuses {r['statuses']}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--only", choices=("exchanges", "open"), default=None, help="run one of the two parts")
     a = ap.parse_args()
     os.environ.setdefault("TOKENRENT_RATE_LIMITS_ENABLED", "false")
     ok = True
     for backend in a.backends.split(","):
         if backend == "postgres" and (reason := pg_unavailable_reason()):
             print(f"[{backend}] skipped: {reason}")
+            continue
+        if a.only != "exchanges":
+            o = bench_open(backend, a.seconds, a.clients)
+            ok = ok and o["ok"]
+            print(f"[{backend}] open-token payments, {a.clients} clients, {a.seconds:.0f} s per phase")
+            print_open(o)
+        if a.only == "open":
             continue
         r = bench_backend(backend, a.seconds, a.clients)
         ok = ok and r["ok"]

@@ -231,6 +231,57 @@ def _franchise(msp_db: str, ids: dict[str, str]) -> None:
             members.franchise_value(db, ids[parent], FRANCHISE_VALUE_CENTS)
 
 
+# Open tokens (FIG 18-20): a brand with its products at Mall B, the franchise as a group with a
+# discount, and the home demo user's open tokens bought at home by card, as a user buys them.
+OPEN_BRAND = ("arcade-west", "Arcade West", "b", 1000, 300)   # id, name, member key, discount bp, type 2 cap
+OPEN_BRAND_PRODUCTS = ("Star Harbor", "Word Forge")           # at Mall B
+OPEN_GROUP = ("franchise", ("a", "a1", "a2"), 500)
+DEMO_CARD = {"method": "card", "card_number": "4242424242424242", "card_expiry": "12/40", "card_cvc": "123"}
+DEMO_OPEN_PURCHASES: tuple[tuple[str, dict[str, Any]], ...] = (     # (idempotency key, body): a replay after a restart buys nothing twice
+    ("00000000-0000-4000-8000-0000000000d1", {"kind": "universal", "tokens": 3000}),
+    ("00000000-0000-4000-8000-0000000000d2", {"kind": "group", "issuer": "franchise", "tokens": 2000}),
+    ("00000000-0000-4000-8000-0000000000d3", {"kind": "gift_certificate", "value_cents": 1000}),
+)
+
+
+def _open_tokens_terms(msp_db: str, ids: dict[str, str], urls: dict[str, str]) -> None:
+    """The MSP operator's part: the brand, its products (read from Mall B's catalog), the group's discount."""
+    import requests
+
+    from .db import write_session
+    from .mall import members, open_tokens
+    from .mall.schemas import BrandIn
+
+    brand_id, name, member_key, discount_bp, cap = OPEN_BRAND
+    products = requests.get(f"{urls[member_key]}/v1/products", timeout=10).json()
+    product_ids = [p["id"] for p in products if p["name"] in OPEN_BRAND_PRODUCTS]
+    group, group_members, group_bp = OPEN_GROUP
+    with write_session(msp_db) as db:
+        open_tokens.add_brand(db, members.validated(BrandIn, brand_id=brand_id, name=name, member_id=ids[member_key],
+                                                    discount_bp=discount_bp, free_cap_units=cap))
+        for pid in product_ids:
+            open_tokens.add_brand_product(db, brand_id, ids[member_key], pid)
+        for key in group_members:
+            members.group_add(db, group, ids[key])
+        open_tokens.set_group_discount(db, group, group_bp)
+
+
+def _demo_open_purchases(url: str, user: dict[str, str]) -> None:
+    """The home demo user buys open tokens and a gift certificate at home, by card (the real calls)."""
+    import requests
+
+    with requests.Session() as http:
+        r = http.post(f"{url}/v1/sessions", json={"username": user["username"], "password": user["password"]},
+                      timeout=10)
+        r.raise_for_status()
+        headers = {"Authorization": f"Bearer {r.json()['token']}"}
+        for key, body in DEMO_OPEN_PURCHASES:
+            r = http.post(f"{url}/v1/open-token-purchases", json={**body, **DEMO_CARD, "pin": user["pin"]},
+                          headers={**headers, "Idempotency-Key": key}, timeout=30)
+            if r.status_code >= 300:
+                raise DemoMallError(f"the demo's open-token purchase {body} was refused: {r.status_code} {r.text[:200]}")
+
+
 # ---------------------------------------------------------------- the whole network
 
 class DemoMall:
@@ -294,11 +345,15 @@ class DemoMall:
         ids = {v.key: known[v.name][0] for v in VENDORS}
         if joining or any(known[v.name][1] != (ids[v.parent] if v.parent else None) for v in VENDORS):
             _franchise(msp_db, ids)
+            if joining:
+                _open_tokens_terms(msp_db, ids, urls)
             # every vendor reads the directory now (it would within a minute anyway)
             refresh = [_Background(["admin", *_server_args(self.folder(v.key)), "refresh-directory"], logs[v.key])
                        for v in VENDORS]
             for job in refresh:
                 job.result()
+        if joining:
+            _demo_open_purchases(urls[VENDORS[0].key], VENDORS[0].user)
         return ids
 
     def check_running(self) -> str | None:

@@ -67,6 +67,12 @@ def account(db: Session, code: str, asset: str, *, owner_member_id: str | None =
     return acct
 
 
+def position_account(db: Session, member_id: str) -> MallAccount:
+    """A member's position in cents towards the network (compensation, open payments' cash):
+    what the period's statement settles."""
+    return account(db, f"member:{member_id}:position", CENT_ASSET, owner_member_id=member_id, negative_allowed=True)
+
+
 def find_account(db: Session, code: str) -> MallAccount | None:
     return db.scalar(select(MallAccount).where(MallAccount.code == code))
 

@@ -37,7 +37,7 @@ from ..network.money import UNITS_PER_CENT, FeeSchedule, split_units
 from ..network.open_money import OpenKind, OpenPlan, Portion
 from ..network.types import Answer
 from ..services.errors import ApiError, Conflict, Forbidden, Invalid, NotFound, first_error
-from . import books, members, open_lots, records, settlement
+from . import books, members, open_lots, records
 from .models import (
     Brand, BrandProduct, CustomerRecord, FeeRecord, GiftCertificate, Group, GroupMember, MallAccount, Member,
     MspInboxMessage, Movement, OpenLot, OpenPayment, OpenPaymentPortion,
@@ -275,7 +275,7 @@ def _book_cash(db: Session, kind: MovementKind, movement_id: str, payer: str, re
                                                              cents, customer_id))
     mv.value_micro_cents = value_units
     if cents:
-        src, dst = settlement.position_account(db, payer), settlement.position_account(db, receiver)
+        src, dst = books.position_account(db, payer), books.position_account(db, receiver)
         if reverse:
             src, dst = dst, src
         books.post(db, src, dst, cents, kind=BookEntryKind.OPEN_REFUND if reverse else BookEntryKind.OPEN_PAYMENT,

@@ -88,10 +88,7 @@ def bank() -> Bank:
 
 # ---------------------------------------------------------------- periods
 
-def position_account(db: Session, member_id: str) -> Any:
-    """A member's position in cents (exchanges.complete posts compensation into it)."""
-    return books.account(db, f"member:{member_id}:position", CENT_ASSET, owner_member_id=member_id,
-                         negative_allowed=True)
+position_account = books.position_account
 
 
 def _open_period_id(db: Session) -> int | None:

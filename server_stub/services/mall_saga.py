@@ -295,3 +295,4 @@ def wake() -> None:
 
 mall_notices.set_waker(wake_if_serving)
 open_tokens.connect(open_tokens.Network(client, network_key, deliver_now))
+open_orders.connect(open_orders.Saga(_member_id, msp_key_resolver, network_key, wake, deliver_now))

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -48,10 +49,26 @@ from ..vocabulary import HoldStatus, OpenOrderStatus, OrderPayment, OrderStatus,
 from . import ledger, mall, mall_notices
 from .errors import ApiError, Conflict, NotFound
 from .idempotency import Outcome
+from .order_plan import Plan
 from .pricing import cash_cents
 
-if TYPE_CHECKING:  # orders imports this module
-    from .orders import Plan
+if TYPE_CHECKING:
+    from types import ModuleType
+
+_orders_module: ModuleType | None = None
+
+
+def connect_orders(module: ModuleType) -> None:
+    """services/orders hands itself over at import: it calls this module for an order's open
+    part, and this module completes an authorized order with its steps (not an import: a cycle)."""
+    global _orders_module
+    _orders_module = module
+
+
+def _orders() -> Any:
+    if _orders_module is None:
+        raise RuntimeError("services.orders is not imported")
+    return _orders_module
 
 PLAN_TIMEOUT = 3.0          # a quote never waits longer for the MSP's plan
 AUTHORIZE_WAIT = 8.0        # an order waits this long for the MSP's authorization, then answers 202
@@ -93,14 +110,39 @@ _unit_value: dict[str, int] = {}                                # msp_url -> uni
 _brands: dict[str, tuple[float, dict[int, str]]] = {}          # member -> (read at, product -> brand)
 
 
+@dataclass(frozen=True)
+class Saga:
+    """What this module needs of the mall saga, which connects it at import (the
+    saga imports this module for its answer handlers, so not the other way)."""
+
+    member_id: Callable[[], str]
+    key_resolver: Callable[[str], Any]
+    network_key: Callable[[], Any]
+    wake: Callable[[], None]
+    deliver_now: Callable[[str, float], Any]
+
+
+_saga: Saga | None = None
+
+
+def connect(saga: Saga) -> None:
+    global _saga
+    _saga = saga
+
+
+def _the_saga() -> Saga:
+    if _saga is None:
+        raise RuntimeError("the mall saga is not imported: open payments have no network")
+    return _saga
+
+
 def _quick_client() -> MallClient:
     """A signed client that gives up after PLAN_TIMEOUT (quotes never hang on the MSP)."""
-    from .mall_saga import _member_id, msp_key_resolver, network_key
-
     global _quick
     if _quick is None:
-        _quick = MallClient(_member_id, network_key(), msp_key_resolver, ca_file=get_settings().ca_file or None,
-                            timeout=PLAN_TIMEOUT)
+        saga = _the_saga()
+        _quick = MallClient(saga.member_id, saga.network_key(), saga.key_resolver,
+                            ca_file=get_settings().ca_file or None, timeout=PLAN_TIMEOUT)
     return _quick
 
 
@@ -336,28 +378,20 @@ def start_order(db: Session, user: User, device: Device, plan: Plan, payment: st
     outbox.enqueue(db, MallOutboxMessage, kind=OpenMessage.AUTHORIZE, destination=MSP_ID, method="POST",
                    path=PAYMENTS_PATH, body=body, message_id=operation_id)
     db.flush()
-    from .orders import receipt
-
-    return Outcome(202, receipt(db, order, []))
+    return Outcome(202, _orders().receipt(db, order, []))
 
 
 def wake_worker() -> None:
     """After a commit that queued a refund (the admin API): the server sends it now."""
-    from . import mall_saga
-
     with read_session() as db:
         if mall.membership(db) is None:
             return
-    mall_saga.wake()
+    _the_saga().wake()
 
 
 def deliver_and_wait(operation_id: str, timeout: float = AUTHORIZE_WAIT) -> None:
     """Send the authorization now from the request's thread (the handler records the answer)."""
-    from . import mall_saga
-
-    mall_saga.start_worker()
-    if mall_saga._worker is not None:
-        mall_saga._worker.deliver_now(operation_id, timeout)
+    _the_saga().deliver_now(operation_id, timeout)
 
 
 def finish_request(user_id: int, order_id: int) -> Outcome:
@@ -381,7 +415,7 @@ def operation_of(db: Session, order_id: int) -> OrderOpenPayment | None:
 
 def final_outcome(db: Session, order: Order) -> Outcome:
     """The answer an order's request has now: 201 completed, the refusal of a failed one, 202 pending."""
-    from .orders import receipt
+    receipt = _orders().receipt
 
     oop = operation_of(db, order.id)
     if order.status == OrderStatus.FAILED:
@@ -456,7 +490,7 @@ def _fail(db: Session, order: Order, oop: OrderOpenPayment, status: int, body: d
 
 def _complete(db: Session, order: Order, oop: OrderOpenPayment, auth: dict[str, Any]) -> None:
     """The licenses, codes and receipt of an authorized order (raises _LocalFailure: nothing written)."""
-    from . import orders
+    orders = _orders()
 
     request = json.loads(oop.request_json)
     device = db.get(Device, order.device_pk)
@@ -659,7 +693,7 @@ def cancel_order(db: Session, order_id: int, reason: str) -> dict[str, Any]:
     """A completed order undone: its closed tokens back to the very lots they came from, its open
     tokens refunded by the MSP (through the outbox), its licenses cancelled (no code for them from
     now on). Cancelling a cancelled order answers the same; a pending or failed one is 409."""
-    from .orders import receipt
+    receipt = _orders().receipt
 
     order = db.get(Order, order_id)
     if order is None:

@@ -13,7 +13,7 @@ and rolls everything back, so nothing is half done.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import sys
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
@@ -26,6 +26,7 @@ from ..models.store import Device, License, Offer, OfferTier, Order, OrderItem, 
 from ..models.user import User
 from ..vocabulary import LICENSE_KIND_OF_OFFER, TIERED_OFFER_KINDS, ItemAction, OfferKind, OrderPayment, OrderStatus
 from . import ledger, licenses, open_orders
+from .order_plan import Plan, PlannedItem, Target
 from .accounts import require_active
 from .catalog import download_url, latest_version
 from .devices import owned as owned_device
@@ -34,45 +35,6 @@ from .idempotency import Outcome
 from .pricing import cash_cents, token_price_cents
 
 MAX_ITEMS = 50
-
-
-@dataclass
-class Target:
-    """The license an item acts on: an existing row, or one this order creates."""
-
-    product: Product
-    kind: str                       # the license kind after the items planned so far
-    license: License | None = None
-    low_threshold: int | None = None
-
-
-@dataclass
-class PlannedItem:
-    offer: Offer
-    product: Product
-    quantity: int | None
-    tokens: int
-    action: ItemAction
-    target: Target
-
-    def view(self, price_cents: int) -> dict:
-        return {"offer_id": self.offer.id, "product_id": self.product.id, "product_name": self.product.name,
-                "kind": self.offer.kind, "quantity": self.quantity, "tokens": self.tokens,
-                "cash_cents": cash_cents(self.tokens, price_cents), "action": self.action,
-                "license_id": self.target.license.id if self.target.license else None,
-                "on_sale": self.product.on_sale}
-
-
-@dataclass
-class Plan:
-    items: list[PlannedItem] = field(default_factory=list)
-
-    @property
-    def required(self) -> int:
-        return sum(i.tokens for i in self.items)
-
-    def spend_lines(self) -> list[ledger.SpendLine]:
-        return [ledger.SpendLine(tokens=i.tokens, on_sale=i.product.on_sale) for i in self.items]
 
 
 def _item_fields(item) -> tuple[int, int | None, int | None]:
@@ -384,3 +346,6 @@ def put_order_list(db: Session, user_id: int, items: list[dict]) -> dict:
     saved.updated_at = now
     db.flush()
     return {"items": items, "updated_at": now}
+
+
+open_orders.connect_orders(sys.modules[__name__])
