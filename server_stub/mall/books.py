@@ -73,6 +73,14 @@ def position_account(db: Session, member_id: str) -> MallAccount:
     return account(db, f"member:{member_id}:position", CENT_ASSET, owner_member_id=member_id, negative_allowed=True)
 
 
+def lock_accounts(db: Session, accounts: list[MallAccount]) -> None:
+    """Lock several accounts at once, in ascending id order, before posting between them in
+    any order: two transactions that each post several transfers then never deadlock."""
+    ids = sorted({a.id for a in accounts})
+    if ids:
+        db.execute(select(MallAccount.id).where(MallAccount.id.in_(ids)).order_by(MallAccount.id).with_for_update())
+
+
 def find_account(db: Session, code: str) -> MallAccount | None:
     return db.scalar(select(MallAccount).where(MallAccount.code == code))
 

@@ -342,6 +342,9 @@ def _book_payment_cash(db: Session, payment: OpenPayment, rows: list[OpenPayment
                                           accepting=payment.member_id, brand_member=brand):
             owed[(cl.payer, cl.receiver)][0] += cl.units
             owed[(cl.payer, cl.receiver)][1] += int(r.tokens)
+    # every position this payment touches, locked at once in id order (a deadlock otherwise,
+    # on PostgreSQL, between two confirms posting the same positions in another order)
+    books.lock_accounts(db, [books.position_account(db, m) for pair in owed for m in pair])
     ids = []
     for (payer, receiver), (units, tokens) in sorted(owed.items()):
         movement_id = _cash_id(MovementKind.OPEN_PAYMENT, payment.operation_id, payer, receiver)
@@ -442,7 +445,11 @@ def refund(db: Session, caller: str, raw: Any, message_id: str, now: datetime | 
     certificates = {lot.gift_certificate_id for lot in lots.values() if lot.gift_certificate_id is not None}
     for gc in db.scalars(select(GiftCertificate).where(GiftCertificate.id.in_(certificates))):
         gc.status = GiftCertificateStatus.ACTIVE
-    for movement_id in payment.plan.get("movements", []):
+    reversed_ids = payment.plan.get("movements", [])
+    pairs = db.execute(select(Movement.from_member, Movement.to_member)
+                       .where(Movement.operation_id.in_(reversed_ids))).all()
+    books.lock_accounts(db, [books.position_account(db, m) for pair in pairs for m in pair])   # as in a confirm
+    for movement_id in reversed_ids:
         _reverse_cash(db, movement_id)
     payment.plan = {**payment.plan, "refund": {"refund_id": req.refund_id, "at": now.isoformat(),
                                                "reason": req.reason}}

@@ -463,6 +463,13 @@ def _upgrade_answer(db: Session, order: Order, oop: OrderOpenPayment, outcome: O
                .execution_options(synchronize_session=False))
 
 
+def _result_unsent(db: Session, oop: OrderOpenPayment) -> bool:
+    """Whether the payment's result (confirm or void) still waits in the outbox."""
+    status = db.scalar(select(MallOutboxMessage.status)
+                       .where(MallOutboxMessage.message_id == f"{oop.operation_id}:result"))
+    return status == outbox.OutboxStatus.PENDING
+
+
 def _result(db: Session, oop: OrderOpenPayment, status: str, reason: str = "") -> None:
     body: dict[str, Any] = {"operation_id": oop.operation_id, "status": status, "units": oop.units}
     if reason:
@@ -707,9 +714,14 @@ def cancel_order(db: Session, order_id: int, reason: str) -> dict[str, Any]:
                        reason=f"order_{order.status}")
     if not reason.strip():
         raise Conflict("give a reason", reason="no_reason")
+    oop = operation_of(db, order.id)
+    if oop is not None and oop.status == OpenOrderStatus.CONFIRMED and _result_unsent(db, oop):
+        # the MSP refunds only a confirmed payment: a refund that overtook the confirm would be
+        # refused for good and the customer's open tokens never given back
+        raise Conflict("the MSP has not received this order's confirmation yet; cancel it again shortly",
+                       reason="confirm_pending")
     if order.hold_id is not None:
         _refund_hold(db, order, reason)
-    oop = operation_of(db, order.id)
     if oop is not None and oop.status == OpenOrderStatus.CONFIRMED:
         refund_id = str(uuid.uuid4())
         outbox.enqueue(db, MallOutboxMessage, kind=OpenMessage.REFUND, destination=MSP_ID, method="POST",
