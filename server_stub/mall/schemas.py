@@ -205,7 +205,7 @@ class BackupLatestOut(BackupHeadOut):
                                                                  "or were pending in it")
 
 
-# ---------------------------------------------------------------- open payments (issue 12, helper B)
+# ---------------------------------------------------------------- open payments (issue 12)
 # The accepting member's calls (docs/mall.md "Paying with open tokens"): a plan, a held
 # payment, its result and its refund. Units are open units (docs/plans: "Units and vocabulary").
 

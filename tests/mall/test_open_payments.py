@@ -30,7 +30,7 @@ def customer(home: str, user: str = USER) -> dict:
 
 def give(db, home: str, kind: OpenKind, tokens: int, *, issuer: str | None = None, seller: str | None = None,
          paid_bp: int = 10000, expires_at=None, user: str = USER) -> int:
-    """A lot for the customer (as helper A's open-issues will make them), its id."""
+    """A lot for the customer (as the MSP's open-issues makes them), its id."""
     cust = records.customer(db, home, user, "Ada Lovelace")
     lot, made = open_lots.issue_lot(db, open_lots.LotTerms(
         customer_id=cust.id, kind=kind, issuer=issuer, tokens=tokens, seller_member_id=seller or home,
