@@ -128,7 +128,8 @@ def test_a_gift_certificate_shows_its_expiry_then_is_given_by_name(qtbot, app, n
     assert dialog.code.isVisible() and dialog.code.text() == sold.gift_certificate.code
     dialog.close()
 
-    qtbot.waitUntil(lambda: any(p.id == sold.id for p in panel.purchases), timeout=30000)
+    # a refresh sent while the purchase was being issued lists it pending; wait for the one after
+    qtbot.waitUntil(lambda: any(p.id == sold.id and p.status == "issued" for p in panel.purchases), timeout=30000)
     give = panel.open_give()
     assert give.certificate.count() == 1 and give.give_button.isEnabled()
     give.username.setText(friend.username)
