@@ -48,6 +48,7 @@ from tests.support.store import make_catalog, register_device  # noqa: E402
 
 USERS = 16
 START_TOKENS = 1_000_000
+OPEN_PURCHASE_MAX = 1_000_000
 OPEN_UNITS = 2_000_000           # universal open tokens each user buys ($20,000 at 1 cent)
 CARD = {"method": "card", "card_number": "4242424242424242", "card_expiry": "12/40", "card_cvc": "123"}
 
@@ -131,14 +132,7 @@ def bench_backend(backend: str, seconds: float, clients: int) -> dict:
         per1 = [server_cpu_seconds(p.proc.pid) for p in procs]
         del start
         # quiescence, then the checks
-        deadline = time.monotonic() + 60
-        audit = None
-        while time.monotonic() < deadline:
-            res = msp.admin("audit", check=False)
-            if res.returncode == 0:
-                audit = json.loads(res.stdout)
-                break
-            time.sleep(1)
+        audit = _audit(msp)
         off = [u.username for u in users if a.me(u)["available_tokens"] != START_TOKENS + moved[u.username]]
         result = {
             "backend": backend, "transfer_rps": t_n / seconds, "transfer_p50": pct(t_lat, 50),
@@ -165,6 +159,37 @@ def bench_backend(backend: str, seconds: float, clients: int) -> dict:
         stop_msp()
 
 
+def _audit(msp) -> dict | None:
+    """The network audit once it can run (the MSP refuses it while a movement is in flight), or None after 60 s."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        res = msp.admin("audit", check=False)
+        if res.returncode == 0:
+            return json.loads(res.stdout)
+        time.sleep(1)
+    return None
+
+
+def _wait_outboxes_empty(*servers) -> None:
+    """Until every vendor has sent all its messages to the MSP, so a phase's CPU includes the notices
+    and confirmations it caused (they are sent after the answer) and none spills into the next phase."""
+    from sqlalchemy import create_engine, text
+    engines = [create_engine(srv.db_url) for srv in servers]
+    try:
+        deadline = time.monotonic() + 120
+        def pending(engine) -> int:
+            with engine.connect() as conn:
+                return conn.execute(text("SELECT count(*) FROM mall_outbox WHERE status = 'pending'")).scalar_one()
+
+        while any(pending(e) for e in engines):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the outboxes did not empty within 120 s")
+            time.sleep(0.2)
+    finally:
+        for e in engines:
+            e.dispose()
+
+
 def _assertion_session(home, user: TestUser, other, other_id: str) -> TestUser:
     r = home.api("POST", "/v1/mall-assertions", user, json={"audience": other_id})
     r.raise_for_status()
@@ -179,6 +204,26 @@ def _open_units_left(msp, home_id: str, user_id: str) -> int:
     with read_session(msp.db_url) as db:
         cust = records.customer(db, home_id, user_id)
         return sum(b.tokens for b in open_lots.customer_lots(db, cust.id))
+
+
+def _start_profilers(servers: dict, seconds: float) -> list:
+    """py-spy on each server for one phase when BENCH_PROFILE_DIR is set (folded stacks, for flame graphs)."""
+    out = os.environ.get("BENCH_PROFILE_DIR")
+    if not out:
+        return []
+    import subprocess
+    Path(out).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [subprocess.Popen([str(spy), "record", "--pid", str(srv.proc.pid), "--duration", str(int(seconds)),
+                              "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
+                              "--output", str(Path(out) / f"{name}.folded")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, srv in servers.items()]
+
+
+def _stop_profilers(spies: list) -> None:
+    for p in spies:
+        p.wait(timeout=120)
 
 
 def bench_open(backend: str, seconds: float, clients: int) -> dict:
@@ -197,10 +242,11 @@ def bench_open(backend: str, seconds: float, clients: int) -> dict:
         users = [a.new_user(tokens=START_TOKENS) for _ in range(USERS)]
         shoppers = []
         for u in users:
-            r = a.api("POST", "/v1/open-token-purchases", u, headers={"Idempotency-Key": uuid.uuid4().hex},
-                      json={"kind": "universal", "tokens": OPEN_UNITS, "pin": u.pin, **CARD})
-            if r.status_code not in (200, 201, 202) or r.json()["status"] not in ("issued", "pending"):
-                raise RuntimeError(f"open-token purchase {r.status_code} {r.text[:200]}")
+            for _ in range(OPEN_UNITS // OPEN_PURCHASE_MAX):       # the API sells at most 1,000,000 at a time
+                r = a.api("POST", "/v1/open-token-purchases", u, headers={"Idempotency-Key": uuid.uuid4().hex},
+                          json={"kind": "universal", "tokens": OPEN_PURCHASE_MAX, "pin": u.pin, **CARD})
+                if r.status_code not in (200, 201, 202) or r.json()["status"] not in ("issued", "pending"):
+                    raise RuntimeError(f"open-token purchase {r.status_code} {r.text[:200]}")
             user_id = str(a.me(u)["id"])
             at_b = _assertion_session(a, u, b, b_id)
             shoppers.append((u, user_id, register_device(a, u).device_id, at_b, register_device(b, at_b).device_id))
@@ -235,24 +281,22 @@ def bench_open(backend: str, seconds: float, clients: int) -> dict:
 
         run_phase(1.0, clients, local_order)                   # warm-up of both paths
         run_phase(1.0, clients, open_order)
+        _wait_outboxes_empty(a, b)
         base = {uid: _open_units_left(msp, a_id, uid) for _, uid, *_ in shoppers}
         for k in paid:
             paid[k] = 0
         c0 = cpu(procs)
         l_n, l_lat, l_err = run_phase(seconds, clients, local_order)
+        _wait_outboxes_empty(a, b)
         c1 = cpu(procs)
         per0 = [server_cpu_seconds(p.proc.pid) for p in procs]
+        spies = _start_profilers({"msp": msp, "b": b}, seconds)
         o_n, o_lat, o_err = run_phase(seconds, clients, open_order)
+        _stop_profilers(spies)
+        _wait_outboxes_empty(a, b)
         c2 = cpu(procs)
         per1 = [server_cpu_seconds(p.proc.pid) for p in procs]
-        deadline = time.monotonic() + 60
-        audit = None
-        while time.monotonic() < deadline:
-            res = msp.admin("audit", check=False)
-            if res.returncode == 0:
-                audit = json.loads(res.stdout)
-                break
-            time.sleep(1)
+        audit = _audit(msp)
         off = [uid for _, uid, *_ in shoppers if _open_units_left(msp, a_id, uid) != base[uid] - paid[uid]]
         result = {
             "backend": backend, "local_rps": l_n / seconds, "local_p50": pct(l_lat, 50), "local_p99": pct(l_lat, 99),
