@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
@@ -159,6 +159,28 @@ def read_session(url: str | None = None) -> Iterator[Session]:
         yield session
     finally:
         session.close()  # ends the transaction; loaded objects stay readable
+
+
+_ON_COMMIT = "tokenrent_on_commit"
+
+
+def on_commit(db: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's transaction has committed (as Django's
+    transaction.on_commit). A rollback, a savepoint's too, drops every callback
+    registered so far: use it only to publish what a later read would find anyway
+    (a cache), never for work that must happen."""
+    db.info.setdefault(_ON_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_on_commit(session: Session) -> None:
+    for callback in session.info.pop(_ON_COMMIT, ()):
+        callback()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_on_commit(session: Session, _previous: object) -> None:
+    session.info.pop(_ON_COMMIT, None)
 
 
 def lock_users(db: Session, user_ids) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -53,7 +53,10 @@ def account(db: Session, code: str, asset: str, *, owner_member_id: str | None =
     an existing code with another asset, owner or sign rule is a bug."""
     if not is_asset(asset):
         raise ValueError(f"not an asset: {asset!r}")
-    acct = db.scalar(select(MallAccount).where(MallAccount.code == code))
+    known: dict[str, MallAccount] = db.info.setdefault(_ACCOUNTS, {})   # a transaction asks for the same few accounts again and again
+    acct = known.get(code)
+    if acct is None:
+        acct = db.scalar(select(MallAccount).where(MallAccount.code == code))
     if acct is None:
         dialect = db.get_bind().dialect.name
         insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -64,7 +67,17 @@ def account(db: Session, code: str, asset: str, *, owner_member_id: str | None =
     if (acct.asset, acct.owner_member_id, acct.negative_allowed) != (asset, owner_member_id, negative_allowed):
         raise RuntimeError(f"book account {code} exists as {acct.asset}/{acct.owner_member_id}/"
                            f"negative_allowed={acct.negative_allowed}")
+    known[code] = acct
     return acct
+
+
+_ACCOUNTS = "mall_accounts_by_code"
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_accounts(session: Session, _previous: object) -> None:
+    """An account made in what was rolled back (a savepoint too) exists no more."""
+    session.info.pop(_ACCOUNTS, None)
 
 
 def position_account(db: Session, member_id: str) -> MallAccount:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
@@ -44,7 +44,7 @@ from .models import (
 )
 from .schemas import OpenPaymentIn, OpenPaymentResultIn, OpenPlanIn, OpenRefundIn, PayingCustomer
 from .vocabulary import (
-    BookEntryKind, FeeKind, GiftCertificateStatus, MovementKind, MovementStatus, OpenPaymentStatus, PortionKind,
+    BookEntryKind, FeeKind, GiftCertificateStatus, MovementKind, OpenPaymentStatus, PortionKind,
 )
 
 # A refund into a lot that expired meanwhile revives it this long (docs/mall.md policy).
@@ -91,7 +91,7 @@ def _context(db: Session, member_id: str, req: OpenPlanIn, now: datetime
     brand_of = {p: b for p, b in db.execute(select(BrandProduct.product_id, BrandProduct.brand_id).where(
         BrandProduct.member_id == member_id, BrandProduct.product_id.in_({ln.product_id for ln in req.lines})))}
     caps = {b: int(c) for b, c in db.execute(select(Brand.brand_id, Brand.free_cap_units)
-                                             .where(Brand.brand_id.in_(set(brand_of.values()))))}
+                                             .where(Brand.brand_id.in_(set(brand_of.values()))))} if brand_of else {}
     lines = [open_money.Line(ln.line, ln.product_id, ln.quantity, ln.units, brand_of.get(ln.product_id))
              for ln in req.lines]
     return lines, open_money.Context(member_id, groups, caps, now)
@@ -271,9 +271,9 @@ def _book_cash(db: Session, kind: MovementKind, movement_id: str, payer: str, re
     """One movement `payer` -> `receiver` (a refund: the same pair, `reverse` moves the cents back):
     whole cents into the positions now, the exact units and the fees for the period's statement."""
     cents = value_units // UNITS_PER_CENT
-    mv, _ = records.start_movement(db, records.MovementTerms(movement_id, kind, payer, receiver, tokens, tokens,
-                                                             cents, customer_id))
-    mv.value_micro_cents = value_units
+    if not records.completed_movement(db, records.MovementTerms(movement_id, kind, payer, receiver, tokens, tokens,
+                                                                cents, customer_id), value_units):
+        return   # booked already (the same terms): never twice
     if cents:
         src, dst = books.position_account(db, payer), books.position_account(db, receiver)
         if reverse:
@@ -283,7 +283,6 @@ def _book_cash(db: Session, kind: MovementKind, movement_id: str, payer: str, re
     for member_id, fee_kind, units in fees:
         if units:
             records.add_fee(db, member_id, movement_id, fee_kind, units)
-    records.finish_movement(db, movement_id, MovementStatus.COMPLETED)
 
 
 def _confirm(db: Session, payment: OpenPayment, now: datetime) -> None:
@@ -307,8 +306,9 @@ def _confirm(db: Session, payment: OpenPayment, now: datetime) -> None:
             origin=change_origin(op, cert_id)), operation_id=op)
         change_lots.append(lot.id)
     certificates = {lot.gift_certificate_id for lot in lots.values() if lot.gift_certificate_id is not None}
-    for gc in db.scalars(select(GiftCertificate).where(GiftCertificate.id.in_(certificates))):
-        gc.status = GiftCertificateStatus.SPENT     # used whole
+    if certificates:
+        db.execute(update(GiftCertificate).where(GiftCertificate.id.in_(certificates))
+                   .values(status=GiftCertificateStatus.SPENT))     # used whole
     movements = _book_payment_cash(db, payment, rows, lots)
     payment.plan = {**payment.plan, "change_lots": change_lots, "movements": movements}
     payment.status, payment.updated_at = OpenPaymentStatus.CONFIRMED, now
@@ -328,7 +328,7 @@ def _book_payment_cash(db: Session, payment: OpenPayment, rows: list[OpenPayment
     brands = {lot.issuer for lot in lots.values()
               if lot.kind in (OpenKind.MANUFACTURER, OpenKind.MANUFACTURER_FREE)}
     brand_member = {b: m for b, m in db.execute(select(Brand.brand_id, Brand.member_id)
-                                                .where(Brand.brand_id.in_(brands)))}
+                                                .where(Brand.brand_id.in_(brands)))} if brands else {}
     owed: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])   # (payer, receiver) -> [units, tokens]
     for r in rows:
         if r.kind != PortionKind.PORTION:
@@ -391,11 +391,14 @@ def apply_result(db: Session, caller: str, raw: Any, message_id: str, now: datet
 
 def receive_result(sender: str, message_id: str, body: Any) -> Answer:
     operation_id = body.get("operation_id") if isinstance(body, dict) else None
-    if isinstance(operation_id, str) and len(operation_id) <= 36:
-        with write_session() as db:   # a hold already expired is voided first, so the answer says so
+
+    def expire_first(db: Session) -> None:   # a hold already expired is voided first, so the answer says so
+        if isinstance(operation_id, str) and len(operation_id) <= 36:
             expire_holds(db, operation_id=operation_id)
+
     return outbox.receive(write_session, MspInboxMessage, sender=sender, message_id=message_id, body=body,
-                          apply=outbox.applied(lambda db: apply_result(db, sender, body, message_id)))
+                          apply=outbox.applied(lambda db: apply_result(db, sender, body, message_id)),
+                          before=expire_first)
 
 
 # ---------------------------------------------------------------- refunds

@@ -115,6 +115,28 @@ def start_movement(db: Session, terms: MovementTerms) -> tuple[Movement, bool]:
     return movement, created
 
 
+def completed_movement(db: Session, terms: MovementTerms, value_micro_cents: int) -> bool:
+    """A movement that starts and completes in one transaction (an open payment's cash): one
+    INSERT. True when this call made it; a repeat must have the same terms and be completed."""
+    if min(terms.tokens_from, terms.tokens_to, terms.value_cents, value_micro_cents) < 0:
+        raise Invalid("a movement's amounts are >= 0")
+    now = utcnow()
+    if _insert_ignoring_conflict(
+            db, Movement, ["operation_id"], operation_id=terms.operation_id, kind=terms.kind,
+            from_member=terms.from_member, to_member=terms.to_member, customer_id=terms.customer_id,
+            tokens_from=terms.tokens_from, tokens_to=terms.tokens_to, value_cents=terms.value_cents,
+            value_micro_cents=value_micro_cents, status=MovementStatus.COMPLETED, created_at=now, updated_at=now,
+            completed_at=now):
+        return True
+    movement = db.scalars(select(Movement).where(Movement.operation_id == terms.operation_id)
+                          .execution_options(populate_existing=True)).one()
+    if (_terms_of(movement), movement.value_micro_cents, movement.status) != (
+            terms, value_micro_cents, MovementStatus.COMPLETED):
+        raise Invalid(f"operation {terms.operation_id} is already recorded with other terms",
+                      code="idempotency_key_reused")
+    return False
+
+
 def finish_movement(db: Session, operation_id: str, status: MovementStatus, reason: str | None = None) -> Movement:
     """A pending movement ends `completed` or `failed`, once; finishing it the
     same way again is a no-op, the other way a 409."""

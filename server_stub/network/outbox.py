@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
@@ -195,11 +196,13 @@ class OutboxWorker:
 
     def __init__(self, model: type[OutboxColumns], write_session: WriteSession, deliver: Deliver,
                  handlers: Mapping[str, Handler], *, batch: int = 20, lease_seconds: float = 30,
-                 poll_seconds: float = 0.5, max_backoff_seconds: float = 300, senders: int = 8):
+                 poll_seconds: float = 0.5, max_backoff_seconds: float = 300, senders: int = 8,
+                 read_session: WriteSession | None = None):
         if batch < 1 or lease_seconds <= 0 or poll_seconds <= 0 or max_backoff_seconds <= 0 or senders < 1:
             raise ValueError("batch, lease_seconds, poll_seconds, max_backoff_seconds and senders must be positive")
         self.model = model
         self.write_session = write_session
+        self.read_session = read_session or write_session   # waiting for an answer takes no write lock
         self.deliver = deliver
         self.handlers = dict(handlers)
         self.batch = batch
@@ -273,15 +276,17 @@ class OutboxWorker:
         claimed = self._claim_one(message_id)
         if claimed is not None:
             done = threading.Event()
+            recorded: list[Answer] = []   # the answer this send recorded, once committed
 
             def send() -> None:
                 try:
-                    self._send(claimed)
+                    self._send(claimed, recorded=recorded)
                 finally:
                     done.set()
 
             threading.Thread(target=send, name=f"outbox-now-{self.model.__name__}", daemon=True).start()
-            done.wait(max(deadline - time.monotonic(), 0.0))
+            if done.wait(max(deadline - time.monotonic(), 0.0)) and recorded:
+                return recorded[0]
         return self._wait_answer(message_id, deadline)
 
     def _claim_one(self, message_id: str) -> _Claimed | None:
@@ -295,7 +300,7 @@ class OutboxWorker:
         """The row's final answer once recorded (by anyone), waiting until `deadline`."""
         m = self.model
         while True:
-            with self.write_session() as db:
+            with self.read_session() as db:
                 row = db.execute(select(m.status, m.answer_status, m.answer_body)
                                  .where(m.message_id == message_id)).first()
             if row is None:
@@ -307,9 +312,9 @@ class OutboxWorker:
                 return None
             time.sleep(min(0.05, left))
 
-    def _send(self, row: _Claimed, down: dict[str, str] | None = None) -> int:
-        """Deliver one claimed row and record what came back (1: a final answer).
-        Unreachable: `down` (the round's) learns why."""
+    def _send(self, row: _Claimed, down: dict[str, str] | None = None, recorded: list[Answer] | None = None) -> int:
+        """Deliver one claimed row and record what came back (1: a final answer, also
+        appended to `recorded` once committed). Unreachable: `down` (the round's) learns why."""
         try:
             answer = self.deliver(row.destination, row.method, row.path, json.loads(row.body), row.message_id)
         except Unreachable as e:
@@ -322,7 +327,10 @@ class OutboxWorker:
                 destination=row.destination, error=repr(e)[:300])
             self._failed(row, f"deliver raised {e!r}")
             return 0
-        return self._record(row, answer)
+        final = self._record(row, answer)
+        if final and recorded is not None:
+            recorded.append(answer)
+        return final
 
     def pending(self) -> int:
         m = self.model
@@ -468,8 +476,10 @@ def _refused(refusal: InboxRefusal, detail: str) -> Answer:
 
 
 def receive(write_session: WriteSession, model: type[InboxColumns], *, sender: str, message_id: str, body: Any,
-            apply: Callable[[Session], Answer]) -> Answer:
+            apply: Callable[[Session], Answer], before: Callable[[Session], None] | None = None) -> Answer:
     """The answer to message `message_id` from `sender`, applied at most once.
+    `before` runs first in the same transaction, outside the savepoint: what stays
+    done even when apply refuses (the hold that expired voided, and the 409 says so).
 
     The first time, apply(db) runs and its answer is stored in ONE transaction
     with the inbox row. A refusal apply decided (an Answer >= 400) is stored
@@ -490,19 +500,25 @@ def receive(write_session: WriteSession, model: type[InboxColumns], *, sender: s
         inserted = False
         try:
             with write_session() as db:
-                stored = db.execute(select(m.body_digest, m.answer_status, m.answer_body)
-                                    .where(m.sender == sender, m.message_id == message_id)).first()
-                if stored is not None:
+                # The row first: a concurrent first waits here until we commit, then
+                # inserts nothing and replays our answer; apply runs once.
+                insert_fn = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+                row_id = db.execute(insert_fn(m).values(
+                    sender=sender, message_id=message_id, body_digest=digest, answer_status=0, answer_body="",
+                    created_at=utcnow()).on_conflict_do_nothing(index_elements=["sender", "message_id"])
+                    .returning(m.id)).scalar()
+                if row_id is None:
+                    stored = db.execute(select(m.body_digest, m.answer_status, m.answer_body)
+                                        .where(m.sender == sender, m.message_id == message_id)).first()
+                    if stored is None:   # the first was rolled back after all: try again
+                        continue
                     if stored.body_digest != digest:
                         return _refused(InboxRefusal.IDEMPOTENCY_KEY_REUSED,
                                         f"message {message_id} was already received with another body")
                     return Answer(stored.answer_status, json.loads(stored.answer_body))
-                # The row first: a concurrent first waits here until we commit,
-                # then fails on the unique key and replays our answer; apply runs once.
-                row_id = db.execute(insert(m).values(
-                    sender=sender, message_id=message_id, body_digest=digest, answer_status=0, answer_body="",
-                    created_at=utcnow()).returning(m.id)).scalar_one()
                 inserted = True
+                if before is not None:
+                    before(db)
                 savepoint = db.begin_nested()
                 answer = apply(db)
                 if answer.status >= 400:

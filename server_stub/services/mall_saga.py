@@ -139,6 +139,8 @@ def msp_key_resolver(key_id: str):
 
 def _destination_url(destination: str, path: str) -> str:
     with read_session() as db:
+        if destination == MSP_ID and (url := mall.joined_msp_url(db)) is not None:
+            return url + path
         row, d = mall.directory(db)
     if destination == MSP_ID:
         return row.msp_url + path
@@ -254,7 +256,8 @@ def start_worker(only_if_joined: bool = False) -> None:
         return
     with _worker_lock:
         if _worker is None:
-            _worker = outbox.OutboxWorker(MallOutboxMessage, write_session, _deliver, HANDLERS)
+            _worker = outbox.OutboxWorker(MallOutboxMessage, write_session, _deliver, HANDLERS,
+                                          read_session=read_session)
             _worker.start()
             log("mall outbox worker started")
 

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +32,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
-from ..db import read_session
+from ..db import on_commit, read_session
 from ..logs import log
 from ..models.base import utcnow
 from ..models.idempotency import IdempotencyRecord
@@ -151,10 +152,10 @@ _quick: MallClient | None = None
 
 def _msp_url() -> str:
     with read_session() as db:
-        row = mall.membership(db)
-    if row is None:
+        url = mall.joined_msp_url(db)
+    if url is None:
         raise Conflict("this store has not joined a mall: it cannot take open tokens", reason="not_in_mall")
-    return row.msp_url
+    return url
 
 
 def unit_value_cents(fetch: bool = True) -> int:
@@ -378,6 +379,8 @@ def start_order(db: Session, user: User, device: Device, plan: Plan, payment: st
     outbox.enqueue(db, MallOutboxMessage, kind=OpenMessage.AUTHORIZE, destination=MSP_ID, method="POST",
                    path=PAYMENTS_PATH, body=body, message_id=operation_id)
     db.flush()
+    order_id = order.id
+    on_commit(db, lambda: _publish(_started, order_id, operation_id))
     return Outcome(202, _orders().receipt(db, order, []))
 
 
@@ -394,14 +397,39 @@ def deliver_and_wait(operation_id: str, timeout: float = AUTHORIZE_WAIT) -> None
     _the_saga().deliver_now(operation_id, timeout)
 
 
+# What the request that placed an order needs next, published once the transaction that wrote it has
+# committed (db.on_commit), so that it reads nothing again; a request that finds nothing here reads it.
+_MAX_PUBLISHED = 1000
+_published_lock = threading.Lock()
+_started: OrderedDict[int, str] = OrderedDict()         # order id -> its operation id (start_order)
+_finished: OrderedDict[int, Outcome] = OrderedDict()    # order id -> its final answer (_upgrade_answer)
+
+
+def _publish(table: OrderedDict[int, Any], order_id: int, value: Any) -> None:
+    with _published_lock:
+        table[order_id] = value
+        while len(table) > _MAX_PUBLISHED:   # answers recorded by the worker nobody asks for
+            table.popitem(last=False)
+
+
+def _take(table: OrderedDict[int, Any], order_id: int) -> Any:
+    with _published_lock:
+        return table.pop(order_id, None)
+
+
 def finish_request(user_id: int, order_id: int) -> Outcome:
     """After the first transaction of an open order: ask the MSP now (8 s at most) and answer what
     the order is then (201, the final refusal, or still 202 pending)."""
-    with read_session() as db:
-        oop = operation_of(db, order_id)
-        operation_id = oop.operation_id if oop is not None else None
+    operation_id = _take(_started, order_id)
+    if operation_id is None:   # a replayed 202, or another process placed it
+        with read_session() as db:
+            oop = operation_of(db, order_id)
+            operation_id = oop.operation_id if oop is not None else None
     if operation_id is not None:
         deliver_and_wait(operation_id)
+        done = _take(_finished, order_id)
+        if done is not None:
+            return done
     with read_session() as db:
         order = db.get(Order, order_id)
         if order is None or order.user_id != user_id:
@@ -454,12 +482,15 @@ class _LocalFailure(Exception):
 
 def _upgrade_answer(db: Session, order: Order, oop: OrderOpenPayment, outcome: Outcome) -> None:
     """The stored idempotent 202 becomes the final answer (a 202 is not final; the first final is)."""
+    final = Outcome(outcome.status_code, jsonable_encoder(outcome.body))
+    order_id = order.id
+    on_commit(db, lambda: _publish(_finished, order_id, final))
     key = json.loads(oop.request_json).get("idempotency_key")
     if key is None:
         return
     r = IdempotencyRecord
     db.execute(update(r).where(r.user_id == order.user_id, r.key == key, r.status_code == 202)
-               .values(status_code=outcome.status_code, response_json=json.dumps(jsonable_encoder(outcome.body)))
+               .values(status_code=final.status_code, response_json=json.dumps(final.body))
                .execution_options(synchronize_session=False))
 
 
