@@ -45,9 +45,10 @@ _HEADERS = {
 _MODELS: set[type[BaseModel]] = {Problem, ValidationProblem, FieldError}
 
 
-def problems(*entries: int | tuple[int, type[Problem], str]) -> dict[int | str, dict[str, Any]]:
+def problems(*entries: int | tuple[int, type[BaseModel], str]) -> dict[int | str, dict[str, Any]]:
     """`responses=` for error statuses: each a status (its default model and
-    description) or (status, model, description) for a more specific problem."""
+    description) or (status, model, description) for a more specific problem
+    (a Problem, or a RootModel union of them: anyOf)."""
     out: dict[int | str, dict[str, Any]] = {}
     for entry in entries:
         if isinstance(entry, tuple):

@@ -3,15 +3,15 @@ are 422) and, below them, the answers (one family per entity)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, RootModel
 
 from license_agent.codes import LicenseKind
 
 from ..network.open_money import OpenKind
 from ..vocabulary import AccountStatus, ItemAction, OfferKind, OpenOrderStatus, OrderPayment, OrderStatus, RentalUnit
-from .common import FROM_JSON, SPACES, Absent, Id, Problem, StrictModel, no_default
+from .common import FROM_JSON, SPACES, Absent, Id, Problem, ShortageProblem, StrictModel, no_default
 
 DeviceIdText = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="hex device id (32 characters)")]
 Quantity = Annotated[int, Field(ge=1, le=1_000_000_000)]
@@ -406,6 +406,22 @@ class LicenseCodeOut(BaseModel):
     device_id: str
     kid: str
     authorization_code: str
+
+
+class OpenShortageProblem(ShortageProblem):
+    """402 (`type` .../insufficient-tokens) on an order paid in open tokens: the MSP's plan
+    does not pay the open part; nothing is held. FIG 8's numbers are the order's and the
+    closed tokens it would take."""
+
+    reason: Literal["short"]
+    short_units: int = Field(description="the open units the customer's lots are short of")
+    helpful_kinds: list[OpenKind] = Field(description="the open kinds that would pay the rest here")
+
+
+class OrderShortageProblem(RootModel[OpenShortageProblem | ShortageProblem]):
+    """402 on POST /v1/orders: short of tokens (ShortageProblem), or, paid in open tokens,
+    short at the MSP (OpenShortageProblem, told apart by `short_units`). anyOf, not oneOf:
+    an open short is also a valid ShortageProblem (problems allow extra members)."""
 
 
 class WrongDeviceProblem(Problem):

@@ -59,7 +59,9 @@ def test_every_v1_json_answer_has_a_schema(server):
     assert set(dl) == {"application/octet-stream"}
     # the refusals with extra fields are documented with them
     assert spec["paths"]["/v1/orders"]["post"]["responses"]["402"]["content"]["application/problem+json"][
-        "schema"] == {"$ref": "#/components/schemas/ShortageProblem"}
+        "schema"] == {"$ref": "#/components/schemas/OrderShortageProblem"}
+    assert components["OrderShortageProblem"]["anyOf"] == [          # the open short, or the closed one
+        {"$ref": "#/components/schemas/OpenShortageProblem"}, {"$ref": "#/components/schemas/ShortageProblem"}]
 
 
 # ---------------------------------------------------------------- real answers

@@ -13,11 +13,11 @@ from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from sqlalchemy import select
 
 from ...models.store import License, ProductVersion
-from ...schemas.common import MAX_ID, Problem, ShortageProblem
+from ...schemas.common import MAX_ID, Problem
 from ...schemas.store import (
     CategoryListed, DeviceCreate, DeviceInUseProblem, DeviceListed, DeviceOut, DeviceRename, LicenseCodeOut,
-    LicenseOut, OrderCreate, OrderListOut, OrderListPut, ProductDetailOut, ProductOut, QuoteCreate, QuoteOut,
-    ReceiptOut, VendorKeyOut, WrongDeviceProblem,
+    LicenseOut, OrderCreate, OrderListOut, OrderListPut, OrderShortageProblem, ProductDetailOut, ProductOut,
+    QuoteCreate, QuoteOut, ReceiptOut, VendorKeyOut, WrongDeviceProblem,
 )
 from ...db import read_session
 from ...services import catalog, devices, licenses, open_orders, orders, signing_keys
@@ -210,8 +210,9 @@ def quote(body: QuoteCreate, user: CurrentUser, db: DbSession):
 @router.post("/orders", status_code=201, response_model=ReceiptOut,
              responses={202: {"model": ReceiptOut, "description": "paid partly in open tokens and the MSP has not "
                                                                   "answered yet: the order is `pending`"},
-                        **problems((402, ShortageProblem, "short of tokens: RT, AT, shortage (open tokens: "
-                                                          "`reason` short, `short_units`, `helpful_kinds`)"),
+                        **problems((402, OrderShortageProblem, "short of tokens: RT, AT, shortage; paid in open "
+                                                               "tokens, also `reason` short, `short_units`, "
+                                                               "`helpful_kinds`"),
                                    (403, Problem, "the account is inactive (`type` .../account-inactive)"),
                                    _NO_DEVICE, 409, 422, 503)})
 def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):

@@ -51,7 +51,7 @@ def buy_tokens(body: TokenPurchaseCreate, caller: CardCaller, idempotency_key: I
         user.id, idempotency_key, "POST /v1/token-purchases", body.model_dump(),
         rate_limits.counting_declines(caller.address, user.username,
                                       lambda db: wallet.buy_tokens(db, user.id, **body.model_dump())),
-    )
+        lock_user=True)   # a card is charged: a parallel duplicate must replay, not charge again
     return answer(outcome)
 
 

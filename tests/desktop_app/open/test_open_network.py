@@ -285,8 +285,6 @@ def test_the_open_replies_are_the_servers_own(net):
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="POST /v1/orders documents only the closed 402 (Shortage), not the open "
-                                       "short's short_units and helpful_kinds; remove when it does")
 def test_the_open_shortage_is_documented(net):
     from desktop_app.api import replies as r
     from tests.desktop_app.test_replies import _response_schema, compare
