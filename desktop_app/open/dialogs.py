@@ -25,7 +25,7 @@ from desktop_app.api.replies import (GiftGiven, GiveStatus, OpenKind, OpenKindOf
                                      OpenTokenPurchase, Redeemed)
 from desktop_app.money import format_cents
 from desktop_app.open.model import kind_text, units_text
-from desktop_app.widgets.common import Banner
+from desktop_app.widgets.common import Banner, action_buttons
 
 OFFLINE_METHODS = [("check", "Check"), ("money_order", "Money order"), ("purchase_order", "Purchase order")]
 BASIS_POINTS = 10_000
@@ -183,12 +183,8 @@ class BuyOpenTokensDialog(QDialog):
             form.addRow("&Kind:", self.kind)
             form.addRow("&Open tokens:", self.tokens)
         form.addRow("Price:", self.price)
-        self.buttons = QDialogButtonBox()
-        self.buy_button = self.buttons.addButton("&Buy", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.buy_button.setObjectName("open_buy_button")
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
-        self.buttons.accepted.connect(self.buy)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons, self.buy_button = action_buttons(self, "&Buy", "open_buy_button", self.buy,
+                                                       QDialogButtonBox.StandardButton.Close)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(form)
@@ -368,12 +364,8 @@ class GiveGiftDialog(QDialog):
         form.addRow("Recipient's &username:", self.username)
         form.addRow("Recipient's &full name:", self.full_name)
         form.addRow("Your &PIN:", self.pin)
-        self.buttons = QDialogButtonBox()
-        self.give_button = self.buttons.addButton("&Give", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.give_button.setObjectName("give_button")
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.give)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons, self.give_button = action_buttons(self, "&Give", "give_button", self.give,
+                                                        QDialogButtonBox.StandardButton.Cancel)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(form)
@@ -449,12 +441,8 @@ class RedeemDialog(QDialog):
         self.code.setAccessibleName("Gift certificate code")
         form = QFormLayout()
         form.addRow("&Code:", self.code)
-        self.buttons = QDialogButtonBox()
-        self.redeem_button = self.buttons.addButton("&Redeem", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.redeem_button.setObjectName("redeem_button")
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.redeem)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons, self.redeem_button = action_buttons(self, "&Redeem", "redeem_button", self.redeem,
+                                                          QDialogButtonBox.StandardButton.Cancel)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(form)

@@ -17,7 +17,7 @@ from desktop_app.money import format_cents
 from desktop_app.open.page import OpenTokensPanel
 from desktop_app.wallet.model import LedgerModel, balance_series
 from desktop_app.widgets.chart import LineChart
-from desktop_app.widgets.common import Banner
+from desktop_app.widgets.common import Banner, action_buttons
 
 OFFLINE_METHODS = [("check", "Check"), ("money_order", "Money order"), ("purchase_order", "Purchase order")]
 
@@ -109,12 +109,8 @@ class BuyTokensDialog(QDialog):
         form.addRow("&Amount:", self.amount)
         form.addRow("&Tokens:", self.tokens)
         form.addRow("Price:", self.cash)
-        self.buttons = QDialogButtonBox()
-        self.buy_button = self.buttons.addButton("&Buy", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.buy_button.setObjectName("buy_button")
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
-        self.buttons.accepted.connect(self.buy)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons, self.buy_button = action_buttons(self, "&Buy", "buy_button", self.buy,
+                                                       QDialogButtonBox.StandardButton.Close)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(form)
@@ -230,12 +226,8 @@ class TransferDialog(QDialog):
         self.balance = QLabel(objectName="transfer_balance")
         form.addRow("You have:", self.balance)
         form.addRow("Your &PIN:", self.pin)
-        self.buttons = QDialogButtonBox()
-        self.send_button = self.buttons.addButton("&Send", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.send_button.setObjectName("transfer_send")
-        self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.send)
-        self.buttons.rejected.connect(self.reject)
+        self.buttons, self.send_button = action_buttons(self, "&Send", "transfer_send", self.send,
+                                                        QDialogButtonBox.StandardButton.Cancel)
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addLayout(form)

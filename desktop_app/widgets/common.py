@@ -1,8 +1,11 @@
-"""Small shared widgets: banners, the progress-bar delegate, message helpers."""
+"""Small shared widgets: banners, the progress-bar delegate, a dialog's button box, message helpers."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QLabel, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
+from PySide6.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QLabel, QPushButton, QStyle,
+                               QStyledItemDelegate, QStyleOptionProgressBar)
 
 
 class Banner(QLabel):
@@ -68,3 +71,17 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.state = option.state | QStyle.StateFlag.State_Horizontal   # without it Fusion fills upwards
         style = option.widget.style() if option.widget else QApplication.style()
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, option.widget)
+
+
+def action_buttons(dialog: QDialog, text: str, object_name: str, action: Callable[[], object],
+                   dismiss: QDialogButtonBox.StandardButton) -> tuple[QDialogButtonBox, QPushButton]:
+    """A form dialog's button box: the button that sends (``text``, ``object_name``) runs ``action``,
+    which closes the dialog only when the answer comes (so the dialog keeps it enabled or not), and
+    ``dismiss`` (Close or Cancel) rejects the dialog. The box and the action button."""
+    buttons = QDialogButtonBox()
+    button = buttons.addButton(text, QDialogButtonBox.ButtonRole.AcceptRole)
+    button.setObjectName(object_name)
+    buttons.addButton(dismiss)
+    buttons.accepted.connect(action)
+    buttons.rejected.connect(dialog.reject)
+    return buttons, button

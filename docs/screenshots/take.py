@@ -13,57 +13,28 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from shots import out_dir, scratch_home, shooter, sign_in, storefront   # first: the path and environment
+
 HIDPI = "--hidpi" in sys.argv[1:]
-ARGS = [a for a in sys.argv[1:] if a != "--hidpi"]
-OUT = Path(ARGS[0]) if ARGS else Path(__file__).resolve().parent   # or another folder
+OUT = out_dir([a for a in sys.argv[1:] if a != "--hidpi"])   # or another folder
 if HIDPI:
     os.environ["QT_SCALE_FACTOR"] = "2"          # before any QApplication exists
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("TOKENRENT_ARGON2_MEMORY_KIB", "8192")
-os.environ.setdefault("TOKENRENT_ARGON2_TIME_COST", "1")
 
 
 def main() -> int:
-    from PySide6.QtWidgets import QApplication, QComboBox, QPushButton
+    from PySide6.QtWidgets import QComboBox, QPushButton
     from tests.support.server import start_server
 
-    tmp = Path(tempfile.mkdtemp(prefix="tr-shots-"))
-    os.environ["TOKENRENT_HOME"] = str(tmp / "home")
-    os.environ["LICENSE_AGENT_HOME"] = str(tmp / "agent")
-    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    tmp = scratch_home("tr-shots-")
     server, cleanup = start_server("sqlite", tmp / "server", demo=True)
-    app = QApplication.instance() or QApplication([])  # noqa: F841 (alive for the whole run)
-    from desktop_app.app import Options, StoreApp
-
     from tests.support.qt_script import settle, wait_until as wait
 
-    def shot(widget, name):
-        settle()
-        OUT.mkdir(parents=True, exist_ok=True)
-        if not widget.grab().save(str(OUT / f"{name}.png")):
-            raise RuntimeError(f"could not save {OUT / f'{name}.png'}")
-        print("saved", OUT / f"{name}.png")
-
-    store = StoreApp(Options(server=server.base_url))
-    try:
-        store.start()
+    shot = shooter(OUT)
+    with storefront(server.base_url, (1366, 728) if HIDPI else (1240, 780), cleanup) as store:
         window, state = store.window, store.state
-        window.resize(*((1366, 728) if HIDPI else (1240, 780)))
-        wait(lambda: store.ready)
-        dialog = window.sign_in_dialog
-        dialog.username.setText("demo")
-        dialog.password.setText("demo-pass-1")
-        if not HIDPI:
-            shot(dialog, "sign-in")
-        dialog.submit()
-        wait(lambda: state.me is not None and state.device_id is not None)
-        window.banner.clear_message()
+        sign_in(store, "demo", "demo-pass-1", before_submit=None if HIDPI else lambda d: shot(d, "sign-in"))
 
         def product(name):
             return next(p for p in state.products if p.name == name)
@@ -196,11 +167,6 @@ def main() -> int:
         window.banner.clear_message()
         window.library.banner.clear_message()
         shot(window, "offline")
-    finally:
-        settle()
-        store.window.close()
-        store.stop()
-        cleanup()
     return 0
 
 

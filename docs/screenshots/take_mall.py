@@ -8,52 +8,25 @@ dialog with its quote, the wallet after the exchange, and Mall B's store browsed
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = Path(sys.argv[1]) if sys.argv[1:] else Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("TOKENRENT_ARGON2_MEMORY_KIB", "8192")
-os.environ.setdefault("TOKENRENT_ARGON2_TIME_COST", "1")
+from shots import out_dir, scratch_home, shooter, sign_in, storefront   # first: the path and environment
+
+OUT = out_dir(sys.argv[1:])
 
 
 def main() -> int:
-    from PySide6.QtWidgets import QApplication
     from tests.support.network import funded_user, start_network
 
-    tmp = Path(tempfile.mkdtemp(prefix="tr-mall-shots-"))
-    os.environ["TOKENRENT_HOME"] = str(tmp / "home")
-    os.environ["LICENSE_AGENT_HOME"] = str(tmp / "agent")
-    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    tmp = scratch_home("tr-mall-shots-")
     net, cleanup = start_network("sqlite", tmp / "net", demo=True)
-    app = QApplication.instance() or QApplication([])  # noqa: F841 (alive for the whole run)
-    from desktop_app.app import Options, StoreApp
-    from tests.support.qt_script import settle, wait_until as wait
+    from tests.support.qt_script import wait_until as wait
 
-    def shot(widget, name):
-        settle()
-        OUT.mkdir(parents=True, exist_ok=True)
-        if not widget.grab().save(str(OUT / f"{name}.png")):
-            raise RuntimeError(f"could not save {OUT / f'{name}.png'}")
-        print("saved", OUT / f"{name}.png")
-
+    shot = shooter(OUT)
     user = funded_user(net.a, 600)
-    store = StoreApp(Options(server=net.a.base_url))
-    try:
-        store.start()
+    with storefront(net.a.base_url, (1280, 800), cleanup) as store:
         window, state = store.window, store.state
-        window.resize(1280, 800)
-        wait(lambda: store.ready)
-        dialog = window.sign_in_dialog
-        dialog.username.setText(user.username)
-        dialog.password.setText(user.password)
-        dialog.submit()
-        wait(lambda: state.me is not None)
-        window.banner.clear_message()
+        sign_in(store, user.username, user.password, device=False)
         window.show_page(window.malls)
         members = state.mall.members
         wait(lambda: members.rowCount() == 2 and members.balance(net.b_id) is not None)
@@ -79,11 +52,6 @@ def main() -> int:
         product = next(p for p in window.store.browsed.products if p.name == "Software D")
         window.store.show_product(product.id)
         shot(window, "store-mall-b")
-    finally:
-        settle()
-        store.window.close()
-        store.stop()
-        cleanup()
     return 0
 
 

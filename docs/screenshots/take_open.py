@@ -11,42 +11,24 @@ dialog with the kinds that would help.
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = Path(sys.argv[1]) if sys.argv[1:] else Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("TOKENRENT_ARGON2_MEMORY_KIB", "8192")
-os.environ.setdefault("TOKENRENT_ARGON2_TIME_COST", "1")
+from shots import out_dir, scratch_home, shooter, sign_in, storefront   # first: the path and environment
 
+OUT = out_dir(sys.argv[1:])
 CARD = {"card_number": "4242424242424242", "card_expiry": "12/39", "card_cvc": "123"}
 
 
 def main() -> int:
-    from PySide6.QtWidgets import QApplication
     from tests.support.network import funded_user, start_network
 
-    tmp = Path(tempfile.mkdtemp(prefix="tr-open-shots-"))
-    os.environ["TOKENRENT_HOME"] = str(tmp / "home")
-    os.environ["LICENSE_AGENT_HOME"] = str(tmp / "agent")
-    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+    tmp = scratch_home("tr-open-shots-")
     net, cleanup = start_network("sqlite", tmp / "net", demo=True)
-    app = QApplication.instance() or QApplication([])  # noqa: F841 (alive for the whole run)
-    from desktop_app.app import Options, StoreApp
-    from tests.support.qt_script import settle, wait_until as wait
+    from tests.support.qt_script import wait_until as wait
 
-    def shot(widget, name):
-        settle()
-        OUT.mkdir(parents=True, exist_ok=True)
-        if not widget.grab().save(str(OUT / f"{name}.png")):
-            raise RuntimeError(f"could not save {OUT / f'{name}.png'}")
-        print("saved", OUT / f"{name}.png")
+    shot = shooter(OUT)
 
     def buy(user, **body):
         r = net.a.api("POST", "/v1/open-token-purchases", user, headers={"Idempotency-Key": str(uuid.uuid4())},
@@ -69,18 +51,9 @@ def main() -> int:
     time.sleep(1.2)                      # steps a moment apart, so the chart shows them
     buy(user, kind="manufacturer", issuer="acme", tokens=2000)
     code = buy(friend, kind="gift_certificate", value_cents=2500)["gift_certificate"]["code"]
-    store = StoreApp(Options(server=net.a.base_url))
-    try:
-        store.start()
+    with storefront(net.a.base_url, (1280, 800), cleanup) as store:
         window, state = store.window, store.state
-        window.resize(1280, 800)
-        wait(lambda: store.ready)
-        dialog = window.sign_in_dialog
-        dialog.username.setText(user.username)
-        dialog.password.setText(user.password)
-        dialog.submit()
-        wait(lambda: state.me is not None and state.device_id is not None)
-        window.banner.clear_message()
+        sign_in(store, user.username, user.password)
 
         # the wallet's open panel, after redeeming a certificate a friend bought
         window.show_page(window.wallet)
@@ -139,11 +112,6 @@ def main() -> int:
              and orders.open_shortage_dialog.isVisible())
         shot(orders.open_shortage_dialog, "open-shortage")
         orders.open_shortage_dialog.reject()
-    finally:
-        settle()
-        store.window.close()
-        store.stop()
-        cleanup()
     return 0
 
 

@@ -10,8 +10,7 @@ from ..network.open_money import OpenKind
 from ..services.open_tokens import MAX_GIFT_DAYS, MAX_GIFT_VALUE_CENTS, MAX_OPEN_TOKENS, GiveStatus, OpenPurchaseStatus
 from ..vocabulary import PaymentMethod
 from .common import FROM_JSON, StrictModel, state_no_nul
-
-_CARD_FIELDS = ("card_number", "card_expiry", "card_cvc")
+from .payment import CardCvc, CardExpiry, CardNumber, PaymentMethodIn, card_rule, check_card_fields
 
 
 # ---------------------------------------------------------------- offers
@@ -47,12 +46,7 @@ class RecipientIn(StrictModel):
 
 def _open_purchase_rules(schema: dict[str, Any]) -> None:
     state_no_nul(schema)
-    schema["allOf"] = [{"oneOf": [
-        {"required": ["method", *_CARD_FIELDS],
-         "properties": {"method": {"const": "card"}, **{f: {"type": "string"} for f in _CARD_FIELDS}}},
-        {"properties": {"method": {"enum": ["check", "money_order", "purchase_order"]},
-                        **{f: {"type": "null"} for f in _CARD_FIELDS}}},
-    ]}]
+    schema["allOf"] = [card_rule()]
 
 
 class OpenPurchaseCreate(StrictModel):
@@ -68,23 +62,16 @@ class OpenPurchaseCreate(StrictModel):
     tokens: Annotated[int, Field(ge=1, le=MAX_OPEN_TOKENS)] | None = None
     value_cents: Annotated[int, Field(ge=1, le=MAX_GIFT_VALUE_CENTS)] | None = None
     issuer: Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^:\x00]+$")] | None = None
-    method: Annotated[PaymentMethod, FROM_JSON]
-    card_number: Annotated[str, Field(max_length=32, pattern=r"^[ -]*([0-9][ -]*){12,19}$",
-                                      description="12-19 digits, spaces and dashes allowed")] | None = None
-    card_expiry: Annotated[str, Field(max_length=10, pattern=(
-        r"^[ \t\n\r]*(0?[1-9]|1[0-2])[ \t\n\r]*/[ \t\n\r]*([0-9]{2}|[0-9]{4})[ \t\n\r]*$"),
-        description="MM/YY or MM/YYYY, this month or later")] | None = None
-    card_cvc: Annotated[str, Field(max_length=4, pattern=r"^[0-9]{3,4}$")] | None = None
+    method: PaymentMethodIn
+    card_number: CardNumber = None
+    card_expiry: CardExpiry = None
+    card_cvc: CardCvc = None
     recipient: RecipientIn | None = None
     pin: Annotated[str, Field(min_length=1, max_length=12)]
 
     @model_validator(mode="after")
     def _card_fields(self) -> OpenPurchaseCreate:
-        card_fields = (self.card_number, self.card_expiry, self.card_cvc)
-        if self.method == PaymentMethod.CARD and any(f is None for f in card_fields):
-            raise ValueError("card purchases need card_number, card_expiry and card_cvc")
-        if self.method != PaymentMethod.CARD and any(f is not None for f in card_fields):
-            raise ValueError("card fields are only for method card")
+        check_card_fields(self.method, self.card_number, self.card_expiry, self.card_cvc)
         return self
 
 

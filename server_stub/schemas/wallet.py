@@ -7,6 +7,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from ..vocabulary import AccountStatus, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
 from .common import FROM_JSON, Id, StrictModel, TokenCount, state_no_nul
+from .payment import CardCvc, CardExpiry, CardNumber, PaymentMethodIn, card_rule, check_card_fields
 
 
 class BundleOut(BaseModel):
@@ -27,10 +28,6 @@ class OffersOut(BaseModel):
     payment_methods: list[PaymentMethod]
 
 
-_CARD_FIELDS = ("card_number", "card_expiry", "card_cvc")
-_OFFLINE_METHODS = ["check", "money_order", "purchase_order"]
-
-
 def _purchase_rules(schema: dict) -> None:
     """_one_amount, in the schema: exactly one of tokens and bundle_id; the card
     fields with method card and only then."""
@@ -40,11 +37,7 @@ def _purchase_rules(schema: dict) -> None:
             {"required": ["tokens"], "properties": {"tokens": {"type": "integer"}, "bundle_id": {"type": "null"}}},
             {"required": ["bundle_id"], "properties": {"bundle_id": {"type": "integer"}, "tokens": {"type": "null"}}},
         ]},
-        {"oneOf": [
-            {"required": ["method", *_CARD_FIELDS],
-             "properties": {"method": {"const": "card"}, **{f: {"type": "string"} for f in _CARD_FIELDS}}},
-            {"properties": {"method": {"enum": _OFFLINE_METHODS}, **{f: {"type": "null"} for f in _CARD_FIELDS}}},
-        ]},
+        card_rule(),
     ]
 
 
@@ -56,24 +49,16 @@ class TokenPurchaseCreate(StrictModel):
 
     tokens: TokenCount | None = None
     bundle_id: Id | None = None
-    method: Annotated[PaymentMethod, FROM_JSON]
-    # the shapes services/cards.py parse_card accepts
-    card_number: Annotated[str, Field(max_length=32, pattern=r"^[ -]*([0-9][ -]*){12,19}$",
-                                      description="12-19 digits, spaces and dashes allowed")] | None = None
-    card_expiry: Annotated[str, Field(max_length=10, pattern=(
-        r"^[ \t\n\r]*(0?[1-9]|1[0-2])[ \t\n\r]*/[ \t\n\r]*([0-9]{2}|[0-9]{4})[ \t\n\r]*$"),
-        description="MM/YY or MM/YYYY, this month or later")] | None = None
-    card_cvc: Annotated[str, Field(max_length=4, pattern=r"^[0-9]{3,4}$")] | None = None
+    method: PaymentMethodIn
+    card_number: CardNumber = None
+    card_expiry: CardExpiry = None
+    card_cvc: CardCvc = None
 
     @model_validator(mode="after")
     def _one_amount(self):
         if (self.tokens is None) == (self.bundle_id is None):
             raise ValueError("give exactly one of tokens or bundle_id")
-        card_fields = (self.card_number, self.card_expiry, self.card_cvc)
-        if self.method == PaymentMethod.CARD and any(f is None for f in card_fields):
-            raise ValueError("card purchases need card_number, card_expiry and card_cvc")
-        if self.method != PaymentMethod.CARD and any(f is not None for f in card_fields):
-            raise ValueError("card fields are only for method card")
+        check_card_fields(self.method, self.card_number, self.card_expiry, self.card_cvc)
         return self
 
 

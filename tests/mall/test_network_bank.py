@@ -40,6 +40,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from tests.support.chaos import run_under_chaos
 from tests.support.network import THREE_MEMBERS, MallNetwork, Vendor, start_network
 from tests.support.server import ROOT
 from tests.support.store import DeviceKeys
@@ -473,34 +474,9 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
     ledger = Ledger()
     load = Load(net, users, offers, ledger, seed)
     chaos = Chaos(net, seed)
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        try:
-            load.run(n, lambda: not chaos.first_round_done.is_set())
-        except BaseException as e:
-            errors.append(e)
-
     RESENT.clear()
     FAULTS.clear()
-    t_load = time.monotonic()
-    chaos_thread = threading.Thread(target=chaos.run, name="chaos", daemon=True)
-    threads = [threading.Thread(target=worker, args=(n,), name=f"load-{n}", daemon=True) for n in range(THREADS)]
-    chaos_thread.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=600)
-    chaos.stop.set()
-    chaos_thread.join(timeout=120)
-    load_seconds = time.monotonic() - t_load
-    if chaos.error is not None:
-        raise AssertionError(fail(f"chaos: {chaos.error}")) from chaos.error
-    if errors:
-        raise AssertionError(fail(f"load: {errors[0]}")) from errors[0]
-    assert not any(t.is_alive() for t in threads), fail("a load thread is still running")
-    # every server was killed at least once while the load ran
-    assert set(chaos.kills) == {name for name, _ in chaos.servers}, fail(f"kills {dict(chaos.kills)}")
+    load_seconds = run_under_chaos(chaos, load.run, THREADS, "load", fail)
     assert sum(chaos.kills.values()) >= len(chaos.servers) + EXTRA_KILLS, fail(f"kills {dict(chaos.kills)}")
     quiet = wait_for_quiescence(net)
     print(f"load {load_seconds:.0f}s, {ledger.operations} operations: {len(ledger.exchanges)} exchanges, "

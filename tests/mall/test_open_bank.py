@@ -32,7 +32,6 @@ import json
 import os
 import random
 import re
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -47,6 +46,7 @@ import sqlalchemy as sa
 from server_stub.network.open_money import OpenKind, asset_name
 from tests.mall.test_network_bank import (CARD, FAULTS, RESENT, BankUser, Chaos, Ledger, Load, _engine, call,
                                           msp_audit, pending_work)
+from tests.support.chaos import run_under_chaos
 from tests.support.network import THREE_MEMBERS, MallNetwork, Vendor, start_network
 from tests.support.store import DeviceKeys
 
@@ -336,33 +336,9 @@ def _run(net: MallNetwork, seed: int, backend: str, t0: float) -> None:
     ledger = OpenLedger()
     load = OpenLoad(net, users, offers, ledger, seed, groups, admins)
     chaos = Chaos(net, seed)
-    errors: list[BaseException] = []
-
-    def worker(n: int) -> None:
-        try:
-            load.run(n, lambda: not chaos.first_round_done.is_set())
-        except BaseException as e:
-            errors.append(e)
-
     RESENT.clear()
     FAULTS.clear()
-    t_load = time.monotonic()
-    chaos_thread = threading.Thread(target=chaos.run, name="chaos", daemon=True)
-    threads = [threading.Thread(target=worker, args=(n,), name=f"open-load-{n}", daemon=True) for n in range(THREADS)]
-    chaos_thread.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=600)
-    chaos.stop.set()
-    chaos_thread.join(timeout=120)
-    load_seconds = time.monotonic() - t_load
-    if chaos.error is not None:
-        raise AssertionError(fail(f"chaos: {chaos.error}")) from chaos.error
-    if errors:
-        raise AssertionError(fail(f"load: {errors[0]!r}")) from errors[0]
-    assert not any(t.is_alive() for t in threads), fail("a load thread is still running")
-    assert set(chaos.kills) == {name for name, _ in chaos.servers}, fail(f"kills {dict(chaos.kills)}")
+    load_seconds = run_under_chaos(chaos, load.run, THREADS, "open-load", fail)
     quiet = wait_for_open_quiescence(net)
     cancelled = [o for o in ledger.open_orders if o.cancelled]
     print(f"load {load_seconds:.0f}s, {ledger.operations} operations: {len(ledger.open_purchases)} open purchases "
