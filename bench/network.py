@@ -286,6 +286,7 @@ def bench_open(backend: str, seconds: float, clients: int) -> dict:
         for k in paid:
             paid[k] = 0
         c0 = cpu(procs)
+        per_l0 = [server_cpu_seconds(p.proc.pid) for p in procs]
         l_n, l_lat, l_err = run_phase(seconds, clients, local_order)
         _wait_outboxes_empty(a, b)
         c1 = cpu(procs)
@@ -304,6 +305,8 @@ def bench_open(backend: str, seconds: float, clients: int) -> dict:
             "local_cpu_ms": (c1 - c0) * 1000 / max(l_n, 1), "open_cpu_ms": (c2 - c1) * 1000 / max(o_n, 1),
             "open_cpu_ms_by_server": {name: (after - before) * 1000 / max(o_n, 1) for name, before, after
                                       in zip(("msp", "a", "b"), per0, per1, strict=True)},
+            "local_cpu_ms_by_server": {name: (after - before) * 1000 / max(l_n, 1) for name, before, after
+                                       in zip(("msp", "a", "b"), per_l0, per0, strict=True)},
             "errors": l_err + o_err, "statuses": statuses, "audit": audit, "users_off": off,
         }
         result["cost_ratio"] = result["open_cpu_ms"] / result["local_cpu_ms"] if l_n else float("nan")
@@ -321,9 +324,9 @@ def print_open(r: dict) -> None:
           f"p99 {r['local_p99']:7.1f} ms")
     print(f"  orders at B in open tokens : {r['open_rps']:8.1f} /s  p50 {r['open_p50']:7.1f} ms  "
           f"p99 {r['open_p99']:7.1f} ms (B -> MSP authorize, license + code, confirm)")
-    by = r["open_cpu_ms_by_server"]
-    print(f"  CPU of the 3 servers / order: local {r['local_cpu_ms']:.2f} ms, open {r['open_cpu_ms']:.2f} ms "
-          f"(B {by['b']:.1f}, MSP {by['msp']:.1f}, A {by['a']:.1f}) -> cost ratio {r['cost_ratio']:.2f}x, "
+    by, lby = r["open_cpu_ms_by_server"], r["local_cpu_ms_by_server"]
+    print(f"  CPU of the 3 servers / order: local {r['local_cpu_ms']:.2f} ms (A {lby['a']:.1f}, MSP {lby['msp']:.1f}), "
+          f"open {r['open_cpu_ms']:.2f} ms (B {by['b']:.1f}, MSP {by['msp']:.1f}, A {by['a']:.1f}) -> cost ratio {r['cost_ratio']:.2f}x, "
           f"latency ratio (p50) {r['latency_ratio']:.2f}x (target <= 2x)")
     print(f"  audit: {r['audit']}  users off: {len(r['users_off'])}  errors: {len(r['errors'])} {r['errors'][:3]} "
           f"statuses {r['statuses']}")

@@ -47,23 +47,27 @@ def is_asset(text: str) -> bool:
 
 
 def account(db: Session, code: str, asset: str, *, owner_member_id: str | None = None,
-            negative_allowed: bool = False) -> MallAccount:
+            negative_allowed: bool = False, likely_new: bool = False) -> MallAccount:
     """The account `code`, created on first use. Two processes creating it at
     once end with one row (the insert does nothing on a conflict). Asking for
-    an existing code with another asset, owner or sign rule is a bug."""
+    an existing code with another asset, owner or sign rule is a bug.
+    `likely_new` (an operation's own account): insert first, read only if it exists."""
     if not is_asset(asset):
         raise ValueError(f"not an asset: {asset!r}")
-    known: dict[str, MallAccount] = db.info.setdefault(_ACCOUNTS, {})   # a transaction asks for the same few accounts again and again
+    # a transaction asks for the same few accounts again and again
+    known: dict[str, MallAccount] = db.info.setdefault(_ACCOUNTS, {})
     acct = known.get(code)
-    if acct is None:
+    if acct is None and not likely_new:
         acct = db.scalar(select(MallAccount).where(MallAccount.code == code))
     if acct is None:
         dialect = db.get_bind().dialect.name
         insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        db.execute(insert_fn(MallAccount).values(
+        acct = db.scalars(insert_fn(MallAccount).values(
             code=code, asset=asset, owner_member_id=owner_member_id, negative_allowed=negative_allowed,
-            balance=0, created_at=utcnow()).on_conflict_do_nothing(index_elements=["code"]))
-        acct = db.scalars(select(MallAccount).where(MallAccount.code == code)).one()
+            balance=0, created_at=utcnow()).on_conflict_do_nothing(index_elements=["code"])
+            .returning(MallAccount)).one_or_none()
+        if acct is None:   # it existed, or another transaction made it first
+            acct = db.scalars(select(MallAccount).where(MallAccount.code == code)).one()
     if (acct.asset, acct.owner_member_id, acct.negative_allowed) != (asset, owner_member_id, negative_allowed):
         raise RuntimeError(f"book account {code} exists as {acct.asset}/{acct.owner_member_id}/"
                            f"negative_allowed={acct.negative_allowed}")

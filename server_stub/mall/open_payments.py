@@ -98,12 +98,12 @@ def _context(db: Session, member_id: str, req: OpenPlanIn, now: datetime
 
 
 def _make_plan(db: Session, member_id: str, req: OpenPlanIn, now: datetime, *, lock: bool
-               ) -> tuple[int | None, OpenPlan]:
+               ) -> tuple[int | None, OpenPlan, list[open_lots.LotBalance]]:
     customer_id = _customer_id(db, req.customer)
     balances = open_lots.customer_lots(db, customer_id, for_update=lock) if customer_id is not None else []
     lines, ctx = _context(db, member_id, req, now)
     try:
-        return customer_id, open_money.plan_payment(lines, open_lots.plan_lots(balances), ctx)
+        return customer_id, open_money.plan_payment(lines, open_lots.plan_lots(balances), ctx), balances
     except open_money.OpenMoneyError as e:
         raise Invalid(str(e)) from None
 
@@ -121,14 +121,15 @@ def plan_view(p: OpenPlan) -> dict[str, Any]:
 def plan(db: Session, caller: str, req: OpenPlanIn) -> dict[str, Any]:
     """POST /v1/mall/open-plans: what would pay the lines now (nothing held, nothing written)."""
     members.require_active(db, caller)
-    _, p = _make_plan(db, caller, req, utcnow(), lock=False)
+    _, p, _ = _make_plan(db, caller, req, utcnow(), lock=False)
     return {"plan": plan_view(p), "unit_value_cents": open_lots.unit_value_cents(db)}
 
 
 # ---------------------------------------------------------------- accounts
 
-def pending_account(db: Session, operation_id: str, lot: OpenLot) -> MallAccount:
-    return books.account(db, f"pending:{operation_id}:{lot.id}", lot.asset)
+def pending_account(db: Session, operation_id: str, lot: OpenLot, *, new: bool = False) -> MallAccount:
+    """The hold of one payment on one lot (`new`: the authorization that makes it)."""
+    return books.account(db, f"pending:{operation_id}:{lot.id}", lot.asset, likely_new=new)
 
 
 def accepted_account(db: Session, member_id: str, asset: str) -> MallAccount:
@@ -158,20 +159,27 @@ def _by_asset(per_lot: dict[int, int], lots: dict[int, OpenLot]) -> list[tuple[i
     return sorted(per_lot.items(), key=lambda item: (lots[item[0]].asset, item[0]))
 
 
-def _balance_after(db: Session, customer_id: int, now: datetime) -> dict[str, int]:
+def _balance_after(balances: Iterable[open_lots.LotBalance], now: datetime,
+                   taken: dict[int, int] | None = None) -> dict[str, int]:
+    """Per asset, the usable tokens left: the lots' balances less what `taken` (lot -> tokens) holds."""
     out: dict[str, int] = defaultdict(int)
-    for b in open_lots.customer_lots(db, customer_id):
-        if not b.expired(now):
-            out[b.lot.asset] += b.tokens
+    for b in balances:
+        left = b.tokens - (taken or {}).get(b.lot.id, 0)
+        if left > 0 and not b.expired(now):
+            out[b.lot.asset] += left
     return dict(sorted(out.items()))
 
 
-def payment_view(db: Session, payment: OpenPayment, now: datetime | None = None) -> dict[str, Any]:
+def payment_view(db: Session, payment: OpenPayment, now: datetime | None = None,
+                 balance_after: dict[str, int] | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    if balance_after is None:
+        balance_after = _balance_after(open_lots.customer_lots(db, payment.customer_id), now)
     return {"operation_id": payment.operation_id, "status": payment.status,
             "portions": payment.plan.get("portions", []), "change": payment.plan.get("change", []),
             "units": int(payment.units), "hold_expires_at": payment.hold_expires_at.isoformat(),
             "reason": payment.reason, "change_lots": payment.plan.get("change_lots", []),
-            "balance_after": _balance_after(db, payment.customer_id, now or utcnow())}
+            "balance_after": balance_after}
 
 
 # ---------------------------------------------------------------- authorize
@@ -187,7 +195,7 @@ def authorize(db: Session, caller: str, raw: Any, message_id: str, now: datetime
         raise Conflict(f"operation {req.operation_id} is another payment's", reason="operation_taken")
     # the customer's lot accounts locked first: a payment racing for the same lot waits here and then
     # sees it empty (PostgreSQL re-reads a locked row; SQLite's writers are serialized)
-    customer_id, p = _make_plan(db, caller, req, now, lock=True)
+    customer_id, p, balances = _make_plan(db, caller, req, now, lock=True)
     if not p.payable:
         raise OpenPaymentShort(p)
     assert customer_id is not None   # a payable plan had lots
@@ -204,12 +212,12 @@ def authorize(db: Session, caller: str, raw: Any, message_id: str, now: datetime
                                 kind=PortionKind.CHANGE) for x in p.change]
     db.add_all(rows)
     held = _per_lot(rows)
-    lots = _lots(db, held)
+    lots = {b.lot.id: b.lot for b in balances}   # the plan's lots, locked above
     for lot_id, tokens in held.items():
-        books.post(db, open_lots.lot_account(db, lots[lot_id]), pending_account(db, req.operation_id, lots[lot_id]),
+        books.post(db, open_lots.lot_account(db, lots[lot_id]), pending_account(db, req.operation_id, lots[lot_id], new=True),
                    tokens, kind=BookEntryKind.OPEN_PAYMENT, operation_id=req.operation_id)
     db.flush()
-    return payment_view(db, payment, now)
+    return payment_view(db, payment, now, _balance_after(balances, now, held))
 
 
 def receive_payment(sender: str, message_id: str, body: Any) -> Answer:

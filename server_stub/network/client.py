@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import urllib.request
+
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -58,6 +60,9 @@ class MallClient:
         self._verify: str | bool = ca_file or True   # the CA bundle, or the system's CAs
         self._timeout = timeout
         self._session = requests.Session()
+        # Without proxy variables, reading the environment again on every call (requests' default)
+        # only costs time; with them, requests keeps honouring them (and no_proxy).
+        self._session.trust_env = bool(urllib.request.getproxies())
         # identity: the answer's Content-Digest is over the bytes sent, which a decoder would change
         self._session.headers.update({"Accept": "application/json", "Accept-Encoding": "identity"})
 

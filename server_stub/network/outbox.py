@@ -46,6 +46,7 @@ from ..services.errors import ApiError, problem_body
 from .types import Answer, Unreachable
 
 WriteSession = Callable[[], AbstractContextManager[Session]]
+LEASE_SECONDS = 30.0   # how long a claim keeps other workers off a row
 # (destination, method, path, body, message_id) -> the final Answer; raises Unreachable
 Deliver = Callable[[str, str, str, Any, str], Answer]
 # (db, the outbox row, the answer): applies the answer's consequence in the transaction that marks it delivered
@@ -149,11 +150,8 @@ class InboxColumns:
 
 # ------------------------------------------------------------------ sender
 
-def enqueue(db: Session, model: type[OutboxColumns], *, kind: str, destination: str, method: str, path: str,
-            body: Any, message_id: str | None = None) -> str:
-    """Add a message in the CALLER's transaction (it goes when that commits;
-    call the worker's wake() after the commit). Returns its message id, a
-    uuid4 hex when none is given. Bad arguments raise ValueError, adding nothing."""
+def _row_values(kind: str, destination: str, method: str, path: str, body: Any,
+                message_id: str | None) -> dict[str, Any]:
     message_id = uuid.uuid4().hex if message_id is None else message_id
     if not MESSAGE_ID_PATTERN.match(message_id):
         raise ValueError("message_id must be 1-64 printable ASCII characters without spaces")
@@ -170,15 +168,35 @@ def enqueue(db: Session, model: type[OutboxColumns], *, kind: str, destination: 
     except (TypeError, ValueError) as e:
         raise ValueError(f"body is not JSON: {e}") from None
     now = utcnow()
-    db.execute(insert(model).values(
-        message_id=message_id, kind=kind, destination=destination, method=method, path=path, body=text,
-        status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now, created_at=now))
-    return message_id
+    return dict(message_id=message_id, kind=kind, destination=destination, method=method, path=path, body=text,
+                status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now, created_at=now)
+
+
+def enqueue(db: Session, model: type[OutboxColumns], *, kind: str, destination: str, method: str, path: str,
+            body: Any, message_id: str | None = None) -> str:
+    """Add a message in the CALLER's transaction (it goes when that commits;
+    call the worker's wake() after the commit). Returns its message id, a
+    uuid4 hex when none is given. Bad arguments raise ValueError, adding nothing."""
+    values = _row_values(kind, destination, method, path, body, message_id)
+    db.execute(insert(model).values(**values))
+    return str(values["message_id"])
+
+
+def enqueue_leased(db: Session, model: type[OutboxColumns], *, kind: str, destination: str, method: str,
+                   path: str, body: Any, message_id: str | None = None,
+                   lease_seconds: float = LEASE_SECONDS) -> Claimed:
+    """enqueue, the row leased to the caller from the start (as a worker's claim would): once the
+    transaction commits, the caller sends it (OutboxWorker.send_leased) without a claim of its own.
+    Never sent (the process died): the lease runs out and a worker sends it."""
+    values = _row_values(kind, destination, method, path, body, message_id)
+    values.update(attempts=1, claimed_until=values["created_at"] + timedelta(seconds=lease_seconds))
+    row_id = db.execute(insert(model).values(**values).returning(model.id)).scalar_one()
+    return Claimed(int(row_id), values["message_id"], kind, destination, method, path, values["body"])
 
 
 @dataclass(frozen=True)
-class _Claimed:
-    """What a delivery needs of a row, read when it was claimed."""
+class Claimed:
+    """What a delivery needs of a row, read when it was claimed (or written leased: enqueue_leased)."""
 
     id: int
     message_id: str
@@ -195,7 +213,7 @@ class OutboxWorker:
     processes, may share the table."""
 
     def __init__(self, model: type[OutboxColumns], write_session: WriteSession, deliver: Deliver,
-                 handlers: Mapping[str, Handler], *, batch: int = 20, lease_seconds: float = 30,
+                 handlers: Mapping[str, Handler], *, batch: int = 20, lease_seconds: float = LEASE_SECONDS,
                  poll_seconds: float = 0.5, max_backoff_seconds: float = 300, senders: int = 8,
                  read_session: WriteSession | None = None):
         if batch < 1 or lease_seconds <= 0 or poll_seconds <= 0 or max_backoff_seconds <= 0 or senders < 1:
@@ -273,7 +291,13 @@ class OutboxWorker:
         of its own and records the answer when it comes; without an answer
         (the receiver unreachable) the row waits its backoff for the worker."""
         deadline = time.monotonic() + max(timeout, 0.0)
-        claimed = self._claim_one(message_id)
+        return self._send_now(self._claim_one(message_id), message_id, deadline)
+
+    def send_leased(self, claimed: Claimed, timeout: float) -> Answer | None:
+        """deliver_now for a row its caller enqueued leased (enqueue_leased) and committed."""
+        return self._send_now(claimed, claimed.message_id, time.monotonic() + max(timeout, 0.0))
+
+    def _send_now(self, claimed: Claimed | None, message_id: str, deadline: float) -> Answer | None:
         if claimed is not None:
             done = threading.Event()
             recorded: list[Answer] = []   # the answer this send recorded, once committed
@@ -289,7 +313,7 @@ class OutboxWorker:
                 return recorded[0]
         return self._wait_answer(message_id, deadline)
 
-    def _claim_one(self, message_id: str) -> _Claimed | None:
+    def _claim_one(self, message_id: str) -> Claimed | None:
         """Lease one pending row now (due or not: the caller wants it now),
         unless a live lease holds it. None: delivered, unknown, or claimed."""
         now = utcnow()
@@ -312,7 +336,7 @@ class OutboxWorker:
                 return None
             time.sleep(min(0.05, left))
 
-    def _send(self, row: _Claimed, down: dict[str, str] | None = None, recorded: list[Answer] | None = None) -> int:
+    def _send(self, row: Claimed, down: dict[str, str] | None = None, recorded: list[Answer] | None = None) -> int:
         """Deliver one claimed row and record what came back (1: a final answer, also
         appended to `recorded` once committed). Unreachable: `down` (the round's) learns why."""
         try:
@@ -344,7 +368,7 @@ class OutboxWorker:
         started = time.monotonic()
         down: dict[str, str] = {}   # destination -> why it gave no answer in this round
 
-        def send(row: _Claimed) -> int:
+        def send(row: Claimed) -> int:
             if time.monotonic() - started > self.lease.total_seconds() / 2:
                 # its lease runs out soon: another worker may take it, so do not send it too
                 self._release([row])
@@ -368,7 +392,7 @@ class OutboxWorker:
                 self._pool = ThreadPoolExecutor(self.senders, thread_name_prefix=f"outbox-send-{self.model.__name__}")
             return self._pool
 
-    def _claim(self) -> list[_Claimed]:
+    def _claim(self) -> list[Claimed]:
         """Lease the due rows: one statement, committed before any delivery.
         PostgreSQL skips rows another worker is claiming (FOR UPDATE SKIP
         LOCKED); SQLite's BEGIN IMMEDIATE lets one writer in at a time."""
@@ -385,7 +409,7 @@ class OutboxWorker:
         m = self.model
         return (m.status == OutboxStatus.PENDING, or_(m.claimed_until.is_(None), m.claimed_until < now))
 
-    def _lease(self, which: Any, now: Any) -> list[_Claimed]:
+    def _lease(self, which: Any, now: Any) -> list[Claimed]:
         """Lease the rows `which` selects (one statement, committed before any delivery)."""
         m = self.model
         claim = (update(m).where(which)
@@ -393,14 +417,14 @@ class OutboxWorker:
                  .returning(m.id, m.message_id, m.kind, m.destination, m.method, m.path, m.body)
                  .execution_options(synchronize_session=False))
         with self.write_session() as db:
-            return [_Claimed(*r) for r in db.execute(claim).all()]
+            return [Claimed(*r) for r in db.execute(claim).all()]
 
     def _locked_pending(self, db: Session, row_id: int) -> Any:
         """The row, locked (PostgreSQL), if it still waits for an answer."""
         row = db.get(self.model, row_id, with_for_update=True, populate_existing=True)
         return row if row is not None and row.status == OutboxStatus.PENDING else None
 
-    def _record(self, claimed: _Claimed, answer: Answer) -> int:
+    def _record(self, claimed: Claimed, answer: Answer) -> int:
         handler = self.handlers.get(claimed.kind)
         if handler is None:
             self._failed(claimed, f"no handler for kind {claimed.kind!r}")
@@ -433,7 +457,7 @@ class OutboxWorker:
         ceiling = min(self.max_backoff_seconds, 2.0 ** min(max(attempts - 1, 0), 30))
         return ceiling * random.uniform(0.5, 1.0)
 
-    def _failed(self, claimed: _Claimed, error: str) -> str:
+    def _failed(self, claimed: Claimed, error: str) -> str:
         """Record a try without a final answer; returns the recorded error."""
         error = error[:300]
         with self.write_session() as db:
@@ -449,7 +473,7 @@ class OutboxWorker:
             destination=claimed.destination, attempts=attempts, retry_in_seconds=round(wait, 1), error=error)
         return error
 
-    def _release(self, rows: list[_Claimed]) -> None:
+    def _release(self, rows: list[Claimed]) -> None:
         """Give back claims not used: due again at once, the claim not counted."""
         m = self.model
         with self.write_session() as db:

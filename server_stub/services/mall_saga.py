@@ -282,6 +282,14 @@ def deliver_now(message_id: str, timeout: float) -> Answer | None:
     return _worker.deliver_now(message_id, timeout)
 
 
+def send_leased(claimed: outbox.Claimed, timeout: float) -> Answer | None:
+    """deliver_now for a message its request enqueued leased (outbox.enqueue_leased)."""
+    if _worker is None:
+        start_worker()
+    assert _worker is not None
+    return _worker.send_leased(claimed, timeout)
+
+
 def wake_if_serving() -> None:
     """After a commit that enqueued a message outside the saga's routes (a
     token notice): a server delivers it now; a CLI leaves it to the server's worker."""
@@ -298,4 +306,4 @@ def wake() -> None:
 
 mall_notices.set_waker(wake_if_serving)
 open_tokens.connect(open_tokens.Network(client, network_key, deliver_now))
-open_orders.connect(open_orders.Saga(_member_id, msp_key_resolver, network_key, wake, deliver_now))
+open_orders.connect(open_orders.Saga(_member_id, msp_key_resolver, network_key, wake, deliver_now, send_leased))

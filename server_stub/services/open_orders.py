@@ -121,6 +121,7 @@ class Saga:
     network_key: Callable[[], Any]
     wake: Callable[[], None]
     deliver_now: Callable[[str, float], Any]
+    send_leased: Callable[[outbox.Claimed, float], Any]
 
 
 _saga: Saga | None = None
@@ -373,14 +374,16 @@ def start_order(db: Session, user: User, device: Device, plan: Plan, payment: st
                           "license_id": i.target.license.id if i.target.license else None} for i in plan.items],
                "splits": [s.__dict__ for s in splits], "installed": list(installed),
                "idempotency_key": idempotency_key, "closed_tokens": closed_total}
-    db.add(OrderOpenPayment(order_id=order.id, operation_id=operation_id, units=sum(s.open_units for s in splits),
-                            status=OpenOrderStatus.AUTHORIZING, request_json=json.dumps(request),
-                            created_at=now, updated_at=now))
-    outbox.enqueue(db, MallOutboxMessage, kind=OpenMessage.AUTHORIZE, destination=MSP_ID, method="POST",
-                   path=PAYMENTS_PATH, body=body, message_id=operation_id)
+    db.add(_remember(db, OrderOpenPayment(
+        order_id=order.id, operation_id=operation_id, units=sum(s.open_units for s in splits),
+        status=OpenOrderStatus.AUTHORIZING, request_json=json.dumps(request), created_at=now, updated_at=now)))
+    # leased to this request, which sends it once this commits (finish_request); the worker only
+    # if the request never does
+    leased = outbox.enqueue_leased(db, MallOutboxMessage, kind=OpenMessage.AUTHORIZE, destination=MSP_ID,
+                                   method="POST", path=PAYMENTS_PATH, body=body, message_id=operation_id)
     db.flush()
     order_id = order.id
-    on_commit(db, lambda: _publish(_started, order_id, operation_id))
+    on_commit(db, lambda: _publish(_started, order_id, leased))
     return Outcome(202, _orders().receipt(db, order, []))
 
 
@@ -401,7 +404,7 @@ def deliver_and_wait(operation_id: str, timeout: float = AUTHORIZE_WAIT) -> None
 # committed (db.on_commit), so that it reads nothing again; a request that finds nothing here reads it.
 _MAX_PUBLISHED = 1000
 _published_lock = threading.Lock()
-_started: OrderedDict[int, str] = OrderedDict()         # order id -> its operation id (start_order)
+_started: OrderedDict[int, outbox.Claimed] = OrderedDict()   # order id -> its authorization, leased (start_order)
 _finished: OrderedDict[int, Outcome] = OrderedDict()    # order id -> its final answer (_upgrade_answer)
 
 
@@ -420,16 +423,18 @@ def _take(table: OrderedDict[int, Any], order_id: int) -> Any:
 def finish_request(user_id: int, order_id: int) -> Outcome:
     """After the first transaction of an open order: ask the MSP now (8 s at most) and answer what
     the order is then (201, the final refusal, or still 202 pending)."""
-    operation_id = _take(_started, order_id)
-    if operation_id is None:   # a replayed 202, or another process placed it
+    leased = _take(_started, order_id)
+    if leased is not None:
+        _the_saga().send_leased(leased, AUTHORIZE_WAIT)
+    else:   # a replayed 202: its first request sends it, or has
         with read_session() as db:
             oop = operation_of(db, order_id)
             operation_id = oop.operation_id if oop is not None else None
-    if operation_id is not None:
-        deliver_and_wait(operation_id)
-        done = _take(_finished, order_id)
-        if done is not None:
-            return done
+        if operation_id is not None:
+            deliver_and_wait(operation_id)
+    done = _take(_finished, order_id)
+    if done is not None:
+        return done
     with read_session() as db:
         order = db.get(Order, order_id)
         if order is None or order.user_id != user_id:
@@ -437,7 +442,19 @@ def finish_request(user_id: int, order_id: int) -> Outcome:
         return final_outcome(db, order)
 
 
+_OPERATIONS = "open_payments_by_order"
+
+
+def _remember(db: Session, oop: OrderOpenPayment) -> OrderOpenPayment:
+    """This session has the row already (made or locked): its receipts need not read it again."""
+    db.info.setdefault(_OPERATIONS, {})[oop.order_id] = oop
+    return oop
+
+
 def operation_of(db: Session, order_id: int) -> OrderOpenPayment | None:
+    known = db.info.get(_OPERATIONS, {}).get(order_id)
+    if known is not None:
+        return cast(OrderOpenPayment, known)
     return db.scalar(select(OrderOpenPayment).where(OrderOpenPayment.order_id == order_id))
 
 
@@ -575,8 +592,10 @@ def _on_authorize_answer(db: Session, message: Any, answer: Answer) -> None:
     order = db.get(Order, oop.order_id)
     assert order is not None
     ledger.lock_wallets(db, order.user_id)
-    db.refresh(order)
-    db.refresh(oop)
+    if db.get_bind().dialect.name != "sqlite":   # read again after the lock (SQLite's BEGIN IMMEDIATE came first)
+        db.refresh(order)
+        db.refresh(oop)
+    _remember(db, oop)
     if order.status != OrderStatus.PENDING or oop.status != OpenOrderStatus.AUTHORIZING:
         return    # answered already (a resend)
     body = answer.body if isinstance(answer.body, dict) else {}
