@@ -1,6 +1,6 @@
 """The open-token models under qtmodeltester, filled with replies parsed (desktop_app.wire, as
-the client does) from JSON of the contract's shapes (docs/plans/issue-12-open-tokens.md: the MSP's
-GET /v1/open-wallet and /activity), and the reply vocabulary against the servers' own."""
+the client does) from JSON of the contract's shapes (docs/mall.md, "The MSP's customer sessions
+and the open wallet": GET /v1/open-wallet and /activity), and the reply vocabulary against the servers' own."""
 from __future__ import annotations
 
 import pytest
