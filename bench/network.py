@@ -13,6 +13,9 @@ ratio exchange/transfer (target: at most 3x). After the run: the network
 audit (`msp admin audit`) must hold, and every user's balance at A must be
 its start less what its completed exchanges moved.
 
+Profiling (issue 13): BENCH_PROFILE_DIR=DIR records the MSP and B with py-spy during the open
+phase; BENCH_SQL_COUNT=1 counts their statements (bench/sql_count). bench/profiles.py reads both.
+
 Open-token payments (issue 12), in the same run on fresh servers: users of A
 buy universal open tokens at A by card, sign on at B with A's assertion and
 rent a product at B paid wholly in open tokens (`payment: open`: B asks the
@@ -214,6 +217,8 @@ def _start_profilers(servers: dict, seconds: float) -> list:
     import subprocess
     Path(out).mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():   # a tool for profiling, not a dependency of the project
+        raise SystemExit(f"BENCH_PROFILE_DIR needs py-spy: {Path(sys.executable).with_name('pip')} install py-spy")
     return [subprocess.Popen([str(spy), "record", "--pid", str(srv.proc.pid), "--duration", str(int(seconds)),
                               "--format", "raw", "--rate", "200", "--nonblocking", "--gil",
                               "--output", str(Path(out) / f"{name}.folded")],
@@ -226,9 +231,26 @@ def _stop_profilers(spies: list) -> None:
         p.wait(timeout=120)
 
 
+def _count_sql_in_servers() -> bool:
+    """BENCH_SQL_COUNT=1: the servers started from now on count their statements (bench/sql_count)."""
+    if not os.environ.get("BENCH_SQL_COUNT"):
+        return False
+    hook = str(Path(__file__).resolve().parent / "sql_count")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (hook, os.environ.get("PYTHONPATH"))))
+    return True
+
+
+def _sql_snapshot(procs, counting: bool) -> None:
+    if counting:
+        import signal
+        for p in procs:
+            os.kill(p.proc.pid, signal.SIGUSR1)
+
+
 def bench_open(backend: str, seconds: float, clients: int) -> dict:
     """Orders at B paid in open tokens against local orders at A (the floor)."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-open-{backend}-"))
+    counting = _count_sql_in_servers()
     msp, stop_msp = start_msp(backend, tmp / "msp")
     a, stop_a = start_server(backend, tmp / "a")
     b, stop_b = start_server(backend, tmp / "b")
@@ -291,10 +313,16 @@ def bench_open(backend: str, seconds: float, clients: int) -> dict:
         _wait_outboxes_empty(a, b)
         c1 = cpu(procs)
         per0 = [server_cpu_seconds(p.proc.pid) for p in procs]
+        _sql_snapshot(procs, counting)
         spies = _start_profilers({"msp": msp, "b": b}, seconds)
         o_n, o_lat, o_err = run_phase(seconds, clients, open_order)
         _stop_profilers(spies)
         _wait_outboxes_empty(a, b)
+        _sql_snapshot(procs, counting)
+        if counting:
+            print(f"  [{backend}] statements of the open phase ({o_n} orders): bench/profiles.py sql "
+                  + " ".join(f"{name}: /tmp/sqlcount-{p.proc.pid}-1.json /tmp/sqlcount-{p.proc.pid}-2.json"
+                             for name, p in zip(("msp", "a", "b"), procs, strict=True)))
         c2 = cpu(procs)
         per1 = [server_cpu_seconds(p.proc.pid) for p in procs]
         audit = _audit(msp)
