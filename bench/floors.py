@@ -1,0 +1,151 @@
+"""The SQL floor of the money path (issue 13): PIN-checked transfers over HTTP against the same
+work as one SQL transaction, measured side by side in one run on the same PostgreSQL database.
+
+    .venv/bin/python bench/floors.py [--seconds 10] [--clients 16]
+
+A real server on a fresh PostgreSQL database, 32 funded users. Phase 1, over HTTP: PIN-checked
+transfers (`POST /v1/transfers`, 16 client threads, a fresh Idempotency-Key each). Phase 2, the
+floor: `pgbench` (16 clients, the same database, the server idle) running what a transfer must do
+in SQL, as one transaction: the session lookup, both users locked FOR UPDATE in id order (first:
+the idempotency row's foreign key takes a share lock on the payer, so inserting it before would
+deadlock two opposite transfers), the idempotency record inserted, the two balance updates, the
+transfer row, the stored answer.
+Each pgbench script is one (payer, payee) pair with its real ids, so the floor pays no lookup of
+its own. Printed: both rates and the ratio HTTP / floor (issue 13's target: at least 0.3x).
+The floor leaves the books as they should be (each transfer moves 1 token between two wallets
+and writes its transfer row); the server's ledger check must still hold afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import psycopg
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ledger import pct, run_phase  # noqa: E402
+from server_stub.core.security import token_digest  # noqa: E402
+from tests.support.server import pg_unavailable_reason, start_server  # noqa: E402
+
+USERS = 32
+PAIRS = 64
+START_TOKENS = 1_000_000
+
+TRANSFER_SQL = """\\set r random(1, 1000000000000)
+BEGIN;
+SELECT s.user_id, s.expires_at, s.revoked_at, u.status, u.pin_hash FROM user_sessions s
+  JOIN users u ON u.id = s.user_id WHERE s.token_digest = '{digest}';
+SELECT id FROM users WHERE id IN ({low}, {high}) ORDER BY id FOR UPDATE;
+INSERT INTO idempotency_records (user_id, key, fingerprint, status_code, response_json, created_at)
+  VALUES ({payer}, 'floor-' || :client_id || '-' || :r, '{fingerprint}', 0, '', now());
+UPDATE ledger_accounts SET balance = balance - 1 WHERE id = {payer_account} RETURNING balance;
+UPDATE ledger_accounts SET balance = balance + 1 WHERE id = {payee_account} RETURNING balance;
+INSERT INTO ledger_transfers (from_account_id, to_account_id, amount, currency, kind, memo, created_at)
+  VALUES ({payer_account}, {payee_account}, 1, 'token', 'transfer', 'floor', now()) RETURNING id;
+UPDATE idempotency_records SET status_code = 201, response_json = '{answer}'
+  WHERE user_id = {payer} AND key = 'floor-' || :client_id || '-' || :r;
+COMMIT;
+"""
+
+
+def _pg_url(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _wallet_accounts(pg_url: str, user_ids: list[int]) -> dict[int, int]:
+    """Each user's wallet account: the one holding its tokens (a grant's lot)."""
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT owner_user_id, id FROM ledger_accounts WHERE owner_user_id = ANY(%s) "
+                            "AND balance > 0 ORDER BY owner_user_id, balance DESC", (user_ids,)).fetchall()
+    out: dict[int, int] = {}
+    for owner, account in rows:
+        out.setdefault(owner, account)
+    return out
+
+
+def bench(seconds: float, clients: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-floors-"))
+    srv, cleanup = start_server("postgres", tmp)
+    try:
+        users = [srv.new_user(tokens=START_TOKENS) for _ in range(USERS)]
+        lock = threading.Lock()
+        moved = {"n": 0}
+
+        def transfer(s: requests.Session, rng: random.Random) -> None:
+            u, v = rng.sample(users, 2)
+            body = {"to_username": v.username, "to_full_name": v.full_name, "tokens": 1, "pin": u.pin}
+            r = s.post(srv.base_url + "/v1/transfers", json=body, timeout=60,
+                       headers={**u.headers, "Idempotency-Key": str(uuid.uuid4())})
+            if r.status_code != 201:
+                raise RuntimeError(f"transfer {r.status_code} {r.text[:100]}")
+            with lock:
+                moved["n"] += 1
+
+        run_phase(1.0, clients, transfer)   # warm-up
+        h_n, h_lat, h_err = run_phase(seconds, clients, transfer)
+
+        pg_url = _pg_url(srv.db_url)
+        ids = [int(srv.me(u)["id"]) for u in users]
+        accounts = _wallet_accounts(pg_url, ids)
+        rng = random.Random(13)
+        scripts = []
+        for i in range(PAIRS):
+            a, b = rng.sample(range(USERS), 2)
+            path = tmp / f"transfer-{i}.sql"
+            path.write_text(TRANSFER_SQL.format(
+                digest=token_digest(users[a].token), payer=ids[a], low=min(ids[a], ids[b]), high=max(ids[a], ids[b]),
+                payer_account=accounts[ids[a]], payee_account=accounts[ids[b]], fingerprint="0" * 64,
+                answer='{"id": 1, "tokens": 1, "status": "completed"}'))
+            scripts += ["-f", str(path)]
+        pgbench = shutil.which("pgbench")
+        if pgbench is None:
+            raise SystemExit("pgbench is not installed (Debian: postgresql-client)")
+        run = subprocess.run([pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)),
+                              *scripts, pg_url], capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {run.stderr[-2000:]}")
+        out = run.stdout
+        if "-v" in sys.argv:
+            print(run.stdout[-3000:], run.stderr[-3000:])
+        tps_lines = [ln for ln in out.splitlines() if ln.startswith("tps =")]
+        floor_tps = float(tps_lines[-1].split()[2])
+        failed = [ln for ln in out.splitlines() if ln.startswith("number of failed transactions")]
+        floor_failed = int(failed[0].split(":")[1].split()[0]) if failed else 0
+        check = srv.ledger_check()
+        return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
+                "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps, "errors": h_err,
+                "ledger_ok": check["ok"]}
+    finally:
+        cleanup()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("-v", action="store_true", help="print pgbench's own report")
+    a = ap.parse_args()
+    if reason := pg_unavailable_reason():
+        print(f"PostgreSQL unavailable: {reason}")
+        return 1
+    r = bench(a.seconds, a.clients)
+    print(f"[postgres] {a.clients} clients, {a.seconds:.0f} s per phase")
+    print(f"  transfers over HTTP : {r['http_rps']:8.1f} /s  p50 {r['http_p50']:6.1f} ms  p99 {r['http_p99']:6.1f} ms")
+    print(f"  the same SQL (floor): {r['floor_tps']:8.1f} /s (pgbench, one transaction per transfer; "
+          f"{r['floor_failed']} failed)")
+    print(f"  ratio HTTP / floor  : {r['ratio']:.3f}x (issue 13's target: >= 0.3x)")
+    print(f"  ledger check after both: {'ok' if r['ledger_ok'] else 'FAILED'}; errors {len(r['errors'])} {r['errors'][:3]}")
+    return 0 if r["ledger_ok"] and not r["errors"] and not r["floor_failed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
