@@ -1,7 +1,7 @@
 """The SQL floor of the money path (issue 13): PIN-checked transfers over HTTP against the same
 work as one SQL transaction, measured side by side in one run on the same PostgreSQL database.
 
-    .venv/bin/python bench/floors.py [--seconds 10] [--clients 16]
+    .venv/bin/python bench/floors.py [--seconds 10] [--clients 16] [--backends sqlite,postgres] [-v]
 
 A real server on a fresh PostgreSQL database, 32 funded users. Phase 1, over HTTP: PIN-checked
 transfers (`POST /v1/transfers`, 16 client threads, a fresh Idempotency-Key each). Phase 2, the
@@ -11,7 +11,10 @@ the idempotency row's foreign key takes a share lock on the payer, so inserting 
 deadlock two opposite transfers), the idempotency record inserted, the two balance updates, the
 transfer row, the stored answer.
 Each pgbench script is one (payer, payee) pair with its real ids, so the floor pays no lookup of
-its own. Printed: both rates and the ratio HTTP / floor (issue 13's target: at least 0.3x).
+its own. On SQLite the floor is the same statements
+from 16 threads of a bare `sqlite3` program with the server's pragmas and its writer lock
+(BEGIN IMMEDIATE stands for the FOR UPDATE, as in the server). Printed: both rates and the
+ratio HTTP / floor (issue 13's target: at least 0.3x).
 The floor leaves the books as they should be (each transfer moves 1 token between two wallets
 and writes its transfer row); the server's ledger check must still hold afterwards.
 """
@@ -27,7 +30,6 @@ import threading
 import uuid
 from pathlib import Path
 
-import psycopg
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -61,20 +63,87 @@ def _pg_url(sqlalchemy_url: str) -> str:
     return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def _wallet_accounts(pg_url: str, user_ids: list[int]) -> dict[int, int]:
+def _wallet_accounts(db_url: str, user_ids: list[int]) -> dict[int, int]:
     """Each user's wallet account: the one holding its tokens (a grant's lot)."""
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute("SELECT owner_user_id, id FROM ledger_accounts WHERE owner_user_id = ANY(%s) "
-                            "AND balance > 0 ORDER BY owner_user_id, balance DESC", (user_ids,)).fetchall()
+    from sqlalchemy import bindparam, create_engine, text
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT owner_user_id, id FROM ledger_accounts WHERE owner_user_id IN :ids "
+                                     "AND balance > 0 ORDER BY owner_user_id, balance DESC")
+                                .bindparams(bindparam("ids", expanding=True)), {"ids": user_ids}).all()
+    finally:
+        engine.dispose()
     out: dict[int, int] = {}
     for owner, account in rows:
         out.setdefault(owner, account)
     return out
 
 
-def bench(seconds: float, clients: int) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-floors-"))
-    srv, cleanup = start_server("postgres", tmp)
+SQLITE_TRANSFER = (   # the same statements; SQLite's BEGIN IMMEDIATE stands for the FOR UPDATE (as in the server)
+    ("SELECT s.user_id, s.expires_at, s.revoked_at, u.status, u.pin_hash FROM user_sessions s "
+     "JOIN users u ON u.id = s.user_id WHERE s.token_digest = ?", ("digest",)),
+    ("INSERT INTO idempotency_records (user_id, key, fingerprint, status_code, response_json, created_at) "
+     "VALUES (?, ?, ?, 0, '', CURRENT_TIMESTAMP)", ("payer", "key", "fingerprint")),
+    ("UPDATE ledger_accounts SET balance = balance - 1 WHERE id = ? RETURNING balance", ("payer_account",)),
+    ("UPDATE ledger_accounts SET balance = balance + 1 WHERE id = ? RETURNING balance", ("payee_account",)),
+    ("INSERT INTO ledger_transfers (from_account_id, to_account_id, amount, currency, kind, memo, created_at) "
+     "VALUES (?, ?, 1, 'token', 'transfer', 'floor', CURRENT_TIMESTAMP) RETURNING id", ("payer_account", "payee_account")),
+    ("UPDATE idempotency_records SET status_code = 201, response_json = ? WHERE user_id = ? AND key = ?",
+     ("answer", "payer", "key")),
+)
+
+
+def _sqlite_floor(path: str, pairs: list[dict], seconds: float, clients: int) -> tuple[float, int]:
+    """16 threads of a bare sqlite3 program, the server's pragmas and its writer lock (a Python lock
+    before BEGIN IMMEDIATE: SQLite's own busy handler sleeps). Returns (transactions/s, failures)."""
+    import sqlite3
+    import time
+
+    writer = threading.Lock()
+    done = [0]
+    failed = [0]
+    count_lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+            conn.execute(f"PRAGMA {pragma}")
+        rng = random.Random(i)
+        n = 0
+        while time.monotonic() < stop_at:
+            values = {**rng.choice(pairs), "key": f"floor-{i}-{n}", "fingerprint": "0" * 64,
+                      "answer": '{"id": 1, "tokens": 1, "status": "completed"}'}
+            try:
+                with writer:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        for sql, names in SQLITE_TRANSFER:
+                            conn.execute(sql, [values[k] for k in names]).fetchall()
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                n += 1
+            except sqlite3.Error:
+                with count_lock:
+                    failed[0] += 1
+        with count_lock:
+            done[0] += n
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / seconds, failed[0]
+
+
+def bench(backend: str, seconds: float, clients: int, verbose: bool = False) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-floors-{backend}-"))
+    srv, cleanup = start_server(backend, tmp)
     try:
         users = [srv.new_user(tokens=START_TOKENS) for _ in range(USERS)]
         lock = threading.Lock()
@@ -93,10 +162,21 @@ def bench(seconds: float, clients: int) -> dict:
         run_phase(1.0, clients, transfer)   # warm-up
         h_n, h_lat, h_err = run_phase(seconds, clients, transfer)
 
-        pg_url = _pg_url(srv.db_url)
         ids = [int(srv.me(u)["id"]) for u in users]
-        accounts = _wallet_accounts(pg_url, ids)
+        accounts = _wallet_accounts(srv.db_url, ids)
         rng = random.Random(13)
+        if backend == "sqlite":
+            pairs = []
+            for _ in range(PAIRS):
+                a, b = rng.sample(range(USERS), 2)
+                pairs.append({"digest": token_digest(users[a].token), "payer": ids[a],
+                              "payer_account": accounts[ids[a]], "payee_account": accounts[ids[b]]})
+            floor_tps, floor_failed = _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), pairs, seconds, clients)
+            check = srv.ledger_check()
+            return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
+                    "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps,
+                    "errors": h_err, "ledger_ok": check["ok"], "floor": "16 threads of sqlite3"}
+        pg_url = _pg_url(srv.db_url)
         scripts = []
         for i in range(PAIRS):
             a, b = rng.sample(range(USERS), 2)
@@ -114,7 +194,7 @@ def bench(seconds: float, clients: int) -> dict:
         if run.returncode != 0:
             raise RuntimeError(f"pgbench failed: {run.stderr[-2000:]}")
         out = run.stdout
-        if "-v" in sys.argv:
+        if verbose:
             print(run.stdout[-3000:], run.stderr[-3000:])
         tps_lines = [ln for ln in out.splitlines() if ln.startswith("tps =")]
         floor_tps = float(tps_lines[-1].split()[2])
@@ -123,7 +203,7 @@ def bench(seconds: float, clients: int) -> dict:
         check = srv.ledger_check()
         return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
                 "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps, "errors": h_err,
-                "ledger_ok": check["ok"]}
+                "ledger_ok": check["ok"], "floor": "pgbench"}
     finally:
         cleanup()
 
@@ -132,19 +212,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("-v", action="store_true", help="print pgbench's own report")
     a = ap.parse_args()
-    if reason := pg_unavailable_reason():
-        print(f"PostgreSQL unavailable: {reason}")
-        return 1
-    r = bench(a.seconds, a.clients)
-    print(f"[postgres] {a.clients} clients, {a.seconds:.0f} s per phase")
-    print(f"  transfers over HTTP : {r['http_rps']:8.1f} /s  p50 {r['http_p50']:6.1f} ms  p99 {r['http_p99']:6.1f} ms")
-    print(f"  the same SQL (floor): {r['floor_tps']:8.1f} /s (pgbench, one transaction per transfer; "
-          f"{r['floor_failed']} failed)")
-    print(f"  ratio HTTP / floor  : {r['ratio']:.3f}x (issue 13's target: >= 0.3x)")
-    print(f"  ledger check after both: {'ok' if r['ledger_ok'] else 'FAILED'}; errors {len(r['errors'])} {r['errors'][:3]}")
-    return 0 if r["ledger_ok"] and not r["errors"] and not r["floor_failed"] else 1
+    ok = True
+    for backend in a.backends.split(","):
+        if backend == "postgres" and (reason := pg_unavailable_reason()):
+            print(f"[postgres] skipped: {reason}")
+            continue
+        r = bench(backend, a.seconds, a.clients, a.v)
+        print(f"[{backend}] {a.clients} clients, {a.seconds:.0f} s per phase")
+        print(f"  transfers over HTTP : {r['http_rps']:8.1f} /s  p50 {r['http_p50']:6.1f} ms  p99 {r['http_p99']:6.1f} ms")
+        print(f"  the same SQL (floor): {r['floor_tps']:8.1f} /s ({r['floor']}, one transaction per transfer; "
+              f"{r['floor_failed']} failed)")
+        print(f"  ratio HTTP / floor  : {r['ratio']:.3f}x (issue 13's target: >= 0.3x)")
+        print(f"  ledger check after both: {'ok' if r['ledger_ok'] else 'FAILED'}; "
+              f"errors {len(r['errors'])} {r['errors'][:3]}")
+        ok = ok and r["ledger_ok"] and not r["errors"] and not r["floor_failed"]
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
