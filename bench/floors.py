@@ -11,7 +11,10 @@ the idempotency row's foreign key takes a share lock on the payer, so inserting 
 deadlock two opposite transfers), the idempotency record inserted, the two balance updates, the
 transfer row, the stored answer.
 Each pgbench script is one (payer, payee) pair with its real ids, so the floor pays no lookup of
-its own. On SQLite the floor is the same statements
+its own. On PostgreSQL the card purchase has its row too: `POST /v1/token-purchases` by card over
+HTTP against its statements in one transaction (session, user locked, idempotency read, token
+policy, the wallet, the purchase row written and completed, the wallet credited, the token and
+cent transfers, the stored answer). On SQLite the floor is the same statements
 from 16 threads of a bare `sqlite3` program with the server's pragmas and its writer lock
 (BEGIN IMMEDIATE stands for the FOR UPDATE, as in the server). Printed: both rates and the
 ratio HTTP / floor (issue 13's target: at least 0.3x).
@@ -34,7 +37,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ledger import pct, run_phase  # noqa: E402
+from bench.ledger import CARD, pct, run_phase  # noqa: E402
 from server_stub.core.security import token_digest  # noqa: E402
 from tests.support.server import pg_unavailable_reason, start_server  # noqa: E402
 
@@ -57,6 +60,92 @@ UPDATE idempotency_records SET status_code = 201, response_json = '{answer}'
   WHERE user_id = {payer} AND key = 'floor-' || :client_id || '-' || :r;
 COMMIT;
 """
+
+
+PURCHASE_SQL = """\\set r random(1, 1000000000000)
+BEGIN;
+SELECT s.user_id, s.expires_at, s.revoked_at, u.status FROM user_sessions s
+  JOIN users u ON u.id = s.user_id WHERE s.token_digest = '{digest}';
+SELECT id FROM users WHERE id = {user} FOR UPDATE;
+SELECT fingerprint, status_code, response_json FROM idempotency_records
+  WHERE user_id = {user} AND key = 'floor-' || :client_id || '-' || :r;
+SELECT token_price_cents, min_tokens FROM token_policy WHERE id = 1;
+SELECT id, balance FROM ledger_accounts WHERE id = {wallet};
+INSERT INTO token_purchases (user_id, tokens, method, status, gross_cents, discount_bp, amount_cents, card_brand,
+  card_last4, created_at) VALUES ({user}, 5, 'card', 'pending', 5, 0, 5, 'visa', '4242', now()) RETURNING id AS pid \\gset
+UPDATE token_purchases SET status = 'completed', processor_ref = 'floor', credited_at = now(), settled_at = now()
+  WHERE id = :pid;
+UPDATE ledger_accounts SET balance = balance + 5 WHERE id = {wallet} RETURNING balance;
+INSERT INTO ledger_transfers (from_account_id, to_account_id, amount, currency, kind, memo, purchase_id, created_at)
+  VALUES ({issuance}, {wallet}, 5, 'token', 'purchase', 'floor', :pid, now()) RETURNING id;
+INSERT INTO ledger_transfers (from_account_id, to_account_id, amount, currency, kind, memo, purchase_id, created_at)
+  VALUES ({sales}, {cash}, 5, 'cent', 'purchase', 'floor', :pid, now()) RETURNING id;
+INSERT INTO idempotency_records (user_id, key, fingerprint, status_code, response_json, created_at)
+  VALUES ({user}, 'floor-' || :client_id || '-' || :r, '{fingerprint}', 201, '{answer}', now());
+COMMIT;
+"""
+
+
+def _vendor_accounts(db_url: str) -> dict[str, int]:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {code: int(i) for code, i in conn.execute(text(
+                "SELECT code, id FROM ledger_accounts WHERE code IN ('vendor:issuance', 'vendor:sales', 'vendor:cash')"))}
+    finally:
+        engine.dispose()
+
+
+def _pgbench(scripts: list[str], pg_url: str, seconds: float, clients: int, verbose: bool) -> tuple[float, int]:
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        raise SystemExit("pgbench is not installed (Debian: postgresql-client)")
+    run = subprocess.run([pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)), *scripts, pg_url],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"pgbench failed: {run.stderr[-2000:]}")
+    if verbose:
+        print(run.stdout[-3000:], run.stderr[-3000:])
+    tps = float([ln for ln in run.stdout.splitlines() if ln.startswith("tps =")][-1].split()[2])
+    failed = [ln for ln in run.stdout.splitlines() if ln.startswith("number of failed transactions")]
+    return tps, int(failed[0].split(":")[1].split()[0]) if failed else 0
+
+
+def bench_purchases(seconds: float, clients: int, verbose: bool = False) -> dict:
+    """Card purchases over HTTP against their SQL floor (PostgreSQL, pgbench)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-floors-purchases-"))
+    srv, cleanup = start_server("postgres", tmp)
+    try:
+        users = [srv.new_user(tokens=1) for _ in range(USERS)]
+
+        def purchase(s: requests.Session, rng: random.Random) -> None:
+            u = rng.choice(users)
+            r = s.post(srv.base_url + "/v1/token-purchases", json={**CARD, "tokens": 5}, timeout=60,
+                       headers={**u.headers, "Idempotency-Key": str(uuid.uuid4())})
+            if r.status_code != 201:
+                raise RuntimeError(f"purchase {r.status_code} {r.text[:100]}")
+
+        run_phase(1.0, clients, purchase)
+        h_n, h_lat, h_err = run_phase(seconds, clients, purchase)
+        ids = [int(srv.me(u)["id"]) for u in users]
+        wallets = _wallet_accounts(srv.db_url, ids)
+        vendor = _vendor_accounts(srv.db_url)
+        scripts = []
+        for i, u in enumerate(users):
+            path = tmp / f"purchase-{i}.sql"
+            path.write_text(PURCHASE_SQL.format(
+                digest=token_digest(u.token), user=ids[i], wallet=wallets[ids[i]], issuance=vendor["vendor:issuance"],
+                sales=vendor["vendor:sales"], cash=vendor["vendor:cash"], fingerprint="0" * 64,
+                answer='{"id": 1, "tokens": 5, "status": "completed"}'))
+            scripts += ["-f", str(path)]
+        floor_tps, floor_failed = _pgbench(scripts, _pg_url(srv.db_url), seconds, clients, verbose)
+        check = srv.ledger_check()
+        return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
+                "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps,
+                "errors": h_err, "ledger_ok": check["ok"], "floor": "pgbench", "what": "card purchases"}
+    finally:
+        cleanup()
 
 
 def _pg_url(sqlalchemy_url: str) -> str:
@@ -220,15 +309,20 @@ def main() -> int:
         if backend == "postgres" and (reason := pg_unavailable_reason()):
             print(f"[postgres] skipped: {reason}")
             continue
-        r = bench(backend, a.seconds, a.clients, a.v)
-        print(f"[{backend}] {a.clients} clients, {a.seconds:.0f} s per phase")
-        print(f"  transfers over HTTP : {r['http_rps']:8.1f} /s  p50 {r['http_p50']:6.1f} ms  p99 {r['http_p99']:6.1f} ms")
-        print(f"  the same SQL (floor): {r['floor_tps']:8.1f} /s ({r['floor']}, one transaction per transfer; "
-              f"{r['floor_failed']} failed)")
-        print(f"  ratio HTTP / floor  : {r['ratio']:.3f}x (issue 13's target: >= 0.3x)")
-        print(f"  ledger check after both: {'ok' if r['ledger_ok'] else 'FAILED'}; "
-              f"errors {len(r['errors'])} {r['errors'][:3]}")
-        ok = ok and r["ledger_ok"] and not r["errors"] and not r["floor_failed"]
+        rows = [bench(backend, a.seconds, a.clients, a.v)]
+        if backend == "postgres":
+            rows.append(bench_purchases(a.seconds, a.clients, a.v))
+        for r in rows:
+            what = r.get("what", "transfers")
+            print(f"[{backend}] {what}, {a.clients} clients, {a.seconds:.0f} s per phase")
+            print(f"  over HTTP           : {r['http_rps']:8.1f} /s  p50 {r['http_p50']:6.1f} ms  "
+                  f"p99 {r['http_p99']:6.1f} ms")
+            print(f"  the same SQL (floor): {r['floor_tps']:8.1f} /s ({r['floor']}, one transaction each; "
+                  f"{r['floor_failed']} failed)")
+            print(f"  ratio HTTP / floor  : {r['ratio']:.3f}x (issue 13's target: >= 0.3x)")
+            print(f"  ledger check after both: {'ok' if r['ledger_ok'] else 'FAILED'}; "
+                  f"errors {len(r['errors'])} {r['errors'][:3]}")
+            ok = ok and r["ledger_ok"] and not r["errors"] and not r["floor_failed"]
     return 0 if ok else 1
 
 
