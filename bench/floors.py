@@ -112,10 +112,10 @@ def _pgbench(scripts: list[str], pg_url: str, seconds: float, clients: int, verb
     return tps, int(failed[0].split(":")[1].split()[0]) if failed else 0
 
 
-def bench_purchases(seconds: float, clients: int, verbose: bool = False) -> dict:
-    """Card purchases over HTTP against their SQL floor (PostgreSQL, pgbench)."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-floors-purchases-"))
-    srv, cleanup = start_server("postgres", tmp)
+def bench_purchases(backend: str, seconds: float, clients: int, verbose: bool = False) -> dict:
+    """Card purchases over HTTP against their SQL floor (pgbench, or threads of sqlite3)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-floors-purchases-{backend}-"))
+    srv, cleanup = start_server(backend, tmp)
     try:
         users = [srv.new_user(tokens=1) for _ in range(USERS)]
 
@@ -131,6 +131,17 @@ def bench_purchases(seconds: float, clients: int, verbose: bool = False) -> dict
         ids = [int(srv.me(u)["id"]) for u in users]
         wallets = _wallet_accounts(srv.db_url, ids)
         vendor = _vendor_accounts(srv.db_url)
+        if backend == "sqlite":
+            each = [{"digest": token_digest(u.token), "payer": ids[i], "payer_account": wallets[ids[i]],
+                     "issuance": vendor["vendor:issuance"], "sales": vendor["vendor:sales"],
+                     "cash": vendor["vendor:cash"]} for i, u in enumerate(users)]
+            floor_tps, floor_failed = _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), each, seconds, clients,
+                                                    SQLITE_PURCHASE)
+            check = srv.ledger_check()
+            return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
+                    "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps,
+                    "errors": h_err, "ledger_ok": check["ok"], "floor": "16 threads of sqlite3",
+                    "what": "card purchases"}
         scripts = []
         for i, u in enumerate(users):
             path = tmp / f"purchase-{i}.sql"
@@ -183,7 +194,30 @@ SQLITE_TRANSFER = (   # the same statements; SQLite's BEGIN IMMEDIATE stands for
 )
 
 
-def _sqlite_floor(path: str, pairs: list[dict], seconds: float, clients: int) -> tuple[float, int]:
+SQLITE_PURCHASE = (   # (statement, its parameters' names[, the name its first returned value gets])
+    ("SELECT s.user_id, s.expires_at, s.revoked_at, u.status FROM user_sessions s "
+     "JOIN users u ON u.id = s.user_id WHERE s.token_digest = ?", ("digest",)),
+    ("SELECT fingerprint, status_code, response_json FROM idempotency_records WHERE user_id = ? AND key = ?",
+     ("payer", "key")),
+    ("SELECT token_price_cents, min_tokens FROM token_policy WHERE id = 1", ()),
+    ("SELECT id, balance FROM ledger_accounts WHERE id = ?", ("payer_account",)),
+    ("INSERT INTO token_purchases (user_id, tokens, method, status, gross_cents, discount_bp, amount_cents, card_brand, "
+     "card_last4, created_at) VALUES (?, 5, 'card', 'pending', 5, 0, 5, 'visa', '4242', CURRENT_TIMESTAMP) RETURNING id",
+     ("payer",), "pid"),
+    ("UPDATE token_purchases SET status = 'completed', processor_ref = 'floor', credited_at = CURRENT_TIMESTAMP, "
+     "settled_at = CURRENT_TIMESTAMP WHERE id = ?", ("pid",)),
+    ("UPDATE ledger_accounts SET balance = balance + 5 WHERE id = ? RETURNING balance", ("payer_account",)),
+    ("INSERT INTO ledger_transfers (from_account_id, to_account_id, amount, currency, kind, memo, purchase_id, created_at) "
+     "VALUES (?, ?, 5, 'token', 'purchase', 'floor', ?, CURRENT_TIMESTAMP) RETURNING id", ("issuance", "payer_account", "pid")),
+    ("INSERT INTO ledger_transfers (from_account_id, to_account_id, amount, currency, kind, memo, purchase_id, created_at) "
+     "VALUES (?, ?, 5, 'cent', 'purchase', 'floor', ?, CURRENT_TIMESTAMP) RETURNING id", ("sales", "cash", "pid")),
+    ("INSERT INTO idempotency_records (user_id, key, fingerprint, status_code, response_json, created_at) "
+     "VALUES (?, ?, ?, 201, ?, CURRENT_TIMESTAMP)", ("payer", "key", "fingerprint", "answer")),
+)
+
+
+def _sqlite_floor(path: str, pairs: list[dict], seconds: float, clients: int,
+                  statements: tuple = SQLITE_TRANSFER) -> tuple[float, int]:
     """16 threads of a bare sqlite3 program, the server's pragmas and its writer lock (a Python lock
     before BEGIN IMMEDIATE: SQLite's own busy handler sleeps). Returns (transactions/s, failures)."""
     import sqlite3
@@ -208,8 +242,10 @@ def _sqlite_floor(path: str, pairs: list[dict], seconds: float, clients: int) ->
                 with writer:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
-                        for sql, names in SQLITE_TRANSFER:
-                            conn.execute(sql, [values[k] for k in names]).fetchall()
+                        for sql, names, *capture in statements:
+                            rows = conn.execute(sql, [values[k] for k in names]).fetchall()
+                            if capture:
+                                values[capture[0]] = rows[0][0]
                         conn.execute("COMMIT")
                     except BaseException:
                         conn.execute("ROLLBACK")
@@ -309,9 +345,7 @@ def main() -> int:
         if backend == "postgres" and (reason := pg_unavailable_reason()):
             print(f"[postgres] skipped: {reason}")
             continue
-        rows = [bench(backend, a.seconds, a.clients, a.v)]
-        if backend == "postgres":
-            rows.append(bench_purchases(a.seconds, a.clients, a.v))
+        rows = [bench(backend, a.seconds, a.clients, a.v), bench_purchases(backend, a.seconds, a.clients, a.v)]
         for r in rows:
             what = r.get("what", "transfers")
             print(f"[{backend}] {what}, {a.clients} clients, {a.seconds:.0f} s per phase")
