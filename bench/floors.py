@@ -11,7 +11,7 @@ the idempotency row's foreign key takes a share lock on the payer, so inserting 
 deadlock two opposite transfers), the idempotency record inserted, the two balance updates, the
 transfer row, the stored answer.
 Each pgbench script is one (payer, payee) pair with its real ids, so the floor pays no lookup of
-its own. On PostgreSQL the card purchase has its row too: `POST /v1/token-purchases` by card over
+its own. The card purchase has its row too: `POST /v1/token-purchases` by card over
 HTTP against its statements in one transaction (session, user locked, idempotency read, token
 policy, the wallet, the purchase row written and completed, the wallet credited, the token and
 cent transfers, the stored answer). On SQLite the floor is the same statements
