@@ -44,6 +44,7 @@ from tests.support.server import pg_unavailable_reason, start_server  # noqa: E4
 USERS = 32
 PAIRS = 64
 START_TOKENS = 1_000_000
+SQLITE_FLOOR = "16 threads of sqlite3"
 
 TRANSFER_SQL = """\\set r random(1, 1000000000000)
 BEGIN;
@@ -97,6 +98,15 @@ def _vendor_accounts(db_url: str) -> dict[str, int]:
         engine.dispose()
 
 
+def _row(what: str, floor: str, http_rps: float, latencies: list[float], errors: list[str],
+         floor_run: tuple[float, int], check: dict) -> dict:
+    """One printed row: the HTTP phase, its floor (transactions/s, failures) and the ledger check after both."""
+    floor_tps, floor_failed = floor_run
+    return {"what": what, "floor": floor, "http_rps": http_rps, "http_p50": pct(latencies, 50),
+            "http_p99": pct(latencies, 99), "floor_tps": floor_tps, "floor_failed": floor_failed,
+            "ratio": http_rps / floor_tps, "errors": errors, "ledger_ok": check["ok"]}
+
+
 def _pgbench(scripts: list[str], pg_url: str, seconds: float, clients: int, verbose: bool) -> tuple[float, int]:
     pgbench = shutil.which("pgbench")
     if pgbench is None:
@@ -135,13 +145,9 @@ def bench_purchases(backend: str, seconds: float, clients: int, verbose: bool = 
             each = [{"digest": token_digest(u.token), "payer": ids[i], "payer_account": wallets[ids[i]],
                      "issuance": vendor["vendor:issuance"], "sales": vendor["vendor:sales"],
                      "cash": vendor["vendor:cash"]} for i, u in enumerate(users)]
-            floor_tps, floor_failed = _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), each, seconds, clients,
-                                                    SQLITE_PURCHASE)
-            check = srv.ledger_check()
-            return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
-                    "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps,
-                    "errors": h_err, "ledger_ok": check["ok"], "floor": "16 threads of sqlite3",
-                    "what": "card purchases"}
+            return _row("card purchases", SQLITE_FLOOR, h_n / seconds, h_lat, h_err,
+                        _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), each, seconds, clients, SQLITE_PURCHASE),
+                        srv.ledger_check())
         scripts = []
         for i, u in enumerate(users):
             path = tmp / f"purchase-{i}.sql"
@@ -150,11 +156,8 @@ def bench_purchases(backend: str, seconds: float, clients: int, verbose: bool = 
                 sales=vendor["vendor:sales"], cash=vendor["vendor:cash"], fingerprint="0" * 64,
                 answer='{"id": 1, "tokens": 5, "status": "completed"}'))
             scripts += ["-f", str(path)]
-        floor_tps, floor_failed = _pgbench(scripts, _pg_url(srv.db_url), seconds, clients, verbose)
-        check = srv.ledger_check()
-        return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
-                "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps,
-                "errors": h_err, "ledger_ok": check["ok"], "floor": "pgbench", "what": "card purchases"}
+        return _row("card purchases", "pgbench", h_n / seconds, h_lat, h_err,
+                    _pgbench(scripts, _pg_url(srv.db_url), seconds, clients, verbose), srv.ledger_check())
     finally:
         cleanup()
 
@@ -266,13 +269,11 @@ def _sqlite_floor(path: str, pairs: list[dict], seconds: float, clients: int,
     return done[0] / seconds, failed[0]
 
 
-def bench(backend: str, seconds: float, clients: int, verbose: bool = False) -> dict:
+def bench_transfers(backend: str, seconds: float, clients: int, verbose: bool = False) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-floors-{backend}-"))
     srv, cleanup = start_server(backend, tmp)
     try:
         users = [srv.new_user(tokens=START_TOKENS) for _ in range(USERS)]
-        lock = threading.Lock()
-        moved = {"n": 0}
 
         def transfer(s: requests.Session, rng: random.Random) -> None:
             u, v = rng.sample(users, 2)
@@ -281,8 +282,6 @@ def bench(backend: str, seconds: float, clients: int, verbose: bool = False) -> 
                        headers={**u.headers, "Idempotency-Key": str(uuid.uuid4())})
             if r.status_code != 201:
                 raise RuntimeError(f"transfer {r.status_code} {r.text[:100]}")
-            with lock:
-                moved["n"] += 1
 
         run_phase(1.0, clients, transfer)   # warm-up
         h_n, h_lat, h_err = run_phase(seconds, clients, transfer)
@@ -296,11 +295,9 @@ def bench(backend: str, seconds: float, clients: int, verbose: bool = False) -> 
                 a, b = rng.sample(range(USERS), 2)
                 pairs.append({"digest": token_digest(users[a].token), "payer": ids[a],
                               "payer_account": accounts[ids[a]], "payee_account": accounts[ids[b]]})
-            floor_tps, floor_failed = _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), pairs, seconds, clients)
-            check = srv.ledger_check()
-            return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
-                    "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps,
-                    "errors": h_err, "ledger_ok": check["ok"], "floor": "16 threads of sqlite3"}
+            return _row("transfers", SQLITE_FLOOR, h_n / seconds, h_lat, h_err,
+                        _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), pairs, seconds, clients),
+                        srv.ledger_check())
         pg_url = _pg_url(srv.db_url)
         scripts = []
         for i in range(PAIRS):
@@ -311,24 +308,8 @@ def bench(backend: str, seconds: float, clients: int, verbose: bool = False) -> 
                 payer_account=accounts[ids[a]], payee_account=accounts[ids[b]], fingerprint="0" * 64,
                 answer='{"id": 1, "tokens": 1, "status": "completed"}'))
             scripts += ["-f", str(path)]
-        pgbench = shutil.which("pgbench")
-        if pgbench is None:
-            raise SystemExit("pgbench is not installed (Debian: postgresql-client)")
-        run = subprocess.run([pgbench, "-n", "-c", str(clients), "-j", "2", "-T", str(int(seconds)),
-                              *scripts, pg_url], capture_output=True, text=True)
-        if run.returncode != 0:
-            raise RuntimeError(f"pgbench failed: {run.stderr[-2000:]}")
-        out = run.stdout
-        if verbose:
-            print(run.stdout[-3000:], run.stderr[-3000:])
-        tps_lines = [ln for ln in out.splitlines() if ln.startswith("tps =")]
-        floor_tps = float(tps_lines[-1].split()[2])
-        failed = [ln for ln in out.splitlines() if ln.startswith("number of failed transactions")]
-        floor_failed = int(failed[0].split(":")[1].split()[0]) if failed else 0
-        check = srv.ledger_check()
-        return {"http_rps": h_n / seconds, "http_p50": pct(h_lat, 50), "http_p99": pct(h_lat, 99),
-                "floor_tps": floor_tps, "floor_failed": floor_failed, "ratio": (h_n / seconds) / floor_tps, "errors": h_err,
-                "ledger_ok": check["ok"], "floor": "pgbench"}
+        return _row("transfers", "pgbench", h_n / seconds, h_lat, h_err,
+                    _pgbench(scripts, pg_url, seconds, clients, verbose), srv.ledger_check())
     finally:
         cleanup()
 
@@ -345,10 +326,9 @@ def main() -> int:
         if backend == "postgres" and (reason := pg_unavailable_reason()):
             print(f"[postgres] skipped: {reason}")
             continue
-        rows = [bench(backend, a.seconds, a.clients, a.v), bench_purchases(backend, a.seconds, a.clients, a.v)]
+        rows = [bench_transfers(backend, a.seconds, a.clients, a.v), bench_purchases(backend, a.seconds, a.clients, a.v)]
         for r in rows:
-            what = r.get("what", "transfers")
-            print(f"[{backend}] {what}, {a.clients} clients, {a.seconds:.0f} s per phase")
+            print(f"[{backend}] {r['what']}, {a.clients} clients, {a.seconds:.0f} s per phase")
             print(f"  over HTTP           : {r['http_rps']:8.1f} /s  p50 {r['http_p50']:6.1f} ms  "
                   f"p99 {r['http_p99']:6.1f} ms")
             print(f"  the same SQL (floor): {r['floor_tps']:8.1f} /s ({r['floor']}, one transaction each; "
