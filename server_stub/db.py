@@ -162,6 +162,19 @@ def read_session(url: str | None = None) -> Iterator[Session]:
 
 
 _ON_COMMIT = "tokenrent_on_commit"
+_CACHES = "tokenrent_session_caches"
+
+
+def database_key(db: Session) -> str:
+    """The session's database, as a key for what a process keeps per database."""
+    return db.get_bind().engine.url.render_as_string(hide_password=True)
+
+
+def session_cache(db: Session, name: str) -> dict:
+    """A dict kept with the session for what its transaction has read or made (so it is not read
+    again); any rollback, a savepoint's too, empties it (what it made may exist no more)."""
+    caches: dict[str, dict] = db.info.setdefault(_CACHES, {})
+    return caches.setdefault(name, {})
 
 
 def on_commit(db: Session, callback: Callable[[], None]) -> None:
@@ -179,8 +192,9 @@ def _run_on_commit(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_on_commit(session: Session, _previous: object) -> None:
+def _drop_after_rollback(session: Session, _previous: object) -> None:
     session.info.pop(_ON_COMMIT, None)
+    session.info.pop(_CACHES, None)
 
 
 def lock_users(db: Session, user_ids) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, UTC
 
+from typing import Any
+
 from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -24,6 +28,12 @@ Amount = BigInteger().with_variant(Integer(), "sqlite")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def conflict_insert(db: Session, table: Any) -> Any:
+    """INSERT for the session's database with `.on_conflict_do_nothing()` / `_do_update()`
+    (PostgreSQL's and SQLite's dialects each have their own)."""
+    return (postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 class UTCDateTime(TypeDecorator):

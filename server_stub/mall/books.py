@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import event, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..db import session_cache
+from ..db_types import conflict_insert
 from ..models.base import utcnow
 from ..services.errors import Conflict, Invalid
 from .models import MallAccount, MallTransfer
@@ -55,14 +56,12 @@ def account(db: Session, code: str, asset: str, *, owner_member_id: str | None =
     if not is_asset(asset):
         raise ValueError(f"not an asset: {asset!r}")
     # a transaction asks for the same few accounts again and again
-    known: dict[str, MallAccount] = db.info.setdefault(_ACCOUNTS, {})
+    known: dict[str, MallAccount] = session_cache(db, "mall_accounts_by_code")
     acct = known.get(code)
     if acct is None and not likely_new:
         acct = db.scalar(select(MallAccount).where(MallAccount.code == code))
     if acct is None:
-        dialect = db.get_bind().dialect.name
-        insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        acct = db.scalars(insert_fn(MallAccount).values(
+        acct = db.scalars(conflict_insert(db, MallAccount).values(
             code=code, asset=asset, owner_member_id=owner_member_id, negative_allowed=negative_allowed,
             balance=0, created_at=utcnow()).on_conflict_do_nothing(index_elements=["code"])
             .returning(MallAccount)).one_or_none()
@@ -73,15 +72,6 @@ def account(db: Session, code: str, asset: str, *, owner_member_id: str | None =
                            f"negative_allowed={acct.negative_allowed}")
     known[code] = acct
     return acct
-
-
-_ACCOUNTS = "mall_accounts_by_code"
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_accounts(session: Session, _previous: object) -> None:
-    """An account made in what was rolled back (a savepoint too) exists no more."""
-    session.info.pop(_ACCOUNTS, None)
 
 
 def position_account(db: Session, member_id: str) -> MallAccount:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ..db_types import conflict_insert
 from ..models.base import utcnow
 from ..network import open_money
 from ..network.money import BASIS_POINTS
@@ -89,8 +89,7 @@ def issue_lot(db: Session, terms: LotTerms, *, kind: BookEntryKind = BookEntryKi
         return existing, False
     account = books.account(db, f"lot:{terms.origin}", asset)
     now = utcnow()
-    insert_fn = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-    made = db.execute(insert_fn(OpenLot).values(
+    made = db.execute(conflict_insert(db, OpenLot).values(
         customer_id=terms.customer_id, kind=terms.kind.value, asset=asset, issuer=terms.issuer,
         seller_member_id=terms.seller_member_id, expires_at=terms.expires_at, paid_bp=terms.paid_bp,
         gift_certificate_id=terms.gift_certificate_id, account_id=account.id, origin=terms.origin,

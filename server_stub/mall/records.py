@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, inspect, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ..db_types import conflict_insert
 from ..models.base import utcnow
 from ..services.errors import Conflict, Invalid, NotFound
 from .models import CustomerRecord, FeeRecord, Movement, TokenRecord
@@ -25,9 +25,8 @@ TOKEN_COUNTS = ("issued", "granted", "spent", "exchanged_in", "exchanged_out", "
 def _insert_ignoring_conflict(db: Session, model: type, index: list[str], **values: object) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING: two processes adding the same row end
     with one. True when this call inserted it."""
-    insert_fn = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     key: ColumnElement[Any] = inspect(model).primary_key[0]
-    inserted = db.execute(insert_fn(model).values(**values).on_conflict_do_nothing(index_elements=index)
+    inserted = db.execute(conflict_insert(db, model).values(**values).on_conflict_do_nothing(index_elements=index)
                           .returning(key)).first()
     return inserted is not None
 

@@ -36,12 +36,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint, and_, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from ..logs import log
-from ..db_types import UTCDateTime, utcnow
+from ..db_types import UTCDateTime, conflict_insert, utcnow
 from ..services.errors import ApiError, problem_body
 from .types import Answer, Unreachable
 
@@ -526,8 +525,7 @@ def receive(write_session: WriteSession, model: type[InboxColumns], *, sender: s
             with write_session() as db:
                 # The row first: a concurrent first waits here until we commit, then
                 # inserts nothing and replays our answer; apply runs once.
-                insert_fn = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
-                row_id = db.execute(insert_fn(m).values(
+                row_id = db.execute(conflict_insert(db, m).values(
                     sender=sender, message_id=message_id, body_digest=digest, answer_status=0, answer_body="",
                     created_at=utcnow()).on_conflict_do_nothing(index_elements=["sender", "message_id"])
                     .returning(m.id)).scalar()

@@ -49,21 +49,6 @@ def membership(db: Session) -> MallMembership | None:
     return db.get(MallMembership, MEMBERSHIP_ROW)
 
 
-_msp_urls: dict[str, str] = {}   # database URL -> the MSP this store joined (a membership never changes)
-
-
-def joined_msp_url(db: Session) -> str | None:
-    """The URL of the MSP this store has joined, or None: read once per process and database."""
-    key = db.get_bind().engine.url.render_as_string(hide_password=True)
-    url = _msp_urls.get(key)
-    if url is None:
-        row = membership(db)
-        if row is None:
-            return None
-        url = _msp_urls[key] = row.msp_url
-    return url
-
-
 def record_membership(db: Session, *, member_id: str, msp_url: str, msp_key: str,
                       directory: dict[str, Any], opening: bool = True) -> MallMembership:
     """What join-mall learnt: who this vendor is in the mall, the MSP it pins,
@@ -77,7 +62,7 @@ def record_membership(db: Session, *, member_id: str, msp_url: str, msp_key: str
     # SQLite the write transaction already excludes every other writer.
     if db.get_bind().dialect.name == "postgresql":
         db.execute(text("LOCK TABLE ledger_transfers IN SHARE ROW EXCLUSIVE MODE"))
-    _msp_urls.pop(db.get_bind().engine.url.render_as_string(hide_password=True), None)   # a database made anew
+    mall_notices.forget_membership(db)
     row = MallMembership(id=MEMBERSHIP_ROW, member_id=member_id, msp_url=msp_url.rstrip("/"), msp_key=msp_key,
                          directory_version=0, directory_json="")
     db.add(row)

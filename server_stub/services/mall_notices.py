@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from ..db import database_key
 from ..logs import log
 from ..models.base import utcnow
 from ..models.mall import MallMembership, MallOutboxMessage
@@ -40,17 +41,28 @@ class NoticeKind(StrEnum):
     OPENING = "notice.opening"
 
 
-_joined: set[str] = set()   # databases (URL) whose store has joined a mall
+_msp_urls: dict[str, str] = {}   # database -> the MSP its store joined (a membership never changes)
+
+
+def joined_msp_url(db: Session) -> str | None:
+    """The URL of the MSP this store has joined, or None: read once per process and database."""
+    key = database_key(db)
+    url = _msp_urls.get(key)
+    if url is None:
+        row = db.get(MallMembership, MEMBERSHIP_ROW)
+        if row is None:
+            return None
+        url = _msp_urls[key] = row.msp_url
+    return url
+
+
+def forget_membership(db: Session) -> None:
+    """Before a membership is recorded: this database may be a new one at an old URL."""
+    _msp_urls.pop(database_key(db), None)
 
 
 def in_mall(db: Session) -> bool:
-    url = db.get_bind().engine.url.render_as_string(hide_password=True)
-    if url in _joined:
-        return True
-    if db.get(MallMembership, MEMBERSHIP_ROW) is None:
-        return False
-    _joined.add(url)
-    return True
+    return joined_msp_url(db) is not None
 
 
 # Set by mall_saga (which imports this module, so this one must not import it back):

@@ -139,7 +139,7 @@ def msp_key_resolver(key_id: str):
 
 def _destination_url(destination: str, path: str) -> str:
     with read_session() as db:
-        if destination == MSP_ID and (url := mall.joined_msp_url(db)) is not None:
+        if destination == MSP_ID and (url := mall_notices.joined_msp_url(db)) is not None:
             return url + path
         row, d = mall.directory(db)
     if destination == MSP_ID:

@@ -32,7 +32,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
-from ..db import on_commit, read_session
+from ..db import on_commit, read_session, session_cache
 from ..logs import log
 from ..models.base import utcnow
 from ..models.idempotency import IdempotencyRecord
@@ -153,7 +153,7 @@ _quick: MallClient | None = None
 
 def _msp_url() -> str:
     with read_session() as db:
-        url = mall.joined_msp_url(db)
+        url = mall_notices.joined_msp_url(db)
     if url is None:
         raise Conflict("this store has not joined a mall: it cannot take open tokens", reason="not_in_mall")
     return url
@@ -447,12 +447,12 @@ _OPERATIONS = "open_payments_by_order"
 
 def _remember(db: Session, oop: OrderOpenPayment) -> OrderOpenPayment:
     """This session has the row already (made or locked): its receipts need not read it again."""
-    db.info.setdefault(_OPERATIONS, {})[oop.order_id] = oop
+    session_cache(db, _OPERATIONS)[oop.order_id] = oop
     return oop
 
 
 def operation_of(db: Session, order_id: int) -> OrderOpenPayment | None:
-    known = db.info.get(_OPERATIONS, {}).get(order_id)
+    known = session_cache(db, _OPERATIONS).get(order_id)
     if known is not None:
         return cast(OrderOpenPayment, known)
     return db.scalar(select(OrderOpenPayment).where(OrderOpenPayment.order_id == order_id))

@@ -42,9 +42,9 @@ from functools import lru_cache
 from collections.abc import Callable, Iterator, Sequence
 
 from sqlalchemy import BigInteger, Select, and_, bindparam, case, delete, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from ..db_types import conflict_insert
 from ..core.config import ENV_PREFIX, Settings, get_settings
 from ..db import write_session
 from ..models.rate_limit import RateLimit
@@ -210,9 +210,8 @@ def _ms(name: str, value: int):
 
 def _hit(db: Session, bucket: str, subject: str, rate: Rate, now: int, strict: bool) -> bool:
     """Count one hit on a key (one UPSERT). Strict: only if it fits (False if not)."""
-    insert = postgresql.insert if db.get_bind().dialect.name != "sqlite" else sqlite.insert
     step = _ms("step", rate.interval_ms)
-    stmt = insert(_t).values(bucket=bucket, subject=subject, tat_ms=_ms("first", now + rate.interval_ms))
+    stmt = conflict_insert(db, _t).values(bucket=bucket, subject=subject, tat_ms=_ms("first", now + rate.interval_ms))
     later = case((_t.c.tat_ms > _ms("now", now), _t.c.tat_ms), else_=_ms("now2", now)) + step
     stmt = stmt.on_conflict_do_update(
         index_elements=[_t.c.bucket, _t.c.subject], set_={"tat_ms": later},
