@@ -12,16 +12,18 @@ Two kinds of session:
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, exc, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from .core.config import get_settings
 
 _WRITE_OPTION = "tokenrent_write"
+_AUTOCOMMIT_OPTION = "tokenrent_autocommit"
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
 
@@ -75,7 +77,7 @@ def _build_engine(url: str) -> Engine:
                     conn.info.pop("tokenrent_writer", None)
                     writer_lock.release()
                     raise
-            else:
+            elif not conn.get_execution_options().get(_AUTOCOMMIT_OPTION):
                 conn.exec_driver_sql("BEGIN")
 
         # SQLAlchemy's commit/rollback events fire BEFORE the DBAPI call. Ending
@@ -96,7 +98,35 @@ def _build_engine(url: str) -> Engine:
         event.listen(engine, "rollback", _end_then_release(lambda dbapi_conn: dbapi_conn.rollback()))
 
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused this long is pinged before it is handed out (pool_pre_ping pings
+# on every checkout: one more round trip per transaction on the money path).
+IDLE_PING_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections that sat in the pool: one the database
+    closed meanwhile (a restart, an idle timeout) is replaced before anyone uses it. Under load
+    a connection comes back within milliseconds and goes out again unpinged; a connection that
+    breaks in use is an error SQLAlchemy recognizes and answers by emptying the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn, record) -> None:
+        record.info["tokenrent_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+        since = record.info.get("tokenrent_idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return   # a new connection, or one in steady use
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            raise exc.DisconnectionError(f"pooled connection is dead: {e}") from e   # the pool retries
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -122,20 +152,36 @@ def dispose_engines() -> None:
 _makers: dict[tuple[bool, str], sessionmaker[Session]] = {}
 
 
-def _factory(write: bool, url: str | None) -> sessionmaker[Session]:
-    key = (write, url or get_settings().resolved_db_url)
+def _bind(engine: Engine, kind: str) -> Engine:
+    if kind == "write":
+        return engine.execution_options(**{_WRITE_OPTION: True})
+    if kind == "single":
+        if engine.dialect.name == "sqlite":   # the connection has no implicit transactions: no BEGIN
+            return engine.execution_options(**{_AUTOCOMMIT_OPTION: True})
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
+def _factory(kind: str, url: str | None) -> sessionmaker[Session]:
+    key = (kind, url or get_settings().resolved_db_url)
     maker = _makers.get(key)
     if maker is None:
-        engine = get_engine(url)
-        bind = engine.execution_options(**{_WRITE_OPTION: True}) if write else engine
-        maker = _makers[key] = sessionmaker(bind=bind, expire_on_commit=False, autoflush=True)
+        maker = _makers[key] = sessionmaker(bind=_bind(get_engine(url), kind), expire_on_commit=False,
+                                            autoflush=True)
     return maker
 
 
 def new_session(write: bool, url: str | None = None) -> Session:
     """Transactions begin lazily at the first statement: do slow work (argon2)
     BEFORE the first query of a write session, never inside it."""
-    return _factory(write, url)()
+    return _factory("write" if write else "read", url)()
+
+
+def single_statement_session(url: str | None = None) -> Session:
+    """A session for ONE read statement (the bearer token's lookup): no transaction around it
+    (autocommit), so it costs one round trip instead of BEGIN, SELECT, ROLLBACK. A statement is
+    consistent on its own; two statements here may see two different moments."""
+    return _factory("single", url)()
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from ..db import new_session
+from ..db import new_session, single_statement_session
 from ..models.user import User
 from ..schemas.common import MAX_ID
 from ..services import rate_limits
@@ -77,9 +77,9 @@ BearerToken = Annotated[str, Depends(bearer_token)]
 
 
 def _signed_in(load: Callable[[Session], T | None], user_of: Callable[[T], User]) -> T:
-    """`load(db)` in a short read transaction; its user is detached (loaded
-    fields stay readable after the session ends). None is a 401."""
-    db = new_session(write=False)
+    """`load(db)`, one statement (see db.single_statement_session); its user is detached
+    (loaded fields stay readable after the session ends). None is a 401."""
+    db = single_statement_session()
     try:
         found = load(db)
         if found is not None:

@@ -25,7 +25,7 @@ from typing import Any
 from collections.abc import Callable
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -81,10 +81,13 @@ def validate_key(key: str | None) -> str | None:
     return key
 
 
+_REPLAY = (select(_records.c.fingerprint, _records.c.status_code, _records.c.response_json)
+           .where(_records.c.user_id == bindparam("user_id"), _records.c.key == bindparam("key")))
+_STORE = insert(_records)
+
+
 def _replay(db: Session, user_id: int, key: str, fp: str) -> Outcome | None:
-    rec = db.connection().execute(
-        select(_records.c.fingerprint, _records.c.status_code, _records.c.response_json)
-        .where(_records.c.user_id == user_id, _records.c.key == key)).first()
+    rec = db.connection().execute(_REPLAY, {"user_id": user_id, "key": key}).first()
     if rec is None:
         return None
     if rec.fingerprint != fp:
@@ -95,9 +98,9 @@ def _replay(db: Session, user_id: int, key: str, fp: str) -> Outcome | None:
 def _store(db: Session, user_id: int, key: str, fp: str, outcome: Outcome) -> None:
     # unique (user_id, key): on PostgreSQL a concurrent request that stored
     # first makes this raise IntegrityError (see run_idempotent)
-    db.connection().execute(insert(_records).values(
-        user_id=user_id, key=key, fingerprint=fp, status_code=outcome.status_code,
-        response_json=json.dumps(outcome.body), created_at=utcnow()))
+    db.connection().execute(_STORE, {
+        "user_id": user_id, "key": key, "fingerprint": fp, "status_code": outcome.status_code,
+        "response_json": json.dumps(outcome.body), "created_at": utcnow()})
 
 
 def _lock_key_owner(db: Session, user_id: int) -> None:

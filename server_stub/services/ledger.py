@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, UTC
 from collections.abc import Sequence
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import bindparam, case, event, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..db import lock_users
 from ..models.base import utcnow
 from ..models.ledger import HOLD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer
 from ..models.user import User
@@ -81,9 +80,22 @@ def user_accounts(db: Session, user_id: int) -> list[LedgerAccount]:
     cache = db.info.setdefault("tokenrent_user_accounts", {})
     accts = cache.get(user_id)
     if accts is None:
-        accts = cache[user_id] = list(db.scalars(
-            select(LedgerAccount).where(LedgerAccount.owner_user_id == user_id).order_by(LedgerAccount.id)))
+        _load_user_accounts(db, [user_id])
+        accts = cache[user_id]
     return accts
+
+
+_ACCOUNTS_OF = (select(LedgerAccount).where(LedgerAccount.owner_user_id.in_(bindparam("owners", expanding=True)))
+                .order_by(LedgerAccount.id))
+
+
+def _load_user_accounts(db: Session, user_ids: Sequence[int]) -> None:
+    """The accounts of several users in one statement, into the transaction's cache."""
+    cache = db.info.setdefault("tokenrent_user_accounts", {})
+    loaded: dict[int, list[LedgerAccount]] = {uid: [] for uid in user_ids}
+    for acct in db.scalars(_ACCOUNTS_OF, {"owners": list(user_ids)}):
+        loaded[acct.owner_user_id].append(acct)
+    cache.update(loaded)
 
 
 @event.listens_for(Session, "after_commit")
@@ -117,11 +129,26 @@ def hold_account(db: Session, user_id: int) -> LedgerAccount:
     return _user_account(db, user_id, f"user:{user_id}:hold", purpose=HOLD)
 
 
-def lock_wallets(db: Session, *user_ids: int) -> None:
-    """Take the wallet locks of these users (fixed order) and expire due lots."""
-    lock_users(db, user_ids)
-    for uid in sorted(set(user_ids)):
+_LOCK_USERS = (select(User).where(User.id.in_(bindparam("ids", expanding=True))).order_by(User.id)
+               .with_for_update().execution_options(populate_existing=True))
+
+
+def lock_wallets(db: Session, *user_ids: int) -> dict[int, User]:
+    """Take the wallet locks of these users (ascending id order, so two transactions never wait
+    on each other), expire their due lots, and return them by id, read under the lock: their
+    counters and status are the latest (`db.get` of one of them then sends nothing).
+
+    Two statements for any number of users: the users, locked and read at once (PostgreSQL
+    FOR UPDATE; on SQLite BEGIN IMMEDIATE already serializes writers and FOR UPDATE is not
+    rendered), then all their ledger accounts."""
+    ids = sorted({i for i in user_ids if i is not None})
+    if not ids:
+        return {}
+    users = {u.id: u for u in db.scalars(_LOCK_USERS, {"ids": ids})}
+    _load_user_accounts(db, [i for i in ids if i in users])
+    for uid in users:
         expire_due_lots(db, uid)
+    return users
 
 
 # ---------------------------------------------------------------- transfers
@@ -132,6 +159,14 @@ def _wallet_total(db: Session, user_id: int) -> int:
 
 _transfers = LedgerTransfer.__table__
 _accounts = LedgerAccount.__table__
+# Built once: a call only binds its values (building a statement costs more than running it).
+_ADD_TO_BALANCE = (update(_accounts).where(_accounts.c.id == bindparam("a"))
+                   .values(balance=_accounts.c.balance + bindparam("da")))
+# Both cached balances of a transfer in one statement (one round trip, not two).
+_ADD_TO_TWO_BALANCES = (update(_accounts).where(_accounts.c.id.in_([bindparam("a"), bindparam("b")]))
+                        .values(balance=_accounts.c.balance + case((_accounts.c.id == bindparam("a"), bindparam("da")),
+                                                                   else_=bindparam("db"))))
+_INSERT_TRANSFER = insert(_transfers)
 
 
 def post_transfer(db: Session, source: LedgerAccount, dest: LedgerAccount, amount: int,
@@ -148,19 +183,25 @@ def post_transfer(db: Session, source: LedgerAccount, dest: LedgerAccount, amoun
         raise Invalid("amount must be a positive integer")
     if source.currency != dest.currency:
         raise RuntimeError("transfer between currencies")
+    changes = {acct.id: change for acct, change in ((source, -amount), (dest, amount))
+               if acct.owner_user_id is not None}
     conn = db.connection()
+    if len(changes) == 2:
+        (a, da), (b, db_) = changes.items()
+        conn.execute(_ADD_TO_TWO_BALANCES, {"a": a, "da": da, "b": b, "db": db_})
+    elif changes:
+        ((a, da),) = changes.items()
+        conn.execute(_ADD_TO_BALANCE, {"a": a, "da": da})
     for acct, change in ((source, -amount), (dest, amount)):
         if acct.owner_user_id is not None:
-            conn.execute(update(_accounts).where(_accounts.c.id == acct.id)
-                         .values(balance=_accounts.c.balance + change))
             set_committed_value(acct, "balance", acct.balance + change)
-    return conn.execute(insert(_transfers).values(
-        from_account_id=source.id, to_account_id=dest.id, amount=amount,
-        currency=source.currency, kind=kind, memo=memo[:200], hold_id=hold_id,
-        purchase_id=purchase_id, created_at=utcnow(),
-        from_wallet_after=_wallet_total(db, source.owner_user_id) if source.owner_user_id else None,
-        to_wallet_after=_wallet_total(db, dest.owner_user_id) if dest.owner_user_id else None,
-    )).inserted_primary_key[0]
+    return conn.execute(_INSERT_TRANSFER, {
+        "from_account_id": source.id, "to_account_id": dest.id, "amount": amount,
+        "currency": source.currency, "kind": kind, "memo": memo[:200], "hold_id": hold_id,
+        "purchase_id": purchase_id, "created_at": utcnow(),
+        "from_wallet_after": _wallet_total(db, source.owner_user_id) if source.owner_user_id else None,
+        "to_wallet_after": _wallet_total(db, dest.owner_user_id) if dest.owner_user_id else None,
+    }).inserted_primary_key[0]
 
 
 def move_cents(db: Session, source_code: str, dest_code: str, cents: int, kind: str,

@@ -206,9 +206,7 @@ def confirm_exchange(db: Session, user_id: int, quote_id: str) -> tuple[Exchange
     """Step 1 of the saga, in the caller's transaction: check the quote still
     holds, hold the tokens that move, record the exchange as pending. The
     caller adds the outbox message to the MSP in the same transaction."""
-    ledger.lock_wallets(db, user_id)
-    user = db.get(User, user_id, populate_existing=True)
-    assert user is not None
+    user = ledger.lock_wallets(db, user_id)[user_id]
     require_active(user)
     quote = db.get(ExchangeQuote, quote_id)
     if quote is None or quote.user_id != user_id:

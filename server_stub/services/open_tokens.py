@@ -284,9 +284,7 @@ def _recipient(db: Session, buyer: User, username: str, full_name: str) -> User:
 
 
 def _buyer(db: Session, user_id: int, pin_verified: bool) -> User:
-    ledger.lock_wallets(db, user_id)
-    user = db.get(User, user_id, populate_existing=True)   # the PIN counters as locked
-    assert user is not None
+    user = ledger.lock_wallets(db, user_id)[user_id]   # the PIN counters as locked
     if _is_linked(db, user.id):   # before the PIN: a linked account has none to get wrong
         raise Forbidden("open tokens are sold by your home member: buy them there")
     check_pin(user, pin_verified)
