@@ -117,8 +117,9 @@ class _Run:
     kid: str
 
 
-def _one_order(cur, r: _Run, b: Buyer, c: Choice, offer_kind: str, key: str) -> None:
-    """Every statement of one order on `cur`, inside the caller's transaction."""
+def _one_order(cur, r: _Run, b: Buyer, c: Choice, offer_kind: str, key: str) -> float:
+    """Every statement of one order on `cur`, inside the caller's transaction; the CPU seconds the
+    code's crypto took."""
     s, price_cents = r.statements, r.price_cents
 
     def run(name: str, *params) -> None:
@@ -141,8 +142,10 @@ def _one_order(cur, r: _Run, b: Buyer, c: Choice, offer_kind: str, key: str) -> 
     run(f"license_{c.field}", c.quantity, b.licenses[c.field])
     lic = SimpleNamespace(**dict(zip(_LICENSE_COLUMNS, cur.fetchone(), strict=True)))
     now = utcnow().replace(microsecond=0)
+    t0 = time.thread_time()   # this thread's CPU: waits for the GIL are not the crypto's
     grant = grant_for(lic, SimpleNamespace(device_id=b.device_id), now)
     code = issue_code(grant, r.signing_key, b.device_public)
+    crypto = time.thread_time() - t0
     run("debit", c.tokens, b.hold_account)
     cur.fetchall()
     run("transfer", b.hold_account, r.revenue_account, c.tokens, TransferKind.SPEND, hold_id, wallet_after, None)
@@ -165,20 +168,29 @@ def _one_order(cur, r: _Run, b: Buyer, c: Choice, offer_kind: str, key: str) -> 
                          "tokens": c.tokens, "cash_cents": cash, "license_id": lic.id}],
               "deliveries": [delivery]}
     run("answer", json.dumps(answer), b.user_id, key)
+    return crypto
 
 
+
+
+@dataclass
+class FloorRun:
+    orders_per_s: float
+    failed: int
+    cpu_ms: float        # this process's CPU per order (the threads: driver, Python, crypto)
+    crypto_ms: float     # of which the code's signing and encryption (thread CPU time)
 
 
 def run_floor(backend: str, target: str, buyers: list[Buyer], choices: list[tuple[Choice, str]],
-              revenue_account: int, price_cents: int, seconds: float, clients: int = 16) -> tuple[float, int]:
-    """Run orders for `seconds` on `clients` threads; (orders/s, failed transactions).
+              revenue_account: int, price_cents: int, seconds: float, clients: int = 16) -> FloorRun:
+    """Run orders for `seconds` on `clients` threads.
     `target`: a libpq URL (postgres) or the database file's path (sqlite); `choices`:
     (Choice, its offer kind)."""
     pg = backend == "postgres"
     signing_key = Ed25519PrivateKey.generate()   # a key of the server's kind: the cost does not depend on which
     r = _Run(_statements(pg), pg, revenue_account, price_cents, signing_key, kid_for(public_raw(signing_key)))
     writer = threading.Lock()          # SQLite: the server's writer lock
-    done, failed = [0], [0]
+    done, failed, crypto_total = [0], [0], [0.0]
     count_lock = threading.Lock()
     barrier = threading.Barrier(clients + 1)
     stop_at = [0.0]
@@ -197,6 +209,7 @@ def run_floor(backend: str, target: str, buyers: list[Buyer], choices: list[tupl
         conn = connect()
         rng = random.Random(i)
         n = bad = 0
+        crypto = 0.0
         barrier.wait()
         try:
             while time.monotonic() < stop_at[0]:
@@ -206,14 +219,14 @@ def run_floor(backend: str, target: str, buyers: list[Buyer], choices: list[tupl
                 try:
                     if pg:
                         with conn.cursor() as cur:
-                            _one_order(cur, r, b, c, offer_kind, key)
+                            crypto += _one_order(cur, r, b, c, offer_kind, key)
                         conn.commit()
                     else:
                         with writer:
                             cur = conn.cursor()
                             cur.execute("BEGIN IMMEDIATE")
                             try:
-                                _one_order(cur, r, b, c, offer_kind, key)
+                                crypto += _one_order(cur, r, b, c, offer_kind, key)
                                 cur.execute("COMMIT")
                             except BaseException:
                                 cur.execute("ROLLBACK")
@@ -229,6 +242,7 @@ def run_floor(backend: str, target: str, buyers: list[Buyer], choices: list[tupl
             conn.close()
             with count_lock:
                 done[0] += n
+                crypto_total[0] += crypto
                 failed[0] += bad
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -236,10 +250,12 @@ def run_floor(backend: str, target: str, buyers: list[Buyer], choices: list[tupl
         t.start()
     stop_at[0] = time.monotonic() + seconds   # after the connections are made, before anyone starts
     barrier.wait()
-    started = time.monotonic()
+    started, cpu0 = time.monotonic(), time.process_time()
     for t in threads:
         t.join()
-    return done[0] / max(time.monotonic() - started, seconds), failed[0]
+    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu0
+    n = max(done[0], 1)
+    return FloorRun(done[0] / max(elapsed, seconds), failed[0], cpu * 1000 / n, crypto_total[0] * 1000 / n)
 
 
 def load_buyers(db_url: str, digests: dict[int, str]) -> tuple[list[Buyer], int, int]:
