@@ -3,7 +3,8 @@ two cores far less than Python threads would, and the server's rate is not bound
 
 `run(base_url, requests_, seconds, connections)` sends, on `connections` keep-alive connections,
 requests picked at random from `requests_` (method, path, headers, JSON body), each with a fresh
-`Idempotency-Key` when `fresh_key` is set. Answers are counted by status in Lua and returned with
+`Idempotency-Key` when `fresh_key` is set (unique per run, wrk thread and request: a key sent twice
+would be answered as a replay, 201 again with nothing done). Answers are counted by status in Lua and returned with
 wrk's latency percentiles (statuses outside `known` in the script are not counted:
 `Result.requests` minus the counted ones shows them).
 """
