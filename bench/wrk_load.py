@@ -3,7 +3,8 @@ two cores far less than Python threads would, and the server's rate is not bound
 
 `run(base_url, requests_, seconds, connections)` sends, on `connections` keep-alive connections,
 requests picked at random from `requests_` (method, path, headers, JSON body), each with a fresh
-`Idempotency-Key` when `fresh_key` is set. Answers are counted by status in Lua and returned with
+`Idempotency-Key` when `fresh_key` is set (unique per run, wrk thread and request: a key sent twice
+would be answered as a replay, 201 again with nothing done). Answers are counted by status in Lua and returned with
 wrk's latency percentiles (statuses outside `known` in the script are not counted:
 `Result.requests` minus the counted ones shows them).
 """
@@ -13,19 +14,24 @@ import json
 import shutil
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 _LUA = r"""
 local reqs = {REQUESTS}
 local fresh_key = {FRESH_KEY}
+local run_id = "{RUN_ID}"   -- one per wrk run: two runs never share a key
 local counter = 0
-local tid = 0
+local made = 0
 local threads = {}
 
+-- setup runs in the main Lua state; thread:set gives each thread's own state a GLOBAL `tid`
+-- (a `local tid` here would shadow it: every thread would be 0 with the same random seed, and
+-- two threads would send the same Idempotency-Keys, answered as replays)
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
+  made = made + 1
+  thread:set("tid", made)
   table.insert(threads, thread)
 end
 
@@ -39,7 +45,7 @@ function request()
   for k, v in pairs(r.headers) do headers[k] = v end
   if fresh_key then
     counter = counter + 1
-    headers["Idempotency-Key"] = string.format("wrk-%d-%d-%d-%d", tid, os.time(), math.random(1e9), counter)
+    headers["Idempotency-Key"] = string.format("wrk-%s-%d-%d", run_id, tid, counter)
   end
   return wrk.format(r.method, r.path, headers, r.body)
 end
@@ -115,7 +121,7 @@ def run(base_url: str, requests_: list[Request], seconds: float, connections: in
     if wrk is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     lua = (_LUA.replace("{REQUESTS}", "{" + ",\n".join(_lua_request(r) for r in requests_) + "}")
-           .replace("{FRESH_KEY}", "true" if fresh_key else "false"))
+           .replace("{FRESH_KEY}", "true" if fresh_key else "false").replace("{RUN_ID}", uuid.uuid4().hex))
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "load.lua"
         script.write_text(lua)
