@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import Engine, create_engine, event, exc, select
+from sqlalchemy import Engine, bindparam, create_engine, event, exc, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -217,8 +217,9 @@ def database_key(db: Session) -> str:
 
 
 def session_cache(db: Session, name: str) -> dict:
-    """A dict kept with the session for what its transaction has read or made (so it is not read
-    again); any rollback, a savepoint's too, empties it (what it made may exist no more)."""
+    """A dict kept with the session for what its transaction has read, made or locked (so it is
+    not read again); the commit empties it, and so does any rollback, a savepoint's too (what it
+    made may exist no more)."""
     caches: dict[str, dict] = db.info.setdefault(_CACHES, {})
     return caches.setdefault(name, {})
 
@@ -233,6 +234,7 @@ def on_commit(db: Session, callback: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
+    session.info.pop(_CACHES, None)   # per transaction: the next one reads again (and its locks are gone)
     for callback in session.info.pop(_ON_COMMIT, ()):
         callback()
 
@@ -243,11 +245,27 @@ def _drop_after_rollback(session: Session, _previous: object) -> None:
     session.info.pop(_CACHES, None)
 
 
-def lock_users(db: Session, user_ids) -> None:
-    """Lock user rows (and so their wallets) in ascending id order.
-    A no-op on SQLite, where BEGIN IMMEDIATE already serializes writers."""
+_LOCKED_USERS = "locked_users"
+
+
+def lock_users(db: Session, user_ids) -> dict:
+    """Lock user rows (and so their wallets) in ascending id order and return them by id (User),
+    read under the lock, so their counters and status are the latest. One statement for all of
+    them (PostgreSQL: FOR UPDATE; on SQLite BEGIN IMMEDIATE already serializes writers and
+    FOR UPDATE is not rendered); a user this transaction has locked already costs nothing."""
     from .models.user import User
 
+    locked: dict = session_cache(db, _LOCKED_USERS)
     ids = sorted(set(i for i in user_ids if i is not None))
-    if ids and db.get_bind().dialect.name != "sqlite":
-        db.execute(select(User.id).where(User.id.in_(ids)).order_by(User.id).with_for_update()).all()
+    missing = [i for i in ids if i not in locked]
+    if missing:
+        global _LOCK_STATEMENT
+        if _LOCK_STATEMENT is None:   # built once: a call binds the ids only
+            _LOCK_STATEMENT = (select(User).where(User.id.in_(bindparam("ids", expanding=True))).order_by(User.id)
+                               .with_for_update().execution_options(populate_existing=True))
+        for user in db.scalars(_LOCK_STATEMENT, {"ids": missing}):
+            locked[user.id] = user
+    return {i: locked[i] for i in ids if i in locked}
+
+
+_LOCK_STATEMENT = None

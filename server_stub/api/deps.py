@@ -9,6 +9,8 @@
   services.idempotency.run_idempotent).
 - ClientAddress: the caller's address as the rate limits count it (the
   socket peer, or X-Forwarded-For from a trusted proxy).
+- SignedIn: the bearer token and address, resolved by a hot route in its one worker-thread
+  call (api/worker.py) as `signed_in.user()`, `.pin_caller()` or `.card_caller()`.
 - PinCaller / CardCaller: CurrentUser for PIN-checked and card calls, loaded
   with its rate-limit state in the same statement. PinCaller refuses at once
   (429) when the caller is limited; CardCaller leaves it to the route
@@ -16,6 +18,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, TypeVar
 from collections.abc import Callable, Iterator
 
@@ -65,7 +68,10 @@ class Unauthorized(ApiError):
     status_code = 401
 
 
-def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in a worker
+# thread, and each hop to a thread and back costs more CPU than the work of these.
+
+async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise Unauthorized("missing bearer token")
     if len(creds.credentials) > 200:
@@ -99,7 +105,7 @@ def current_user(token: BearerToken) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     peer = request.client.host if request.client else None
     return rate_limits.client_address(peer, request.headers.getlist("x-forwarded-for"))
 
@@ -126,7 +132,32 @@ PinCaller = Annotated[rate_limits.Caller, Depends(pin_caller)]
 CardCaller = Annotated[rate_limits.Caller, Depends(card_caller)]
 
 
-def admin_user(user: CurrentUser) -> User:
+@dataclass(frozen=True)
+class Credentials:
+    """The bearer token and the caller's address, not yet looked up: a hot route (api/worker.py)
+    resolves them in its one worker-thread call, with the same rules as the dependencies above."""
+
+    token: str
+    address: str
+
+    def user(self) -> User:
+        return current_user(self.token)
+
+    def pin_caller(self) -> rate_limits.Caller:
+        return pin_caller(self.token, self.address)
+
+    def card_caller(self) -> rate_limits.Caller:
+        return card_caller(self.token, self.address)
+
+
+async def credentials(token: BearerToken, address: ClientAddress) -> Credentials:
+    return Credentials(token, address)
+
+
+SignedIn = Annotated[Credentials, Depends(credentials)]
+
+
+async def admin_user(user: CurrentUser) -> User:
     if not user.is_admin:
         raise Forbidden("admins only")
     return user

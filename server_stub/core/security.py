@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from functools import lru_cache
 
 from argon2 import PasswordHasher
@@ -76,11 +77,36 @@ def hash_pin(pin: str) -> str:
     return _pin_hasher().hash(_peppered(pin))
 
 
+# PINs this process has verified, as HMACs of (stored hash, PIN) under a key that never leaves
+# memory: the same user's same PIN is not put through argon2 again on every transfer. Only a
+# match is remembered (every wrong PIN pays argon2 and is counted by the lockout); a new PIN has
+# a new hash, so an old PIN no longer matches. What the cache holds is no easier to attack than
+# what the process already holds (the pepper, with which the stored hashes fall to a search of
+# the few PINs there are).
+_VERIFIED_PINS_MAX = 10_000
+_verified_pins_key = secrets.token_bytes(32)
+_verified_pins: dict[bytes, None] = {}
+_verified_pins_lock = threading.Lock()
+
+
+def _pin_tag(stored_hash: str, pin: str) -> bytes:
+    return hmac.new(_verified_pins_key, f"{stored_hash}\0{pin}".encode(), hashlib.sha256).digest()
+
+
 def verify_pin(stored_hash: str, pin: str) -> bool:
+    tag = _pin_tag(stored_hash, pin)
+    if tag in _verified_pins:
+        return True
     try:
-        return _pin_hasher().verify(stored_hash, _peppered(pin))
+        ok = _pin_hasher().verify(stored_hash, _peppered(pin))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+    if ok:
+        with _verified_pins_lock:
+            if len(_verified_pins) >= _VERIFIED_PINS_MAX:
+                _verified_pins.pop(next(iter(_verified_pins)))   # the oldest
+            _verified_pins[tag] = None
+    return ok
 
 
 # A fixed dummy hash so an unknown username costs as much as a wrong password

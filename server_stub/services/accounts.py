@@ -119,8 +119,7 @@ def authenticate(username: str, password: str) -> tuple[str, datetime]:
         raise _locked_error("sign-ins", user.login_locked_until)
     ok = verify_secret(user.password_hash, password)
     with write_session() as db:
-        lock_users(db, [user.id])  # parallel failures count one by one (PostgreSQL)
-        user = db.get(User, user.id)
+        user = lock_users(db, [user.id])[user.id]  # parallel failures count one by one (PostgreSQL)
         if _is_locked(user.login_locked_until):  # locked meanwhile by parallel failures
             raise _locked_error("sign-ins", user.login_locked_until)
         if not ok:

@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, case, event, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from ..db import lock_users
 from ..models.base import utcnow
 from ..models.ledger import HOLD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer
 from ..models.user import User
@@ -77,7 +78,7 @@ def _lot_code(user_id: int, kind: str, expires_at: datetime | None) -> str:
 def user_accounts(db: Session, user_id: int) -> list[LedgerAccount]:
     """All of a user's ledger accounts, loaded once per transaction (the
     list is dropped at commit/rollback, see _forget_user_accounts)."""
-    cache = db.info.setdefault("tokenrent_user_accounts", {})
+    cache = _cached_accounts(db)
     accts = cache.get(user_id)
     if accts is None:
         _load_user_accounts(db, [user_id])
@@ -89,9 +90,15 @@ _ACCOUNTS_OF = (select(LedgerAccount).where(LedgerAccount.owner_user_id.in_(bind
                 .order_by(LedgerAccount.id))
 
 
+def _cached_accounts(db: Session) -> dict[int, list[LedgerAccount]]:
+    return db.info.setdefault("tokenrent_user_accounts", {})
+
+
 def _load_user_accounts(db: Session, user_ids: Sequence[int]) -> None:
     """The accounts of several users in one statement, into the transaction's cache."""
-    cache = db.info.setdefault("tokenrent_user_accounts", {})
+    if not user_ids:
+        return
+    cache = _cached_accounts(db)
     loaded: dict[int, list[LedgerAccount]] = {uid: [] for uid in user_ids}
     for acct in db.scalars(_ACCOUNTS_OF, {"owners": list(user_ids)}):
         loaded[acct.owner_user_id].append(acct)
@@ -129,23 +136,14 @@ def hold_account(db: Session, user_id: int) -> LedgerAccount:
     return _user_account(db, user_id, f"user:{user_id}:hold", purpose=HOLD)
 
 
-_LOCK_USERS = (select(User).where(User.id.in_(bindparam("ids", expanding=True))).order_by(User.id)
-               .with_for_update().execution_options(populate_existing=True))
-
-
 def lock_wallets(db: Session, *user_ids: int) -> dict[int, User]:
-    """Take the wallet locks of these users (ascending id order, so two transactions never wait
-    on each other), expire their due lots, and return them by id, read under the lock: their
-    counters and status are the latest (`db.get` of one of them then sends nothing).
-
-    Two statements for any number of users: the users, locked and read at once (PostgreSQL
-    FOR UPDATE; on SQLite BEGIN IMMEDIATE already serializes writers and FOR UPDATE is not
-    rendered), then all their ledger accounts."""
-    ids = sorted({i for i in user_ids if i is not None})
-    if not ids:
-        return {}
-    users = {u.id: u for u in db.scalars(_LOCK_USERS, {"ids": ids})}
-    _load_user_accounts(db, [i for i in ids if i in users])
+    """Take the wallet locks of these users (db.lock_users: ascending id order, so two
+    transactions never wait on each other), expire their due lots, and return them by id, read
+    under the lock (`db.get` of one of them then sends nothing). Two statements for any number
+    of users: the users, then all their ledger accounts."""
+    users = lock_users(db, user_ids)
+    if users:
+        _load_user_accounts(db, [uid for uid in users if uid not in _cached_accounts(db)])
     for uid in users:
         expire_due_lots(db, uid)
     return users

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from ..db import database_key
@@ -41,6 +41,7 @@ class NoticeKind(StrEnum):
     OPENING = "notice.opening"
 
 
+_MSP_URL = select(MallMembership.__table__.c.msp_url).where(MallMembership.__table__.c.id == MEMBERSHIP_ROW)
 _msp_urls: dict[str, str] = {}   # database -> the MSP its store joined (a membership never changes)
 
 
@@ -49,10 +50,12 @@ def joined_msp_url(db: Session) -> str | None:
     key = database_key(db)
     url = _msp_urls.get(key)
     if url is None:
-        row = db.get(MallMembership, MEMBERSHIP_ROW)
-        if row is None:
+        # Core on the transaction's connection: db.get would flush the caller's pending
+        # objects first, and this runs in every sale, spend and expiry of a store in no mall
+        url = db.connection().execute(_MSP_URL).scalar()
+        if url is None:
             return None
-        url = _msp_urls[key] = row.msp_url
+        _msp_urls[key] = url
     return url
 
 

@@ -196,8 +196,7 @@ def _deliveries(plan: Plan, device: Device, installed: set[int], codes: dict[int
 
 def place_order(db: Session, user_id: int, items, device_id: str, installed_product_ids,
                 payment: str = OrderPayment.CLOSED, idempotency_key: str | None = None) -> Outcome:
-    ledger.lock_wallets(db, user_id)
-    user = db.get(User, user_id)
+    user = ledger.lock_wallets(db, user_id)[user_id]
     require_active(user)
     device = owned_device(db, user_id, device_id)
     plan = plan_items(db, user_id, items, device)

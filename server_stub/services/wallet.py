@@ -68,8 +68,7 @@ def purchase_view(p: TokenPurchase) -> dict:
 def buy_tokens(db: Session, user_id: int, *, tokens: int | None, bundle_id: int | None,
                method: str, card_number: str | None = None, card_expiry: str | None = None,
                card_cvc: str | None = None) -> Outcome:
-    ledger.lock_wallets(db, user_id)
-    user = db.get(User, user_id)
+    user = ledger.lock_wallets(db, user_id)[user_id]
     bundle = None
     if bundle_id is not None:
         bundle = db.get(Bundle, bundle_id)
@@ -153,9 +152,9 @@ def _locked_purchase(db: Session, purchase_id: int) -> tuple[TokenPurchase, User
     p = db.get(TokenPurchase, purchase_id)
     if p is None:
         raise NotFound("no such token purchase")
-    ledger.lock_wallets(db, p.user_id)
+    user = ledger.lock_wallets(db, p.user_id)[p.user_id]
     db.refresh(p)
-    return p, db.get(User, p.user_id)
+    return p, user
 
 
 def _credit_purchase_tokens(db: Session, p: TokenPurchase, user: User, memo: str) -> None:

@@ -173,3 +173,22 @@ def test_secrets_are_argon2_and_pins_are_peppered(db_url, tmp_path):
     assert verify_pin(u.pin_hash, "1234") and not verify_pin(u.pin_hash, "4321")
     pepper = tmp_path / "pin_pepper.key"
     assert stat.S_IMODE(pepper.stat().st_mode) == 0o600 and len(pepper.read_bytes()) == 32
+
+
+def test_a_verified_pin_is_remembered_only_for_its_hash(db_url):
+    """The verified-PIN cache (core/security.py): a match is not put through argon2 again, a
+    wrong PIN is never remembered, and a new PIN (a new hash) no longer accepts the old one."""
+    from server_stub.core import security
+
+    make_user("gina")
+    with read_session() as db:
+        old_hash = accounts.find_user(db, "gina").pin_hash
+    assert not security.verify_pin(old_hash, "9999")
+    assert security._pin_tag(old_hash, "9999") not in security._verified_pins
+    assert security.verify_pin(old_hash, "1234")
+    assert security._pin_tag(old_hash, "1234") in security._verified_pins
+    assert security.verify_pin(old_hash, "1234")   # from the cache
+    new_hash = security.hash_pin("5678")
+    assert not security.verify_pin(new_hash, "1234") and security.verify_pin(new_hash, "5678")
+    assert security.verify_pin(old_hash, "1234")   # the old hash still holds only its own PIN
+    assert not security.verify_pin(old_hash, "5678")

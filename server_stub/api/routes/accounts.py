@@ -51,7 +51,7 @@ def sign_in(body: SessionCreate | MallSessionCreate, address: ClientAddress):
 
 
 @router.get("/sessions/current", response_model=CurrentSessionOut)
-def current_session(user: CurrentUser):
+async def current_session(user: CurrentUser):   # no I/O of its own: no worker thread
     """Who am I, cheaply (also the benchmark's trivial authenticated GET)."""
     return {"user_id": user.id, "username": user.username, "role": user.role}
 

@@ -25,7 +25,8 @@ from ...vocabulary import OrderPayment
 from ...services.errors import ApiError, Forbidden, NotFound
 from ...services.idempotency import run_idempotent
 from ..answers import answer
-from ..deps import CurrentUser, DbSession, IdempotencyKey, IdPath, WriteDb
+from ..deps import Credentials, CurrentUser, DbSession, IdempotencyKey, IdPath, SignedIn, WriteDb
+from ..worker import in_worker
 from ..problems import problems
 
 router = APIRouter(tags=["store"])
@@ -215,11 +216,16 @@ def quote(body: QuoteCreate, user: CurrentUser, db: DbSession):
                                                                "`helpful_kinds`"),
                                    (403, Problem, "the account is inactive (`type` .../account-inactive)"),
                                    _NO_DEVICE, 409, 422, 503)})
-def place_order(body: OrderCreate, user: CurrentUser, idempotency_key: IdempotencyKey = None):
+async def place_order(body: OrderCreate, signed_in: SignedIn, idempotency_key: IdempotencyKey = None):
     """FIG 9, 10: hold the tokens, create or extend the licenses, issue their
     codes for the device, post the hold. Exactly once per Idempotency-Key.
     Open tokens (`payment` open or auto): the MSP authorizes them first; 202
     `pending` when it has not answered in 8 s (GET /v1/orders/{id}?wait=)."""
+    return await in_worker(_place_order, body, signed_in, idempotency_key)
+
+
+def _place_order(body: OrderCreate, signed_in: Credentials, idempotency_key: str | None):
+    user = signed_in.user()
     payload = body.model_dump(exclude={"payment"} if body.payment == OrderPayment.CLOSED else None)
     open_orders.prefetch_unit(body.payment)   # read (or cached) before the write transaction, not inside it
     outcome = run_idempotent(

@@ -16,7 +16,8 @@ from ...services.errors import NotFound
 from ...services.idempotency import run_idempotent
 from ...vocabulary import PaymentMethod
 from ..answers import answer
-from ..deps import CardCaller, CurrentUser, DbSession, IdempotencyKey, IdPath, PinCaller
+from ..deps import Credentials, CurrentUser, DbSession, IdempotencyKey, IdPath, SignedIn
+from ..worker import in_worker
 from ..problems import problems
 from .accounts import sweep_expired
 
@@ -43,7 +44,12 @@ def my_token_offers(user: CurrentUser, db: DbSession):
                           (404, Problem, "no such bundle"), 422,
                           (423, LockedProblem, "card purchases locked after repeated declines"), 429)},
 )
-def buy_tokens(body: TokenPurchaseCreate, caller: CardCaller, idempotency_key: IdempotencyKey = None):
+async def buy_tokens(body: TokenPurchaseCreate, signed_in: SignedIn, idempotency_key: IdempotencyKey = None):
+    return await in_worker(_buy_tokens, body, signed_in, idempotency_key)
+
+
+def _buy_tokens(body: TokenPurchaseCreate, signed_in: Credentials, idempotency_key: str | None):
+    caller = signed_in.card_caller()
     user = caller.user
     if body.method == PaymentMethod.CARD:
         caller.refuse_if_limited()  # 429 before anything runs: too many declined cards
@@ -78,9 +84,14 @@ def my_token_purchase(purchase_id: IdPath, user: CurrentUser, db: DbSession):
                        (404, Problem, "no user with that username and full name"), 422,
                        (423, LockedProblem, "PIN entries locked after repeated wrong PINs"), 429),
 )
-def transfer_tokens(body: TransferCreate, caller: PinCaller, idempotency_key: IdempotencyKey = None):
+async def transfer_tokens(body: TransferCreate, signed_in: SignedIn, idempotency_key: IdempotencyKey = None):
     """FIG 11: PIN, recipient's username and full name must match; only
     standard (transferable) tokens move."""
+    return await in_worker(_transfer_tokens, body, signed_in, idempotency_key)
+
+
+def _transfer_tokens(body: TransferCreate, signed_in: Credentials, idempotency_key: str | None):
+    caller = signed_in.pin_caller()
     user = caller.user
     pin_ok = accounts.pin_matches(user, body.pin)  # argon2, outside the write transaction
     if not pin_ok:  # a guess: counted before the transfer runs (429 once over the limit)
