@@ -1,6 +1,7 @@
 """The FastAPI application factory (uvicorn: server_stub.app:create_app, factory=True)."""
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,8 +81,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it
 
 
+def freeze_start_up_objects() -> None:
+    """What start-up made (modules, the app, its routes and models) lives as long as the process:
+    moved out of the collector's sight, so that a full collection walks only what requests made
+    (docs/performance.md: p99 of a trivial GET under load 140 -> 30 ms)."""
+    gc.collect()
+    gc.freeze()
+
+
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    freeze_start_up_objects()
     # the mall's delivery worker: messages left by an earlier run go on at once
     mall_saga.start_worker(only_if_joined=True)
     backups = mall_backup.BackupScheduler(get_settings().mall_backup_seconds, read_session, write_session,
@@ -100,7 +110,7 @@ def create_app() -> FastAPI:
     app.include_router(api_router)
 
     @app.get("/v1/health", tags=["meta"], response_model=HealthOut)
-    def health() -> HealthOut:
+    async def health() -> HealthOut:   # no I/O: no worker thread
         return HealthOut(status="ok")
 
     install_problem_handlers(app)

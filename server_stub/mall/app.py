@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-from ..app import install_problem_handlers
+from ..app import freeze_start_up_objects, install_problem_handlers
 from ..core.config import get_settings
 from ..logs import AccessLogMiddleware, setup_logging
 from ..network.signed_routes import MALL_PREFIX, SignAnswersMiddleware
@@ -31,6 +31,7 @@ def _signer() -> tuple[str, Ed25519PrivateKey]:
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    freeze_start_up_objects()
     saga.start_worker()   # messages left by an earlier run go on at once
     scheduler = settlement.Scheduler()
     scheduler.start()
