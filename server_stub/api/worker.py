@@ -16,14 +16,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from ..core.config import get_settings
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# as many threads as the database pool lends connections to at once (db.py: 20 + 20 overflow)
-_executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="tokenrent-hot")
+# Few threads: on two cores, 16 requests each in its own thread spend their time taking the GIL
+# from one another (transfers under 16 connections, docs/performance.md: 32 threads 171/s,
+# 8 threads 249-259/s on PostgreSQL, 234 -> 321-363/s on SQLite). Nothing here may wait long
+# (an open-token order's wait for the MSP goes to anyio's pool: routes/store.py).
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:   # on first use: the settings are read by then
+        _executor = ThreadPoolExecutor(max_workers=get_settings().hot_path_threads, thread_name_prefix="tokenrent-hot")
+    return _executor
 
 
 async def in_worker(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """`fn(*args, **kwargs)` in a worker thread, with the caller's context variables."""
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_executor, call)
+    return await asyncio.get_running_loop().run_in_executor(_pool(), call)

@@ -68,6 +68,9 @@ class Settings:
     # time of clients and proxies (nginx 60 s upstream, AWS ALB 60 s), so the
     # server is never the side that closes a connection a client is reusing.
     keep_alive_seconds: int = 75
+    # Worker threads of the money path's routes (api/worker.py): few, so that requests do not
+    # spend their CPU taking the GIL from one another (docs/performance.md, issue 13).
+    hot_path_threads: int = 8
     # The mall (docs/mall.md): an issue message reaching a member after this
     # many seconds is refused, so an exchange never hangs on a member that is down.
     mall_issue_deadline_seconds: int = 600

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ from ...db import read_session
 from ...services import catalog, devices, licenses, open_orders, orders, signing_keys
 from ...vocabulary import OrderPayment
 from ...services.errors import ApiError, Forbidden, NotFound
-from ...services.idempotency import run_idempotent
+from ...services.idempotency import Outcome, run_idempotent
 from ..answers import answer
 from ..deps import Credentials, CurrentUser, DbSession, IdempotencyKey, IdPath, SignedIn, WriteDb
 from ..worker import in_worker
@@ -221,10 +222,14 @@ async def place_order(body: OrderCreate, signed_in: SignedIn, idempotency_key: I
     codes for the device, post the hold. Exactly once per Idempotency-Key.
     Open tokens (`payment` open or auto): the MSP authorizes them first; 202
     `pending` when it has not answered in 8 s (GET /v1/orders/{id}?wait=)."""
-    return await in_worker(_place_order, body, signed_in, idempotency_key)
+    user_id, outcome = await in_worker(_place_order, body, signed_in, idempotency_key)
+    if outcome.status_code == 202:
+        # waiting for the MSP (up to 8 s) on anyio's pool, not on the few threads of the hot path
+        outcome = await run_in_threadpool(open_orders.finish_request, user_id, int(outcome.body["id"]))
+    return answer(outcome)
 
 
-def _place_order(body: OrderCreate, signed_in: Credentials, idempotency_key: str | None):
+def _place_order(body: OrderCreate, signed_in: Credentials, idempotency_key: str | None) -> tuple[int, Outcome]:
     user = signed_in.user()
     payload = body.model_dump(exclude={"payment"} if body.payment == OrderPayment.CLOSED else None)
     open_orders.prefetch_unit(body.payment)   # read (or cached) before the write transaction, not inside it
@@ -235,9 +240,7 @@ def _place_order(body: OrderCreate, signed_in: Credentials, idempotency_key: str
         lambda db: orders.place_order(db, user.id, body.items, body.device_id, body.installed_product_ids,
                                       body.payment, idempotency_key),
     )
-    if outcome.status_code == 202:
-        outcome = open_orders.finish_request(user.id, int(outcome.body["id"]))
-    return answer(outcome)
+    return user.id, outcome
 
 
 @router.get("/orders", response_model=list[ReceiptOut], response_model_exclude_unset=True)
