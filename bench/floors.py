@@ -266,6 +266,22 @@ def _accounted(what: str, acks: int, rows: int, clients: int) -> tuple[bool, str
     return ok, f"{acks} answered 201, {rows} {what} ({rows - acks} in flight at wrk's end)"
 
 
+def _audited_phase(srv: Server, reqs: list[wrk_load.Request], seconds: float, clients: int, what: str,
+                   *counts: str) -> tuple[Phase, bool, str, list[int]]:
+    """A warm-up, then the measured phase between two settled readings of the users' tokens and
+    `counts` (SQL subqueries, the first counting the rows one 201 writes): the phase, whether
+    every 201 wrote its row, the audit's text, and the change of the tokens and of each count."""
+    wrk_load.run(srv.base_url, reqs, 1.0, clients)   # warm-up
+    sql = USER_TOKENS.replace("COALESCE(SUM(balance), 0)",
+                              "COALESCE(SUM(balance), 0), " + ", ".join(f"({c})" for c in counts))
+    before = _settled(srv.db_url, sql)
+    phase = _measured(srv, reqs, seconds, clients, 201, True)
+    after = _settled(srv.db_url, sql)
+    changes = [int(b) - int(a) for a, b in zip(before, after, strict=True)]
+    ok, text = _accounted(what, phase.ok, changes[1], clients)
+    return phase, ok, text, changes
+
+
 # ---------------------------------------------------------------- rows
 
 def _row(what: str, floor: str, phase: Phase, floor_run: tuple[float, int], check: dict,
@@ -423,15 +439,10 @@ def bench_transfers(backend: str, seconds: float, clients: int, workers: int = 1
             u, v = rng.sample(users, 2)
             reqs.append(wrk_load.Request("POST", "/v1/transfers", dict(u.headers), {
                 "to_username": v.username, "to_full_name": v.full_name, "tokens": 1, "pin": u.pin}))
-        wrk_load.run(srv.base_url, reqs, 1.0, clients)   # warm-up
-        count = USER_TOKENS.replace("COALESCE(SUM(balance), 0)", "COALESCE(SUM(balance), 0), "
-                                    "(SELECT COUNT(*) FROM ledger_transfers WHERE kind = 'transfer')")
-        tokens0, rows0 = _settled(srv.db_url, count)
-        phase = _measured(srv, reqs, seconds, clients, 201, True)
-        tokens1, rows1 = _settled(srv.db_url, count)
-        ok, text = _accounted("transfer rows written", phase.ok, rows1 - rows0, clients)
-        audit = (ok and tokens1 == tokens0,
-                 f"{text}; user tokens {'unchanged' if tokens1 == tokens0 else f'changed by {tokens1 - tokens0}'}")
+        phase, ok, text, (tokens, _rows) = _audited_phase(
+            srv, reqs, seconds, clients, "transfer rows written",
+            "SELECT COUNT(*) FROM ledger_transfers WHERE kind = 'transfer'")
+        audit = (ok and tokens == 0, f"{text}; user tokens {'unchanged' if tokens == 0 else f'changed by {tokens}'}")
 
         ids = [int(srv.me(u)["id"]) for u in users]
         accounts = _wallet_accounts(srv.db_url, ids)
@@ -466,16 +477,10 @@ def bench_purchases(backend: str, seconds: float, clients: int, workers: int = 1
     try:
         users = [srv.new_user(tokens=1) for _ in range(USERS)]
         reqs = [wrk_load.Request("POST", "/v1/token-purchases", dict(u.headers), {**CARD, "tokens": 5}) for u in users]
-        wrk_load.run(srv.base_url, reqs, 1.0, clients)   # warm-up
-        count = USER_TOKENS.replace("COALESCE(SUM(balance), 0)", "COALESCE(SUM(balance), 0), "
-                                    "(SELECT COUNT(*) FROM token_purchases WHERE status = 'completed')")
-        tokens0, rows0 = _settled(srv.db_url, count)
-        phase = _measured(srv, reqs, seconds, clients, 201, True)
-        tokens1, rows1 = _settled(srv.db_url, count)
-        ok, text = _accounted("purchases completed", phase.ok, rows1 - rows0, clients)
-        credited = tokens1 - tokens0
-        audit = (ok and credited == 5 * (rows1 - rows0),
-                 f"{text}; {credited} tokens credited (5 x {rows1 - rows0} = {5 * (rows1 - rows0)})")
+        phase, ok, text, (credited, rows) = _audited_phase(
+            srv, reqs, seconds, clients, "purchases completed",
+            "SELECT COUNT(*) FROM token_purchases WHERE status = 'completed'")
+        audit = (ok and credited == 5 * rows, f"{text}; {credited} tokens credited (5 x {rows} = {5 * rows})")
 
         ids = [int(srv.me(u)["id"]) for u in users]
         wallets = _wallet_accounts(srv.db_url, ids)
@@ -525,17 +530,10 @@ def bench_orders(backend: str, seconds: float, clients: int, workers: int = 1) -
                     raise RuntimeError(f"seeding order {r.status_code} {r.text[:200]}")
         reqs = [wrk_load.Request("POST", "/v1/orders", dict(u.headers), body(u, offer, quantity))
                 for u in users for offer, _, quantity, _, _ in lines]
-        wrk_load.run(srv.base_url, reqs, 1.0, clients)   # warm-up
-        count = USER_TOKENS.replace("COALESCE(SUM(balance), 0)", "COALESCE(SUM(balance), 0), "
-                                    "(SELECT COUNT(*) FROM store_orders), "
-                                    "(SELECT COALESCE(SUM(required_tokens), 0) FROM store_orders)")
-        tokens0, rows0, spent0 = _settled(srv.db_url, count)
-        phase = _measured(srv, reqs, seconds, clients, 201, True)
-        tokens1, rows1, spent1 = _settled(srv.db_url, count)
-        ok, text = _accounted("orders written", phase.ok, rows1 - rows0, clients)
-        taken = tokens0 - tokens1
-        audit = (ok and taken == spent1 - spent0,
-                 f"{text}; users gave {taken} tokens, the orders' total {spent1 - spent0}")
+        phase, ok, text, (tokens, _rows, spent) = _audited_phase(
+            srv, reqs, seconds, clients, "orders written", "SELECT COUNT(*) FROM store_orders",
+            "SELECT COALESCE(SUM(required_tokens), 0) FROM store_orders")
+        audit = (ok and -tokens == spent, f"{text}; users gave {-tokens} tokens, the orders' total {spent}")
 
         ids = {int(srv.me(u)["id"]): token_digest(u.token) for u in users}
         buyers, revenue, price = load_buyers(srv.db_url, ids)
