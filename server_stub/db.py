@@ -11,12 +11,13 @@ Two kinds of session:
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from contextlib import contextmanager
 from collections.abc import Callable, Iterator
 
-from sqlalchemy import Engine, bindparam, create_engine, event, exc, select
+from sqlalchemy import Engine, Select, bindparam, create_engine, event, exc, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -149,7 +150,7 @@ def dispose_engines() -> None:
 # One sessionmaker per (kind, database): each sessionmaker is a new Session
 # subclass, and SQLAlchemy sets up its event dispatch per class - made per
 # request, that cost every request a fraction of a millisecond.
-_makers: dict[tuple[bool, str], sessionmaker[Session]] = {}
+_makers: dict[tuple[str, str], sessionmaker[Session]] = {}
 
 
 def _bind(engine: Engine, kind: str) -> Engine:
@@ -253,19 +254,19 @@ def lock_users(db: Session, user_ids) -> dict:
     read under the lock, so their counters and status are the latest. One statement for all of
     them (PostgreSQL: FOR UPDATE; on SQLite BEGIN IMMEDIATE already serializes writers and
     FOR UPDATE is not rendered); a user this transaction has locked already costs nothing."""
-    from .models.user import User
-
     locked: dict = session_cache(db, _LOCKED_USERS)
     ids = sorted(set(i for i in user_ids if i is not None))
     missing = [i for i in ids if i not in locked]
     if missing:
-        global _LOCK_STATEMENT
-        if _LOCK_STATEMENT is None:   # built once: a call binds the ids only
-            _LOCK_STATEMENT = (select(User).where(User.id.in_(bindparam("ids", expanding=True))).order_by(User.id)
-                               .with_for_update().execution_options(populate_existing=True))
-        for user in db.scalars(_LOCK_STATEMENT, {"ids": missing}):
+        for user in db.scalars(_lock_statement(), {"ids": missing}):
             locked[user.id] = user
     return {i: locked[i] for i in ids if i in locked}
 
 
-_LOCK_STATEMENT = None
+@functools.cache
+def _lock_statement() -> Select:
+    """Built once (a call binds the ids only); models import this module, so not at import."""
+    from .models.user import User
+
+    return (select(User).where(User.id.in_(bindparam("ids", expanding=True))).order_by(User.id)
+            .with_for_update().execution_options(populate_existing=True))
