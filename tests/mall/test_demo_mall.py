@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,9 +17,29 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.server import ROOT, free_port
+from tests.support.server import ROOT
 
 pytestmark = pytest.mark.timeout(600)
+
+
+def free_port() -> int:
+    """A first port for demo-mall, which serves the MSP there and its members on the ports after
+    it: below Linux's ephemeral range (32768-60999), where any outgoing connection on this busy
+    machine may take a port between demo-mall's check and its servers' bind."""
+    for _ in range(200):
+        first = random.randrange(20000, 32000 - 16)
+        if all(_free(p) for p in range(first, first + 16)):
+            return first
+    raise RuntimeError("no run of 16 free ports below the ephemeral range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 NAMES = ["Mall A1", "Mall A", "Mall A2", "Mall B"]
 
