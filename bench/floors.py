@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import wrk_load  # noqa: E402
 from bench.ledger import CARD, server_cpu_seconds  # noqa: E402
 from bench.order_floor import Choice, load_buyers, run_floor  # noqa: E402
+from bench.orders import rental_mix  # noqa: E402
 from server_stub.core.security import token_digest  # noqa: E402
 from tests.support.server import Server, pg_unavailable_reason, start_server  # noqa: E402
 from tests.support.store import DeviceKeys, make_catalog, register_device  # noqa: E402
@@ -515,9 +516,7 @@ def bench_orders(backend: str, seconds: float, clients: int, workers: int = 1) -
         users = [srv.new_user(tokens=START_TOKENS) for _ in range(USERS)]
         devices = {u.username: register_device(srv, u, DeviceKeys.new()) for u in users}
         uses, proc = cat.offers[("uses", "rent_uses")], cat.offers[("proc", "rent_processings")]
-        lines = [(uses, cat.products["uses"], 10, 5, "uses"), (uses, cat.products["uses"], 50, 20, "uses"),
-                 (proc, cat.products["proc"], 100, 10, "processings"),
-                 (proc, cat.products["proc"], 1000, 80, "processings")]
+        lines = rental_mix(cat)
 
         def body(u, offer: int, quantity: int) -> dict:
             return {"items": [{"offer_id": offer, "quantity": quantity}],

@@ -36,6 +36,16 @@ USERS = 32
 START_TOKENS = 1_000_000
 
 
+def rental_mix(cat) -> list[tuple[int, int, int, int, str]]:
+    """The orders both order benchmarks place (this one and bench/floors.py), on
+    tests.support.store.make_catalog's catalog: (offer id, product id, quantity, its tokens,
+    the license field it adds to), rentals by uses and by processings."""
+    uses, proc = cat.offers[("uses", "rent_uses")], cat.offers[("proc", "rent_processings")]
+    return [(uses, cat.products["uses"], 10, 5, "uses"), (uses, cat.products["uses"], 50, 20, "uses"),
+            (proc, cat.products["proc"], 100, 10, "processings"),
+            (proc, cat.products["proc"], 1000, 80, "processings")]
+
+
 def bench_backend(backend: str, seconds: float, clients: int, workers: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-orders-{backend}-"))
     srv, cleanup = start_server(backend, tmp, workers=workers)
@@ -44,10 +54,7 @@ def bench_backend(backend: str, seconds: float, clients: int, workers: int) -> d
         users = [srv.new_user(tokens=START_TOKENS) for _ in range(USERS)]
         devices = {u.username: register_device(srv, u, DeviceKeys.new()) for u in users}
         # rentals by uses and processings; each order extends (or first creates) one license
-        choices = [(cat.offers[("uses", "rent_uses")], 10, 5, "uses"),
-                   (cat.offers[("uses", "rent_uses")], 50, 20, "uses"),
-                   (cat.offers[("proc", "rent_processings")], 100, 10, "processings"),
-                   (cat.offers[("proc", "rent_processings")], 1000, 80, "processings")]
+        choices = [(offer, quantity, tokens, field) for offer, _, quantity, tokens, field in rental_mix(cat)]
         spent = {u.username: 0 for u in users}
         acked = {u.username: set() for u in users}
         granted = {}      # (username, field) -> total quantity acknowledged

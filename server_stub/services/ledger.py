@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, UTC
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, case, event, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..db import lock_users
+from ..db import lock_users, session_cache
 from ..models.base import utcnow
 from ..models.ledger import HOLD, WALLET, LedgerAccount, LedgerHold, LedgerTransfer
 from ..models.user import User
@@ -76,8 +76,8 @@ def _lot_code(user_id: int, kind: str, expires_at: datetime | None) -> str:
 
 
 def user_accounts(db: Session, user_id: int) -> list[LedgerAccount]:
-    """All of a user's ledger accounts, loaded once per transaction (the
-    list is dropped at commit/rollback, see _forget_user_accounts)."""
+    """All of a user's ledger accounts, loaded once per transaction (db.session_cache: dropped
+    at commit and at any rollback)."""
     cache = _cached_accounts(db)
     accts = cache.get(user_id)
     if accts is None:
@@ -91,7 +91,7 @@ _ACCOUNTS_OF = (select(LedgerAccount).where(LedgerAccount.owner_user_id.in_(bind
 
 
 def _cached_accounts(db: Session) -> dict[int, list[LedgerAccount]]:
-    return db.info.setdefault("tokenrent_user_accounts", {})
+    return session_cache(db, "user_accounts")
 
 
 def _load_user_accounts(db: Session, user_ids: Sequence[int]) -> None:
@@ -103,12 +103,6 @@ def _load_user_accounts(db: Session, user_ids: Sequence[int]) -> None:
     for acct in db.scalars(_ACCOUNTS_OF, {"owners": list(user_ids)}):
         loaded[acct.owner_user_id].append(acct)
     cache.update(loaded)
-
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _forget_user_accounts(session: Session) -> None:
-    session.info.pop("tokenrent_user_accounts", None)
 
 
 def _user_account(db: Session, user_id: int, code: str, **fields) -> LedgerAccount:
@@ -142,8 +136,7 @@ def lock_wallets(db: Session, *user_ids: int) -> dict[int, User]:
     under the lock (`db.get` of one of them then sends nothing). Two statements for any number
     of users: the users, then all their ledger accounts."""
     users = lock_users(db, user_ids)
-    if users:
-        _load_user_accounts(db, [uid for uid in users if uid not in _cached_accounts(db)])
+    _load_user_accounts(db, [uid for uid in users if uid not in _cached_accounts(db)])
     for uid in users:
         expire_due_lots(db, uid)
     return users
