@@ -5,6 +5,7 @@ then the run is checked as one (tests/mall/test_network_bank.py, tests/mall/test
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,3 +64,29 @@ def run_under_chaos(chaos: ChaosThread, load_run: LoadRun, threads: int, name: s
     # every server was killed at least once while the load ran
     assert set(chaos.kills) == {srv for srv, _ in chaos.servers}, fail(f"kills {dict(chaos.kills)}")
     return load_seconds
+
+
+def log_faults(servers: Sequence[tuple[str, Any]]) -> dict[str, list[str]]:
+    """Each server's tracebacks in its log, one short line each (the log line's message and the
+    exception's last line; for a traceback Python printed itself, its exception line), so a
+    failure on CI names its error even when only the end of the report is shown."""
+    out: dict[str, list[str]] = {}
+    for name, srv in servers:
+        found: list[str] = []
+        lines = srv.log_text().splitlines()
+        for i, line in enumerate(lines):
+            if "Traceback" not in line:
+                continue
+            if line.lstrip().startswith("{"):
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    entry = {}
+                exc = str(entry.get("exc", "")).strip().splitlines()
+                found.append(f"{entry.get('msg', '?')} {entry.get('path', '')}: {exc[-1] if exc else line[:200]}")
+            else:
+                after = next((ln for ln in lines[i + 1:] if ln and not ln[0].isspace()), "?")
+                found.append(after[:300])
+        if found:
+            out[name] = found
+    return out
