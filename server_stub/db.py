@@ -15,17 +15,21 @@ import functools
 import threading
 import time
 from contextlib import contextmanager
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, bindparam, create_engine, event, exc, select
+from sqlalchemy import Connection, Engine, Select, bindparam, create_engine, event, exc, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm.base import instance_state
 
 from .core.config import get_settings
 
 _WRITE_OPTION = "tokenrent_write"
 _AUTOCOMMIT_OPTION = "tokenrent_autocommit"
 _engines: dict[str, Engine] = {}
+M = TypeVar("M")
 _lock = threading.Lock()
 
 
@@ -145,6 +149,7 @@ def dispose_engines() -> None:
             e.dispose()
         _engines.clear()
         _makers.clear()
+        _single_engines.clear()
 
 
 # One sessionmaker per (kind, database): each sessionmaker is a new Session
@@ -178,11 +183,31 @@ def new_session(write: bool, url: str | None = None) -> Session:
     return _factory("write" if write else "read", url)()
 
 
-def single_statement_session(url: str | None = None) -> Session:
-    """A session for ONE read statement (the bearer token's lookup): no transaction around it
-    (autocommit), so it costs one round trip instead of BEGIN, SELECT, ROLLBACK. A statement is
-    consistent on its own; two statements here may see two different moments."""
-    return _factory("single", url)()
+@contextmanager
+def single_statement(url: str | None = None) -> Iterator[Connection]:
+    """A connection for ONE read statement (the bearer token's lookup), Core only: no
+    transaction around it (autocommit), so it costs one round trip instead of BEGIN, SELECT,
+    ROLLBACK, and no Session. A statement is consistent on its own; two statements here may see
+    two different moments."""
+    key = url or get_settings().resolved_db_url
+    engine = _single_engines.get(key)
+    if engine is None:
+        engine = _single_engines.setdefault(key, _bind(get_engine(url), "single"))
+    with engine.connect() as conn:
+        yield conn
+
+
+_single_engines: dict[str, Engine] = {}   # by database URL, as _makers
+
+
+def detached(model: type[M], values: Iterable[tuple[str, Any]]) -> M:
+    """An ORM object as the ORM loads one (no __init__, no change events: the values are its
+    loaded state), then detached: what a Session's load and expunge give, without a Session.
+    The caller supplies every column it will read; a missing one raises on access."""
+    obj = sa_inspect(model).class_manager.new_instance()
+    instance_state(obj).dict.update(values)
+    make_transient_to_detached(obj)
+    return obj
 
 
 @contextmanager

@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterator
 
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from ..db import new_session, single_statement_session
+from ..db import new_session, single_statement
 from ..models.user import User
 from ..schemas.common import MAX_ID
 from ..services import rate_limits
@@ -83,24 +84,18 @@ async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Dep
 BearerToken = Annotated[str, Depends(bearer_token)]
 
 
-def _signed_in(load: Callable[[Session], T | None], user_of: Callable[[T], User]) -> T:
-    """`load(db)`, one statement (see db.single_statement_session); its user is detached
-    (loaded fields stay readable after the session ends). None is a 401."""
-    db = single_statement_session()
-    try:
-        found = load(db)
-        if found is not None:
-            db.expunge(user_of(found))
-    finally:
-        db.rollback()
-        db.close()
+def _signed_in(load: Callable[[Connection], T | None]) -> T:
+    """`load(conn)`, one statement (see db.single_statement); its user is detached (every
+    column loaded). None is a 401."""
+    with single_statement() as conn:
+        found = load(conn)
     if found is None:
         raise Unauthorized("invalid or expired session")
     return found
 
 
 def user_of_token(token: str) -> User:
-    return _signed_in(lambda db: user_for_token(db, token), lambda user: user)
+    return _signed_in(lambda conn: user_for_token(conn, token))
 
 
 # The lookups below are async dependencies that make their one hop to a worker thread with
@@ -122,8 +117,7 @@ ClientAddress = Annotated[str, Depends(client_address)]
 
 
 def _guarded_caller(guard: str, token: str, address: str) -> rate_limits.Caller:
-    return _signed_in(lambda db: rate_limits.signed_in_caller(db, token, guard, address),
-                      lambda caller: caller.user)
+    return _signed_in(lambda conn: rate_limits.signed_in_caller(conn, token, guard, address))
 
 
 def pin_caller_of(token: str, address: str) -> rate_limits.Caller:

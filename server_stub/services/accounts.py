@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, bindparam, delete, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, delete, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -11,6 +12,7 @@ from ..core.config import get_settings
 from ..core.security import (
     burn_verify_time, hash_pin, hash_secret, new_session_token, token_digest, verify_pin, verify_secret,
 )
+from ..db import detached
 from ..models.base import utcnow
 from ..models.user import User, UserSession
 from ..vocabulary import AccountStatus, Role, TokenKind, TransferKind
@@ -167,9 +169,15 @@ def open_session(db: Session, user: User) -> tuple[str, datetime]:
 
 # Built once with the digest as a parameter: SQLAlchemy memoizes a statement's
 # cache key, so each call only binds the digest (building the select per call
-# cost more CPU than the SQLite lookup itself).
-SESSION_QUERY: Select = (select(UserSession, User).join(User, User.id == UserSession.user_id)
+# cost more CPU than the SQLite lookup itself). Core columns, not the ORM entities:
+# loading them through a Session cost more than twice the statement's own time
+# (docs/performance.md); live_user makes the User from the row.
+_USER_ATTRIBUTES = tuple(sa_inspect(User).column_attrs)
+SESSION_QUERY: Select = (select(UserSession.revoked_at, UserSession.expires_at,
+                                *(a.columns[0] for a in _USER_ATTRIBUTES))
+                         .join(User, User.id == UserSession.user_id)
                          .where(UserSession.token_digest == bindparam("token_digest")))
+SESSION_COLUMNS = 2 + len(_USER_ATTRIBUTES)   # columns a caller adds to the query come after these
 
 
 def session_params(token: str) -> dict[str, str]:
@@ -178,16 +186,18 @@ def session_params(token: str) -> dict[str, str]:
     return {"token_digest": token_digest(token)}
 
 
-def live_user(sess: UserSession, user: User) -> User | None:
-    """The session's user, or None if it was revoked or has expired."""
-    if sess.revoked_at is not None or sess.expires_at <= utcnow():
+def live_user(row: Row) -> User | None:
+    """The user of a SESSION_QUERY row (detached, every column loaded), or None if the
+    session was revoked or has expired."""
+    revoked_at, expires_at = row[0], row[1]
+    if revoked_at is not None or expires_at <= utcnow():
         return None
-    return user
+    return detached(User, zip((a.key for a in _USER_ATTRIBUTES), row[2:SESSION_COLUMNS], strict=True))
 
 
-def user_for_token(db: Session, token: str) -> User | None:
-    row = db.execute(SESSION_QUERY, session_params(token)).first()
-    return None if row is None else live_user(row[0], row[1])
+def user_for_token(conn: Connection, token: str) -> User | None:
+    row = conn.execute(SESSION_QUERY, session_params(token)).first()
+    return None if row is None else live_user(row)
 
 
 def revoke_session(db: Session, token: str) -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from collections.abc import Callable, Iterator, Sequence
 
-from sqlalchemy import BigInteger, Select, and_, bindparam, case, delete, select, tuple_, update
+from sqlalchemy import BigInteger, Connection, Select, and_, bindparam, case, delete, select, tuple_, update
 from sqlalchemy.orm import Session, aliased
 
 from ..db_types import conflict_insert
@@ -49,7 +49,7 @@ from ..core.config import ENV_PREFIX, Settings, get_settings
 from ..db import write_session
 from ..models.rate_limit import RateLimit
 from ..models.user import User
-from .accounts import SESSION_QUERY, BadCredentials, live_user, session_params
+from .accounts import SESSION_COLUMNS, SESSION_QUERY, BadCredentials, live_user, session_params
 from .errors import CardDeclined, Locked, TooManyRequests
 from .idempotency import Outcome
 
@@ -348,16 +348,16 @@ def _guarded_session_query(guard: Guard) -> tuple[Select, tuple[Rate, ...]]:
     return query, tuple(rates)
 
 
-def signed_in_caller(db: Session, token: str, guard_name: str, address: str) -> Caller | None:
+def signed_in_caller(conn: Connection, token: str, guard_name: str, address: str) -> Caller | None:
     """The bearer token's live user with the guard's limit state, read in ONE
     statement (the session lookup every authenticated call makes anyway, with
     the two rate-limit rows outer-joined): gating adds no round trip."""
     query, rates = _guarded_session_query(_guard(guard_name))
     # "address" is bound even when the query has no address row: unused parameters are ignored
-    found = db.execute(query, {**session_params(token), "address": address}).first()
-    user = None if found is None else live_user(found[0], found[1])
+    found = conn.execute(query, {**session_params(token), "address": address}).first()
+    user = None if found is None else live_user(found)
     if user is None:
         return None
     now = _now_ms()
-    wait = max([0, *(rate.wait_ms(tat, now) for rate, tat in zip(rates, found[2:], strict=True))])
+    wait = max([0, *(rate.wait_ms(tat, now) for rate, tat in zip(rates, found[SESSION_COLUMNS:], strict=True))])
     return Caller(user, address, guard_name, wait)
