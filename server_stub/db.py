@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, bindparam, create_engine, event, exc, select
+from sqlalchemy import Connection, Engine, Select, bindparam, create_engine, event, exc, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
@@ -274,18 +274,24 @@ def _drop_after_rollback(session: Session, _previous: object) -> None:
 _LOCKED_USERS = "locked_users"
 
 
-def lock_users(db: Session, user_ids) -> dict:
+def lock_users(db: Session, user_ids, usernames: Iterable[str] = ()) -> dict:
     """Lock user rows (and so their wallets) in ascending id order and return them by id (User),
     read under the lock, so their counters and status are the latest. One statement for all of
-    them (PostgreSQL: FOR UPDATE; on SQLite BEGIN IMMEDIATE already serializes writers and
-    FOR UPDATE is not rendered); a user this transaction has locked already costs nothing."""
+    them (PostgreSQL: FOR UPDATE, the rows locked in the order they are sorted; on SQLite BEGIN
+    IMMEDIATE already serializes writers and FOR UPDATE is not rendered); a user this
+    transaction has locked already costs nothing. `usernames` are locked in the same statement
+    (a transfer's recipient: no lookup of its id first); an unknown one is left out."""
     locked: dict = session_cache(db, _LOCKED_USERS)
     ids = sorted(set(i for i in user_ids if i is not None))
-    missing = [i for i in ids if i not in locked]
-    if missing:
-        for user in db.scalars(_lock_statement(), {"ids": missing}):
+    names = set(usernames)
+    held = {u.username: u.id for u in locked.values() if u.username in names}
+    missing, unseen = [i for i in ids if i not in locked], sorted(names - held.keys())
+    if missing or unseen:
+        for user in db.scalars(_lock_statement(), {"ids": missing, "names": unseen}):
             locked[user.id] = user
-    return {i: locked[i] for i in ids if i in locked}
+            if user.username in names:
+                held[user.username] = user.id
+    return {i: locked[i] for i in sorted(set(ids) | set(held.values())) if i in locked}
 
 
 @functools.cache
@@ -293,5 +299,6 @@ def _lock_statement() -> Select:
     """Built once (a call binds the ids only); models import this module, so not at import."""
     from .models.user import User
 
-    return (select(User).where(User.id.in_(bindparam("ids", expanding=True))).order_by(User.id)
-            .with_for_update().execution_options(populate_existing=True))
+    return (select(User).where(or_(User.id.in_(bindparam("ids", expanding=True)),
+                                   User.username.in_(bindparam("names", expanding=True))))
+            .order_by(User.id).with_for_update().execution_options(populate_existing=True))

@@ -130,12 +130,13 @@ def hold_account(db: Session, user_id: int) -> LedgerAccount:
     return _user_account(db, user_id, f"user:{user_id}:hold", purpose=HOLD)
 
 
-def lock_wallets(db: Session, *user_ids: int) -> dict[int, User]:
+def lock_wallets(db: Session, *user_ids: int, usernames: Sequence[str] = ()) -> dict[int, User]:
     """Take the wallet locks of these users (db.lock_users: ascending id order, so two
     transactions never wait on each other), expire their due lots, and return them by id, read
     under the lock (`db.get` of one of them then sends nothing). Two statements for any number
-    of users: the users, then all their ledger accounts."""
-    users = lock_users(db, user_ids)
+    of users: the users, then all their ledger accounts. `usernames`: users known by name
+    locked in the same statement (see db.lock_users)."""
+    users = lock_users(db, user_ids, usernames)
     _load_user_accounts(db, [uid for uid in users if uid not in _cached_accounts(db)])
     for uid in users:
         expire_due_lots(db, uid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
@@ -290,18 +290,14 @@ def same_name(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
-_USER_ID_BY_NAME = select(User.id).where(User.username == bindparam("username"))
-
-
 def transfer(db: Session, sender_id: int, *, to_username: str, to_full_name: str, tokens: int,
              pin_verified: bool) -> Outcome:
     """`pin_verified` comes from accounts.pin_matches, run before this transaction."""
-    recipient_id = db.scalar(_USER_ID_BY_NAME, {"username": to_username})
-    # both rows read under their locks: the PIN counters and the status must be
-    # the latest, or parallel wrong PINs would all count as one
-    locked = ledger.lock_wallets(db, sender_id, recipient_id)
+    # both rows read under their locks, the recipient found by name in the same statement: the
+    # PIN counters and the status must be the latest, or parallel wrong PINs would all count as one
+    locked = ledger.lock_wallets(db, sender_id, usernames=[to_username])
     sender = locked[sender_id]
-    recipient = locked.get(recipient_id) if recipient_id is not None else None
+    recipient = next((u for u in locked.values() if u.username == to_username), None)
     require_active(sender)
     check_pin(sender, pin_verified)
     if recipient is None or recipient.role != Role.USER or not same_name(recipient.full_name, to_full_name):
