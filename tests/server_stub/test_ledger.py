@@ -192,3 +192,30 @@ def test_a_verified_pin_is_remembered_only_for_its_hash(db_url):
     assert not security.verify_pin(new_hash, "1234") and security.verify_pin(new_hash, "5678")
     assert security.verify_pin(old_hash, "1234")   # the old hash still holds only its own PIN
     assert not security.verify_pin(old_hash, "5678")
+
+
+def test_the_wallet_lock_takes_users_by_id_and_by_name_in_one_statement(db_url):
+    from sqlalchemy import event
+
+    from server_stub.db import get_engine
+
+    alice, bob = make_user("alice", standard=5), make_user("bob")
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if "FROM users" in statement:
+            statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        with write_session() as db:
+            locked = ledger.lock_wallets(db, alice, usernames=["bob", "nobody"])
+            assert sorted(locked) == sorted([alice, bob])          # an unknown name is left out
+            assert locked[bob].username == "bob" and locked[alice].username == "alice"
+            assert len(statements) == 1                            # both users, one statement
+            again = ledger.lock_wallets(db, bob, usernames=["alice"])
+            assert again == {alice: locked[alice], bob: locked[bob]}
+            assert len(statements) == 1                            # locked already: nothing sent
+            assert ledger.lock_wallets(db, usernames=["nobody"]) == {}
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
