@@ -3,6 +3,7 @@ user-to-user transfers (FIG 3, 4, 11, 13). Money is integer cents, tokens
 integers; both move only through services.ledger."""
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -127,17 +128,20 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
     refuse_if_card_locked(user)
     card = parse_card(number or "", expiry or "", cvc or "")
     purchase.card_brand, purchase.card_last4 = card.brand, card.last4
-    db.add(purchase)
-    db.flush()
-    result = processor().charge(card, purchase.amount_cents, f"purchase-{purchase.id}")
+    # The charge's reference is drawn, not the row's id (an id rolled back may be given again),
+    # so the purchase is written once, with the charge's result: one INSERT, no UPDATE after it
+    result = processor().charge(card, purchase.amount_cents, f"purchase-{uuid.uuid4().hex}")
     count_card_result(user, result)
     if not result.approved:
         purchase.status, purchase.decline_code = PurchaseStatus.DECLINED, result.decline_code
+        db.add(purchase)
         db.flush()
         raise DeclinedPurchase(purchase, result.decline_code)
     purchase.processor_ref = result.reference
     purchase.status = PurchaseStatus.COMPLETED
     purchase.credited_at = purchase.settled_at = utcnow()
+    db.add(purchase)
+    db.flush()   # its id, for the transfers below
     _credit_wallet(db, user, purchase.tokens, ledger.ISSUANCE, TransferKind.PURCHASE,
                    f"bought {purchase.tokens} tokens by card", purchase_id=purchase.id)
     mall_notices.sale(db, purchase.id, purchase.tokens, purchase.amount_cents)
