@@ -29,8 +29,8 @@ from .core.config import get_settings
 _WRITE_OPTION = "tokenrent_write"
 _AUTOCOMMIT_OPTION = "tokenrent_autocommit"
 _engines: dict[str, Engine] = {}
-M = TypeVar("M")
 _lock = threading.Lock()
+M = TypeVar("M")   # a mapped class (detached)
 
 
 def is_sqlite(url: str) -> bool:
@@ -296,7 +296,7 @@ def lock_users(db: Session, user_ids, usernames: Iterable[str] = ()) -> dict:
 
 @functools.cache
 def _lock_statement() -> Select:
-    """Built once (a call binds the ids only); models import this module, so not at import."""
+    """Built once (a call binds the ids and names only); models import this module, so not at import."""
     from .models.user import User
 
     return (select(User).where(or_(User.id.in_(bindparam("ids", expanding=True)),
