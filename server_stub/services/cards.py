@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, UTC
 from typing import Protocol
@@ -45,6 +46,12 @@ class ChargeResult:
 
 class CardProcessor(Protocol):
     def charge(self, card: Card, amount_cents: int, reference: str) -> ChargeResult: ...
+
+
+def charge_reference(what: str) -> str:
+    """A charge's reference, drawn (`what-<uuid>`), not a row's id: an id rolled back with its
+    transaction may be given again, and the sale's row can be written once, with the result."""
+    return f"{what}-{uuid.uuid4().hex}"
 
 
 def luhn_ok(number: str) -> bool:

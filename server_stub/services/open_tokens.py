@@ -43,7 +43,7 @@ from ..network.types import Answer, Unreachable
 from ..vocabulary import OFFLINE_METHODS, PaymentMethod, Role
 from . import ledger, mall
 from .accounts import check_pin
-from .cards import parse_card, processor
+from .cards import charge_reference, parse_card, processor
 from .errors import ApiError, CardDeclined, Conflict, Forbidden, Invalid, NotFound
 from .idempotency import KeepsWrites, Outcome
 from .pricing import policy
@@ -331,7 +331,7 @@ def buy(db: Session, user_id: int, *, cat: Catalog | None, member_id: str, kind:
         p.card_brand, p.card_last4 = card.brand, card.last4
         db.add(p)
         db.flush()
-        result = processor().charge(card, price, f"open-purchase-{p.id}")
+        result = processor().charge(card, price, charge_reference("open-purchase"))
         count_card_result(user, result)
         if not result.approved:
             p.status, p.decline_code = OpenPurchaseStatus.DECLINED, result.decline_code

@@ -3,7 +3,6 @@ user-to-user transfers (FIG 3, 4, 11, 13). Money is integer cents, tokens
 integers; both move only through services.ledger."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -16,7 +15,7 @@ from ..models.wallet import Bundle, TokenPolicy, TokenPurchase
 from ..vocabulary import OFFLINE_METHODS, PaymentMethod, PurchaseStatus, Role, TokenKind, TransferKind
 from . import ledger, mall_notices
 from .accounts import activate_if_funded, check_pin, find_user, require_active
-from .cards import ChargeResult, parse_card, processor
+from .cards import ChargeResult, charge_reference, parse_card, processor
 from .errors import CardDeclined, Conflict, Invalid, Locked, NotFound
 from .idempotency import KeepsWrites, Outcome
 from .pricing import (
@@ -128,9 +127,8 @@ def _buy_by_card(db: Session, user: User, purchase: TokenPurchase, number, expir
     refuse_if_card_locked(user)
     card = parse_card(number or "", expiry or "", cvc or "")
     purchase.card_brand, purchase.card_last4 = card.brand, card.last4
-    # The charge's reference is drawn, not the row's id (an id rolled back may be given again),
-    # so the purchase is written once, with the charge's result: one INSERT, no UPDATE after it
-    result = processor().charge(card, purchase.amount_cents, f"purchase-{uuid.uuid4().hex}")
+    # the purchase is written once, with the charge's result: one INSERT, no UPDATE after it
+    result = processor().charge(card, purchase.amount_cents, charge_reference("purchase"))
     count_card_result(user, result)
     if not result.approved:
         purchase.status, purchase.decline_code = PurchaseStatus.DECLINED, result.decline_code
