@@ -150,6 +150,8 @@ def dispose_engines() -> None:
         _engines.clear()
         _makers.clear()
         _single_engines.clear()
+    from .loop_reads import forget_readers   # here: loop_reads is built on this module
+    forget_readers()
 
 
 # One sessionmaker per (kind, database): each sessionmaker is a new Session
@@ -189,12 +191,17 @@ def single_statement(url: str | None = None) -> Iterator[Connection]:
     transaction around it (autocommit), so it costs one round trip instead of BEGIN, SELECT,
     ROLLBACK, and no Session. A statement is consistent on its own; two statements here may see
     two different moments."""
+    with single_statement_engine(url).connect() as conn:
+        yield conn
+
+
+def single_statement_engine(url: str | None = None) -> Engine:
+    """The engine single_statement's connections come from (autocommit)."""
     key = url or get_settings().resolved_db_url
     engine = _single_engines.get(key)
     if engine is None:
         engine = _single_engines.setdefault(key, _bind(get_engine(url), "single"))
-    with engine.connect() as conn:
-        yield conn
+    return engine
 
 
 _single_engines: dict[str, Engine] = {}   # by database URL, as _makers

@@ -1,9 +1,11 @@
 """Accounts: registration, activation, sign-in, sessions, lockouts, PINs."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, delete, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -186,7 +188,7 @@ def session_params(token: str) -> dict[str, str]:
     return {"token_digest": token_digest(token)}
 
 
-def live_user(row: Row) -> User | None:
+def live_user(row: Sequence[Any]) -> User | None:
     """The user of a SESSION_QUERY row (detached, every column loaded), or None if the
     session was revoked or has expired."""
     revoked_at, expires_at = row[0], row[1]
