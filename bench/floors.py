@@ -9,7 +9,9 @@ comes from `wrk` (bench/wrk_load.py: a C client on `--clients` keep-alive connec
 a fresh Idempotency-Key per request), so the client does not eat the two cores the server needs.
 Every answer but 201 (200 for the GET) is an error and is printed. For each HTTP phase the
 server's CPU ms per request (user + system, summed over the server process and its children) and
-its peak RSS (VmRSS of each process sampled every 0.2 s; the largest single process) are printed.
+its peak RSS (VmRSS of each process sampled every 0.2 s; the largest single process) are printed,
+and what PostgreSQL's processes and wrk spent per request on the same two cores (with the
+server's CPU, that bounds any number of workers: two cores give at most 2000 / (their sum) /s).
 
 Rows:
 - the trivial authenticated GET (`GET /v1/sessions/current`, no Idempotency-Key): rate and CPU
@@ -20,7 +22,9 @@ Rows:
   lock on the payer, so inserting it before would deadlock two opposite transfers), the
   idempotency record inserted, the two balance updates, the transfer row, the stored answer. Each
   pgbench script is one (payer, payee) pair with its real ids, so the floor pays no lookup of its
-  own.
+  own. Beside both, the stack's floor: the same transfers against bench/bare_transfer.py on the
+  same database (FastAPI, uvicorn and SQLAlchemy Core running the same statements in one worker
+  hop, and nothing else): what any server on this stack must spend.
 - card purchases: `POST /v1/token-purchases` by card against its statements in one transaction
   (session, user locked, idempotency read, token policy, the wallet, the purchase row written and
   completed, the wallet credited, the token and cent transfers, the stored answer).
@@ -46,7 +50,9 @@ at least one per 201.
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -161,14 +167,38 @@ def _tree_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def _postgres_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL process on this machine (the benchmark's own
+    database server: nothing else uses it during a phase)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if name == "postgres":
+            total += (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children_cpu_seconds() -> float:
+    """CPU of this process's finished children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class ServerMeter:
     """Around an HTTP phase: the server's CPU seconds (all its processes) and its peak RSS,
-    VmRSS of each process sampled every 0.2 s (the largest single process)."""
+    VmRSS of each process sampled every 0.2 s (the largest single process); also what
+    PostgreSQL's processes and the load generator (wrk) spent, which share the two cores."""
 
     def __init__(self, pid: int):
         self.pid = pid
         self.peak_rss_mb = 0.0
         self.cpu_seconds = 0.0
+        self.postgres_cpu_seconds = 0.0
+        self.load_cpu_seconds = 0.0
         self.processes = 0
         self._stop = threading.Event()
 
@@ -183,12 +213,15 @@ class ServerMeter:
         self._pids = _process_tree(self.pid)
         self.processes = len(self._pids)
         self._cpu0 = _tree_cpu_seconds(self._pids)
+        self._pg0, self._load0 = _postgres_cpu_seconds(), _children_cpu_seconds()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.cpu_seconds = _tree_cpu_seconds(self._pids) - self._cpu0
+        self.postgres_cpu_seconds = _postgres_cpu_seconds() - self._pg0
+        self.load_cpu_seconds = _children_cpu_seconds() - self._load0
         self._stop.set()
         self._thread.join()
 
@@ -201,6 +234,8 @@ class Phase:
     result: wrk_load.Result
     ok_status: int
     cpu_ms: float          # server CPU per request answered ok_status
+    postgres_cpu_ms: float  # PostgreSQL's CPU per such request (0 on SQLite)
+    load_cpu_ms: float      # wrk's
     peak_rss_mb: float
     processes: int
     errors: list[str] = field(default_factory=list)
@@ -231,7 +266,9 @@ def _measured(srv: Server, reqs: list[wrk_load.Request], seconds: float, clients
         errors.append(f"socket errors x{res.socket_errors}")
     if (uncounted := res.requests - sum(res.statuses.values())) > 0:
         errors.append(f"other statuses x{uncounted}")
-    return Phase(res, ok_status, meter.cpu_seconds * 1000 / max(ok, 1), meter.peak_rss_mb, meter.processes, errors)
+    per_ok = 1000 / max(ok, 1)
+    return Phase(res, ok_status, meter.cpu_seconds * per_ok, meter.postgres_cpu_seconds * per_ok,
+                 meter.load_cpu_seconds * per_ok, meter.peak_rss_mb, meter.processes, errors)
 
 
 # ---------------------------------------------------------------- the audit, read from the database
@@ -281,6 +318,40 @@ def _audited_phase(srv: Server, reqs: list[wrk_load.Request], seconds: float, cl
     changes = [int(b) - int(a) for a, b in zip(before, after, strict=True)]
     ok, text = _accounted(what, phase.ok, changes[1], clients)
     return phase, ok, text, changes
+
+
+# ---------------------------------------------------------------- the stack's floor (bench/bare_transfer.py)
+
+def _bare_phase(srv: Server, reqs: list[wrk_load.Request], seconds: float, clients: int) -> Phase:
+    """The same transfers against bench/bare_transfer.py on the same database: what FastAPI,
+    uvicorn and SQLAlchemy Core cost at the least for these statements."""
+    from tests.support.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bare_transfer.py")), srv.db_url, str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bare = _Bare(f"http://127.0.0.1:{port}", proc)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                import socket
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("bench/bare_transfer.py did not start") from None
+                time.sleep(0.1)
+        return _http(bare, reqs, seconds, clients)   # type: ignore[arg-type]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@dataclass
+class _Bare:
+    base_url: str
+    proc: subprocess.Popen
 
 
 # ---------------------------------------------------------------- rows
@@ -445,6 +516,7 @@ def bench_transfers(backend: str, seconds: float, clients: int, workers: int = 1
             "SELECT COUNT(*) FROM ledger_transfers WHERE kind = 'transfer'")
         audit = (ok and tokens == 0, f"{text}; user tokens {'unchanged' if tokens == 0 else f'changed by {tokens}'}")
 
+        bare = _bare_phase(srv, reqs, seconds, clients)
         ids = [int(srv.me(u)["id"]) for u in users]
         accounts = _wallet_accounts(srv.db_url, ids)
         if backend == "sqlite":
@@ -453,9 +525,9 @@ def bench_transfers(backend: str, seconds: float, clients: int, workers: int = 1
                 a, b = rng.sample(range(USERS), 2)
                 pairs.append({"digest": token_digest(users[a].token), "payer": ids[a],
                               "payer_account": accounts[ids[a]], "payee_account": accounts[ids[b]]})
-            return [get_row, _row("transfers", SQLITE_FLOOR, phase,
-                                  _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), pairs, seconds, clients),
-                                  srv.ledger_check(), audit)]
+            return [get_row, {**_row("transfers", SQLITE_FLOOR, phase,
+                                     _sqlite_floor(srv.db_url.removeprefix("sqlite:///"), pairs, seconds, clients),
+                                     srv.ledger_check(), audit), "bare": bare}]
         scripts = []
         for i in range(PAIRS):
             a, b = rng.sample(range(USERS), 2)
@@ -465,8 +537,9 @@ def bench_transfers(backend: str, seconds: float, clients: int, workers: int = 1
                 payer_account=accounts[ids[a]], payee_account=accounts[ids[b]], fingerprint="0" * 64,
                 answer='{"id": 1, "tokens": 1, "status": "completed"}'))
             scripts += ["-f", str(path)]
-        return [get_row, _row("transfers", "pgbench", phase, _pgbench(scripts, _pg_url(srv.db_url), seconds, clients,
-                                                                      verbose), srv.ledger_check(), audit)]
+        return [get_row, {**_row("transfers", "pgbench", phase,
+                                 _pgbench(scripts, _pg_url(srv.db_url), seconds, clients, verbose),
+                                 srv.ledger_check(), audit), "bare": bare}]
     finally:
         cleanup()
 
@@ -569,12 +642,19 @@ def _print_row(backend: str, r: dict, clients: int, seconds: float) -> None:
     target = f" (issue 13's target: <= {GET_CPU_TARGET_MS} ms)" if r["floor"] is None else ""
     print(f"  server per request  : CPU {p.cpu_ms:.2f} ms{target}; peak RSS {p.peak_rss_mb:.0f} MB "
           f"(largest of {p.processes} process{'es' if p.processes > 1 else ''})")
+    whole = p.cpu_ms + p.postgres_cpu_ms + p.load_cpu_ms
+    print(f"  the machine per req : PostgreSQL {p.postgres_cpu_ms:.2f} ms, wrk {p.load_cpu_ms:.2f} ms; "
+          f"{os.cpu_count()} cores give at most {1000 * (os.cpu_count() or 1) / whole:.0f} /s at {whole:.2f} ms in all")
     if r["floor"] is not None:
         print(f"  the same SQL (floor): {r['floor_tps']:8.1f} /s ({r['floor']}, one transaction each; "
               f"{r['floor_failed']} failed)")
         if "floor_cpu" in r:
             print(f"  {r['floor_cpu']}")
         print(f"  ratio HTTP / floor  : {r['ratio']:.3f}x (issue 13's target: >= {r['target']}x)")
+        if (bare := r.get("bare")) is not None:
+            print(f"  the stack's floor   : {bare.rps:8.1f} /s, server CPU {bare.cpu_ms:.2f} ms per request "
+                  f"(bench/bare_transfer.py: FastAPI + SQLAlchemy Core, the same statements, nothing else) "
+                  f"= {bare.rps / r['floor_tps']:.3f}x the SQL floor; {len(bare.errors)} errors {bare.errors[:3]}")
         print(f"  ledger check after both: {'ok' if r['ledger_ok'] else 'FAILED'}; "
               f"errors {len(r['errors'])} {r['errors'][:3]}")
         print(f"  audit: {'ok' if r['audit_ok'] else 'FAILED'}: {r['audit']}")

@@ -13,8 +13,9 @@ ratio exchange/transfer (target: at most 3x). After the run: the network
 audit (`msp admin audit`) must hold, and every user's balance at A must be
 its start less what its completed exchanges moved.
 
-Profiling (issue 13): BENCH_PROFILE_DIR=DIR records the MSP and B with py-spy during the open
-phase; BENCH_SQL_COUNT=1 counts their statements (bench/sql_count). bench/profiles.py reads both.
+Profiling (issue 13): BENCH_PROFILE_DIR=DIR records the three servers with py-spy during the
+exchange phase (exchange-a, -msp, -b) and the MSP and B during the open phase; BENCH_SQL_COUNT=1
+counts their statements (bench/sql_count). bench/profiles.py reads both.
 
 Open-token payments (issue 12), in the same run on fresh servers: users of A
 buy universal open tokens at A by card, sign on at B with A's assertion and
@@ -130,8 +131,10 @@ def bench_backend(backend: str, seconds: float, clients: int) -> dict:
         t_n, t_lat, t_err = run_phase(seconds, clients, transfer)
         c1 = cpu(procs)
         per0 = [server_cpu_seconds(p.proc.pid) for p in procs]
+        spies = _start_profilers({"exchange-msp": msp, "exchange-a": a, "exchange-b": b}, seconds)
         x_n, x_lat, x_err = run_phase(seconds, clients, exchange)
         c2 = cpu(procs)
+        _stop_profilers(spies)
         per1 = [server_cpu_seconds(p.proc.pid) for p in procs]
         del start
         # quiescence, then the checks
