@@ -21,6 +21,29 @@ def _settings_from(a: argparse.Namespace) -> Settings:
     return s
 
 
+def _prepare(s: Settings, serving: bool, demo: bool = False) -> None:
+    """Migrations and the PIN pepper; for `serve` also the vendor signing key and the demo data."""
+    from . import migrate
+    from .core.security import pin_pepper
+    from .db import dispose_engines, write_session
+    from .logs import log
+    from .services import signing_keys
+
+    migrate.upgrade(s.resolved_db_url)
+    pin_pepper()  # create the PIN pepper once, before any worker starts
+    if not serving:
+        return
+    with write_session() as db:  # the vendor signing key exists from the first start on
+        signing_keys.ensure_key(db)
+    if demo:
+        from . import demo as demo_data
+
+        with write_session() as db:
+            notes = demo_data.load(db)
+        log("demo data ready", changes=notes, accounts=demo_data.credentials_text())
+    dispose_engines()
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import admin_cli
 
@@ -67,28 +90,15 @@ def main(argv: list[str] | None = None) -> int:
             check_server_files(s.tls_cert_file, s.tls_key_file)   # before anything starts, named
         except ValueError as e:
             parser.error(str(e))
-    from . import migrate
     from .logs import log, setup_logging
 
     setup_logging(s.log_level)
-    migrate.upgrade(s.resolved_db_url)
-    from .core.security import pin_pepper
-
-    pin_pepper()  # create the PIN pepper once, before any worker starts
     if a.command == "admin":
+        _prepare(s, serving=False)
         return admin_cli.run(a)
+    from .start_up import run_apart
 
-    from .db import write_session
-    from .services import signing_keys
-
-    with write_session() as db:  # the vendor signing key exists from the first start on
-        signing_keys.ensure_key(db)
-    if a.demo:
-        from . import demo
-
-        with write_session() as db:
-            notes = demo.load(db)
-        log("demo data ready", changes=notes, accounts=demo.credentials_text())
+    run_apart(lambda: _prepare(s, serving=True, demo=a.demo))   # the serving process never imports Alembic
     if s.public_url == Settings.public_url:
         scheme = "https" if s.tls_cert_file else "http"
         os.environ["TOKENRENT_PUBLIC_URL"] = f"{scheme}://{a.host}:{a.port}"

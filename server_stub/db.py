@@ -37,6 +37,7 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+@functools.lru_cache(maxsize=64)   # parsing a URL costs more than the lookup it serves (loop_reads)
 def normalize_url(url: str) -> str:
     """Accept postgresql:// and postgres:// and use the psycopg 3 driver."""
     u = make_url(url)

@@ -78,14 +78,24 @@ def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             check_server_files(s.tls_cert_file, s.tls_key_file)   # before anything starts, named
         except ValueError as e:
             parser.error(str(e))
-    from ..db import write_session
+    from ..db import dispose_engines, write_session
     from ..logs import log, setup_logging
-    from . import migrate
+    from ..start_up import run_apart
     from .identity import msp_key, msp_public_text
 
     setup_logging(s.log_level)
-    migrate.upgrade(s.resolved_db_url)
-    msp_key()   # the key exists (0600, created atomically) before any worker starts
+
+    def prepare() -> None:
+        from . import migrate   # here: the serving process never imports Alembic (start_up.py)
+
+        migrate.upgrade(s.resolved_db_url)
+        msp_key()   # the key exists (0600, created atomically) before any worker starts
+        dispose_engines()
+
+    if a.msp_command == "serve":
+        run_apart(prepare)
+    else:
+        prepare()
     if a.msp_command == "audit":
         return _audit()
     if a.msp_command == "admin":
@@ -96,8 +106,6 @@ def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if a.demo:
         log("demo mall: no demo members yet (tokenrent-server msp admin invite NAME admits a vendor)")
-    from ..db import dispose_engines
-
     dispose_engines()   # don't hand pooled connections to forked workers
     log("msp serving", host=a.host, port=a.port, workers=a.workers, db=s.resolved_db_url.split("@")[-1],
         tls=bool(s.tls_cert_file), public_url=s.public_url, msp_key=msp_public_text())
