@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -13,7 +14,6 @@ from ..api.problems import problems
 from ..api.routes.store import _none_match   # If-None-Match, compared as RFC 9110 says
 from ..network.keys import parse_public_key
 from ..network.signed_routes import signed_caller
-from ..network.signatures import KeyResolver
 from ..schemas.common import Problem
 from ..services.errors import Forbidden, Invalid
 from . import directory, members
@@ -37,10 +37,10 @@ async def joining_request(request: Request, body: JoinIn) -> JoinIn:
     except ValueError as e:
         raise Invalid(f"network_key: {e}") from None
 
-    def resolver() -> KeyResolver:
-        return lambda key_id: key if key_id == JOINING_KEY_ID else None
+    async def joining_key(key_id: str) -> Ed25519PublicKey | None:
+        return key if key_id == JOINING_KEY_ID else None
 
-    await signed_caller(resolver)(request)
+    await signed_caller(joining_key)(request)
     return body
 
 

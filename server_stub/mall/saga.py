@@ -3,20 +3,22 @@ inbox: each message applied once, its first answer final) and what it sends
 them (the outbox and its delivery worker, one per MSP process)."""
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
 from ..db import read_session, write_session
 from ..logs import log
+from ..loop_reads import first_row
 from ..network import outbox
 from ..network.client import MallClient
 from ..network.keys import parse_public_key
-from ..network.signatures import KeyResolver
 from ..network.types import Answer, Unreachable
 from . import exchanges
 from .identity import msp_key
@@ -32,8 +34,18 @@ def member_key(key_id: str) -> Ed25519PublicKey | None:
         return parse_public_key(m.network_key) if m is not None else None
 
 
-def member_keys() -> KeyResolver:
-    return member_key
+MEMBER_KEY = select(Member.network_key).where(Member.member_id == bindparam("member_id"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_key(text: str) -> Ed25519PublicKey:
+    return parse_public_key(text)   # immutable: one object per key text
+
+
+async def member_key_on_loop(key_id: str) -> Ed25519PublicKey | None:
+    """member_key for signed_caller: one read on the event loop (loop_reads), no thread."""
+    row = await first_row(MEMBER_KEY, {"member_id": key_id})
+    return None if row is None else _parsed_key(row[0])
 
 
 def receive_exchange(sender: str, message_id: str, body: Any) -> Answer:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from http_message_signatures import (
     ContentDigest,
@@ -247,6 +248,27 @@ def _check_body(result: VerifyResult, body: bytes) -> None:
         raise SignatureRefused(Refusal.DIGEST_MISMATCH, f"the body does not match its Content-Digest: {e}") from None
     if not covered:   # unreachable: every verify requires content-digest; kept so a change cannot skip it
         raise SignatureRefused(Refusal.BAD_SIGNATURE, "the signature does not cover the Content-Digest")
+
+
+def signing_key_id(headers: Mapping[str, str]) -> str:
+    """The key id a message's one signature names in its Signature-Input, so that the key can
+    be looked up before the signature is checked (on the event loop, without a thread: see
+    signed_routes). It proves nothing by itself; raises SignatureRefused."""
+    if not (_has_field(headers, "signature") and _has_field(headers, "signature-input")):
+        raise SignatureRefused(Refusal.MISSING_SIGNATURE, "the message is not signed (no Signature and Signature-Input)")
+    field = ", ".join(v for k, v in _Fields(headers).items() if k.lower() == "signature-input")
+    try:
+        inputs = http_sf.parse(field.encode("latin-1"), tltype="dictionary")
+    except Exception:   # the parser's errors have no common class of their own
+        raise SignatureRefused(Refusal.BAD_SIGNATURE, "the Signature-Input field is not a structured dictionary") from None
+    members: list[Any] = list(inputs.values()) if isinstance(inputs, dict) else []
+    if len(members) != 1 or not isinstance(members[0], tuple) or len(members[0]) != 2:
+        raise SignatureRefused(Refusal.BAD_SIGNATURE, "exactly one signature is expected")
+    params = members[0][1]
+    key_id = params.get("keyid") if isinstance(params, dict) else None
+    if not isinstance(key_id, str) or not key_id:
+        raise SignatureRefused(Refusal.BAD_SIGNATURE, "the signature names no key id")
+    return key_id
 
 
 def verify_request(method: str, url: str, headers: Mapping[str, str], body: bytes,

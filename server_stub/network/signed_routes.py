@@ -1,7 +1,7 @@
 """The FastAPI side of signed server-to-server calls (docs/mall.md "Signed
 server-to-server calls"):
 
-- `signed_caller(resolve_key)`: a dependency that verifies the request's
+- `signed_caller(lookup_key)`: a dependency that verifies the request's
   signature and gives the route the caller's key id; a refusal is a 401
   problem with the machine-readable `reason`.
 - `SignAnswersMiddleware`: signs every answer under a path prefix, bound to
@@ -10,17 +10,17 @@ server-to-server calls"):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from starlette.concurrency import run_in_threadpool
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..services.errors import ApiError
-from .signatures import KeyResolver, SignatureRefused, sign_response, verify_request
+from .signatures import SignatureRefused, sign_response, signing_key_id, verify_request
 
 MALL_PREFIX = "/v1/mall/"
 Signer = Callable[[], tuple[str, Ed25519PrivateKey] | None]
+KeyLookup = Callable[[str], Awaitable[Ed25519PublicKey | None]]   # key id -> key, None if unknown
 
 
 class SignatureNotAccepted(ApiError):
@@ -48,21 +48,21 @@ def request_target_uri(scope: Scope) -> str:
     return target + ("?" + query.decode("latin-1") if query else "")
 
 
-def signed_caller(resolve_key: Callable[[], KeyResolver]) -> Callable[[Request], Awaitable[str]]:
+def signed_caller(lookup_key: KeyLookup) -> Callable[[Request], Awaitable[str]]:
     """A FastAPI dependency: the key id that signed this request, or a 401.
-    `resolve_key()` is called per request (the directory may change) in a
-    worker thread, with the key lookup, so either may touch the database.
-    The route's own body model still works (the body is read once, cached)."""
+    `lookup_key(key_id)` is awaited per request (a member's key may change), with the key id the
+    request names; the signature is then checked on the loop: a worker-thread hop costs more than
+    the check (docs/performance.md, issue 13). A lookup that fails (the database) is an error,
+    not a bad signature. The route's own body model still works (the body is read once, cached)."""
 
     async def verified_caller(request: Request) -> str:
         body = await request.body()
         target = request_target_uri(request.scope)
-
-        def verify() -> str:
-            return verify_request(request.method, target, request.headers, body, resolve_key())
-
         try:
-            return await run_in_threadpool(verify)
+            key_id = signing_key_id(request.headers)
+            key = await lookup_key(key_id)
+            return verify_request(request.method, target, request.headers, body,
+                                  lambda named: key if named == key_id else None)
         except SignatureRefused as e:
             raise SignatureNotAccepted(e) from None
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
 from ..db import read_session, write_session
+from ..api.worker import in_worker
 from ..logs import log
 from ..models.base import utcnow
 from ..models.mall import MallInboxMessage, MallOutboxMessage
@@ -135,6 +136,13 @@ def msp_key_resolver(key_id: str):
         if row is not None:
             _msp_key = parse_public_key(row.msp_key)
     return _msp_key
+
+
+async def msp_key_on_loop(key_id: str):
+    """msp_key_resolver for signed_caller: the pinned key once read, without a thread."""
+    if key_id == MSP_ID and _msp_key is not None:
+        return _msp_key
+    return await in_worker(msp_key_resolver, key_id)
 
 
 def _destination_url(destination: str, path: str) -> str:

@@ -16,7 +16,7 @@ from ..problems import problems
 
 router = APIRouter(prefix="/mall", tags=["mall network (server to server)"])
 
-MspCaller = Annotated[str, Depends(signed_caller(lambda: mall_saga.msp_key_resolver))]
+MspCaller = Annotated[str, Depends(signed_caller(mall_saga.msp_key_on_loop))]
 MessageId = Annotated[str, Header(alias="Idempotency-Key", min_length=1, max_length=64,
                                   pattern=r"^[\x21-\x7e]{1,64}$")]
 Message = Annotated[dict[str, Any], Body()]

@@ -35,7 +35,10 @@ def create_app() -> FastAPI:
     key = load_or_create_network_key(Path(os.environ["SIGNED_APP_KEY"]))
     callers = {kid: parse_public_key(text) for kid, text in json.loads(os.environ["SIGNED_APP_CALLERS"]).items()}
     switch = Path(os.environ["SIGNED_APP_UNSIGNED_SWITCH"])
-    caller = signed_caller(lambda: callers.get)
+    async def lookup(key_id: str):
+        return callers.get(key_id)
+
+    caller = signed_caller(lookup)
     Caller = Annotated[str, Depends(caller)]
     app = FastAPI()
 

@@ -296,3 +296,27 @@ def test_an_answer_to_an_unsigned_request_cannot_be_bound(keys):
 def test_a_naive_now_is_a_programming_error(keys):
     with pytest.raises(ValueError, match="aware"):
         sign_request("GET", URL, {}, b"", "m-aaaaaaaaaa", keys["m-aaaaaaaaaa"], now=datetime.now())
+
+
+# ------------------------------------------------------------------ the key id, read before the check
+
+def test_the_key_id_is_read_from_the_one_signature(keys):
+    assert signatures.signing_key_id(_signed_request(keys)) == "m-aaaaaaaaaa"
+
+
+@pytest.mark.parametrize("signature_input, reason", [
+    (None, Refusal.MISSING_SIGNATURE),
+    ('mall=("@method";created=1', Refusal.BAD_SIGNATURE),                        # not a dictionary
+    ('mall=("@method");created=1', Refusal.BAD_SIGNATURE),                       # no key id
+    ('mall=("@method");keyid=7', Refusal.BAD_SIGNATURE),                         # not a string
+    ('a=("@method");keyid="m-aaaaaaaaaa", b=("@method");keyid="m-bbbbbbbbbb"', Refusal.BAD_SIGNATURE),   # two
+])
+def test_a_key_id_that_cannot_be_read_is_refused(keys, signature_input, reason):
+    headers = _signed_request(keys)
+    if signature_input is None:
+        del headers["Signature-Input"]
+    else:
+        headers["Signature-Input"] = signature_input
+    with pytest.raises(SignatureRefused) as refused:
+        signatures.signing_key_id(headers)
+    assert refused.value.reason == reason
