@@ -151,8 +151,16 @@ def dispose_engines() -> None:
         _engines.clear()
         _makers.clear()
         _single_engines.clear()
-    from .loop_reads import forget_readers   # here: loop_reads is built on this module
-    forget_readers()
+    for forget in _on_dispose:
+        forget()
+
+
+_on_dispose: list[Callable[[], None]] = []   # what modules built on this one hold (loop_reads)
+
+
+def on_dispose(forget: Callable[[], None]) -> None:
+    """`forget()` is called by every dispose_engines() (a forked worker opens its own)."""
+    _on_dispose.append(forget)
 
 
 # One sessionmaker per (kind, database): each sessionmaker is a new Session

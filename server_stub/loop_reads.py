@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Connection, Select
 
-from .db import get_engine, is_sqlite, normalize_url, single_statement_engine
+from .db import get_engine, is_sqlite, normalize_url, on_dispose, single_statement_engine
 from .core.config import get_settings
 
 Row = tuple[Any, ...]
@@ -153,3 +153,6 @@ async def first_row(stmt: Select, params: Mapping[str, Any], url: str | None = N
 def forget_readers() -> None:
     """Drop every reader (db.dispose_engines calls it: a forked worker opens its own)."""
     _readers.clear()
+
+
+on_dispose(forget_readers)
