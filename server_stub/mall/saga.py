@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..core.config import get_settings
-from ..db import read_session, write_session
+from ..db import read_session, single_statement, write_session
 from ..logs import log
 from ..loop_reads import first_row
 from ..network import outbox
@@ -26,20 +26,20 @@ from .models import Member, MspInboxMessage, MspOutboxMessage
 from .vocabulary import MSP_ID
 
 
-def member_key(key_id: str) -> Ed25519PublicKey | None:
-    """A member's network key (blocked members too: their operations in
-    flight finish; what they may start is the services' decision)."""
-    with read_session() as db:
-        m = db.get(Member, key_id)
-        return parse_public_key(m.network_key) if m is not None else None
-
-
 MEMBER_KEY = select(Member.network_key).where(Member.member_id == bindparam("member_id"))
 
 
 @functools.lru_cache(maxsize=1024)
 def _parsed_key(text: str) -> Ed25519PublicKey:
     return parse_public_key(text)   # immutable: one object per key text
+
+
+def member_key(key_id: str) -> Ed25519PublicKey | None:
+    """A member's network key (blocked members too: their operations in
+    flight finish; what they may start is the services' decision)."""
+    with single_statement() as conn:
+        text = conn.execute(MEMBER_KEY, {"member_id": key_id}).scalar()
+    return None if text is None else _parsed_key(text)
 
 
 async def member_key_on_loop(key_id: str) -> Ed25519PublicKey | None:
