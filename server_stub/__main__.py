@@ -41,7 +41,7 @@ def _prepare(s: Settings, serving: bool, demo: bool = False) -> None:
         with write_session() as db:
             notes = demo_data.load(db)
         log("demo data ready", changes=notes, accounts=demo_data.credentials_text())
-    dispose_engines()
+    dispose_engines()   # a child of run_apart closes its connections before it exits
 
 
 def main(argv: list[str] | None = None) -> int:

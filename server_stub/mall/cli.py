@@ -90,10 +90,13 @@ def run(a: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
         migrate.upgrade(s.resolved_db_url)
         msp_key()   # the key exists (0600, created atomically) before any worker starts
-        dispose_engines()
+
+    def prepare_apart() -> None:
+        prepare()
+        dispose_engines()   # the child closes its connections before it exits
 
     if a.msp_command == "serve":
-        run_apart(prepare)
+        run_apart(prepare_apart)
     else:
         prepare()
     if a.msp_command == "audit":
