@@ -54,6 +54,7 @@ import os
 import random
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -335,7 +336,6 @@ def _bare_phase(srv: Server, reqs: list[wrk_load.Request], seconds: float, clien
         deadline = time.monotonic() + 30
         while True:
             try:
-                import socket
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
